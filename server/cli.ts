@@ -1,0 +1,201 @@
+/**
+ * The `ws-uploader` command: `upload-server`, `control-server`, `demo` and `token`.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createControlServer, type UploadServerEndpoint } from './control/control-server.js';
+import { startDemo } from './demo.js';
+import { createUserToken } from './tokens.js';
+import { createUploadServer } from './upload/upload-server.js';
+
+const SECRET_HELP = '  --secret S         shared secret, at least 32 bytes (default: $WS_UPLOADER_SECRET)';
+
+const COMMANDS: Record<string, { help: string; options: ParseArgsConfig['options']; run: (v: Values) => Promise<void> }> = {
+  'upload-server': {
+    help: `Usage: ws-uploader upload-server --id ID --data-dir DIR [options]
+
+Runs an upload server: dup/2 over WebSocket at /dup, finished items at GET /files/{itemId}.
+
+  --id ID            server id, unique in the deployment ([A-Za-z0-9_-])
+  --data-dir DIR     folder where items are stored
+  --port N           TCP port (default 8081)
+  --host H           interface (default 127.0.0.1)
+${SECRET_HELP}
+  --max-item-size N  largest item in bytes (default 524288000)`,
+    options: {
+      id: { type: 'string' },
+      'data-dir': { type: 'string' },
+      port: { type: 'string', default: '8081' },
+      host: { type: 'string', default: '127.0.0.1' },
+      secret: { type: 'string' },
+      'max-item-size': { type: 'string' },
+    },
+    async run(v) {
+      const server = createUploadServer({
+        id: required(v, 'id'),
+        dataDir: required(v, 'data-dir'),
+        secret: secretOf(v),
+        ...(v['max-item-size'] ? { maxItemSize: int(v, 'max-item-size') } : {}),
+      });
+      const urls = await server.listen(int(v, 'port'), str(v, 'host'));
+      console.log(`upload server ${server.id} at ${urls.ws} (HTTP ${urls.http})`);
+      onStop(() => server.close());
+    },
+  },
+  'control-server': {
+    help: `Usage: ws-uploader control-server [options]
+
+Runs a control server at ws://HOST:PORT/control.
+
+  --config FILE        JSON file: { "uploadServers": [{ "id", "url", "httpUrl" }], "port", "host" }
+  --upload-server S    an upload server as id=WS_URL,HTTP_URL (repeatable)
+  --port N             TCP port (default 8080)
+  --host H             interface (default 127.0.0.1)
+${SECRET_HELP}`,
+    options: {
+      config: { type: 'string' },
+      'upload-server': { type: 'string', multiple: true },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      secret: { type: 'string' },
+    },
+    async run(v) {
+      const config = v['config'] ? (JSON.parse(await readFile(str(v, 'config'), 'utf8')) as Record<string, unknown>) : {};
+      const fromFlags = ((v['upload-server'] as string[] | undefined) ?? []).map(parseEndpoint);
+      const uploadServers = [...((config['uploadServers'] as UploadServerEndpoint[] | undefined) ?? []), ...fromFlags];
+      if (uploadServers.length === 0) fatal('name at least one upload server (--upload-server or --config)');
+      const control = createControlServer({ secret: secretOf(v), uploadServers });
+      const port = v['port'] ? int(v, 'port') : Number(config['port'] ?? 8080);
+      const host = (v['host'] as string | undefined) ?? (config['host'] as string | undefined) ?? '127.0.0.1';
+      console.log(`control server at ${await control.listen(port, host)}`);
+      onStop(() => control.close());
+    },
+  },
+  demo: {
+    help: `Usage: ws-uploader demo [options]
+
+Starts a control server, three upload servers and the demo page on loopback.
+
+  --port N          port of the demo page (default 8080; 0 for any free port)
+  --host H          interface (default 127.0.0.1)
+  --data-dir DIR    where the upload servers keep items (default ./data)`,
+    options: {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'data-dir': { type: 'string', default: 'data' },
+    },
+    async run(v) {
+      const demo = await startDemo({
+        port: int(v, 'port'),
+        host: str(v, 'host'),
+        dataDir: str(v, 'data-dir'),
+        ...(process.env['WS_UPLOADER_SECRET'] ? { secret: process.env['WS_UPLOADER_SECRET'] } : {}),
+      });
+      for (const s of demo.uploadServers) console.log(`  upload server ${s.id}`);
+      console.log(`  control server ${demo.controlUrl}`);
+      console.log(`\nws-uploader demo running: open ${demo.url}\nPress Ctrl-C to stop.`);
+      onStop(() => demo.close());
+    },
+  },
+  token: {
+    help: `Usage: ws-uploader token --user ID [options]
+
+Prints a user token for the control server (an HS256 JWT, audience ws-uploader:control).
+
+  --user ID          user id (the token's subject)
+  --ttl SECONDS      lifetime (default 86400)
+${SECRET_HELP}`,
+    options: { user: { type: 'string' }, ttl: { type: 'string', default: '86400' }, secret: { type: 'string' } },
+    async run(v) {
+      console.log(await createUserToken(secretOf(v), required(v, 'user'), int(v, 'ttl')));
+    },
+  },
+};
+
+const MAIN_HELP = `Usage: ws-uploader <command> [options]
+
+Commands:
+  upload-server    run an upload server
+  control-server   run a control server
+  demo             run the demo (control server, three upload servers, demo page)
+  token            print a user token for the control server
+
+Run ws-uploader <command> --help for a command's options.`;
+
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+/**
+ * Runs the command line.
+ * @param argv the arguments after the program name
+ */
+export async function main(argv: readonly string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(MAIN_HELP);
+    return;
+  }
+  const command = COMMANDS[name];
+  if (!command) fatal(`unknown command ${JSON.stringify(name)}\n\n${MAIN_HELP}`);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(command.help);
+    return;
+  }
+  let values: Values;
+  try {
+    values = parseArgs({ args: [...rest], options: command.options ?? {}, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    fatal(`${(e as Error).message}\n\n${command.help}`);
+  }
+  try {
+    await command.run(values);
+  } catch (e) {
+    fatal(e instanceof TypeError || e instanceof Error ? e.message : String(e));
+  }
+}
+
+function fatal(message: string): never {
+  console.error(`ws-uploader: ${message.replace(/^ws-uploader: /, '')}`);
+  process.exit(2);
+}
+
+function str(v: Values, name: string): string {
+  return String(v[name]);
+}
+
+function required(v: Values, name: string): string {
+  if (typeof v[name] !== 'string' || v[name] === '') fatal(`--${name} is required`);
+  return v[name];
+}
+
+function int(v: Values, name: string): number {
+  const n = Number(v[name]);
+  if (!Number.isSafeInteger(n) || n < 0) fatal(`--${name} must be a non-negative integer`);
+  return n;
+}
+
+function secretOf(v: Values): string {
+  const secret = (v['secret'] as string | undefined) ?? process.env['WS_UPLOADER_SECRET'];
+  if (!secret) fatal('a shared secret is required: --secret or $WS_UPLOADER_SECRET');
+  return secret;
+}
+
+function parseEndpoint(spec: string): UploadServerEndpoint {
+  const m = /^([A-Za-z0-9_-]+)=(wss?:\/\/[^,]+),(https?:\/\/.+)$/.exec(spec);
+  if (!m) fatal(`--upload-server must be id=WS_URL,HTTP_URL, got ${JSON.stringify(spec)}`);
+  return { id: m[1]!, url: m[2]!, httpUrl: m[3]! };
+}
+
+function onStop(close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    console.log('\nstopping…');
+    close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

@@ -1,0 +1,398 @@
+/**
+ * The reference control server: authenticates browsers, hands out the upload-server list with
+ * scoped tokens, records published items, plans where they go and tracks completion.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  CLOSE,
+  DEFAULT_MAX_ITEM_SIZE,
+  decodeControlClientMessage,
+  encodeControlMessage,
+  ITEM_ID_PATTERN,
+  PROTOCOL,
+  ProtocolError,
+  SUBPROTOCOL_CONTROL_1,
+  type ControlClientMessage,
+  type ControlErrorCode,
+  type ControlServerMessage,
+  type ItemMeta,
+  type ServerInfo,
+  type TargetRange,
+} from '../../src/protocol/index.js';
+import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } from '../tokens.js';
+import { lowestRttPlanner, validatePlan, type Planner } from './planner.js';
+
+/** An upload server the control server tells browsers about. */
+export interface UploadServerEndpoint {
+  /** Server id (the one the upload server was started with). */
+  readonly id: string;
+  /** Its dup/2 WebSocket URL, as browsers reach it. */
+  readonly url: string;
+  /** Its HTTP base URL, as browsers reach it. */
+  readonly httpUrl: string;
+  /** Protocols it speaks. @default ['dup/2'] */
+  readonly protocols?: readonly string[];
+}
+
+/** Who a browser is, as `authenticate` says. */
+export interface AuthenticatedUser {
+  readonly userId: string;
+}
+
+/** Where an item is in its life. */
+export type ItemState = 'published' | 'uploading' | 'stored' | 'failed';
+
+/** What the control server knows about a published item. */
+export interface ItemInfo {
+  readonly meta: ItemMeta;
+  readonly userId: string;
+  readonly clientId: string;
+  readonly state: ItemState;
+  /** Servers that hold it, once stored. */
+  readonly servers: readonly string[];
+  /** Hex SHA-256, once stored. */
+  readonly sha256?: string;
+}
+
+/** Options of {@link createControlServer}. */
+export interface ControlServerOptions {
+  /** Secret shared with the upload servers (at least 32 bytes); signs upload tokens. */
+  readonly secret: string | Uint8Array;
+  /** The upload servers. */
+  readonly uploadServers: readonly UploadServerEndpoint[];
+  /** An existing HTTP server to attach to (only `path` upgrades are taken); otherwise one is created. */
+  readonly server?: Server;
+  /** Path of the control WebSocket endpoint. @default '/control' */
+  readonly path?: string;
+  /**
+   * Turns the browser's credential into a user; `undefined` refuses it.
+   * @default verifies a JWT signed with `secret` whose audience is `ws-uploader:control`
+   */
+  readonly authenticate?: (token: string) => Promise<AuthenticatedUser | undefined>;
+  /** Replaces the default planner (whole item to the lowest-RTT server). */
+  readonly plan?: Planner;
+  /** Called for each published item. */
+  readonly onPublish?: (item: ItemInfo) => void;
+  /** Called when an item is stored and verified. */
+  readonly onComplete?: (item: ItemInfo) => void;
+  /** Lifetime of upload tokens, in seconds. @default 3600 */
+  readonly uploadTokenTtlSeconds?: number;
+  /** Time a browser has to send `hello`, in ms. @default 10000 */
+  readonly helloTimeoutMs?: number;
+  /** How long to wait for a browser's first probe before planning without it, in ms. @default 1500 */
+  readonly probeWaitMs?: number;
+  /** Largest item accepted, in bytes. @default 524288000 (500 MiB) */
+  readonly maxItemSize?: number;
+}
+
+/** A running control server. */
+export interface ControlServer {
+  /** The HTTP server it serves on. */
+  readonly httpServer: Server;
+  /**
+   * Starts listening when created without `server`.
+   * @returns the control WebSocket URL
+   */
+  listen(port?: number, host?: string): Promise<string>;
+  /** Published items. */
+  items(): ItemInfo[];
+  /** The upload servers. */
+  servers(): UploadServerEndpoint[];
+  /**
+   * Asks the browser that holds an item to upload it (or some ranges of it).
+   * @returns the task id
+   * @throws {Error} when the item is unknown or its browser is not connected
+   */
+  requestTransmit(itemId: string, ranges?: readonly TargetRange[], priority?: number): string;
+  /** Closes every connection and the HTTP server when it created it. */
+  close(): Promise<void>;
+}
+
+interface Session {
+  readonly ws: WebSocket;
+  readonly clientId: string;
+  readonly sessionId: string;
+  readonly userId: string;
+  readonly rtt: Map<string, number>;
+  probed: Promise<void>;
+  markProbed: () => void;
+}
+
+interface Task {
+  readonly taskId: string;
+  readonly itemId: string;
+  readonly clientId: string;
+  readonly ranges: readonly TargetRange[];
+}
+
+/**
+ * Creates a control server.
+ * @param options see {@link ControlServerOptions}
+ * @throws {TypeError} on missing or contradictory options
+ * @example
+ * const control = createControlServer({ server: appServer, secret, uploadServers: [{ id: 'a', url, httpUrl }] });
+ */
+export function createControlServer(options: ControlServerOptions): ControlServer {
+  const key = secretKey(options.secret);
+  if (!Array.isArray(options.uploadServers)) throw new TypeError('ws-uploader: `uploadServers` must be an array');
+  const endpoints = new Map<string, UploadServerEndpoint>();
+  for (const s of options.uploadServers) {
+    if (!ITEM_ID_PATTERN.test(s.id)) throw new TypeError(`ws-uploader: upload server id ${JSON.stringify(s.id)} is invalid`);
+    if (endpoints.has(s.id)) throw new TypeError(`ws-uploader: upload server id ${s.id} is listed twice`);
+    if (!/^wss?:\/\//.test(s.url) || !/^https?:\/\//.test(s.httpUrl)) {
+      throw new TypeError(`ws-uploader: upload server ${s.id} needs a ws(s): url and an http(s): httpUrl`);
+    }
+    endpoints.set(s.id, s);
+  }
+  const path = options.path ?? '/control';
+  const plan = options.plan ?? lowestRttPlanner;
+  const ttl = options.uploadTokenTtlSeconds ?? 3600;
+  const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+  const probeWaitMs = options.probeWaitMs ?? 1500;
+  const maxItemSize = options.maxItemSize ?? DEFAULT_MAX_ITEM_SIZE;
+  const authenticate =
+    options.authenticate ??
+    (async (token: string) => {
+      const claims = await verifyToken(key, token, CONTROL_AUDIENCE);
+      return claims ? { userId: claims.sub } : undefined;
+    });
+
+  const sessions = new Map<string, Session>();
+  const items = new Map<string, ItemInfo>();
+  const tasks = new Map<string, Task>();
+
+  const ownsServer = !options.server;
+  const httpServer = options.server ?? createServer((_req, res) => res.writeHead(404).end());
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 1024 * 1024,
+    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_CONTROL_1) ? SUBPROTOCOL_CONTROL_1 : false),
+  });
+
+  const send = (ws: WebSocket, message: ControlServerMessage): void => {
+    if (ws.readyState === ws.OPEN) ws.send(encodeControlMessage(message));
+  };
+  const fail = (ws: WebSocket, code: ControlErrorCode, message: string, ref?: string): void =>
+    send(ws, ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref });
+
+  const serverList = async (clientId: string): Promise<ServerInfo[]> =>
+    Promise.all(
+      [...endpoints.values()].map(async (s) => {
+        const { token, expiresAt } = await signToken(key, clientId, uploadAudience(s.id), ttl, { scope: 'upload' });
+        return {
+          id: s.id,
+          url: s.url,
+          httpUrl: s.httpUrl,
+          protocols: [...(s.protocols ?? [PROTOCOL.DUP_2])],
+          token,
+          tokenExpiresAt: expiresAt,
+        };
+      }),
+    );
+
+  const transmit = (session: Session, itemId: string, ranges: readonly TargetRange[], priority: number): string => {
+    const taskId = randomUUID();
+    tasks.set(taskId, { taskId, itemId, clientId: session.clientId, ranges });
+    const item = items.get(itemId);
+    if (item) items.set(itemId, { ...item, state: 'uploading' });
+    send(session.ws, { type: 'transmit', taskId, itemId, ranges, priority });
+    return taskId;
+  };
+
+  const planAndTransmit = async (session: Session, meta: ItemMeta): Promise<void> => {
+    await session.probed;
+    if (session.ws.readyState !== session.ws.OPEN) return;
+    const candidates = [...endpoints.keys()].map((id) => {
+      const rttMs = session.rtt.get(id);
+      return rttMs === undefined ? { id } : { id, rttMs };
+    });
+    const ranges = plan(meta, candidates);
+    if (meta.size === 0 || ranges.length === 0) {
+      if (meta.size > 0) fail(session.ws, 'no-servers', 'no upload server can take this item', meta.itemId);
+      return;
+    }
+    const problem = validatePlan(meta, ranges, new Set(endpoints.keys()));
+    if (problem) {
+      fail(session.ws, 'internal', `the planner made an invalid plan: ${problem}`, meta.itemId);
+      return;
+    }
+    transmit(session, meta.itemId, ranges, 0);
+  };
+
+  const onMessage = async (session: Session, message: ControlClientMessage): Promise<void> => {
+    switch (message.type) {
+      case 'hello':
+        fail(session.ws, 'bad-message', 'hello was already sent');
+        return;
+      case 'publish': {
+        const accepted: string[] = [];
+        const toPlan: ItemMeta[] = [];
+        for (const meta of message.items) {
+          const existing = items.get(meta.itemId);
+          if (existing && existing.userId !== session.userId) {
+            fail(session.ws, 'conflict', 'item id is taken', meta.itemId);
+            continue;
+          }
+          if (meta.size > maxItemSize) {
+            fail(session.ws, 'too-large', `item is over ${maxItemSize} bytes`, meta.itemId);
+            continue;
+          }
+          const info: ItemInfo = existing
+            ? { ...existing, meta, clientId: session.clientId }
+            : { meta, userId: session.userId, clientId: session.clientId, state: 'published', servers: [] };
+          items.set(meta.itemId, info);
+          accepted.push(meta.itemId);
+          if (info.state !== 'stored') toPlan.push(meta);
+          options.onPublish?.(info);
+        }
+        send(session.ws, { type: 'published', itemIds: accepted });
+        for (const meta of toPlan) await planAndTransmit(session, meta);
+        return;
+      }
+      case 'probe':
+        for (const r of message.results) if (endpoints.has(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
+        session.markProbed();
+        return;
+      case 'progress':
+        return;
+      case 'complete': {
+        const task = tasks.get(message.taskId);
+        if (!task || task.clientId !== session.clientId || task.itemId !== message.itemId) {
+          fail(session.ws, 'unknown-task', 'no such task for this client', message.taskId);
+          return;
+        }
+        tasks.delete(task.taskId);
+        const item = items.get(task.itemId);
+        if (!item) return;
+        const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
+        const stored: ItemInfo = { ...item, state: 'stored', servers, sha256: message.sha256 };
+        items.set(task.itemId, stored);
+        send(session.ws, { type: 'completed', itemId: task.itemId, sha256: message.sha256, servers });
+        options.onComplete?.(stored);
+        return;
+      }
+      case 'fail': {
+        const task = tasks.get(message.taskId);
+        if (!task || task.clientId !== session.clientId) return;
+        tasks.delete(task.taskId);
+        const item = items.get(task.itemId);
+        if (item) items.set(task.itemId, { ...item, state: 'failed' });
+        return;
+      }
+    }
+  };
+
+  wss.on('connection', (ws) => {
+    if (ws.protocol !== SUBPROTOCOL_CONTROL_1) {
+      ws.close(CLOSE.UNSUPPORTED_PROTOCOL, `speak ${SUBPROTOCOL_CONTROL_1}`);
+      return;
+    }
+    let session: Session | undefined;
+    let authenticating = false;
+    const timer = setTimeout(() => {
+      fail(ws, 'auth-timeout', 'no hello in time');
+      ws.close(CLOSE.AUTH_TIMEOUT, 'no hello in time');
+    }, helloTimeoutMs);
+    ws.on('error', () => undefined);
+    ws.on('close', () => {
+      clearTimeout(timer);
+      if (session) sessions.delete(session.clientId);
+    });
+    ws.on('message', (data, isBinary) => {
+      let message: ControlClientMessage;
+      try {
+        if (isBinary) throw new ProtocolError('message-invalid', 'control frames are text');
+        message = decodeControlClientMessage(data.toString());
+      } catch (e) {
+        fail(ws, 'bad-message', e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'bad message');
+        ws.close(CLOSE.PROTOCOL_VIOLATION, 'bad message');
+        return;
+      }
+      if (session) {
+        onMessage(session, message).catch(() => fail(ws, 'internal', 'internal error'));
+        return;
+      }
+      if (message.type !== 'hello' || authenticating) {
+        fail(ws, 'not-authenticated', 'send hello first');
+        ws.close(CLOSE.PROTOCOL_VIOLATION, 'hello first');
+        return;
+      }
+      authenticating = true;
+      void (async () => {
+        const user = await authenticate(message.token).catch(() => undefined);
+        clearTimeout(timer);
+        if (ws.readyState !== ws.OPEN) return;
+        if (!user) {
+          fail(ws, 'auth-failed', 'credential refused');
+          ws.close(CLOSE.AUTH_FAILED, 'auth failed');
+          return;
+        }
+        const clientId = randomUUID();
+        let markProbed!: () => void;
+        const probed = new Promise<void>((resolve) => {
+          markProbed = resolve;
+          setTimeout(resolve, probeWaitMs).unref();
+        });
+        const s: Session = { ws, clientId, sessionId: randomUUID(), userId: user.userId, rtt: new Map(), probed, markProbed };
+        const servers = await serverList(clientId);
+        if (ws.readyState !== ws.OPEN) return;
+        session = s;
+        sessions.set(clientId, s);
+        send(ws, { type: 'welcome', sessionId: s.sessionId, clientId, servers, limits: { maxItemSize } });
+      })();
+    });
+  });
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (new URL(req.url ?? '/', 'http://localhost').pathname !== path) {
+      if (ownsServer) socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  };
+  httpServer.on('upgrade', onUpgrade);
+
+  return {
+    httpServer,
+    async listen(port = 0, host = '127.0.0.1') {
+      if (!httpServer.listening) {
+        await new Promise<void>((resolve, reject) => {
+          httpServer.once('error', reject);
+          httpServer.listen(port, host, () => {
+            httpServer.off('error', reject);
+            resolve();
+          });
+        });
+      }
+      const addr = httpServer.address() as AddressInfo;
+      const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      return `ws://${hostPart}:${addr.port}${path}`;
+    },
+    items: () => [...items.values()],
+    servers: () => [...endpoints.values()],
+    requestTransmit(itemId, ranges, priority = 0) {
+      const item = items.get(itemId);
+      if (!item) throw new Error(`ws-uploader: unknown item ${itemId}`);
+      const session = sessions.get(item.clientId);
+      if (!session) throw new Error(`ws-uploader: the browser holding ${itemId} is not connected`);
+      const plan = ranges ?? lowestRttPlanner(item.meta, [...endpoints.keys()].map((id) => ({ id })));
+      const problem = validatePlan(item.meta, plan, new Set(endpoints.keys()), ranges === undefined);
+      if (problem) throw new Error(`ws-uploader: cannot transmit ${itemId}: ${problem}`);
+      return transmit(session, itemId, plan, priority);
+    },
+    async close() {
+      httpServer.off('upgrade', onUpgrade);
+      for (const ws of wss.clients) ws.close(CLOSE.GOING_AWAY, 'server shutting down');
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      for (const ws of wss.clients) ws.terminate();
+      if (ownsServer && httpServer.listening) {
+        httpServer.closeAllConnections();
+        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      }
+    },
+  };
+}

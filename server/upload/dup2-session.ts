@@ -1,0 +1,233 @@
+/**
+ * One dup/2 WebSocket connection on the upload server: authenticates the HELLO, binds
+ * upload ids to items, stores DATA, acknowledges stored ranges and verifies FINISH.
+ */
+import type { WebSocket, RawData } from 'ws';
+import {
+  CLOSE,
+  crc32c,
+  decodeDup2ClientFrame,
+  encodeDup2Frame,
+  ProtocolError,
+  toHex,
+  type Dup2ClientFrame,
+  type Dup2ServerFrame,
+  type WireErrorCode,
+} from '../../src/protocol/index.js';
+import { StoreError, type ItemStore } from './file-store.js';
+
+/** What a session needs from its server. */
+export interface Dup2SessionContext {
+  readonly serverId: string;
+  readonly store: ItemStore;
+  readonly maxChunk: number;
+  readonly window: number;
+  readonly maxItemSize: number;
+  readonly authTimeoutMs: number;
+  /** Resolves to the client id the token names, or `undefined` when it is not valid here. */
+  readonly verify: (token: string) => Promise<string | undefined>;
+  /** Called when an item becomes complete and verified. */
+  readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
+}
+
+interface Upload {
+  readonly itemId: string;
+  readonly size: number;
+  /** Every store operation of this upload, in the order the frames came. */
+  queue: Promise<void>;
+}
+
+/** Handles one connection until it closes. */
+export class Dup2Session {
+  readonly #ws: WebSocket;
+  readonly #ctx: Dup2SessionContext;
+  readonly #uploads = new Map<number, Upload>();
+  #clientId: string | undefined;
+  #authenticating = false;
+  #inFlight = 0;
+  #closed = false;
+  readonly #authTimer: NodeJS.Timeout;
+
+  /**
+   * @param ws an open connection that negotiated `ws-uploader.dup.v2`
+   * @param ctx the server's settings and storage
+   */
+  constructor(ws: WebSocket, ctx: Dup2SessionContext) {
+    this.#ws = ws;
+    this.#ctx = ctx;
+    this.#authTimer = setTimeout(() => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'), ctx.authTimeoutMs);
+    ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    ws.on('close', () => {
+      this.#closed = true;
+      clearTimeout(this.#authTimer);
+    });
+    ws.on('error', () => undefined);
+  }
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    if (this.#closed) return;
+    if (!isBinary) {
+      this.#fatal('dup/2 frames are binary');
+      return;
+    }
+    const bytes = toBytes(data);
+    let frame: Dup2ClientFrame;
+    try {
+      frame = decodeDup2ClientFrame(bytes, { maxChunk: this.#ctx.maxChunk });
+    } catch (e) {
+      this.#fatal(e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'undecodable frame');
+      return;
+    }
+    if (this.#clientId === undefined) {
+      if (frame.type !== 'hello' || this.#authenticating) {
+        this.#fatal('the first frame must be HELLO');
+        return;
+      }
+      this.#authenticating = true;
+      void this.#hello(frame.token);
+      return;
+    }
+    switch (frame.type) {
+      case 'hello':
+        this.#fatal('HELLO was already sent');
+        return;
+      case 'open':
+        this.#open(frame.uploadId, frame.itemId, frame.size);
+        return;
+      case 'data':
+        this.#data(frame.uploadId, frame.offset, frame.crc32c, frame.payload);
+        return;
+      case 'finish':
+        this.#finish(frame.uploadId, frame.sha256);
+        return;
+      case 'cancel':
+        this.#uploads.delete(frame.uploadId);
+        return;
+      case 'ping':
+        this.#send({ type: 'pong', time: frame.time, serverTime: Date.now() });
+        return;
+    }
+  }
+
+  async #hello(token: string): Promise<void> {
+    let clientId: string | undefined;
+    try {
+      clientId = await this.#ctx.verify(token);
+    } catch {
+      clientId = undefined;
+    }
+    if (this.#closed) return;
+    clearTimeout(this.#authTimer);
+    if (clientId === undefined) {
+      this.#send({ type: 'error', uploadId: 0, code: 'unauthorized', message: 'token is not valid for this server' });
+      this.#close(CLOSE.AUTH_FAILED, 'unauthorized');
+      return;
+    }
+    this.#clientId = clientId;
+    const { serverId, maxChunk, window, maxItemSize } = this.#ctx;
+    this.#send({ type: 'welcome', serverId, maxChunk, window, maxItemSize });
+  }
+
+  #open(uploadId: number, itemId: string, size: number): void {
+    if (this.#uploads.has(uploadId)) {
+      this.#error(uploadId, 'upload-id-in-use', `upload id ${uploadId} is bound to another item`);
+      return;
+    }
+    if (size > this.#ctx.maxItemSize) {
+      this.#error(uploadId, 'too-large', `item of ${size} bytes is over the limit of ${this.#ctx.maxItemSize}`);
+      return;
+    }
+    const upload: Upload = { itemId, size, queue: Promise.resolve() };
+    this.#uploads.set(uploadId, upload);
+    this.#enqueue(uploadId, upload, async () => {
+      const record = await this.#ctx.store.open(itemId, size);
+      this.#send({ type: 'opened', uploadId, complete: record.complete, ranges: record.ranges });
+    });
+  }
+
+  #data(uploadId: number, offset: number, crc: number, payload: Uint8Array): void {
+    const upload = this.#uploads.get(uploadId);
+    if (!upload) {
+      this.#error(uploadId, 'unknown-upload', `upload id ${uploadId} is not open`);
+      return;
+    }
+    if (offset + payload.length > upload.size) {
+      this.#error(uploadId, 'out-of-range', `bytes ${offset}..${offset + payload.length} are past size ${upload.size}`);
+      return;
+    }
+    if (crc32c(payload) !== crc) {
+      this.#error(uploadId, 'checksum-mismatch', `CRC-32C of bytes at ${offset} does not match; nothing stored`);
+      return;
+    }
+    if (this.#inFlight + payload.length > this.#ctx.window) {
+      this.#send({ type: 'error', uploadId, code: 'window-exceeded', message: `more than ${this.#ctx.window} bytes unacknowledged` });
+      this.#close(CLOSE.PROTOCOL_VIOLATION, 'window exceeded');
+      return;
+    }
+    this.#inFlight += payload.length;
+    // The payload is a view into the message buffer, which ws does not reuse: safe to keep.
+    this.#enqueue(uploadId, upload, async () => {
+      try {
+        await this.#ctx.store.write(upload.itemId, offset, payload);
+        this.#send({ type: 'ack', uploadId, start: offset, end: offset + payload.length });
+      } finally {
+        this.#inFlight -= payload.length;
+      }
+    });
+  }
+
+  #finish(uploadId: number, sha256: Uint8Array): void {
+    const upload = this.#uploads.get(uploadId);
+    if (!upload) {
+      this.#error(uploadId, 'unknown-upload', `upload id ${uploadId} is not open`);
+      return;
+    }
+    this.#enqueue(uploadId, upload, async () => {
+      const hex = toHex(sha256);
+      const before = await this.#ctx.store.get(upload.itemId);
+      const record = await this.#ctx.store.finish(upload.itemId, hex);
+      this.#send({ type: 'complete', uploadId, sha256 });
+      if (before && !before.complete) this.#ctx.onComplete?.(upload.itemId, hex, record.size);
+    });
+  }
+
+  /** Runs store work for an upload after the work before it, turning failures into ERROR frames. */
+  #enqueue(uploadId: number, upload: Upload, fn: () => Promise<void>): void {
+    upload.queue = upload.queue.then(async () => {
+      if (this.#closed) return;
+      try {
+        await fn();
+      } catch (e) {
+        if (e instanceof StoreError) this.#error(uploadId, e.code, e.message);
+        else this.#error(uploadId, 'internal', 'internal error');
+      }
+    });
+  }
+
+  #error(uploadId: number, code: WireErrorCode, message: string): void {
+    this.#send({ type: 'error', uploadId, code, message });
+  }
+
+  #fatal(message: string): void {
+    this.#send({ type: 'error', uploadId: 0, code: 'bad-frame', message });
+    this.#close(CLOSE.PROTOCOL_VIOLATION, 'bad frame');
+  }
+
+  #send(frame: Dup2ServerFrame): void {
+    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#ws.send(encodeDup2Frame(frame));
+  }
+
+  #close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#authTimer);
+    this.#ws.close(code, reason);
+  }
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}

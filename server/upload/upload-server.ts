@@ -1,0 +1,232 @@
+/**
+ * The reference upload server: dup/2 over WebSocket, finished items over HTTP, items on disk.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import {
+  CLOSE,
+  DEFAULT_MAX_CHUNK,
+  DEFAULT_MAX_ITEM_SIZE,
+  DEFAULT_WINDOW,
+  ITEM_ID_PATTERN,
+  PROTOCOL,
+  SUBPROTOCOL_DUP_2,
+} from '../../src/protocol/index.js';
+import { secretKey, uploadAudience, verifyToken } from '../tokens.js';
+import { Dup2Session } from './dup2-session.js';
+import { FileStore, type ItemStore } from './file-store.js';
+
+/** Options of {@link createUploadServer}. */
+export interface UploadServerOptions {
+  /** Server id, unique in the deployment; upload tokens name it. `[A-Za-z0-9_-]{1,128}`. */
+  readonly id: string;
+  /** Shared secret with the control server (at least 32 bytes), used to verify upload tokens. */
+  readonly secret: string | Uint8Array;
+  /** Folder where items are stored. Required unless `store` is given. */
+  readonly dataDir?: string;
+  /** Storage backend. @default a FileStore on `dataDir` */
+  readonly store?: ItemStore;
+  /** An existing HTTP server to attach to; otherwise one is created (call `listen`). */
+  readonly server?: Server;
+  /** Largest item, in bytes. @default 524288000 (500 MiB) */
+  readonly maxItemSize?: number;
+  /** Largest DATA payload, in bytes. @default 1048576 (1 MiB) */
+  readonly maxChunk?: number;
+  /** Unacknowledged bytes a client may have in flight per connection. @default 8388608 (8 MiB) */
+  readonly window?: number;
+  /** Time a client has to send HELLO after connecting, in ms. @default 10000 */
+  readonly authTimeoutMs?: number;
+  /** Called when an item becomes complete and verified. */
+  readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
+}
+
+/** A running upload server. */
+export interface UploadServer {
+  /** Its id. */
+  readonly id: string;
+  /** The HTTP server it serves on. */
+  readonly httpServer: Server;
+  /** Its storage. */
+  readonly store: ItemStore;
+  /**
+   * Starts listening when the server was created without `server`.
+   * @param port TCP port, 0 for any free one @default 0
+   * @param host interface @default '127.0.0.1'
+   * @returns the base URLs: `http` for HTTP, `ws` for the dup/2 WebSocket endpoint
+   */
+  listen(port?: number, host?: string): Promise<{ http: string; ws: string }>;
+  /** Closes every connection and the HTTP server (when it created it), then the store. */
+  close(): Promise<void>;
+}
+
+/** Path of the dup/2 WebSocket endpoint. */
+export const DUP_PATH = '/dup';
+
+/**
+ * Creates an upload server.
+ * @param options see {@link UploadServerOptions}
+ * @throws {TypeError} on missing or contradictory options
+ * @example
+ * const server = createUploadServer({ id: 'eu-1', secret: process.env.SECRET, dataDir: './data' });
+ * const { ws } = await server.listen(8081);
+ */
+export function createUploadServer(options: UploadServerOptions): UploadServer {
+  if (typeof options.id !== 'string' || !ITEM_ID_PATTERN.test(options.id)) {
+    throw new TypeError('ws-uploader: upload server `id` must match [A-Za-z0-9_-]{1,128}');
+  }
+  const key = secretKey(options.secret);
+  if (!options.store && !options.dataDir) throw new TypeError('ws-uploader: upload server needs `dataDir` or `store`');
+  const maxItemSize = positive(options.maxItemSize, DEFAULT_MAX_ITEM_SIZE, 'maxItemSize');
+  const maxChunk = positive(options.maxChunk, DEFAULT_MAX_CHUNK, 'maxChunk');
+  const window = positive(options.window, DEFAULT_WINDOW, 'window');
+  if (window < maxChunk) throw new TypeError('ws-uploader: `window` must be at least `maxChunk`');
+  const authTimeoutMs = positive(options.authTimeoutMs, 10_000, 'authTimeoutMs');
+  const store = options.store ?? new FileStore(options.dataDir!);
+  const audience = uploadAudience(options.id);
+
+  const ownsServer = !options.server;
+  const httpServer = options.server ?? createServer();
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: maxChunk + 64,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_DUP_2) ? SUBPROTOCOL_DUP_2 : false),
+  });
+  const ctx = {
+    serverId: options.id,
+    store,
+    maxChunk,
+    window,
+    maxItemSize,
+    authTimeoutMs,
+    verify: async (token: string) => (await verifyToken(key, token, audience))?.sub,
+    ...(options.onComplete ? { onComplete: options.onComplete } : {}),
+  };
+  wss.on('connection', (ws) => {
+    if (ws.protocol !== SUBPROTOCOL_DUP_2) {
+      ws.close(CLOSE.UNSUPPORTED_PROTOCOL, `speak ${SUBPROTOCOL_DUP_2}`);
+      return;
+    }
+    new Dup2Session(ws, ctx);
+  });
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (pathOf(req) !== DUP_PATH) {
+      if (ownsServer) socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    handleHttp(req, res, store, { id: options.id, maxItemSize, maxChunk, window }).catch(() => {
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  };
+  httpServer.on('upgrade', onUpgrade);
+  httpServer.on('request', onRequest);
+
+  return {
+    id: options.id,
+    httpServer,
+    store,
+    async listen(port = 0, host = '127.0.0.1') {
+      if (!httpServer.listening) {
+        await new Promise<void>((resolve, reject) => {
+          httpServer.once('error', reject);
+          httpServer.listen(port, host, () => {
+            httpServer.off('error', reject);
+            resolve();
+          });
+        });
+      }
+      const addr = httpServer.address() as AddressInfo;
+      const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      return { http: `http://${hostPart}:${addr.port}`, ws: `ws://${hostPart}:${addr.port}${DUP_PATH}` };
+    },
+    async close() {
+      httpServer.off('upgrade', onUpgrade);
+      httpServer.off('request', onRequest);
+      for (const ws of wss.clients) ws.close(CLOSE.GOING_AWAY, 'server shutting down');
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      for (const ws of wss.clients) ws.terminate();
+      if (ownsServer && httpServer.listening) {
+        httpServer.closeAllConnections();
+        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      }
+      await store.close();
+    },
+  };
+}
+
+async function handleHttp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  store: ItemStore,
+  info: { id: string; maxItemSize: number; maxChunk: number; window: number },
+): Promise<void> {
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  const path = pathOf(req);
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, { 'Access-Control-Allow-Methods': 'GET, HEAD', 'Access-Control-Max-Age': '600' }).end();
+    return;
+  }
+  if (path === '/.well-known/ws-uploader') {
+    if (!isRead(req, res)) return;
+    const body = JSON.stringify({
+      id: info.id,
+      protocols: [PROTOCOL.DUP_2],
+      endpoints: { [PROTOCOL.DUP_2]: DUP_PATH },
+      limits: { maxItemSize: info.maxItemSize, maxChunk: info.maxChunk, window: info.window },
+    });
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
+  const match = /^\/files\/([^/]+)$/.exec(path);
+  if (match) {
+    if (!isRead(req, res)) return;
+    const itemId = decodeURIComponent(match[1]!);
+    const record = ITEM_ID_PATTERN.test(itemId) ? await store.get(itemId) : undefined;
+    if (!record?.complete) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(record.size),
+      'Content-Disposition': 'attachment',
+      'X-Content-Type-Options': 'nosniff',
+      'Content-Security-Policy': "default-src 'none'; sandbox",
+      ETag: `"sha256-${record.sha256 ?? ''}"`,
+      'Cache-Control': 'private, max-age=0, must-revalidate',
+    });
+    if (req.method === 'HEAD' || record.size === 0) {
+      res.end();
+      return;
+    }
+    const stream = store.read(itemId, 0, record.size);
+    stream.on('error', () => res.destroy());
+    stream.pipe(res);
+    return;
+  }
+  res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+}
+
+function isRead(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return true;
+  res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+  return false;
+}
+
+function pathOf(req: IncomingMessage): string {
+  return new URL(req.url ?? '/', 'http://localhost').pathname;
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`ws-uploader: \`${name}\` must be a positive integer`);
+  return value;
+}
