@@ -1,0 +1,306 @@
+/**
+ * The browser's end of one dup/2 connection to an upload server: HELLO/WELCOME, pings,
+ * uploads multiplexed by upload id, and the flow-control window.
+ */
+import { SUBPROTOCOL_DUP_2, DEFAULT_MAX_CHUNK, DEFAULT_WINDOW } from '../protocol/constants.js';
+import { crc32c } from '../protocol/crc32c.js';
+import { decodeDup2ServerFrame, encodeDup2Frame, type Dup2ServerFrame, type OpenedFrame } from '../protocol/dup2.js';
+import type { ServerInfo } from '../protocol/control.js';
+import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
+import type { ResolvedEngineOptions, SocketLike } from './options.js';
+
+/** Bytes the socket may buffer before the sender waits. */
+const HIGH_WATER = 4 * 1024 * 1024;
+/** How often to look at `bufferedAmount` while it is high, in ms (the browser has no drain event). */
+const DRAIN_POLL_MS = 4;
+/** Time to wait for WELCOME, OPENED or a PONG, in ms. */
+const REPLY_TIMEOUT_MS = 15_000;
+
+/** Hears about one upload's acknowledgements and failures. */
+export interface UploadListener {
+  ack(start: number, end: number): void;
+  error(error: WsUploaderError): void;
+}
+
+interface Pending<T> {
+  resolve(value: T): void;
+  reject(error: WsUploaderError): void;
+  timer?: unknown;
+}
+
+interface UploadSlot {
+  readonly listener: UploadListener;
+  inFlight: number;
+  opened?: Pending<OpenedFrame>;
+  finished?: Pending<void>;
+}
+
+/**
+ * One dup/2 connection.
+ * @internal
+ */
+export class Dup2Transport {
+  readonly info: ServerInfo;
+  readonly #options: ResolvedEngineOptions;
+  readonly #onClose: (error: TransportError) => void;
+  #socket: SocketLike | undefined;
+  #maxChunk = DEFAULT_MAX_CHUNK;
+  #window = DEFAULT_WINDOW;
+  #inFlight = 0;
+  #nextUploadId = 1;
+  #closed = false;
+  readonly #uploads = new Map<number, UploadSlot>();
+  readonly #pings = new Map<number, Pending<number>>();
+  #waiters: (() => void)[] = [];
+
+  /**
+   * @param info the server, with this client's token
+   * @param options engine options
+   * @param onClose called once when the connection is lost after it was open
+   */
+  constructor(info: ServerInfo, options: ResolvedEngineOptions, onClose: (error: TransportError) => void) {
+    this.info = info;
+    this.#options = options;
+    this.#onClose = onClose;
+  }
+
+  /** Largest payload this server accepts. */
+  get maxChunk(): number {
+    return this.#maxChunk;
+  }
+
+  /** Whether the connection is open and welcomed. */
+  get isOpen(): boolean {
+    return !this.#closed && this.#socket?.readyState === 1;
+  }
+
+  /**
+   * Connects and authenticates.
+   * @throws {TransportError | ServerError} when the server cannot be reached or refuses the token
+   */
+  connect(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const { clock } = this.#options;
+      let welcomed = false;
+      const fail = (error: WsUploaderError): void => {
+        clock.clearTimeout(timer);
+        if (!welcomed) reject(error);
+      };
+      const timer = clock.setTimeout(() => {
+        fail(new TransportError('connect-timeout', `no WELCOME from ${this.info.id}`, { serverId: this.info.id }));
+        socket.close();
+      }, REPLY_TIMEOUT_MS);
+      let socket: SocketLike;
+      try {
+        socket = this.#options.createSocket(this.info.url, [SUBPROTOCOL_DUP_2]);
+      } catch (e) {
+        fail(new TransportError('socket-failed', `cannot connect to ${this.info.id}`, { serverId: this.info.id, cause: e }));
+        return;
+      }
+      socket.binaryType = 'arraybuffer';
+      this.#socket = socket;
+      socket.addEventListener('open', () => {
+        socket.send(encodeDup2Frame({ type: 'hello', token: this.info.token }));
+      });
+      socket.addEventListener('message', (event) => {
+        const data = (event as MessageEvent).data;
+        let frame: Dup2ServerFrame;
+        try {
+          if (!(data instanceof ArrayBuffer)) throw new Error('text frame');
+          frame = decodeDup2ServerFrame(new Uint8Array(data));
+        } catch {
+          socket.close(4002, 'bad frame');
+          return;
+        }
+        if (frame.type === 'welcome') {
+          welcomed = true;
+          clock.clearTimeout(timer);
+          this.#maxChunk = frame.maxChunk;
+          this.#window = frame.window;
+          resolve();
+          return;
+        }
+        if (frame.type === 'error' && frame.uploadId === 0 && !welcomed) {
+          fail(new ServerError(frame.code, frame.message, { serverId: this.info.id }));
+          return;
+        }
+        this.#onFrame(frame);
+      });
+      socket.addEventListener('close', (event) => {
+        const code = (event as CloseEvent).code;
+        const error = new TransportError('socket-closed', `connection to ${this.info.id} closed (${code})`, {
+          serverId: this.info.id,
+          closeCode: code,
+        });
+        fail(error);
+        this.#teardown(error);
+        if (welcomed) this.#onClose(error);
+      });
+    });
+  }
+
+  /**
+   * Measures one round trip.
+   * @returns the RTT in ms
+   */
+  ping(): Promise<number> {
+    const { clock } = this.#options;
+    const time = clock.now();
+    return new Promise((resolve, reject) => {
+      const pending: Pending<number> = { resolve, reject };
+      pending.timer = clock.setTimeout(() => {
+        this.#pings.delete(time);
+        reject(new TransportError('connect-timeout', `no PONG from ${this.info.id}`, { serverId: this.info.id }));
+      }, REPLY_TIMEOUT_MS);
+      this.#pings.set(time, pending);
+      this.#send(encodeDup2Frame({ type: 'ping', time }));
+    });
+  }
+
+  /**
+   * Opens (or resumes) the upload of an item.
+   * @returns the upload id and what the server already holds
+   */
+  open(itemId: string, size: number, listener: UploadListener): Promise<OpenedFrame> {
+    const uploadId = this.#nextUploadId++;
+    return new Promise((resolve, reject) => {
+      const slot: UploadSlot = { listener, inFlight: 0, opened: { resolve, reject } };
+      this.#uploads.set(uploadId, slot);
+      this.#send(encodeDup2Frame({ type: 'open', uploadId, itemId, size }));
+    });
+  }
+
+  /**
+   * Waits until `bytes` more fit in the window and the socket buffer is not full.
+   * @param bytes size of the next payload
+   */
+  async waitForRoom(bytes: number): Promise<void> {
+    while (!this.#closed) {
+      const socket = this.#socket;
+      const windowOk = this.#inFlight === 0 || this.#inFlight + bytes <= this.#window;
+      if (windowOk && (socket?.bufferedAmount ?? 0) < HIGH_WATER) return;
+      await new Promise<void>((resolve) => {
+        if (!windowOk) this.#waiters.push(resolve);
+        else this.#options.clock.setTimeout(resolve, DRAIN_POLL_MS);
+      });
+    }
+  }
+
+  /**
+   * Sends bytes of an open upload.
+   * @param uploadId from {@link Dup2Transport.open}
+   * @param offset where the bytes go in the item
+   * @param payload at most {@link Dup2Transport.maxChunk} bytes
+   */
+  sendData(uploadId: number, offset: number, payload: Uint8Array): void {
+    const slot = this.#uploads.get(uploadId);
+    if (!slot) return;
+    slot.inFlight += payload.length;
+    this.#inFlight += payload.length;
+    this.#send(encodeDup2Frame({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload }));
+  }
+
+  /**
+   * Asks the server to verify the whole item.
+   * @param sha256 digest of the whole item
+   */
+  finish(uploadId: number, sha256: Uint8Array): Promise<void> {
+    const slot = this.#uploads.get(uploadId);
+    if (!slot) return Promise.reject(new TransportError('socket-closed', 'upload is gone', { serverId: this.info.id }));
+    return new Promise((resolve, reject) => {
+      slot.finished = { resolve, reject };
+      this.#send(encodeDup2Frame({ type: 'finish', uploadId, sha256 }));
+    });
+  }
+
+  /** Forgets an upload (and tells the server). */
+  release(uploadId: number, cancel = false): void {
+    const slot = this.#uploads.get(uploadId);
+    if (!slot) return;
+    this.#inFlight -= slot.inFlight;
+    this.#uploads.delete(uploadId);
+    this.#wake();
+    if (cancel) this.#send(encodeDup2Frame({ type: 'cancel', uploadId }));
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.#socket?.close(1000, 'closed by the page');
+    this.#teardown(new TransportError('socket-closed', 'closed by the page', { serverId: this.info.id }));
+  }
+
+  #onFrame(frame: Dup2ServerFrame): void {
+    switch (frame.type) {
+      case 'pong': {
+        const pending = this.#pings.get(frame.time);
+        if (!pending) return;
+        this.#pings.delete(frame.time);
+        this.#options.clock.clearTimeout(pending.timer);
+        pending.resolve(this.#options.clock.now() - frame.time);
+        return;
+      }
+      case 'opened': {
+        const slot = this.#uploads.get(frame.uploadId);
+        slot?.opened?.resolve(frame);
+        if (slot) delete slot.opened;
+        return;
+      }
+      case 'ack': {
+        const slot = this.#uploads.get(frame.uploadId);
+        if (!slot) return;
+        const n = frame.end - frame.start;
+        slot.inFlight -= n;
+        this.#inFlight -= n;
+        this.#wake();
+        slot.listener.ack(frame.start, frame.end);
+        return;
+      }
+      case 'complete': {
+        const slot = this.#uploads.get(frame.uploadId);
+        slot?.finished?.resolve();
+        if (slot) delete slot.finished;
+        return;
+      }
+      case 'error': {
+        const slot = this.#uploads.get(frame.uploadId);
+        const error = new ServerError(frame.code, frame.message, { serverId: this.info.id });
+        if (!slot) return;
+        if (slot.opened) slot.opened.reject(error);
+        else if (slot.finished) slot.finished.reject(error);
+        else slot.listener.error(error);
+        this.release(frame.uploadId);
+        return;
+      }
+      case 'welcome':
+        return;
+    }
+  }
+
+  #send(bytes: Uint8Array): void {
+    if (this.isOpen) this.#socket!.send(bytes);
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  #teardown(error: TransportError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const [id, slot] of this.#uploads) {
+      if (slot.opened) slot.opened.reject(error);
+      else if (slot.finished) slot.finished.reject(error);
+      else slot.listener.error(error);
+      this.#uploads.delete(id);
+    }
+    for (const p of this.#pings.values()) {
+      this.#options.clock.clearTimeout(p.timer);
+      p.reject(error);
+    }
+    this.#pings.clear();
+    this.#inFlight = 0;
+    this.#wake();
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Events the engine dispatches. They carry codes and numbers, never localized text; the element
+ * turns them into `ws-*` DOM events.
+ */
+import type { ItemMeta } from '../protocol/control.js';
+import type { WsUploaderError } from '../protocol/errors.js';
+import type { ConnectionState, ItemStatus, ServerStatus, TransmitTask, UploadResult } from './types.js';
+
+/** Details of each engine event, by type. */
+export interface EngineEventDetails {
+  /** The control channel changed state. */
+  state: { readonly state: ConnectionState };
+  /** The upload-server list or a server's state or RTT changed. */
+  servers: { readonly servers: readonly ServerStatus[] };
+  /** Items were published to the control server. */
+  publish: { readonly items: readonly ItemMeta[] };
+  /** A transmit task arrived (from the control server or `transmit()`). */
+  'transmit-request': { readonly task: Required<TransmitTask> };
+  /** An item's progress or state changed. */
+  progress: { readonly item: ItemStatus };
+  /** An item is stored and verified. */
+  complete: UploadResult;
+  /** Something failed. */
+  error: { readonly error: WsUploaderError; readonly itemId?: string };
+}
+
+/** Names of engine events. */
+export type EngineEventType = keyof EngineEventDetails;
+
+/** An engine event. */
+export class EngineEvent<K extends EngineEventType = EngineEventType> extends Event {
+  /** What happened. */
+  readonly detail: EngineEventDetails[K];
+
+  /**
+   * @param type the event name
+   * @param detail its detail
+   */
+  constructor(type: K, detail: EngineEventDetails[K]) {
+    super(type);
+    this.detail = detail;
+  }
+}

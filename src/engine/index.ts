@@ -1,0 +1,16 @@
+/**
+ * The headless engine, usable without the element.
+ * @module
+ */
+export { WsUploaderEngine } from './engine.js';
+export { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
+export { ENGINE_DEFAULTS, type EngineOptions, type SocketLike, type SocketFactory, type Clock } from './options.js';
+export { LatencyProbe } from './latency-probe.js';
+export {
+  ConnectionState,
+  ItemState,
+  type ItemStatus,
+  type ServerStatus,
+  type TransmitTask,
+  type UploadResult,
+} from './types.js';

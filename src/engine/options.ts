@@ -1,0 +1,108 @@
+/**
+ * Options of the headless engine, their defaults and the adapters tests can replace.
+ */
+import { ConfigError } from '../errors.js';
+
+/** The part of the WebSocket API the engine uses; tests may pass their own. */
+export interface SocketLike {
+  binaryType: BinaryType;
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  readonly protocol: string;
+  send(data: string | ArrayBufferLike | ArrayBufferView): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'open' | 'close' | 'error' | 'message', listener: (event: Event) => void): void;
+}
+
+/** Makes a socket. @default `(url, protocols) => new WebSocket(url, protocols)` */
+export type SocketFactory = (url: string, protocols: string[]) => SocketLike;
+
+/** Time source and timers; tests may pass a fake clock. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Options of {@link WsUploaderEngine}. */
+export interface EngineOptions {
+  /** WebSocket URL of the control server (`ws:` or `wss:`). */
+  controlUrl: string;
+  /** Credential for the control server, sent in `hello`. Either this or `auth`. */
+  authToken?: string;
+  /** Returns a fresh credential for each (re)connection; wins over `authToken`. */
+  auth?: () => string | Promise<string>;
+  /** Largest DATA payload the engine sends, capped by each server's limit, in bytes. @default 524288 */
+  chunkSize?: number;
+  /** Transmit tasks that run at the same time. @default 3 */
+  maxParallel?: number;
+  /** Pings sent to each upload server right after it connects, for the first RTT. @default 3 */
+  probeCount?: number;
+  /** Time between heartbeat pings to each upload server, in ms. @default 15000 */
+  probeIntervalMs?: number;
+  /** Delays between control-channel reconnects (full jitter is applied), in ms. @default [500, 1000, 2000, 5000, 10000] */
+  retryDelays?: number[];
+  /** Socket factory. */
+  createSocket?: SocketFactory;
+  /** Clock. @default performance.now and the global timers */
+  clock?: Clock;
+  /** Random numbers in [0, 1). @default Math.random */
+  random?: () => number;
+}
+
+/** Options with every default filled in. */
+export type ResolvedEngineOptions = Required<Omit<EngineOptions, 'authToken' | 'auth'>> & {
+  auth: () => string | Promise<string>;
+};
+
+/** Default engine options. */
+export const ENGINE_DEFAULTS = {
+  chunkSize: 512 * 1024,
+  maxParallel: 3,
+  probeCount: 3,
+  probeIntervalMs: 15_000,
+  retryDelays: [500, 1000, 2000, 5000, 10_000],
+} as const;
+
+const defaultClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (h) => globalThis.clearTimeout(h as number),
+};
+
+/**
+ * Checks options and fills in defaults.
+ * @throws {ConfigError} on a missing or invalid option
+ */
+export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('options must be an object');
+  if (typeof options.controlUrl !== 'string' || !/^wss?:\/\//.test(options.controlUrl)) {
+    throw new ConfigError('`controlUrl` must be a ws: or wss: URL');
+  }
+  const { auth, authToken } = options;
+  if (auth !== undefined && typeof auth !== 'function') throw new ConfigError('`auth` must be a function');
+  if (auth === undefined && (typeof authToken !== 'string' || authToken === '')) {
+    throw new ConfigError('give `authToken` or `auth`');
+  }
+  const positive = (name: keyof typeof ENGINE_DEFAULTS, value: number | undefined): number => {
+    if (value === undefined) return ENGINE_DEFAULTS[name] as number;
+    if (!Number.isSafeInteger(value) || value <= 0) throw new ConfigError(`\`${name}\` must be a positive integer`);
+    return value;
+  };
+  const retryDelays = options.retryDelays ?? [...ENGINE_DEFAULTS.retryDelays];
+  if (!Array.isArray(retryDelays) || retryDelays.length === 0 || retryDelays.some((d) => !(d >= 0))) {
+    throw new ConfigError('`retryDelays` must be a non-empty array of non-negative numbers');
+  }
+  return {
+    controlUrl: options.controlUrl,
+    auth: auth ?? (() => authToken!),
+    chunkSize: positive('chunkSize', options.chunkSize),
+    maxParallel: positive('maxParallel', options.maxParallel),
+    probeCount: positive('probeCount', options.probeCount),
+    probeIntervalMs: positive('probeIntervalMs', options.probeIntervalMs),
+    retryDelays,
+    createSocket: options.createSocket ?? ((url, protocols) => new WebSocket(url, protocols)),
+    clock: options.clock ?? defaultClock,
+    random: options.random ?? Math.random,
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * One connection per upload server: connects, authenticates, probes the RTT, keeps a heartbeat
+ * and reconnects with backoff when a connection is lost.
+ */
+import type { ServerInfo } from '../protocol/control.js';
+import { TransportError } from '../errors.js';
+import { Dup2Transport } from './dup2-transport.js';
+import { LatencyProbe } from './latency-probe.js';
+import type { ResolvedEngineOptions } from './options.js';
+import { ConnectionState, type ServerStatus } from './types.js';
+
+/** Time {@link SocketPool.get} waits for a server to come up, in ms. */
+const GET_TIMEOUT_MS = 10_000;
+
+interface Entry {
+  info: ServerInfo;
+  state: ConnectionState;
+  transport: Dup2Transport | undefined;
+  readonly probe: LatencyProbe;
+  attempt: number;
+  timer: unknown;
+  waiters: (() => void)[];
+}
+
+/** Callbacks of a {@link SocketPool}. */
+export interface SocketPoolHandlers {
+  /** A server's state or RTT changed. */
+  change(servers: ServerStatus[]): void;
+  /** New RTT measurements, to report to the control server. */
+  probe(results: { serverId: string; rttMs: number }[]): void;
+}
+
+/**
+ * The engine's connections to upload servers.
+ * @internal
+ */
+export class SocketPool {
+  readonly #options: ResolvedEngineOptions;
+  readonly #handlers: SocketPoolHandlers;
+  readonly #entries = new Map<string, Entry>();
+  #closed = false;
+
+  constructor(options: ResolvedEngineOptions, handlers: SocketPoolHandlers) {
+    this.#options = options;
+    this.#handlers = handlers;
+  }
+
+  /** Status of every server. */
+  statuses(): ServerStatus[] {
+    return [...this.#entries.values()].map((e) => ({
+      id: e.info.id,
+      url: e.info.url,
+      httpUrl: e.info.httpUrl,
+      state: e.state,
+      rttMs: e.probe.rttMs,
+    }));
+  }
+
+  /**
+   * Sets the server list: connects to new servers, drops removed ones, takes new tokens.
+   * @param servers the list from the control server
+   */
+  update(servers: readonly ServerInfo[]): void {
+    const ids = new Set(servers.map((s) => s.id));
+    for (const [id, entry] of this.#entries) {
+      if (ids.has(id)) continue;
+      this.#options.clock.clearTimeout(entry.timer);
+      entry.transport?.close();
+      this.#entries.delete(id);
+    }
+    for (const info of servers) {
+      const entry = this.#entries.get(info.id);
+      if (entry) {
+        entry.info = info;
+        continue;
+      }
+      const fresh: Entry = {
+        info,
+        state: ConnectionState.CONNECTING,
+        transport: undefined,
+        probe: new LatencyProbe(),
+        attempt: 0,
+        timer: undefined,
+        waiters: [],
+      };
+      this.#entries.set(info.id, fresh);
+      void this.#connect(fresh);
+    }
+    this.#changed();
+  }
+
+  /**
+   * The open connection to a server, waiting for it to (re)connect.
+   * @throws {TransportError} when the server is unknown or does not come up in time
+   */
+  async get(serverId: string): Promise<Dup2Transport> {
+    const deadline = this.#options.clock.now() + GET_TIMEOUT_MS;
+    for (;;) {
+      const entry = this.#entries.get(serverId);
+      if (!entry || this.#closed) {
+        throw new TransportError('no-servers', `upload server ${serverId} is not in the list`, { serverId });
+      }
+      if (entry.state === ConnectionState.OPEN && entry.transport?.isOpen) return entry.transport;
+      const left = deadline - this.#options.clock.now();
+      if (left <= 0) throw new TransportError('connect-timeout', `upload server ${serverId} is down`, { serverId });
+      await new Promise<void>((resolve) => {
+        entry.waiters.push(resolve);
+        this.#options.clock.setTimeout(resolve, Math.min(left, 1000));
+      });
+    }
+  }
+
+  /** Closes every connection. */
+  close(): void {
+    this.#closed = true;
+    for (const entry of this.#entries.values()) {
+      this.#options.clock.clearTimeout(entry.timer);
+      entry.transport?.close();
+      entry.state = ConnectionState.CLOSED;
+      for (const w of entry.waiters.splice(0)) w();
+    }
+    this.#entries.clear();
+  }
+
+  async #connect(entry: Entry): Promise<void> {
+    if (this.#closed || this.#entries.get(entry.info.id) !== entry) return;
+    this.#setState(entry, ConnectionState.CONNECTING);
+    const transport = new Dup2Transport(entry.info, this.#options, () => {
+      if (entry.transport !== transport) return;
+      entry.transport = undefined;
+      this.#lost(entry);
+    });
+    entry.transport = transport;
+    try {
+      await transport.connect();
+    } catch {
+      if (entry.transport === transport) entry.transport = undefined;
+      this.#lost(entry);
+      return;
+    }
+    entry.attempt = 0;
+    this.#setState(entry, ConnectionState.OPEN);
+    await this.#probe(entry, transport, this.#options.probeCount);
+  }
+
+  async #probe(entry: Entry, transport: Dup2Transport, count: number): Promise<void> {
+    try {
+      for (let i = 0; i < count; i++) entry.probe.sample(await transport.ping());
+    } catch {
+      return; // The close handler takes care of it.
+    }
+    const rttMs = entry.probe.rttMs;
+    if (rttMs !== undefined) this.#handlers.probe([{ serverId: entry.info.id, rttMs }]);
+    this.#changed();
+    entry.timer = this.#options.clock.setTimeout(() => {
+      if (entry.transport === transport && transport.isOpen) void this.#probe(entry, transport, 1);
+    }, this.#options.probeIntervalMs);
+  }
+
+  #lost(entry: Entry): void {
+    if (this.#closed || this.#entries.get(entry.info.id) !== entry) return;
+    this.#setState(entry, ConnectionState.DOWN);
+    const delays = this.#options.retryDelays;
+    const cap = delays[Math.min(entry.attempt, delays.length - 1)]!;
+    entry.attempt++;
+    this.#options.clock.clearTimeout(entry.timer);
+    entry.timer = this.#options.clock.setTimeout(() => void this.#connect(entry), Math.floor(this.#options.random() * cap));
+  }
+
+  #setState(entry: Entry, state: ConnectionState): void {
+    if (entry.state === state) return;
+    entry.state = state;
+    for (const w of entry.waiters.splice(0)) w();
+    this.#changed();
+  }
+
+  #changed(): void {
+    this.#handlers.change(this.statuses());
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Errors of ws-uploader. Every error has a stable `code`, listed in `docs/protocol.md`.
+ * @module
+ */
+import { RETRYABLE_WIRE_ERRORS, type WireErrorCode } from './protocol/constants.js';
+import type { ControlErrorCode } from './protocol/control.js';
+import { WsUploaderError } from './protocol/errors.js';
+
+export { WsUploaderError, ProtocolError, type ProtocolErrorCode } from './protocol/errors.js';
+
+/** Codes of {@link TransportError}. */
+export type TransportErrorCode = 'socket-closed' | 'socket-failed' | 'connect-timeout' | 'no-servers';
+
+/**
+ * A connection failed or closed. Retrying later can succeed.
+ */
+export class TransportError extends WsUploaderError {
+  declare readonly code: TransportErrorCode;
+  /** The server involved, when there is one. */
+  readonly serverId: string | undefined;
+  /** The WebSocket close code, when the socket closed. */
+  readonly closeCode: number | undefined;
+
+  /**
+   * @param code what failed
+   * @param message details
+   * @param context the server and close code
+   */
+  constructor(
+    code: TransportErrorCode,
+    message: string,
+    context: { serverId?: string; closeCode?: number; cause?: unknown } = {},
+  ) {
+    super(code, message, { cause: context.cause });
+    this.name = 'TransportError';
+    this.serverId = context.serverId;
+    this.closeCode = context.closeCode;
+  }
+}
+
+/**
+ * A server reported an error. `retryable` says whether sending again later can succeed.
+ */
+export class ServerError extends WsUploaderError {
+  declare readonly code: WireErrorCode | ControlErrorCode;
+  /** The server that reported it (`'control'` for the control server). */
+  readonly serverId: string;
+  /** The item involved, when there is one. */
+  readonly itemId: string | undefined;
+  /** Whether the same request may succeed later. */
+  readonly retryable: boolean;
+
+  /**
+   * @param code the server's code
+   * @param message the server's message
+   * @param context which server and item
+   */
+  constructor(code: WireErrorCode | ControlErrorCode, message: string, context: { serverId: string; itemId?: string }) {
+    super(code, message);
+    this.name = 'ServerError';
+    this.serverId = context.serverId;
+    this.itemId = context.itemId;
+    this.retryable = RETRYABLE_WIRE_ERRORS.has(code as WireErrorCode);
+  }
+}
+
+/**
+ * An option is missing, of the wrong type or contradicts another. Thrown at construction.
+ */
+export class ConfigError extends TypeError {
+  /** Always `'config-invalid'`. */
+  readonly code = 'config-invalid';
+
+  /** @param message which option and why */
+  constructor(message: string) {
+    super(`ws-uploader: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
