@@ -1,0 +1,6 @@
+export default {
+  globs: ['src/element/**/*.ts'],
+  exclude: ['src/element/internal/**'],
+  outdir: '.',
+  litelement: true,
+};

@@ -1,0 +1,14 @@
+// One minified ESM file of the element with lit inlined, for the demo and CDN users.
+// The npm build is tsc's per-module output; this bundle is built from it.
+import { nodeResolve } from '@rollup/plugin-node-resolve';
+import terser from '@rollup/plugin-terser';
+
+export default {
+  input: 'dist/src/ws-uploader.js',
+  output: {
+    file: 'dist/bundle/ws-uploader.min.js',
+    format: 'es',
+    sourcemap: true,
+  },
+  plugins: [nodeResolve({ browser: true }), terser({ ecma: 2022, module: true, format: { comments: false } })],
+};

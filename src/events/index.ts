@@ -1,0 +1,10 @@
+/**
+ * The DOM events `<ws-uploader>` dispatches. All bubble and are composed.
+ * @module
+ */
+export { WsPublishEvent } from './ws-publish-event.js';
+export { WsTransmitRequestEvent, type WsTransmitRequestDetail } from './ws-transmit-request-event.js';
+export { WsUploadProgressEvent, type WsUploadProgressDetail } from './ws-upload-progress-event.js';
+export { WsUploadCompleteEvent, type WsUploadCompleteDetail } from './ws-upload-complete-event.js';
+export { WsUploadErrorEvent, type WsUploadErrorDetail } from './ws-upload-error-event.js';
+export { WsServerChangeEvent } from './ws-server-change-event.js';

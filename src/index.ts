@@ -1,0 +1,20 @@
+/**
+ * ws-uploader: the element class, the headless engine, events, errors and protocol types.
+ * Importing this module has no side effects (it does not define the tag).
+ * @module
+ */
+export { WsUploader } from './element/ws-uploader-element.js';
+export { DEFAULT_I18N, mergeI18n, type WsUploaderI18n } from './element/i18n.js';
+export * from './engine/index.js';
+export * from './events/index.js';
+export { TransportError, ServerError, ConfigError, WsUploaderError, ProtocolError } from './errors.js';
+export type { TransportErrorCode, ProtocolErrorCode } from './errors.js';
+export type {
+  ItemMeta,
+  ItemKind,
+  ServerInfo,
+  TargetRange,
+  ByteRange,
+  WireErrorCode,
+  ControlErrorCode,
+} from './protocol/index.js';

@@ -1,0 +1,87 @@
+// A @web/test-runner plugin that starts real servers for browser tests on request:
+// `executeServerCommand('ws-servers:start', {...})` from a test starts one control server and
+// upload servers on loopback (port 0) with storage in a new temporary folder.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tsImport } from 'tsx/esm/api';
+
+const servers = await tsImport('../../server/index.ts', import.meta.url);
+
+/** Running deployments by handle. */
+const running = new Map();
+let nextHandle = 1;
+
+async function start({ uploadServers = 2, controlOptions = {} } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-test-'));
+  const secret = randomBytes(32).toString('base64url');
+  const uploads = [];
+  const endpoints = [];
+  for (let i = 1; i <= uploadServers; i++) {
+    const id = `up-${i}`;
+    const server = servers.createUploadServer({ id, secret, dataDir: join(dir, id) });
+    const urls = await server.listen(0, '127.0.0.1');
+    uploads.push(server);
+    endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
+  }
+  const control = servers.createControlServer({ secret, uploadServers: endpoints, ...controlOptions });
+  const controlUrl = await control.listen(0, '127.0.0.1');
+  const token = await servers.createUserToken(secret, 'test-user');
+  const handle = nextHandle++;
+  running.set(handle, { dir, uploads, control });
+  return { handle, controlUrl, token, servers: endpoints };
+}
+
+async function stop({ handle }) {
+  const d = running.get(handle);
+  if (!d) return false;
+  running.delete(handle);
+  await d.control.close();
+  await Promise.all(d.uploads.map((s) => s.close()));
+  await rm(d.dir, { recursive: true, force: true });
+  return true;
+}
+
+/** SHA-256 of an item's data file as stored on disk by one upload server. */
+async function storedSha256({ handle, serverId, itemId }) {
+  const d = running.get(handle);
+  const record = await d.uploads.find((s) => s.id === serverId).store.get(itemId);
+  if (!record) return null;
+  const hash = createHash('sha256');
+  if (record.size > 0) {
+    await new Promise((resolve, reject) =>
+      createReadStream(join(d.dir, serverId, itemId, 'data'), { start: 0, end: record.size - 1 })
+        .on('data', (c) => hash.update(c))
+        .on('error', reject)
+        .on('end', resolve),
+    );
+  }
+  return { complete: record.complete, size: record.size, sha256: hash.digest('hex') };
+}
+
+/** Items the control server knows. */
+function controlItems({ handle }) {
+  return running.get(handle).control.items();
+}
+
+const COMMANDS = {
+  'ws-servers:start': start,
+  'ws-servers:stop': stop,
+  'ws-servers:stored-sha256': storedSha256,
+  'ws-servers:control-items': controlItems,
+};
+
+export function testServersPlugin() {
+  return {
+    name: 'ws-uploader-test-servers',
+    async executeCommand({ command, payload }) {
+      const fn = COMMANDS[command];
+      return fn ? await fn(payload ?? {}) : undefined;
+    },
+    async serverStop() {
+      for (const handle of [...running.keys()]) await stop({ handle });
+    },
+  };
+}

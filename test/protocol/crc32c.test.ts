@@ -1,0 +1,26 @@
+import { expect } from 'chai';
+import { crc32c } from '../../src/protocol/index.js';
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+describe('crc32c', () => {
+  it('matches the standard check value of "123456789"', () => {
+    expect(crc32c(text('123456789'))).to.equal(0xe3069283);
+  });
+
+  it('matches the RFC 3720 vector of 32 zero bytes', () => {
+    expect(crc32c(new Uint8Array(32))).to.equal(0x8a9136aa);
+  });
+
+  it('matches the RFC 3720 vector of 32 bytes of 0xff', () => {
+    expect(crc32c(new Uint8Array(32).fill(0xff))).to.equal(0x62a8ab43);
+  });
+
+  it('continues from a previous value', () => {
+    expect(crc32c(text('56789'), crc32c(text('1234')))).to.equal(0xe3069283);
+  });
+
+  it('is 0 for no bytes', () => {
+    expect(crc32c(new Uint8Array(0))).to.equal(0);
+  });
+});

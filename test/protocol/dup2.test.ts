@@ -1,0 +1,171 @@
+import { expect } from 'chai';
+import {
+  decodeDup2ClientFrame,
+  decodeDup2Frame,
+  decodeDup2ServerFrame,
+  encodeDup2Frame,
+  ProtocolError,
+  type Dup2Frame,
+} from '../../src/protocol/index.js';
+import { hex } from '../helpers/hex.js';
+
+const SHA = new Uint8Array(32).fill(0xab);
+const SHA_HEX = 'ab'.repeat(32);
+
+/** Each frame with the exact bytes docs/protocol.md gives for it. */
+const VECTORS: [string, Dup2Frame, string][] = [
+  ['HELLO', { type: 'hello', token: 'abc' }, '01 0003 616263'],
+  ['OPEN', { type: 'open', uploadId: 1, size: 1024, itemId: 'item-1' }, '02 00000001 0000000000000400 0006 6974656d2d31'],
+  [
+    'DATA',
+    { type: 'data', uploadId: 2, offset: 2 ** 32 + 5, crc32c: 0xf130f21e, payload: hex('010203') },
+    '03 00000002 0000000100000005 f130f21e 010203',
+  ],
+  ['FINISH', { type: 'finish', uploadId: 1, sha256: SHA }, `04 00000001 ${SHA_HEX}`],
+  ['CANCEL', { type: 'cancel', uploadId: 7 }, '05 00000007'],
+  ['PING', { type: 'ping', time: 1.5 }, '06 3ff8000000000000'],
+  [
+    'WELCOME',
+    { type: 'welcome', serverId: 's1', maxChunk: 1048576, window: 8388608, maxItemSize: 524288000 },
+    '81 00100000 00800000 000000001f400000 0002 7331',
+  ],
+  [
+    'OPENED',
+    {
+      type: 'opened',
+      uploadId: 1,
+      complete: false,
+      ranges: [
+        { start: 0, end: 10 },
+        { start: 20, end: 30 },
+      ],
+    },
+    '82 00000001 00 0002 0000000000000000 000000000000000a 0000000000000014 000000000000001e',
+  ],
+  ['ACK', { type: 'ack', uploadId: 3, start: 0, end: 65536 }, '83 00000003 0000000000000000 0000000000010000'],
+  ['COMPLETE', { type: 'complete', uploadId: 1, sha256: SHA }, `84 00000001 ${SHA_HEX}`],
+  ['PONG', { type: 'pong', time: 1, serverTime: 2 }, '85 3ff0000000000000 4000000000000000'],
+  [
+    'ERROR',
+    { type: 'error', uploadId: 0, code: 'checksum-mismatch', message: 'bad' },
+    '8f 00000000 0004 0003 626164',
+  ],
+];
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).to.be.instanceOf(ProtocolError);
+    return (e as ProtocolError).code;
+  }
+  throw new Error('expected a ProtocolError');
+}
+
+describe('dup/2 codec', () => {
+  for (const [name, frame, bytes] of VECTORS) {
+    it(`encodes ${name} to its documented bytes`, () => {
+      expect(Array.from(encodeDup2Frame(frame))).to.deep.equal(Array.from(hex(bytes)));
+    });
+
+    it(`decodes ${name} from its documented bytes`, () => {
+      expect(decodeDup2Frame(hex(bytes))).to.deep.equal(frame);
+    });
+
+    it(`rejects ${name} cut short at every length`, () => {
+      const full = hex(bytes);
+      // DATA has its payload last, so any cut inside the payload is another valid DATA frame.
+      const minimum = frame.type === 'data' ? 18 : full.length;
+      for (let n = 1; n < minimum; n++) {
+        expect(codeOf(() => decodeDup2Frame(full.subarray(0, n))), `length ${n}`).to.be.oneOf([
+          'frame-truncated',
+          'frame-invalid-field',
+          'frame-too-large',
+        ]);
+      }
+    });
+  }
+
+  it('rejects an empty frame with frame-empty', () => {
+    expect(codeOf(() => decodeDup2Frame(new Uint8Array(0)))).to.equal('frame-empty');
+  });
+
+  it('rejects an unknown type with frame-unknown-type', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('7f')))).to.equal('frame-unknown-type');
+  });
+
+  it('rejects bytes after a fixed-size frame with frame-trailing-bytes', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('05 00000007 00')))).to.equal('frame-trailing-bytes');
+  });
+
+  it('rejects upload id 0 with frame-invalid-field', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('05 00000000')))).to.equal('frame-invalid-field');
+  });
+
+  it('rejects a u64 above 2^53-1 with frame-invalid-field', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('02 00000001 0020000000000000 0001 61')))).to.equal(
+      'frame-invalid-field',
+    );
+  });
+
+  it('rejects an item id with a path separator', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('02 00000001 0000000000000001 0005 2e2e2f6161')))).to.equal(
+      'frame-invalid-field',
+    );
+  });
+
+  it('rejects a token that is not UTF-8', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('01 0002 c328')))).to.equal('frame-invalid-field');
+  });
+
+  it('rejects a DATA payload over the limit with frame-too-large', () => {
+    const frame = encodeDup2Frame({ type: 'data', uploadId: 1, offset: 0, crc32c: 0, payload: new Uint8Array(11) });
+    expect(codeOf(() => decodeDup2Frame(frame, { maxChunk: 10 }))).to.equal('frame-too-large');
+    expect(decodeDup2Frame(frame, { maxChunk: 11 }).type).to.equal('data');
+  });
+
+  it('rejects an empty DATA payload', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('03 00000001 0000000000000000 00000000')))).to.equal(
+      'frame-invalid-field',
+    );
+  });
+
+  it('rejects an ACK whose end is not after its start', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('83 00000001 0000000000000005 0000000000000005')))).to.equal(
+      'frame-invalid-field',
+    );
+  });
+
+  it('rejects an unknown error code', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('8f 00000000 0fff 0000')))).to.equal('frame-invalid-field');
+  });
+
+  it('keeps client and server frames apart', () => {
+    expect(codeOf(() => decodeDup2ClientFrame(hex('85 3ff0000000000000 4000000000000000')))).to.equal(
+      'frame-unknown-type',
+    );
+    expect(codeOf(() => decodeDup2ServerFrame(hex('05 00000007')))).to.equal('frame-unknown-type');
+  });
+
+  it('refuses to encode out-of-range fields', () => {
+    expect(codeOf(() => encodeDup2Frame({ type: 'cancel', uploadId: 0 }))).to.equal('frame-invalid-field');
+    expect(codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: -1, itemId: 'a' }))).to.equal(
+      'frame-invalid-field',
+    );
+    expect(codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: 1, itemId: 'a/b' }))).to.equal(
+      'frame-invalid-field',
+    );
+    expect(codeOf(() => encodeDup2Frame({ type: 'finish', uploadId: 1, sha256: new Uint8Array(31) }))).to.equal(
+      'frame-invalid-field',
+    );
+  });
+
+  it('truncates a long error message at a character boundary', () => {
+    const message = 'é'.repeat(1000);
+    const decoded = decodeDup2Frame(encodeDup2Frame({ type: 'error', uploadId: 1, code: 'internal', message }));
+    expect(decoded.type).to.equal('error');
+    const m = (decoded as { message: string }).message;
+    expect(m.length).to.equal(512);
+    expect(message.startsWith(m)).to.equal(true);
+  });
+});

@@ -1,0 +1,28 @@
+// Browser tests: headless Chromium from the machine (see scripts/ensure-chromium.mjs), TypeScript
+// through esbuild, real servers started on loopback by test/helpers/servers-plugin.mjs.
+import { esbuildPlugin } from '@web/dev-server-esbuild';
+import { chromeLauncher } from '@web/test-runner-chrome';
+import { CHROMIUM_ARGS, findChromium } from './scripts/chromium.mjs';
+import { testServersPlugin } from './test/helpers/servers-plugin.mjs';
+
+const executablePath = findChromium();
+if (!executablePath) {
+  throw new Error('ws-uploader tests need Chromium: run `node scripts/ensure-chromium.mjs` or set CHROME_PATH');
+}
+
+export default {
+  nodeResolve: true,
+  rootDir: '.',
+  files: ['test/{protocol,engine,element,integration}/**/*.test.ts'],
+  groups: [
+    { name: 'protocol', files: 'test/protocol/**/*.test.ts' },
+    { name: 'engine', files: 'test/engine/**/*.test.ts' },
+    { name: 'element', files: 'test/element/**/*.test.ts' },
+    { name: 'integration', files: 'test/integration/**/*.test.ts' },
+  ],
+  plugins: [esbuildPlugin({ ts: true, target: 'es2022', tsconfig: 'tsconfig.json' }), testServersPlugin()],
+  browsers: [chromeLauncher({ launchOptions: { executablePath, headless: true, args: CHROMIUM_ARGS } })],
+  concurrency: 1,
+  testFramework: { config: { timeout: 60_000 } },
+  testsFinishTimeout: 300_000,
+};
