@@ -11,7 +11,7 @@ if (!executablePath) {
 }
 
 export default {
-  nodeResolve: true,
+  nodeResolve: { exportConditions: ['production'] },
   rootDir: '.',
   files: ['test/{protocol,engine,element,integration}/**/*.test.ts'],
   groups: [
@@ -20,7 +20,7 @@ export default {
     { name: 'element', files: 'test/element/**/*.test.ts' },
     { name: 'integration', files: 'test/integration/**/*.test.ts' },
   ],
-  plugins: [esbuildPlugin({ ts: true, target: 'es2022', tsconfig: 'tsconfig.json' }), testServersPlugin()],
+  plugins: [esbuildPlugin({ ts: true, target: 'es2022', tsconfig: 'tsconfig.base.json' }), testServersPlugin()],
   browsers: [chromeLauncher({ launchOptions: { executablePath, headless: true, args: CHROMIUM_ARGS } })],
   concurrency: 1,
   testFramework: { config: { timeout: 60_000 } },

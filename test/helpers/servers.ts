@@ -1,0 +1,50 @@
+/**
+ * Browser-side handle on real servers started by the test runner (test/helpers/servers-plugin.mjs).
+ */
+import { executeServerCommand } from '@web/test-runner-commands';
+
+/** A deployment started for a test: one control server and upload servers, on loopback. */
+export interface TestDeployment {
+  readonly handle: number;
+  readonly controlUrl: string;
+  /** A valid user token for the control server. */
+  readonly token: string;
+  readonly servers: readonly { id: string; url: string; httpUrl: string }[];
+}
+
+/**
+ * Starts a deployment.
+ * @param uploadServers how many upload servers
+ */
+export async function startServers(uploadServers = 2): Promise<TestDeployment> {
+  const d = await executeServerCommand<TestDeployment, { uploadServers: number }>('ws-servers:start', { uploadServers });
+  if (!d) throw new Error('the test runner did not start the servers (is servers-plugin.mjs loaded?)');
+  return d;
+}
+
+/** Stops a deployment and removes its files. */
+export async function stopServers(d: TestDeployment | undefined): Promise<void> {
+  if (d) await executeServerCommand('ws-servers:stop', { handle: d.handle });
+}
+
+/** SHA-256 of an item's bytes as stored on one upload server's disk. */
+export async function storedSha256(
+  d: TestDeployment,
+  serverId: string,
+  itemId: string,
+): Promise<{ complete: boolean; size: number; sha256: string } | null> {
+  return (await executeServerCommand('ws-servers:stored-sha256', { handle: d.handle, serverId, itemId })) ?? null;
+}
+
+/** Hex SHA-256 of bytes, computed by the browser. */
+export async function sha256Hex(data: BufferSource): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** A file of random bytes, made in the browser. */
+export function randomFile(size: number, name = 'random.bin', type = 'application/octet-stream'): File {
+  const bytes = new Uint8Array(size);
+  for (let o = 0; o < size; o += 65536) crypto.getRandomValues(bytes.subarray(o, Math.min(size, o + 65536)));
+  return new File([bytes], name, { type });
+}

@@ -1,0 +1,196 @@
+import { expect } from 'chai';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CLOSE } from '../../src/protocol/index.js';
+import { createControlServer, createUserToken, type ControlServer, type ItemInfo } from '../../server/index.js';
+import { secretKey, uploadAudience, verifyToken } from '../../server/tokens.js';
+import { ControlPeer } from '../helpers/node-peers.js';
+
+const SECRET = 's'.repeat(32);
+const UPLOAD_SERVERS = [
+  { id: 'up-1', url: 'ws://127.0.0.1:9001/dup', httpUrl: 'http://127.0.0.1:9001' },
+  { id: 'up-2', url: 'ws://127.0.0.1:9002/dup', httpUrl: 'http://127.0.0.1:9002' },
+];
+const ITEM = { itemId: 'item-1', name: 'a.bin', size: 1000, mime: 'application/octet-stream', kind: 'file' as const };
+
+describe('control server', () => {
+  let control: ControlServer;
+  let url: string;
+  const peers: ControlPeer[] = [];
+  const completed: ItemInfo[] = [];
+
+  async function connect(): Promise<ControlPeer> {
+    const peer = new ControlPeer(url);
+    peers.push(peer);
+    await peer.send({ type: 'hello', token: await createUserToken(SECRET, 'alice') });
+    return peer;
+  }
+
+  beforeEach(async () => {
+    completed.length = 0;
+    control = createControlServer({
+      secret: SECRET,
+      uploadServers: UPLOAD_SERVERS,
+      helloTimeoutMs: 300,
+      probeWaitMs: 2000,
+      onComplete: (item) => completed.push(item),
+    });
+    url = await control.listen(0);
+  });
+
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await control.close();
+  });
+
+  it('welcomes a user token with the upload servers and a token for each', async () => {
+    const peer = await connect();
+    const welcome = await peer.nextOf('welcome');
+    expect(welcome.servers.map((s) => s.id)).to.deep.equal(['up-1', 'up-2']);
+    expect(welcome.servers[0]!.protocols).to.deep.equal(['dup/2']);
+    for (const s of welcome.servers) {
+      const claims = await verifyToken(secretKey(SECRET), s.token, uploadAudience(s.id));
+      expect(claims?.sub, s.id).to.equal(welcome.clientId);
+      expect(await verifyToken(secretKey(SECRET), s.token, uploadAudience(s.id === 'up-1' ? 'up-2' : 'up-1'))).to.equal(
+        undefined,
+      );
+      expect(s.tokenExpiresAt).to.be.greaterThan(Date.now());
+    }
+  });
+
+  it('refuses a bad credential with auth-failed and close 4003', async () => {
+    const peer = new ControlPeer(url);
+    peers.push(peer);
+    await peer.send({ type: 'hello', token: await createUserToken('x'.repeat(32), 'mallory') });
+    expect(await peer.next()).to.deep.include({ type: 'error', code: 'auth-failed' });
+    expect((await peer.closed).code).to.equal(CLOSE.AUTH_FAILED);
+  });
+
+  it('closes with 4001 when no hello comes in time', async () => {
+    const peer = new ControlPeer(url);
+    peers.push(peer);
+    expect(await peer.next()).to.deep.include({ type: 'error', code: 'auth-timeout' });
+    expect((await peer.closed).code).to.equal(CLOSE.AUTH_TIMEOUT);
+  });
+
+  it('refuses messages before hello', async () => {
+    const peer = new ControlPeer(url);
+    peers.push(peer);
+    await peer.send({ type: 'publish', items: [ITEM] });
+    expect(await peer.next()).to.deep.include({ type: 'error', code: 'not-authenticated' });
+    expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('answers a malformed message with bad-message and close 4002', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.sendRaw('{"type":"publish","items":"nope"}');
+    expect(await peer.next()).to.deep.include({ type: 'error', code: 'bad-message' });
+    expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('sends a transmit request for a published item to the server with the lowest RTT', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'probe', results: [{ serverId: 'up-1', rttMs: 20 }, { serverId: 'up-2', rttMs: 3 }] });
+    await peer.send({ type: 'publish', items: [ITEM] });
+    expect(await peer.nextOf('published')).to.deep.equal({ type: 'published', itemIds: ['item-1'] });
+    const transmit = await peer.nextOf('transmit');
+    expect(transmit.itemId).to.equal('item-1');
+    expect(transmit.ranges).to.deep.equal([{ start: 0, end: 1000, serverId: 'up-2' }]);
+    expect(control.items()[0]).to.deep.include({ state: 'uploading', userId: 'alice' });
+  });
+
+  it('plans without probes after the probe wait', async () => {
+    await control.close();
+    control = createControlServer({ secret: SECRET, uploadServers: UPLOAD_SERVERS, probeWaitMs: 50 });
+    url = await control.listen(0);
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'publish', items: [ITEM] });
+    const transmit = await peer.nextOf('transmit');
+    expect(transmit.ranges).to.have.length(1);
+  });
+
+  it('records completion, answers completed and calls onComplete', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'probe', results: [{ serverId: 'up-1', rttMs: 1 }] });
+    await peer.send({ type: 'publish', items: [ITEM] });
+    const { taskId } = await peer.nextOf('transmit');
+    const sha256 = 'cd'.repeat(32);
+    await peer.send({ type: 'complete', taskId, itemId: 'item-1', sha256, servers: ['up-1'] });
+    expect(await peer.nextOf('completed')).to.deep.equal({ type: 'completed', itemId: 'item-1', sha256, servers: ['up-1'] });
+    expect(completed).to.have.length(1);
+    expect(completed[0]).to.deep.include({ state: 'stored', sha256, servers: ['up-1'] });
+  });
+
+  it('refuses completion of a task it did not send with unknown-task', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'complete', taskId: 'nope', itemId: 'item-1', sha256: 'cd'.repeat(32), servers: [] });
+    expect(await peer.nextOf('error')).to.deep.include({ code: 'unknown-task' });
+    expect(completed).to.have.length(0);
+  });
+
+  it('refuses an item over the size limit with too-large', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'publish', items: [{ ...ITEM, size: 500 * 1024 * 1024 + 1 }] });
+    expect(await peer.nextOf('error')).to.deep.include({ code: 'too-large', ref: 'item-1' });
+    expect(await peer.nextOf('published')).to.deep.equal({ type: 'published', itemIds: [] });
+  });
+
+  it("refuses another user's item id with conflict", async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'publish', items: [ITEM] });
+    await peer.nextOf('published');
+    const bob = new ControlPeer(url);
+    peers.push(bob);
+    await bob.send({ type: 'hello', token: await createUserToken(SECRET, 'bob') });
+    await bob.nextOf('welcome');
+    await bob.send({ type: 'publish', items: [ITEM] });
+    expect(await bob.nextOf('error')).to.deep.include({ code: 'conflict', ref: 'item-1' });
+  });
+
+  it('asks for an item on request with requestTransmit', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'publish', items: [ITEM] });
+    await peer.nextOf('transmit');
+    const taskId = control.requestTransmit('item-1', [{ start: 100, end: 200, serverId: 'up-1' }], 5);
+    const t = await peer.nextOf('transmit');
+    expect(t).to.deep.equal({ type: 'transmit', taskId, itemId: 'item-1', ranges: [{ start: 100, end: 200, serverId: 'up-1' }], priority: 5 });
+    expect(() => control.requestTransmit('item-1', [{ start: 900, end: 1200, serverId: 'up-1' }])).to.throw(/item has 1000/);
+    expect(() => control.requestTransmit('nope')).to.throw(/unknown item/);
+  });
+
+  it('attaches to an existing HTTP server without taking its other requests', async () => {
+    const app: Server = createServer((_req, res) => res.end('app'));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+    const attached = createControlServer({ server: app, secret: SECRET, uploadServers: UPLOAD_SERVERS, path: '/ws/control' });
+    try {
+      const { port } = app.address() as AddressInfo;
+      expect(await (await fetch(`http://127.0.0.1:${port}/api`)).text()).to.equal('app');
+      const peer = new ControlPeer(`ws://127.0.0.1:${port}/ws/control`);
+      peers.push(peer);
+      await peer.send({ type: 'hello', token: await createUserToken(SECRET, 'alice') });
+      expect((await peer.nextOf('welcome')).servers).to.have.length(2);
+    } finally {
+      await attached.close();
+      app.closeAllConnections();
+      await new Promise<void>((r) => app.close(() => r()));
+    }
+  });
+
+  it('throws a TypeError for duplicate or malformed upload servers', () => {
+    expect(() => createControlServer({ secret: SECRET, uploadServers: [UPLOAD_SERVERS[0]!, UPLOAD_SERVERS[0]!] })).to.throw(
+      TypeError,
+      /twice/,
+    );
+    expect(() =>
+      createControlServer({ secret: SECRET, uploadServers: [{ id: 'x', url: 'http://a', httpUrl: 'http://a' }] }),
+    ).to.throw(TypeError, /ws\(s\)/);
+  });
+});

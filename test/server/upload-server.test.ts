@@ -1,0 +1,280 @@
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32c, CLOSE, SUBPROTOCOL_DUP_2 } from '../../src/protocol/index.js';
+import { createUploadServer, type UploadServer } from '../../server/index.js';
+import { SignJWT } from 'jose';
+import { signToken, secretKey, uploadAudience } from '../../server/tokens.js';
+import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
+
+const SECRET = 'a'.repeat(32);
+
+describe('upload server (dup/2)', () => {
+  let dir: string;
+  let server: UploadServer;
+  let urls: { http: string; ws: string };
+  const peers: Dup2Peer[] = [];
+
+  const token = async (serverId = 'up-1', secret = SECRET) =>
+    (await signToken(secretKey(secret), 'client-1', uploadAudience(serverId), 60)).token;
+
+  /** A connected, welcomed peer. */
+  async function connect(): Promise<Dup2Peer> {
+    const peer = new Dup2Peer(urls.ws);
+    peers.push(peer);
+    await peer.send({ type: 'hello', token: await token() });
+    const welcome = await peer.next();
+    expect(welcome.type).to.equal('welcome');
+    return peer;
+  }
+
+  async function upload(peer: Dup2Peer, uploadId: number, itemId: string, bytes: Uint8Array, chunk = 64 * 1024) {
+    await peer.send({ type: 'open', uploadId, itemId, size: bytes.length });
+    expect(await peer.next()).to.deep.include({ type: 'opened', uploadId, complete: false });
+    for (let o = 0; o < bytes.length; o += chunk) {
+      const payload = bytes.subarray(o, o + chunk);
+      await peer.send({ type: 'data', uploadId, offset: o, crc32c: crc32c(payload), payload });
+      expect(await peer.next()).to.deep.equal({ type: 'ack', uploadId, start: o, end: o + payload.length });
+    }
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ws-uploader-upload-'));
+    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir, authTimeoutMs: 300, maxChunk: 128 * 1024, window: 256 * 1024 });
+    urls = await server.listen(0);
+  });
+
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('welcomes a valid token with its id and limits', async () => {
+    const peer = new Dup2Peer(urls.ws);
+    peers.push(peer);
+    await peer.send({ type: 'hello', token: await token() });
+    expect(await peer.next()).to.deep.equal({
+      type: 'welcome',
+      serverId: 'up-1',
+      maxChunk: 128 * 1024,
+      window: 256 * 1024,
+      maxItemSize: 500 * 1024 * 1024,
+    });
+  });
+
+  for (const [name, make] of [
+    ['signed with another secret', () => token('up-1', 'b'.repeat(32))],
+    ['for another server', () => token('up-2')],
+    [
+      'that is expired',
+      () =>
+        new SignJWT({ scope: 'upload' })
+          .setProtectedHeader({ alg: 'HS256' })
+          .setSubject('client-1')
+          .setAudience(uploadAudience('up-1'))
+          .setExpirationTime(Math.floor(Date.now() / 1000) - 120)
+          .sign(secretKey(SECRET)),
+    ],
+    ['that is not a JWT', async () => 'not-a-token'],
+  ] as const) {
+    it(`refuses a token ${name} with unauthorized and close 4003`, async () => {
+      const peer = new Dup2Peer(urls.ws);
+      peers.push(peer);
+      await peer.send({ type: 'hello', token: await make() });
+      expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 0, code: 'unauthorized' });
+      expect((await peer.closed).code).to.equal(CLOSE.AUTH_FAILED);
+    });
+  }
+
+  it('closes with 4001 when no HELLO comes in time', async () => {
+    const peer = new Dup2Peer(urls.ws);
+    peers.push(peer);
+    expect((await peer.closed).code).to.equal(CLOSE.AUTH_TIMEOUT);
+  });
+
+  it('answers an undecodable frame with bad-frame and close 4002', async () => {
+    const peer = await connect();
+    await peer.sendRaw(new Uint8Array([0x7f, 1, 2]));
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 0, code: 'bad-frame' });
+    expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('answers a text frame with bad-frame and close 4002', async () => {
+    const peer = await connect();
+    await peer.sendRaw('hello');
+    expect(await peer.next()).to.deep.include({ code: 'bad-frame' });
+    expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('requires HELLO first', async () => {
+    const peer = new Dup2Peer(urls.ws);
+    peers.push(peer);
+    await peer.send({ type: 'ping', time: 1 });
+    expect(await peer.next()).to.deep.include({ code: 'bad-frame' });
+    expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('refuses a connection that did not negotiate the dup/2 subprotocol', async () => {
+    const peer = new Dup2Peer(urls.ws, 'something-else');
+    peers.push(peer);
+    const outcome = await Promise.race([peer.closed.then(() => 'closed'), peer.opened.then(() => 'opened', () => 'refused')]);
+    expect(outcome).to.be.oneOf(['closed', 'refused']);
+    expect(SUBPROTOCOL_DUP_2).to.equal('ws-uploader.dup.v2');
+  });
+
+  it('answers PING with PONG echoing the time', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'ping', time: 123.25 });
+    const pong = await peer.next();
+    expect(pong).to.deep.include({ type: 'pong', time: 123.25 });
+  });
+
+  it('stores an item, acknowledges every chunk, verifies the SHA-256 and serves the bytes back', async () => {
+    const peer = await connect();
+    const bytes = new Uint8Array(randomBytes(300_000));
+    await upload(peer, 1, 'item-a', bytes);
+    await peer.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
+    expect(await peer.next()).to.deep.equal({ type: 'complete', uploadId: 1, sha256: sha256(bytes).bytes });
+
+    const res = await fetch(`${urls.http}/files/item-a`);
+    expect(res.status).to.equal(200);
+    expect(res.headers.get('x-content-type-options')).to.equal('nosniff');
+    expect(res.headers.get('content-length')).to.equal(String(bytes.length));
+    const served = new Uint8Array(await res.arrayBuffer());
+    expect(sha256(served).hex).to.equal(sha256(bytes).hex);
+  });
+
+  it('refuses a chunk with a wrong CRC-32C and stores nothing of it', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-b', size: 10 });
+    await peer.next();
+    const payload = new Uint8Array(10).fill(7);
+    await peer.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(payload) ^ 1, payload });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'checksum-mismatch' });
+    expect((await server.store.get('item-b'))?.ranges).to.deep.equal([]);
+  });
+
+  it('refuses bytes past the item size with out-of-range', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-c', size: 4 });
+    await peer.next();
+    const payload = new Uint8Array(5);
+    await peer.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(payload), payload });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'out-of-range' });
+  });
+
+  it('refuses DATA for an upload id that is not open', async () => {
+    const peer = await connect();
+    const payload = new Uint8Array(1);
+    await peer.send({ type: 'data', uploadId: 9, offset: 0, crc32c: crc32c(payload), payload });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 9, code: 'unknown-upload' });
+  });
+
+  it('refuses an item over the size limit with too-large', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'huge', size: 500 * 1024 * 1024 + 1 });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'too-large' });
+  });
+
+  it('refuses to reopen an item with another size with conflict', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-d', size: 10 });
+    await peer.next();
+    await peer.send({ type: 'open', uploadId: 2, itemId: 'item-d', size: 11 });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 2, code: 'conflict' });
+  });
+
+  it('refuses FINISH before every byte is stored with incomplete', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-e', size: 10 });
+    await peer.next();
+    await peer.send({ type: 'finish', uploadId: 1, sha256: new Uint8Array(32) });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'incomplete' });
+  });
+
+  it('refuses a wrong SHA-256 with digest-mismatch and does not serve the item', async () => {
+    const peer = await connect();
+    const bytes = new Uint8Array(randomBytes(1000));
+    await upload(peer, 1, 'item-f', bytes);
+    await peer.send({ type: 'finish', uploadId: 1, sha256: new Uint8Array(32) });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'digest-mismatch' });
+    expect((await fetch(`${urls.http}/files/item-f`)).status).to.equal(404);
+    expect((await server.store.get('item-f'))?.ranges).to.deep.equal([]);
+  });
+
+  it('closes a client that overruns the window with window-exceeded', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-g', size: 10 * 128 * 1024 });
+    await peer.next();
+    const payload = new Uint8Array(128 * 1024);
+    const crc = crc32c(payload);
+    for (let i = 0; i < 10; i++) await peer.send({ type: 'data', uploadId: 1, offset: i * payload.length, crc32c: crc, payload });
+    const { code } = await peer.closed;
+    expect(code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('tells a reconnecting client which ranges it already holds', async () => {
+    const first = await connect();
+    const bytes = new Uint8Array(randomBytes(200_000));
+    await first.send({ type: 'open', uploadId: 1, itemId: 'item-h', size: bytes.length });
+    await first.next();
+    const part = bytes.subarray(0, 100_000);
+    await first.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(part), payload: part });
+    await first.next();
+    first.close();
+
+    const second = await connect();
+    await second.send({ type: 'open', uploadId: 5, itemId: 'item-h', size: bytes.length });
+    expect(await second.next()).to.deep.equal({
+      type: 'opened',
+      uploadId: 5,
+      complete: false,
+      ranges: [{ start: 0, end: 100_000 }],
+    });
+    const rest = bytes.subarray(100_000);
+    await second.send({ type: 'data', uploadId: 5, offset: 100_000, crc32c: crc32c(rest), payload: rest });
+    await second.next();
+    await second.send({ type: 'finish', uploadId: 5, sha256: sha256(bytes).bytes });
+    expect((await second.next()).type).to.equal('complete');
+  });
+
+  it('keeps stored items across a restart of the server', async () => {
+    const peer = await connect();
+    const bytes = new Uint8Array(randomBytes(5000));
+    await upload(peer, 1, 'item-i', bytes);
+    await peer.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
+    await peer.next();
+    await server.close();
+
+    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir });
+    urls = await server.listen(0);
+    const res = await fetch(`${urls.http}/files/item-i`);
+    expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
+  });
+
+  it('serves 404 for unknown, unfinished and malformed item ids', async () => {
+    const peer = await connect();
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'partial', size: 10 });
+    await peer.next();
+    for (const id of ['nope', 'partial', '..%2F..%2Fetc%2Fpasswd']) {
+      expect((await fetch(`${urls.http}/files/${id}`)).status, id).to.equal(404);
+    }
+    expect(await readdir(dir)).to.deep.equal(['partial']);
+  });
+
+  it('describes itself at /.well-known/ws-uploader', async () => {
+    const res = await fetch(`${urls.http}/.well-known/ws-uploader`);
+    const doc = (await res.json()) as { id: string; protocols: string[] };
+    expect(doc.id).to.equal('up-1');
+    expect(doc.protocols).to.deep.equal(['dup/2']);
+  });
+
+  it('throws a TypeError for a short secret or a bad id', () => {
+    expect(() => createUploadServer({ id: 'x', secret: 'short', dataDir: dir })).to.throw(TypeError, /secret/);
+    expect(() => createUploadServer({ id: 'a/b', secret: SECRET, dataDir: dir })).to.throw(TypeError, /id/);
+    expect(() => createUploadServer({ id: 'x', secret: SECRET })).to.throw(TypeError, /dataDir/);
+  });
+});
