@@ -24,9 +24,16 @@ export default tseslint.config(
     rules: {
       'no-restricted-globals': [
         'error',
-        ...['window', 'document', 'Buffer', 'process', 'require', 'WebSocket', 'self', 'navigator'].map(
-          (name) => ({ name, message: 'src/protocol is pure: no DOM or Node globals.' }),
-        ),
+        ...[
+          'window',
+          'document',
+          'Buffer',
+          'process',
+          'require',
+          'WebSocket',
+          'self',
+          'navigator',
+        ].map((name) => ({ name, message: 'src/protocol is pure: no DOM or Node globals.' })),
       ],
       'no-restricted-imports': ['error', { patterns: ['node:*', 'lit', 'lit/*', 'ws'] }],
     },

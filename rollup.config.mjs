@@ -10,5 +10,13 @@ export default {
     format: 'es',
     sourcemap: true,
   },
-  plugins: [nodeResolve({ browser: true }), terser({ ecma: 2022, module: true, format: { comments: false } })],
+  onwarn(warning, warn) {
+    // tsc's decorator helper reads `this` at module level; it is undefined in ESM, as intended.
+    if (warning.code === 'THIS_IS_UNDEFINED') return;
+    warn(warning);
+  },
+  plugins: [
+    nodeResolve({ browser: true, exportConditions: ['production'] }),
+    terser({ ecma: 2022, module: true, format: { comments: false } }),
+  ],
 };

@@ -7,7 +7,9 @@ import { testServersPlugin } from './test/helpers/servers-plugin.mjs';
 
 const executablePath = findChromium();
 if (!executablePath) {
-  throw new Error('ws-uploader tests need Chromium: run `node scripts/ensure-chromium.mjs` or set CHROME_PATH');
+  throw new Error(
+    'ws-uploader tests need Chromium: run `node scripts/ensure-chromium.mjs` or set CHROME_PATH',
+  );
 }
 
 export default {
@@ -20,8 +22,13 @@ export default {
     { name: 'element', files: 'test/element/**/*.test.ts' },
     { name: 'integration', files: 'test/integration/**/*.test.ts' },
   ],
-  plugins: [esbuildPlugin({ ts: true, target: 'es2022', tsconfig: 'tsconfig.base.json' }), testServersPlugin()],
-  browsers: [chromeLauncher({ launchOptions: { executablePath, headless: true, args: CHROMIUM_ARGS } })],
+  plugins: [
+    esbuildPlugin({ ts: true, target: 'es2022', tsconfig: 'tsconfig.base.json' }),
+    testServersPlugin(),
+  ],
+  browsers: [
+    chromeLauncher({ launchOptions: { executablePath, headless: true, args: CHROMIUM_ARGS } }),
+  ],
   concurrency: 1,
   testFramework: { config: { timeout: 60_000 } },
   testsFinishTimeout: 300_000,

@@ -11,7 +11,9 @@ if (!path && process.env.CHROME_PATH) {
 }
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 if (!path && isRoot && existsSync('/usr/bin/apt-get') && existsSync('/etc/debian_version')) {
-  console.log('ws-uploader tests: no Chromium found; installing Debian package "chromium" with apt-get');
+  console.log(
+    'ws-uploader tests: no Chromium found; installing Debian package "chromium" with apt-get',
+  );
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
   execFileSync('apt-get', ['install', '-y', '-qq', 'chromium'], { stdio: 'inherit', env });

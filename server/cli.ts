@@ -8,9 +8,13 @@ import { startDemo } from './demo.js';
 import { createUserToken } from './tokens.js';
 import { createUploadServer } from './upload/upload-server.js';
 
-const SECRET_HELP = '  --secret S         shared secret, at least 32 bytes (default: $WS_UPLOADER_SECRET)';
+const SECRET_HELP =
+  '  --secret S         shared secret, at least 32 bytes (default: $WS_UPLOADER_SECRET)';
 
-const COMMANDS: Record<string, { help: string; options: ParseArgsConfig['options']; run: (v: Values) => Promise<void> }> = {
+const COMMANDS: Record<
+  string,
+  { help: string; options: ParseArgsConfig['options']; run: (v: Values) => Promise<void> }
+> = {
   'upload-server': {
     help: `Usage: ws-uploader upload-server --id ID --data-dir DIR [options]
 
@@ -60,13 +64,20 @@ ${SECRET_HELP}`,
       secret: { type: 'string' },
     },
     async run(v) {
-      const config = v['config'] ? (JSON.parse(await readFile(str(v, 'config'), 'utf8')) as Record<string, unknown>) : {};
+      const config = v['config']
+        ? (JSON.parse(await readFile(str(v, 'config'), 'utf8')) as Record<string, unknown>)
+        : {};
       const fromFlags = ((v['upload-server'] as string[] | undefined) ?? []).map(parseEndpoint);
-      const uploadServers = [...((config['uploadServers'] as UploadServerEndpoint[] | undefined) ?? []), ...fromFlags];
-      if (uploadServers.length === 0) fatal('name at least one upload server (--upload-server or --config)');
+      const uploadServers = [
+        ...((config['uploadServers'] as UploadServerEndpoint[] | undefined) ?? []),
+        ...fromFlags,
+      ];
+      if (uploadServers.length === 0)
+        fatal('name at least one upload server (--upload-server or --config)');
       const control = createControlServer({ secret: secretOf(v), uploadServers });
       const port = v['port'] ? int(v, 'port') : Number(config['port'] ?? 8080);
-      const host = (v['host'] as string | undefined) ?? (config['host'] as string | undefined) ?? '127.0.0.1';
+      const host =
+        (v['host'] as string | undefined) ?? (config['host'] as string | undefined) ?? '127.0.0.1';
       console.log(`control server at ${await control.listen(port, host)}`);
       onStop(() => control.close());
     },
@@ -105,7 +116,11 @@ Prints a user token for the control server (an HS256 JWT, audience ws-uploader:c
   --user ID          user id (the token's subject)
   --ttl SECONDS      lifetime (default 86400)
 ${SECRET_HELP}`,
-    options: { user: { type: 'string' }, ttl: { type: 'string', default: '86400' }, secret: { type: 'string' } },
+    options: {
+      user: { type: 'string' },
+      ttl: { type: 'string', default: '86400' },
+      secret: { type: 'string' },
+    },
     async run(v) {
       console.log(await createUserToken(secretOf(v), required(v, 'user'), int(v, 'ttl')));
     },
@@ -142,7 +157,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   let values: Values;
   try {
-    values = parseArgs({ args: [...rest], options: command.options ?? {}, strict: true, allowPositionals: false }).values;
+    values = parseArgs({
+      args: [...rest],
+      options: command.options ?? {},
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (e) {
     fatal(`${(e as Error).message}\n\n${command.help}`);
   }

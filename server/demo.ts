@@ -98,10 +98,21 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   };
 }
 
-async function serveStatic(req: IncomingMessage, res: ServerResponse, root: string, config: string): Promise<void> {
+async function serveStatic(
+  req: IncomingMessage,
+  res: ServerResponse,
+  root: string,
+  config: string,
+): Promise<void> {
   const path = new URL(req.url ?? '/', 'http://localhost').pathname;
   if (path === '/demo-config.json') {
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(config);
+    res
+      .writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' })
+      .end(config);
+    return;
+  }
+  if (path === '/favicon.ico') {
+    res.writeHead(204).end();
     return;
   }
   let file: string | undefined;

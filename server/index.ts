@@ -2,7 +2,12 @@
  * The reference Node servers of ws-uploader.
  * @module
  */
-export { createUploadServer, DUP_PATH, type UploadServer, type UploadServerOptions } from './upload/upload-server.js';
+export {
+  createUploadServer,
+  DUP_PATH,
+  type UploadServer,
+  type UploadServerOptions,
+} from './upload/upload-server.js';
 export { FileStore, StoreError, type ItemStore, type ItemRecord } from './upload/file-store.js';
 export {
   createControlServer,
@@ -13,6 +18,11 @@ export {
   type ItemInfo,
   type ItemState,
 } from './control/control-server.js';
-export { lowestRttPlanner, validatePlan, type Planner, type PlannerServer } from './control/planner.js';
+export {
+  lowestRttPlanner,
+  validatePlan,
+  type Planner,
+  type PlannerServer,
+} from './control/planner.js';
 export { createUserToken, CONTROL_AUDIENCE, uploadAudience, MIN_SECRET_BYTES } from './tokens.js';
 export { startDemo, type Demo, type DemoOptions } from './demo.js';

@@ -32,7 +32,9 @@ export const MIN_SECRET_BYTES = 32;
 export function secretKey(secret: string | Uint8Array): Uint8Array {
   const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
   if (!(key instanceof Uint8Array) || key.length < MIN_SECRET_BYTES) {
-    throw new TypeError(`ws-uploader: the shared secret must be at least ${MIN_SECRET_BYTES} bytes`);
+    throw new TypeError(
+      `ws-uploader: the shared secret must be at least ${MIN_SECRET_BYTES} bytes`,
+    );
   }
   return key;
 }

@@ -9,7 +9,8 @@ import { WsUploaderError } from './protocol/errors.js';
 export { WsUploaderError, ProtocolError, type ProtocolErrorCode } from './protocol/errors.js';
 
 /** Codes of {@link TransportError}. */
-export type TransportErrorCode = 'socket-closed' | 'socket-failed' | 'connect-timeout' | 'no-servers';
+export type TransportErrorCode =
+  'socket-closed' | 'socket-failed' | 'connect-timeout' | 'no-servers';
 
 /**
  * A connection failed or closed. Retrying later can succeed.
@@ -55,7 +56,11 @@ export class ServerError extends WsUploaderError {
    * @param message the server's message
    * @param context which server and item
    */
-  constructor(code: WireErrorCode | ControlErrorCode, message: string, context: { serverId: string; itemId?: string }) {
+  constructor(
+    code: WireErrorCode | ControlErrorCode,
+    message: string,
+    context: { serverId: string; itemId?: string },
+  ) {
     super(code, message);
     this.name = 'ServerError';
     this.serverId = context.serverId;

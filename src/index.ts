@@ -7,7 +7,13 @@ export { WsUploader } from './element/ws-uploader-element.js';
 export { DEFAULT_I18N, mergeI18n, type WsUploaderI18n } from './element/i18n.js';
 export * from './engine/index.js';
 export * from './events/index.js';
-export { TransportError, ServerError, ConfigError, WsUploaderError, ProtocolError } from './errors.js';
+export {
+  TransportError,
+  ServerError,
+  ConfigError,
+  WsUploaderError,
+  ProtocolError,
+} from './errors.js';
 export type { TransportErrorCode, ProtocolErrorCode } from './errors.js';
 export type {
   ItemMeta,

@@ -138,13 +138,18 @@ interface Task {
  */
 export function createControlServer(options: ControlServerOptions): ControlServer {
   const key = secretKey(options.secret);
-  if (!Array.isArray(options.uploadServers)) throw new TypeError('ws-uploader: `uploadServers` must be an array');
+  if (!Array.isArray(options.uploadServers))
+    throw new TypeError('ws-uploader: `uploadServers` must be an array');
   const endpoints = new Map<string, UploadServerEndpoint>();
   for (const s of options.uploadServers) {
-    if (!ITEM_ID_PATTERN.test(s.id)) throw new TypeError(`ws-uploader: upload server id ${JSON.stringify(s.id)} is invalid`);
-    if (endpoints.has(s.id)) throw new TypeError(`ws-uploader: upload server id ${s.id} is listed twice`);
+    if (!ITEM_ID_PATTERN.test(s.id))
+      throw new TypeError(`ws-uploader: upload server id ${JSON.stringify(s.id)} is invalid`);
+    if (endpoints.has(s.id))
+      throw new TypeError(`ws-uploader: upload server id ${s.id} is listed twice`);
     if (!/^wss?:\/\//.test(s.url) || !/^https?:\/\//.test(s.httpUrl)) {
-      throw new TypeError(`ws-uploader: upload server ${s.id} needs a ws(s): url and an http(s): httpUrl`);
+      throw new TypeError(
+        `ws-uploader: upload server ${s.id} needs a ws(s): url and an http(s): httpUrl`,
+      );
     }
     endpoints.set(s.id, s);
   }
@@ -170,19 +175,25 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: 1024 * 1024,
-    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_CONTROL_1) ? SUBPROTOCOL_CONTROL_1 : false),
+    handleProtocols: (protocols) =>
+      protocols.has(SUBPROTOCOL_CONTROL_1) ? SUBPROTOCOL_CONTROL_1 : false,
   });
 
   const send = (ws: WebSocket, message: ControlServerMessage): void => {
     if (ws.readyState === ws.OPEN) ws.send(encodeControlMessage(message));
   };
   const fail = (ws: WebSocket, code: ControlErrorCode, message: string, ref?: string): void =>
-    send(ws, ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref });
+    send(
+      ws,
+      ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref },
+    );
 
   const serverList = async (clientId: string): Promise<ServerInfo[]> =>
     Promise.all(
       [...endpoints.values()].map(async (s) => {
-        const { token, expiresAt } = await signToken(key, clientId, uploadAudience(s.id), ttl, { scope: 'upload' });
+        const { token, expiresAt } = await signToken(key, clientId, uploadAudience(s.id), ttl, {
+          scope: 'upload',
+        });
         return {
           id: s.id,
           url: s.url,
@@ -194,7 +205,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       }),
     );
 
-  const transmit = (session: Session, itemId: string, ranges: readonly TargetRange[], priority: number): string => {
+  const transmit = (
+    session: Session,
+    itemId: string,
+    ranges: readonly TargetRange[],
+    priority: number,
+  ): string => {
     const taskId = randomUUID();
     tasks.set(taskId, { taskId, itemId, clientId: session.clientId, ranges });
     const item = items.get(itemId);
@@ -212,7 +228,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     });
     const ranges = plan(meta, candidates);
     if (meta.size === 0 || ranges.length === 0) {
-      if (meta.size > 0) fail(session.ws, 'no-servers', 'no upload server can take this item', meta.itemId);
+      if (meta.size > 0)
+        fail(session.ws, 'no-servers', 'no upload server can take this item', meta.itemId);
       return;
     }
     const problem = validatePlan(meta, ranges, new Set(endpoints.keys()));
@@ -243,7 +260,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           }
           const info: ItemInfo = existing
             ? { ...existing, meta, clientId: session.clientId }
-            : { meta, userId: session.userId, clientId: session.clientId, state: 'published', servers: [] };
+            : {
+                meta,
+                userId: session.userId,
+                clientId: session.clientId,
+                state: 'published',
+                servers: [],
+              };
           items.set(meta.itemId, info);
           accepted.push(meta.itemId);
           if (info.state !== 'stored') toPlan.push(meta);
@@ -254,7 +277,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         return;
       }
       case 'probe':
-        for (const r of message.results) if (endpoints.has(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
+        for (const r of message.results)
+          if (endpoints.has(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
         session.markProbed();
         return;
       case 'progress':
@@ -271,7 +295,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
         const stored: ItemInfo = { ...item, state: 'stored', servers, sha256: message.sha256 };
         items.set(task.itemId, stored);
-        send(session.ws, { type: 'completed', itemId: task.itemId, sha256: message.sha256, servers });
+        send(session.ws, {
+          type: 'completed',
+          itemId: task.itemId,
+          sha256: message.sha256,
+          servers,
+        });
         options.onComplete?.(stored);
         return;
       }
@@ -308,7 +337,11 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         if (isBinary) throw new ProtocolError('message-invalid', 'control frames are text');
         message = decodeControlClientMessage(data.toString());
       } catch (e) {
-        fail(ws, 'bad-message', e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'bad message');
+        fail(
+          ws,
+          'bad-message',
+          e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'bad message',
+        );
         ws.close(CLOSE.PROTOCOL_VIOLATION, 'bad message');
         return;
       }
@@ -337,12 +370,26 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           markProbed = resolve;
           setTimeout(resolve, probeWaitMs).unref();
         });
-        const s: Session = { ws, clientId, sessionId: randomUUID(), userId: user.userId, rtt: new Map(), probed, markProbed };
+        const s: Session = {
+          ws,
+          clientId,
+          sessionId: randomUUID(),
+          userId: user.userId,
+          rtt: new Map(),
+          probed,
+          markProbed,
+        };
         const servers = await serverList(clientId);
         if (ws.readyState !== ws.OPEN) return;
         session = s;
         sessions.set(clientId, s);
-        send(ws, { type: 'welcome', sessionId: s.sessionId, clientId, servers, limits: { maxItemSize } });
+        send(ws, {
+          type: 'welcome',
+          sessionId: s.sessionId,
+          clientId,
+          servers,
+          limits: { maxItemSize },
+        });
       })();
     });
   });
@@ -379,8 +426,18 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       if (!item) throw new Error(`ws-uploader: unknown item ${itemId}`);
       const session = sessions.get(item.clientId);
       if (!session) throw new Error(`ws-uploader: the browser holding ${itemId} is not connected`);
-      const plan = ranges ?? lowestRttPlanner(item.meta, [...endpoints.keys()].map((id) => ({ id })));
-      const problem = validatePlan(item.meta, plan, new Set(endpoints.keys()), ranges === undefined);
+      const plan =
+        ranges ??
+        lowestRttPlanner(
+          item.meta,
+          [...endpoints.keys()].map((id) => ({ id })),
+        );
+      const problem = validatePlan(
+        item.meta,
+        plan,
+        new Set(endpoints.keys()),
+        ranges === undefined,
+      );
       if (problem) throw new Error(`ws-uploader: cannot transmit ${itemId}: ${problem}`);
       return transmit(session, itemId, plan, priority);
     },

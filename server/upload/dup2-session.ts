@@ -55,7 +55,10 @@ export class Dup2Session {
   constructor(ws: WebSocket, ctx: Dup2SessionContext) {
     this.#ws = ws;
     this.#ctx = ctx;
-    this.#authTimer = setTimeout(() => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'), ctx.authTimeoutMs);
+    this.#authTimer = setTimeout(
+      () => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'),
+      ctx.authTimeoutMs,
+    );
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
     ws.on('close', () => {
       this.#closed = true;
@@ -119,7 +122,12 @@ export class Dup2Session {
     if (this.#closed) return;
     clearTimeout(this.#authTimer);
     if (clientId === undefined) {
-      this.#send({ type: 'error', uploadId: 0, code: 'unauthorized', message: 'token is not valid for this server' });
+      this.#send({
+        type: 'error',
+        uploadId: 0,
+        code: 'unauthorized',
+        message: 'token is not valid for this server',
+      });
       this.#close(CLOSE.AUTH_FAILED, 'unauthorized');
       return;
     }
@@ -134,7 +142,11 @@ export class Dup2Session {
       return;
     }
     if (size > this.#ctx.maxItemSize) {
-      this.#error(uploadId, 'too-large', `item of ${size} bytes is over the limit of ${this.#ctx.maxItemSize}`);
+      this.#error(
+        uploadId,
+        'too-large',
+        `item of ${size} bytes is over the limit of ${this.#ctx.maxItemSize}`,
+      );
       return;
     }
     const upload: Upload = { itemId, size, queue: Promise.resolve() };
@@ -152,15 +164,28 @@ export class Dup2Session {
       return;
     }
     if (offset + payload.length > upload.size) {
-      this.#error(uploadId, 'out-of-range', `bytes ${offset}..${offset + payload.length} are past size ${upload.size}`);
+      this.#error(
+        uploadId,
+        'out-of-range',
+        `bytes ${offset}..${offset + payload.length} are past size ${upload.size}`,
+      );
       return;
     }
     if (crc32c(payload) !== crc) {
-      this.#error(uploadId, 'checksum-mismatch', `CRC-32C of bytes at ${offset} does not match; nothing stored`);
+      this.#error(
+        uploadId,
+        'checksum-mismatch',
+        `CRC-32C of bytes at ${offset} does not match; nothing stored`,
+      );
       return;
     }
     if (this.#inFlight + payload.length > this.#ctx.window) {
-      this.#send({ type: 'error', uploadId, code: 'window-exceeded', message: `more than ${this.#ctx.window} bytes unacknowledged` });
+      this.#send({
+        type: 'error',
+        uploadId,
+        code: 'window-exceeded',
+        message: `more than ${this.#ctx.window} bytes unacknowledged`,
+      });
       this.#close(CLOSE.PROTOCOL_VIOLATION, 'window exceeded');
       return;
     }

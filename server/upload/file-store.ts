@@ -80,7 +80,10 @@ export class FileStore implements ItemStore {
     checkId(itemId);
     const slot = (await this.#slot(itemId, size))!;
     if (slot.record.size !== size) {
-      throw new StoreError('conflict', `item ${itemId} exists with size ${slot.record.size}, not ${size}`);
+      throw new StoreError(
+        'conflict',
+        `item ${itemId} exists with size ${slot.record.size}, not ${size}`,
+      );
     }
     return slot.record;
   }
@@ -94,22 +97,37 @@ export class FileStore implements ItemStore {
     return this.#serial(itemId, async (slot) => {
       const { record } = slot;
       if (offset + bytes.length > record.size) {
-        throw new StoreError('out-of-range', `bytes ${offset}..${offset + bytes.length} are past size ${record.size}`);
+        throw new StoreError(
+          'out-of-range',
+          `bytes ${offset}..${offset + bytes.length} are past size ${record.size}`,
+        );
       }
       if (record.complete) return record;
       try {
         slot.handle ??= await open(this.#dataPath(itemId), 'r+');
         let done = 0;
         while (done < bytes.length) {
-          const { bytesWritten } = await slot.handle.write(bytes, done, bytes.length - done, offset + done);
+          const { bytesWritten } = await slot.handle.write(
+            bytes,
+            done,
+            bytes.length - done,
+            offset + done,
+          );
           done += bytesWritten;
         }
-        const next = { ...record, ranges: addRange(record.ranges, { start: offset, end: offset + bytes.length }) };
+        const next = {
+          ...record,
+          ranges: addRange(record.ranges, { start: offset, end: offset + bytes.length }),
+        };
         await this.#saveMeta(next);
         slot.record = next;
         return next;
       } catch (e) {
-        throw new StoreError('storage-failed', `could not store bytes of ${itemId}: ${(e as Error).message}`, { cause: e });
+        throw new StoreError(
+          'storage-failed',
+          `could not store bytes of ${itemId}: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
     });
   }
@@ -118,7 +136,8 @@ export class FileStore implements ItemStore {
     return this.#serial(itemId, async (slot) => {
       const { record } = slot;
       if (record.complete) {
-        if (record.sha256 !== sha256) throw new StoreError('digest-mismatch', `item ${itemId} is stored with another SHA-256`);
+        if (record.sha256 !== sha256)
+          throw new StoreError('digest-mismatch', `item ${itemId} is stored with another SHA-256`);
         return record;
       }
       if (!covers(record.ranges, { start: 0, end: record.size })) {
@@ -133,14 +152,21 @@ export class FileStore implements ItemStore {
         }
         actual = await hashFile(this.#dataPath(itemId), record.size);
       } catch (e) {
-        throw new StoreError('storage-failed', `could not read back ${itemId}: ${(e as Error).message}`, { cause: e });
+        throw new StoreError(
+          'storage-failed',
+          `could not read back ${itemId}: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
       if (actual !== sha256) {
         // Some stored bytes are wrong and nothing says which: the client must send them all again.
         const reset = { ...record, ranges: [] };
         await this.#saveMeta(reset);
         slot.record = reset;
-        throw new StoreError('digest-mismatch', `item ${itemId} has SHA-256 ${actual}, the client sent ${sha256}`);
+        throw new StoreError(
+          'digest-mismatch',
+          `item ${itemId} has SHA-256 ${actual}, the client sent ${sha256}`,
+        );
       }
       const next: ItemRecord = { ...record, complete: true, sha256 };
       await this.#saveMeta(next);
@@ -173,7 +199,9 @@ export class FileStore implements ItemStore {
       this.#loading.set(itemId, loading);
       return loading;
     }
-    return loading.then((slot) => slot ?? (createSize === undefined ? undefined : this.#slot(itemId, createSize)));
+    return loading.then(
+      (slot) => slot ?? (createSize === undefined ? undefined : this.#slot(itemId, createSize)),
+    );
   }
 
   async #load(itemId: string, createSize: number | undefined): Promise<Slot | undefined> {
@@ -220,7 +248,8 @@ export class FileStore implements ItemStore {
 }
 
 function checkId(itemId: string): void {
-  if (!ITEM_ID_PATTERN.test(itemId)) throw new TypeError(`ws-uploader: invalid item id ${JSON.stringify(itemId)}`);
+  if (!ITEM_ID_PATTERN.test(itemId))
+    throw new TypeError(`ws-uploader: invalid item id ${JSON.stringify(itemId)}`);
 }
 
 function hashFile(path: string, size: number): Promise<string> {

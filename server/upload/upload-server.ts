@@ -77,7 +77,8 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     throw new TypeError('ws-uploader: upload server `id` must match [A-Za-z0-9_-]{1,128}');
   }
   const key = secretKey(options.secret);
-  if (!options.store && !options.dataDir) throw new TypeError('ws-uploader: upload server needs `dataDir` or `store`');
+  if (!options.store && !options.dataDir)
+    throw new TypeError('ws-uploader: upload server needs `dataDir` or `store`');
   const maxItemSize = positive(options.maxItemSize, DEFAULT_MAX_ITEM_SIZE, 'maxItemSize');
   const maxChunk = positive(options.maxChunk, DEFAULT_MAX_CHUNK, 'maxChunk');
   const window = positive(options.window, DEFAULT_WINDOW, 'window');
@@ -144,7 +145,10 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       }
       const addr = httpServer.address() as AddressInfo;
       const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      return { http: `http://${hostPart}:${addr.port}`, ws: `ws://${hostPart}:${addr.port}${DUP_PATH}` };
+      return {
+        http: `http://${hostPart}:${addr.port}`,
+        ws: `ws://${hostPart}:${addr.port}${DUP_PATH}`,
+      };
     },
     async close() {
       httpServer.off('upgrade', onUpgrade);
@@ -170,7 +174,12 @@ async function handleHttp(
   res.setHeader('Access-Control-Allow-Origin', '*');
   const path = pathOf(req);
   if (req.method === 'OPTIONS') {
-    res.writeHead(204, { 'Access-Control-Allow-Methods': 'GET, HEAD', 'Access-Control-Max-Age': '600' }).end();
+    res
+      .writeHead(204, {
+        'Access-Control-Allow-Methods': 'GET, HEAD',
+        'Access-Control-Max-Age': '600',
+      })
+      .end();
     return;
   }
   if (path === '/.well-known/ws-uploader') {
@@ -227,6 +236,7 @@ function pathOf(req: IncomingMessage): string {
 
 function positive(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`ws-uploader: \`${name}\` must be a positive integer`);
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new TypeError(`ws-uploader: \`${name}\` must be a positive integer`);
   return value;
 }

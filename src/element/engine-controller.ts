@@ -5,7 +5,12 @@
 import type { ReactiveController, ReactiveControllerHost } from 'lit';
 import { WsUploaderEngine } from '../engine/engine.js';
 import type { EngineOptions } from '../engine/options.js';
-import { ConnectionState, type ItemStatus, type ServerStatus, type UploadResult } from '../engine/types.js';
+import {
+  ConnectionState,
+  type ItemStatus,
+  type ServerStatus,
+  type UploadResult,
+} from '../engine/types.js';
 import { WsPublishEvent } from '../events/ws-publish-event.js';
 import { WsServerChangeEvent } from '../events/ws-server-change-event.js';
 import { WsTransmitRequestEvent } from '../events/ws-transmit-request-event.js';
@@ -117,7 +122,14 @@ export class EngineController implements ReactiveController {
       }),
       engine.on('error', (e) => {
         const { error, itemId } = e.detail;
-        host.dispatchEvent(new WsUploadErrorEvent({ itemId, code: error.code, message: this.#message(error.code), error }));
+        host.dispatchEvent(
+          new WsUploadErrorEvent({
+            itemId,
+            code: error.code,
+            message: this.#message(error.code),
+            error,
+          }),
+        );
       }),
     );
   }
@@ -128,7 +140,9 @@ export class EngineController implements ReactiveController {
     for (const item of this.#pendingProgress.values()) {
       if (item.bytesTotal === 0) continue;
       const { itemId, bytesSent, bytesStored, bytesTotal } = item;
-      this.host.dispatchEvent(new WsUploadProgressEvent({ itemId, bytesSent, bytesStored, bytesTotal }));
+      this.host.dispatchEvent(
+        new WsUploadProgressEvent({ itemId, bytesSent, bytesStored, bytesTotal }),
+      );
     }
     this.#pendingProgress.clear();
   }

@@ -31,7 +31,12 @@ export const DEFAULT_I18N: WsUploaderI18n = {
   serversHeading: 'Upload servers',
   filesHeading: 'Files',
   noServers: 'Waiting for the server list…',
-  connection: { connecting: 'connecting', open: 'connected', down: 'unreachable', closed: 'closed' },
+  connection: {
+    connecting: 'connecting',
+    open: 'connected',
+    down: 'unreachable',
+    closed: 'closed',
+  },
   itemState: {
     publishing: 'waiting',
     published: 'published',

@@ -6,7 +6,13 @@ import { html, LitElement, nothing, type PropertyValues } from 'lit';
 import { property, query, state } from 'lit/decorators.js';
 import { Task } from '@lit/task';
 import { ENGINE_DEFAULTS, type EngineOptions } from '../engine/options.js';
-import { ItemState, type ItemStatus, type ServerStatus, type TransmitTask, type UploadResult } from '../engine/types.js';
+import {
+  ItemState,
+  type ItemStatus,
+  type ServerStatus,
+  type TransmitTask,
+  type UploadResult,
+} from '../engine/types.js';
 import { EngineController } from './engine-controller.js';
 import { DEFAULT_I18N, mergeI18n, type WsUploaderI18n } from './i18n.js';
 import { styles } from './styles.js';
@@ -15,6 +21,7 @@ import { styles } from './styles.js';
  * A drop area that hands files to a control server, which decides what goes to which upload
  * server; shows the upload servers with their round-trip times and each file's progress.
  *
+ * @tagname ws-uploader
  * @summary Server-controlled uploads over WebSockets to several upload servers.
  *
  * @fires {WsPublishEvent} ws-publish - Items were published to the control server. Detail: `{ items }`.
@@ -60,17 +67,19 @@ export class WsUploader extends LitElement {
   /** Lets the picker choose several files. */
   @property({ type: Boolean }) multiple = false;
 
-  /** Disables adding files. */
+  /** Disables adding files (drop and picker). */
   @property({ type: Boolean, reflect: true }) disabled = false;
 
   /** Ignores dropped files (the picker still works). */
   @property({ type: Boolean, attribute: 'no-drop' }) noDrop = false;
 
   /** Largest DATA payload sent, in bytes (capped by each server's limit). */
-  @property({ type: Number, attribute: 'chunk-size' }) chunkSize: number = ENGINE_DEFAULTS.chunkSize;
+  @property({ type: Number, attribute: 'chunk-size' }) chunkSize: number =
+    ENGINE_DEFAULTS.chunkSize;
 
   /** Uploads that run at the same time. */
-  @property({ type: Number, attribute: 'max-parallel' }) maxParallel: number = ENGINE_DEFAULTS.maxParallel;
+  @property({ type: Number, attribute: 'max-parallel' }) maxParallel: number =
+    ENGINE_DEFAULTS.maxParallel;
 
   /** Strings shown by the element; a partial object is merged over the English defaults. */
   @property({ attribute: false }) i18n: Partial<WsUploaderI18n> = DEFAULT_I18N;
@@ -82,7 +91,10 @@ export class WsUploader extends LitElement {
 
   @query('input[type=file]') private input!: HTMLInputElement;
 
-  readonly #controller = new EngineController(this, (code) => this.#strings.errors[code] ?? this.#strings.errors.default);
+  readonly #controller = new EngineController(
+    this,
+    (code) => this.#strings.errors[code] ?? this.#strings.errors.default,
+  );
 
   readonly #connection = new Task(this, {
     task: async ([controlUrl, authToken, auth, chunkSize, maxParallel], { signal }) => {
@@ -90,10 +102,14 @@ export class WsUploader extends LitElement {
         this.#controller.stop();
         return false;
       }
-      await this.#controller.connect(this.#options(controlUrl, authToken, auth, chunkSize, maxParallel), signal);
+      await this.#controller.connect(
+        this.#options(controlUrl, authToken, auth, chunkSize, maxParallel),
+        signal,
+      );
       return true;
     },
-    args: () => [this.controlUrl, this.authToken, this.auth, this.chunkSize, this.maxParallel] as const,
+    args: () =>
+      [this.controlUrl, this.authToken, this.auth, this.chunkSize, this.maxParallel] as const,
   });
 
   /** The upload servers, their state and round-trip time. */
@@ -141,8 +157,10 @@ export class WsUploader extends LitElement {
   }
 
   protected override willUpdate(changed: PropertyValues<this>): void {
-    if (changed.has('chunkSize')) this.chunkSize = sanitize('chunk-size', this.chunkSize, ENGINE_DEFAULTS.chunkSize);
-    if (changed.has('maxParallel')) this.maxParallel = sanitize('max-parallel', this.maxParallel, ENGINE_DEFAULTS.maxParallel);
+    if (changed.has('chunkSize'))
+      this.chunkSize = sanitize('chunk-size', this.chunkSize, ENGINE_DEFAULTS.chunkSize);
+    if (changed.has('maxParallel'))
+      this.maxParallel = sanitize('max-parallel', this.maxParallel, ENGINE_DEFAULTS.maxParallel);
   }
 
   get #strings(): WsUploaderI18n {
@@ -177,40 +195,55 @@ export class WsUploader extends LitElement {
       />
       <h3 id="servers-heading">${t.serversHeading}</h3>
       ${this.#connection.render({
-        error: (e) => html`<p role="alert">${t.errors[(e as { code?: string }).code ?? ''] ?? t.errors.default}</p>`,
+        error: (e) =>
+          html`<p role="alert">
+            ${t.errors[(e as { code?: string }).code ?? ''] ?? t.errors.default}
+          </p>`,
       })}
-      ${this.servers.length === 0
-        ? html`<p>${t.noServers}</p>`
-        : html`<ul part="server-list" aria-labelledby="servers-heading">
-            ${this.servers.map(
-              (s) => html`<li part="server" data-state=${s.state} data-server-id=${s.id}>
-                <span class="dot" aria-hidden="true"></span>
-                <span>${s.id}</span>
-                <span>${t.connection[s.state]}</span>
-                ${s.rttMs === undefined ? nothing : html`<span>${t.rtt(s.rttMs)}</span>`}
-              </li>`,
-            )}
-          </ul>`}
-      ${this.items.length === 0
-        ? nothing
-        : html`<h3 id="files-heading">${t.filesHeading}</h3>
-            <ul part="file-list" aria-labelledby="files-heading">
-              ${this.items.map((item) => this.#renderItem(item, t))}
-            </ul>`}
+      ${
+        this.servers.length === 0
+          ? html`<p>${t.noServers}</p>`
+          : html`<ul part="server-list" aria-labelledby="servers-heading">
+              ${this.servers.map(
+                (s) =>
+                  html`<li part="server" data-state=${s.state} data-server-id=${s.id}>
+                    <span class="dot" aria-hidden="true"></span>
+                    <span>${s.id}</span>
+                    <span>${t.connection[s.state]}</span>
+                    ${s.rttMs === undefined ? nothing : html`<span>${t.rtt(s.rttMs)}</span>`}
+                  </li>`,
+              )}
+            </ul>`
+      }
+      ${
+        this.items.length === 0
+          ? nothing
+          : html`<h3 id="files-heading">${t.filesHeading}</h3>
+              <ul part="file-list" aria-labelledby="files-heading">
+                ${this.items.map((item) => this.#renderItem(item, t))}
+              </ul>`
+      }
       <div class="visually-hidden" role="status" aria-live="polite">${this.announcement}</div>
     `;
   }
 
   #renderItem(item: ItemStatus, t: WsUploaderI18n) {
     const total = item.bytesTotal || item.size;
-    const pct = total === 0 ? (item.state === ItemState.COMPLETE ? 100 : 0) : Math.floor((item.bytesStored / total) * 100);
+    const pct =
+      total === 0
+        ? item.state === ItemState.COMPLETE
+          ? 100
+          : 0
+        : Math.floor((item.bytesStored / total) * 100);
     const label = `${item.name}: ${t.itemState[item.state]}`;
     return html`<li part="file" data-item-id=${item.itemId} data-state=${item.state}>
       <span class="name">${item.name}</span>
       <span
-        >${item.state === ItemState.FAILED
-          ? (t.errors[item.errorCode ?? ''] ?? t.errors.default)
-          : t.itemState[item.state]}</span
+        >${
+          item.state === ItemState.FAILED
+            ? (t.errors[item.errorCode ?? ''] ?? t.errors.default)
+            : t.itemState[item.state]
+        }</span
       >
       <div
         part="progress"
@@ -244,7 +277,9 @@ export class WsUploader extends LitElement {
     chunkSize: number,
     maxParallel: number,
   ): EngineOptions {
-    return auth ? { controlUrl, auth, chunkSize, maxParallel } : { controlUrl, authToken, chunkSize, maxParallel };
+    return auth
+      ? { controlUrl, auth, chunkSize, maxParallel }
+      : { controlUrl, authToken, chunkSize, maxParallel };
   }
 
   #openPicker = (): void => {

@@ -85,7 +85,10 @@ export class ControlChannel {
     try {
       token = await this.#options.auth();
     } catch (e) {
-      this.#handlers.error(new TransportError('socket-failed', 'the auth callback failed', { cause: e }), false);
+      this.#handlers.error(
+        new TransportError('socket-failed', 'the auth callback failed', { cause: e }),
+        false,
+      );
       this.#retry();
       return;
     }
@@ -94,7 +97,10 @@ export class ControlChannel {
     try {
       socket = this.#options.createSocket(this.#options.controlUrl, [SUBPROTOCOL_CONTROL_1]);
     } catch (e) {
-      this.#handlers.error(new TransportError('socket-failed', 'cannot open the control socket', { cause: e }), true);
+      this.#handlers.error(
+        new TransportError('socket-failed', 'cannot open the control socket', { cause: e }),
+        true,
+      );
       this.#setState(ConnectionState.DOWN);
       return;
     }
@@ -111,7 +117,8 @@ export class ControlChannel {
       const data = (event as MessageEvent).data;
       let message: ControlServerMessage;
       try {
-        if (typeof data !== 'string') throw new ProtocolError('message-invalid', 'control frames are text');
+        if (typeof data !== 'string')
+          throw new ProtocolError('message-invalid', 'control frames are text');
         message = decodeControlServerMessage(data);
       } catch (e) {
         this.#handlers.error(e as ProtocolError, false);
@@ -126,7 +133,10 @@ export class ControlChannel {
         for (const m of this.#outbox.splice(0)) socket.send(encodeControlMessage(m));
         return;
       }
-      if (message.type === 'error' && (message.code === 'auth-failed' || message.code === 'auth-timeout')) {
+      if (
+        message.type === 'error' &&
+        (message.code === 'auth-failed' || message.code === 'auth-timeout')
+      ) {
         fatal = message.code === 'auth-failed';
       }
       this.#handlers.message(message);
@@ -138,12 +148,20 @@ export class ControlChannel {
       if (this.#stopped) return;
       const code = (event as CloseEvent).code;
       if (fatal || code === CLOSE.AUTH_FAILED) {
-        this.#handlers.error(new ServerError('auth-failed', 'the control server refused the credential', { serverId: 'control' }), true);
+        this.#handlers.error(
+          new ServerError('auth-failed', 'the control server refused the credential', {
+            serverId: 'control',
+          }),
+          true,
+        );
         this.#setState(ConnectionState.DOWN);
         return;
       }
       this.#handlers.error(
-        new TransportError('socket-closed', `control connection closed (${code})`, { serverId: 'control', closeCode: code }),
+        new TransportError('socket-closed', `control connection closed (${code})`, {
+          serverId: 'control',
+          closeCode: code,
+        }),
         false,
       );
       this.#retry();

@@ -4,7 +4,12 @@
  */
 import { SUBPROTOCOL_DUP_2, DEFAULT_MAX_CHUNK, DEFAULT_WINDOW } from '../protocol/constants.js';
 import { crc32c } from '../protocol/crc32c.js';
-import { decodeDup2ServerFrame, encodeDup2Frame, type Dup2ServerFrame, type OpenedFrame } from '../protocol/dup2.js';
+import {
+  decodeDup2ServerFrame,
+  encodeDup2Frame,
+  type Dup2ServerFrame,
+  type OpenedFrame,
+} from '../protocol/dup2.js';
 import type { ServerInfo } from '../protocol/control.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import type { ResolvedEngineOptions, SocketLike } from './options.js';
@@ -58,7 +63,11 @@ export class Dup2Transport {
    * @param options engine options
    * @param onClose called once when the connection is lost after it was open
    */
-  constructor(info: ServerInfo, options: ResolvedEngineOptions, onClose: (error: TransportError) => void) {
+  constructor(
+    info: ServerInfo,
+    options: ResolvedEngineOptions,
+    onClose: (error: TransportError) => void,
+  ) {
     this.info = info;
     this.#options = options;
     this.#onClose = onClose;
@@ -87,14 +96,23 @@ export class Dup2Transport {
         if (!welcomed) reject(error);
       };
       const timer = clock.setTimeout(() => {
-        fail(new TransportError('connect-timeout', `no WELCOME from ${this.info.id}`, { serverId: this.info.id }));
+        fail(
+          new TransportError('connect-timeout', `no WELCOME from ${this.info.id}`, {
+            serverId: this.info.id,
+          }),
+        );
         socket.close();
       }, REPLY_TIMEOUT_MS);
       let socket: SocketLike;
       try {
         socket = this.#options.createSocket(this.info.url, [SUBPROTOCOL_DUP_2]);
       } catch (e) {
-        fail(new TransportError('socket-failed', `cannot connect to ${this.info.id}`, { serverId: this.info.id, cause: e }));
+        fail(
+          new TransportError('socket-failed', `cannot connect to ${this.info.id}`, {
+            serverId: this.info.id,
+            cause: e,
+          }),
+        );
         return;
       }
       socket.binaryType = 'arraybuffer';
@@ -128,10 +146,14 @@ export class Dup2Transport {
       });
       socket.addEventListener('close', (event) => {
         const code = (event as CloseEvent).code;
-        const error = new TransportError('socket-closed', `connection to ${this.info.id} closed (${code})`, {
-          serverId: this.info.id,
-          closeCode: code,
-        });
+        const error = new TransportError(
+          'socket-closed',
+          `connection to ${this.info.id} closed (${code})`,
+          {
+            serverId: this.info.id,
+            closeCode: code,
+          },
+        );
         fail(error);
         this.#teardown(error);
         if (welcomed) this.#onClose(error);
@@ -150,7 +172,11 @@ export class Dup2Transport {
       const pending: Pending<number> = { resolve, reject };
       pending.timer = clock.setTimeout(() => {
         this.#pings.delete(time);
-        reject(new TransportError('connect-timeout', `no PONG from ${this.info.id}`, { serverId: this.info.id }));
+        reject(
+          new TransportError('connect-timeout', `no PONG from ${this.info.id}`, {
+            serverId: this.info.id,
+          }),
+        );
       }, REPLY_TIMEOUT_MS);
       this.#pings.set(time, pending);
       this.#send(encodeDup2Frame({ type: 'ping', time }));
@@ -197,7 +223,9 @@ export class Dup2Transport {
     if (!slot) return;
     slot.inFlight += payload.length;
     this.#inFlight += payload.length;
-    this.#send(encodeDup2Frame({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload }));
+    this.#send(
+      encodeDup2Frame({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload }),
+    );
   }
 
   /**
@@ -206,7 +234,10 @@ export class Dup2Transport {
    */
   finish(uploadId: number, sha256: Uint8Array): Promise<void> {
     const slot = this.#uploads.get(uploadId);
-    if (!slot) return Promise.reject(new TransportError('socket-closed', 'upload is gone', { serverId: this.info.id }));
+    if (!slot)
+      return Promise.reject(
+        new TransportError('socket-closed', 'upload is gone', { serverId: this.info.id }),
+      );
     return new Promise((resolve, reject) => {
       slot.finished = { resolve, reject };
       this.#send(encodeDup2Frame({ type: 'finish', uploadId, sha256 }));
@@ -226,7 +257,9 @@ export class Dup2Transport {
   /** Closes the connection. */
   close(): void {
     this.#socket?.close(1000, 'closed by the page');
-    this.#teardown(new TransportError('socket-closed', 'closed by the page', { serverId: this.info.id }));
+    this.#teardown(
+      new TransportError('socket-closed', 'closed by the page', { serverId: this.info.id }),
+    );
   }
 
   #onFrame(frame: Dup2ServerFrame): void {

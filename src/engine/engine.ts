@@ -157,14 +157,22 @@ export class WsUploaderEngine extends EventTarget {
    */
   publish(itemIds?: readonly string[]): void {
     if (this.#control.state !== ConnectionState.OPEN) return;
-    const ids = itemIds ?? [...this.#items.values()].filter((h) => h.status.state !== ItemState.COMPLETE).map((h) => h.status.itemId);
+    const ids =
+      itemIds ??
+      [...this.#items.values()]
+        .filter((h) => h.status.state !== ItemState.COMPLETE)
+        .map((h) => h.status.itemId);
     const items: ItemMeta[] = [];
     for (const id of ids) {
       const held = this.#items.get(id);
       if (!held) continue;
       const { itemId, name, size, mime, kind } = held.status;
       const lastModified = (held.blob as Partial<File>).lastModified;
-      items.push(typeof lastModified === 'number' ? { itemId, name, size, mime, kind, lastModified } : { itemId, name, size, mime, kind });
+      items.push(
+        typeof lastModified === 'number'
+          ? { itemId, name, size, mime, kind, lastModified }
+          : { itemId, name, size, mime, kind },
+      );
     }
     if (items.length === 0) return;
     this.#control.send({ type: 'publish', items });
@@ -178,7 +186,12 @@ export class WsUploaderEngine extends EventTarget {
    */
   transmit(task: TransmitTask): Promise<UploadResult> {
     return this.#execute(
-      { taskId: task.taskId ?? newItemId(), itemId: task.itemId, ranges: task.ranges, priority: task.priority ?? 0 },
+      {
+        taskId: task.taskId ?? newItemId(),
+        itemId: task.itemId,
+        ranges: task.ranges,
+        priority: task.priority ?? 0,
+      },
       false,
     );
   }
@@ -201,19 +214,30 @@ export class WsUploaderEngine extends EventTarget {
         this.#resolveStarted?.();
         // Items added while disconnected, and after a reconnect those not yet being uploaded.
         this.publish(
-          this.items.filter((s) => s.state === ItemState.PUBLISHING || s.state === ItemState.PUBLISHED).map((s) => s.itemId),
+          this.items
+            .filter((s) => s.state === ItemState.PUBLISHING || s.state === ItemState.PUBLISHED)
+            .map((s) => s.itemId),
         );
         return;
       case 'servers':
         this.#pool.update(message.servers);
         return;
       case 'published':
-        for (const id of message.itemIds) this.#update(id, (s) => (s.state === ItemState.PUBLISHING ? { ...s, state: ItemState.PUBLISHED } : s));
+        for (const id of message.itemIds)
+          this.#update(id, (s) =>
+            s.state === ItemState.PUBLISHING ? { ...s, state: ItemState.PUBLISHED } : s,
+          );
         return;
       case 'transmit':
-        this.#execute({ taskId: message.taskId, itemId: message.itemId, ranges: message.ranges, priority: message.priority }, true).catch(
-          () => undefined,
-        );
+        this.#execute(
+          {
+            taskId: message.taskId,
+            itemId: message.itemId,
+            ranges: message.ranges,
+            priority: message.priority,
+          },
+          true,
+        ).catch(() => undefined);
         return;
       case 'completed':
         return;
@@ -222,7 +246,8 @@ export class WsUploaderEngine extends EventTarget {
           serverId: 'control',
           ...(message.ref === undefined ? {} : { itemId: message.ref }),
         });
-        if (message.ref !== undefined && this.#items.has(message.ref)) this.#fail(message.ref, error);
+        if (message.ref !== undefined && this.#items.has(message.ref))
+          this.#fail(message.ref, error);
         else this.#emit('error', { error });
         return;
       }
@@ -232,8 +257,18 @@ export class WsUploaderEngine extends EventTarget {
   async #execute(task: Required<TransmitTask>, fromControl: boolean): Promise<UploadResult> {
     const held = this.#items.get(task.itemId);
     if (!held) {
-      const error = new ServerError('unknown-item', `no item ${task.itemId} in this page`, { serverId: 'control', itemId: task.itemId });
-      if (fromControl) this.#control.send({ type: 'fail', taskId: task.taskId, itemId: task.itemId, code: error.code, message: error.message });
+      const error = new ServerError('unknown-item', `no item ${task.itemId} in this page`, {
+        serverId: 'control',
+        itemId: task.itemId,
+      });
+      if (fromControl)
+        this.#control.send({
+          type: 'fail',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          code: error.code,
+          message: error.message,
+        });
       throw error;
     }
     this.#emit('transmit-request', { task });
@@ -254,16 +289,37 @@ export class WsUploaderEngine extends EventTarget {
         onProgress,
         this.#abort.signal,
       );
-      this.#update(task.itemId, (s) => ({ ...s, state: ItemState.COMPLETE, sha256: result.sha256, servers: result.servers }));
+      this.#update(task.itemId, (s) => ({
+        ...s,
+        state: ItemState.COMPLETE,
+        sha256: result.sha256,
+        servers: result.servers,
+      }));
       if (fromControl) {
-        this.#control.send({ type: 'complete', taskId: task.taskId, itemId: task.itemId, sha256: result.sha256, servers: [...result.servers] });
+        this.#control.send({
+          type: 'complete',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          sha256: result.sha256,
+          servers: [...result.servers],
+        });
       }
       this.#emit('complete', result);
       return result;
     } catch (e) {
-      const error = e instanceof WsUploaderError ? e : new TransportError('socket-failed', String(e), { cause: e });
+      const error =
+        e instanceof WsUploaderError
+          ? e
+          : new TransportError('socket-failed', String(e), { cause: e });
       if (this.#abort.signal.aborted) throw error; // Aborts are not errors.
-      if (fromControl) this.#control.send({ type: 'fail', taskId: task.taskId, itemId: task.itemId, code: error.code, message: error.message });
+      if (fromControl)
+        this.#control.send({
+          type: 'fail',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          code: error.code,
+          message: error.message,
+        });
       this.#fail(task.itemId, error);
       throw error;
     }

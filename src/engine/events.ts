@@ -4,7 +4,13 @@
  */
 import type { ItemMeta } from '../protocol/control.js';
 import type { WsUploaderError } from '../protocol/errors.js';
-import type { ConnectionState, ItemStatus, ServerStatus, TransmitTask, UploadResult } from './types.js';
+import type {
+  ConnectionState,
+  ItemStatus,
+  ServerStatus,
+  TransmitTask,
+  UploadResult,
+} from './types.js';
 
 /** Details of each engine event, by type. */
 export interface EngineEventDetails {

@@ -4,7 +4,13 @@
  */
 export { WsUploaderEngine } from './engine.js';
 export { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
-export { ENGINE_DEFAULTS, type EngineOptions, type SocketLike, type SocketFactory, type Clock } from './options.js';
+export {
+  ENGINE_DEFAULTS,
+  type EngineOptions,
+  type SocketLike,
+  type SocketFactory,
+  type Clock,
+} from './options.js';
 export { LatencyProbe } from './latency-probe.js';
 export {
   ConnectionState,

@@ -11,7 +11,10 @@ export interface SocketLike {
   readonly protocol: string;
   send(data: string | ArrayBufferLike | ArrayBufferView): void;
   close(code?: number, reason?: string): void;
-  addEventListener(type: 'open' | 'close' | 'error' | 'message', listener: (event: Event) => void): void;
+  addEventListener(
+    type: 'open' | 'close' | 'error' | 'message',
+    listener: (event: Event) => void,
+  ): void;
 }
 
 /** Makes a socket. @default `(url, protocols) => new WebSocket(url, protocols)` */
@@ -75,22 +78,29 @@ const defaultClock: Clock = {
  * @throws {ConfigError} on a missing or invalid option
  */
 export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
-  if (typeof options !== 'object' || options === null) throw new ConfigError('options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw new ConfigError('options must be an object');
   if (typeof options.controlUrl !== 'string' || !/^wss?:\/\//.test(options.controlUrl)) {
     throw new ConfigError('`controlUrl` must be a ws: or wss: URL');
   }
   const { auth, authToken } = options;
-  if (auth !== undefined && typeof auth !== 'function') throw new ConfigError('`auth` must be a function');
+  if (auth !== undefined && typeof auth !== 'function')
+    throw new ConfigError('`auth` must be a function');
   if (auth === undefined && (typeof authToken !== 'string' || authToken === '')) {
     throw new ConfigError('give `authToken` or `auth`');
   }
   const positive = (name: keyof typeof ENGINE_DEFAULTS, value: number | undefined): number => {
     if (value === undefined) return ENGINE_DEFAULTS[name] as number;
-    if (!Number.isSafeInteger(value) || value <= 0) throw new ConfigError(`\`${name}\` must be a positive integer`);
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new ConfigError(`\`${name}\` must be a positive integer`);
     return value;
   };
   const retryDelays = options.retryDelays ?? [...ENGINE_DEFAULTS.retryDelays];
-  if (!Array.isArray(retryDelays) || retryDelays.length === 0 || retryDelays.some((d) => !(d >= 0))) {
+  if (
+    !Array.isArray(retryDelays) ||
+    retryDelays.length === 0 ||
+    retryDelays.some((d) => !(d >= 0))
+  ) {
     throw new ConfigError('`retryDelays` must be a non-empty array of non-negative numbers');
   }
   return {

@@ -120,12 +120,24 @@ class TaskRun {
     const size = this.#item.blob.size;
     const byServer = new Map<string, ByteRange[]>();
     for (const r of this.#ranges) {
-      if (r.end > size) throw new ServerError('out-of-range', `range ${r.start}..${r.end} is past the item`, { serverId: r.serverId });
-      byServer.set(r.serverId, [...(byServer.get(r.serverId) ?? []), { start: r.start, end: r.end }]);
+      if (r.end > size)
+        throw new ServerError('out-of-range', `range ${r.start}..${r.end} is past the item`, {
+          serverId: r.serverId,
+        });
+      byServer.set(r.serverId, [
+        ...(byServer.get(r.serverId) ?? []),
+        { start: r.start, end: r.end },
+      ]);
     }
     for (const [serverId, ranges] of byServer) await this.#toServer(serverId, ranges);
     const sha256 = toHex(await this.#hasher.digest());
-    return { itemId: this.#item.itemId, name: this.#item.name, size, sha256, servers: [...byServer.keys()] };
+    return {
+      itemId: this.#item.itemId,
+      name: this.#item.name,
+      size,
+      sha256,
+      servers: [...byServer.keys()],
+    };
   }
 
   async #toServer(serverId: string, ranges: ByteRange[]): Promise<void> {
@@ -138,7 +150,8 @@ class TaskRun {
         return;
       } catch (e) {
         const error = e as WsUploaderError;
-        const retryable = error instanceof TransportError || (error instanceof ServerError && error.retryable);
+        const retryable =
+          error instanceof TransportError || (error instanceof ServerError && error.retryable);
         if (this.#signal?.aborted || !retryable) throw error;
         // Bytes advanced since the last try: the connection is worth more tries (as tus does).
         if (rangeBytes(this.#stored) > storedBefore) attempt = 0;
@@ -203,7 +216,11 @@ class TaskRun {
 
   #report(): void {
     const bytesStored = rangeBytes(this.#stored);
-    this.#onProgress({ bytesSent: Math.max(this.#sent, bytesStored), bytesStored, bytesTotal: this.#total });
+    this.#onProgress({
+      bytesSent: Math.max(this.#sent, bytesStored),
+      bytesStored,
+      bytesTotal: this.#total,
+    });
   }
 
   #checkAborted(): void {

@@ -98,11 +98,16 @@ export class SocketPool {
     for (;;) {
       const entry = this.#entries.get(serverId);
       if (!entry || this.#closed) {
-        throw new TransportError('no-servers', `upload server ${serverId} is not in the list`, { serverId });
+        throw new TransportError('no-servers', `upload server ${serverId} is not in the list`, {
+          serverId,
+        });
       }
       if (entry.state === ConnectionState.OPEN && entry.transport?.isOpen) return entry.transport;
       const left = deadline - this.#options.clock.now();
-      if (left <= 0) throw new TransportError('connect-timeout', `upload server ${serverId} is down`, { serverId });
+      if (left <= 0)
+        throw new TransportError('connect-timeout', `upload server ${serverId} is down`, {
+          serverId,
+        });
       await new Promise<void>((resolve) => {
         entry.waiters.push(resolve);
         this.#options.clock.setTimeout(resolve, Math.min(left, 1000));
@@ -164,7 +169,10 @@ export class SocketPool {
     const cap = delays[Math.min(entry.attempt, delays.length - 1)]!;
     entry.attempt++;
     this.#options.clock.clearTimeout(entry.timer);
-    entry.timer = this.#options.clock.setTimeout(() => void this.#connect(entry), Math.floor(this.#options.random() * cap));
+    entry.timer = this.#options.clock.setTimeout(
+      () => void this.#connect(entry),
+      Math.floor(this.#options.random() * cap),
+    );
   }
 
   #setState(entry: Entry, state: ConnectionState): void {

@@ -3,7 +3,10 @@
  * @module
  */
 export { WsPublishEvent } from './ws-publish-event.js';
-export { WsTransmitRequestEvent, type WsTransmitRequestDetail } from './ws-transmit-request-event.js';
+export {
+  WsTransmitRequestEvent,
+  type WsTransmitRequestDetail,
+} from './ws-transmit-request-event.js';
 export { WsUploadProgressEvent, type WsUploadProgressDetail } from './ws-upload-progress-event.js';
 export { WsUploadCompleteEvent, type WsUploadCompleteDetail } from './ws-upload-complete-event.js';
 export { WsUploadErrorEvent, type WsUploadErrorDetail } from './ws-upload-error-event.js';

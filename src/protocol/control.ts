@@ -158,12 +158,7 @@ export type ControlErrorCode =
 
 /** Messages a browser sends to the control server. */
 export type ControlClientMessage =
-  | HelloMessage
-  | PublishMessage
-  | ProbeMessage
-  | ProgressMessage
-  | CompleteMessage
-  | FailMessage;
+  HelloMessage | PublishMessage | ProbeMessage | ProgressMessage | CompleteMessage | FailMessage;
 /** Messages the control server sends to a browser. */
 export type ControlServerMessage =
   | WelcomeMessage
@@ -192,7 +187,9 @@ export function decodeControlClientMessage(text: string): ControlClientMessage {
     case 'hello': {
       const token = str(o, 'token', 1, MAX_TOKEN_BYTES);
       const sessionId = optStr(o, 'sessionId', 200);
-      return sessionId === undefined ? { type: 'hello', token } : { type: 'hello', token, sessionId };
+      return sessionId === undefined
+        ? { type: 'hello', token }
+        : { type: 'hello', token, sessionId };
     }
     case 'publish': {
       const items = arr(o, 'items', MAX_PUBLISH_ITEMS).map((v, i) => itemMeta(v, `items[${i}]`));
@@ -301,7 +298,10 @@ type Obj = Record<string, unknown>;
 function parseObject(text: string): Obj {
   if (typeof text !== 'string') bad('control frames must be text');
   if (text.length > MAX_CONTROL_MESSAGE_LENGTH) {
-    throw new ProtocolError('frame-too-large', `control message over ${MAX_CONTROL_MESSAGE_LENGTH} characters`);
+    throw new ProtocolError(
+      'frame-too-large',
+      `control message over ${MAX_CONTROL_MESSAGE_LENGTH} characters`,
+    );
   }
   let v: unknown;
   try {
@@ -336,7 +336,8 @@ function optStr(o: Obj, field: string, max: number): string | undefined {
 }
 
 function idValue(v: unknown, field: string): string {
-  if (typeof v !== 'string' || !ITEM_ID_PATTERN.test(v)) bad(`${field} must match [A-Za-z0-9_-]{1,128}`);
+  if (typeof v !== 'string' || !ITEM_ID_PATTERN.test(v))
+    bad(`${field} must match [A-Za-z0-9_-]{1,128}`);
   return v;
 }
 
@@ -354,13 +355,15 @@ function num(o: Obj, field: string, min: number, max: number): number {
 
 function int(o: Obj, field: string): number {
   const v = o[field];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`${field} must be a non-negative integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    bad(`${field} must be a non-negative integer`);
   return v;
 }
 
 function sha(o: Obj, field: string): string {
   const v = o[field];
-  if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v)) bad(`${field} must be 64 lowercase hex digits`);
+  if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v))
+    bad(`${field} must be 64 lowercase hex digits`);
   return v;
 }
 
@@ -374,7 +377,8 @@ function arr(o: Obj, field: string, max: number): unknown[] {
 function itemMeta(v: unknown, field: string): ItemMeta {
   const o = obj(v, field);
   const kind = o['kind'];
-  if (kind !== 'file' && kind !== 'text' && kind !== 'clipboard') bad(`${field}.kind must be file, text or clipboard`);
+  if (kind !== 'file' && kind !== 'text' && kind !== 'clipboard')
+    bad(`${field}.kind must be file, text or clipboard`);
   const meta: ItemMeta = {
     itemId: id(o, 'itemId'),
     name: str(o, 'name', 0, 1024),
@@ -382,7 +386,9 @@ function itemMeta(v: unknown, field: string): ItemMeta {
     mime: str(o, 'mime', 0, 255),
     kind,
   };
-  return o['lastModified'] === undefined ? meta : { ...meta, lastModified: num(o, 'lastModified', 0, 8.64e15) };
+  return o['lastModified'] === undefined
+    ? meta
+    : { ...meta, lastModified: num(o, 'lastModified', 0, 8.64e15) };
 }
 
 function serverList(o: Obj): ServerInfo[] {
@@ -397,7 +403,8 @@ function serverList(o: Obj): ServerInfo[] {
       url,
       httpUrl,
       protocols: arr(s, 'protocols', 32).map((p, j) => {
-        if (typeof p !== 'string' || p.length === 0 || p.length > 32) bad(`servers[${i}].protocols[${j}] must be a name`);
+        if (typeof p !== 'string' || p.length === 0 || p.length > 32)
+          bad(`servers[${i}].protocols[${j}] must be a name`);
         return p;
       }),
       token: str(s, 'token', 1, MAX_TOKEN_BYTES),

@@ -99,20 +99,10 @@ export interface ErrorFrame {
 
 /** Frames a client sends. */
 export type Dup2ClientFrame =
-  | HelloFrame
-  | OpenFrame
-  | DataFrame
-  | FinishFrame
-  | CancelFrame
-  | PingFrame;
+  HelloFrame | OpenFrame | DataFrame | FinishFrame | CancelFrame | PingFrame;
 /** Frames a server sends. */
 export type Dup2ServerFrame =
-  | WelcomeFrame
-  | OpenedFrame
-  | AckFrame
-  | CompleteFrame
-  | PongFrame
-  | ErrorFrame;
+  WelcomeFrame | OpenedFrame | AckFrame | CompleteFrame | PongFrame | ErrorFrame;
 /** Any dup/2 frame. */
 export type Dup2Frame = Dup2ClientFrame | Dup2ServerFrame;
 
@@ -215,7 +205,12 @@ export function encodeDup2Frame(frame: Dup2Frame): Uint8Array {
       w.u8(FRAME.ERROR);
       w.u32(frame.uploadId, 'uploadId');
       w.u16(code);
-      w.string16(truncateUtf8(frame.message, MAX_ERROR_MESSAGE_BYTES), MAX_ERROR_MESSAGE_BYTES, 'message', 0);
+      w.string16(
+        truncateUtf8(frame.message, MAX_ERROR_MESSAGE_BYTES),
+        MAX_ERROR_MESSAGE_BYTES,
+        'message',
+        0,
+      );
       break;
     }
     default:
@@ -230,9 +225,13 @@ export function encodeDup2Frame(frame: Dup2Frame): Uint8Array {
  * @param limits limits to enforce
  * @throws {ProtocolError} for anything that is not a valid client frame
  */
-export function decodeDup2ClientFrame(bytes: Uint8Array, limits?: Dup2DecodeLimits): Dup2ClientFrame {
+export function decodeDup2ClientFrame(
+  bytes: Uint8Array,
+  limits?: Dup2DecodeLimits,
+): Dup2ClientFrame {
   const frame = decodeDup2Frame(bytes, limits);
-  if (bytes[0]! & 0x80) throw new ProtocolError('frame-unknown-type', `type 0x${hex(bytes[0]!)} is a server frame`);
+  if (bytes[0]! & 0x80)
+    throw new ProtocolError('frame-unknown-type', `type 0x${hex(bytes[0]!)} is a server frame`);
   return frame as Dup2ClientFrame;
 }
 
@@ -243,7 +242,8 @@ export function decodeDup2ClientFrame(bytes: Uint8Array, limits?: Dup2DecodeLimi
  */
 export function decodeDup2ServerFrame(bytes: Uint8Array): Dup2ServerFrame {
   const frame = decodeDup2Frame(bytes);
-  if (!(bytes[0]! & 0x80)) throw new ProtocolError('frame-unknown-type', `type 0x${hex(bytes[0]!)} is a client frame`);
+  if (!(bytes[0]! & 0x80))
+    throw new ProtocolError('frame-unknown-type', `type 0x${hex(bytes[0]!)} is a client frame`);
   return frame as Dup2ServerFrame;
 }
 
@@ -426,13 +426,15 @@ class Writer {
   }
 
   u32(v: number, field: string, min = 0): void {
-    if (!Number.isInteger(v) || v < min || v > 0xffff_ffff) invalid(`${field} must be an integer in ${min}..2^32-1`);
+    if (!Number.isInteger(v) || v < min || v > 0xffff_ffff)
+      invalid(`${field} must be an integer in ${min}..2^32-1`);
     this.#view.setUint32(this.#pos, v);
     this.#pos += 4;
   }
 
   uploadId(v: number): void {
-    if (!Number.isInteger(v) || v < 1 || v > MAX_UPLOAD_ID) invalid('uploadId must be an integer in 1..2^32-1');
+    if (!Number.isInteger(v) || v < 1 || v > MAX_UPLOAD_ID)
+      invalid('uploadId must be an integer in 1..2^32-1');
     this.u32(v, 'uploadId');
   }
 
@@ -485,7 +487,10 @@ class Reader {
 
   #need(n: number): void {
     if (this.#pos + n > this.#buf.length) {
-      throw new ProtocolError('frame-truncated', `frame ends at byte ${this.#buf.length}, needs ${this.#pos + n}`);
+      throw new ProtocolError(
+        'frame-truncated',
+        `frame ends at byte ${this.#buf.length}, needs ${this.#pos + n}`,
+      );
     }
   }
 
@@ -560,7 +565,10 @@ class Reader {
 
   end(): void {
     if (this.#pos !== this.#buf.length) {
-      throw new ProtocolError('frame-trailing-bytes', `${this.#buf.length - this.#pos} bytes after the frame`);
+      throw new ProtocolError(
+        'frame-trailing-bytes',
+        `${this.#buf.length - this.#pos} bytes after the frame`,
+      );
     }
   }
 }

@@ -8,7 +8,8 @@ function setupParts(el: WsUploader) {
   if (!root) throw new Error('<ws-uploader> has no shadow root');
   const dropArea = root.querySelector<HTMLElement>('[part="drop-area"]');
   const input = root.querySelector<HTMLInputElement>('input[type=file]');
-  if (!dropArea || !input) throw new Error('<ws-uploader> did not render its drop area and file input');
+  if (!dropArea || !input)
+    throw new Error('<ws-uploader> did not render its drop area and file input');
   return { root, dropArea, input };
 }
 
@@ -52,7 +53,13 @@ describe('<ws-uploader>', () => {
   it('reflects a drag over the drop area for styling', async () => {
     const el = await fixture<WsUploader>(html`<ws-uploader></ws-uploader>`);
     const { dropArea } = setupParts(el);
-    dropArea.dispatchEvent(new DragEvent('dragover', { bubbles: true, cancelable: true, dataTransfer: new DataTransfer() }));
+    dropArea.dispatchEvent(
+      new DragEvent('dragover', {
+        bubbles: true,
+        cancelable: true,
+        dataTransfer: new DataTransfer(),
+      }),
+    );
     await el.updateComplete;
     expect(el.hasAttribute('dragover')).to.equal(true);
     dropArea.dispatchEvent(new DragEvent('dragleave', { bubbles: true }));
@@ -65,10 +72,14 @@ describe('<ws-uploader>', () => {
     const warn = console.warn;
     console.warn = (m: string) => void warnings.push(m);
     try {
-      const el = await fixture<WsUploader>(html`<ws-uploader chunk-size="-5" max-parallel="abc"></ws-uploader>`);
+      const el = await fixture<WsUploader>(
+        html`<ws-uploader chunk-size="-5" max-parallel="abc"></ws-uploader>`,
+      );
       expect(el.chunkSize).to.equal(512 * 1024);
       expect(el.maxParallel).to.equal(3);
-      expect(warnings.join('\n')).to.match(/chunk-size/).and.to.match(/max-parallel/);
+      expect(warnings.join('\n'))
+        .to.match(/chunk-size/)
+        .and.to.match(/max-parallel/);
     } finally {
       console.warn = warn;
     }
@@ -85,7 +96,10 @@ describe('<ws-uploader>', () => {
     await waitFor(() => el.servers.length === 2 && el.servers.every((s) => s.rttMs !== undefined));
     await el.updateComplete;
     const rows = [...el.shadowRoot!.querySelectorAll('[part="server"]')];
-    expect(rows.map((r) => r.getAttribute('data-server-id')).sort()).to.deep.equal(['up-1', 'up-2']);
+    expect(rows.map((r) => r.getAttribute('data-server-id')).sort()).to.deep.equal([
+      'up-1',
+      'up-2',
+    ]);
     expect(rows.every((r) => r.getAttribute('data-state') === 'open')).to.equal(true);
     expect(rows[0]!.textContent).to.match(/\d ms/);
     expect(changes.length).to.be.greaterThan(0);
@@ -106,12 +120,21 @@ describe('<ws-uploader>', () => {
     const completed = oneEvent(host, 'ws-upload-complete');
     el.addFiles([new File(['hello world'], 'hello.txt', { type: 'text/plain' })]);
     const p = await published;
-    expect(p.detail.items[0]).to.deep.include({ name: 'hello.txt', size: 11, mime: 'text/plain', kind: 'file' });
+    expect(p.detail.items[0]).to.deep.include({
+      name: 'hello.txt',
+      size: 11,
+      mime: 'text/plain',
+      kind: 'file',
+    });
     const r = await requested;
     expect(r.detail.ranges).to.deep.equal([{ start: 0, end: 11, serverId: 'up-1' }]);
     const c = await completed;
-    expect(c.detail.sha256).to.equal('b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9');
-    expect(c.detail.servers).to.deep.equal([{ id: 'up-1', url: `${d.servers[0]!.httpUrl}/files/${c.detail.itemId}` }]);
+    expect(c.detail.sha256).to.equal(
+      'b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9',
+    );
+    expect(c.detail.servers).to.deep.equal([
+      { id: 'up-1', url: `${d.servers[0]!.httpUrl}/files/${c.detail.itemId}` },
+    ]);
     await el.updateComplete;
     const row = el.shadowRoot!.querySelector(`[part="file"][data-item-id="${c.detail.itemId}"]`)!;
     expect(row.getAttribute('data-state')).to.equal('complete');
@@ -130,7 +153,9 @@ describe('<ws-uploader>', () => {
     expect(e.detail.message).to.equal('The server refused the credentials');
     await el.connected.catch(() => undefined);
     await el.updateComplete;
-    expect(el.shadowRoot!.querySelector('[role=alert]')?.textContent).to.equal('The server refused the credentials');
+    expect(el.shadowRoot!.querySelector('[role=alert]')?.textContent).to.equal(
+      'The server refused the credentials',
+    );
   });
 });
 

@@ -1,8 +1,25 @@
 import { expect } from '@open-wc/testing';
-import { ConfigError, ServerError, WsUploaderEngine, type EngineEvent, type UploadResult } from '../../src/index.js';
-import { randomFile, sha256Hex, startServers, stopServers, storedSha256, type TestDeployment } from '../helpers/servers.js';
+import {
+  ConfigError,
+  ServerError,
+  WsUploaderEngine,
+  type EngineEvent,
+  type UploadResult,
+} from '../../src/index.js';
+import {
+  randomFile,
+  sha256Hex,
+  startServers,
+  stopServers,
+  storedSha256,
+  type TestDeployment,
+} from '../helpers/servers.js';
 
-function once<K extends 'complete' | 'servers' | 'error'>(engine: WsUploaderEngine, type: K, test: (e: EngineEvent<K>) => boolean = () => true) {
+function once<K extends 'complete' | 'servers' | 'error'>(
+  engine: WsUploaderEngine,
+  type: K,
+  test: (e: EngineEvent<K>) => boolean = () => true,
+) {
   return new Promise<EngineEvent<K>>((resolve) => {
     const off = engine.on(type, (e) => {
       if (!test(e)) return;
@@ -26,7 +43,11 @@ describe('WsUploaderEngine', () => {
   it('connects, lists the upload servers and measures their RTT', async () => {
     d = await startServers(2);
     engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
-    const probed = once(engine, 'servers', (e) => e.detail.servers.length === 2 && e.detail.servers.every((s) => s.rttMs !== undefined));
+    const probed = once(
+      engine,
+      'servers',
+      (e) => e.detail.servers.length === 2 && e.detail.servers.every((s) => s.rttMs !== undefined),
+    );
     await engine.start();
     const { servers } = (await probed).detail;
     expect(servers.map((s) => s.id).sort()).to.deep.equal(['up-1', 'up-2']);
@@ -38,19 +59,32 @@ describe('WsUploaderEngine', () => {
 
   it('uploads a published file where the control server asks and reports its SHA-256', async () => {
     d = await startServers(2);
-    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token, chunkSize: 64 * 1024 });
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 64 * 1024,
+    });
     await engine.start();
     const file = randomFile(1_000_000, 'one-mb.bin');
     const expected = await sha256Hex(await file.arrayBuffer());
     const complete = once(engine, 'complete');
     const [item] = engine.addFiles([file]);
     const result: UploadResult = (await complete).detail;
-    expect(result).to.deep.include({ itemId: item!.itemId, name: 'one-mb.bin', size: 1_000_000, sha256: expected });
+    expect(result).to.deep.include({
+      itemId: item!.itemId,
+      name: 'one-mb.bin',
+      size: 1_000_000,
+      sha256: expected,
+    });
     expect(result.servers).to.have.length(1);
     const stored = await storedSha256(d, result.servers[0]!, result.itemId);
     expect(stored).to.deep.equal({ complete: true, size: 1_000_000, sha256: expected });
     const status = engine.items.find((i) => i.itemId === item!.itemId)!;
-    expect(status).to.deep.include({ state: 'complete', bytesStored: 1_000_000, bytesTotal: 1_000_000 });
+    expect(status).to.deep.include({
+      state: 'complete',
+      bytesStored: 1_000_000,
+      bytesTotal: 1_000_000,
+    });
   });
 
   it('uploads ranges by hand with transmit(), split over two servers', async () => {
@@ -85,8 +119,13 @@ describe('WsUploaderEngine', () => {
   });
 
   it('throws ConfigError for missing or invalid options', () => {
-    expect(() => new WsUploaderEngine({ controlUrl: 'http://x', authToken: 't' })).to.throw(ConfigError, /controlUrl/);
+    expect(() => new WsUploaderEngine({ controlUrl: 'http://x', authToken: 't' })).to.throw(
+      ConfigError,
+      /controlUrl/,
+    );
     expect(() => new WsUploaderEngine({ controlUrl: 'ws://x' })).to.throw(ConfigError, /authToken/);
-    expect(() => new WsUploaderEngine({ controlUrl: 'ws://x', authToken: 't', chunkSize: 0 })).to.throw(ConfigError, /chunkSize/);
+    expect(
+      () => new WsUploaderEngine({ controlUrl: 'ws://x', authToken: 't', chunkSize: 0 }),
+    ).to.throw(ConfigError, /chunkSize/);
   });
 });

@@ -39,7 +39,10 @@ class Inbox<T> {
     if (v !== undefined) return Promise.resolve(v);
     if (this.#closed) return Promise.reject(new Error('connection closed'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error('timed out waiting for a message')),
+        timeoutMs,
+      );
       this.#waiters.push((x) => {
         clearTimeout(timer);
         if (x === undefined) reject(new Error('connection closed'));
@@ -67,7 +70,9 @@ abstract class Peer<In, Out> {
         resolve({ code, reason: reason.toString() });
       }),
     );
-    this.ws.on('message', (data, isBinary) => this.inbox.push(this.decode(data as Buffer, isBinary)));
+    this.ws.on('message', (data, isBinary) =>
+      this.inbox.push(this.decode(data as Buffer, isBinary)),
+    );
   }
 
   protected abstract decode(data: Buffer, isBinary: boolean): In;

@@ -26,7 +26,11 @@ async function start({ uploadServers = 2, controlOptions = {} } = {}) {
     uploads.push(server);
     endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
   }
-  const control = servers.createControlServer({ secret, uploadServers: endpoints, ...controlOptions });
+  const control = servers.createControlServer({
+    secret,
+    uploadServers: endpoints,
+    ...controlOptions,
+  });
   const controlUrl = await control.listen(0, '127.0.0.1');
   const token = await servers.createUserToken(secret, 'test-user');
   const handle = nextHandle++;

@@ -17,8 +17,12 @@ export interface TestDeployment {
  * @param uploadServers how many upload servers
  */
 export async function startServers(uploadServers = 2): Promise<TestDeployment> {
-  const d = await executeServerCommand<TestDeployment, { uploadServers: number }>('ws-servers:start', { uploadServers });
-  if (!d) throw new Error('the test runner did not start the servers (is servers-plugin.mjs loaded?)');
+  const d = await executeServerCommand<TestDeployment, { uploadServers: number }>(
+    'ws-servers:start',
+    { uploadServers },
+  );
+  if (!d)
+    throw new Error('the test runner did not start the servers (is servers-plugin.mjs loaded?)');
   return d;
 }
 
@@ -33,7 +37,13 @@ export async function storedSha256(
   serverId: string,
   itemId: string,
 ): Promise<{ complete: boolean; size: number; sha256: string } | null> {
-  return (await executeServerCommand('ws-servers:stored-sha256', { handle: d.handle, serverId, itemId })) ?? null;
+  return (
+    (await executeServerCommand('ws-servers:stored-sha256', {
+      handle: d.handle,
+      serverId,
+      itemId,
+    })) ?? null
+  );
 }
 
 /** Hex SHA-256 of bytes, computed by the browser. */
@@ -43,8 +53,13 @@ export async function sha256Hex(data: BufferSource): Promise<string> {
 }
 
 /** A file of random bytes, made in the browser. */
-export function randomFile(size: number, name = 'random.bin', type = 'application/octet-stream'): File {
+export function randomFile(
+  size: number,
+  name = 'random.bin',
+  type = 'application/octet-stream',
+): File {
   const bytes = new Uint8Array(size);
-  for (let o = 0; o < size; o += 65536) crypto.getRandomValues(bytes.subarray(o, Math.min(size, o + 65536)));
+  for (let o = 0; o < size; o += 65536)
+    crypto.getRandomValues(bytes.subarray(o, Math.min(size, o + 65536)));
   return new File([bytes], name, { type });
 }

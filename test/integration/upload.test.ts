@@ -1,7 +1,14 @@
 import { expect, fixture, html, oneEvent } from '@open-wc/testing';
 import '../../src/ws-uploader.js';
 import type { WsUploader } from '../../src/index.js';
-import { randomFile, sha256Hex, startServers, stopServers, storedSha256, type TestDeployment } from '../helpers/servers.js';
+import {
+  randomFile,
+  sha256Hex,
+  startServers,
+  stopServers,
+  storedSha256,
+  type TestDeployment,
+} from '../helpers/servers.js';
 
 describe('upload through <ws-uploader> to real servers', () => {
   let d: TestDeployment | undefined;
@@ -13,7 +20,9 @@ describe('upload through <ws-uploader> to real servers', () => {
 
   it('takes a dropped 20 MB file to an upload server, which serves back the same bytes', async () => {
     d = await startServers(3);
-    const el = await fixture<WsUploader>(html`<ws-uploader control-url=${d.controlUrl} auth-token=${d.token}></ws-uploader>`);
+    const el = await fixture<WsUploader>(
+      html`<ws-uploader control-url=${d.controlUrl} auth-token=${d.token}></ws-uploader>`,
+    );
     await el.connected;
 
     const file = randomFile(20 * 1024 * 1024, 'twenty.bin');
@@ -25,7 +34,9 @@ describe('upload through <ws-uploader> to real servers', () => {
     const dataTransfer = new DataTransfer();
     dataTransfer.items.add(file);
     const dropArea = el.shadowRoot!.querySelector('[part="drop-area"]')!;
-    dropArea.dispatchEvent(new DragEvent('drop', { bubbles: true, cancelable: true, dataTransfer }));
+    dropArea.dispatchEvent(
+      new DragEvent('drop', { bubbles: true, cancelable: true, dataTransfer }),
+    );
 
     const { detail } = await completed;
     expect(detail).to.deep.include({ name: 'twenty.bin', size: file.size, sha256: expected });

@@ -15,7 +15,11 @@ const SHA_HEX = 'ab'.repeat(32);
 /** Each frame with the exact bytes docs/protocol.md gives for it. */
 const VECTORS: [string, Dup2Frame, string][] = [
   ['HELLO', { type: 'hello', token: 'abc' }, '01 0003 616263'],
-  ['OPEN', { type: 'open', uploadId: 1, size: 1024, itemId: 'item-1' }, '02 00000001 0000000000000400 0006 6974656d2d31'],
+  [
+    'OPEN',
+    { type: 'open', uploadId: 1, size: 1024, itemId: 'item-1' },
+    '02 00000001 0000000000000400 0006 6974656d2d31',
+  ],
   [
     'DATA',
     { type: 'data', uploadId: 2, offset: 2 ** 32 + 5, crc32c: 0xf130f21e, payload: hex('010203') },
@@ -42,7 +46,11 @@ const VECTORS: [string, Dup2Frame, string][] = [
     },
     '82 00000001 00 0002 0000000000000000 000000000000000a 0000000000000014 000000000000001e',
   ],
-  ['ACK', { type: 'ack', uploadId: 3, start: 0, end: 65536 }, '83 00000003 0000000000000000 0000000000010000'],
+  [
+    'ACK',
+    { type: 'ack', uploadId: 3, start: 0, end: 65536 },
+    '83 00000003 0000000000000000 0000000000010000',
+  ],
   ['COMPLETE', { type: 'complete', uploadId: 1, sha256: SHA }, `84 00000001 ${SHA_HEX}`],
   ['PONG', { type: 'pong', time: 1, serverTime: 2 }, '85 3ff0000000000000 4000000000000000'],
   [
@@ -77,11 +85,10 @@ describe('dup/2 codec', () => {
       // DATA has its payload last, so any cut inside the payload is another valid DATA frame.
       const minimum = frame.type === 'data' ? 18 : full.length;
       for (let n = 1; n < minimum; n++) {
-        expect(codeOf(() => decodeDup2Frame(full.subarray(0, n))), `length ${n}`).to.be.oneOf([
-          'frame-truncated',
-          'frame-invalid-field',
-          'frame-too-large',
-        ]);
+        expect(
+          codeOf(() => decodeDup2Frame(full.subarray(0, n))),
+          `length ${n}`,
+        ).to.be.oneOf(['frame-truncated', 'frame-invalid-field', 'frame-too-large']);
       }
     });
   }
@@ -109,9 +116,9 @@ describe('dup/2 codec', () => {
   });
 
   it('rejects an item id with a path separator', () => {
-    expect(codeOf(() => decodeDup2Frame(hex('02 00000001 0000000000000001 0005 2e2e2f6161')))).to.equal(
-      'frame-invalid-field',
-    );
+    expect(
+      codeOf(() => decodeDup2Frame(hex('02 00000001 0000000000000001 0005 2e2e2f6161'))),
+    ).to.equal('frame-invalid-field');
   });
 
   it('rejects a token that is not UTF-8', () => {
@@ -119,7 +126,13 @@ describe('dup/2 codec', () => {
   });
 
   it('rejects a DATA payload over the limit with frame-too-large', () => {
-    const frame = encodeDup2Frame({ type: 'data', uploadId: 1, offset: 0, crc32c: 0, payload: new Uint8Array(11) });
+    const frame = encodeDup2Frame({
+      type: 'data',
+      uploadId: 1,
+      offset: 0,
+      crc32c: 0,
+      payload: new Uint8Array(11),
+    });
     expect(codeOf(() => decodeDup2Frame(frame, { maxChunk: 10 }))).to.equal('frame-too-large');
     expect(decodeDup2Frame(frame, { maxChunk: 11 }).type).to.equal('data');
   });
@@ -131,38 +144,44 @@ describe('dup/2 codec', () => {
   });
 
   it('rejects an ACK whose end is not after its start', () => {
-    expect(codeOf(() => decodeDup2Frame(hex('83 00000001 0000000000000005 0000000000000005')))).to.equal(
+    expect(
+      codeOf(() => decodeDup2Frame(hex('83 00000001 0000000000000005 0000000000000005'))),
+    ).to.equal('frame-invalid-field');
+  });
+
+  it('rejects an unknown error code', () => {
+    expect(codeOf(() => decodeDup2Frame(hex('8f 00000000 0fff 0000')))).to.equal(
       'frame-invalid-field',
     );
   });
 
-  it('rejects an unknown error code', () => {
-    expect(codeOf(() => decodeDup2Frame(hex('8f 00000000 0fff 0000')))).to.equal('frame-invalid-field');
-  });
-
   it('keeps client and server frames apart', () => {
-    expect(codeOf(() => decodeDup2ClientFrame(hex('85 3ff0000000000000 4000000000000000')))).to.equal(
-      'frame-unknown-type',
-    );
+    expect(
+      codeOf(() => decodeDup2ClientFrame(hex('85 3ff0000000000000 4000000000000000'))),
+    ).to.equal('frame-unknown-type');
     expect(codeOf(() => decodeDup2ServerFrame(hex('05 00000007')))).to.equal('frame-unknown-type');
   });
 
   it('refuses to encode out-of-range fields', () => {
-    expect(codeOf(() => encodeDup2Frame({ type: 'cancel', uploadId: 0 }))).to.equal('frame-invalid-field');
-    expect(codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: -1, itemId: 'a' }))).to.equal(
+    expect(codeOf(() => encodeDup2Frame({ type: 'cancel', uploadId: 0 }))).to.equal(
       'frame-invalid-field',
     );
-    expect(codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: 1, itemId: 'a/b' }))).to.equal(
-      'frame-invalid-field',
-    );
-    expect(codeOf(() => encodeDup2Frame({ type: 'finish', uploadId: 1, sha256: new Uint8Array(31) }))).to.equal(
-      'frame-invalid-field',
-    );
+    expect(
+      codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: -1, itemId: 'a' })),
+    ).to.equal('frame-invalid-field');
+    expect(
+      codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: 1, itemId: 'a/b' })),
+    ).to.equal('frame-invalid-field');
+    expect(
+      codeOf(() => encodeDup2Frame({ type: 'finish', uploadId: 1, sha256: new Uint8Array(31) })),
+    ).to.equal('frame-invalid-field');
   });
 
   it('truncates a long error message at a character boundary', () => {
     const message = 'é'.repeat(1000);
-    const decoded = decodeDup2Frame(encodeDup2Frame({ type: 'error', uploadId: 1, code: 'internal', message }));
+    const decoded = decodeDup2Frame(
+      encodeDup2Frame({ type: 'error', uploadId: 1, code: 'internal', message }),
+    );
     expect(decoded.type).to.equal('error');
     const m = (decoded as { message: string }).message;
     expect(m.length).to.equal(512);

@@ -36,16 +36,18 @@ const ranges = fc
   .map((pairs) => pairs.map(([start, len]) => ({ start, end: start + len })));
 
 const frame: fc.Arbitrary<Dup2Frame> = fc.oneof(
-  fc.record({ type: fc.constant('hello' as const), token: fc.string({ minLength: 1, maxLength: 100 }) }),
+  fc.record({
+    type: fc.constant('hello' as const),
+    token: fc.string({ minLength: 1, maxLength: 100 }),
+  }),
   fc.record({ type: fc.constant('open' as const), uploadId, size: u64, itemId }),
-  fc
-    .record({
-      type: fc.constant('data' as const),
-      uploadId,
-      offset: fc.nat(2 ** 40),
-      crc32c: fc.nat(0xffff_ffff),
-      payload: fc.uint8Array({ minLength: 1, maxLength: 512 }),
-    }),
+  fc.record({
+    type: fc.constant('data' as const),
+    uploadId,
+    offset: fc.nat(2 ** 40),
+    crc32c: fc.nat(0xffff_ffff),
+    payload: fc.uint8Array({ minLength: 1, maxLength: 512 }),
+  }),
   fc.record({ type: fc.constant('finish' as const), uploadId, sha256: digest }),
   fc.record({ type: fc.constant('cancel' as const), uploadId }),
   fc.record({ type: fc.constant('ping' as const), time: finite }),
@@ -60,7 +62,12 @@ const frame: fc.Arbitrary<Dup2Frame> = fc.oneof(
   fc
     .tuple(uploadId, u64, u64)
     .filter(([, a, b]) => a !== b)
-    .map(([id, a, b]) => ({ type: 'ack' as const, uploadId: id, start: Math.min(a, b), end: Math.max(a, b) })),
+    .map(([id, a, b]) => ({
+      type: 'ack' as const,
+      uploadId: id,
+      start: Math.min(a, b),
+      end: Math.max(a, b),
+    })),
   fc.record({ type: fc.constant('complete' as const), uploadId, sha256: digest }),
   fc.record({ type: fc.constant('pong' as const), time: finite, serverTime: finite }),
   fc.record({
@@ -73,7 +80,12 @@ const frame: fc.Arbitrary<Dup2Frame> = fc.oneof(
 
 describe('protocol properties', () => {
   it('decodes arbitrary bytes to a frame or a ProtocolError, never anything else', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => decodesOrProtocolError(() => decodeDup2Frame(b))), RUNS);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) =>
+        decodesOrProtocolError(() => decodeDup2Frame(b)),
+      ),
+      RUNS,
+    );
   });
 
   it('decodes arbitrary bytes after a valid type byte to a frame or a ProtocolError', () => {
@@ -112,34 +124,58 @@ describe('protocol properties', () => {
   });
 
   it('decodes objects with a known type and arbitrary fields to a message or a ProtocolError', () => {
-    const types = ['hello', 'publish', 'probe', 'progress', 'complete', 'fail', 'welcome', 'servers', 'published', 'transmit', 'completed', 'error'];
+    const types = [
+      'hello',
+      'publish',
+      'probe',
+      'progress',
+      'complete',
+      'fail',
+      'welcome',
+      'servers',
+      'published',
+      'transmit',
+      'completed',
+      'error',
+    ];
     fc.assert(
-      fc.property(fc.constantFrom(...types), fc.dictionary(fc.string(), fc.jsonValue()), (type, fields) => {
-        const text = JSON.stringify({ ...fields, type });
-        return (
-          decodesOrProtocolError(() => decodeControlClientMessage(text)) &&
-          decodesOrProtocolError(() => decodeControlServerMessage(text))
-        );
-      }),
+      fc.property(
+        fc.constantFrom(...types),
+        fc.dictionary(fc.string(), fc.jsonValue()),
+        (type, fields) => {
+          const text = JSON.stringify({ ...fields, type });
+          return (
+            decodesOrProtocolError(() => decodeControlClientMessage(text)) &&
+            decodesOrProtocolError(() => decodeControlServerMessage(text))
+          );
+        },
+      ),
       RUNS,
     );
   });
 
   it('keeps byte ranges merged and agrees with a bitmap', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(200), fc.nat(40))), fc.nat(200), fc.nat(60), (adds, qs, ql) => {
-        let have: ByteRange[] = [];
-        const bits = new Uint8Array(300);
-        for (const [s, l] of adds) {
-          have = addRange(have, { start: s, end: s + l });
-          bits.fill(1, s, s + l);
-        }
-        for (let i = 1; i < have.length; i++) expect(have[i]!.start).to.be.greaterThan(have[i - 1]!.end);
-        const missing = missingRanges({ start: qs, end: qs + ql }, have);
-        const expected = new Uint8Array(300);
-        for (const m of missing) expected.fill(1, m.start, m.end);
-        for (let i = qs; i < qs + ql; i++) expect(expected[i], `byte ${i}`).to.equal(bits[i] ? 0 : 1);
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.nat(200), fc.nat(40))),
+        fc.nat(200),
+        fc.nat(60),
+        (adds, qs, ql) => {
+          let have: ByteRange[] = [];
+          const bits = new Uint8Array(300);
+          for (const [s, l] of adds) {
+            have = addRange(have, { start: s, end: s + l });
+            bits.fill(1, s, s + l);
+          }
+          for (let i = 1; i < have.length; i++)
+            expect(have[i]!.start).to.be.greaterThan(have[i - 1]!.end);
+          const missing = missingRanges({ start: qs, end: qs + ql }, have);
+          const expected = new Uint8Array(300);
+          for (const m of missing) expected.fill(1, m.start, m.end);
+          for (let i = qs; i < qs + ql; i++)
+            expect(expected[i], `byte ${i}`).to.equal(bits[i] ? 0 : 1);
+        },
+      ),
       { numRuns: 500 },
     );
   });

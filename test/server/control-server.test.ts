@@ -2,7 +2,12 @@ import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CLOSE } from '../../src/protocol/index.js';
-import { createControlServer, createUserToken, type ControlServer, type ItemInfo } from '../../server/index.js';
+import {
+  createControlServer,
+  createUserToken,
+  type ControlServer,
+  type ItemInfo,
+} from '../../server/index.js';
 import { secretKey, uploadAudience, verifyToken } from '../../server/tokens.js';
 import { ControlPeer } from '../helpers/node-peers.js';
 
@@ -11,7 +16,13 @@ const UPLOAD_SERVERS = [
   { id: 'up-1', url: 'ws://127.0.0.1:9001/dup', httpUrl: 'http://127.0.0.1:9001' },
   { id: 'up-2', url: 'ws://127.0.0.1:9002/dup', httpUrl: 'http://127.0.0.1:9002' },
 ];
-const ITEM = { itemId: 'item-1', name: 'a.bin', size: 1000, mime: 'application/octet-stream', kind: 'file' as const };
+const ITEM = {
+  itemId: 'item-1',
+  name: 'a.bin',
+  size: 1000,
+  mime: 'application/octet-stream',
+  kind: 'file' as const,
+};
 
 describe('control server', () => {
   let control: ControlServer;
@@ -51,9 +62,13 @@ describe('control server', () => {
     for (const s of welcome.servers) {
       const claims = await verifyToken(secretKey(SECRET), s.token, uploadAudience(s.id));
       expect(claims?.sub, s.id).to.equal(welcome.clientId);
-      expect(await verifyToken(secretKey(SECRET), s.token, uploadAudience(s.id === 'up-1' ? 'up-2' : 'up-1'))).to.equal(
-        undefined,
-      );
+      expect(
+        await verifyToken(
+          secretKey(SECRET),
+          s.token,
+          uploadAudience(s.id === 'up-1' ? 'up-2' : 'up-1'),
+        ),
+      ).to.equal(undefined);
       expect(s.tokenExpiresAt).to.be.greaterThan(Date.now());
     }
   });
@@ -92,9 +107,18 @@ describe('control server', () => {
   it('sends a transmit request for a published item to the server with the lowest RTT', async () => {
     const peer = await connect();
     await peer.nextOf('welcome');
-    await peer.send({ type: 'probe', results: [{ serverId: 'up-1', rttMs: 20 }, { serverId: 'up-2', rttMs: 3 }] });
+    await peer.send({
+      type: 'probe',
+      results: [
+        { serverId: 'up-1', rttMs: 20 },
+        { serverId: 'up-2', rttMs: 3 },
+      ],
+    });
     await peer.send({ type: 'publish', items: [ITEM] });
-    expect(await peer.nextOf('published')).to.deep.equal({ type: 'published', itemIds: ['item-1'] });
+    expect(await peer.nextOf('published')).to.deep.equal({
+      type: 'published',
+      itemIds: ['item-1'],
+    });
     const transmit = await peer.nextOf('transmit');
     expect(transmit.itemId).to.equal('item-1');
     expect(transmit.ranges).to.deep.equal([{ start: 0, end: 1000, serverId: 'up-2' }]);
@@ -103,7 +127,11 @@ describe('control server', () => {
 
   it('plans without probes after the probe wait', async () => {
     await control.close();
-    control = createControlServer({ secret: SECRET, uploadServers: UPLOAD_SERVERS, probeWaitMs: 50 });
+    control = createControlServer({
+      secret: SECRET,
+      uploadServers: UPLOAD_SERVERS,
+      probeWaitMs: 50,
+    });
     url = await control.listen(0);
     const peer = await connect();
     await peer.nextOf('welcome');
@@ -120,7 +148,12 @@ describe('control server', () => {
     const { taskId } = await peer.nextOf('transmit');
     const sha256 = 'cd'.repeat(32);
     await peer.send({ type: 'complete', taskId, itemId: 'item-1', sha256, servers: ['up-1'] });
-    expect(await peer.nextOf('completed')).to.deep.equal({ type: 'completed', itemId: 'item-1', sha256, servers: ['up-1'] });
+    expect(await peer.nextOf('completed')).to.deep.equal({
+      type: 'completed',
+      itemId: 'item-1',
+      sha256,
+      servers: ['up-1'],
+    });
     expect(completed).to.have.length(1);
     expect(completed[0]).to.deep.include({ state: 'stored', sha256, servers: ['up-1'] });
   });
@@ -128,7 +161,13 @@ describe('control server', () => {
   it('refuses completion of a task it did not send with unknown-task', async () => {
     const peer = await connect();
     await peer.nextOf('welcome');
-    await peer.send({ type: 'complete', taskId: 'nope', itemId: 'item-1', sha256: 'cd'.repeat(32), servers: [] });
+    await peer.send({
+      type: 'complete',
+      taskId: 'nope',
+      itemId: 'item-1',
+      sha256: 'cd'.repeat(32),
+      servers: [],
+    });
     expect(await peer.nextOf('error')).to.deep.include({ code: 'unknown-task' });
     expect(completed).to.have.length(0);
   });
@@ -159,17 +198,34 @@ describe('control server', () => {
     await peer.nextOf('welcome');
     await peer.send({ type: 'publish', items: [ITEM] });
     await peer.nextOf('transmit');
-    const taskId = control.requestTransmit('item-1', [{ start: 100, end: 200, serverId: 'up-1' }], 5);
+    const taskId = control.requestTransmit(
+      'item-1',
+      [{ start: 100, end: 200, serverId: 'up-1' }],
+      5,
+    );
     const t = await peer.nextOf('transmit');
-    expect(t).to.deep.equal({ type: 'transmit', taskId, itemId: 'item-1', ranges: [{ start: 100, end: 200, serverId: 'up-1' }], priority: 5 });
-    expect(() => control.requestTransmit('item-1', [{ start: 900, end: 1200, serverId: 'up-1' }])).to.throw(/item has 1000/);
+    expect(t).to.deep.equal({
+      type: 'transmit',
+      taskId,
+      itemId: 'item-1',
+      ranges: [{ start: 100, end: 200, serverId: 'up-1' }],
+      priority: 5,
+    });
+    expect(() =>
+      control.requestTransmit('item-1', [{ start: 900, end: 1200, serverId: 'up-1' }]),
+    ).to.throw(/item has 1000/);
     expect(() => control.requestTransmit('nope')).to.throw(/unknown item/);
   });
 
   it('attaches to an existing HTTP server without taking its other requests', async () => {
     const app: Server = createServer((_req, res) => res.end('app'));
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
-    const attached = createControlServer({ server: app, secret: SECRET, uploadServers: UPLOAD_SERVERS, path: '/ws/control' });
+    const attached = createControlServer({
+      server: app,
+      secret: SECRET,
+      uploadServers: UPLOAD_SERVERS,
+      path: '/ws/control',
+    });
     try {
       const { port } = app.address() as AddressInfo;
       expect(await (await fetch(`http://127.0.0.1:${port}/api`)).text()).to.equal('app');
@@ -185,12 +241,17 @@ describe('control server', () => {
   });
 
   it('throws a TypeError for duplicate or malformed upload servers', () => {
-    expect(() => createControlServer({ secret: SECRET, uploadServers: [UPLOAD_SERVERS[0]!, UPLOAD_SERVERS[0]!] })).to.throw(
-      TypeError,
-      /twice/,
-    );
     expect(() =>
-      createControlServer({ secret: SECRET, uploadServers: [{ id: 'x', url: 'http://a', httpUrl: 'http://a' }] }),
+      createControlServer({
+        secret: SECRET,
+        uploadServers: [UPLOAD_SERVERS[0]!, UPLOAD_SERVERS[0]!],
+      }),
+    ).to.throw(TypeError, /twice/);
+    expect(() =>
+      createControlServer({
+        secret: SECRET,
+        uploadServers: [{ id: 'x', url: 'http://a', httpUrl: 'http://a' }],
+      }),
     ).to.throw(TypeError, /ws\(s\)/);
   });
 });

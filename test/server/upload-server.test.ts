@@ -30,19 +30,37 @@ describe('upload server (dup/2)', () => {
     return peer;
   }
 
-  async function upload(peer: Dup2Peer, uploadId: number, itemId: string, bytes: Uint8Array, chunk = 64 * 1024) {
+  async function upload(
+    peer: Dup2Peer,
+    uploadId: number,
+    itemId: string,
+    bytes: Uint8Array,
+    chunk = 64 * 1024,
+  ) {
     await peer.send({ type: 'open', uploadId, itemId, size: bytes.length });
     expect(await peer.next()).to.deep.include({ type: 'opened', uploadId, complete: false });
     for (let o = 0; o < bytes.length; o += chunk) {
       const payload = bytes.subarray(o, o + chunk);
       await peer.send({ type: 'data', uploadId, offset: o, crc32c: crc32c(payload), payload });
-      expect(await peer.next()).to.deep.equal({ type: 'ack', uploadId, start: o, end: o + payload.length });
+      expect(await peer.next()).to.deep.equal({
+        type: 'ack',
+        uploadId,
+        start: o,
+        end: o + payload.length,
+      });
     }
   }
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ws-uploader-upload-'));
-    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir, authTimeoutMs: 300, maxChunk: 128 * 1024, window: 256 * 1024 });
+    server = createUploadServer({
+      id: 'up-1',
+      secret: SECRET,
+      dataDir: dir,
+      authTimeoutMs: 300,
+      maxChunk: 128 * 1024,
+      window: 256 * 1024,
+    });
     urls = await server.listen(0);
   });
 
@@ -84,7 +102,11 @@ describe('upload server (dup/2)', () => {
       const peer = new Dup2Peer(urls.ws);
       peers.push(peer);
       await peer.send({ type: 'hello', token: await make() });
-      expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 0, code: 'unauthorized' });
+      expect(await peer.next()).to.deep.include({
+        type: 'error',
+        uploadId: 0,
+        code: 'unauthorized',
+      });
       expect((await peer.closed).code).to.equal(CLOSE.AUTH_FAILED);
     });
   }
@@ -120,7 +142,13 @@ describe('upload server (dup/2)', () => {
   it('refuses a connection that did not negotiate the dup/2 subprotocol', async () => {
     const peer = new Dup2Peer(urls.ws, 'something-else');
     peers.push(peer);
-    const outcome = await Promise.race([peer.closed.then(() => 'closed'), peer.opened.then(() => 'opened', () => 'refused')]);
+    const outcome = await Promise.race([
+      peer.closed.then(() => 'closed'),
+      peer.opened.then(
+        () => 'opened',
+        () => 'refused',
+      ),
+    ]);
     expect(outcome).to.be.oneOf(['closed', 'refused']);
     expect(SUBPROTOCOL_DUP_2).to.equal('ws-uploader.dup.v2');
   });
@@ -137,7 +165,11 @@ describe('upload server (dup/2)', () => {
     const bytes = new Uint8Array(randomBytes(300_000));
     await upload(peer, 1, 'item-a', bytes);
     await peer.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
-    expect(await peer.next()).to.deep.equal({ type: 'complete', uploadId: 1, sha256: sha256(bytes).bytes });
+    expect(await peer.next()).to.deep.equal({
+      type: 'complete',
+      uploadId: 1,
+      sha256: sha256(bytes).bytes,
+    });
 
     const res = await fetch(`${urls.http}/files/item-a`);
     expect(res.status).to.equal(200);
@@ -153,7 +185,11 @@ describe('upload server (dup/2)', () => {
     await peer.next();
     const payload = new Uint8Array(10).fill(7);
     await peer.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(payload) ^ 1, payload });
-    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'checksum-mismatch' });
+    expect(await peer.next()).to.deep.include({
+      type: 'error',
+      uploadId: 1,
+      code: 'checksum-mismatch',
+    });
     expect((await server.store.get('item-b'))?.ranges).to.deep.equal([]);
   });
 
@@ -170,7 +206,11 @@ describe('upload server (dup/2)', () => {
     const peer = await connect();
     const payload = new Uint8Array(1);
     await peer.send({ type: 'data', uploadId: 9, offset: 0, crc32c: crc32c(payload), payload });
-    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 9, code: 'unknown-upload' });
+    expect(await peer.next()).to.deep.include({
+      type: 'error',
+      uploadId: 9,
+      code: 'unknown-upload',
+    });
   });
 
   it('refuses an item over the size limit with too-large', async () => {
@@ -200,7 +240,11 @@ describe('upload server (dup/2)', () => {
     const bytes = new Uint8Array(randomBytes(1000));
     await upload(peer, 1, 'item-f', bytes);
     await peer.send({ type: 'finish', uploadId: 1, sha256: new Uint8Array(32) });
-    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'digest-mismatch' });
+    expect(await peer.next()).to.deep.include({
+      type: 'error',
+      uploadId: 1,
+      code: 'digest-mismatch',
+    });
     expect((await fetch(`${urls.http}/files/item-f`)).status).to.equal(404);
     expect((await server.store.get('item-f'))?.ranges).to.deep.equal([]);
   });
@@ -211,7 +255,14 @@ describe('upload server (dup/2)', () => {
     await peer.next();
     const payload = new Uint8Array(128 * 1024);
     const crc = crc32c(payload);
-    for (let i = 0; i < 10; i++) await peer.send({ type: 'data', uploadId: 1, offset: i * payload.length, crc32c: crc, payload });
+    for (let i = 0; i < 10; i++)
+      await peer.send({
+        type: 'data',
+        uploadId: 1,
+        offset: i * payload.length,
+        crc32c: crc,
+        payload,
+      });
     const { code } = await peer.closed;
     expect(code).to.equal(CLOSE.PROTOCOL_VIOLATION);
   });
@@ -235,7 +286,13 @@ describe('upload server (dup/2)', () => {
       ranges: [{ start: 0, end: 100_000 }],
     });
     const rest = bytes.subarray(100_000);
-    await second.send({ type: 'data', uploadId: 5, offset: 100_000, crc32c: crc32c(rest), payload: rest });
+    await second.send({
+      type: 'data',
+      uploadId: 5,
+      offset: 100_000,
+      crc32c: crc32c(rest),
+      payload: rest,
+    });
     await second.next();
     await second.send({ type: 'finish', uploadId: 5, sha256: sha256(bytes).bytes });
     expect((await second.next()).type).to.equal('complete');
@@ -273,8 +330,14 @@ describe('upload server (dup/2)', () => {
   });
 
   it('throws a TypeError for a short secret or a bad id', () => {
-    expect(() => createUploadServer({ id: 'x', secret: 'short', dataDir: dir })).to.throw(TypeError, /secret/);
-    expect(() => createUploadServer({ id: 'a/b', secret: SECRET, dataDir: dir })).to.throw(TypeError, /id/);
+    expect(() => createUploadServer({ id: 'x', secret: 'short', dataDir: dir })).to.throw(
+      TypeError,
+      /secret/,
+    );
+    expect(() => createUploadServer({ id: 'a/b', secret: SECRET, dataDir: dir })).to.throw(
+      TypeError,
+      /id/,
+    );
     expect(() => createUploadServer({ id: 'x', secret: SECRET })).to.throw(TypeError, /dataDir/);
   });
 });
