@@ -15,7 +15,6 @@ if (!executablePath) {
 export default {
   nodeResolve: { exportConditions: ['production'] },
   rootDir: '.',
-  files: ['test/{protocol,engine,element,integration}/**/*.test.ts'],
   groups: [
     { name: 'protocol', files: 'test/protocol/**/*.test.ts' },
     { name: 'engine', files: 'test/engine/**/*.test.ts' },

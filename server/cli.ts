@@ -91,16 +91,22 @@ Starts a control server, three upload servers and the demo page on loopback.
   --host H          interface (default 127.0.0.1)
   --data-dir DIR    where the upload servers keep items (default ./data)`,
     options: {
-      port: { type: 'string', default: '8080' },
+      port: { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       'data-dir': { type: 'string', default: 'data' },
     },
     async run(v) {
-      const demo = await startDemo({
-        port: int(v, 'port'),
+      const options = {
         host: str(v, 'host'),
         dataDir: str(v, 'data-dir'),
         ...(process.env['WS_UPLOADER_SECRET'] ? { secret: process.env['WS_UPLOADER_SECRET'] } : {}),
+      };
+      const port = v['port'] === undefined ? 8080 : int(v, 'port');
+      const demo = await startDemo({ ...options, port }).catch((e: NodeJS.ErrnoException) => {
+        // The default port is busy: take any free one rather than fail the two-command start.
+        if (e.code !== 'EADDRINUSE' || v['port'] !== undefined) throw e;
+        console.log(`port ${port} is in use; taking a free one`);
+        return startDemo({ ...options, port: 0 });
       });
       for (const s of demo.uploadServers) console.log(`  upload server ${s.id}`);
       console.log(`  control server ${demo.controlUrl}`);

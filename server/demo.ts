@@ -62,35 +62,43 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
 
   const uploadServers: UploadServer[] = [];
   const endpoints = [];
-  for (let i = 1; i <= (options.uploadServers ?? 3); i++) {
-    const id = `upload-${i}`;
-    const server = createUploadServer({ id, secret, dataDir: join(dataDir, id) });
-    uploadServers.push(server);
-    const urls = await server.listen(0, host);
-    endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
-  }
-
-  let config = '';
   const page = createServer((req, res) => {
     serveStatic(req, res, root, config).catch(() => {
       if (!res.headersSent) res.writeHead(500).end();
     });
   });
-  const control = createControlServer({ server: page, secret, uploadServers: endpoints });
-  const controlUrl = await control.listen(options.port ?? 0, host);
+  let config = '';
+  let control: ControlServer | undefined;
+  try {
+    for (let i = 1; i <= (options.uploadServers ?? 3); i++) {
+      const id = `upload-${i}`;
+      const server = createUploadServer({ id, secret, dataDir: join(dataDir, id) });
+      uploadServers.push(server);
+      const urls = await server.listen(0, host);
+      endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
+    }
+    control = createControlServer({ server: page, secret, uploadServers: endpoints });
+    await control.listen(options.port ?? 0, host);
+  } catch (e) {
+    await control?.close();
+    await Promise.all(uploadServers.map((s) => s.close()));
+    throw e;
+  }
+  const controlUrl = await control.listen();
   const token = await createUserToken(secret, 'demo-user');
   config = JSON.stringify({ controlUrl, token });
   const { port } = page.address() as AddressInfo;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/`;
+  const running = control;
 
   return {
     url,
     controlUrl,
     token,
     uploadServers,
-    control,
+    control: running,
     async close() {
-      await control.close();
+      await running.close();
       page.closeAllConnections();
       await new Promise<void>((r) => page.close(() => r()));
       await Promise.all(uploadServers.map((s) => s.close()));

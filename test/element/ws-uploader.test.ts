@@ -153,7 +153,7 @@ describe('<ws-uploader>', () => {
     expect(e.detail.message).to.equal('The server refused the credentials');
     await el.connected.catch(() => undefined);
     await el.updateComplete;
-    expect(el.shadowRoot!.querySelector('[role=alert]')?.textContent).to.equal(
+    expect(el.shadowRoot!.querySelector('[role=alert]')?.textContent?.trim()).to.equal(
       'The server refused the credentials',
     );
   });
