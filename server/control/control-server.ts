@@ -87,6 +87,8 @@ export interface ControlServerOptions {
   readonly probeWaitMs?: number;
   /** Largest item accepted, in bytes. @default 524288000 (500 MiB) */
   readonly maxItemSize?: number;
+  /** How long a disconnected browser may resume its session (and its tasks), in ms. @default 600000 */
+  readonly sessionResumeMs?: number;
 }
 
 /** A running control server. */
@@ -159,6 +161,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
   const probeWaitMs = options.probeWaitMs ?? 1500;
   const maxItemSize = options.maxItemSize ?? DEFAULT_MAX_ITEM_SIZE;
+  const sessionResumeMs = options.sessionResumeMs ?? 600_000;
   const authenticate =
     options.authenticate ??
     (async (token: string) => {
@@ -167,6 +170,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     });
 
   const sessions = new Map<string, Session>();
+  /** Sessions a browser may resume, by session id. */
+  const resumable = new Map<string, { clientId: string; userId: string; expiresAt: number }>();
   const items = new Map<string, ItemInfo>();
   const tasks = new Map<string, Task>();
 
@@ -188,11 +193,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref },
     );
 
-  const serverList = async (clientId: string): Promise<ServerInfo[]> =>
+  const serverList = async (clientId: string, userId: string): Promise<ServerInfo[]> =>
     Promise.all(
       [...endpoints.values()].map(async (s) => {
         const { token, expiresAt } = await signToken(key, clientId, uploadAudience(s.id), ttl, {
           scope: 'upload',
+          uid: userId,
         });
         return {
           id: s.id,
@@ -250,6 +256,15 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         const toPlan: ItemMeta[] = [];
         for (const meta of message.items) {
           const existing = items.get(meta.itemId);
+          if (existing && existing.userId === session.userId && existing.meta.size !== meta.size) {
+            fail(
+              session.ws,
+              'conflict',
+              'item id is taken by an item of another size',
+              meta.itemId,
+            );
+            continue;
+          }
           if (existing && existing.userId !== session.userId) {
             fail(session.ws, 'conflict', 'item id is taken', meta.itemId);
             continue;
@@ -269,7 +284,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
               };
           items.set(meta.itemId, info);
           accepted.push(meta.itemId);
-          if (info.state !== 'stored') toPlan.push(meta);
+          // A stored item needs nothing; one being uploaded already has its task.
+          if (info.state === 'published' || info.state === 'failed') toPlan.push(meta);
           options.onPublish?.(info);
         }
         send(session.ws, { type: 'published', itemIds: accepted });
@@ -329,7 +345,15 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     ws.on('error', () => undefined);
     ws.on('close', () => {
       clearTimeout(timer);
-      if (session) sessions.delete(session.clientId);
+      if (!session || sessions.get(session.clientId) !== session) return;
+      sessions.delete(session.clientId);
+      const now = Date.now();
+      for (const [id, r] of resumable) if (r.expiresAt <= now) resumable.delete(id);
+      resumable.set(session.sessionId, {
+        clientId: session.clientId,
+        userId: session.userId,
+        expiresAt: now + sessionResumeMs,
+      });
     });
     ws.on('message', (data, isBinary) => {
       let message: ControlClientMessage;
@@ -364,7 +388,15 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           ws.close(CLOSE.AUTH_FAILED, 'auth failed');
           return;
         }
-        const clientId = randomUUID();
+        // A browser that reconnects with its session id keeps its client id, and so its tasks.
+        const previous =
+          message.sessionId === undefined ? undefined : resumable.get(message.sessionId);
+        const resumed =
+          previous && previous.userId === user.userId && previous.expiresAt > Date.now();
+        const clientId = resumed ? previous.clientId : randomUUID();
+        const sessionId = resumed ? message.sessionId! : randomUUID();
+        const live = sessions.get(clientId);
+        if (live && live.ws !== ws) live.ws.close(CLOSE.REPLACED, 'session resumed elsewhere');
         let markProbed!: () => void;
         const probed = new Promise<void>((resolve) => {
           markProbed = resolve;
@@ -373,16 +405,17 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         const s: Session = {
           ws,
           clientId,
-          sessionId: randomUUID(),
+          sessionId,
           userId: user.userId,
           rtt: new Map(),
           probed,
           markProbed,
         };
-        const servers = await serverList(clientId);
+        const servers = await serverList(clientId, user.userId);
         if (ws.readyState !== ws.OPEN) return;
         session = s;
         sessions.set(clientId, s);
+        resumable.set(sessionId, { clientId, userId: user.userId, expiresAt: Infinity });
         send(ws, {
           type: 'welcome',
           sessionId: s.sessionId,

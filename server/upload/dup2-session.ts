@@ -24,7 +24,10 @@ export interface Dup2SessionContext {
   readonly window: number;
   readonly maxItemSize: number;
   readonly authTimeoutMs: number;
-  /** Resolves to the client id the token names, or `undefined` when it is not valid here. */
+  /**
+   * Resolves to the owner the token names (the user on whose behalf the client uploads), or
+   * `undefined` when the token is not valid here.
+   */
   readonly verify: (token: string) => Promise<string | undefined>;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
@@ -35,6 +38,10 @@ interface Upload {
   readonly size: number;
   /** Every store operation of this upload, in the order the frames came. */
   queue: Promise<void>;
+  /** Bytes received and not yet stored. */
+  pending: number;
+  /** Ended by an ERROR or CANCEL: queued work still runs, but sends nothing. */
+  ended: boolean;
 }
 
 /** Handles one connection until it closes. */
@@ -42,7 +49,7 @@ export class Dup2Session {
   readonly #ws: WebSocket;
   readonly #ctx: Dup2SessionContext;
   readonly #uploads = new Map<number, Upload>();
-  #clientId: string | undefined;
+  #owner: string | undefined;
   #authenticating = false;
   #inFlight = 0;
   #closed = false;
@@ -81,7 +88,7 @@ export class Dup2Session {
       this.#fatal(e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'undecodable frame');
       return;
     }
-    if (this.#clientId === undefined) {
+    if (this.#owner === undefined) {
       if (frame.type !== 'hello' || this.#authenticating) {
         this.#fatal('the first frame must be HELLO');
         return;
@@ -104,7 +111,7 @@ export class Dup2Session {
         this.#finish(frame.uploadId, frame.sha256);
         return;
       case 'cancel':
-        this.#uploads.delete(frame.uploadId);
+        this.#end(frame.uploadId);
         return;
       case 'ping':
         this.#send({ type: 'pong', time: frame.time, serverTime: Date.now() });
@@ -113,15 +120,15 @@ export class Dup2Session {
   }
 
   async #hello(token: string): Promise<void> {
-    let clientId: string | undefined;
+    let owner: string | undefined;
     try {
-      clientId = await this.#ctx.verify(token);
+      owner = await this.#ctx.verify(token);
     } catch {
-      clientId = undefined;
+      owner = undefined;
     }
     if (this.#closed) return;
     clearTimeout(this.#authTimer);
-    if (clientId === undefined) {
+    if (owner === undefined) {
       this.#send({
         type: 'error',
         uploadId: 0,
@@ -131,7 +138,7 @@ export class Dup2Session {
       this.#close(CLOSE.AUTH_FAILED, 'unauthorized');
       return;
     }
-    this.#clientId = clientId;
+    this.#owner = owner;
     const { serverId, maxChunk, window, maxItemSize } = this.#ctx;
     this.#send({ type: 'welcome', serverId, maxChunk, window, maxItemSize });
   }
@@ -149,11 +156,13 @@ export class Dup2Session {
       );
       return;
     }
-    const upload: Upload = { itemId, size, queue: Promise.resolve() };
+    const upload: Upload = { itemId, size, queue: Promise.resolve(), pending: 0, ended: false };
     this.#uploads.set(uploadId, upload);
     this.#enqueue(uploadId, upload, async () => {
-      const record = await this.#ctx.store.open(itemId, size);
-      this.#send({ type: 'opened', uploadId, complete: record.complete, ranges: record.ranges });
+      const record = await this.#ctx.store.open(itemId, size, this.#owner);
+      if (!upload.ended) {
+        this.#send({ type: 'opened', uploadId, complete: record.complete, ranges: record.ranges });
+      }
     });
   }
 
@@ -190,13 +199,19 @@ export class Dup2Session {
       return;
     }
     this.#inFlight += payload.length;
+    upload.pending += payload.length;
     // The payload is a view into the message buffer, which ws does not reuse: safe to keep.
     this.#enqueue(uploadId, upload, async () => {
       try {
         await this.#ctx.store.write(upload.itemId, offset, payload);
-        this.#send({ type: 'ack', uploadId, start: offset, end: offset + payload.length });
+        if (!upload.ended)
+          this.#send({ type: 'ack', uploadId, start: offset, end: offset + payload.length });
       } finally {
-        this.#inFlight -= payload.length;
+        // An ended upload already gave its pending bytes back to the window.
+        if (!upload.ended) {
+          upload.pending -= payload.length;
+          this.#inFlight -= payload.length;
+        }
       }
     });
   }
@@ -211,7 +226,7 @@ export class Dup2Session {
       const hex = toHex(sha256);
       const before = await this.#ctx.store.get(upload.itemId);
       const record = await this.#ctx.store.finish(upload.itemId, hex);
-      this.#send({ type: 'complete', uploadId, sha256 });
+      if (!upload.ended) this.#send({ type: 'complete', uploadId, sha256 });
       if (before && !before.complete) this.#ctx.onComplete?.(upload.itemId, hex, record.size);
     });
   }
@@ -223,14 +238,30 @@ export class Dup2Session {
       try {
         await fn();
       } catch (e) {
+        if (upload.ended) return;
         if (e instanceof StoreError) this.#error(uploadId, e.code, e.message);
         else this.#error(uploadId, 'internal', 'internal error');
       }
     });
   }
 
+  /**
+   * Sends an ERROR for an upload id. An ERROR ends the upload id on both sides: the client
+   * stops counting its bytes in the window, and so does the server, at once.
+   */
   #error(uploadId: number, code: WireErrorCode, message: string): void {
     this.#send({ type: 'error', uploadId, code, message });
+    this.#end(uploadId);
+  }
+
+  /** Forgets an upload id and gives its unstored bytes back to the window. */
+  #end(uploadId: number): void {
+    const upload = this.#uploads.get(uploadId);
+    if (!upload) return;
+    upload.ended = true;
+    this.#inFlight -= upload.pending;
+    upload.pending = 0;
+    this.#uploads.delete(uploadId);
   }
 
   #fatal(message: string): void {

@@ -25,11 +25,19 @@ export interface ItemRecord {
   readonly sha256?: string;
   /** Creation time, milliseconds since the epoch. */
   readonly createdAt: number;
+  /** Who created it (the user an upload token names); only they may write to it. */
+  readonly owner?: string;
 }
 
 /** Why a store operation failed; `code` maps to a dup/2 wire error. */
 export class StoreError extends Error {
-  readonly code: 'conflict' | 'out-of-range' | 'incomplete' | 'digest-mismatch' | 'storage-failed';
+  readonly code:
+    | 'conflict'
+    | 'unauthorized'
+    | 'out-of-range'
+    | 'incomplete'
+    | 'digest-mismatch'
+    | 'storage-failed';
 
   constructor(code: StoreError['code'], message: string, options?: ErrorOptions) {
     super(message, options);
@@ -43,8 +51,11 @@ export class StoreError extends Error {
  * implements the same methods.
  */
 export interface ItemStore {
-  /** Creates an item of `size` bytes, or returns the existing one. Throws `conflict` on another size. */
-  open(itemId: string, size: number): Promise<ItemRecord>;
+  /**
+   * Creates an item of `size` bytes owned by `owner`, or returns the existing one. Throws
+   * `conflict` when it exists with another size and `unauthorized` when another owner made it.
+   */
+  open(itemId: string, size: number, owner?: string): Promise<ItemRecord>;
   /** The item, or `undefined`. */
   get(itemId: string): Promise<ItemRecord | undefined>;
   /** Stores bytes at an offset; resolves once they are durable per the store's policy. */
@@ -76,9 +87,13 @@ export class FileStore implements ItemStore {
     this.#dir = dir;
   }
 
-  async open(itemId: string, size: number): Promise<ItemRecord> {
+  async open(itemId: string, size: number, owner?: string): Promise<ItemRecord> {
     checkId(itemId);
-    const slot = (await this.#slot(itemId, size))!;
+    const slot = await this.#slot(itemId, { size, owner });
+    if (!slot) throw new StoreError('storage-failed', `could not create item ${itemId}`);
+    if (slot.record.owner !== undefined && slot.record.owner !== owner) {
+      throw new StoreError('unauthorized', `item ${itemId} belongs to someone else`);
+    }
     if (slot.record.size !== size) {
       throw new StoreError(
         'conflict',
@@ -189,26 +204,39 @@ export class FileStore implements ItemStore {
     this.#slots.clear();
   }
 
-  #slot(itemId: string, createSize?: number): Promise<Slot | undefined> {
+  #slot(
+    itemId: string,
+    create?: { size: number; owner?: string | undefined },
+  ): Promise<Slot | undefined> {
     const cached = this.#slots.get(itemId);
     if (cached) return Promise.resolve(cached);
     // One load per item at a time, so two first OPENs cannot both create the data file.
     let loading = this.#loading.get(itemId);
     if (!loading) {
-      loading = this.#load(itemId, createSize).finally(() => this.#loading.delete(itemId));
+      loading = this.#load(itemId, create).finally(() => this.#loading.delete(itemId));
       this.#loading.set(itemId, loading);
       return loading;
     }
     return loading.then(
-      (slot) => slot ?? (createSize === undefined ? undefined : this.#slot(itemId, createSize)),
+      (slot) => slot ?? (create === undefined ? undefined : this.#slot(itemId, create)),
     );
   }
 
-  async #load(itemId: string, createSize: number | undefined): Promise<Slot | undefined> {
+  async #load(
+    itemId: string,
+    create: { size: number; owner?: string | undefined } | undefined,
+  ): Promise<Slot | undefined> {
     let record = await this.#loadMeta(itemId);
     if (!record) {
-      if (createSize === undefined) return undefined;
-      record = { itemId, size: createSize, ranges: [], complete: false, createdAt: Date.now() };
+      if (create === undefined) return undefined;
+      record = {
+        itemId,
+        size: create.size,
+        ranges: [],
+        complete: false,
+        createdAt: Date.now(),
+        ...(create.owner === undefined ? {} : { owner: create.owner }),
+      };
       await mkdir(join(this.#dir, itemId), { recursive: true });
       const fh = await open(this.#dataPath(itemId), 'w');
       await fh.close();

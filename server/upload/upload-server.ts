@@ -102,7 +102,12 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     window,
     maxItemSize,
     authTimeoutMs,
-    verify: async (token: string) => (await verifyToken(key, token, audience))?.sub,
+    verify: async (token: string) => {
+      const claims = await verifyToken(key, token, audience);
+      if (!claims) return undefined;
+      // Items belong to the user (`uid`), so a user's next session may resume them.
+      return typeof claims['uid'] === 'string' ? claims['uid'] : claims.sub;
+    },
     ...(options.onComplete ? { onComplete: options.onComplete } : {}),
   };
   wss.on('connection', (ws) => {

@@ -64,7 +64,10 @@ export class EngineController implements ReactiveController {
   }
 
   hostDisconnected(): void {
-    this.stop();
+    // A move in the DOM disconnects and reconnects in one task: keep the engine through it.
+    queueMicrotask(() => {
+      if (!this.host.isConnected) this.stop();
+    });
   }
 
   /**
@@ -89,6 +92,8 @@ export class EngineController implements ReactiveController {
     this.#frame = 0;
     this.#pendingProgress.clear();
     this.#state = ConnectionState.CLOSED;
+    this.#servers = [];
+    this.#items = [];
   }
 
   #subscribe(engine: WsUploaderEngine): void {

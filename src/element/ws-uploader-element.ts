@@ -98,7 +98,7 @@ export class WsUploader extends LitElement {
 
   readonly #connection = new Task(this, {
     task: async ([controlUrl, authToken, auth, chunkSize, maxParallel], { signal }) => {
-      if (!controlUrl || (!authToken && !auth)) {
+      if (!controlUrl || (!authToken && !auth) || !this.isConnected) {
         this.#controller.stop();
         return false;
       }
@@ -152,8 +152,8 @@ export class WsUploader extends LitElement {
 
   override connectedCallback(): void {
     super.connectedCallback();
-    // After a move in the DOM, the controller stopped the engine; run the Task again.
-    if (this.hasUpdated) void this.#connection.run();
+    // Back in the document after the controller stopped the engine: connect again.
+    if (this.hasUpdated && !this.#controller.engine) void this.#connection.run();
   }
 
   protected override willUpdate(changed: PropertyValues<this>): void {

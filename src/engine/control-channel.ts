@@ -130,7 +130,10 @@ export class ControlChannel {
         this.#sessionId = message.sessionId;
         this.#setState(ConnectionState.OPEN);
         this.#handlers.message(message);
-        for (const m of this.#outbox.splice(0)) socket.send(encodeControlMessage(m));
+        // The engine publishes again on every welcome; a publish queued meanwhile would be a duplicate.
+        for (const m of this.#outbox.splice(0)) {
+          if (m.type !== 'publish') socket.send(encodeControlMessage(m));
+        }
         return;
       }
       if (

@@ -188,6 +188,13 @@ export class Dup2Transport {
    * @returns the upload id and what the server already holds
    */
   open(itemId: string, size: number, listener: UploadListener): Promise<OpenedFrame> {
+    if (!this.isOpen) {
+      return Promise.reject(
+        new TransportError('socket-closed', `connection to ${this.info.id} is closed`, {
+          serverId: this.info.id,
+        }),
+      );
+    }
     const uploadId = this.#nextUploadId++;
     return new Promise((resolve, reject) => {
       const slot: UploadSlot = { listener, inFlight: 0, opened: { resolve, reject } };

@@ -45,7 +45,9 @@ export class WsUploaderEngine extends EventTarget {
   #abort = new AbortController();
   #started: Promise<void> | undefined;
   #resolveStarted: (() => void) | undefined;
-  #rejectStarted: ((e: WsUploaderError) => void) | undefined;
+  #rejectStarted: ((e: unknown) => void) | undefined;
+  /** The last task of each item; a new task for an item waits for the one before. */
+  readonly #tasks = new Map<string, Promise<UploadResult>>();
 
   /**
    * @param options see {@link EngineOptions}
@@ -99,6 +101,8 @@ export class WsUploaderEngine extends EventTarget {
         this.#resolveStarted = resolve;
         this.#rejectStarted = reject;
       });
+      // Marked handled here; callers still see the rejection through the promise returned.
+      this.#started.catch(() => undefined);
       this.#control.open();
     }
     if (!signal) return this.#started;
@@ -113,6 +117,9 @@ export class WsUploaderEngine extends EventTarget {
 
   /** Closes every connection and aborts running tasks. */
   stop(): void {
+    this.#rejectStarted?.(new DOMException('the engine was stopped', 'AbortError'));
+    this.#resolveStarted = undefined;
+    this.#rejectStarted = undefined;
     this.#abort.abort();
     this.#control.close();
     this.#pool.close();
@@ -160,7 +167,9 @@ export class WsUploaderEngine extends EventTarget {
     const ids =
       itemIds ??
       [...this.#items.values()]
-        .filter((h) => h.status.state !== ItemState.COMPLETE)
+        .filter(
+          (h) => h.status.state !== ItemState.COMPLETE && h.status.state !== ItemState.UPLOADING,
+        )
         .map((h) => h.status.itemId);
     const items: ItemMeta[] = [];
     for (const id of ids) {
@@ -254,7 +263,24 @@ export class WsUploaderEngine extends EventTarget {
     }
   }
 
-  async #execute(task: Required<TransmitTask>, fromControl: boolean): Promise<UploadResult> {
+  /**
+   * Runs a task after any earlier task of the same item, so an item is never sent twice at once;
+   * the later task resumes from what the earlier one stored.
+   */
+  #execute(task: Required<TransmitTask>, fromControl: boolean): Promise<UploadResult> {
+    const before = this.#tasks.get(task.itemId);
+    const run = (before ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.#runTask(task, fromControl));
+    this.#tasks.set(task.itemId, run);
+    const forget = (): void => {
+      if (this.#tasks.get(task.itemId) === run) this.#tasks.delete(task.itemId);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  async #runTask(task: Required<TransmitTask>, fromControl: boolean): Promise<UploadResult> {
     const held = this.#items.get(task.itemId);
     if (!held) {
       const error = new ServerError('unknown-item', `no item ${task.itemId} in this page`, {

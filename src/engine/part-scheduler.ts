@@ -2,7 +2,7 @@
  * Runs transmit tasks: reads only the slices it is about to send, keeps the window full,
  * resumes from what a server already holds after a lost connection, and verifies each item.
  */
-import { addRange, missingRanges, rangeBytes, type ByteRange } from '../protocol/ranges.js';
+import { addRange, covers, missingRanges, rangeBytes, type ByteRange } from '../protocol/ranges.js';
 import type { TargetRange } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
@@ -201,8 +201,13 @@ class TaskRun {
       }
       if (outstanding > 0 && !failure) await new Promise<void>((resolve) => (settle = resolve));
       if (failure) throw failure;
-      const whole = ranges.some((r) => r.start === 0 && r.end === blob.size);
-      if (whole && !opened.complete) await transport.finish(uploadId, await this.#hasher.digest());
+      // A server that holds the whole item verifies it, even one that had it already.
+      const whole = covers(ranges.reduce<ByteRange[]>(addRange, []), { start: 0, end: blob.size });
+      if (whole) {
+        const digest = await this.#hasher.digest();
+        if (failure) throw failure;
+        await transport.finish(uploadId, digest);
+      }
     } finally {
       transport.release(uploadId, this.#signal?.aborted === true);
     }

@@ -61,6 +61,7 @@ export class SocketPool {
    * @param servers the list from the control server
    */
   update(servers: readonly ServerInfo[]): void {
+    this.#closed = false;
     const ids = new Set(servers.map((s) => s.id));
     for (const [id, entry] of this.#entries) {
       if (ids.has(id)) continue;

@@ -142,6 +142,27 @@ describe('<ws-uploader>', () => {
     el.remove();
   });
 
+  it('keeps its connection and files when moved in the document', async () => {
+    d = await startServers(1);
+    const el = await fixture<WsUploader>(
+      html`<ws-uploader control-url=${d.controlUrl} auth-token=${d.token}></ws-uploader>`,
+    );
+    await el.connected;
+    const completed = oneEvent(el, 'ws-upload-complete');
+    el.addFiles([new File(['moved'], 'moved.txt')]);
+    await completed;
+    const other = document.createElement('section');
+    document.body.append(other);
+    other.append(el); // disconnect and reconnect in one task
+    await new Promise((r) => setTimeout(r, 50));
+    expect(el.items.map((i) => i.name)).to.deep.equal(['moved.txt']);
+    expect(el.servers).to.have.length(1);
+    el.remove();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(el.items).to.deep.equal([]);
+    other.remove();
+  });
+
   it('fires ws-upload-error and shows an alert when the credential is refused', async () => {
     d = await startServers(1);
     const el = await fixture<WsUploader>(html`<ws-uploader></ws-uploader>`);

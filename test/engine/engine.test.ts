@@ -107,6 +107,32 @@ describe('WsUploaderEngine', () => {
     expect(result.servers).to.deep.equal(['up-1', 'up-2']);
   });
 
+  it('can be stopped and started again', async () => {
+    d = await startServers(1);
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    await engine.start();
+    engine.stop();
+    expect(engine.state).to.equal('closed');
+    const open = once(engine, 'servers', (e) => e.detail.servers.some((s) => s.state === 'open'));
+    await engine.start();
+    await open;
+    const complete = once(engine, 'complete');
+    engine.addFiles([new Blob(['again'])]);
+    expect((await complete).detail.size).to.equal(5);
+  });
+
+  it('rejects a pending start() when stopped', async () => {
+    d = await startServers(1);
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    const started = engine.start();
+    engine.stop();
+    const error = await started.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((error as DOMException).name).to.equal('AbortError');
+  });
+
   it('rejects start() when the control server refuses the credential', async () => {
     d = await startServers(1);
     engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: 'not-a-valid-token' });

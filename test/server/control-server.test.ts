@@ -193,6 +193,52 @@ describe('control server', () => {
     expect(await bob.nextOf('error')).to.deep.include({ code: 'conflict', ref: 'item-1' });
   });
 
+  it('lets a browser resume its session after a reconnect and complete its task', async () => {
+    const first = await connect();
+    const welcome = await first.nextOf('welcome');
+    await first.send({ type: 'publish', items: [ITEM] });
+    const { taskId } = await first.nextOf('transmit');
+    first.close();
+    await first.closed;
+
+    const again = new ControlPeer(url);
+    peers.push(again);
+    await again.send({
+      type: 'hello',
+      token: await createUserToken(SECRET, 'alice'),
+      sessionId: welcome.sessionId,
+    });
+    const resumed = await again.nextOf('welcome');
+    expect(resumed.clientId).to.equal(welcome.clientId);
+    expect(resumed.sessionId).to.equal(welcome.sessionId);
+    // Publishing an item that is being uploaded does not start a second upload.
+    await again.send({ type: 'publish', items: [ITEM] });
+    await again.nextOf('published');
+    const sha256 = 'ef'.repeat(32);
+    await again.send({ type: 'complete', taskId, itemId: 'item-1', sha256, servers: ['up-1'] });
+    // The next message answers the completion: no second transmit came for the re-published item.
+    const next = await again.next();
+    expect(next).to.deep.include({ type: 'completed', itemId: 'item-1', sha256 });
+    expect(completed).to.have.length(1);
+  });
+
+  it("does not resume another user's session", async () => {
+    const first = await connect();
+    const welcome = await first.nextOf('welcome');
+    first.close();
+    await first.closed;
+    const bob = new ControlPeer(url);
+    peers.push(bob);
+    await bob.send({
+      type: 'hello',
+      token: await createUserToken(SECRET, 'bob'),
+      sessionId: welcome.sessionId,
+    });
+    const w = await bob.nextOf('welcome');
+    expect(w.clientId).to.not.equal(welcome.clientId);
+    expect(w.sessionId).to.not.equal(welcome.sessionId);
+  });
+
   it('asks for an item on request with requestTransmit', async () => {
     const peer = await connect();
     await peer.nextOf('welcome');

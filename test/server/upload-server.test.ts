@@ -4,7 +4,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, CLOSE, SUBPROTOCOL_DUP_2 } from '../../src/protocol/index.js';
-import { createUploadServer, type UploadServer } from '../../server/index.js';
+import { createUploadServer, FileStore, type UploadServer } from '../../server/index.js';
 import { SignJWT } from 'jose';
 import { signToken, secretKey, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
@@ -17,14 +17,14 @@ describe('upload server (dup/2)', () => {
   let urls: { http: string; ws: string };
   const peers: Dup2Peer[] = [];
 
-  const token = async (serverId = 'up-1', secret = SECRET) =>
-    (await signToken(secretKey(secret), 'client-1', uploadAudience(serverId), 60)).token;
+  const token = async (serverId = 'up-1', secret = SECRET, uid = 'alice') =>
+    (await signToken(secretKey(secret), 'client-1', uploadAudience(serverId), 60, { uid })).token;
 
   /** A connected, welcomed peer. */
-  async function connect(): Promise<Dup2Peer> {
+  async function connect(uid = 'alice'): Promise<Dup2Peer> {
     const peer = new Dup2Peer(urls.ws);
     peers.push(peer);
-    await peer.send({ type: 'hello', token: await token() });
+    await peer.send({ type: 'hello', token: await token('up-1', SECRET, uid) });
     const welcome = await peer.next();
     expect(welcome.type).to.equal('welcome');
     return peer;
@@ -327,6 +327,81 @@ describe('upload server (dup/2)', () => {
     const doc = (await res.json()) as { id: string; protocols: string[] };
     expect(doc.id).to.equal('up-1');
     expect(doc.protocols).to.deep.equal(['dup/2']);
+  });
+
+  it('refuses to let another user write to an item with unauthorized', async () => {
+    const alice = await connect('alice');
+    await alice.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10 });
+    expect((await alice.next()).type).to.equal('opened');
+    const bob = await connect('bob');
+    await bob.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10 });
+    expect(await bob.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'unauthorized' });
+  });
+
+  it('ends an upload id on ERROR and gives its unstored bytes back to the window', async () => {
+    // A store whose writes wait until released, so bytes stay unacknowledged on purpose.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    class SlowStore extends FileStore {
+      override async write(itemId: string, offset: number, bytes: Uint8Array) {
+        await gate;
+        return super.write(itemId, offset, bytes);
+      }
+    }
+    await server.close();
+    server = createUploadServer({
+      id: 'up-1',
+      secret: SECRET,
+      store: new SlowStore(dir),
+      maxChunk: 128 * 1024,
+      window: 256 * 1024,
+    });
+    urls = await server.listen(0);
+    const peer = await connect();
+    const chunk = new Uint8Array(128 * 1024).fill(1);
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-w', size: 4 * chunk.length });
+    await peer.next();
+    await peer.send({
+      type: 'data',
+      uploadId: 1,
+      offset: 0,
+      crc32c: crc32c(chunk),
+      payload: chunk,
+    });
+    await peer.send({ type: 'data', uploadId: 1, offset: chunk.length, crc32c: 0, payload: chunk });
+    expect(await peer.next()).to.deep.include({
+      type: 'error',
+      uploadId: 1,
+      code: 'checksum-mismatch',
+    });
+    // The client counts nothing in flight now; the server must agree.
+    await peer.send({ type: 'open', uploadId: 2, itemId: 'item-w2', size: 2 * chunk.length });
+    expect((await peer.next()).type).to.equal('opened');
+    await peer.send({
+      type: 'data',
+      uploadId: 2,
+      offset: 0,
+      crc32c: crc32c(chunk),
+      payload: chunk,
+    });
+    await peer.send({
+      type: 'data',
+      uploadId: 2,
+      offset: chunk.length,
+      crc32c: crc32c(chunk),
+      payload: chunk,
+    });
+    release();
+    expect(await peer.next()).to.deep.include({ type: 'ack', uploadId: 2, start: 0 });
+    expect(await peer.next()).to.deep.include({ type: 'ack', uploadId: 2, start: chunk.length });
+    // The ended upload sends nothing more, but what it had received was stored.
+    await peer.send({ type: 'open', uploadId: 3, itemId: 'item-w', size: 4 * chunk.length });
+    expect(await peer.next()).to.deep.equal({
+      type: 'opened',
+      uploadId: 3,
+      complete: false,
+      ranges: [{ start: 0, end: chunk.length }],
+    });
   });
 
   it('throws a TypeError for a short secret or a bad id', () => {
