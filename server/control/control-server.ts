@@ -26,6 +26,9 @@ import {
 import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } from '../tokens.js';
 import { lowestRttPlanner, validatePlan, type Planner } from './planner.js';
 
+/** SHA-256 of no bytes. */
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 /** An upload server the control server tells browsers about. */
 export interface UploadServerEndpoint {
   /** Server id (the one the upload server was started with). */
@@ -284,18 +287,42 @@ export function createControlServer(options: ControlServerOptions): ControlServe
               };
           items.set(meta.itemId, info);
           accepted.push(meta.itemId);
-          // A stored item needs nothing; one being uploaded already has its task.
-          if (info.state === 'published' || info.state === 'failed') toPlan.push(meta);
           options.onPublish?.(info);
+          // An empty item is stored as soon as it is known: there are no bytes to send.
+          if (meta.size === 0 && info.state !== 'stored') {
+            const stored: ItemInfo = {
+              ...info,
+              state: 'stored',
+              servers: [],
+              sha256: EMPTY_SHA256,
+            };
+            items.set(meta.itemId, stored);
+            options.onComplete?.(stored);
+          }
+          // A stored item needs nothing; one being uploaded already has its task.
+          const state = items.get(meta.itemId)!.state;
+          if (state === 'published' || state === 'failed') toPlan.push(meta);
         }
         send(session.ws, { type: 'published', itemIds: accepted });
+        for (const itemId of accepted) {
+          const item = items.get(itemId)!;
+          if (item.state === 'stored') {
+            send(session.ws, {
+              type: 'completed',
+              itemId,
+              sha256: item.sha256!,
+              servers: [...item.servers],
+            });
+          }
+        }
         for (const meta of toPlan) await planAndTransmit(session, meta);
         return;
       }
       case 'probe':
         for (const r of message.results)
           if (endpoints.has(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
-        session.markProbed();
+        // Plan once every server was measured (or when the probe wait runs out).
+        if (session.rtt.size >= endpoints.size) session.markProbed();
         return;
       case 'progress':
         return;

@@ -10,7 +10,9 @@ import {
   DEFAULT_MAX_CHUNK,
   DEFAULT_MAX_ITEM_SIZE,
   DEFAULT_WINDOW,
+  DATA_HEADER_BYTES,
   ITEM_ID_PATTERN,
+  MAX_TOKEN_BYTES,
   PROTOCOL,
   SUBPROTOCOL_DUP_2,
 } from '../../src/protocol/index.js';
@@ -91,7 +93,8 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   const httpServer = options.server ?? createServer();
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: maxChunk + 64,
+    // A DATA frame of maxChunk bytes, or a HELLO with the largest token.
+    maxPayload: Math.max(maxChunk + DATA_HEADER_BYTES, MAX_TOKEN_BYTES + 3),
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_DUP_2) ? SUBPROTOCOL_DUP_2 : false),
   });
@@ -202,7 +205,7 @@ async function handleHttp(
   const match = /^\/files\/([^/]+)$/.exec(path);
   if (match) {
     if (!isRead(req, res)) return;
-    const itemId = decodeURIComponent(match[1]!);
+    const itemId = safeDecode(match[1]!);
     const record = ITEM_ID_PATTERN.test(itemId) ? await store.get(itemId) : undefined;
     if (!record?.complete) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
@@ -227,6 +230,14 @@ async function handleHttp(
     return;
   }
   res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return '';
+  }
 }
 
 function isRead(req: IncomingMessage, res: ServerResponse): boolean {

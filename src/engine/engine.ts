@@ -3,6 +3,7 @@
  * scheduler behind one `EventTarget`. It never touches the DOM.
  */
 import type { ControlServerMessage, ItemKind, ItemMeta, TargetRange } from '../protocol/control.js';
+import { MAX_PUBLISH_ITEMS } from '../protocol/constants.js';
 import { ServerError, TransportError, WsUploaderError } from '../errors.js';
 import { ControlChannel } from './control-channel.js';
 import { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
@@ -138,9 +139,10 @@ export class WsUploaderEngine extends EventTarget {
       const file = blob as Partial<File>;
       const status: ItemStatus = {
         itemId: newItemId(),
-        name: typeof file.name === 'string' ? file.name : 'blob',
+        // Within the control protocol's limits (docs/protocol.md, publish).
+        name: (typeof file.name === 'string' ? file.name : 'blob').slice(0, 1024),
         size: blob.size,
-        mime: blob.type,
+        mime: blob.type.length <= 255 ? blob.type : '',
         kind,
         state: ItemState.PUBLISHING,
         bytesSent: 0,
@@ -183,9 +185,11 @@ export class WsUploaderEngine extends EventTarget {
           : { itemId, name, size, mime, kind },
       );
     }
-    if (items.length === 0) return;
-    this.#control.send({ type: 'publish', items });
-    this.#emit('publish', { items });
+    for (let i = 0; i < items.length; i += MAX_PUBLISH_ITEMS) {
+      const batch = items.slice(i, i + MAX_PUBLISH_ITEMS);
+      this.#control.send({ type: 'publish', items: batch });
+      this.#emit('publish', { items: batch });
+    }
   }
 
   /**
@@ -248,8 +252,28 @@ export class WsUploaderEngine extends EventTarget {
           true,
         ).catch(() => undefined);
         return;
-      case 'completed':
+      case 'completed': {
+        // The control server knows the item is stored (an empty item, or one stored earlier):
+        // nothing to send. An item this page is uploading completes through its own task.
+        const held = this.#items.get(message.itemId);
+        if (!held || held.status.state === ItemState.COMPLETE || this.#tasks.has(message.itemId))
+          return;
+        this.#update(message.itemId, (s) => ({
+          ...s,
+          state: ItemState.COMPLETE,
+          sha256: message.sha256,
+          servers: message.servers,
+        }));
+        const { itemId, name, size } = held.status;
+        this.#emit('complete', {
+          itemId,
+          name,
+          size,
+          sha256: message.sha256,
+          servers: message.servers,
+        });
         return;
+      }
       case 'error': {
         const error = new ServerError(message.code, message.message, {
           serverId: 'control',

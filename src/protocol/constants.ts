@@ -87,6 +87,8 @@ export type WireErrorCode = keyof typeof WIRE_ERROR;
 /** Wire errors after which sending the same thing again later can succeed. */
 export const RETRYABLE_WIRE_ERRORS: ReadonlySet<WireErrorCode> = new Set<WireErrorCode>([
   'checksum-mismatch',
+  // The server forgot the item's ranges: sending everything again can succeed.
+  'digest-mismatch',
   'storage-failed',
   'not-ready',
   'internal',

@@ -107,6 +107,19 @@ describe('WsUploaderEngine', () => {
     expect(result.servers).to.deep.equal(['up-1', 'up-2']);
   });
 
+  it('completes an empty file without sending anything', async () => {
+    d = await startServers(1);
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    await engine.start();
+    const complete = once(engine, 'complete');
+    engine.addFiles([new File([], 'empty.txt')]);
+    expect((await complete).detail).to.deep.include({
+      name: 'empty.txt',
+      size: 0,
+      sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    });
+  });
+
   it('can be stopped and started again', async () => {
     d = await startServers(1);
     engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });

@@ -125,6 +125,42 @@ describe('control server', () => {
     expect(control.items()[0]).to.deep.include({ state: 'uploading', userId: 'alice' });
   });
 
+  it('waits for a probe of every server before planning', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'probe', results: [{ serverId: 'up-1', rttMs: 20 }] });
+    await peer.send({ type: 'publish', items: [ITEM] });
+    await peer.nextOf('published');
+    await peer.send({ type: 'probe', results: [{ serverId: 'up-2', rttMs: 3 }] });
+    expect((await peer.nextOf('transmit')).ranges[0]!.serverId).to.equal('up-2');
+  });
+
+  it('stores an empty item at once and answers a re-published stored item with completed', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({ type: 'publish', items: [{ ...ITEM, size: 0 }] });
+    expect(await peer.nextOf('published')).to.deep.equal({
+      type: 'published',
+      itemIds: ['item-1'],
+    });
+    const empty = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+    expect(await peer.next()).to.deep.equal({
+      type: 'completed',
+      itemId: 'item-1',
+      sha256: empty,
+      servers: [],
+    });
+    await peer.send({ type: 'publish', items: [{ ...ITEM, size: 0 }] });
+    await peer.nextOf('published');
+    expect(await peer.next()).to.deep.equal({
+      type: 'completed',
+      itemId: 'item-1',
+      sha256: empty,
+      servers: [],
+    });
+    expect(completed).to.have.length(1);
+  });
+
   it('plans without probes after the probe wait', async () => {
     await control.close();
     control = createControlServer({

@@ -316,7 +316,7 @@ describe('upload server (dup/2)', () => {
     const peer = await connect();
     await peer.send({ type: 'open', uploadId: 1, itemId: 'partial', size: 10 });
     await peer.next();
-    for (const id of ['nope', 'partial', '..%2F..%2Fetc%2Fpasswd']) {
+    for (const id of ['nope', 'partial', '..%2F..%2Fetc%2Fpasswd', '%E0%A4%A']) {
       expect((await fetch(`${urls.http}/files/${id}`)).status, id).to.equal(404);
     }
     expect(await readdir(dir)).to.deep.equal(['partial']);
