@@ -252,13 +252,19 @@ export class Dup2Transport {
   }
 
   /** Forgets an upload (and tells the server). */
-  release(uploadId: number, cancel = false): void {
+  release(uploadId: number): void {
+    // After an ERROR the server has already forgotten the id, and so has #forget.
+    if (this.#forget(uploadId)) this.#send(encodeDup2Frame({ type: 'cancel', uploadId }));
+  }
+
+  /** Drops an upload's slot and its bytes from the window; false when there was none. */
+  #forget(uploadId: number): boolean {
     const slot = this.#uploads.get(uploadId);
-    if (!slot) return;
+    if (!slot) return false;
     this.#inFlight -= slot.inFlight;
     this.#uploads.delete(uploadId);
     this.#wake();
-    if (cancel) this.#send(encodeDup2Frame({ type: 'cancel', uploadId }));
+    return true;
   }
 
   /** Closes the connection. */
@@ -308,7 +314,8 @@ export class Dup2Transport {
         if (slot.opened) slot.opened.reject(error);
         else if (slot.finished) slot.finished.reject(error);
         else slot.listener.error(error);
-        this.release(frame.uploadId);
+        // An ERROR ends the upload id on both sides.
+        this.#forget(frame.uploadId);
         return;
       }
       case 'welcome':

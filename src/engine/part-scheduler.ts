@@ -209,7 +209,7 @@ class TaskRun {
         await transport.finish(uploadId, digest);
       }
     } finally {
-      transport.release(uploadId, this.#signal?.aborted === true);
+      transport.release(uploadId);
     }
   }
 
