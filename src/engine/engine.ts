@@ -311,14 +311,7 @@ export class WsUploaderEngine extends EventTarget {
         serverId: 'control',
         itemId: task.itemId,
       });
-      if (fromControl)
-        this.#control.send({
-          type: 'fail',
-          taskId: task.taskId,
-          itemId: task.itemId,
-          code: error.code,
-          message: error.message,
-        });
+      if (fromControl) this.#reportFail(task, error);
       throw error;
     }
     this.#emit('transmit-request', { task });
@@ -362,17 +355,21 @@ export class WsUploaderEngine extends EventTarget {
           ? e
           : new TransportError('socket-failed', String(e), { cause: e });
       if (this.#abort.signal.aborted) throw error; // Aborts are not errors.
-      if (fromControl)
-        this.#control.send({
-          type: 'fail',
-          taskId: task.taskId,
-          itemId: task.itemId,
-          code: error.code,
-          message: error.message,
-        });
+      if (fromControl) this.#reportFail(task, error);
       this.#fail(task.itemId, error);
       throw error;
     }
+  }
+
+  /** Tells the control server a task failed (within the message's limits). */
+  #reportFail(task: Required<TransmitTask>, error: WsUploaderError): void {
+    this.#control.send({
+      type: 'fail',
+      taskId: task.taskId,
+      itemId: task.itemId,
+      code: error.code.slice(0, 64),
+      message: error.message.slice(0, 1024),
+    });
   }
 
   #fail(itemId: string, error: WsUploaderError): void {

@@ -3,10 +3,10 @@ import {
   decodeControlClientMessage,
   decodeControlServerMessage,
   encodeControlMessage,
-  ProtocolError,
   type ControlClientMessage,
   type ControlServerMessage,
 } from '../../src/protocol/index.js';
+import { codeOf } from '../helpers/protocol-errors.js';
 
 const SHA = 'ab'.repeat(32);
 
@@ -54,16 +54,6 @@ const SERVER: ControlServerMessage[] = [
   { type: 'completed', itemId: 'a', sha256: SHA, servers: ['up-1'] },
   { type: 'error', code: 'bad-message', message: 'no', ref: 'a' },
 ];
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).to.be.instanceOf(ProtocolError);
-    return (e as ProtocolError).code;
-  }
-  throw new Error('expected a ProtocolError');
-}
 
 describe('control codec', () => {
   for (const m of CLIENT) {

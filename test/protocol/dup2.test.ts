@@ -4,10 +4,10 @@ import {
   decodeDup2Frame,
   decodeDup2ServerFrame,
   encodeDup2Frame,
-  ProtocolError,
   type Dup2Frame,
 } from '../../src/protocol/index.js';
 import { hex } from '../helpers/hex.js';
+import { codeOf } from '../helpers/protocol-errors.js';
 
 const SHA = new Uint8Array(32).fill(0xab);
 const SHA_HEX = 'ab'.repeat(32);
@@ -59,16 +59,6 @@ const VECTORS: [string, Dup2Frame, string][] = [
     '8f 00000000 0004 0003 626164',
   ],
 ];
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).to.be.instanceOf(ProtocolError);
-    return (e as ProtocolError).code;
-  }
-  throw new Error('expected a ProtocolError');
-}
 
 describe('dup/2 codec', () => {
   for (const [name, frame, bytes] of VECTORS) {
