@@ -142,6 +142,27 @@ describe('<ws-uploader>', () => {
     el.remove();
   });
 
+  it('publishes files chosen with the file picker', async () => {
+    d = await startServers(1);
+    const el = await fixture<WsUploader>(
+      html`<ws-uploader multiple control-url=${d.controlUrl} auth-token=${d.token}></ws-uploader>`,
+    );
+    await el.connected;
+    const { input } = setupParts(el);
+    expect(input.multiple).to.equal(true);
+    const picked = new DataTransfer();
+    picked.items.add(new File(['a'], 'a.txt'));
+    picked.items.add(new File(['bb'], 'b.txt'));
+    input.files = picked.files;
+    const published = oneEvent(el, 'ws-publish');
+    input.dispatchEvent(new Event('change'));
+    expect((await published).detail.items.map((i: { name: string }) => i.name)).to.deep.equal([
+      'a.txt',
+      'b.txt',
+    ]);
+    expect(input.value).to.equal('');
+  });
+
   it('keeps its connection and files when moved in the document', async () => {
     d = await startServers(1);
     const el = await fixture<WsUploader>(
