@@ -59,6 +59,8 @@ export interface ItemInfo {
   readonly servers: readonly string[];
   /** Hex SHA-256, once stored. */
   readonly sha256?: string;
+  /** Bytes stored so far, as the browser last reported while uploading. */
+  readonly bytesStored?: number;
 }
 
 /** Options of {@link createControlServer}. */
@@ -125,6 +127,8 @@ interface Session {
   readonly rtt: Map<string, number>;
   probed: Promise<void>;
   markProbed: () => void;
+  /** Renews the upload tokens before they expire. */
+  refresh?: NodeJS.Timeout;
 }
 
 interface Task {
@@ -324,8 +328,17 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         // Plan once every server was measured (or when the probe wait runs out).
         if (session.rtt.size >= endpoints.size) session.markProbed();
         return;
-      case 'progress':
+      case 'progress': {
+        const task = tasks.get(message.taskId);
+        const item = task?.clientId === session.clientId ? items.get(task.itemId) : undefined;
+        if (item && item.state === 'uploading') {
+          items.set(item.meta.itemId, {
+            ...item,
+            bytesStored: Math.max(item.bytesStored ?? 0, message.bytesStored),
+          });
+        }
         return;
+      }
       case 'complete': {
         const task = tasks.get(message.taskId);
         if (!task || task.clientId !== session.clientId || task.itemId !== message.itemId) {
@@ -374,6 +387,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       clearTimeout(timer);
       if (!session || sessions.get(session.clientId) !== session) return;
       sessions.delete(session.clientId);
+      clearInterval(session.refresh);
       const now = Date.now();
       for (const [id, r] of resumable) if (r.expiresAt <= now) resumable.delete(id);
       resumable.set(session.sessionId, {
@@ -442,6 +456,14 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         if (ws.readyState !== ws.OPEN) return;
         session = s;
         sessions.set(clientId, s);
+        // Fresh upload tokens well before the old ones expire (the browser uses them to reconnect).
+        s.refresh = setInterval(() => {
+          serverList(clientId, s.userId).then(
+            (list) => send(ws, { type: 'servers', servers: list }),
+            () => undefined,
+          );
+        }, ttl * 750);
+        s.refresh.unref();
         resumable.set(sessionId, { clientId, userId: user.userId, expiresAt: Infinity });
         send(ws, {
           type: 'welcome',

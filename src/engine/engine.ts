@@ -316,7 +316,19 @@ export class WsUploaderEngine extends EventTarget {
     }
     this.#emit('transmit-request', { task });
     this.#update(task.itemId, (s) => ({ ...s, state: ItemState.UPLOADING, errorCode: undefined }));
+    let reportedAt = -Infinity;
     const onProgress = (p: TaskProgress): void => {
+      // The control server hears about progress at most once a second per task.
+      const now = this.#options.clock.now();
+      if (fromControl && now - reportedAt >= PROGRESS_REPORT_MS && p.bytesStored < p.bytesTotal) {
+        reportedAt = now;
+        this.#control.send({
+          type: 'progress',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          bytesStored: p.bytesStored,
+        });
+      }
       this.#update(task.itemId, (s) => ({
         ...s,
         bytesSent: Math.max(s.bytesSent, p.bytesSent),
@@ -388,6 +400,9 @@ export class WsUploaderEngine extends EventTarget {
     this.dispatchEvent(new EngineEvent(type, detail));
   }
 }
+
+/** Least time between two `progress` reports of one task to the control server, in ms. */
+const PROGRESS_REPORT_MS = 1000;
 
 /** A random item id: 16 random bytes in base64url (22 characters). */
 function newItemId(): string {

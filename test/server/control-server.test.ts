@@ -275,6 +275,40 @@ describe('control server', () => {
     expect(w.sessionId).to.not.equal(welcome.sessionId);
   });
 
+  it('renews upload tokens before they expire', async () => {
+    await control.close();
+    control = createControlServer({
+      secret: SECRET,
+      uploadServers: UPLOAD_SERVERS,
+      uploadTokenTtlSeconds: 2,
+    });
+    url = await control.listen(0);
+    const peer = await connect();
+    const welcome = await peer.nextOf('welcome');
+    const renewed = await peer.nextOf('servers', 3000);
+    expect(renewed.servers.map((s) => s.id)).to.deep.equal(['up-1', 'up-2']);
+    for (const s of renewed.servers) {
+      expect((await verifyToken(secretKey(SECRET), s.token, uploadAudience(s.id)))?.sub).to.equal(
+        welcome.clientId,
+      );
+    }
+  });
+
+  it('records the progress a browser reports', async () => {
+    const peer = await connect();
+    await peer.nextOf('welcome');
+    await peer.send({
+      type: 'probe',
+      results: UPLOAD_SERVERS.map((s) => ({ serverId: s.id, rttMs: 1 })),
+    });
+    await peer.send({ type: 'publish', items: [ITEM] });
+    const { taskId } = await peer.nextOf('transmit');
+    await peer.send({ type: 'progress', taskId, itemId: 'item-1', bytesStored: 400 });
+    await peer.send({ type: 'progress', taskId, itemId: 'item-1', bytesStored: 300 });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(control.items()[0]).to.deep.include({ state: 'uploading', bytesStored: 400 });
+  });
+
   it('asks for an item on request with requestTransmit', async () => {
     const peer = await connect();
     await peer.nextOf('welcome');
