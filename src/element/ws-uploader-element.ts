@@ -4,7 +4,7 @@
  */
 import { html, LitElement, nothing, type PropertyValues } from 'lit';
 import { property, query, state } from 'lit/decorators.js';
-import { Task } from '@lit/task';
+import { Task, TaskStatus } from '@lit/task';
 import { ENGINE_DEFAULTS, type EngineOptions } from '../engine/options.js';
 import {
   ItemState,
@@ -202,7 +202,9 @@ export class WsUploader extends LitElement {
       })}
       ${
         this.servers.length === 0
-          ? html`<p>${t.noServers}</p>`
+          ? this.#connection.status === TaskStatus.ERROR
+            ? nothing
+            : html`<p>${t.noServers}</p>`
           : html`<ul part="server-list" aria-labelledby="servers-heading">
               ${this.servers.map(
                 (s) =>

@@ -198,6 +198,8 @@ describe('<ws-uploader>', () => {
     expect(el.shadowRoot!.querySelector('[role=alert]')?.textContent?.trim()).to.equal(
       'The server refused the credentials',
     );
+    expect(el.shadowRoot!.textContent).to.not.include('Waiting for the server list');
+    await expect(el).to.be.accessible();
   });
 });
 
