@@ -29,6 +29,11 @@ export default {
     chromeLauncher({ launchOptions: { executablePath, headless: true, args: CHROMIUM_ARGS } }),
   ],
   concurrency: 1,
+  coverage: true,
+  coverageConfig: {
+    include: ['src/**/*.ts'],
+    threshold: { statements: 90, lines: 90, branches: 80, functions: 90 },
+  },
   testFramework: { config: { timeout: 60_000 } },
   testsFinishTimeout: 300_000,
 };

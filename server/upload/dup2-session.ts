@@ -234,7 +234,8 @@ export class Dup2Session {
   /** Runs store work for an upload after the work before it, turning failures into ERROR frames. */
   #enqueue(uploadId: number, upload: Upload, fn: () => Promise<void>): void {
     upload.queue = upload.queue.then(async () => {
-      if (this.#closed) return;
+      // Work queued behind an ERROR or CANCEL is dropped: an ended upload id touches nothing.
+      if (this.#closed || upload.ended) return;
       try {
         await fn();
       } catch (e) {

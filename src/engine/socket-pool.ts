@@ -152,12 +152,13 @@ export class SocketPool {
   async #probe(entry: Entry, transport: Dup2Transport, count: number): Promise<void> {
     try {
       for (let i = 0; i < count; i++) entry.probe.sample(await transport.ping());
+      const rttMs = entry.probe.rttMs;
+      if (rttMs !== undefined) this.#handlers.probe([{ serverId: entry.info.id, rttMs }]);
+      this.#changed();
     } catch {
-      return; // The close handler takes care of it.
+      // A lost PONG fails one measurement; a closed connection is the close handler's.
+      if (entry.transport !== transport || !transport.isOpen) return;
     }
-    const rttMs = entry.probe.rttMs;
-    if (rttMs !== undefined) this.#handlers.probe([{ serverId: entry.info.id, rttMs }]);
-    this.#changed();
     entry.timer = this.#options.clock.setTimeout(() => {
       if (entry.transport === transport && transport.isOpen) void this.#probe(entry, transport, 1);
     }, this.#options.probeIntervalMs);

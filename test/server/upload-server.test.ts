@@ -334,8 +334,22 @@ describe('upload server (dup/2)', () => {
     await alice.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10 });
     expect((await alice.next()).type).to.equal('opened');
     const bob = await connect('bob');
+    // DATA and FINISH pipelined behind the refused OPEN must not touch the item either.
+    const payload = new Uint8Array(10).fill(9);
     await bob.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10 });
+    await bob.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(payload), payload });
+    await bob.send({ type: 'finish', uploadId: 1, sha256: sha256(payload).bytes });
     expect(await bob.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'unauthorized' });
+    await bob.send({ type: 'ping', time: 1 });
+    expect((await bob.next()).type).to.equal('pong');
+    // Alice's FINISH queues behind anything Bob's frames did to the item: it must find no bytes.
+    await alice.send({ type: 'finish', uploadId: 1, sha256: new Uint8Array(32) });
+    expect(await alice.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'incomplete' });
+    expect(await server.store.get('alices')).to.deep.include({
+      ranges: [],
+      complete: false,
+      owner: 'alice',
+    });
   });
 
   it('ends an upload id on ERROR and gives its unstored bytes back to the window', async () => {
