@@ -3,9 +3,7 @@
  * scoped tokens, records published items, plans where they go and tracks completion.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { createServer, type Server } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   CLOSE,
@@ -23,6 +21,7 @@ import {
   type ServerInfo,
   type TargetRange,
 } from '../../src/protocol/index.js';
+import { listen, upgradeOn, shutdown } from '../internal/http-server.js';
 import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } from '../tokens.js';
 import { lowestRttPlanner, validatePlan, type Planner } from './planner.js';
 
@@ -476,30 +475,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     });
   });
 
-  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname !== path) {
-      if (ownsServer) socket.destroy();
-      return;
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
-  };
+  const onUpgrade = upgradeOn(path, wss, ownsServer);
   httpServer.on('upgrade', onUpgrade);
 
   return {
     httpServer,
     async listen(port = 0, host = '127.0.0.1') {
-      if (!httpServer.listening) {
-        await new Promise<void>((resolve, reject) => {
-          httpServer.once('error', reject);
-          httpServer.listen(port, host, () => {
-            httpServer.off('error', reject);
-            resolve();
-          });
-        });
-      }
-      const addr = httpServer.address() as AddressInfo;
-      const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      return `ws://${hostPart}:${addr.port}${path}`;
+      return `ws://${await listen(httpServer, port, host)}${path}`;
     },
     items: () => [...items.values()],
     servers: () => [...endpoints.values()],
@@ -525,13 +507,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     },
     async close() {
       httpServer.off('upgrade', onUpgrade);
-      for (const ws of wss.clients) ws.close(CLOSE.GOING_AWAY, 'server shutting down');
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      for (const ws of wss.clients) ws.terminate();
-      if (ownsServer && httpServer.listening) {
-        httpServer.closeAllConnections();
-        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-      }
+      await shutdown(wss, httpServer, ownsServer);
     },
   };
 }

@@ -2,8 +2,6 @@
  * The reference upload server: dup/2 over WebSocket, finished items over HTTP, items on disk.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import {
   CLOSE,
@@ -16,6 +14,7 @@ import {
   PROTOCOL,
   SUBPROTOCOL_DUP_2,
 } from '../../src/protocol/index.js';
+import { listen, pathOf, shutdown, upgradeOn } from '../internal/http-server.js';
 import { secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
@@ -121,13 +120,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     new Dup2Session(ws, ctx);
   });
 
-  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if (pathOf(req) !== DUP_PATH) {
-      if (ownsServer) socket.destroy();
-      return;
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
-  };
+  const onUpgrade = upgradeOn(DUP_PATH, wss, ownsServer);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handleHttp(req, res, store, { id: options.id, maxItemSize, maxChunk, window }).catch(() => {
       if (!res.headersSent) res.writeHead(500).end();
@@ -142,32 +135,13 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     httpServer,
     store,
     async listen(port = 0, host = '127.0.0.1') {
-      if (!httpServer.listening) {
-        await new Promise<void>((resolve, reject) => {
-          httpServer.once('error', reject);
-          httpServer.listen(port, host, () => {
-            httpServer.off('error', reject);
-            resolve();
-          });
-        });
-      }
-      const addr = httpServer.address() as AddressInfo;
-      const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      return {
-        http: `http://${hostPart}:${addr.port}`,
-        ws: `ws://${hostPart}:${addr.port}${DUP_PATH}`,
-      };
+      const base = await listen(httpServer, port, host);
+      return { http: `http://${base}`, ws: `ws://${base}${DUP_PATH}` };
     },
     async close() {
       httpServer.off('upgrade', onUpgrade);
       httpServer.off('request', onRequest);
-      for (const ws of wss.clients) ws.close(CLOSE.GOING_AWAY, 'server shutting down');
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      for (const ws of wss.clients) ws.terminate();
-      if (ownsServer && httpServer.listening) {
-        httpServer.closeAllConnections();
-        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-      }
+      await shutdown(wss, httpServer, ownsServer);
       await store.close();
     },
   };
@@ -244,10 +218,6 @@ function isRead(req: IncomingMessage, res: ServerResponse): boolean {
   if (req.method === 'GET' || req.method === 'HEAD') return true;
   res.writeHead(405, { Allow: 'GET, HEAD' }).end();
   return false;
-}
-
-function pathOf(req: IncomingMessage): string {
-  return new URL(req.url ?? '/', 'http://localhost').pathname;
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {
