@@ -8,7 +8,13 @@ export {
   type UploadServer,
   type UploadServerOptions,
 } from './upload/upload-server.js';
-export { FileStore, StoreError, type ItemStore, type ItemRecord } from './upload/file-store.js';
+export {
+  FileStore,
+  StoreError,
+  type ItemStore,
+  type ItemRecord,
+  type NewItem,
+} from './upload/file-store.js';
 export {
   createControlServer,
   type ControlServer,

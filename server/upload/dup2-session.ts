@@ -102,7 +102,7 @@ export class Dup2Session {
         this.#fatal('HELLO was already sent');
         return;
       case 'open':
-        this.#open(frame.uploadId, frame.itemId, frame.size);
+        this.#open(frame.uploadId, frame.itemId, frame.size, frame.mime, frame.name);
         return;
       case 'data':
         this.#data(frame.uploadId, frame.offset, frame.crc32c, frame.payload);
@@ -143,7 +143,7 @@ export class Dup2Session {
     this.#send({ type: 'welcome', serverId, maxChunk, window, maxItemSize });
   }
 
-  #open(uploadId: number, itemId: string, size: number): void {
+  #open(uploadId: number, itemId: string, size: number, mime: string, name: string): void {
     if (this.#uploads.has(uploadId)) {
       this.#error(uploadId, 'upload-id-in-use', `upload id ${uploadId} is bound to another item`);
       return;
@@ -159,7 +159,7 @@ export class Dup2Session {
     const upload: Upload = { itemId, size, queue: Promise.resolve(), pending: 0, ended: false };
     this.#uploads.set(uploadId, upload);
     this.#enqueue(uploadId, upload, async () => {
-      const record = await this.#ctx.store.open(itemId, size, this.#owner);
+      const record = await this.#ctx.store.open(itemId, size, { owner: this.#owner, mime, name });
       if (!upload.ended) {
         this.#send({ type: 'opened', uploadId, complete: record.complete, ranges: record.ranges });
       }

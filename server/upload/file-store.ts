@@ -27,6 +27,17 @@ export interface ItemRecord {
   readonly createdAt: number;
   /** Who created it (the user an upload token names); only they may write to it. */
   readonly owner?: string;
+  /** Media type the client gave when it created the item. */
+  readonly mime?: string;
+  /** File name the client gave when it created the item. */
+  readonly name?: string;
+}
+
+/** What {@link ItemStore.open} records about a new item. */
+export interface NewItem {
+  readonly owner?: string | undefined;
+  readonly mime?: string | undefined;
+  readonly name?: string | undefined;
 }
 
 /** Why a store operation failed; `code` maps to a dup/2 wire error. */
@@ -55,7 +66,7 @@ export interface ItemStore {
    * Creates an item of `size` bytes owned by `owner`, or returns the existing one. Throws
    * `conflict` when it exists with another size and `unauthorized` when another owner made it.
    */
-  open(itemId: string, size: number, owner?: string): Promise<ItemRecord>;
+  open(itemId: string, size: number, item?: NewItem): Promise<ItemRecord>;
   /** The item, or `undefined`. */
   get(itemId: string): Promise<ItemRecord | undefined>;
   /** Stores bytes at an offset; resolves once they are durable per the store's policy. */
@@ -87,9 +98,10 @@ export class FileStore implements ItemStore {
     this.#dir = dir;
   }
 
-  async open(itemId: string, size: number, owner?: string): Promise<ItemRecord> {
+  async open(itemId: string, size: number, item: NewItem = {}): Promise<ItemRecord> {
     checkId(itemId);
-    const slot = await this.#slot(itemId, { size, owner });
+    const { owner } = item;
+    const slot = await this.#slot(itemId, { size, ...item });
     if (!slot) throw new StoreError('storage-failed', `could not create item ${itemId}`);
     if (slot.record.owner !== undefined && slot.record.owner !== owner) {
       throw new StoreError('unauthorized', `item ${itemId} belongs to someone else`);
@@ -204,10 +216,7 @@ export class FileStore implements ItemStore {
     this.#slots.clear();
   }
 
-  #slot(
-    itemId: string,
-    create?: { size: number; owner?: string | undefined },
-  ): Promise<Slot | undefined> {
+  #slot(itemId: string, create?: NewItem & { size: number }): Promise<Slot | undefined> {
     const cached = this.#slots.get(itemId);
     if (cached) return Promise.resolve(cached);
     // One load per item at a time, so two first OPENs cannot both create the data file.
@@ -224,7 +233,7 @@ export class FileStore implements ItemStore {
 
   async #load(
     itemId: string,
-    create: { size: number; owner?: string | undefined } | undefined,
+    create: (NewItem & { size: number }) | undefined,
   ): Promise<Slot | undefined> {
     let record = await this.#loadMeta(itemId);
     if (!record) {
@@ -236,6 +245,8 @@ export class FileStore implements ItemStore {
         complete: false,
         createdAt: Date.now(),
         ...(create.owner === undefined ? {} : { owner: create.owner }),
+        ...(create.mime ? { mime: create.mime } : {}),
+        ...(create.name ? { name: create.name } : {}),
       };
       await mkdir(join(this.#dir, itemId), { recursive: true });
       const fh = await open(this.#dataPath(itemId), 'w');

@@ -2,7 +2,14 @@
  * The browser's end of one dup/2 connection to an upload server: HELLO/WELCOME, pings,
  * uploads multiplexed by upload id, and the flow-control window.
  */
-import { SUBPROTOCOL_DUP_2, DEFAULT_MAX_CHUNK, DEFAULT_WINDOW } from '../protocol/constants.js';
+import {
+  SUBPROTOCOL_DUP_2,
+  DEFAULT_MAX_CHUNK,
+  DEFAULT_WINDOW,
+  MAX_MIME_BYTES,
+  MAX_NAME_BYTES,
+} from '../protocol/constants.js';
+import { truncateUtf8, utf8Length } from '../protocol/utf8.js';
 import { crc32c } from '../protocol/crc32c.js';
 import {
   decodeDup2ServerFrame,
@@ -187,7 +194,13 @@ export class Dup2Transport {
    * Opens (or resumes) the upload of an item.
    * @returns the upload id and what the server already holds
    */
-  open(itemId: string, size: number, listener: UploadListener): Promise<OpenedFrame> {
+  open(
+    item: { itemId: string; size: number; mime: string; name: string },
+    listener: UploadListener,
+  ): Promise<OpenedFrame> {
+    const { itemId, size } = item;
+    const mime = utf8Length(item.mime) <= MAX_MIME_BYTES ? item.mime : '';
+    const name = truncateUtf8(item.name, MAX_NAME_BYTES);
     if (!this.isOpen) {
       return Promise.reject(
         new TransportError('socket-closed', `connection to ${this.info.id} is closed`, {
@@ -199,7 +212,7 @@ export class Dup2Transport {
     return new Promise((resolve, reject) => {
       const slot: UploadSlot = { listener, inFlight: 0, opened: { resolve, reject } };
       this.#uploads.set(uploadId, slot);
-      this.#send(encodeDup2Frame({ type: 'open', uploadId, itemId, size }));
+      this.#send(encodeDup2Frame({ type: 'open', uploadId, itemId, size, mime, name }));
     });
   }
 

@@ -166,7 +166,8 @@ class TaskRun {
     let failure: WsUploaderError | undefined;
     let outstanding = 0;
     let settle: (() => void) | undefined;
-    const opened = await transport.open(itemId, blob.size, {
+    const meta = { itemId, size: blob.size, mime: blob.type, name: this.#item.name };
+    const opened = await transport.open(meta, {
       ack: (start, end) => {
         outstanding -= end - start;
         this.#addStored({ start, end });

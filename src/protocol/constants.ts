@@ -44,6 +44,10 @@ export const MAX_TOKEN_BYTES = 8192;
 export const MAX_ITEM_ID_LENGTH = 128;
 /** Item ids: letters, digits, `_` and `-` only, so they are safe as file names and in URLs. */
 export const ITEM_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+/** Largest media type in an OPEN frame, in bytes. */
+export const MAX_MIME_BYTES = 255;
+/** Largest file name in an OPEN frame, in bytes. */
+export const MAX_NAME_BYTES = 1024;
 /** Largest error message carried in an ERROR frame, in bytes. */
 export const MAX_ERROR_MESSAGE_BYTES = 1024;
 /** Largest number of ranges in one OPENED frame. */

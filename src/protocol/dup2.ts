@@ -15,9 +15,12 @@ import {
   type WireErrorCode,
   ITEM_ID_PATTERN,
   DEFAULT_MAX_CHUNK,
+  MAX_MIME_BYTES,
+  MAX_NAME_BYTES,
 } from './constants.js';
 import { ProtocolError } from './errors.js';
 import type { ByteRange } from './ranges.js';
+import { truncateUtf8, utf8Length } from './utf8.js';
 
 /** HELLO: the first frame a client sends; carries its token. */
 export interface HelloFrame {
@@ -30,6 +33,10 @@ export interface OpenFrame {
   readonly uploadId: number;
   readonly itemId: string;
   readonly size: number;
+  /** Media type of the item (at most 255 bytes; empty when unknown). Kept from the first OPEN. */
+  readonly mime: string;
+  /** File name of the item (at most 1024 bytes; may be empty). Kept from the first OPEN. */
+  readonly name: string;
 }
 /** DATA: bytes of an open upload at an offset, with the CRC-32C of the payload. */
 export interface DataFrame {
@@ -140,6 +147,8 @@ export function encodeDup2Frame(frame: Dup2Frame): Uint8Array {
       w.uploadId(frame.uploadId);
       w.u64(frame.size, 'size');
       w.string16(checkItemId(frame.itemId), MAX_ITEM_ID_LENGTH, 'itemId', 1);
+      w.string16(frame.mime, MAX_MIME_BYTES, 'mime', 0);
+      w.string16(frame.name, MAX_NAME_BYTES, 'name', 0);
       break;
     case 'data':
       if (frame.payload.length === 0) invalid('DATA payload is empty');
@@ -267,7 +276,9 @@ export function decodeDup2Frame(bytes: Uint8Array, limits: Dup2DecodeLimits = {}
       const size = r.u64('size');
       const itemId = r.string16(MAX_ITEM_ID_LENGTH, 'itemId', 1);
       if (!ITEM_ID_PATTERN.test(itemId)) invalid('itemId has characters outside [A-Za-z0-9_-]');
-      frame = { type: 'open', uploadId, itemId, size };
+      const mime = r.string16(MAX_MIME_BYTES, 'mime', 0);
+      const name = r.string16(MAX_NAME_BYTES, 'name', 0);
+      frame = { type: 'open', uploadId, itemId, size, mime, name };
       break;
     }
     case FRAME.DATA: {
@@ -355,7 +366,9 @@ function frameSize(frame: Dup2Frame): number {
     case 'hello':
       return 3 + utf8Length(frame.token);
     case 'open':
-      return 1 + 4 + 8 + 2 + utf8Length(frame.itemId);
+      return (
+        1 + 4 + 8 + 6 + utf8Length(frame.itemId) + utf8Length(frame.mime) + utf8Length(frame.name)
+      );
     case 'data':
       return DATA_HEADER_BYTES + frame.payload.length;
     case 'finish':
@@ -378,18 +391,6 @@ function frameSize(frame: Dup2Frame): number {
     default:
       return 0;
   }
-}
-
-function utf8Length(s: string): number {
-  return encoder.encode(s).length;
-}
-
-function truncateUtf8(s: string, maxBytes: number): string {
-  const bytes = encoder.encode(s);
-  if (bytes.length <= maxBytes) return s;
-  let end = maxBytes;
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
-  return decoder.decode(bytes.subarray(0, end));
 }
 
 function hex(n: number): string {

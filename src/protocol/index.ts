@@ -8,5 +8,6 @@ export * from './errors.js';
 export * from './crc32c.js';
 export * from './ranges.js';
 export * from './hex.js';
+export * from './utf8.js';
 export * from './dup2.js';
 export * from './control.js';

@@ -17,8 +17,8 @@ const VECTORS: [string, Dup2Frame, string][] = [
   ['HELLO', { type: 'hello', token: 'abc' }, '01 0003 616263'],
   [
     'OPEN',
-    { type: 'open', uploadId: 1, size: 1024, itemId: 'item-1' },
-    '02 00000001 0000000000000400 0006 6974656d2d31',
+    { type: 'open', uploadId: 1, size: 1024, itemId: 'item-1', mime: 'text/plain', name: 'a.txt' },
+    '02 00000001 0000000000000400 0006 6974656d2d31 000a 746578742f706c61696e 0005 612e747874',
   ],
   [
     'DATA',
@@ -100,14 +100,14 @@ describe('dup/2 codec', () => {
   });
 
   it('rejects a u64 above 2^53-1 with frame-invalid-field', () => {
-    expect(codeOf(() => decodeDup2Frame(hex('02 00000001 0020000000000000 0001 61')))).to.equal(
-      'frame-invalid-field',
-    );
+    expect(
+      codeOf(() => decodeDup2Frame(hex('02 00000001 0020000000000000 0001 61 0000 0000'))),
+    ).to.equal('frame-invalid-field');
   });
 
   it('rejects an item id with a path separator', () => {
     expect(
-      codeOf(() => decodeDup2Frame(hex('02 00000001 0000000000000001 0005 2e2e2f6161'))),
+      codeOf(() => decodeDup2Frame(hex('02 00000001 0000000000000001 0005 2e2e2f6161 0000 0000'))),
     ).to.equal('frame-invalid-field');
   });
 
@@ -157,10 +157,14 @@ describe('dup/2 codec', () => {
       'frame-invalid-field',
     );
     expect(
-      codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: -1, itemId: 'a' })),
+      codeOf(() =>
+        encodeDup2Frame({ type: 'open', uploadId: 1, size: -1, itemId: 'a', mime: '', name: '' }),
+      ),
     ).to.equal('frame-invalid-field');
     expect(
-      codeOf(() => encodeDup2Frame({ type: 'open', uploadId: 1, size: 1, itemId: 'a/b' })),
+      codeOf(() =>
+        encodeDup2Frame({ type: 'open', uploadId: 1, size: 1, itemId: 'a/b', mime: '', name: '' }),
+      ),
     ).to.equal('frame-invalid-field');
     expect(
       codeOf(() => encodeDup2Frame({ type: 'finish', uploadId: 1, sha256: new Uint8Array(31) })),

@@ -40,7 +40,14 @@ const frame: fc.Arbitrary<Dup2Frame> = fc.oneof(
     type: fc.constant('hello' as const),
     token: fc.string({ minLength: 1, maxLength: 100 }),
   }),
-  fc.record({ type: fc.constant('open' as const), uploadId, size: u64, itemId }),
+  fc.record({
+    type: fc.constant('open' as const),
+    uploadId,
+    size: u64,
+    itemId,
+    mime: fc.string({ maxLength: 60 }),
+    name: fc.string({ maxLength: 200 }),
+  }),
   fc.record({
     type: fc.constant('data' as const),
     uploadId,

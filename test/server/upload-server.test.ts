@@ -37,7 +37,7 @@ describe('upload server (dup/2)', () => {
     bytes: Uint8Array,
     chunk = 64 * 1024,
   ) {
-    await peer.send({ type: 'open', uploadId, itemId, size: bytes.length });
+    await peer.send({ type: 'open', uploadId, itemId, size: bytes.length, mime: '', name: '' });
     expect(await peer.next()).to.deep.include({ type: 'opened', uploadId, complete: false });
     for (let o = 0; o < bytes.length; o += chunk) {
       const payload = bytes.subarray(o, o + chunk);
@@ -181,7 +181,7 @@ describe('upload server (dup/2)', () => {
 
   it('refuses a chunk with a wrong CRC-32C and stores nothing of it', async () => {
     const peer = await connect();
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-b', size: 10 });
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-b', size: 10, mime: '', name: '' });
     await peer.next();
     const payload = new Uint8Array(10).fill(7);
     await peer.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(payload) ^ 1, payload });
@@ -195,7 +195,7 @@ describe('upload server (dup/2)', () => {
 
   it('refuses bytes past the item size with out-of-range', async () => {
     const peer = await connect();
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-c', size: 4 });
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-c', size: 4, mime: '', name: '' });
     await peer.next();
     const payload = new Uint8Array(5);
     await peer.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(payload), payload });
@@ -215,21 +215,28 @@ describe('upload server (dup/2)', () => {
 
   it('refuses an item over the size limit with too-large', async () => {
     const peer = await connect();
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'huge', size: 500 * 1024 * 1024 + 1 });
+    await peer.send({
+      type: 'open',
+      uploadId: 1,
+      itemId: 'huge',
+      size: 500 * 1024 * 1024 + 1,
+      mime: '',
+      name: '',
+    });
     expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'too-large' });
   });
 
   it('refuses to reopen an item with another size with conflict', async () => {
     const peer = await connect();
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-d', size: 10 });
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-d', size: 10, mime: '', name: '' });
     await peer.next();
-    await peer.send({ type: 'open', uploadId: 2, itemId: 'item-d', size: 11 });
+    await peer.send({ type: 'open', uploadId: 2, itemId: 'item-d', size: 11, mime: '', name: '' });
     expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 2, code: 'conflict' });
   });
 
   it('refuses FINISH before every byte is stored with incomplete', async () => {
     const peer = await connect();
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-e', size: 10 });
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-e', size: 10, mime: '', name: '' });
     await peer.next();
     await peer.send({ type: 'finish', uploadId: 1, sha256: new Uint8Array(32) });
     expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'incomplete' });
@@ -251,7 +258,14 @@ describe('upload server (dup/2)', () => {
 
   it('closes a client that overruns the window with window-exceeded', async () => {
     const peer = await connect();
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-g', size: 10 * 128 * 1024 });
+    await peer.send({
+      type: 'open',
+      uploadId: 1,
+      itemId: 'item-g',
+      size: 10 * 128 * 1024,
+      mime: '',
+      name: '',
+    });
     await peer.next();
     const payload = new Uint8Array(128 * 1024);
     const crc = crc32c(payload);
@@ -270,7 +284,14 @@ describe('upload server (dup/2)', () => {
   it('tells a reconnecting client which ranges it already holds', async () => {
     const first = await connect();
     const bytes = new Uint8Array(randomBytes(200_000));
-    await first.send({ type: 'open', uploadId: 1, itemId: 'item-h', size: bytes.length });
+    await first.send({
+      type: 'open',
+      uploadId: 1,
+      itemId: 'item-h',
+      size: bytes.length,
+      mime: '',
+      name: '',
+    });
     await first.next();
     const part = bytes.subarray(0, 100_000);
     await first.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(part), payload: part });
@@ -278,7 +299,14 @@ describe('upload server (dup/2)', () => {
     first.close();
 
     const second = await connect();
-    await second.send({ type: 'open', uploadId: 5, itemId: 'item-h', size: bytes.length });
+    await second.send({
+      type: 'open',
+      uploadId: 5,
+      itemId: 'item-h',
+      size: bytes.length,
+      mime: '',
+      name: '',
+    });
     expect(await second.next()).to.deep.equal({
       type: 'opened',
       uploadId: 5,
@@ -314,7 +342,7 @@ describe('upload server (dup/2)', () => {
 
   it('serves 404 for unknown, unfinished and malformed item ids', async () => {
     const peer = await connect();
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'partial', size: 10 });
+    await peer.send({ type: 'open', uploadId: 1, itemId: 'partial', size: 10, mime: '', name: '' });
     await peer.next();
     for (const id of ['nope', 'partial', '..%2F..%2Fetc%2Fpasswd', '%E0%A4%A']) {
       expect((await fetch(`${urls.http}/files/${id}`)).status, id).to.equal(404);
@@ -331,12 +359,12 @@ describe('upload server (dup/2)', () => {
 
   it('refuses to let another user write to an item with unauthorized', async () => {
     const alice = await connect('alice');
-    await alice.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10 });
+    await alice.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10, mime: '', name: '' });
     expect((await alice.next()).type).to.equal('opened');
     const bob = await connect('bob');
     // DATA and FINISH pipelined behind the refused OPEN must not touch the item either.
     const payload = new Uint8Array(10).fill(9);
-    await bob.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10 });
+    await bob.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10, mime: '', name: '' });
     await bob.send({ type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(payload), payload });
     await bob.send({ type: 'finish', uploadId: 1, sha256: sha256(payload).bytes });
     expect(await bob.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'unauthorized' });
@@ -373,7 +401,14 @@ describe('upload server (dup/2)', () => {
     urls = await server.listen(0);
     const peer = await connect();
     const chunk = new Uint8Array(128 * 1024).fill(1);
-    await peer.send({ type: 'open', uploadId: 1, itemId: 'item-w', size: 4 * chunk.length });
+    await peer.send({
+      type: 'open',
+      uploadId: 1,
+      itemId: 'item-w',
+      size: 4 * chunk.length,
+      mime: '',
+      name: '',
+    });
     await peer.next();
     await peer.send({
       type: 'data',
@@ -389,7 +424,14 @@ describe('upload server (dup/2)', () => {
       code: 'checksum-mismatch',
     });
     // The client counts nothing in flight now; the server must agree.
-    await peer.send({ type: 'open', uploadId: 2, itemId: 'item-w2', size: 2 * chunk.length });
+    await peer.send({
+      type: 'open',
+      uploadId: 2,
+      itemId: 'item-w2',
+      size: 2 * chunk.length,
+      mime: '',
+      name: '',
+    });
     expect((await peer.next()).type).to.equal('opened');
     await peer.send({
       type: 'data',
@@ -409,7 +451,14 @@ describe('upload server (dup/2)', () => {
     expect(await peer.next()).to.deep.include({ type: 'ack', uploadId: 2, start: 0 });
     expect(await peer.next()).to.deep.include({ type: 'ack', uploadId: 2, start: chunk.length });
     // The ended upload sends nothing more, but what it had received was stored.
-    await peer.send({ type: 'open', uploadId: 3, itemId: 'item-w', size: 4 * chunk.length });
+    await peer.send({
+      type: 'open',
+      uploadId: 3,
+      itemId: 'item-w',
+      size: 4 * chunk.length,
+      mime: '',
+      name: '',
+    });
     expect(await peer.next()).to.deep.equal({
       type: 'opened',
       uploadId: 3,
