@@ -15,6 +15,8 @@ export {
   type ItemRecord,
   type NewItem,
 } from './upload/file-store.js';
+export { type Demand } from './upload/file-route.js';
+export { INLINE_TYPES } from './upload/content-policy.js';
 export {
   createControlServer,
   type ControlServer,

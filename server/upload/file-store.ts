@@ -8,6 +8,7 @@
  * Operations on one item run one at a time, in order.
  */
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -75,6 +76,11 @@ export interface ItemStore {
   finish(itemId: string, sha256: string): Promise<ItemRecord>;
   /** Reads `start..end` (half-open) of a stored item. */
   read(itemId: string, start: number, end: number): ReadStream;
+  /**
+   * Calls `listener` with the item's record each time it changes (bytes stored, completed, reset).
+   * @returns a function that stops the calls
+   */
+  watch(itemId: string, listener: (record: ItemRecord) => void): () => void;
   /** Releases open files. */
   close(): Promise<void>;
 }
@@ -90,6 +96,7 @@ export class FileStore implements ItemStore {
   readonly #dir: string;
   readonly #slots = new Map<string, Slot>();
   readonly #loading = new Map<string, Promise<Slot | undefined>>();
+  readonly #changes = new EventEmitter().setMaxListeners(0);
 
   /**
    * @param dir the data folder; created when missing
@@ -147,7 +154,7 @@ export class FileStore implements ItemStore {
           ranges: addRange(record.ranges, { start: offset, end: offset + bytes.length }),
         };
         await this.#saveMeta(next);
-        slot.record = next;
+        this.#set(slot, next);
         return next;
       } catch (e) {
         throw new StoreError(
@@ -189,7 +196,7 @@ export class FileStore implements ItemStore {
         // Some stored bytes are wrong and nothing says which: the client must send them all again.
         const reset = { ...record, ranges: [] };
         await this.#saveMeta(reset);
-        slot.record = reset;
+        this.#set(slot, reset);
         throw new StoreError(
           'digest-mismatch',
           `item ${itemId} has SHA-256 ${actual}, the client sent ${sha256}`,
@@ -197,9 +204,19 @@ export class FileStore implements ItemStore {
       }
       const next: ItemRecord = { ...record, complete: true, sha256 };
       await this.#saveMeta(next);
-      slot.record = next;
+      this.#set(slot, next);
       return next;
     });
+  }
+
+  watch(itemId: string, listener: (record: ItemRecord) => void): () => void {
+    this.#changes.on(itemId, listener);
+    return () => this.#changes.off(itemId, listener);
+  }
+
+  #set(slot: Slot, record: ItemRecord): void {
+    slot.record = record;
+    this.#changes.emit(record.itemId, record);
   }
 
   read(itemId: string, start: number, end: number): ReadStream {

@@ -18,6 +18,7 @@ import { listen, pathOf, shutdown, upgradeOn } from '../internal/http-server.js'
 import { secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
+import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
 
 /** Options of {@link createUploadServer}. */
 export interface UploadServerOptions {
@@ -41,6 +42,17 @@ export interface UploadServerOptions {
   readonly authTimeoutMs?: number;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
+  /**
+   * Called when a reader asks `GET /files/{itemId}` for bytes not stored yet and waits for them:
+   * the hook that lets the control server ask the uploading browser for those ranges first.
+   */
+  readonly onDemand?: (demand: Demand) => void;
+  /** How long such a reader waits before a 503 with `Retry-After`, in ms. @default 10000 */
+  readonly holdMs?: number;
+  /** `Retry-After` of that 503, in seconds. @default 2 */
+  readonly retryAfterSeconds?: number;
+  /** Largest number of ranges in one `Range` header; more and the whole item is sent. @default 16 */
+  readonly maxRanges?: number;
 }
 
 /** A running upload server. */
@@ -121,8 +133,15 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   });
 
   const onUpgrade = upgradeOn(DUP_PATH, wss, ownsServer);
+  const files: FileRouteOptions = {
+    store,
+    maxRanges: positive(options.maxRanges, 16, 'maxRanges'),
+    holdMs: positive(options.holdMs, 10_000, 'holdMs'),
+    retryAfterSeconds: positive(options.retryAfterSeconds, 2, 'retryAfterSeconds'),
+    onDemand: options.onDemand,
+  };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    handleHttp(req, res, store, { id: options.id, maxItemSize, maxChunk, window }).catch(() => {
+    handleHttp(req, res, files, { id: options.id, maxItemSize, maxChunk, window }).catch(() => {
       if (!res.headersSent) res.writeHead(500).end();
       else res.destroy();
     });
@@ -150,7 +169,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
 async function handleHttp(
   req: IncomingMessage,
   res: ServerResponse,
-  store: ItemStore,
+  files: FileRouteOptions,
   info: { id: string; maxItemSize: number; maxChunk: number; window: number },
 ): Promise<void> {
   res.setHeader('Access-Control-Allow-Origin', '*');
@@ -159,6 +178,7 @@ async function handleHttp(
     res
       .writeHead(204, {
         'Access-Control-Allow-Methods': 'GET, HEAD',
+        'Access-Control-Allow-Headers': 'Range, If-Range, If-None-Match',
         'Access-Control-Max-Age': '600',
       })
       .end();
@@ -180,27 +200,11 @@ async function handleHttp(
   if (match) {
     if (!isRead(req, res)) return;
     const itemId = safeDecode(match[1]!);
-    const record = ITEM_ID_PATTERN.test(itemId) ? await store.get(itemId) : undefined;
-    if (!record?.complete) {
+    if (!ITEM_ID_PATTERN.test(itemId)) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
       return;
     }
-    res.writeHead(200, {
-      'Content-Type': 'application/octet-stream',
-      'Content-Length': String(record.size),
-      'Content-Disposition': 'attachment',
-      'X-Content-Type-Options': 'nosniff',
-      'Content-Security-Policy': "default-src 'none'; sandbox",
-      ETag: `"sha256-${record.sha256 ?? ''}"`,
-      'Cache-Control': 'private, max-age=0, must-revalidate',
-    });
-    if (req.method === 'HEAD' || record.size === 0) {
-      res.end();
-      return;
-    }
-    const stream = store.read(itemId, 0, record.size);
-    stream.on('error', () => res.destroy());
-    stream.pipe(res);
+    await serveItem(req, res, itemId, files);
     return;
   }
   res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');

@@ -60,6 +60,7 @@ describe('upload server (dup/2)', () => {
       authTimeoutMs: 300,
       maxChunk: 128 * 1024,
       window: 256 * 1024,
+      holdMs: 200,
     });
     urls = await server.listen(0);
   });
@@ -252,7 +253,7 @@ describe('upload server (dup/2)', () => {
       uploadId: 1,
       code: 'digest-mismatch',
     });
-    expect((await fetch(`${urls.http}/files/item-f`)).status).to.equal(404);
+    expect((await fetch(`${urls.http}/files/item-f`)).status).to.equal(503);
     expect((await server.store.get('item-f'))?.ranges).to.deep.equal([]);
   });
 
@@ -340,13 +341,16 @@ describe('upload server (dup/2)', () => {
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
   });
 
-  it('serves 404 for unknown, unfinished and malformed item ids', async () => {
+  it('serves 404 for unknown and malformed item ids, and 503 for bytes not uploaded yet', async () => {
     const peer = await connect();
     await peer.send({ type: 'open', uploadId: 1, itemId: 'partial', size: 10, mime: '', name: '' });
     await peer.next();
-    for (const id of ['nope', 'partial', '..%2F..%2Fetc%2Fpasswd', '%E0%A4%A']) {
+    for (const id of ['nope', '..%2F..%2Fetc%2Fpasswd', '%E0%A4%A']) {
       expect((await fetch(`${urls.http}/files/${id}`)).status, id).to.equal(404);
     }
+    const res = await fetch(`${urls.http}/files/partial`);
+    expect(res.status).to.equal(503);
+    expect(res.headers.get('retry-after')).to.equal('2');
     expect(await readdir(dir)).to.deep.equal(['partial']);
   });
 

@@ -1,0 +1,227 @@
+/**
+ * `GET` and `HEAD /files/{itemId}`: HTTP byte serving of stored items (RFC 9110 ranges, `If-Range`,
+ * `ETag`, 206/416, multipart/byteranges), including ranges of an item still being uploaded, which
+ * wait a bounded time for their bytes and raise a demand meanwhile.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { covers, missingRanges, type ByteRange } from '../../src/protocol/index.js';
+import { contentHeaders } from './content-policy.js';
+import type { ItemRecord, ItemStore } from './file-store.js';
+import { parseRange } from './range-header.js';
+
+/** A reader waits for ranges of an item that are not stored yet. */
+export interface Demand {
+  readonly itemId: string;
+  /** The missing ranges the reader asked for, sorted, half-open. */
+  readonly ranges: readonly ByteRange[];
+}
+
+/** What serving needs from the upload server. */
+export interface FileRouteOptions {
+  readonly store: ItemStore;
+  /** A `Range` header with more ranges is ignored (the whole item is sent). */
+  readonly maxRanges: number;
+  /** How long a request for bytes not yet stored waits for them, in ms. */
+  readonly holdMs: number;
+  /** `Retry-After` of the 503 sent when they did not come in time, in seconds. */
+  readonly retryAfterSeconds: number;
+  /** Told about each wait, so the bytes can be asked for. */
+  readonly onDemand?: ((demand: Demand) => void) | undefined;
+}
+
+/** Headers on every response about an item. */
+const SAFE_HEADERS = {
+  'X-Content-Type-Options': 'nosniff',
+  'Content-Security-Policy': "default-src 'none'; sandbox",
+  'Cross-Origin-Resource-Policy': 'cross-origin',
+  'Accept-Ranges': 'bytes',
+  'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag',
+} as const;
+
+/**
+ * Answers a `GET` or `HEAD` for an item.
+ * @param req the request
+ * @param res the response
+ * @param itemId a valid item id
+ * @param options the store and limits
+ */
+export async function serveItem(
+  req: IncomingMessage,
+  res: ServerResponse,
+  itemId: string,
+  options: FileRouteOptions,
+): Promise<void> {
+  let record = await options.store.get(itemId);
+  if (!record) {
+    res.writeHead(404, { 'Content-Type': 'text/plain', ...SAFE_HEADERS }).end('not found\n');
+    return;
+  }
+  const etag = record.complete && record.sha256 ? `"sha256-${record.sha256}"` : undefined;
+  const validators = etag
+    ? { ETag: etag, 'Cache-Control': 'no-cache' }
+    : { 'Cache-Control': 'no-store' };
+  if (etag && matchesAny(req.headers['if-none-match'], etag)) {
+    res.writeHead(304, { ...SAFE_HEADERS, ...validators }).end();
+    return;
+  }
+  let request = parseRange(req.headers.range, record.size, options.maxRanges);
+  const ifRange = req.headers['if-range'] as string | undefined;
+  // A Range is honoured only while the representation is the one the client has (strong ETag).
+  if (request.kind !== 'whole' && ifRange !== undefined && ifRange.trim() !== etag)
+    request = { kind: 'whole' };
+  if (request.kind === 'unsatisfiable') {
+    res
+      .writeHead(416, { ...SAFE_HEADERS, ...validators, 'Content-Range': `bytes */${record.size}` })
+      .end();
+    return;
+  }
+
+  let ranges: readonly ByteRange[] =
+    request.kind === 'ranges' ? request.ranges : [{ start: 0, end: record.size }];
+  if (!record.complete) {
+    // An open-ended range (`bytes=N-`, as media players send) gets the stored bytes from N on.
+    const first = ranges[0]!;
+    const run = record.ranges.find((r) => r.start <= first.start && first.start < r.end);
+    if (request.kind === 'ranges' && request.openEnded && run)
+      ranges = [{ start: first.start, end: run.end }];
+    const ready = await waitForRanges(req, itemId, ranges, record, options);
+    if (!ready) {
+      res
+        .writeHead(503, {
+          ...SAFE_HEADERS,
+          'Cache-Control': 'no-store',
+          'Retry-After': String(options.retryAfterSeconds),
+          'Content-Type': 'text/plain',
+        })
+        .end('the requested bytes are not uploaded yet\n');
+      return;
+    }
+    record = ready;
+  }
+
+  const content = contentHeaders(record.mime, record.name);
+  const head = req.method === 'HEAD';
+  if (request.kind === 'whole' && record.complete) {
+    res.writeHead(200, {
+      ...SAFE_HEADERS,
+      ...validators,
+      ...content,
+      'Content-Length': String(record.size),
+    });
+    if (head) res.end();
+    else await send(res, options.store, itemId, [{ start: 0, end: record.size }], undefined);
+    return;
+  }
+  if (ranges.length === 1) {
+    const r = ranges[0]!;
+    res.writeHead(206, {
+      ...SAFE_HEADERS,
+      ...validators,
+      ...content,
+      'Content-Range': `bytes ${r.start}-${r.end - 1}/${record.size}`,
+      'Content-Length': String(r.end - r.start),
+    });
+    if (head) res.end();
+    else await send(res, options.store, itemId, ranges, undefined);
+    return;
+  }
+  const boundary = randomBytes(16).toString('hex');
+  const parts = ranges.map((r) => ({
+    range: r,
+    header: `\r\n--${boundary}\r\nContent-Type: ${content['Content-Type']}\r\nContent-Range: bytes ${r.start}-${r.end - 1}/${record.size}\r\n\r\n`,
+  }));
+  const trailer = `\r\n--${boundary}--\r\n`;
+  const length =
+    parts.reduce((n, p) => n + Buffer.byteLength(p.header) + p.range.end - p.range.start, 0) +
+    trailer.length;
+  res.writeHead(206, {
+    ...SAFE_HEADERS,
+    ...validators,
+    'Content-Disposition': content['Content-Disposition'],
+    'Content-Type': `multipart/byteranges; boundary=${boundary}`,
+    'Content-Length': String(length),
+  });
+  if (head) res.end();
+  else
+    await send(res, options.store, itemId, ranges, {
+      headers: parts.map((p) => p.header),
+      trailer,
+    });
+}
+
+/** Waits until `ranges` of the item are stored, raising a demand; `undefined` after `holdMs`. */
+async function waitForRanges(
+  req: IncomingMessage,
+  itemId: string,
+  ranges: readonly ByteRange[],
+  record: ItemRecord,
+  options: FileRouteOptions,
+): Promise<ItemRecord | undefined> {
+  const isReady = (r: ItemRecord): boolean => ranges.every((want) => covers(r.ranges, want));
+  if (isReady(record)) return record;
+  options.onDemand?.({
+    itemId,
+    ranges: ranges.flatMap((want) => missingRanges(want, record.ranges)),
+  });
+  return new Promise((resolve) => {
+    const done = (value: ItemRecord | undefined): void => {
+      clearTimeout(timer);
+      stop();
+      req.off('close', onClose);
+      resolve(value);
+    };
+    const onClose = (): void => done(undefined);
+    const stop = options.store.watch(itemId, (r) => {
+      if (isReady(r)) done(r);
+    });
+    const timer = setTimeout(() => done(undefined), options.holdMs);
+    req.on('close', onClose);
+  });
+}
+
+/** Streams ranges of the item, each after its multipart header when there are several. */
+async function send(
+  res: ServerResponse,
+  store: ItemStore,
+  itemId: string,
+  ranges: readonly ByteRange[],
+  multipart: { headers: string[]; trailer: string } | undefined,
+): Promise<void> {
+  try {
+    for (let i = 0; i < ranges.length; i++) {
+      const r = ranges[i]!;
+      if (multipart && !res.write(multipart.headers[i]!)) await drained(res);
+      if (r.end === r.start) continue;
+      for await (const chunk of store.read(itemId, r.start, r.end)) {
+        if (res.destroyed) return;
+        if (!res.write(chunk as Buffer)) await drained(res);
+      }
+    }
+    res.end(multipart?.trailer);
+  } catch {
+    res.destroy();
+  }
+}
+
+/** Resolves when the response can take more, or is gone. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/** Whether an `If-None-Match` value lists `etag` (or is `*`). Weak comparison, as RFC 9110 says. */
+function matchesAny(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header
+    .split(',')
+    .map((t) => t.trim().replace(/^W\//, ''))
+    .some((t) => t === '*' || t === etag);
+}
