@@ -23,6 +23,18 @@ async function start({ uploadServers = 2, controlOptions = {} } = {}) {
     const id = `up-${i}`;
     const server = servers.createUploadServer({ id, secret, dataDir: join(dir, id) });
     const urls = await server.listen(0, '127.0.0.1');
+    // What the server answered, to check how browsers read items (for example, by ranges).
+    server.httpLog = [];
+    server.httpServer.on('request', (req, res) =>
+      res.on('finish', () =>
+        server.httpLog.push({
+          method: req.method,
+          url: req.url,
+          range: req.headers.range ?? null,
+          status: res.statusCode,
+        }),
+      ),
+    );
     uploads.push(server);
     endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
   }
@@ -70,7 +82,13 @@ function controlItems({ handle }) {
   return running.get(handle).control.items();
 }
 
+/** Requests an upload server answered: method, url, Range header and status. */
+function httpLog({ handle, serverId }) {
+  return running.get(handle).uploads.find((s) => s.id === serverId).httpLog;
+}
+
 const COMMANDS = {
+  'ws-servers:http-log': httpLog,
   'ws-servers:start': start,
   'ws-servers:stop': stop,
   'ws-servers:stored-sha256': storedSha256,

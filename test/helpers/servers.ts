@@ -63,3 +63,21 @@ export function randomFile(
     crypto.getRandomValues(bytes.subarray(o, Math.min(size, o + 65536)));
   return new File([bytes], name, { type });
 }
+
+/** One request an upload server answered. */
+export interface HttpLogEntry {
+  readonly method: string;
+  readonly url: string;
+  readonly range: string | null;
+  readonly status: number;
+}
+
+/** The requests an upload server answered so far. */
+export async function httpLog(d: TestDeployment, serverId: string): Promise<HttpLogEntry[]> {
+  return (
+    (await executeServerCommand<HttpLogEntry[], object>('ws-servers:http-log', {
+      handle: d.handle,
+      serverId,
+    })) ?? []
+  );
+}

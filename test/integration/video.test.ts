@@ -1,0 +1,75 @@
+import { expect } from '@open-wc/testing';
+import { WsUploaderEngine } from '../../src/index.js';
+import { makeWebm } from '../helpers/make-video.js';
+import { httpLog, startServers, stopServers, type TestDeployment } from '../helpers/servers.js';
+
+function event(target: EventTarget, type: string, timeoutMs = 15_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${type} in ${timeoutMs} ms`)), timeoutMs);
+    target.addEventListener(
+      type,
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
+
+describe('a video uploaded with ws-uploader', () => {
+  let d: TestDeployment | undefined;
+  let engine: WsUploaderEngine | undefined;
+
+  afterEach(async () => {
+    engine?.stop();
+    await stopServers(d);
+    d = undefined;
+  });
+
+  it('plays and seeks in <video> straight from the upload server', async () => {
+    const video = await makeWebm(4);
+    expect(video.size).to.be.greaterThan(500_000);
+    d = await startServers(1);
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    await engine.start();
+    const done = new Promise<string>((resolve) =>
+      engine!.on('complete', (e) => resolve(e.detail.itemId)),
+    );
+    engine.addFiles([new File([video], 'clip.webm', { type: 'video/webm' })]);
+    const itemId = await done;
+
+    const url = `${d.servers[0]!.httpUrl}/files/${itemId}`;
+    const head = await fetch(url, { method: 'HEAD' });
+    expect(head.headers.get('content-type')).to.equal('video/webm');
+    expect(head.headers.get('accept-ranges')).to.equal('bytes');
+
+    const el = document.createElement('video');
+    el.muted = true;
+    el.preload = 'auto';
+    el.src = url;
+    document.body.append(el);
+    try {
+      await event(el, 'loadedmetadata');
+      expect(el.duration).to.be.closeTo(4, 0.2);
+      el.currentTime = 2.5;
+      await event(el, 'seeked');
+      expect(el.currentTime).to.be.closeTo(2.5, 0.1);
+      await el.play();
+      const from = el.currentTime;
+      await new Promise((r) => setTimeout(r, 400));
+      expect(el.currentTime).to.be.greaterThan(from);
+      el.currentTime = 0.5;
+      await event(el, 'seeked');
+      expect(el.currentTime).to.be.closeTo(0.5, 0.2);
+      expect(el.error).to.equal(null);
+      // The player read the item by ranges, and the server answered them as ranges.
+      const reads = (await httpLog(d, d.servers[0]!.id)).filter(
+        (r) => r.url === `/files/${itemId}` && r.method === 'GET',
+      );
+      expect(reads.some((r) => r.range !== null && r.status === 206)).to.equal(true);
+    } finally {
+      el.remove();
+    }
+  });
+});
