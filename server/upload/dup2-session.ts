@@ -36,8 +36,10 @@ export interface Dup2SessionContext {
 interface Upload {
   readonly itemId: string;
   readonly size: number;
-  /** Every store operation of this upload, in the order the frames came. */
+  /** Every store operation of this upload, started in the order the frames came. */
   queue: Promise<void>;
+  /** Writes started and not yet durable; FINISH waits for them. */
+  readonly writes: Set<Promise<void>>;
   /** Bytes received and not yet stored. */
   pending: number;
   /** Ended by an ERROR or CANCEL: queued work still runs, but sends nothing. */
@@ -156,7 +158,14 @@ export class Dup2Session {
       );
       return;
     }
-    const upload: Upload = { itemId, size, queue: Promise.resolve(), pending: 0, ended: false };
+    const upload: Upload = {
+      itemId,
+      size,
+      queue: Promise.resolve(),
+      writes: new Set(),
+      pending: 0,
+      ended: false,
+    };
     this.#uploads.set(uploadId, upload);
     this.#enqueue(uploadId, upload, async () => {
       const record = await this.#ctx.store.open(itemId, size, { owner: this.#owner, mime, name });
@@ -201,18 +210,29 @@ export class Dup2Session {
     this.#inFlight += payload.length;
     upload.pending += payload.length;
     // The payload is a view into the message buffer, which ws does not reuse: safe to keep.
+    // The queue only starts the write: the store orders writes of an item, and flushes those that
+    // wait together, so the next chunk need not wait for this one to be durable.
     this.#enqueue(uploadId, upload, async () => {
-      try {
-        await this.#ctx.store.write(upload.itemId, offset, payload);
-        if (!upload.ended)
-          this.#send({ type: 'ack', uploadId, start: offset, end: offset + payload.length });
-      } finally {
-        // An ended upload already gave its pending bytes back to the window.
-        if (!upload.ended) {
-          upload.pending -= payload.length;
-          this.#inFlight -= payload.length;
-        }
-      }
+      const write = this.#ctx.store
+        .write(upload.itemId, offset, payload)
+        .then(
+          () => {
+            if (!upload.ended)
+              this.#send({ type: 'ack', uploadId, start: offset, end: offset + payload.length });
+          },
+          (e: unknown) => {
+            if (!upload.ended) this.#storeError(uploadId, e);
+          },
+        )
+        .finally(() => {
+          upload.writes.delete(write);
+          // An ended upload already gave its pending bytes back to the window.
+          if (!upload.ended) {
+            upload.pending -= payload.length;
+            this.#inFlight -= payload.length;
+          }
+        });
+      upload.writes.add(write);
     });
   }
 
@@ -223,6 +243,8 @@ export class Dup2Session {
       return;
     }
     this.#enqueue(uploadId, upload, async () => {
+      await Promise.all(upload.writes);
+      if (upload.ended) return;
       const hex = toHex(sha256);
       const before = await this.#ctx.store.get(upload.itemId);
       const record = await this.#ctx.store.finish(upload.itemId, hex);
@@ -239,11 +261,14 @@ export class Dup2Session {
       try {
         await fn();
       } catch (e) {
-        if (upload.ended) return;
-        if (e instanceof StoreError) this.#error(uploadId, e.code, e.message);
-        else this.#error(uploadId, 'internal', 'internal error');
+        if (!upload.ended) this.#storeError(uploadId, e);
       }
     });
+  }
+
+  #storeError(uploadId: number, e: unknown): void {
+    if (e instanceof StoreError) this.#error(uploadId, e.code, e.message);
+    else this.#error(uploadId, 'internal', 'internal error');
   }
 
   /**

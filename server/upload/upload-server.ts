@@ -30,6 +30,17 @@ export interface UploadServerOptions {
   readonly dataDir?: string;
   /** Storage backend. @default a FileStore on `dataDir` */
   readonly store?: ItemStore;
+  /**
+   * With the default FileStore: `fsync` acknowledges bytes once they survive a crash of the
+   * machine; `write` once they survive a crash of the process. @default 'fsync'
+   */
+  readonly durability?: 'fsync' | 'write';
+  /** With the default FileStore: largest sum of all item sizes, in bytes. @default Infinity */
+  readonly maxBytes?: number;
+  /** With the default FileStore: largest sum of one user's item sizes, in bytes. @default Infinity */
+  readonly maxBytesPerOwner?: number;
+  /** Partial items that stored nothing for this long are deleted, in ms. @default 86400000 (24 h) */
+  readonly partialTtlMs?: number;
   /** An existing HTTP server to attach to; otherwise one is created (call `listen`). */
   readonly server?: Server;
   /** Largest item, in bytes. @default 524288000 (500 MiB) */
@@ -97,7 +108,31 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   const window = positive(options.window, DEFAULT_WINDOW, 'window');
   if (window < maxChunk) throw new TypeError('ws-uploader: `window` must be at least `maxChunk`');
   const authTimeoutMs = positive(options.authTimeoutMs, 10_000, 'authTimeoutMs');
-  const store = options.store ?? new FileStore(options.dataDir!);
+  const store =
+    options.store ??
+    new FileStore(options.dataDir!, {
+      ...(options.durability ? { durability: options.durability } : {}),
+      ...(options.maxBytes !== undefined
+        ? { maxBytes: positive(options.maxBytes, 0, 'maxBytes') }
+        : {}),
+      ...(options.maxBytesPerOwner !== undefined
+        ? { maxBytesPerOwner: positive(options.maxBytesPerOwner, 0, 'maxBytesPerOwner') }
+        : {}),
+    });
+  if (
+    options.durability !== undefined &&
+    options.durability !== 'fsync' &&
+    options.durability !== 'write'
+  ) {
+    throw new TypeError("ws-uploader: `durability` must be 'fsync' or 'write'");
+  }
+  const partialTtlMs = positive(options.partialTtlMs, 86_400_000, 'partialTtlMs');
+  // Abandoned partial items expire; the sweep runs a few times per lifetime, at most every 10 min.
+  const sweeper = setInterval(
+    () => void store.expire(partialTtlMs).catch(() => undefined),
+    Math.min(partialTtlMs / 4, 600_000),
+  );
+  sweeper.unref();
   const audience = uploadAudience(options.id);
 
   const ownsServer = !options.server;
@@ -158,6 +193,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       return { http: `http://${base}`, ws: `ws://${base}${DUP_PATH}` };
     },
     async close() {
+      clearInterval(sweeper);
       httpServer.off('upgrade', onUpgrade);
       httpServer.off('request', onRequest);
       await shutdown(wss, httpServer, ownsServer);

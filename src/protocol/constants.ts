@@ -84,6 +84,8 @@ export const WIRE_ERROR = {
   'upload-id-in-use': 12,
   'not-ready': 13,
   internal: 14,
+  'quota-exceeded': 15,
+  'storage-full': 16,
 } as const;
 /** Name of a wire error code, such as `'checksum-mismatch'`. */
 export type WireErrorCode = keyof typeof WIRE_ERROR;
@@ -94,6 +96,7 @@ export const RETRYABLE_WIRE_ERRORS: ReadonlySet<WireErrorCode> = new Set<WireErr
   // The server forgot the item's ranges: sending everything again can succeed.
   'digest-mismatch',
   'storage-failed',
+  'storage-full',
   'not-ready',
   'internal',
 ]);
