@@ -18,14 +18,27 @@ const COMMANDS: Record<
   'upload-server': {
     help: `Usage: ws-uploader upload-server --id ID --data-dir DIR [options]
 
-Runs an upload server: dup/2 over WebSocket at /dup, finished items at GET /files/{itemId}.
+Runs an upload server: dup/2 over WebSocket at /dup, items at GET /files/{itemId} (with ranges),
+its description at GET /.well-known/ws-uploader.
 
-  --id ID            server id, unique in the deployment ([A-Za-z0-9_-])
-  --data-dir DIR     folder where items are stored
-  --port N           TCP port (default 8081)
-  --host H           interface (default 127.0.0.1)
+  --id ID                  server id, unique in the deployment ([A-Za-z0-9_-])
+  --data-dir DIR           folder where items are stored
+  --port N                 TCP port (default 8081)
+  --host H                 interface (default 127.0.0.1)
 ${SECRET_HELP}
-  --max-item-size N  largest item in bytes (default 524288000)`,
+  --max-item-size N        largest item in bytes (default 524288000)
+  --max-chunk N            largest DATA payload in bytes (default 1048576)
+  --window N               unacknowledged bytes per connection (default 8388608)
+  --durability MODE        fsync: acknowledged bytes survive a machine crash (default);
+                           write: they survive a process crash only
+  --max-bytes N            largest sum of all item sizes (default: no limit)
+  --max-bytes-per-owner N  largest sum of one user's item sizes (default: no limit)
+  --partial-ttl MS         delete partial items idle this long (default 86400000)
+  --hold MS                how long a reader waits for bytes not stored yet (default 10000)
+  --auth-timeout MS        time a client has to send HELLO (default 10000)
+
+Every option can also come from the environment: --max-item-size is WS_UPLOADER_MAX_ITEM_SIZE,
+--data-dir is WS_UPLOADER_DATA_DIR, and so on. A flag wins over the environment.`,
     options: {
       id: { type: 'string' },
       'data-dir': { type: 'string' },
@@ -33,13 +46,35 @@ ${SECRET_HELP}
       host: { type: 'string', default: '127.0.0.1' },
       secret: { type: 'string' },
       'max-item-size': { type: 'string' },
+      'max-chunk': { type: 'string' },
+      window: { type: 'string' },
+      durability: { type: 'string' },
+      'max-bytes': { type: 'string' },
+      'max-bytes-per-owner': { type: 'string' },
+      'partial-ttl': { type: 'string' },
+      hold: { type: 'string' },
+      'auth-timeout': { type: 'string' },
     },
     async run(v) {
+      const durability = v['durability'];
+      if (durability !== undefined && durability !== 'fsync' && durability !== 'write') {
+        fatal('--durability must be fsync or write');
+      }
+      const optional = (flag: string, key: string) =>
+        v[flag] === undefined ? {} : { [key]: int(v, flag) };
       const server = createUploadServer({
         id: required(v, 'id'),
         dataDir: required(v, 'data-dir'),
         secret: secretOf(v),
-        ...(v['max-item-size'] ? { maxItemSize: int(v, 'max-item-size') } : {}),
+        ...optional('max-item-size', 'maxItemSize'),
+        ...optional('max-chunk', 'maxChunk'),
+        ...optional('window', 'window'),
+        ...optional('max-bytes', 'maxBytes'),
+        ...optional('max-bytes-per-owner', 'maxBytesPerOwner'),
+        ...optional('partial-ttl', 'partialTtlMs'),
+        ...optional('hold', 'holdMs'),
+        ...optional('auth-timeout', 'authTimeoutMs'),
+        ...(durability === undefined ? {} : { durability }),
       });
       const urls = await server.listen(int(v, 'port'), str(v, 'host'));
       console.log(`upload server ${server.id} at ${urls.ws} (HTTP ${urls.http})`);
@@ -161,10 +196,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     console.log(command.help);
     return;
   }
+  // Options not given as flags may come from the environment (WS_UPLOADER_<NAME>); a flag, coming
+  // later in the list, wins.
+  const fromEnv = Object.entries(command.options ?? {}).flatMap(([flag, o]) => {
+    const value = process.env[`WS_UPLOADER_${flag.toUpperCase().replace(/-/g, '_')}`];
+    return o.type === 'string' && !o.multiple && value ? [`--${flag}`, value] : [];
+  });
   let values: Values;
   try {
     values = parseArgs({
-      args: [...rest],
+      args: [...fromEnv, ...rest],
       options: command.options ?? {},
       strict: true,
       allowPositionals: false,

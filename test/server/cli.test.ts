@@ -12,6 +12,7 @@ const SECRET = 'c'.repeat(32);
 function cli(
   args: string[],
   until?: RegExp,
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; out: string; err: string; kill: () => void }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -22,7 +23,10 @@ function cli(
         '-e',
         `import('./server/cli.ts').then((m) => m.main(${JSON.stringify(args)}))`,
       ],
-      { env: { ...process.env, WS_UPLOADER_SECRET: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        env: { ...process.env, WS_UPLOADER_SECRET: '', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
     let out = '';
     let err = '';
@@ -72,6 +76,44 @@ describe('ws-uploader command', () => {
     expect(code).to.equal(0);
     const claims = await verifyToken(secretKey(SECRET), out.trim(), CONTROL_AUDIENCE);
     expect(claims?.sub).to.equal('alice');
+  });
+
+  it('takes options from WS_UPLOADER_* environment variables, flags winning', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-cli-'));
+    try {
+      const run = await cli(
+        ['upload-server', '--port', '0', '--hold', '100'],
+        /HTTP (http:\/\/\S+)\)/,
+        {
+          WS_UPLOADER_ID: 'from-env',
+          WS_UPLOADER_DATA_DIR: dir,
+          WS_UPLOADER_SECRET: SECRET,
+          WS_UPLOADER_PORT: '1',
+        },
+      );
+      const http = /HTTP (http:\/\/\S+)\)/.exec(run.out)![1]!;
+      const doc = (await (await fetch(`${http}/.well-known/ws-uploader`)).json()) as { id: string };
+      expect(doc.id).to.equal('from-env');
+      run.kill();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an unknown durability mode', async () => {
+    const { code, err } = await cli([
+      'upload-server',
+      '--id',
+      'x',
+      '--data-dir',
+      '/tmp/x',
+      '--secret',
+      SECRET,
+      '--durability',
+      'maybe',
+    ]);
+    expect(code).to.equal(2);
+    expect(err).to.match(/--durability must be fsync or write/);
   });
 
   it('runs an upload server until Ctrl-C', async () => {
