@@ -7,6 +7,7 @@ import { createControlServer, type UploadServerEndpoint } from './control/contro
 import { startDemo } from './demo.js';
 import { createUserToken } from './tokens.js';
 import { createUploadServer } from './upload/upload-server.js';
+import { jsonLinesLogger } from './internal/log.js';
 
 const SECRET_HELP =
   '  --secret S         shared secret, at least 32 bytes (default: $WS_UPLOADER_SECRET)';
@@ -36,6 +37,8 @@ ${SECRET_HELP}
   --partial-ttl MS         delete partial items idle this long (default 86400000)
   --hold MS                how long a reader waits for bytes not stored yet (default 10000)
   --auth-timeout MS        time a client has to send HELLO (default 10000)
+  --drain MS               on SIGTERM/SIGINT, time to finish received writes (default 10000)
+  --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every option can also come from the environment: --max-item-size is WS_UPLOADER_MAX_ITEM_SIZE,
 --data-dir is WS_UPLOADER_DATA_DIR, and so on. A flag wins over the environment.`,
@@ -54,12 +57,15 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       'partial-ttl': { type: 'string' },
       hold: { type: 'string' },
       'auth-timeout': { type: 'string' },
+      drain: { type: 'string' },
+      log: { type: 'string', default: 'json' },
     },
     async run(v) {
       const durability = v['durability'];
       if (durability !== undefined && durability !== 'fsync' && durability !== 'write') {
         fatal('--durability must be fsync or write');
       }
+      if (v['log'] !== 'json' && v['log'] !== 'off') fatal('--log must be json or off');
       const optional = (flag: string, key: string) =>
         v[flag] === undefined ? {} : { [key]: int(v, flag) };
       const server = createUploadServer({
@@ -74,6 +80,8 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         ...optional('partial-ttl', 'partialTtlMs'),
         ...optional('hold', 'holdMs'),
         ...optional('auth-timeout', 'authTimeoutMs'),
+        ...optional('drain', 'drainMs'),
+        ...(v['log'] === 'off' ? {} : { logger: jsonLinesLogger }),
         ...(durability === undefined ? {} : { durability }),
       });
       const urls = await server.listen(int(v, 'port'), str(v, 'host'));

@@ -34,3 +34,4 @@ export {
 } from './control/planner.js';
 export { createUserToken, CONTROL_AUDIENCE, uploadAudience, MIN_SECRET_BYTES } from './tokens.js';
 export { startDemo, type Demo, type DemoOptions } from './demo.js';
+export { jsonLinesLogger, type Logger, type LogEntry } from './internal/log.js';

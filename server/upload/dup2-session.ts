@@ -31,6 +31,8 @@ export interface Dup2SessionContext {
   readonly verify: (token: string) => Promise<string | undefined>;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
+  /** Structured log of the session's events (never with a token). */
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
 }
 
 interface Upload {
@@ -74,6 +76,27 @@ export class Dup2Session {
       clearTimeout(this.#authTimer);
     });
     ws.on('error', () => undefined);
+  }
+
+  /**
+   * Stops reading frames, lets the writes already received become durable (and acknowledged),
+   * then closes with 1001. Nothing acknowledged is lost either way; draining spares the client
+   * from sending those bytes again.
+   * @param timeoutMs the longest wait for the writes
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    this.#ws.pause();
+    const writes = [...this.#uploads.values()].flatMap((u) => [u.queue, ...u.writes]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(writes),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    this.#close(CLOSE.GOING_AWAY, 'server shutting down');
+    // Read again, so the closing handshake completes; frames that still come are ignored.
+    this.#ws.resume();
   }
 
   #onMessage(data: RawData, isBinary: boolean): void {
@@ -137,6 +160,7 @@ export class Dup2Session {
         code: 'unauthorized',
         message: 'token is not valid for this server',
       });
+      this.#ctx.log('auth-failed', { protocol: 'dup/2' });
       this.#close(CLOSE.AUTH_FAILED, 'unauthorized');
       return;
     }
@@ -249,7 +273,14 @@ export class Dup2Session {
       const before = await this.#ctx.store.get(upload.itemId);
       const record = await this.#ctx.store.finish(upload.itemId, hex);
       if (!upload.ended) this.#send({ type: 'complete', uploadId, sha256 });
-      if (before && !before.complete) this.#ctx.onComplete?.(upload.itemId, hex, record.size);
+      if (before && !before.complete) {
+        this.#ctx.log('item-complete', {
+          itemId: upload.itemId,
+          size: record.size,
+          owner: this.#owner,
+        });
+        this.#ctx.onComplete?.(upload.itemId, hex, record.size);
+      }
     });
   }
 
@@ -276,6 +307,7 @@ export class Dup2Session {
    * stops counting its bytes in the window, and so does the server, at once.
    */
   #error(uploadId: number, code: WireErrorCode, message: string): void {
+    this.#ctx.log('upload-error', { uploadId, code, itemId: this.#uploads.get(uploadId)?.itemId });
     this.#send({ type: 'error', uploadId, code, message });
     this.#end(uploadId);
   }

@@ -2,6 +2,7 @@
  * The reference upload server: dup/2 over WebSocket, finished items over HTTP, items on disk.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import {
   CLOSE,
@@ -15,6 +16,7 @@ import {
   SUBPROTOCOL_DUP_2,
 } from '../../src/protocol/index.js';
 import { listen, pathOf, shutdown, upgradeOn } from '../internal/http-server.js';
+import { logFor, type Logger } from '../internal/log.js';
 import { secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
@@ -64,6 +66,10 @@ export interface UploadServerOptions {
   readonly retryAfterSeconds?: number;
   /** Largest number of ranges in one `Range` header; more and the whole item is sent. @default 16 */
   readonly maxRanges?: number;
+  /** On `close()`, how long connections may take to make received bytes durable, in ms. @default 10000 */
+  readonly drainMs?: number;
+  /** Receives one structured entry per event (connections, completions, errors, HTTP requests). */
+  readonly logger?: Logger;
 }
 
 /** A running upload server. */
@@ -129,7 +135,11 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   const partialTtlMs = positive(options.partialTtlMs, 86_400_000, 'partialTtlMs');
   // Abandoned partial items expire; the sweep runs a few times per lifetime, at most every 10 min.
   const sweeper = setInterval(
-    () => void store.expire(partialTtlMs).catch(() => undefined),
+    () =>
+      void store.expire(partialTtlMs).then(
+        (ids) => ids.length > 0 && log('expired', { items: ids }),
+        () => undefined,
+      ),
     Math.min(partialTtlMs / 4, 600_000),
   );
   sweeper.unref();
@@ -144,7 +154,11 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_DUP_2) ? SUBPROTOCOL_DUP_2 : false),
   });
+  const drainMs = positive(options.drainMs, 10_000, 'drainMs');
+  const log = logFor(options.id, options.logger);
+  const refuse = (_req: IncomingMessage, socket: Duplex): void => void socket.destroy();
   const ctx = {
+    log,
     serverId: options.id,
     store,
     maxChunk,
@@ -159,12 +173,16 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     },
     ...(options.onComplete ? { onComplete: options.onComplete } : {}),
   };
-  wss.on('connection', (ws) => {
+  const sessions = new Set<Dup2Session>();
+  wss.on('connection', (ws, req: IncomingMessage) => {
+    log('connection', { protocol: ws.protocol || null, remote: req.socket.remoteAddress });
     if (ws.protocol !== SUBPROTOCOL_DUP_2) {
       ws.close(CLOSE.UNSUPPORTED_PROTOCOL, `speak ${SUBPROTOCOL_DUP_2}`);
       return;
     }
-    new Dup2Session(ws, ctx);
+    const session = new Dup2Session(ws, ctx);
+    sessions.add(session);
+    ws.on('close', () => sessions.delete(session));
   });
 
   const onUpgrade = upgradeOn(DUP_PATH, wss, ownsServer);
@@ -173,13 +191,30 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     maxRanges: positive(options.maxRanges, 16, 'maxRanges'),
     holdMs: positive(options.holdMs, 10_000, 'holdMs'),
     retryAfterSeconds: positive(options.retryAfterSeconds, 2, 'retryAfterSeconds'),
-    onDemand: options.onDemand,
+    onDemand: (demand) => {
+      log('demand', { itemId: demand.itemId, ranges: demand.ranges });
+      options.onDemand?.(demand);
+    },
   };
+  const started = Date.now();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    handleHttp(req, res, files, { id: options.id, maxItemSize, maxChunk, window }).catch(() => {
-      if (!res.headersSent) res.writeHead(500).end();
-      else res.destroy();
-    });
+    const t0 = performance.now();
+    // The path only: a query string could carry something secret.
+    res.on('finish', () =>
+      log('http', {
+        method: req.method,
+        path: pathOf(req),
+        range: req.headers.range,
+        status: res.statusCode,
+        ms: Math.round(performance.now() - t0),
+      }),
+    );
+    handleHttp(req, res, files, { id: options.id, maxItemSize, maxChunk, window, started }).catch(
+      () => {
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      },
+    );
   };
   httpServer.on('upgrade', onUpgrade);
   httpServer.on('request', onRequest);
@@ -195,6 +230,10 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     async close() {
       clearInterval(sweeper);
       httpServer.off('upgrade', onUpgrade);
+      // New upgrades are refused while the connections drain.
+      if (ownsServer) httpServer.on('upgrade', refuse);
+      log('shutdown', { connections: sessions.size });
+      await Promise.all([...sessions].map((s) => s.drain(drainMs)));
       httpServer.off('request', onRequest);
       await shutdown(wss, httpServer, ownsServer);
       await store.close();
@@ -206,7 +245,7 @@ async function handleHttp(
   req: IncomingMessage,
   res: ServerResponse,
   files: FileRouteOptions,
-  info: { id: string; maxItemSize: number; maxChunk: number; window: number },
+  info: { id: string; maxItemSize: number; maxChunk: number; window: number; started: number },
 ): Promise<void> {
   res.setHeader('Access-Control-Allow-Origin', '*');
   const path = pathOf(req);
@@ -218,6 +257,17 @@ async function handleHttp(
         'Access-Control-Max-Age': '600',
       })
       .end();
+    return;
+  }
+  if (path === '/healthz') {
+    if (!isRead(req, res)) return;
+    const body = JSON.stringify({
+      status: 'ok',
+      id: info.id,
+      uptimeSeconds: Math.round((Date.now() - info.started) / 1000),
+    });
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
     return;
   }
   if (path === '/.well-known/ws-uploader') {
