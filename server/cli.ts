@@ -38,6 +38,11 @@ ${SECRET_HELP}
   --hold MS                how long a reader waits for bytes not stored yet (default 10000)
   --auth-timeout MS        time a client has to send HELLO (default 10000)
   --drain MS               on SIGTERM/SIGINT, time to finish received writes (default 10000)
+  --allowed-origins LIST   comma-separated origins whose pages may connect (default: any)
+  --max-connections-per-ip N  WebSocket connections per IP address (default 64)
+  --max-uploads-per-client N  uploads one client may have open at once (default 64)
+  --idle-timeout MS        close connections silent this long (default 120000)
+  --heartbeat MS           WebSocket ping interval (default 30000)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every option can also come from the environment: --max-item-size is WS_UPLOADER_MAX_ITEM_SIZE,
@@ -58,6 +63,11 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       hold: { type: 'string' },
       'auth-timeout': { type: 'string' },
       drain: { type: 'string' },
+      'allowed-origins': { type: 'string' },
+      'max-connections-per-ip': { type: 'string' },
+      'max-uploads-per-client': { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      heartbeat: { type: 'string' },
       log: { type: 'string', default: 'json' },
     },
     async run(v) {
@@ -81,6 +91,18 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         ...optional('hold', 'holdMs'),
         ...optional('auth-timeout', 'authTimeoutMs'),
         ...optional('drain', 'drainMs'),
+        ...optional('max-connections-per-ip', 'maxConnectionsPerIp'),
+        ...optional('max-uploads-per-client', 'maxUploadsPerClient'),
+        ...optional('idle-timeout', 'idleTimeoutMs'),
+        ...optional('heartbeat', 'heartbeatMs'),
+        ...(typeof v['allowed-origins'] === 'string'
+          ? {
+              allowedOrigins: v['allowed-origins']
+                .split(',')
+                .map((o) => o.trim())
+                .filter(Boolean),
+            }
+          : {}),
         ...(v['log'] === 'off' ? {} : { logger: jsonLinesLogger }),
         ...(durability === undefined ? {} : { durability }),
       });

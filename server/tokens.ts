@@ -13,6 +13,9 @@ export const CONTROL_AUDIENCE = 'ws-uploader:control';
 /** Audience of upload tokens for one upload server. */
 export const uploadAudience = (serverId: string): string => `ws-uploader:upload:${serverId}`;
 
+/** Clock difference tolerated between the servers when checking `exp`, `nbf` and `iat`, in seconds. */
+export const CLOCK_LEEWAY_SECONDS = 30;
+
 /** What a verified token says. */
 export interface TokenClaims {
   /** Subject: a user id (user token) or a client id (upload token). */
@@ -71,15 +74,21 @@ export async function signToken(
  * @param key the shared secret
  * @param token the JWT
  * @param audience the audience it must carry
+ * @param leewaySeconds clock difference tolerated
  * @returns its claims, or `undefined` when it is not valid (for any reason)
  */
 export async function verifyToken(
   key: Uint8Array,
   token: string,
   audience: string,
+  leewaySeconds = CLOCK_LEEWAY_SECONDS,
 ): Promise<(TokenClaims & Record<string, unknown>) | undefined> {
   try {
-    const { payload } = await jwtVerify(token, key, { audience, algorithms: ['HS256'] });
+    const { payload } = await jwtVerify(token, key, {
+      audience,
+      algorithms: ['HS256'],
+      clockTolerance: leewaySeconds,
+    });
     if (typeof payload.sub !== 'string' || typeof payload.exp !== 'number') return undefined;
     return payload as TokenClaims & Record<string, unknown>;
   } catch (e) {

@@ -3,7 +3,7 @@
  * shutting down. Internal: may change without a major version.
  * @internal
  */
-import type { IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { WebSocketServer } from 'ws';
@@ -33,17 +33,26 @@ export function pathOf(req: IncomingMessage): string {
 }
 
 /**
- * An `upgrade` listener that hands requests for `path` to `wss`. Other upgrades are left to the
- * server's other listeners, or destroyed when the server is ours alone.
+ * An `upgrade` listener that hands requests for `path` to `wss`, unless `admit` answers a status to
+ * refuse them with. Other upgrades are left to the server's other listeners, or destroyed when the
+ * server is ours alone.
  */
 export function upgradeOn(
   path: string,
   wss: WebSocketServer,
   ownsServer: boolean,
+  admit?: (req: IncomingMessage) => number | undefined,
 ): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     if (pathOf(req) !== path) {
       if (ownsServer) socket.destroy();
+      return;
+    }
+    const refused = admit?.(req);
+    if (refused !== undefined) {
+      socket.end(
+        `HTTP/1.1 ${refused} ${STATUS_CODES[refused] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+      );
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));

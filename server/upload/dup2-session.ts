@@ -15,6 +15,10 @@ import {
   type WireErrorCode,
 } from '../../src/protocol/index.js';
 import { StoreError, type ItemStore } from './file-store.js';
+import { allowsWrite, type Grant } from './grant.js';
+import { CLOCK_LEEWAY_SECONDS } from '../tokens.js';
+
+const CLOCK_LEEWAY_MS = CLOCK_LEEWAY_SECONDS * 1000;
 
 /** What a session needs from its server. */
 export interface Dup2SessionContext {
@@ -24,11 +28,16 @@ export interface Dup2SessionContext {
   readonly window: number;
   readonly maxItemSize: number;
   readonly authTimeoutMs: number;
-  /**
-   * Resolves to the owner the token names (the user on whose behalf the client uploads), or
-   * `undefined` when the token is not valid here.
-   */
-  readonly verify: (token: string) => Promise<string | undefined>;
+  /** Resolves to what the token allows, or `undefined` when it is not valid here. */
+  readonly verify: (token: string) => Promise<Grant | undefined>;
+  /** Upload ids bound at once per client (token `sub`), across its connections. */
+  readonly maxUploadsPerClient: number;
+  /** Bound upload ids by client id, shared by the server's sessions. */
+  readonly uploadsByClient: Map<string, number>;
+  /** A connection that sends no frame for this long is closed (4008), in ms. */
+  readonly idleTimeoutMs: number;
+  /** Interval of WebSocket pings; a peer that misses one is dropped, in ms. */
+  readonly heartbeatMs: number;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
   /** Structured log of the session's events (never with a token). */
@@ -53,11 +62,13 @@ export class Dup2Session {
   readonly #ws: WebSocket;
   readonly #ctx: Dup2SessionContext;
   readonly #uploads = new Map<number, Upload>();
-  #owner: string | undefined;
+  #grant: Grant | undefined;
   #authenticating = false;
   #inFlight = 0;
   #closed = false;
   readonly #authTimer: NodeJS.Timeout;
+  readonly #idleTimer: NodeJS.Timeout;
+  readonly #heartbeat: NodeJS.Timeout;
 
   /**
    * @param ws an open connection that negotiated `ws-uploader.dup.v2`
@@ -70,12 +81,46 @@ export class Dup2Session {
       () => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'),
       ctx.authTimeoutMs,
     );
-    ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
+    this.#idleTimer = setTimeout(() => this.#idle(), ctx.idleTimeoutMs);
+    // WebSocket pings find dead peers that the idle timer would wait long for.
+    let alive = true;
+    ws.on('pong', () => (alive = true));
+    this.#heartbeat = setInterval(() => {
+      if (!alive) {
+        ws.terminate();
+        return;
+      }
+      alive = false;
+      ws.ping();
+    }, ctx.heartbeatMs);
+    ws.on('message', (data, isBinary) => {
+      this.#idleTimer.refresh();
+      this.#onMessage(data, isBinary);
+    });
     ws.on('close', () => {
       this.#closed = true;
       clearTimeout(this.#authTimer);
+      clearTimeout(this.#idleTimer);
+      clearInterval(this.#heartbeat);
+      for (const id of [...this.#uploads.keys()]) this.#end(id);
     });
     ws.on('error', () => undefined);
+  }
+
+  /**
+   * Whether the token is still valid (with the servers' clock leeway); else ERROR unauthorized.
+   * Checked at OPEN and FINISH: an expired token may finish the chunks of an open upload, but not
+   * start or complete one.
+   */
+  #current(uploadId: number): boolean {
+    if (Date.now() <= this.#grant!.expiresAt + CLOCK_LEEWAY_MS) return true;
+    this.#error(uploadId, 'unauthorized', 'the token expired; connect again with a fresh one');
+    return false;
+  }
+
+  #idle(): void {
+    this.#ctx.log('idle-timeout', {});
+    this.#close(CLOSE.IDLE_TIMEOUT, 'idle');
   }
 
   /**
@@ -113,7 +158,7 @@ export class Dup2Session {
       this.#fatal(e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'undecodable frame');
       return;
     }
-    if (this.#owner === undefined) {
+    if (this.#grant === undefined) {
       if (frame.type !== 'hello' || this.#authenticating) {
         this.#fatal('the first frame must be HELLO');
         return;
@@ -145,15 +190,15 @@ export class Dup2Session {
   }
 
   async #hello(token: string): Promise<void> {
-    let owner: string | undefined;
+    let grant: Grant | undefined;
     try {
-      owner = await this.#ctx.verify(token);
+      grant = await this.#ctx.verify(token);
     } catch {
-      owner = undefined;
+      grant = undefined;
     }
     if (this.#closed) return;
     clearTimeout(this.#authTimer);
-    if (owner === undefined) {
+    if (grant === undefined) {
       this.#send({
         type: 'error',
         uploadId: 0,
@@ -164,7 +209,7 @@ export class Dup2Session {
       this.#close(CLOSE.AUTH_FAILED, 'unauthorized');
       return;
     }
-    this.#owner = owner;
+    this.#grant = grant;
     const { serverId, maxChunk, window, maxItemSize } = this.#ctx;
     this.#send({ type: 'welcome', serverId, maxChunk, window, maxItemSize });
   }
@@ -182,6 +227,22 @@ export class Dup2Session {
       );
       return;
     }
+    const grant = this.#grant!;
+    if (!this.#current(uploadId)) return;
+    if (grant.items && !grant.items.has(itemId)) {
+      this.#error(uploadId, 'unauthorized', `the token does not allow writing item ${itemId}`);
+      return;
+    }
+    const bound = this.#ctx.uploadsByClient.get(grant.clientId) ?? 0;
+    if (bound >= this.#ctx.maxUploadsPerClient) {
+      this.#error(
+        uploadId,
+        'too-many-uploads',
+        `at most ${this.#ctx.maxUploadsPerClient} uploads at once`,
+      );
+      return;
+    }
+    this.#ctx.uploadsByClient.set(grant.clientId, bound + 1);
     const upload: Upload = {
       itemId,
       size,
@@ -192,7 +253,11 @@ export class Dup2Session {
     };
     this.#uploads.set(uploadId, upload);
     this.#enqueue(uploadId, upload, async () => {
-      const record = await this.#ctx.store.open(itemId, size, { owner: this.#owner, mime, name });
+      const record = await this.#ctx.store.open(itemId, size, {
+        owner: this.#grant!.owner,
+        mime,
+        name,
+      });
       if (!upload.ended) {
         this.#send({ type: 'opened', uploadId, complete: record.complete, ranges: record.ranges });
       }
@@ -211,6 +276,10 @@ export class Dup2Session {
         'out-of-range',
         `bytes ${offset}..${offset + payload.length} are past size ${upload.size}`,
       );
+      return;
+    }
+    if (!allowsWrite(this.#grant!, upload.itemId, offset, offset + payload.length)) {
+      this.#error(uploadId, 'unauthorized', `the token does not allow writing bytes at ${offset}`);
       return;
     }
     if (crc32c(payload) !== crc) {
@@ -266,6 +335,7 @@ export class Dup2Session {
       this.#error(uploadId, 'unknown-upload', `upload id ${uploadId} is not open`);
       return;
     }
+    if (!this.#current(uploadId)) return;
     this.#enqueue(uploadId, upload, async () => {
       await Promise.all(upload.writes);
       if (upload.ended) return;
@@ -277,7 +347,7 @@ export class Dup2Session {
         this.#ctx.log('item-complete', {
           itemId: upload.itemId,
           size: record.size,
-          owner: this.#owner,
+          owner: this.#grant?.owner,
         });
         this.#ctx.onComplete?.(upload.itemId, hex, record.size);
       }
@@ -316,6 +386,10 @@ export class Dup2Session {
   #end(uploadId: number): void {
     const upload = this.#uploads.get(uploadId);
     if (!upload) return;
+    const clientId = this.#grant!.clientId;
+    const bound = (this.#ctx.uploadsByClient.get(clientId) ?? 1) - 1;
+    if (bound > 0) this.#ctx.uploadsByClient.set(clientId, bound);
+    else this.#ctx.uploadsByClient.delete(clientId);
     upload.ended = true;
     this.#inFlight -= upload.pending;
     upload.pending = 0;

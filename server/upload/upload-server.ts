@@ -17,7 +17,8 @@ import {
 } from '../../src/protocol/index.js';
 import { listen, pathOf, shutdown, upgradeOn } from '../internal/http-server.js';
 import { logFor, type Logger } from '../internal/log.js';
-import { secretKey, uploadAudience, verifyToken } from '../tokens.js';
+import { CLOCK_LEEWAY_SECONDS, secretKey, uploadAudience, verifyToken } from '../tokens.js';
+import { grantOf } from './grant.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
 import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
@@ -66,6 +67,20 @@ export interface UploadServerOptions {
   readonly retryAfterSeconds?: number;
   /** Largest number of ranges in one `Range` header; more and the whole item is sent. @default 16 */
   readonly maxRanges?: number;
+  /** Upload ids one client (token `sub`) may have bound at once, over all its connections. @default 64 */
+  readonly maxUploadsPerClient?: number;
+  /** WebSocket connections one IP address may hold at once; more get 429 before the upgrade. @default 64 */
+  readonly maxConnectionsPerIp?: number;
+  /**
+   * Origins whose pages may open WebSockets to this server (exact match, such as
+   * `https://app.example`); others get 403 before the upgrade. Requests without `Origin` (not from a
+   * browser) are let through: they still need a token. @default any origin
+   */
+  readonly allowedOrigins?: readonly string[];
+  /** A connection that sends no frame for this long is closed with 4008, in ms. @default 120000 */
+  readonly idleTimeoutMs?: number;
+  /** Interval of WebSocket pings; a peer that misses one is dropped, in ms. @default 30000 */
+  readonly heartbeatMs?: number;
   /** On `close()`, how long connections may take to make received bytes durable, in ms. @default 10000 */
   readonly drainMs?: number;
   /** Receives one structured entry per event (connections, completions, errors, HTTP requests). */
@@ -144,6 +159,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   );
   sweeper.unref();
   const audience = uploadAudience(options.id);
+  const usedOnce = new Map<string, number>();
 
   const ownsServer = !options.server;
   const httpServer = options.server ?? createServer();
@@ -167,10 +183,21 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     authTimeoutMs,
     verify: async (token: string) => {
       const claims = await verifyToken(key, token, audience);
-      if (!claims) return undefined;
-      // Items belong to the user (`uid`), so a user's next session may resume them.
-      return typeof claims['uid'] === 'string' ? claims['uid'] : claims.sub;
+      const grant = claims && grantOf(claims);
+      if (!grant) return undefined;
+      if (grant.onceId !== undefined) {
+        // A single-use token is remembered until it expires, and refused the second time.
+        const now = Date.now();
+        for (const [id, until] of usedOnce) if (until < now) usedOnce.delete(id);
+        if (usedOnce.has(grant.onceId)) return undefined;
+        usedOnce.set(grant.onceId, grant.expiresAt + CLOCK_LEEWAY_SECONDS * 1000);
+      }
+      return grant;
     },
+    maxUploadsPerClient: positive(options.maxUploadsPerClient, 64, 'maxUploadsPerClient'),
+    uploadsByClient: new Map<string, number>(),
+    idleTimeoutMs: positive(options.idleTimeoutMs, 120_000, 'idleTimeoutMs'),
+    heartbeatMs: positive(options.heartbeatMs, 30_000, 'heartbeatMs'),
     ...(options.onComplete ? { onComplete: options.onComplete } : {}),
   };
   const sessions = new Set<Dup2Session>();
@@ -185,7 +212,36 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     ws.on('close', () => sessions.delete(session));
   });
 
-  const onUpgrade = upgradeOn(DUP_PATH, wss, ownsServer);
+  const allowedOrigins = options.allowedOrigins ? new Set(options.allowedOrigins) : undefined;
+  const maxConnectionsPerIp = positive(options.maxConnectionsPerIp, 64, 'maxConnectionsPerIp');
+  const connectionsByIp = new Map<string, number>();
+  // Checked before the upgrade completes: a refused browser never gets a WebSocket.
+  const admit = (req: IncomingMessage): number | undefined => {
+    const origin = req.headers.origin;
+    if (allowedOrigins && origin !== undefined && !allowedOrigins.has(origin)) return 403;
+    const ip = req.socket.remoteAddress ?? '';
+    if ((connectionsByIp.get(ip) ?? 0) >= maxConnectionsPerIp) return 429;
+    return undefined;
+  };
+  wss.on('connection', (ws, req: IncomingMessage) => {
+    const ip = req.socket.remoteAddress ?? '';
+    connectionsByIp.set(ip, (connectionsByIp.get(ip) ?? 0) + 1);
+    ws.on('close', () => {
+      const n = (connectionsByIp.get(ip) ?? 1) - 1;
+      if (n > 0) connectionsByIp.set(ip, n);
+      else connectionsByIp.delete(ip);
+    });
+  });
+  const onUpgrade = upgradeOn(DUP_PATH, wss, ownsServer, (req) => {
+    const status = admit(req);
+    if (status !== undefined)
+      log('upgrade-refused', {
+        status,
+        origin: req.headers.origin,
+        remote: req.socket.remoteAddress,
+      });
+    return status;
+  });
   const files: FileRouteOptions = {
     store,
     maxRanges: positive(options.maxRanges, 16, 'maxRanges'),

@@ -86,6 +86,7 @@ export const WIRE_ERROR = {
   internal: 14,
   'quota-exceeded': 15,
   'storage-full': 16,
+  'too-many-uploads': 17,
 } as const;
 /** Name of a wire error code, such as `'checksum-mismatch'`. */
 export type WireErrorCode = keyof typeof WIRE_ERROR;
@@ -97,6 +98,7 @@ export const RETRYABLE_WIRE_ERRORS: ReadonlySet<WireErrorCode> = new Set<WireErr
   'digest-mismatch',
   'storage-failed',
   'storage-full',
+  'too-many-uploads',
   'not-ready',
   'internal',
 ]);
@@ -111,6 +113,7 @@ export const CLOSE = {
   AUTH_TIMEOUT: 4001,
   AUTH_FAILED: 4003,
   UNSUPPORTED_PROTOCOL: 4005,
+  IDLE_TIMEOUT: 4008,
   REPLACED: 4009,
 } as const;
 /** A WebSocket close code named in {@link CLOSE}. */
