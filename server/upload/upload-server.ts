@@ -22,6 +22,7 @@ import { grantOf } from './grant.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
 import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
+import { handleUploads, type HttpUploadOptions } from './http-uploads.js';
 
 /** Options of {@link createUploadServer}. */
 export interface UploadServerOptions {
@@ -200,6 +201,13 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     heartbeatMs: positive(options.heartbeatMs, 30_000, 'heartbeatMs'),
     ...(options.onComplete ? { onComplete: options.onComplete } : {}),
   };
+  const uploads: HttpUploadOptions = {
+    store,
+    maxItemSize,
+    chunk: maxChunk,
+    verify: ctx.verify,
+    log,
+  };
   const sessions = new Set<Dup2Session>();
   wss.on('connection', (ws, req: IncomingMessage) => {
     log('connection', { protocol: ws.protocol || null, remote: req.socket.remoteAddress });
@@ -265,12 +273,16 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
         ms: Math.round(performance.now() - t0),
       }),
     );
-    handleHttp(req, res, files, { id: options.id, maxItemSize, maxChunk, window, started }).catch(
-      () => {
-        if (!res.headersSent) res.writeHead(500).end();
-        else res.destroy();
-      },
-    );
+    handleHttp(req, res, files, uploads, {
+      id: options.id,
+      maxItemSize,
+      maxChunk,
+      window,
+      started,
+    }).catch(() => {
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
   };
   httpServer.on('upgrade', onUpgrade);
   httpServer.on('request', onRequest);
@@ -301,6 +313,7 @@ async function handleHttp(
   req: IncomingMessage,
   res: ServerResponse,
   files: FileRouteOptions,
+  uploads: HttpUploadOptions,
   info: { id: string; maxItemSize: number; maxChunk: number; window: number; started: number },
 ): Promise<void> {
   res.setHeader('Access-Control-Allow-Origin', '*');
@@ -308,13 +321,15 @@ async function handleHttp(
   if (req.method === 'OPTIONS') {
     res
       .writeHead(204, {
-        'Access-Control-Allow-Methods': 'GET, HEAD',
-        'Access-Control-Allow-Headers': 'Range, If-Range, If-None-Match',
+        'Access-Control-Allow-Methods': 'GET, HEAD, POST, PUT',
+        'Access-Control-Allow-Headers':
+          'Range, If-Range, If-None-Match, Authorization, Content-Range, Content-Type, Repr-Digest, Item-Type, Item-Name',
         'Access-Control-Max-Age': '600',
       })
       .end();
     return;
   }
+  if (await handleUploads(req, res, path, uploads)) return;
   if (path === '/healthz') {
     if (!isRead(req, res)) return;
     const body = JSON.stringify({
@@ -330,8 +345,8 @@ async function handleHttp(
     if (!isRead(req, res)) return;
     const body = JSON.stringify({
       id: info.id,
-      protocols: [PROTOCOL.DUP_2],
-      endpoints: { [PROTOCOL.DUP_2]: DUP_PATH },
+      protocols: [PROTOCOL.DUP_2, PROTOCOL.HTTP_1],
+      endpoints: { [PROTOCOL.DUP_2]: DUP_PATH, [PROTOCOL.HTTP_1]: '/uploads' },
       limits: { maxItemSize: info.maxItemSize, maxChunk: info.maxChunk, window: info.window },
     });
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });

@@ -6,6 +6,8 @@
 /** Protocol names as the `/.well-known/ws-uploader` document and the control server spell them. */
 export const PROTOCOL = {
   DUP_2: 'dup/2',
+  /** Plain HTTP: `POST /uploads` (multipart/form-data), `PUT`/`HEAD /uploads/{itemId}`. */
+  HTTP_1: 'http/1',
 } as const;
 /** A data-protocol name, such as `'dup/2'`. */
 export type ProtocolName = (typeof PROTOCOL)[keyof typeof PROTOCOL];

@@ -1,0 +1,351 @@
+/**
+ * Plain HTTP uploads on the upload server, for clients without WebSockets and for small items:
+ * - `POST /uploads`: `multipart/form-data` with fields `itemId` and `size` (and optionally `sha256`)
+ *   before one file part; the item is stored and, with `sha256`, verified.
+ * - `PUT /uploads/{itemId}`: one part per request, placed by `Content-Range: bytes a-b/size`; a
+ *   `Repr-Digest: sha-256=:<base64>:` header completes the item once every byte is stored.
+ * - `HEAD /uploads/{itemId}`: which ranges are stored (`Upload-Ranges`).
+ * Every request carries an upload token in `Authorization: Bearer …` (never in the URL).
+ */
+import busboy from 'busboy';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import {
+  ITEM_ID_PATTERN,
+  MAX_MIME_BYTES,
+  MAX_NAME_BYTES,
+  truncateUtf8,
+  type ByteRange,
+} from '../../src/protocol/index.js';
+import { StoreError, type ItemRecord, type ItemStore } from './file-store.js';
+import { allowsWrite, type Grant } from './grant.js';
+
+/** What HTTP uploads need from the upload server. */
+export interface HttpUploadOptions {
+  readonly store: ItemStore;
+  readonly maxItemSize: number;
+  /** Bytes written to the store at a time. */
+  readonly chunk: number;
+  readonly verify: (token: string) => Promise<Grant | undefined>;
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
+}
+
+/** HTTP status of each error code. */
+const STATUS: Record<string, number> = {
+  'bad-request': 400,
+  unauthorized: 401,
+  forbidden: 403,
+  'not-found': 404,
+  conflict: 409,
+  incomplete: 409,
+  'too-large': 413,
+  'out-of-range': 400,
+  'digest-mismatch': 422,
+  'quota-exceeded': 507,
+  'storage-full': 507,
+  'storage-failed': 500,
+  internal: 500,
+};
+
+class HttpError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Handles `/uploads` and `/uploads/{itemId}`; returns false for other paths.
+ */
+export async function handleUploads(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  options: HttpUploadOptions,
+): Promise<boolean> {
+  const match = /^\/uploads(?:\/([^/]+))?$/.exec(path);
+  if (!match) return false;
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Access-Control-Expose-Headers', 'Upload-Ranges, Upload-Length, Upload-Complete');
+  try {
+    const grant = await authenticate(req, options);
+    if (match[1] === undefined) {
+      if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
+      await postMultipart(req, res, grant, options);
+      return true;
+    }
+    const itemId = decodeId(match[1]);
+    if (req.method === 'PUT') await putPart(req, res, itemId, grant, options);
+    else if (req.method === 'HEAD') await headItem(res, itemId, grant, options);
+    else return methodNotAllowed(res, 'PUT, HEAD');
+  } catch (e) {
+    const error =
+      e instanceof HttpError
+        ? e
+        : e instanceof StoreError
+          ? new HttpError(e.code, e.message)
+          : new HttpError('internal', 'internal error');
+    if (!(e instanceof HttpError || e instanceof StoreError))
+      options.log('http-upload-error', { error: String(e) });
+    fail(res, error, req);
+  }
+  return true;
+}
+
+async function authenticate(req: IncomingMessage, options: HttpUploadOptions): Promise<Grant> {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  const grant = m ? await options.verify(m[1]!) : undefined;
+  if (!grant)
+    throw new HttpError('unauthorized', 'send a valid upload token in Authorization: Bearer');
+  return grant;
+}
+
+async function postMultipart(
+  req: IncomingMessage,
+  res: ServerResponse,
+  grant: Grant,
+  options: HttpUploadOptions,
+): Promise<void> {
+  if (!/^multipart\/form-data/i.test(req.headers['content-type'] ?? '')) {
+    throw new HttpError('bad-request', 'POST /uploads takes multipart/form-data');
+  }
+  const fields = new Map<string, string>();
+  const result = await new Promise<ItemRecord>((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: req.headers,
+        limits: { files: 1, fields: 8, fieldSize: 1024, fileSize: options.maxItemSize + 1 },
+      });
+    } catch {
+      reject(new HttpError('bad-request', 'malformed multipart/form-data'));
+      return;
+    }
+    let done: Promise<ItemRecord> | undefined;
+    parser.on('field', (name, value) => fields.set(name, value));
+    parser.on('file', (_name, file, info) => {
+      done = storeMultipartFile(file, fields, info, grant, options);
+      done.catch(() => file.resume());
+    });
+    parser.on('error', () => reject(new HttpError('bad-request', 'malformed multipart/form-data')));
+    parser.on('close', () => {
+      if (!done) reject(new HttpError('bad-request', 'no file part'));
+      else done.then(resolve, reject);
+    });
+    req.pipe(parser);
+  });
+  res.writeHead(201, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify(describe(result)));
+}
+
+async function storeMultipartFile(
+  file: Readable,
+  fields: Map<string, string>,
+  info: { filename?: string | undefined; mimeType: string },
+  grant: Grant,
+  options: HttpUploadOptions,
+): Promise<ItemRecord> {
+  const itemId = fields.get('itemId') ?? '';
+  const size = Number(fields.get('size'));
+  const sha256 = fields.get('sha256');
+  if (!ITEM_ID_PATTERN.test(itemId))
+    throw new HttpError(
+      'bad-request',
+      'field itemId (before the file) must match [A-Za-z0-9_-]{1,128}',
+    );
+  if (!Number.isSafeInteger(size) || size < 0)
+    throw new HttpError('bad-request', 'field size (before the file) must be the file size');
+  if (sha256 !== undefined && !/^[0-9a-f]{64}$/.test(sha256))
+    throw new HttpError('bad-request', 'field sha256 must be 64 hex digits');
+  await openItem(
+    itemId,
+    size,
+    grant,
+    info.mimeType,
+    truncateUtf8(info.filename ?? '', MAX_NAME_BYTES),
+    options,
+  );
+  const hash = createHash('sha256');
+  const written = await writeStream(file, itemId, 0, size, grant, options, hash);
+  if (written !== size)
+    throw new HttpError('bad-request', `the file has ${written} bytes, not ${size}`);
+  const actual = hash.digest('hex');
+  if (sha256 !== undefined && sha256 !== actual)
+    throw new HttpError('digest-mismatch', 'the file does not match field sha256');
+  return options.store.finish(itemId, actual);
+}
+
+async function putPart(
+  req: IncomingMessage,
+  res: ServerResponse,
+  itemId: string,
+  grant: Grant,
+  options: HttpUploadOptions,
+): Promise<void> {
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(req.headers['content-range'] ?? '');
+  if (!m) throw new HttpError('bad-request', 'PUT needs Content-Range: bytes first-last/size');
+  const [first, last, size] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (![first, last, size].every(Number.isSafeInteger) || first > last || last >= size) {
+    throw new HttpError('bad-request', 'Content-Range is not a range of the item');
+  }
+  const length = req.headers['content-length'];
+  if (length !== undefined && Number(length) !== last - first + 1) {
+    throw new HttpError('bad-request', 'Content-Length differs from Content-Range');
+  }
+  const mime = headerText(req.headers['item-type'], MAX_MIME_BYTES);
+  const name = headerText(req.headers['item-name'], MAX_NAME_BYTES);
+  await openItem(itemId, size, grant, mime, name, options);
+  const written = await writeStream(req, itemId, first, last + 1, grant, options, undefined);
+  if (written !== last - first + 1)
+    throw new HttpError('bad-request', `the body has ${written} bytes, not ${last - first + 1}`);
+  let record = (await options.store.get(itemId))!;
+  const digest = /sha-256=:([A-Za-z0-9+/=]+):/.exec(String(req.headers['repr-digest'] ?? ''));
+  if (digest) {
+    const hex = Buffer.from(digest[1]!, 'base64').toString('hex');
+    if (
+      record.ranges.length === 1 &&
+      record.ranges[0]!.start === 0 &&
+      record.ranges[0]!.end === size
+    ) {
+      record = await options.store.finish(itemId, hex);
+    }
+  }
+  res.writeHead(200, { 'Content-Type': 'application/json', ...rangeHeaders(record) });
+  res.end(JSON.stringify(describe(record)));
+}
+
+async function headItem(
+  res: ServerResponse,
+  itemId: string,
+  grant: Grant,
+  options: HttpUploadOptions,
+): Promise<void> {
+  const record = await options.store.get(itemId);
+  if (!record || (record.owner !== undefined && record.owner !== grant.owner)) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, rangeHeaders(record)).end();
+}
+
+async function openItem(
+  itemId: string,
+  size: number,
+  grant: Grant,
+  mime: string,
+  name: string,
+  options: HttpUploadOptions,
+): Promise<void> {
+  if (size > options.maxItemSize)
+    throw new HttpError(
+      'too-large',
+      `item of ${size} bytes is over the limit of ${options.maxItemSize}`,
+    );
+  if (Date.now() > grant.expiresAt + 30_000)
+    throw new HttpError('unauthorized', 'the token expired');
+  if (grant.items && !grant.items.has(itemId))
+    throw new HttpError('forbidden', `the token does not allow writing item ${itemId}`);
+  await options.store.open(itemId, size, { owner: grant.owner, mime, name });
+}
+
+/** Writes a body to the item at `start`, in chunks, no further than `end`; returns the bytes read. */
+async function writeStream(
+  body: Readable,
+  itemId: string,
+  start: number,
+  end: number,
+  grant: Grant,
+  options: HttpUploadOptions,
+  hash: ReturnType<typeof createHash> | undefined,
+): Promise<number> {
+  let offset = start;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const flush = async (): Promise<void> => {
+    if (pendingBytes === 0) return;
+    const bytes = Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    if (offset + bytes.length > end)
+      throw new HttpError('bad-request', 'the body is longer than its range');
+    if (!allowsWrite(grant, itemId, offset, offset + bytes.length)) {
+      throw new HttpError('forbidden', `the token does not allow writing bytes at ${offset}`);
+    }
+    hash?.update(bytes);
+    await options.store.write(itemId, offset, bytes);
+    offset += bytes.length;
+  };
+  for await (const chunk of body) {
+    pending.push(chunk as Buffer);
+    pendingBytes += (chunk as Buffer).length;
+    if (offset + pendingBytes > end)
+      throw new HttpError('bad-request', 'the body is longer than its range');
+    if (pendingBytes >= options.chunk) await flush();
+  }
+  await flush();
+  return offset - start;
+}
+
+function rangeHeaders(record: ItemRecord): Record<string, string> {
+  return {
+    'Upload-Length': String(record.size),
+    'Upload-Ranges': record.ranges.map((r: ByteRange) => `${r.start}-${r.end - 1}`).join(','),
+    'Upload-Complete': record.complete ? '?1' : '?0',
+  };
+}
+
+function describe(record: ItemRecord): Record<string, unknown> {
+  return {
+    itemId: record.itemId,
+    size: record.size,
+    ranges: record.ranges,
+    complete: record.complete,
+    ...(record.sha256 ? { sha256: record.sha256 } : {}),
+  };
+}
+
+function decodeId(segment: string): string {
+  let id = '';
+  try {
+    id = decodeURIComponent(segment);
+  } catch {
+    // falls through to the check
+  }
+  if (!ITEM_ID_PATTERN.test(id)) throw new HttpError('not-found', 'no such item');
+  return id;
+}
+
+function headerText(value: string | string[] | undefined, maxBytes: number): string {
+  if (typeof value !== 'string') return '';
+  try {
+    return truncateUtf8(decodeURIComponent(value), maxBytes);
+  } catch {
+    return '';
+  }
+}
+
+function methodNotAllowed(res: ServerResponse, allow: string): true {
+  res.writeHead(405, { Allow: allow }).end();
+  return true;
+}
+
+function fail(res: ServerResponse, error: HttpError, req: IncomingMessage): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const status = STATUS[error.code] ?? 500;
+  const headers: Record<string, string> = {
+    'Content-Type': 'application/json',
+    Connection: 'close',
+  };
+  if (error.code === 'storage-full') headers['Retry-After'] = '60';
+  if (status === 401) headers['WWW-Authenticate'] = 'Bearer';
+  res.writeHead(status, headers);
+  res.end(JSON.stringify({ code: error.code, message: error.message }));
+  // Whatever of the body is still coming is not wanted.
+  req.resume();
+}
