@@ -41,7 +41,12 @@ describe('upload server plain HTTP uploads (http/1)', () => {
   ): FormData {
     const f = new FormData();
     for (const [k, v] of Object.entries(fields)) f.append(k, v);
-    if (file) f.append('file', new Blob([file.bytes as Uint8Array<ArrayBuffer>], { type: file.type }), file.name);
+    if (file)
+      f.append(
+        'file',
+        new Blob([file.bytes as Uint8Array<ArrayBuffer>], { type: file.type }),
+        file.name,
+      );
     return f;
   }
 
