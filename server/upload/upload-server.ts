@@ -13,12 +13,14 @@ import {
   ITEM_ID_PATTERN,
   MAX_TOKEN_BYTES,
   PROTOCOL,
+  SUBPROTOCOL_DUP_1,
   SUBPROTOCOL_DUP_2,
 } from '../../src/protocol/index.js';
 import { listen, pathOf, shutdown, upgradeOn } from '../internal/http-server.js';
 import { logFor, type Logger } from '../internal/log.js';
 import { CLOCK_LEEWAY_SECONDS, secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { grantOf } from './grant.js';
+import { Dup1Session } from './dup1-session.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
 import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
@@ -66,6 +68,11 @@ export interface UploadServerOptions {
   readonly holdMs?: number;
   /** `Retry-After` of that 503, in seconds. @default 2 */
   readonly retryAfterSeconds?: number;
+  /**
+   * Protocols to speak, of `dup/2`, `dup/1` and `http/1` (both WebSocket versions share `/dup`,
+   * told apart by `Sec-WebSocket-Protocol`). @default all of them
+   */
+  readonly protocols?: readonly string[];
   /** Largest number of ranges in one `Range` header; more and the whole item is sent. @default 16 */
   readonly maxRanges?: number;
   /** Upload ids one client (token `sub`) may have bound at once, over all its connections. @default 64 */
@@ -162,6 +169,14 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   const audience = uploadAudience(options.id);
   const usedOnce = new Map<string, number>();
 
+  const known: string[] = [PROTOCOL.DUP_2, PROTOCOL.DUP_1, PROTOCOL.HTTP_1];
+  const enabled = new Set(options.protocols ?? known);
+  for (const p of enabled) {
+    if (!known.includes(p))
+      throw new TypeError(
+        `ws-uploader: unknown protocol ${JSON.stringify(p)}; use ${known.join(', ')}`,
+      );
+  }
   const ownsServer = !options.server;
   const httpServer = options.server ?? createServer();
   const wss = new WebSocketServer({
@@ -169,7 +184,13 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     // A DATA frame of maxChunk bytes, or a HELLO with the largest token.
     maxPayload: Math.max(maxChunk + DATA_HEADER_BYTES, MAX_TOKEN_BYTES + 3),
     perMessageDeflate: false,
-    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL_DUP_2) ? SUBPROTOCOL_DUP_2 : false),
+    // The best version both sides speak: dup/2, then dup/1.
+    handleProtocols: (offered) =>
+      enabled.has(PROTOCOL.DUP_2) && offered.has(SUBPROTOCOL_DUP_2)
+        ? SUBPROTOCOL_DUP_2
+        : enabled.has(PROTOCOL.DUP_1) && offered.has(SUBPROTOCOL_DUP_1)
+          ? SUBPROTOCOL_DUP_1
+          : false,
   });
   const drainMs = positive(options.drainMs, 10_000, 'drainMs');
   const log = logFor(options.id, options.logger);
@@ -208,14 +229,15 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     verify: ctx.verify,
     log,
   };
-  const sessions = new Set<Dup2Session>();
+  const sessions = new Set<Dup2Session | Dup1Session>();
   wss.on('connection', (ws, req: IncomingMessage) => {
     log('connection', { protocol: ws.protocol || null, remote: req.socket.remoteAddress });
-    if (ws.protocol !== SUBPROTOCOL_DUP_2) {
-      ws.close(CLOSE.UNSUPPORTED_PROTOCOL, `speak ${SUBPROTOCOL_DUP_2}`);
+    if (ws.protocol !== SUBPROTOCOL_DUP_2 && ws.protocol !== SUBPROTOCOL_DUP_1) {
+      ws.close(CLOSE.UNSUPPORTED_PROTOCOL, `speak ${SUBPROTOCOL_DUP_2} or ${SUBPROTOCOL_DUP_1}`);
       return;
     }
-    const session = new Dup2Session(ws, ctx);
+    const session =
+      ws.protocol === SUBPROTOCOL_DUP_2 ? new Dup2Session(ws, ctx) : new Dup1Session(ws, ctx);
     sessions.add(session);
     ws.on('close', () => sessions.delete(session));
   });
@@ -279,6 +301,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       maxChunk,
       window,
       started,
+      protocols: [...enabled],
     }).catch(() => {
       if (!res.headersSent) res.writeHead(500).end();
       else res.destroy();
@@ -314,7 +337,14 @@ async function handleHttp(
   res: ServerResponse,
   files: FileRouteOptions,
   uploads: HttpUploadOptions,
-  info: { id: string; maxItemSize: number; maxChunk: number; window: number; started: number },
+  info: {
+    id: string;
+    maxItemSize: number;
+    maxChunk: number;
+    window: number;
+    started: number;
+    protocols: readonly string[];
+  },
 ): Promise<void> {
   res.setHeader('Access-Control-Allow-Origin', '*');
   const path = pathOf(req);
@@ -329,7 +359,8 @@ async function handleHttp(
       .end();
     return;
   }
-  if (await handleUploads(req, res, path, uploads)) return;
+  if (info.protocols.includes(PROTOCOL.HTTP_1) && (await handleUploads(req, res, path, uploads)))
+    return;
   if (path === '/healthz') {
     if (!isRead(req, res)) return;
     const body = JSON.stringify({
@@ -345,8 +376,10 @@ async function handleHttp(
     if (!isRead(req, res)) return;
     const body = JSON.stringify({
       id: info.id,
-      protocols: [PROTOCOL.DUP_2, PROTOCOL.HTTP_1],
-      endpoints: { [PROTOCOL.DUP_2]: DUP_PATH, [PROTOCOL.HTTP_1]: '/uploads' },
+      protocols: info.protocols,
+      endpoints: Object.fromEntries(
+        info.protocols.map((p) => [p, p === PROTOCOL.HTTP_1 ? '/uploads' : DUP_PATH]),
+      ),
       limits: { maxItemSize: info.maxItemSize, maxChunk: info.maxChunk, window: info.window },
     });
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });

@@ -6,6 +6,8 @@
 /** Protocol names as the `/.well-known/ws-uploader` document and the control server spell them. */
 export const PROTOCOL = {
   DUP_2: 'dup/2',
+  /** The older WebSocket protocol: one upload per socket, JSON control, binary data. */
+  DUP_1: 'dup/1',
   /** Plain HTTP: `POST /uploads` (multipart/form-data), `PUT`/`HEAD /uploads/{itemId}`. */
   HTTP_1: 'http/1',
 } as const;
@@ -17,6 +19,8 @@ export type ProtocolName = (typeof PROTOCOL)[keyof typeof PROTOCOL];
  * has a token of its own.
  */
 export const SUBPROTOCOL_DUP_2 = 'ws-uploader.dup.v2';
+/** `Sec-WebSocket-Protocol` token of dup/1. */
+export const SUBPROTOCOL_DUP_1 = 'ws-uploader.dup.v1';
 /** `Sec-WebSocket-Protocol` token of the control protocol, version 1. */
 export const SUBPROTOCOL_CONTROL_1 = 'ws-uploader.control.v1';
 

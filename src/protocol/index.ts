@@ -10,4 +10,5 @@ export * from './ranges.js';
 export * from './hex.js';
 export * from './utf8.js';
 export * from './dup2.js';
+export * from './dup1.js';
 export * from './control.js';
