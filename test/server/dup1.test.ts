@@ -16,7 +16,6 @@ import {
 import { createUploadServer, type UploadServer } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { sha256 } from '../helpers/node-peers.js';
-import { codeOf } from '../helpers/protocol-errors.js';
 
 const SECRET = 'g'.repeat(32);
 
@@ -181,21 +180,5 @@ describe('upload server (dup/1)', () => {
       protocols: string[];
     };
     expect(doc.protocols).to.deep.equal(['dup/2']);
-  });
-
-  it('decodes only valid dup/1 messages', () => {
-    expect(codeOf(() => decodeDup1ServerMessage('{"type":"ack","start":5,"end":5}'))).to.equal(
-      'message-invalid',
-    );
-    expect(codeOf(() => decodeDup1ServerMessage('nope'))).to.equal('message-invalid-json');
-    expect(
-      decodeDup1ServerMessage(
-        encodeDup1Message({ type: 'opened', complete: true, ranges: [{ start: 0, end: 3 }] }),
-      ),
-    ).to.deep.equal({
-      type: 'opened',
-      complete: true,
-      ranges: [{ start: 0, end: 3 }],
-    });
   });
 });
