@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { crc32c } from '../../src/protocol/index.js';
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -22,5 +23,25 @@ describe('crc32c', () => {
 
   it('is 0 for no bytes', () => {
     expect(crc32c(new Uint8Array(0))).to.equal(0);
+  });
+
+  it('agrees with a bit-at-a-time reference at every alignment and length', () => {
+    const reference = (bytes: Uint8Array): number => {
+      let crc = ~0;
+      for (const b of bytes) {
+        crc ^= b;
+        for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+      }
+      return ~crc >>> 0;
+    };
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat(7), (data, shift) => {
+        const buffer = new Uint8Array(data.length + shift);
+        buffer.set(data, shift);
+        const view = buffer.subarray(shift);
+        expect(crc32c(view)).to.equal(reference(data));
+      }),
+      { numRuns: 500 },
+    );
   });
 });
