@@ -46,6 +46,7 @@ export class Dup1Session {
   constructor(ws: WebSocket, ctx: Dup2SessionContext) {
     this.#ws = ws;
     this.#ctx = ctx;
+    ctx.budget.join(ws);
     const auth = setTimeout(
       () => this.#close(CLOSE.AUTH_TIMEOUT, 'no hello in time'),
       ctx.authTimeoutMs,
@@ -220,6 +221,7 @@ export class Dup1Session {
     }
     upload.cursor += payload.length;
     this.#inFlight += payload.length;
+    this.#ctx.budget.take(payload.length);
     upload.pending += payload.length;
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
     const write = upload.opened
@@ -236,6 +238,7 @@ export class Dup1Session {
         if (!upload.ended) {
           upload.pending -= bytes.length;
           this.#inFlight -= bytes.length;
+          this.#ctx.budget.give(bytes.length);
         }
       });
     upload.writes.add(write);
@@ -291,6 +294,7 @@ export class Dup1Session {
     this.#upload = undefined;
     upload.ended = true;
     this.#inFlight -= upload.pending;
+    this.#ctx.budget.give(upload.pending);
     upload.pending = 0;
     const clientId = this.#grant!.clientId;
     const bound = (this.#ctx.uploadsByClient.get(clientId) ?? 1) - 1;

@@ -16,6 +16,7 @@ import {
 } from '../../src/protocol/index.js';
 import { StoreError, type ItemStore } from './file-store.js';
 import { allowsWrite, type Grant } from './grant.js';
+import type { BufferBudget } from './buffer-budget.js';
 import { CLOCK_LEEWAY_SECONDS } from '../tokens.js';
 
 const CLOCK_LEEWAY_MS = CLOCK_LEEWAY_SECONDS * 1000;
@@ -38,6 +39,8 @@ export interface Dup2SessionContext {
   readonly idleTimeoutMs: number;
   /** Interval of WebSocket pings; a peer that misses one is dropped, in ms. */
   readonly heartbeatMs: number;
+  /** The server-wide cap on bytes received and not yet stored. */
+  readonly budget: BufferBudget;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
   /** Structured log of the session's events (never with a token). */
@@ -77,6 +80,7 @@ export class Dup2Session {
   constructor(ws: WebSocket, ctx: Dup2SessionContext) {
     this.#ws = ws;
     this.#ctx = ctx;
+    ctx.budget.join(ws);
     this.#authTimer = setTimeout(
       () => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'),
       ctx.authTimeoutMs,
@@ -301,6 +305,7 @@ export class Dup2Session {
       return;
     }
     this.#inFlight += payload.length;
+    this.#ctx.budget.take(payload.length);
     upload.pending += payload.length;
     // The payload is a view into the message buffer, which ws does not reuse: safe to keep.
     // The queue only starts the write: the store orders writes of an item, and flushes those that
@@ -323,6 +328,7 @@ export class Dup2Session {
           if (!upload.ended) {
             upload.pending -= payload.length;
             this.#inFlight -= payload.length;
+            this.#ctx.budget.give(payload.length);
           }
         });
       upload.writes.add(write);
@@ -392,6 +398,7 @@ export class Dup2Session {
     else this.#ctx.uploadsByClient.delete(clientId);
     upload.ended = true;
     this.#inFlight -= upload.pending;
+    this.#ctx.budget.give(upload.pending);
     upload.pending = 0;
     this.#uploads.delete(uploadId);
   }

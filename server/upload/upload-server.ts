@@ -20,6 +20,7 @@ import { listen, pathOf, shutdown, upgradeOn } from '../internal/http-server.js'
 import { logFor, type Logger } from '../internal/log.js';
 import { CLOCK_LEEWAY_SECONDS, secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { grantOf } from './grant.js';
+import { BufferBudget } from './buffer-budget.js';
 import { Dup1Session } from './dup1-session.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
@@ -75,6 +76,11 @@ export interface UploadServerOptions {
   readonly protocols?: readonly string[];
   /** Largest number of ranges in one `Range` header; more and the whole item is sent. @default 16 */
   readonly maxRanges?: number;
+  /**
+   * Bytes received and not yet stored, over all connections; past it the server stops reading
+   * from every connection until half is stored. @default 67108864 (64 MiB)
+   */
+  readonly maxBufferedBytes?: number;
   /** Upload ids one client (token `sub`) may have bound at once, over all its connections. @default 64 */
   readonly maxUploadsPerClient?: number;
   /** WebSocket connections one IP address may hold at once; more get 429 before the upgrade. @default 64 */
@@ -220,6 +226,9 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     uploadsByClient: new Map<string, number>(),
     idleTimeoutMs: positive(options.idleTimeoutMs, 120_000, 'idleTimeoutMs'),
     heartbeatMs: positive(options.heartbeatMs, 30_000, 'heartbeatMs'),
+    budget: new BufferBudget(
+      positive(options.maxBufferedBytes, 64 * 1024 * 1024, 'maxBufferedBytes'),
+    ),
     ...(options.onComplete ? { onComplete: options.onComplete } : {}),
   };
   const uploads: HttpUploadOptions = {
