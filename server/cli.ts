@@ -43,6 +43,8 @@ ${SECRET_HELP}
   --max-uploads-per-client N  uploads one client may have open at once (default 64)
   --idle-timeout MS        close connections silent this long (default 120000)
   --heartbeat MS           WebSocket ping interval (default 30000)
+  --max-buffered-bytes N   bytes received and not yet stored, all connections (default 67108864)
+  --protocols LIST         comma-separated, of dup/2, dup/1, http/1 (default: all)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every option can also come from the environment: --max-item-size is WS_UPLOADER_MAX_ITEM_SIZE,
@@ -68,6 +70,8 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       'max-uploads-per-client': { type: 'string' },
       'idle-timeout': { type: 'string' },
       heartbeat: { type: 'string' },
+      'max-buffered-bytes': { type: 'string' },
+      protocols: { type: 'string' },
       log: { type: 'string', default: 'json' },
     },
     async run(v) {
@@ -95,6 +99,15 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         ...optional('max-uploads-per-client', 'maxUploadsPerClient'),
         ...optional('idle-timeout', 'idleTimeoutMs'),
         ...optional('heartbeat', 'heartbeatMs'),
+        ...optional('max-buffered-bytes', 'maxBufferedBytes'),
+        ...(typeof v['protocols'] === 'string'
+          ? {
+              protocols: v['protocols']
+                .split(',')
+                .map((p) => p.trim())
+                .filter(Boolean),
+            }
+          : {}),
         ...(typeof v['allowed-origins'] === 'string'
           ? {
               allowedOrigins: v['allowed-origins']
