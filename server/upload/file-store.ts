@@ -79,8 +79,13 @@ export interface ItemStore {
   get(itemId: string): Promise<ItemRecord | undefined>;
   /** Stores bytes at an offset; resolves once they are durable per the store's policy. */
   write(itemId: string, offset: number, bytes: Uint8Array): Promise<ItemRecord>;
-  /** Verifies the whole item against `sha256` (hex) and marks it complete. */
-  finish(itemId: string, sha256: string): Promise<ItemRecord>;
+  /**
+   * Verifies the whole item against `sha256` (hex) and marks it complete; without `sha256`, marks
+   * it complete with the digest of what is stored (for protocols that send none, such as tus).
+   */
+  finish(itemId: string, sha256?: string): Promise<ItemRecord>;
+  /** Deletes a partial item; `false` when there is none (or it is complete). */
+  remove(itemId: string): Promise<boolean>;
   /** Reads `start..end` (half-open) of a stored item. */
   read(itemId: string, start: number, end: number): ReadStream;
   /**
@@ -199,11 +204,11 @@ export class FileStore implements ItemStore {
     return this.#commit(slot);
   }
 
-  finish(itemId: string, sha256: string): Promise<ItemRecord> {
+  finish(itemId: string, expected?: string): Promise<ItemRecord> {
     return this.#serial(itemId, async (slot) => {
       const { record } = slot;
       if (record.complete) {
-        if (record.sha256 !== sha256)
+        if (expected !== undefined && record.sha256 !== expected)
           throw new StoreError('digest-mismatch', `item ${itemId} is stored with another SHA-256`);
         return record;
       }
@@ -221,6 +226,7 @@ export class FileStore implements ItemStore {
       } catch (e) {
         throw storageError(e, `could not read back ${itemId}`);
       }
+      const sha256 = expected ?? actual;
       if (actual !== sha256) {
         // Some stored bytes are wrong and nothing says which: the client must send them all again.
         const reset = { ...record, ranges: [] };
@@ -237,6 +243,18 @@ export class FileStore implements ItemStore {
       this.#set(slot, next);
       return next;
     });
+  }
+
+  async remove(itemId: string): Promise<boolean> {
+    const slot = await this.#slot(itemId);
+    if (!slot || slot.record.complete) return false;
+    await slot.queue;
+    await slot.committing?.catch(() => undefined);
+    await slot.handle?.close().catch(() => undefined);
+    this.#slots.delete(itemId);
+    (await this.#usage)?.delete(itemId);
+    await rm(join(this.#dir, itemId), { recursive: true, force: true });
+    return true;
   }
 
   watch(itemId: string, listener: (record: ItemRecord) => void): () => void {

@@ -26,6 +26,7 @@ import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
 import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
 import { handleUploads, type HttpUploadOptions } from './http-uploads.js';
+import { handleTus, TUS_PATH, type TusOptions } from './tus.js';
 
 /** Options of {@link createUploadServer}. */
 export interface UploadServerOptions {
@@ -175,7 +176,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   const audience = uploadAudience(options.id);
   const usedOnce = new Map<string, number>();
 
-  const known: string[] = [PROTOCOL.DUP_2, PROTOCOL.DUP_1, PROTOCOL.HTTP_1];
+  const known: string[] = [PROTOCOL.DUP_2, PROTOCOL.DUP_1, PROTOCOL.TUS_1, PROTOCOL.HTTP_1];
   const enabled = new Set(options.protocols ?? known);
   for (const p of enabled) {
     if (!known.includes(p))
@@ -238,6 +239,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     verify: ctx.verify,
     log,
   };
+  const tus: TusOptions = { ...uploads, partialTtlMs };
   const sessions = new Set<Dup2Session | Dup1Session>();
   wss.on('connection', (ws, req: IncomingMessage) => {
     log('connection', { protocol: ws.protocol || null, remote: req.socket.remoteAddress });
@@ -304,7 +306,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
         ms: Math.round(performance.now() - t0),
       }),
     );
-    handleHttp(req, res, files, uploads, {
+    handleHttp(req, res, files, uploads, tus, {
       id: options.id,
       maxItemSize,
       maxChunk,
@@ -346,6 +348,7 @@ async function handleHttp(
   res: ServerResponse,
   files: FileRouteOptions,
   uploads: HttpUploadOptions,
+  tus: TusOptions,
   info: {
     id: string;
     maxItemSize: number;
@@ -357,6 +360,8 @@ async function handleHttp(
 ): Promise<void> {
   res.setHeader('Access-Control-Allow-Origin', '*');
   const path = pathOf(req);
+  // tus answers its own OPTIONS (with its version and extensions).
+  if (info.protocols.includes(PROTOCOL.TUS_1) && (await handleTus(req, res, path, tus))) return;
   if (req.method === 'OPTIONS') {
     res
       .writeHead(204, {
@@ -387,7 +392,10 @@ async function handleHttp(
       id: info.id,
       protocols: info.protocols,
       endpoints: Object.fromEntries(
-        info.protocols.map((p) => [p, p === PROTOCOL.HTTP_1 ? '/uploads' : DUP_PATH]),
+        info.protocols.map((p) => [
+          p,
+          p === PROTOCOL.HTTP_1 ? '/uploads' : p === PROTOCOL.TUS_1 ? TUS_PATH : DUP_PATH,
+        ]),
       ),
       limits: { maxItemSize: info.maxItemSize, maxChunk: info.maxChunk, window: info.window },
     });

@@ -8,6 +8,8 @@ export const PROTOCOL = {
   DUP_2: 'dup/2',
   /** The older WebSocket protocol: one upload per socket, JSON control, binary data. */
   DUP_1: 'dup/1',
+  /** tus 1.0.0 at `/tus/`. */
+  TUS_1: 'tus/1',
   /** Plain HTTP: `POST /uploads` (multipart/form-data), `PUT`/`HEAD /uploads/{itemId}`. */
   HTTP_1: 'http/1',
 } as const;

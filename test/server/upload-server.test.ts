@@ -358,7 +358,7 @@ describe('upload server (dup/2)', () => {
     const res = await fetch(`${urls.http}/.well-known/ws-uploader`);
     const doc = (await res.json()) as { id: string; protocols: string[] };
     expect(doc.id).to.equal('up-1');
-    expect(doc.protocols).to.deep.equal(['dup/2', 'dup/1', 'http/1']);
+    expect(doc.protocols).to.deep.equal(['dup/2', 'dup/1', 'tus/1', 'http/1']);
   });
 
   it('refuses to let another user write to an item with unauthorized', async () => {

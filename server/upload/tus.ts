@@ -1,0 +1,300 @@
+/**
+ * tus 1.0.0 (https://tus.io/protocols/resumable-upload) at `/tus/`: core, creation,
+ * creation-with-upload, termination, checksum and expiration, so tus clients (tus-js-client, Uppy)
+ * upload to this server. Uploads are items like any other: same storage, tokens and limits. The
+ * token travels in `Authorization: Bearer …`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  ITEM_ID_PATTERN,
+  MAX_MIME_BYTES,
+  MAX_NAME_BYTES,
+  truncateUtf8,
+} from '../../src/protocol/index.js';
+import { StoreError, type ItemRecord } from './file-store.js';
+import { allowsWrite, type Grant } from './grant.js';
+import type { HttpUploadOptions } from './http-uploads.js';
+
+/** Path prefix of the tus endpoint. */
+export const TUS_PATH = '/tus/';
+
+const TUS_VERSION = '1.0.0';
+const EXTENSIONS = 'creation,creation-with-upload,termination,checksum,expiration';
+const CHECKSUMS: Record<string, string> = { sha1: 'sha1', sha256: 'sha256', md5: 'md5' };
+
+/** What tus needs beyond plain HTTP uploads. */
+export interface TusOptions extends HttpUploadOptions {
+  /** Partial uploads expire after this long without bytes, in ms (`Upload-Expires`). */
+  readonly partialTtlMs: number;
+}
+
+/**
+ * Handles a request under `/tus/`; returns false for other paths.
+ */
+export async function handleTus(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  options: TusOptions,
+): Promise<boolean> {
+  if (path !== TUS_PATH.slice(0, -1) && !path.startsWith(TUS_PATH)) return false;
+  res.setHeader('Tus-Resumable', TUS_VERSION);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader(
+    'Access-Control-Expose-Headers',
+    'Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires',
+  );
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, {
+      'Tus-Version': TUS_VERSION,
+      'Tus-Extension': EXTENSIONS,
+      'Tus-Max-Size': String(options.maxItemSize),
+      'Tus-Checksum-Algorithm': Object.keys(CHECKSUMS).join(','),
+      'Access-Control-Allow-Methods': 'POST, HEAD, PATCH, DELETE, OPTIONS',
+      'Access-Control-Allow-Headers':
+        'Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, Upload-Checksum, Upload-Defer-Length',
+    });
+    res.end();
+    return true;
+  }
+  if (req.headers['tus-resumable'] !== TUS_VERSION) {
+    reply(res, req, 412, 'Tus-Resumable must be 1.0.0', { 'Tus-Version': TUS_VERSION });
+    return true;
+  }
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  const grant = m ? await options.verify(m[1]!) : undefined;
+  if (!grant) {
+    reply(res, req, 401, 'send a valid upload token in Authorization: Bearer', {
+      'WWW-Authenticate': 'Bearer',
+    });
+    return true;
+  }
+  try {
+    const id = path.slice(TUS_PATH.length);
+    if (id === '' || path === TUS_PATH.slice(0, -1)) {
+      if (req.method !== 'POST')
+        reply(res, req, 405, 'POST to create an upload', { Allow: 'POST, OPTIONS' });
+      else await create(req, res, grant, options);
+      return true;
+    }
+    const record = ITEM_ID_PATTERN.test(id) ? await options.store.get(id) : undefined;
+    if (!record || (record.owner !== undefined && record.owner !== grant.owner)) {
+      reply(res, req, 404, 'no such upload');
+      return true;
+    }
+    if (req.method === 'HEAD') {
+      res.writeHead(200, describe(record, options)).end();
+    } else if (req.method === 'PATCH') {
+      await patch(req, res, record, grant, options);
+    } else if (req.method === 'DELETE') {
+      if (await options.store.remove(id)) res.writeHead(204).end();
+      else reply(res, req, 403, 'a complete upload cannot be terminated');
+    } else {
+      reply(res, req, 405, 'use HEAD, PATCH or DELETE', { Allow: 'HEAD, PATCH, DELETE, OPTIONS' });
+    }
+  } catch (e) {
+    if (e instanceof StoreError) {
+      const status =
+        { 'quota-exceeded': 413, 'storage-full': 507, unauthorized: 403, conflict: 409 }[
+          e.code as string
+        ] ?? 500;
+      reply(res, req, status, e.message);
+    } else {
+      options.log('tus-error', { error: String(e) });
+      reply(res, req, 500, 'internal error');
+    }
+  }
+  return true;
+}
+
+async function create(
+  req: IncomingMessage,
+  res: ServerResponse,
+  grant: Grant,
+  options: TusOptions,
+): Promise<void> {
+  if (req.headers['upload-defer-length'] !== undefined) {
+    reply(res, req, 400, 'Upload-Defer-Length is not supported: send Upload-Length');
+    return;
+  }
+  const length = Number(req.headers['upload-length']);
+  if (!Number.isSafeInteger(length) || length < 0) {
+    reply(res, req, 400, 'Upload-Length must be a non-negative integer');
+    return;
+  }
+  if (length > options.maxItemSize) {
+    reply(res, req, 413, `uploads are at most ${options.maxItemSize} bytes`);
+    return;
+  }
+  const metadata = parseMetadata(String(req.headers['upload-metadata'] ?? ''));
+  if (!metadata) {
+    reply(res, req, 400, 'Upload-Metadata is malformed');
+    return;
+  }
+  // The item id: random, as the reference client makes them (128 bits, base64url).
+  const itemId = randomBytes(16).toString('base64url');
+  if (grant.items && !grant.items.has(itemId)) {
+    reply(res, req, 403, 'the token allows only named items; tus chooses its own ids');
+    return;
+  }
+  let record = await options.store.open(itemId, length, {
+    owner: grant.owner,
+    mime: truncateUtf8(metadata.get('filetype') ?? metadata.get('type') ?? '', MAX_MIME_BYTES),
+    name: truncateUtf8(metadata.get('filename') ?? metadata.get('name') ?? '', MAX_NAME_BYTES),
+  });
+  const location = `${TUS_PATH}${itemId}`;
+  if (req.headers['content-type'] === 'application/offset+octet-stream') {
+    record = (await receive(req, record, 0, grant, options, undefined)) ?? record;
+  } else {
+    req.resume();
+  }
+  if (length === 0) record = await options.store.finish(itemId);
+  res.writeHead(201, { Location: location, ...describe(record, options) }).end();
+}
+
+async function patch(
+  req: IncomingMessage,
+  res: ServerResponse,
+  record: ItemRecord,
+  grant: Grant,
+  options: TusOptions,
+): Promise<void> {
+  if (req.headers['content-type'] !== 'application/offset+octet-stream') {
+    reply(res, req, 415, 'PATCH takes Content-Type: application/offset+octet-stream');
+    return;
+  }
+  const offset = Number(req.headers['upload-offset']);
+  const current = offsetOf(record);
+  if (!Number.isSafeInteger(offset) || offset !== current) {
+    reply(res, req, 409, `Upload-Offset must be ${current}`, { 'Upload-Offset': String(current) });
+    return;
+  }
+  let checksum: { algorithm: string; expected: string } | undefined;
+  const header = req.headers['upload-checksum'];
+  if (header !== undefined) {
+    const [name, value] = String(header).split(' ');
+    const algorithm = CHECKSUMS[name ?? ''];
+    if (!algorithm || !value) {
+      reply(res, req, 400, 'Upload-Checksum algorithm is not supported');
+      return;
+    }
+    checksum = { algorithm, expected: value };
+  }
+  const next = await receive(req, record, offset, grant, options, checksum);
+  if (next === undefined) {
+    reply(res, req, 460, 'Upload-Checksum does not match; nothing was stored');
+    return;
+  }
+  res.writeHead(204, describe(next, options)).end();
+}
+
+/**
+ * Stores a request body at `offset`. With a checksum, the body is held (it is one PATCH, at most
+ * the server's item size) and stored only if it matches; returns `undefined` when it does not.
+ */
+async function receive(
+  req: IncomingMessage,
+  record: ItemRecord,
+  offset: number,
+  grant: Grant,
+  options: TusOptions,
+  checksum: { algorithm: string; expected: string } | undefined,
+): Promise<ItemRecord | undefined> {
+  const { itemId, size } = record;
+  const hash = checksum ? createHash(checksum.algorithm) : undefined;
+  const held: Buffer[] = [];
+  let position = offset;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let latest = record;
+  const flush = async (): Promise<void> => {
+    if (pendingBytes === 0) return;
+    const bytes = Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    if (!allowsWrite(grant, itemId, position, position + bytes.length))
+      throw new StoreError('unauthorized', 'the token does not allow these bytes');
+    latest = await options.store.write(itemId, position, bytes);
+    position += bytes.length;
+  };
+  for await (const chunk of req) {
+    const c = chunk as Buffer;
+    if (
+      position + pendingBytes + c.length > size ||
+      (checksum && held.reduce((n, b) => n + b.length, 0) + c.length > size - offset)
+    ) {
+      throw new StoreError('conflict', 'the body runs past Upload-Length');
+    }
+    if (checksum) {
+      hash!.update(c);
+      held.push(c);
+      continue;
+    }
+    pending.push(c);
+    pendingBytes += c.length;
+    if (pendingBytes >= options.chunk) await flush();
+  }
+  if (checksum) {
+    if (hash!.digest('base64') !== checksum.expected) return undefined;
+    pending = held;
+    pendingBytes = held.reduce((n, b) => n + b.length, 0);
+  }
+  await flush();
+  if (latest.size > 0 && offsetOf(latest) === latest.size && !latest.complete)
+    latest = await options.store.finish(itemId);
+  return latest;
+}
+
+/** The tus offset: the length of the stored prefix. */
+function offsetOf(record: ItemRecord): number {
+  if (record.complete) return record.size;
+  const first = record.ranges[0];
+  return first && first.start === 0 ? first.end : 0;
+}
+
+function describe(record: ItemRecord, options: TusOptions): Record<string, string> {
+  const headers: Record<string, string> = {
+    'Upload-Offset': String(offsetOf(record)),
+    'Upload-Length': String(record.size),
+  };
+  const meta: string[] = [];
+  if (record.name) meta.push(`filename ${Buffer.from(record.name).toString('base64')}`);
+  if (record.mime) meta.push(`filetype ${Buffer.from(record.mime).toString('base64')}`);
+  if (meta.length > 0) headers['Upload-Metadata'] = meta.join(',');
+  if (!record.complete) {
+    headers['Upload-Expires'] = new Date(
+      (record.updatedAt ?? record.createdAt) + options.partialTtlMs,
+    ).toUTCString();
+  }
+  return headers;
+}
+
+/** `key base64,key2 base64` → map; `undefined` when malformed. */
+function parseMetadata(header: string): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  if (header.trim() === '') return out;
+  for (const pair of header.split(',')) {
+    const [key, value, extra] = pair.trim().split(' ');
+    if (!key || extra !== undefined || !/^[!-~]+$/.test(key)) return undefined;
+    if (value !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) return undefined;
+    out.set(key, value === undefined ? '' : Buffer.from(value, 'base64').toString('utf8'));
+  }
+  return out;
+}
+
+function reply(
+  res: ServerResponse,
+  req: IncomingMessage,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'Content-Type': 'text/plain', ...headers });
+  res.end(`${message}\n`);
+  req.resume();
+}

@@ -1,0 +1,139 @@
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tus from 'tus-js-client';
+import { createUploadServer, type UploadServer } from '../../server/index.js';
+import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
+import { sha256 } from '../helpers/node-peers.js';
+
+const SECRET = 'i'.repeat(32);
+
+describe('upload server tus 1.0.0 (tus/1)', () => {
+  let dir: string;
+  let server: UploadServer;
+  let base: string;
+  let auth: Record<string, string>;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ws-uploader-tus-'));
+    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir });
+    base = (await server.listen(0)).http;
+    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
+      uid: 'alice',
+    });
+    auth = { Authorization: `Bearer ${token}` };
+  });
+
+  afterEach(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function upload(
+    bytes: Buffer,
+    options: Partial<tus.UploadOptions> = {},
+  ): { upload: tus.Upload; done: Promise<string> } {
+    let resolve!: (url: string) => void;
+    let reject!: (e: Error) => void;
+    const done = new Promise<string>((res, rej) => ((resolve = res), (reject = rej)));
+    const u = new tus.Upload(bytes, {
+      endpoint: `${base}/tus/`,
+      headers: auth,
+      chunkSize: 64 * 1024,
+      retryDelays: [],
+      metadata: { filename: 'clip.webm', filetype: 'video/webm' },
+      onSuccess: () => resolve(u.url!),
+      onError: reject,
+      ...options,
+    });
+    return { upload: u, done };
+  }
+
+  it('takes an upload from tus-js-client, resumes it after an abort, and serves it back', async () => {
+    const bytes = randomBytes(1024 * 1024);
+    let aborted = false;
+    const first = upload(bytes, {
+      onProgress(sent) {
+        if (!aborted && sent >= 300 * 1024) {
+          aborted = true;
+          void first.upload.abort();
+        }
+      },
+    });
+    first.upload.start();
+    while (!aborted) await new Promise((r) => setTimeout(r, 10));
+    const url = first.upload.url!;
+    const head = await fetch(url, {
+      method: 'HEAD',
+      headers: { ...auth, 'Tus-Resumable': '1.0.0' },
+    });
+    const offset = Number(head.headers.get('upload-offset'));
+    expect(offset).to.be.greaterThan(0).and.lessThan(bytes.length);
+    expect(head.headers.get('upload-expires')).to.be.a('string');
+
+    // A new client resumes from the server's offset.
+    const second = upload(bytes, { uploadUrl: url });
+    second.upload.start();
+    expect(await second.done).to.equal(url);
+    const itemId = url.split('/').pop()!;
+    const res = await fetch(`${base}/files/${itemId}`);
+    expect(res.headers.get('content-type')).to.equal('video/webm');
+    expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
+  });
+
+  it('answers OPTIONS with its version, extensions and limits', async () => {
+    const res = await fetch(`${base}/tus/`, { method: 'OPTIONS' });
+    expect(res.status).to.equal(204);
+    expect(res.headers.get('tus-version')).to.equal('1.0.0');
+    expect(res.headers.get('tus-extension')).to.equal(
+      'creation,creation-with-upload,termination,checksum,expiration',
+    );
+  });
+
+  it('refuses a wrong offset with 409, a bad checksum with 460, and no token with 401', async () => {
+    const headers = { ...auth, 'Tus-Resumable': '1.0.0' };
+    const created = await fetch(`${base}/tus/`, {
+      method: 'POST',
+      headers: { ...headers, 'Upload-Length': '10' },
+    });
+    expect(created.status).to.equal(201);
+    const url = new URL(created.headers.get('location')!, base).toString();
+    const body = new Uint8Array(5).fill(1);
+    const patch = (offset: number, extra: Record<string, string> = {}) =>
+      fetch(url, {
+        method: 'PATCH',
+        headers: {
+          ...headers,
+          'Content-Type': 'application/offset+octet-stream',
+          'Upload-Offset': String(offset),
+          ...extra,
+        },
+        body,
+      });
+    expect((await patch(3)).status).to.equal(409);
+    const wrongSum = await patch(0, {
+      'Upload-Checksum': `sha1 ${createHash('sha1').update('other').digest('base64')}`,
+    });
+    expect(wrongSum.status).to.equal(460);
+    const rightSum = await patch(0, {
+      'Upload-Checksum': `sha1 ${createHash('sha1').update(body).digest('base64')}`,
+    });
+    expect(rightSum.status).to.equal(204);
+    expect(rightSum.headers.get('upload-offset')).to.equal('5');
+    const anonymous = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+    expect(anonymous.status).to.equal(401);
+  });
+
+  it('terminates a partial upload with DELETE', async () => {
+    const headers = { ...auth, 'Tus-Resumable': '1.0.0' };
+    const created = await fetch(`${base}/tus/`, {
+      method: 'POST',
+      headers: { ...headers, 'Upload-Length': '10' },
+    });
+    const url = new URL(created.headers.get('location')!, base).toString();
+    expect((await fetch(url, { method: 'DELETE', headers })).status).to.equal(204);
+    expect((await fetch(url, { method: 'HEAD', headers })).status).to.equal(404);
+  });
+});
