@@ -44,7 +44,7 @@ ${SECRET_HELP}
   --idle-timeout MS        close connections silent this long (default 120000)
   --heartbeat MS           WebSocket ping interval (default 30000)
   --max-buffered-bytes N   bytes received and not yet stored, all connections (default 67108864)
-  --protocols LIST         comma-separated, of dup/2, dup/1, http/1 (default: all)
+  --protocols LIST         comma-separated, of dup/2, dup/1, tus/1, http/1 (default: all)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every option can also come from the environment: --max-item-size is WS_UPLOADER_MAX_ITEM_SIZE,

@@ -71,8 +71,8 @@ export interface UploadServerOptions {
   /** `Retry-After` of that 503, in seconds. @default 2 */
   readonly retryAfterSeconds?: number;
   /**
-   * Protocols to speak, of `dup/2`, `dup/1` and `http/1` (both WebSocket versions share `/dup`,
-   * told apart by `Sec-WebSocket-Protocol`). @default all of them
+   * Protocols to speak, of `dup/2`, `dup/1`, `tus/1` and `http/1` (both WebSocket versions share
+   * `/dup`, told apart by `Sec-WebSocket-Protocol`). @default all of them
    */
   readonly protocols?: readonly string[];
   /** Largest number of ranges in one `Range` header; more and the whole item is sent. @default 16 */
