@@ -13,10 +13,16 @@ import {
   type Dup1ServerMessage,
   type WireErrorCode,
 } from '../../src/protocol/index.js';
-import { CLOCK_LEEWAY_SECONDS } from '../tokens.js';
 import type { Dup2SessionContext } from './dup2-session.js';
 import { StoreError } from './file-store.js';
 import { allowsWrite, type Grant } from './grant.js';
+import {
+  bindUpload,
+  drainConnection,
+  isCurrent,
+  superviseConnection,
+  unbindUpload,
+} from './session-support.js';
 
 interface Upload {
   readonly itemId: string;
@@ -37,7 +43,7 @@ export class Dup1Session {
   #upload: Upload | undefined;
   #inFlight = 0;
   #closed = false;
-  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #authTimer: NodeJS.Timeout;
 
   /**
    * @param ws an open connection that negotiated `ws-uploader.dup.v1`
@@ -46,47 +52,26 @@ export class Dup1Session {
   constructor(ws: WebSocket, ctx: Dup2SessionContext) {
     this.#ws = ws;
     this.#ctx = ctx;
-    ctx.budget.join(ws);
-    const auth = setTimeout(
-      () => this.#close(CLOSE.AUTH_TIMEOUT, 'no hello in time'),
-      ctx.authTimeoutMs,
-    );
-    const idle = setTimeout(() => this.#close(CLOSE.IDLE_TIMEOUT, 'idle'), ctx.idleTimeoutMs);
-    let alive = true;
-    ws.on('pong', () => (alive = true));
-    const heartbeat = setInterval(() => {
-      if (!alive) {
-        ws.terminate();
-        return;
-      }
-      alive = false;
-      ws.ping();
-    }, ctx.heartbeatMs);
-    this.#timers.push(auth, idle, heartbeat);
-    ws.on('message', (data, isBinary) => {
-      idle.refresh();
-      if (!this.#closed) this.#onMessage(data, isBinary);
+    this.#authTimer = superviseConnection(ws, ctx, {
+      authTimeout: () => this.#close(CLOSE.AUTH_TIMEOUT, 'no hello in time'),
+      idle: () => this.#close(CLOSE.IDLE_TIMEOUT, 'idle'),
+      message: (data, isBinary) => {
+        if (!this.#closed) this.#onMessage(data, isBinary);
+      },
+      close: () => {
+        this.#closed = true;
+        this.#end();
+      },
     });
-    ws.on('close', () => {
-      this.#closed = true;
-      for (const t of this.#timers) clearTimeout(t);
-      this.#end();
-    });
-    ws.on('error', () => undefined);
   }
 
   /** Lets received writes become durable and acknowledged, then closes with 1001. */
   async drain(timeoutMs: number): Promise<void> {
     if (this.#closed) return;
-    this.#ws.pause();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...(this.#upload?.writes ?? [])]),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    this.#close(CLOSE.GOING_AWAY, 'server shutting down');
-    this.#ws.resume();
+    const work = [...(this.#upload?.writes ?? [])];
+    await drainConnection(this.#ws, work, timeoutMs, () =>
+      this.#close(CLOSE.GOING_AWAY, 'server shutting down'),
+    );
   }
 
   #onMessage(data: RawData, isBinary: boolean): void {
@@ -139,7 +124,7 @@ export class Dup1Session {
   async #hello(token: string): Promise<void> {
     const grant = await this.#ctx.verify(token).catch(() => undefined);
     if (this.#closed) return;
-    clearTimeout(this.#timers[0]);
+    clearTimeout(this.#authTimer);
     if (!grant) {
       this.#ctx.log('auth-failed', { protocol: 'dup/1' });
       this.#send({
@@ -163,14 +148,11 @@ export class Dup1Session {
     }
     if (size > this.#ctx.maxItemSize)
       return this.#error('too-large', `item of ${size} bytes is over the limit`);
-    if (Date.now() > grant.expiresAt + CLOCK_LEEWAY_SECONDS * 1000)
-      return this.#error('unauthorized', 'the token expired');
+    if (!isCurrent(grant)) return this.#error('unauthorized', 'the token expired');
     if (grant.items && !grant.items.has(itemId))
       return this.#error('unauthorized', `the token does not allow item ${itemId}`);
-    const bound = this.#ctx.uploadsByClient.get(grant.clientId) ?? 0;
-    if (bound >= this.#ctx.maxUploadsPerClient)
+    if (!bindUpload(this.#ctx, grant.clientId))
       return this.#error('too-many-uploads', 'too many uploads at once');
-    this.#ctx.uploadsByClient.set(grant.clientId, bound + 1);
     const upload: Upload = {
       itemId,
       size,
@@ -248,8 +230,7 @@ export class Dup1Session {
     const upload = this.#upload;
     if (!upload) return this.#error('unknown-upload', 'no upload is open');
     const grant = this.#grant!;
-    if (Date.now() > grant.expiresAt + CLOCK_LEEWAY_SECONDS * 1000)
-      return this.#error('unauthorized', 'the token expired');
+    if (!isCurrent(grant)) return this.#error('unauthorized', 'the token expired');
     void upload.opened.then(async (ok) => {
       if (!ok) return;
       await Promise.all(upload.writes);
@@ -296,10 +277,7 @@ export class Dup1Session {
     this.#inFlight -= upload.pending;
     this.#ctx.budget.give(upload.pending);
     upload.pending = 0;
-    const clientId = this.#grant!.clientId;
-    const bound = (this.#ctx.uploadsByClient.get(clientId) ?? 1) - 1;
-    if (bound > 0) this.#ctx.uploadsByClient.set(clientId, bound);
-    else this.#ctx.uploadsByClient.delete(clientId);
+    unbindUpload(this.#ctx, this.#grant!.clientId);
   }
 
   #fatal(message: string): void {

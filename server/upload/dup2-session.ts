@@ -17,9 +17,13 @@ import {
 import { StoreError, type ItemStore } from './file-store.js';
 import { allowsWrite, type Grant } from './grant.js';
 import type { BufferBudget } from './buffer-budget.js';
-import { CLOCK_LEEWAY_SECONDS } from '../tokens.js';
-
-const CLOCK_LEEWAY_MS = CLOCK_LEEWAY_SECONDS * 1000;
+import {
+  bindUpload,
+  drainConnection,
+  isCurrent,
+  superviseConnection,
+  unbindUpload,
+} from './session-support.js';
 
 /** What a session needs from its server. */
 export interface Dup2SessionContext {
@@ -70,8 +74,6 @@ export class Dup2Session {
   #inFlight = 0;
   #closed = false;
   readonly #authTimer: NodeJS.Timeout;
-  readonly #idleTimer: NodeJS.Timeout;
-  readonly #heartbeat: NodeJS.Timeout;
 
   /**
    * @param ws an open connection that negotiated `ws-uploader.dup.v2`
@@ -80,35 +82,15 @@ export class Dup2Session {
   constructor(ws: WebSocket, ctx: Dup2SessionContext) {
     this.#ws = ws;
     this.#ctx = ctx;
-    ctx.budget.join(ws);
-    this.#authTimer = setTimeout(
-      () => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'),
-      ctx.authTimeoutMs,
-    );
-    this.#idleTimer = setTimeout(() => this.#idle(), ctx.idleTimeoutMs);
-    // WebSocket pings find dead peers that the idle timer would wait long for.
-    let alive = true;
-    ws.on('pong', () => (alive = true));
-    this.#heartbeat = setInterval(() => {
-      if (!alive) {
-        ws.terminate();
-        return;
-      }
-      alive = false;
-      ws.ping();
-    }, ctx.heartbeatMs);
-    ws.on('message', (data, isBinary) => {
-      this.#idleTimer.refresh();
-      this.#onMessage(data, isBinary);
+    this.#authTimer = superviseConnection(ws, ctx, {
+      authTimeout: () => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'),
+      idle: () => this.#idle(),
+      message: (data, isBinary) => this.#onMessage(data, isBinary),
+      close: () => {
+        this.#closed = true;
+        for (const id of [...this.#uploads.keys()]) this.#end(id);
+      },
     });
-    ws.on('close', () => {
-      this.#closed = true;
-      clearTimeout(this.#authTimer);
-      clearTimeout(this.#idleTimer);
-      clearInterval(this.#heartbeat);
-      for (const id of [...this.#uploads.keys()]) this.#end(id);
-    });
-    ws.on('error', () => undefined);
   }
 
   /**
@@ -117,7 +99,7 @@ export class Dup2Session {
    * start or complete one.
    */
   #current(uploadId: number): boolean {
-    if (Date.now() <= this.#grant!.expiresAt + CLOCK_LEEWAY_MS) return true;
+    if (isCurrent(this.#grant!)) return true;
     this.#error(uploadId, 'unauthorized', 'the token expired; connect again with a fresh one');
     return false;
   }
@@ -135,17 +117,10 @@ export class Dup2Session {
    */
   async drain(timeoutMs: number): Promise<void> {
     if (this.#closed) return;
-    this.#ws.pause();
-    const writes = [...this.#uploads.values()].flatMap((u) => [u.queue, ...u.writes]);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled(writes),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    this.#close(CLOSE.GOING_AWAY, 'server shutting down');
-    // Read again, so the closing handshake completes; frames that still come are ignored.
-    this.#ws.resume();
+    const work = [...this.#uploads.values()].flatMap((u) => [u.queue, ...u.writes]);
+    await drainConnection(this.#ws, work, timeoutMs, () =>
+      this.#close(CLOSE.GOING_AWAY, 'server shutting down'),
+    );
   }
 
   #onMessage(data: RawData, isBinary: boolean): void {
@@ -237,8 +212,7 @@ export class Dup2Session {
       this.#error(uploadId, 'unauthorized', `the token does not allow writing item ${itemId}`);
       return;
     }
-    const bound = this.#ctx.uploadsByClient.get(grant.clientId) ?? 0;
-    if (bound >= this.#ctx.maxUploadsPerClient) {
+    if (!bindUpload(this.#ctx, grant.clientId)) {
       this.#error(
         uploadId,
         'too-many-uploads',
@@ -246,7 +220,6 @@ export class Dup2Session {
       );
       return;
     }
-    this.#ctx.uploadsByClient.set(grant.clientId, bound + 1);
     const upload: Upload = {
       itemId,
       size,
@@ -392,10 +365,7 @@ export class Dup2Session {
   #end(uploadId: number): void {
     const upload = this.#uploads.get(uploadId);
     if (!upload) return;
-    const clientId = this.#grant!.clientId;
-    const bound = (this.#ctx.uploadsByClient.get(clientId) ?? 1) - 1;
-    if (bound > 0) this.#ctx.uploadsByClient.set(clientId, bound);
-    else this.#ctx.uploadsByClient.delete(clientId);
+    unbindUpload(this.#ctx, this.#grant!.clientId);
     upload.ended = true;
     this.#inFlight -= upload.pending;
     this.#ctx.budget.give(upload.pending);

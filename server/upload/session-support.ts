@@ -1,0 +1,96 @@
+/**
+ * What the dup/2 and dup/1 sessions share: supervising a connection (auth deadline, idle timer,
+ * heartbeat, the server-wide buffer budget), draining it, token expiry and upload counting.
+ * @internal
+ */
+import type { RawData, WebSocket } from 'ws';
+import { CLOCK_LEEWAY_SECONDS } from '../tokens.js';
+import type { Dup2SessionContext } from './dup2-session.js';
+import type { Grant } from './grant.js';
+
+/** What a session does on each event of its connection. */
+export interface ConnectionEvents {
+  authTimeout(): void;
+  idle(): void;
+  message(data: RawData, isBinary: boolean): void;
+  close(): void;
+}
+
+/**
+ * Watches a connection: the auth deadline, the idle timer (reset by every frame), WebSocket pings
+ * (a peer that misses one is dropped: they find dead peers the idle timer would wait long for),
+ * and the buffer budget. Everything stops when the connection closes.
+ * @returns the auth timer, to clear once the client is welcomed
+ */
+export function superviseConnection(
+  ws: WebSocket,
+  ctx: Dup2SessionContext,
+  on: ConnectionEvents,
+): NodeJS.Timeout {
+  ctx.budget.join(ws);
+  const auth = setTimeout(() => on.authTimeout(), ctx.authTimeoutMs);
+  const idle = setTimeout(() => on.idle(), ctx.idleTimeoutMs);
+  let alive = true;
+  ws.on('pong', () => (alive = true));
+  const heartbeat = setInterval(() => {
+    if (!alive) {
+      ws.terminate();
+      return;
+    }
+    alive = false;
+    ws.ping();
+  }, ctx.heartbeatMs);
+  ws.on('message', (data, isBinary) => {
+    idle.refresh();
+    on.message(data, isBinary);
+  });
+  ws.on('close', () => {
+    clearTimeout(auth);
+    clearTimeout(idle);
+    clearInterval(heartbeat);
+    on.close();
+  });
+  ws.on('error', () => undefined);
+  return auth;
+}
+
+/**
+ * Stops reading frames, waits (at most `timeoutMs`) for `work` to settle, then `close`s and reads
+ * again so the closing handshake completes (frames that still come are ignored by the session).
+ */
+export async function drainConnection(
+  ws: WebSocket,
+  work: readonly Promise<unknown>[],
+  timeoutMs: number,
+  close: () => void,
+): Promise<void> {
+  ws.pause();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(work),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+  ]);
+  clearTimeout(timer);
+  close();
+  ws.resume();
+}
+
+/** Whether the token is still valid, with the servers' clock leeway. */
+export function isCurrent(grant: Grant): boolean {
+  return Date.now() <= grant.expiresAt + CLOCK_LEEWAY_SECONDS * 1000;
+}
+
+/** Counts an upload of the client; `false` (and nothing counted) when it has its maximum. */
+export function bindUpload(ctx: Dup2SessionContext, clientId: string): boolean {
+  const bound = ctx.uploadsByClient.get(clientId) ?? 0;
+  if (bound >= ctx.maxUploadsPerClient) return false;
+  ctx.uploadsByClient.set(clientId, bound + 1);
+  return true;
+}
+
+/** Uncounts an upload of the client. */
+export function unbindUpload(ctx: Dup2SessionContext, clientId: string): void {
+  const bound = (ctx.uploadsByClient.get(clientId) ?? 1) - 1;
+  if (bound > 0) ctx.uploadsByClient.set(clientId, bound);
+  else ctx.uploadsByClient.delete(clientId);
+}
