@@ -20,7 +20,7 @@ import type { HttpUploadOptions } from './http-uploads.js';
 export const TUS_PATH = '/tus/';
 
 const TUS_VERSION = '1.0.0';
-const EXTENSIONS = 'creation,creation-with-upload,termination,checksum,expiration';
+const EXTENSIONS = 'creation,creation-with-upload,termination,checksum,expiration,concatenation';
 const CHECKSUMS: Record<string, string> = { sha1: 'sha1', sha256: 'sha256', md5: 'md5' };
 
 /** What tus needs beyond plain HTTP uploads. */
@@ -118,6 +118,11 @@ async function create(
     reply(res, req, 400, 'Upload-Defer-Length is not supported: send Upload-Length');
     return;
   }
+  const concat = String(req.headers['upload-concat'] ?? '');
+  if (concat.startsWith('final;')) {
+    await concatenate(req, res, concat.slice('final;'.length), grant, options);
+    return;
+  }
   const length = Number(req.headers['upload-length']);
   if (!Number.isSafeInteger(length) || length < 0) {
     reply(res, req, 400, 'Upload-Length must be a non-negative integer');
@@ -151,6 +156,76 @@ async function create(
   }
   if (length === 0) record = await options.store.finish(itemId);
   res.writeHead(201, { Location: location, ...describe(record, options) }).end();
+}
+
+/**
+ * `Upload-Concat: final;<url> <url> …`: a new upload made of complete partial uploads of the same
+ * user, in order (the concatenation extension, which tus clients use for parallel uploads).
+ */
+async function concatenate(
+  req: IncomingMessage,
+  res: ServerResponse,
+  list: string,
+  grant: Grant,
+  options: TusOptions,
+): Promise<void> {
+  req.resume();
+  const ids = list
+    .trim()
+    .split(/\s+/)
+    .map((url) => url.slice(url.lastIndexOf('/') + 1));
+  const parts: ItemRecord[] = [];
+  for (const id of ids) {
+    const part = ITEM_ID_PATTERN.test(id) ? await options.store.get(id) : undefined;
+    if (!part || (part.owner !== undefined && part.owner !== grant.owner) || !part.complete) {
+      reply(res, req, 400, `Upload-Concat names ${id}, which is not a complete upload of yours`);
+      return;
+    }
+    parts.push(part);
+  }
+  const length = parts.reduce((n, p) => n + p.size, 0);
+  if (parts.length === 0 || length > options.maxItemSize) {
+    reply(
+      res,
+      req,
+      parts.length === 0 ? 400 : 413,
+      'Upload-Concat lists no parts, or too many bytes',
+    );
+    return;
+  }
+  const metadata =
+    parseMetadata(String(req.headers['upload-metadata'] ?? '')) ?? new Map<string, string>();
+  const itemId = randomBytes(16).toString('base64url');
+  await options.store.open(itemId, length, {
+    owner: grant.owner,
+    mime: truncateUtf8(
+      metadata.get('filetype') ?? metadata.get('type') ?? parts[0]!.mime ?? '',
+      MAX_MIME_BYTES,
+    ),
+    name: truncateUtf8(metadata.get('filename') ?? metadata.get('name') ?? '', MAX_NAME_BYTES),
+  });
+  let offset = 0;
+  for (const part of parts) {
+    let pending: Buffer[] = [];
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (bytes === 0) return;
+      await options.store.write(itemId, offset, Buffer.concat(pending, bytes));
+      offset += bytes;
+      pending = [];
+      bytes = 0;
+    };
+    if (part.size > 0) {
+      for await (const chunk of options.store.read(part.itemId, 0, part.size)) {
+        pending.push(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+        if (bytes >= options.chunk) await flush();
+      }
+    }
+    await flush();
+  }
+  const record = await options.store.finish(itemId);
+  res.writeHead(201, { Location: `${TUS_PATH}${itemId}`, ...describe(record, options) }).end();
 }
 
 async function patch(

@@ -83,12 +83,23 @@ describe('upload server tus 1.0.0 (tus/1)', () => {
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
   });
 
+  it('takes a parallel upload from tus-js-client (partial uploads concatenated into one)', async () => {
+    const bytes = randomBytes(700 * 1024);
+    const { upload: u, done } = upload(bytes, { parallelUploads: 3 });
+    u.start();
+    const url = await done;
+    const itemId = url.split('/').pop()!;
+    const res = await fetch(`${base}/files/${itemId}`);
+    expect(Number(res.headers.get('content-length'))).to.equal(bytes.length);
+    expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
+  });
+
   it('answers OPTIONS with its version, extensions and limits', async () => {
     const res = await fetch(`${base}/tus/`, { method: 'OPTIONS' });
     expect(res.status).to.equal(204);
     expect(res.headers.get('tus-version')).to.equal('1.0.0');
     expect(res.headers.get('tus-extension')).to.equal(
-      'creation,creation-with-upload,termination,checksum,expiration',
+      'creation,creation-with-upload,termination,checksum,expiration,concatenation',
     );
   });
 
