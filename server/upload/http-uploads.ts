@@ -32,7 +32,7 @@ export interface HttpUploadOptions {
 }
 
 /** HTTP status of each error code. */
-const STATUS: Record<string, number> = {
+export const HTTP_STATUS: Record<string, number> = {
   'bad-request': 400,
   unauthorized: 401,
   forbidden: 403,
@@ -48,7 +48,8 @@ const STATUS: Record<string, number> = {
   internal: 500,
 };
 
-class HttpError extends Error {
+/** A failure of an HTTP upload, by code (see {@link HTTP_STATUS}). */
+export class HttpError extends Error {
   constructor(
     readonly code: string,
     message: string,
@@ -251,8 +252,11 @@ async function openItem(
   await options.store.open(itemId, size, { owner: grant.owner, mime, name });
 }
 
-/** Writes a body to the item at `start`, in chunks, no further than `end`; returns the bytes read. */
-async function writeStream(
+/**
+ * Writes a body to the item at `start`, in chunks of `options.chunk`, no further than `end`, within
+ * what the token allows; returns the bytes read.
+ */
+export async function writeStream(
   body: Readable,
   itemId: string,
   start: number,
@@ -337,7 +341,7 @@ function fail(res: ServerResponse, error: HttpError, req: IncomingMessage): void
     res.destroy();
     return;
   }
-  const status = STATUS[error.code] ?? 500;
+  const status = HTTP_STATUS[error.code] ?? 500;
   const headers: Record<string, string> = {
     'Content-Type': 'application/json',
     Connection: 'close',

@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import {
   ITEM_ID_PATTERN,
   MAX_MIME_BYTES,
@@ -13,8 +14,8 @@ import {
   truncateUtf8,
 } from '../../src/protocol/index.js';
 import { StoreError, type ItemRecord } from './file-store.js';
-import { allowsWrite, type Grant } from './grant.js';
-import type { HttpUploadOptions } from './http-uploads.js';
+import type { Grant } from './grant.js';
+import { HTTP_STATUS, HttpError, writeStream, type HttpUploadOptions } from './http-uploads.js';
 
 /** Path prefix of the tus endpoint. */
 export const TUS_PATH = '/tus/';
@@ -94,7 +95,9 @@ export async function handleTus(
       reply(res, req, 405, 'use HEAD, PATCH or DELETE', { Allow: 'HEAD, PATCH, DELETE, OPTIONS' });
     }
   } catch (e) {
-    if (e instanceof StoreError) {
+    if (e instanceof HttpError) {
+      reply(res, req, HTTP_STATUS[e.code] ?? 500, e.message);
+    } else if (e instanceof StoreError) {
       const status =
         { 'quota-exceeded': 413, 'storage-full': 507, unauthorized: 403, conflict: 409 }[
           e.code as string
@@ -206,23 +209,16 @@ async function concatenate(
   });
   let offset = 0;
   for (const part of parts) {
-    let pending: Buffer[] = [];
-    let bytes = 0;
-    const flush = async (): Promise<void> => {
-      if (bytes === 0) return;
-      await options.store.write(itemId, offset, Buffer.concat(pending, bytes));
-      offset += bytes;
-      pending = [];
-      bytes = 0;
-    };
-    if (part.size > 0) {
-      for await (const chunk of options.store.read(part.itemId, 0, part.size)) {
-        pending.push(chunk as Buffer);
-        bytes += (chunk as Buffer).length;
-        if (bytes >= options.chunk) await flush();
-      }
-    }
-    await flush();
+    if (part.size === 0) continue;
+    offset += await writeStream(
+      options.store.read(part.itemId, 0, part.size),
+      itemId,
+      offset,
+      length,
+      grant,
+      options,
+      undefined,
+    );
   }
   const record = await options.store.finish(itemId);
   res.writeHead(201, { Location: `${TUS_PATH}${itemId}`, ...describe(record, options) }).end();
@@ -266,7 +262,8 @@ async function patch(
 
 /**
  * Stores a request body at `offset`. With a checksum, the body is held (it is one PATCH, at most
- * the server's item size) and stored only if it matches; returns `undefined` when it does not.
+ * the item's size) and stored only if it matches; returns `undefined` when it does not. The item is
+ * completed once its last byte is stored.
  */
 async function receive(
   req: IncomingMessage,
@@ -277,47 +274,25 @@ async function receive(
   checksum: { algorithm: string; expected: string } | undefined,
 ): Promise<ItemRecord | undefined> {
   const { itemId, size } = record;
-  const hash = checksum ? createHash(checksum.algorithm) : undefined;
-  const held: Buffer[] = [];
-  let position = offset;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let latest = record;
-  const flush = async (): Promise<void> => {
-    if (pendingBytes === 0) return;
-    const bytes = Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    if (!allowsWrite(grant, itemId, position, position + bytes.length))
-      throw new StoreError('unauthorized', 'the token does not allow these bytes');
-    latest = await options.store.write(itemId, position, bytes);
-    position += bytes.length;
-  };
-  for await (const chunk of req) {
-    const c = chunk as Buffer;
-    if (
-      position + pendingBytes + c.length > size ||
-      (checksum && held.reduce((n, b) => n + b.length, 0) + c.length > size - offset)
-    ) {
-      throw new StoreError('conflict', 'the body runs past Upload-Length');
-    }
-    if (checksum) {
-      hash!.update(c);
-      held.push(c);
-      continue;
-    }
-    pending.push(c);
-    pendingBytes += c.length;
-    if (pendingBytes >= options.chunk) await flush();
-  }
+  let body: Readable = req;
   if (checksum) {
-    if (hash!.digest('base64') !== checksum.expected) return undefined;
-    pending = held;
-    pendingBytes = held.reduce((n, b) => n + b.length, 0);
+    const held: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of req) {
+      length += (chunk as Buffer).length;
+      if (offset + length > size)
+        throw new HttpError('bad-request', 'the body runs past Upload-Length');
+      held.push(chunk as Buffer);
+    }
+    const bytes = Buffer.concat(held, length);
+    if (createHash(checksum.algorithm).update(bytes).digest('base64') !== checksum.expected)
+      return undefined;
+    body = Readable.from([bytes]);
   }
-  await flush();
+  await writeStream(body, itemId, offset, size, grant, options, undefined);
+  const latest = (await options.store.get(itemId))!;
   if (latest.size > 0 && offsetOf(latest) === latest.size && !latest.complete)
-    latest = await options.store.finish(itemId);
+    return options.store.finish(itemId);
   return latest;
 }
 
