@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createControlServer, type UploadServerEndpoint } from './control/control-server.js';
 import { startDemo } from './demo.js';
-import { createUserToken } from './tokens.js';
+import { createReadToken, createUserToken } from './tokens.js';
 import { createUploadServer } from './upload/upload-server.js';
 import { jsonLinesLogger } from './internal/log.js';
 
@@ -19,8 +19,9 @@ const COMMANDS: Record<
   'upload-server': {
     help: `Usage: ws-uploader upload-server --id ID --data-dir DIR [options]
 
-Runs an upload server: dup/2 over WebSocket at /dup, items at GET /files/{itemId} (with ranges),
-its description at GET /.well-known/ws-uploader.
+Runs an upload server: dup/2 over WebSocket at /dup, items at GET /files/{itemId} (with ranges,
+for holders of a read token: see ws-uploader token --scope read), its description at
+GET /.well-known/ws-uploader.
 
   --id ID                  server id, unique in the deployment ([A-Za-z0-9_-])
   --data-dir DIR           folder where items are stored
@@ -36,6 +37,13 @@ ${SECRET_HELP}
   --max-bytes-per-owner N  largest sum of one user's item sizes (default: no limit)
   --partial-ttl MS         delete partial items idle this long (default 86400000)
   --hold MS                how long a reader waits for bytes not stored yet (default 10000)
+  --read-access MODE       who may GET /files/{itemId}: token (default): holders of a read token,
+                           in Authorization: Bearer or ?access_token=; public: anyone with the URL
+                           (item ids are 128 random bits, but a leaked URL stays readable)
+  --cross-origin-resource-policy P
+                           Cross-Origin-Resource-Policy of /files: same-site (default),
+                           same-origin, or cross-origin when the pages that show items (<img>,
+                           <video>) are on another site than this server
   --auth-timeout MS        time a client has to send HELLO (default 10000)
   --drain MS               on SIGTERM/SIGINT, time to finish received writes (default 10000)
   --allowed-origins LIST   comma-separated origins whose pages may connect (default: any)
@@ -63,6 +71,8 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       'max-bytes-per-owner': { type: 'string' },
       'partial-ttl': { type: 'string' },
       hold: { type: 'string' },
+      'read-access': { type: 'string' },
+      'cross-origin-resource-policy': { type: 'string' },
       'auth-timeout': { type: 'string' },
       drain: { type: 'string' },
       'allowed-origins': { type: 'string' },
@@ -80,6 +90,19 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         fatal('--durability must be fsync or write');
       }
       if (v['log'] !== 'json' && v['log'] !== 'off') fatal('--log must be json or off');
+      const readAccess = v['read-access'];
+      if (readAccess !== undefined && readAccess !== 'token' && readAccess !== 'public') {
+        fatal('--read-access must be token or public');
+      }
+      const corp = v['cross-origin-resource-policy'];
+      if (
+        corp !== undefined &&
+        corp !== 'same-site' &&
+        corp !== 'same-origin' &&
+        corp !== 'cross-origin'
+      ) {
+        fatal('--cross-origin-resource-policy must be same-site, same-origin or cross-origin');
+      }
       const optional = (flag: string, key: string) =>
         v[flag] === undefined ? {} : { [key]: int(v, flag) };
       const server = createUploadServer({
@@ -118,6 +141,8 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
           : {}),
         ...(v['log'] === 'off' ? {} : { logger: jsonLinesLogger }),
         ...(durability === undefined ? {} : { durability }),
+        ...(readAccess === undefined ? {} : { readAccess }),
+        ...(corp === undefined ? {} : { crossOriginResourcePolicy: corp }),
       });
       const urls = await server.listen(int(v, 'port'), str(v, 'host'));
       console.log(`upload server ${server.id} at ${urls.ws} (HTTP ${urls.http})`);
@@ -194,19 +219,52 @@ Starts a control server, three upload servers and the demo page on loopback.
   },
   token: {
     help: `Usage: ws-uploader token --user ID [options]
+       ws-uploader token --scope read --server ID --user ID [--items LIST] [options]
 
-Prints a user token for the control server (an HS256 JWT, audience ws-uploader:control).
+Prints a token (an HS256 JWT). By default a user token for the control server (audience
+ws-uploader:control). With --scope read, a read token for GET /files/{itemId} on one upload server
+(audience ws-uploader:upload:<server id>, scope "read"), to send as Authorization: Bearer <token>
+or as ?access_token=<token>.
 
-  --user ID          user id (the token's subject)
-  --ttl SECONDS      lifetime (default 86400)
+  --user ID          the token's subject: the user (user token) or the reader (read token)
+  --scope SCOPE      user: a user token (default); read: a read token
+  --server ID        read token: the upload server that accepts it
+  --items LIST       read token: comma-separated item ids it may read (default: any item)
+  --ttl SECONDS      lifetime (default 86400 for a user token, 3600 for a read token)
 ${SECRET_HELP}`,
     options: {
       user: { type: 'string' },
-      ttl: { type: 'string', default: '86400' },
+      scope: { type: 'string', default: 'user' },
+      server: { type: 'string' },
+      items: { type: 'string' },
+      ttl: { type: 'string' },
       secret: { type: 'string' },
     },
     async run(v) {
-      console.log(await createUserToken(secretOf(v), required(v, 'user'), int(v, 'ttl')));
+      const scope = v['scope'];
+      if (scope !== 'user' && scope !== 'read') fatal('--scope must be user or read');
+      const ttl = v['ttl'] === undefined ? undefined : int(v, 'ttl');
+      if (ttl === 0) fatal('--ttl must be a positive integer');
+      if (scope === 'user') {
+        if (v['server'] !== undefined || v['items'] !== undefined)
+          fatal('--server and --items make a read token: add --scope read');
+        console.log(await createUserToken(secretOf(v), required(v, 'user'), ttl));
+        return;
+      }
+      const items =
+        typeof v['items'] === 'string'
+          ? v['items']
+              .split(',')
+              .map((i) => i.trim())
+              .filter(Boolean)
+          : undefined;
+      console.log(
+        await createReadToken(secretOf(v), required(v, 'server'), {
+          subject: required(v, 'user'),
+          ...(items === undefined ? {} : { items }),
+          ...(ttl === undefined ? {} : { ttlSeconds: ttl }),
+        }),
+      );
     },
   },
 };
@@ -217,7 +275,7 @@ Commands:
   upload-server    run an upload server
   control-server   run a control server
   demo             run the demo (control server, three upload servers, demo page)
-  token            print a user token for the control server
+  token            print a user token for the control server, or a read token
 
 Run ws-uploader <command> --help for a command's options.`;
 

@@ -8,8 +8,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createControlServer, type ControlServer } from './control/control-server.js';
-import { createUserToken } from './tokens.js';
+import {
+  createControlServer,
+  type ControlServer,
+  type UploadServerEndpoint,
+} from './control/control-server.js';
+import { createReadToken, createUserToken } from './tokens.js';
 import { createUploadServer, type UploadServer } from './upload/upload-server.js';
 
 /** Options of {@link startDemo}. */
@@ -61,13 +65,13 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const root = packageRoot();
 
   const uploadServers: UploadServer[] = [];
-  const endpoints = [];
+  const endpoints: UploadServerEndpoint[] = [];
   const page = createServer((req, res) => {
     serveStatic(req, res, root, config).catch(() => {
       if (!res.headersSent) res.writeHead(500).end();
     });
   });
-  let config = '';
+  let config = (): Promise<string> => Promise.resolve('{}');
   let control: ControlServer | undefined;
   try {
     for (let i = 1; i <= (options.uploadServers ?? 3); i++) {
@@ -86,7 +90,24 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   }
   const controlUrl = await control.listen();
   const token = await createUserToken(secret, 'demo-user');
-  config = JSON.stringify({ controlUrl, token });
+  // Items are read with read tokens, as an app would hand them out: fresh ones with each page load,
+  // one per upload server, for any item (the demo has one user), as long-lived as its user token.
+  config = async () =>
+    JSON.stringify({
+      controlUrl,
+      token,
+      readTokens: Object.fromEntries(
+        await Promise.all(
+          endpoints.map(
+            async (e) =>
+              [
+                e.id,
+                await createReadToken(secret, e.id, { subject: 'demo-user', ttlSeconds: 86_400 }),
+              ] as const,
+          ),
+        ),
+      ),
+    });
   const { port } = page.address() as AddressInfo;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/`;
   const running = control;
@@ -110,13 +131,13 @@ async function serveStatic(
   req: IncomingMessage,
   res: ServerResponse,
   root: string,
-  config: string,
+  config: () => Promise<string>,
 ): Promise<void> {
   const path = new URL(req.url ?? '/', 'http://localhost').pathname;
   if (path === '/demo-config.json') {
     res
       .writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' })
-      .end(config);
+      .end(await config());
     return;
   }
   if (path === '/favicon.ico') {

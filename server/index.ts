@@ -16,6 +16,7 @@ export {
   type NewItem,
 } from './upload/file-store.js';
 export { type Demand } from './upload/file-route.js';
+export { type ReadAccess, type CrossOriginResourcePolicy } from './upload/read-access.js';
 export { INLINE_TYPES } from './upload/content-policy.js';
 export {
   createControlServer,
@@ -32,6 +33,14 @@ export {
   type Planner,
   type PlannerServer,
 } from './control/planner.js';
-export { createUserToken, CONTROL_AUDIENCE, uploadAudience, MIN_SECRET_BYTES } from './tokens.js';
+export {
+  createUserToken,
+  createReadToken,
+  READ_SCOPE,
+  CONTROL_AUDIENCE,
+  uploadAudience,
+  MIN_SECRET_BYTES,
+  type ReadTokenOptions,
+} from './tokens.js';
 export { startDemo, type Demo, type DemoOptions } from './demo.js';
 export { jsonLinesLogger, type Logger, type LogEntry } from './internal/log.js';

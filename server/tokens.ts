@@ -5,12 +5,15 @@
  *   `sub` = user id, `aud` = `ws-uploader:control`.
  * - An **upload token** is what the control server gives a browser for one upload server:
  *   `sub` = client id, `aud` = `ws-uploader:upload:<serverId>`, `scope` = `upload`.
+ * - A **read token** is what an app gives a reader of `GET /files/{itemId}` on one upload server:
+ *   `sub` = client id, `aud` = `ws-uploader:upload:<serverId>`, `scope` = `read`, optional `items`.
  */
 import { SignJWT, jwtVerify, errors } from 'jose';
+import { ITEM_ID_PATTERN } from '../src/protocol/index.js';
 
 /** Audience of user tokens. */
 export const CONTROL_AUDIENCE = 'ws-uploader:control';
-/** Audience of upload tokens for one upload server. */
+/** Audience of upload tokens and read tokens for one upload server. */
 export const uploadAudience = (serverId: string): string => `ws-uploader:upload:${serverId}`;
 
 /** Clock difference tolerated between the servers when checking `exp`, `nbf` and `iat`, in seconds. */
@@ -109,4 +112,67 @@ export async function createUserToken(
   ttlSeconds = 86_400,
 ): Promise<string> {
   return (await signToken(secretKey(secret), userId, CONTROL_AUDIENCE, ttlSeconds)).token;
+}
+
+/** The `scope` claim of read tokens. */
+export const READ_SCOPE = 'read';
+
+/** Options of {@link createReadToken}. */
+export interface ReadTokenOptions {
+  /** The token's subject (`sub`): who reads, such as a user or client id; any non-empty string. */
+  readonly subject: string;
+  /**
+   * The items it may read (the `items` claim); omitted, it may read any item of the server.
+   * Item ids, `[A-Za-z0-9_-]{1,128}`; at least one when given.
+   */
+  readonly items?: readonly string[];
+  /** Lifetime in seconds: long enough for a `<video>` to finish reading by ranges. @default 3600 */
+  readonly ttlSeconds?: number;
+}
+
+/**
+ * Makes a read token: what a reader presents to one upload server for `GET`/`HEAD /files/{itemId}`,
+ * as `Authorization: Bearer <token>` or in the `access_token` query parameter (for `<video src>`
+ * and `<img src>`, which cannot send headers). An HS256 JWT with `aud` = the server's upload
+ * audience, `scope: "read"`, `sub`, `iat`, `exp` and, when `items` is given, `items`. Upload tokens
+ * do not allow reading, and read tokens do not allow uploading.
+ * @param secret the upload server's shared secret, at least 32 bytes
+ * @param serverId the upload server that will accept it
+ * @param options subject, items and lifetime
+ * @returns the token
+ * @throws {TypeError} on a short secret, a malformed server id or item id, an empty `items`, an
+ *   empty subject or a lifetime that is not a positive integer
+ * @example
+ * const token = await createReadToken(secret, 'eu-1', { subject: 'alice', items: [itemId] });
+ * video.src = `https://eu-1.example/files/${itemId}?access_token=${token}`;
+ */
+export async function createReadToken(
+  secret: string | Uint8Array,
+  serverId: string,
+  options: ReadTokenOptions,
+): Promise<string> {
+  const key = secretKey(secret);
+  if (typeof serverId !== 'string' || !ITEM_ID_PATTERN.test(serverId))
+    throw new TypeError(
+      'ws-uploader: a read token needs a server id matching [A-Za-z0-9_-]{1,128}',
+    );
+  if (typeof options.subject !== 'string' || options.subject === '')
+    throw new TypeError('ws-uploader: a read token needs a non-empty `subject`');
+  const ttlSeconds = options.ttlSeconds ?? 3600;
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0)
+    throw new TypeError('ws-uploader: `ttlSeconds` must be a positive integer');
+  const claims: Record<string, unknown> = { scope: READ_SCOPE };
+  if (options.items !== undefined) {
+    if (options.items.length === 0)
+      throw new TypeError(
+        'ws-uploader: `items` must name at least one item (omit it for any item)',
+      );
+    for (const id of options.items) {
+      if (typeof id !== 'string' || !ITEM_ID_PATTERN.test(id))
+        throw new TypeError(`ws-uploader: ${JSON.stringify(id)} is not an item id`);
+    }
+    claims['items'] = [...options.items];
+  }
+  return (await signToken(key, options.subject, uploadAudience(serverId), ttlSeconds, claims))
+    .token;
 }

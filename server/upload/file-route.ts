@@ -9,6 +9,7 @@ import { covers, missingRanges, type ByteRange } from '../../src/protocol/index.
 import { contentHeaders } from './content-policy.js';
 import type { ItemRecord, ItemStore } from './file-store.js';
 import { parseRange } from './range-header.js';
+import type { CrossOriginResourcePolicy } from './read-access.js';
 
 /** A reader waits for ranges of an item that are not stored yet. */
 export interface Demand {
@@ -28,16 +29,26 @@ export interface FileRouteOptions {
   readonly retryAfterSeconds: number;
   /** Told about each wait, so the bytes can be asked for. */
   readonly onDemand?: ((demand: Demand) => void) | undefined;
+  /** `Cross-Origin-Resource-Policy` of every response about an item. */
+  readonly crossOriginResourcePolicy: CrossOriginResourcePolicy;
+  /**
+   * Whether bodies are served to holders of a read token only: then responses are
+   * `Cache-Control: private` (no shared cache keeps them) and `Referrer-Policy: no-referrer`.
+   */
+  readonly tokenProtected: boolean;
 }
 
 /** Headers on every response about an item. */
-const SAFE_HEADERS = {
-  'X-Content-Type-Options': 'nosniff',
-  'Content-Security-Policy': "default-src 'none'; sandbox",
-  'Cross-Origin-Resource-Policy': 'cross-origin',
-  'Accept-Ranges': 'bytes',
-  'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag',
-} as const;
+function safeHeaders(options: FileRouteOptions): Record<string, string> {
+  return {
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Security-Policy': "default-src 'none'; sandbox",
+    'Cross-Origin-Resource-Policy': options.crossOriginResourcePolicy,
+    'Accept-Ranges': 'bytes',
+    'Access-Control-Expose-Headers': 'Content-Range, Content-Length, Accept-Ranges, ETag',
+    ...(options.tokenProtected ? { 'Referrer-Policy': 'no-referrer' } : {}),
+  };
+}
 
 /**
  * Answers a `GET` or `HEAD` for an item.
@@ -52,17 +63,27 @@ export async function serveItem(
   itemId: string,
   options: FileRouteOptions,
 ): Promise<void> {
+  const safe = safeHeaders(options);
+  // `private` keeps token-protected bytes out of shared caches (proxies, CDNs).
+  const scope = options.tokenProtected ? 'private, ' : '';
   let record = await options.store.get(itemId);
   if (!record) {
-    res.writeHead(404, { 'Content-Type': 'text/plain', ...SAFE_HEADERS }).end('not found\n');
+    res
+      .writeHead(404, {
+        'Content-Type': 'text/plain',
+        ...safe,
+        // Behind a read token, whether an item exists is not for shared caches either.
+        ...(options.tokenProtected ? { 'Cache-Control': 'private, no-store' } : {}),
+      })
+      .end('not found\n');
     return;
   }
   const etag = record.complete && record.sha256 ? `"sha256-${record.sha256}"` : undefined;
   const validators = etag
-    ? { ETag: etag, 'Cache-Control': 'no-cache' }
-    : { 'Cache-Control': 'no-store' };
+    ? { ETag: etag, 'Cache-Control': `${scope}no-cache` }
+    : { 'Cache-Control': `${scope}no-store` };
   if (etag && matchesAny(req.headers['if-none-match'], etag)) {
-    res.writeHead(304, { ...SAFE_HEADERS, ...validators }).end();
+    res.writeHead(304, { ...safe, ...validators }).end();
     return;
   }
   let request = parseRange(req.headers.range, record.size, options.maxRanges);
@@ -71,9 +92,7 @@ export async function serveItem(
   if (request.kind !== 'whole' && ifRange !== undefined && ifRange.trim() !== etag)
     request = { kind: 'whole' };
   if (request.kind === 'unsatisfiable') {
-    res
-      .writeHead(416, { ...SAFE_HEADERS, ...validators, 'Content-Range': `bytes */${record.size}` })
-      .end();
+    res.writeHead(416, { ...safe, ...validators, 'Content-Range': `bytes */${record.size}` }).end();
     return;
   }
 
@@ -89,8 +108,8 @@ export async function serveItem(
     if (!ready) {
       res
         .writeHead(503, {
-          ...SAFE_HEADERS,
-          'Cache-Control': 'no-store',
+          ...safe,
+          'Cache-Control': `${scope}no-store`,
           'Retry-After': String(options.retryAfterSeconds),
           'Content-Type': 'text/plain',
         })
@@ -104,7 +123,7 @@ export async function serveItem(
   const head = req.method === 'HEAD';
   if (request.kind === 'whole' && record.complete) {
     res.writeHead(200, {
-      ...SAFE_HEADERS,
+      ...safe,
       ...validators,
       ...content,
       'Content-Length': String(record.size),
@@ -116,7 +135,7 @@ export async function serveItem(
   if (ranges.length === 1) {
     const r = ranges[0]!;
     res.writeHead(206, {
-      ...SAFE_HEADERS,
+      ...safe,
       ...validators,
       ...content,
       'Content-Range': `bytes ${r.start}-${r.end - 1}/${record.size}`,
@@ -136,7 +155,7 @@ export async function serveItem(
     parts.reduce((n, p) => n + Buffer.byteLength(p.header) + p.range.end - p.range.start, 0) +
     trailer.length;
   res.writeHead(206, {
-    ...SAFE_HEADERS,
+    ...safe,
     ...validators,
     'Content-Disposition': content['Content-Disposition'],
     'Content-Type': `multipart/byteranges; boundary=${boundary}`,

@@ -27,6 +27,14 @@ import { FileStore, type ItemStore } from './file-store.js';
 import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
 import { handleUploads, type HttpUploadOptions } from './http-uploads.js';
 import { handleTus, TUS_PATH, type TusOptions } from './tus.js';
+import {
+  authorizeRead,
+  CROSS_ORIGIN_RESOURCE_POLICIES,
+  READ_ACCESS_MODES,
+  type CrossOriginResourcePolicy,
+  type ReadAccess,
+  type ReadAccessOptions,
+} from './read-access.js';
 
 /** Options of {@link createUploadServer}. */
 export interface UploadServerOptions {
@@ -66,6 +74,20 @@ export interface UploadServerOptions {
    * the hook that lets the control server ask the uploading browser for those ranges first.
    */
   readonly onDemand?: (demand: Demand) => void;
+  /**
+   * Who may read `GET`/`HEAD /files/{itemId}`. `token`: a read token (see `createReadToken`:
+   * `scope: "read"`, this server's upload audience, optionally `items`) in
+   * `Authorization: Bearer` or in the `access_token` query parameter; without one `401`, with an
+   * upload token or one for other items `403`. `public`: anyone who knows the URL (item ids from the
+   * reference client are 128 random bits, but a leaked URL stays readable). @default 'token'
+   */
+  readonly readAccess?: ReadAccess;
+  /**
+   * `Cross-Origin-Resource-Policy` of `/files` responses. `same-site` lets pages of this server's
+   * site (same registrable domain) embed items in `<img>`/`<video>`; an app on another site must set
+   * `cross-origin`, or browsers refuse to show the items on its pages. @default 'same-site'
+   */
+  readonly crossOriginResourcePolicy?: CrossOriginResourcePolicy;
   /** How long such a reader waits before a 503 with `Retry-After`, in ms. @default 10000 */
   readonly holdMs?: number;
   /** `Retry-After` of that 503, in seconds. @default 2 */
@@ -174,6 +196,19 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   );
   sweeper.unref();
   const audience = uploadAudience(options.id);
+  const readAccess = options.readAccess ?? 'token';
+  if (!READ_ACCESS_MODES.includes(readAccess))
+    throw new TypeError("ws-uploader: `readAccess` must be 'token' or 'public'");
+  const crossOriginResourcePolicy = options.crossOriginResourcePolicy ?? 'same-site';
+  if (!CROSS_ORIGIN_RESOURCE_POLICIES.includes(crossOriginResourcePolicy))
+    throw new TypeError(
+      "ws-uploader: `crossOriginResourcePolicy` must be 'same-site', 'same-origin' or 'cross-origin'",
+    );
+  const reads: ReadAccessOptions = {
+    mode: readAccess,
+    verify: (token) => verifyToken(key, token, audience),
+    crossOriginResourcePolicy,
+  };
   const usedOnce = new Map<string, number>();
 
   const known: string[] = [PROTOCOL.DUP_2, PROTOCOL.DUP_1, PROTOCOL.TUS_1, PROTOCOL.HTTP_1];
@@ -292,6 +327,8 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       log('demand', { itemId: demand.itemId, ranges: demand.ranges });
       options.onDemand?.(demand);
     },
+    crossOriginResourcePolicy,
+    tokenProtected: readAccess === 'token',
   };
   const started = Date.now();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -306,7 +343,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
         ms: Math.round(performance.now() - t0),
       }),
     );
-    handleHttp(req, res, files, uploads, tus, {
+    handleHttp(req, res, files, reads, uploads, tus, {
       id: options.id,
       maxItemSize,
       maxChunk,
@@ -347,6 +384,7 @@ async function handleHttp(
   req: IncomingMessage,
   res: ServerResponse,
   files: FileRouteOptions,
+  reads: ReadAccessOptions,
   uploads: HttpUploadOptions,
   tus: TusOptions,
   info: {
@@ -407,6 +445,8 @@ async function handleHttp(
   if (match) {
     if (!isRead(req, res)) return;
     const itemId = safeDecode(match[1]!);
+    // The read token first: a refused reader learns nothing about the item.
+    if (!(await authorizeRead(req, res, itemId, reads))) return;
     if (!ITEM_ID_PATTERN.test(itemId)) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
       return;

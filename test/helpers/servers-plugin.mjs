@@ -1,6 +1,8 @@
 // A @web/test-runner plugin that starts real servers for browser tests on request:
 // `executeServerCommand('ws-servers:start', {...})` from a test starts one control server and
-// upload servers on loopback (port 0) with storage in a new temporary folder.
+// upload servers on loopback (port 0) with storage in a new temporary folder. `uploadOptions` go to
+// every createUploadServer (for example `readAccess` or `crossOriginResourcePolicy`), and
+// `ws-servers:read-token` mints read tokens for GET /files.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,14 +16,19 @@ const servers = await tsImport('../../server/index.ts', import.meta.url);
 const running = new Map();
 let nextHandle = 1;
 
-async function start({ uploadServers = 2, controlOptions = {} } = {}) {
+async function start({ uploadServers = 2, controlOptions = {}, uploadOptions = {} } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-test-'));
   const secret = randomBytes(32).toString('base64url');
   const uploads = [];
   const endpoints = [];
   for (let i = 1; i <= uploadServers; i++) {
     const id = `up-${i}`;
-    const server = servers.createUploadServer({ id, secret, dataDir: join(dir, id) });
+    const server = servers.createUploadServer({
+      id,
+      secret,
+      dataDir: join(dir, id),
+      ...uploadOptions,
+    });
     const urls = await server.listen(0, '127.0.0.1');
     // What the server answered, to check how browsers read items (for example, by ranges).
     server.httpLog = [];
@@ -29,7 +36,8 @@ async function start({ uploadServers = 2, controlOptions = {} } = {}) {
       res.on('finish', () =>
         server.httpLog.push({
           method: req.method,
-          url: req.url,
+          // The path only: the query may hold an access_token.
+          url: new URL(req.url ?? '/', 'http://localhost').pathname,
           range: req.headers.range ?? null,
           status: res.statusCode,
         }),
@@ -46,7 +54,7 @@ async function start({ uploadServers = 2, controlOptions = {} } = {}) {
   const controlUrl = await control.listen(0, '127.0.0.1');
   const token = await servers.createUserToken(secret, 'test-user');
   const handle = nextHandle++;
-  running.set(handle, { dir, uploads, control });
+  running.set(handle, { dir, uploads, control, secret });
   return { handle, controlUrl, token, servers: endpoints };
 }
 
@@ -77,6 +85,15 @@ async function storedSha256({ handle, serverId, itemId }) {
   return { complete: record.complete, size: record.size, sha256: hash.digest('hex') };
 }
 
+/** A read token for GET /files on one upload server, for `items` (default: any item). */
+function readToken({ handle, serverId, items, ttlSeconds }) {
+  return servers.createReadToken(running.get(handle).secret, serverId, {
+    subject: 'test-reader',
+    ...(items ? { items } : {}),
+    ...(ttlSeconds ? { ttlSeconds } : {}),
+  });
+}
+
 /** Items the control server knows. */
 function controlItems({ handle }) {
   return running.get(handle).control.items();
@@ -89,6 +106,7 @@ function httpLog({ handle, serverId }) {
 
 const COMMANDS = {
   'ws-servers:http-log': httpLog,
+  'ws-servers:read-token': readToken,
   'ws-servers:start': start,
   'ws-servers:stop': stop,
   'ws-servers:stored-sha256': storedSha256,

@@ -12,15 +12,25 @@ export interface TestDeployment {
   readonly servers: readonly { id: string; url: string; httpUrl: string }[];
 }
 
+/** Options of every upload server of a deployment (a subset of `UploadServerOptions`). */
+export interface TestUploadOptions {
+  readonly readAccess?: 'token' | 'public';
+  readonly crossOriginResourcePolicy?: 'same-site' | 'same-origin' | 'cross-origin';
+}
+
 /**
  * Starts a deployment.
  * @param uploadServers how many upload servers
+ * @param uploadOptions options of every upload server
  */
-export async function startServers(uploadServers = 2): Promise<TestDeployment> {
-  const d = await executeServerCommand<TestDeployment, { uploadServers: number }>(
-    'ws-servers:start',
-    { uploadServers },
-  );
+export async function startServers(
+  uploadServers = 2,
+  uploadOptions: TestUploadOptions = {},
+): Promise<TestDeployment> {
+  const d = await executeServerCommand<
+    TestDeployment,
+    { uploadServers: number; uploadOptions: TestUploadOptions }
+  >('ws-servers:start', { uploadServers, uploadOptions });
   if (!d)
     throw new Error('the test runner did not start the servers (is servers-plugin.mjs loaded?)');
   return d;
@@ -46,6 +56,24 @@ export async function storedSha256(
   );
 }
 
+/**
+ * A read token for `GET /files` on one upload server of the deployment (made by the test runner,
+ * which holds the secret).
+ * @param items the items it may read (default: any item)
+ */
+export async function readToken(
+  d: TestDeployment,
+  serverId: string,
+  items?: readonly string[],
+): Promise<string> {
+  const token = await executeServerCommand<
+    string,
+    { handle: number; serverId: string; items?: readonly string[] }
+  >('ws-servers:read-token', { handle: d.handle, serverId, ...(items ? { items } : {}) });
+  if (!token) throw new Error('the test runner made no read token');
+  return token;
+}
+
 /** Hex SHA-256 of bytes, computed by the browser. */
 export async function sha256Hex(data: BufferSource): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
@@ -67,6 +95,7 @@ export function randomFile(
 /** One request an upload server answered. */
 export interface HttpLogEntry {
   readonly method: string;
+  /** The request's path, without the query. */
   readonly url: string;
   readonly range: string | null;
   readonly status: number;

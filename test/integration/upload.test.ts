@@ -3,6 +3,7 @@ import '../../src/ws-uploader.js';
 import type { WsUploader } from '../../src/index.js';
 import {
   randomFile,
+  readToken,
   sha256Hex,
   startServers,
   stopServers,
@@ -42,8 +43,12 @@ describe('upload through <ws-uploader> to real servers', () => {
     expect(detail).to.deep.include({ name: 'twenty.bin', size: file.size, sha256: expected });
     expect(detail.servers).to.have.length(1);
 
-    // The bytes the upload server serves back are the bytes of the file.
-    const res = await fetch(detail.servers[0]!.url);
+    // The bytes the upload server serves back, to a holder of a read token for the item, are the
+    // bytes of the file.
+    const token = await readToken(d, detail.servers[0]!.id, [detail.itemId]);
+    const res = await fetch(detail.servers[0]!.url, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
     expect(res.status).to.equal(200);
     expect(await sha256Hex(await res.arrayBuffer())).to.equal(expected);
     // And they are on its disk.

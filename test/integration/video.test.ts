@@ -1,7 +1,13 @@
 import { expect } from '@open-wc/testing';
 import { WsUploaderEngine } from '../../src/index.js';
 import { makeWebm } from '../helpers/make-video.js';
-import { httpLog, startServers, stopServers, type TestDeployment } from '../helpers/servers.js';
+import {
+  httpLog,
+  readToken,
+  startServers,
+  stopServers,
+  type TestDeployment,
+} from '../helpers/servers.js';
 
 function event(target: EventTarget, type: string, timeoutMs = 15_000): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -30,7 +36,9 @@ describe('a video uploaded with ws-uploader', () => {
   it('plays and seeks in <video> straight from the upload server', async () => {
     const video = await makeWebm(4);
     expect(video.size).to.be.greaterThan(500_000);
-    d = await startServers(1);
+    // This page (localhost) and the upload server (127.0.0.1) are different sites, as an app and
+    // its upload servers on their own domains would be: the items need CORP cross-origin.
+    d = await startServers(1, { crossOriginResourcePolicy: 'cross-origin' });
     engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
     await engine.start();
     const done = new Promise<string>((resolve) =>
@@ -40,14 +48,22 @@ describe('a video uploaded with ws-uploader', () => {
     const itemId = await done;
 
     const url = `${d.servers[0]!.httpUrl}/files/${itemId}`;
-    const head = await fetch(url, { method: 'HEAD' });
+    // Items are read with a read token: in a header where the page can send one…
+    const token = await readToken(d, d.servers[0]!.id, [itemId]);
+    expect((await fetch(url, { method: 'HEAD' })).status).to.equal(401);
+    const head = await fetch(url, {
+      method: 'HEAD',
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    expect(head.status).to.equal(200);
     expect(head.headers.get('content-type')).to.equal('video/webm');
     expect(head.headers.get('accept-ranges')).to.equal('bytes');
 
     const el = document.createElement('video');
     el.muted = true;
     el.preload = 'auto';
-    el.src = url;
+    // …and in the URL where it cannot: <video src> sends no headers of the page's choosing.
+    el.src = `${url}?access_token=${encodeURIComponent(token)}`;
     document.body.append(el);
     try {
       await event(el, 'loadedmetadata');

@@ -3,7 +3,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c } from '../../src/protocol/index.js';
-import { createUploadServer, type Demand, type UploadServer } from '../../server/index.js';
+import {
+  createReadToken,
+  createUploadServer,
+  type Demand,
+  type UploadServer,
+} from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
 
@@ -15,6 +20,8 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
   let server: UploadServer;
   let base: string;
   let wsUrl: string;
+  /** A read token for any item (reads need one by default; see read-access.test.ts). */
+  let read: string;
   const demands: Demand[] = [];
   const peers: Dup2Peer[] = [];
 
@@ -59,7 +66,10 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
   }
 
   const get = (itemId: string, headers: Record<string, string> = {}, method = 'GET') =>
-    fetch(`${base}/files/${itemId}`, { headers, method });
+    fetch(`${base}/files/${itemId}`, {
+      headers: { Authorization: `Bearer ${read}`, ...headers },
+      method,
+    });
 
   beforeEach(async () => {
     demands.length = 0;
@@ -74,6 +84,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
     const urls = await server.listen(0);
     base = urls.http;
     wsUrl = urls.ws;
+    read = await createReadToken(SECRET, 'up-1', { subject: 'reader' });
   });
 
   afterEach(async () => {
@@ -195,7 +206,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
       const exact = await get('half', { Range: 'bytes=1-3' });
       expect(exact.status).to.equal(206);
       expect(exact.headers.get('etag')).to.equal(null);
-      expect(exact.headers.get('cache-control')).to.equal('no-store');
+      expect(exact.headers.get('cache-control')).to.equal('private, no-store');
       expect(await exact.text()).to.equal('234');
       const open = await get('half', { Range: 'bytes=2-' });
       expect(open.status).to.equal(206);

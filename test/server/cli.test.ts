@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { secretKey, CONTROL_AUDIENCE, verifyToken } from '../../server/tokens.js';
+import { secretKey, CONTROL_AUDIENCE, uploadAudience, verifyToken } from '../../server/tokens.js';
 
 const SECRET = 'c'.repeat(32);
 
@@ -76,6 +76,83 @@ describe('ws-uploader command', () => {
     expect(code).to.equal(0);
     const claims = await verifyToken(secretKey(SECRET), out.trim(), CONTROL_AUDIENCE);
     expect(claims?.sub).to.equal('alice');
+  });
+
+  it('A8: prints a read token for one upload server with --scope read', async () => {
+    const { code, out } = await cli([
+      'token',
+      '--scope',
+      'read',
+      '--server',
+      'up-1',
+      '--user',
+      'reader',
+      '--items',
+      'a, b',
+      '--secret',
+      SECRET,
+    ]);
+    expect(code).to.equal(0);
+    const claims = await verifyToken(secretKey(SECRET), out.trim(), uploadAudience('up-1'));
+    expect(claims).to.deep.include({ sub: 'reader', scope: 'read', items: ['a', 'b'] });
+    const lifetime = claims!.exp - Math.floor(Date.now() / 1000);
+    expect(lifetime).to.be.within(3590, 3600);
+    expect(await verifyToken(secretKey(SECRET), out.trim(), CONTROL_AUDIENCE)).to.equal(undefined);
+
+    const noServer = await cli(['token', '--scope', 'read', '--user', 'r', '--secret', SECRET]);
+    expect(noServer.code).to.equal(2);
+    expect(noServer.err).to.match(/--server is required/);
+    const userWithItems = await cli(['token', '--user', 'r', '--items', 'a', '--secret', SECRET]);
+    expect(userWithItems.code).to.equal(2);
+    expect(userWithItems.err).to.match(/--scope read/);
+    const badScope = await cli(['token', '--scope', 'upload', '--user', 'r', '--secret', SECRET]);
+    expect(badScope.code).to.equal(2);
+    expect(badScope.err).to.match(/--scope must be user or read/);
+  });
+
+  it('A8/S6: takes --read-access and --cross-origin-resource-policy, as flags or from the environment', async () => {
+    const help = await cli(['upload-server', '--help']);
+    expect(help.out).to.include('--read-access MODE').and.include('--cross-origin-resource-policy');
+    const bad = await cli(
+      ['upload-server', '--id', 'x', '--data-dir', '/tmp/x', '--read-access', 'open'],
+      undefined,
+      { WS_UPLOADER_SECRET: SECRET },
+    );
+    expect(bad.code).to.equal(2);
+    expect(bad.err).to.match(/--read-access must be token or public/);
+    const badCorp = await cli(['upload-server', '--id', 'x', '--data-dir', '/tmp/x'], undefined, {
+      WS_UPLOADER_SECRET: SECRET,
+      WS_UPLOADER_CROSS_ORIGIN_RESOURCE_POLICY: 'anyone',
+    });
+    expect(badCorp.code).to.equal(2);
+    expect(badCorp.err).to.match(/--cross-origin-resource-policy must be/);
+
+    const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-cli-'));
+    try {
+      const run = await cli(
+        [
+          'upload-server',
+          '--id',
+          'u1',
+          '--data-dir',
+          dir,
+          '--port',
+          '0',
+          '--read-access',
+          'public',
+        ],
+        /HTTP (http:\/\/\S+)\)/,
+        { WS_UPLOADER_SECRET: SECRET, WS_UPLOADER_CROSS_ORIGIN_RESOURCE_POLICY: 'cross-origin' },
+      );
+      const http = /HTTP (http:\/\/\S+)\)/.exec(run.out)![1]!;
+      // Public: no 401 without a token, just the 404 of an unknown item.
+      const res = await fetch(`${http}/files/nothing`);
+      expect(res.status).to.equal(404);
+      expect(res.headers.get('cross-origin-resource-policy')).to.equal('cross-origin');
+      run.kill();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes options from WS_UPLOADER_* environment variables, flags winning', async () => {

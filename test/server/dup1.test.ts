@@ -13,7 +13,7 @@ import {
   type Dup1ClientMessage,
   type Dup1ServerMessage,
 } from '../../src/protocol/index.js';
-import { createUploadServer, type UploadServer } from '../../server/index.js';
+import { createReadToken, createUploadServer, type UploadServer } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { sha256 } from '../helpers/node-peers.js';
 
@@ -119,7 +119,8 @@ describe('upload server (dup/1)', () => {
     expect(acks.map((a) => a.type)).to.deep.equal(['ack', 'ack', 'ack', 'ack']);
     await p.send({ type: 'finish', sha256: sha256(bytes).hex });
     expect(await p.next()).to.deep.equal({ type: 'complete', sha256: sha256(bytes).hex });
-    const res = await fetch(`${http}/files/old`);
+    const read = await createReadToken(SECRET, 'up-1', { subject: 'reader', items: ['old'] });
+    const res = await fetch(`${http}/files/old?access_token=${read}`);
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
   });
 

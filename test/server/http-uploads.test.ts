@@ -22,6 +22,8 @@ describe('upload server plain HTTP uploads (http/1)', () => {
       secret: SECRET,
       dataDir: dir,
       maxItemSize: 1_000_000,
+      // Items are read back without a token: these tests are about uploading.
+      readAccess: 'public',
     });
     base = (await server.listen(0)).http;
     const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLOSE, crc32c } from '../../src/protocol/index.js';
 import {
+  createReadToken,
   createUploadServer,
   FileStore,
   type LogEntry,
@@ -78,7 +79,8 @@ describe('upload server operations', () => {
     await peer.next();
     const bad = await connect(ws, 'not-a-valid-token-but-secret-looking');
     await bad.closed;
-    await (await fetch(`${http}/files/logged?token=${token}`)).arrayBuffer();
+    const read = await createReadToken(SECRET, 'up-1', { subject: 'reader' });
+    await (await fetch(`${http}/files/logged?access_token=${read}`)).arrayBuffer();
     await new Promise((r) => setTimeout(r, 50));
 
     const events = entries.map((e) => e.event);
@@ -89,6 +91,7 @@ describe('upload server operations', () => {
     }
     const text = JSON.stringify(entries);
     expect(text).to.not.include(token);
+    expect(text).to.not.include(read);
     expect(text).to.not.include('secret-looking');
     expect(entries.find((e) => e.event === 'http')).to.deep.include({
       method: 'GET',

@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm, symlink, unlink, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, type ByteRange } from '../../src/protocol/index.js';
-import { createUploadServer, type UploadServer } from '../../server/index.js';
+import { createReadToken, createUploadServer, type UploadServer } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
 
@@ -216,9 +216,10 @@ describe('upload server storage', () => {
         expect(holder, `acknowledged ${a.start}..${a.end}`).to.not.equal(undefined);
       }
       // Every byte the server says it holds is the byte that was sent.
+      const read = await createReadToken(SECRET, 'up-1', { subject: 'reader' });
       for (const r of opened.ranges) {
         const res = await fetch(`${second.http}/files/crash`, {
-          headers: { Range: `bytes=${r.start}-${r.end - 1}` },
+          headers: { Range: `bytes=${r.start}-${r.end - 1}`, Authorization: `Bearer ${read}` },
         });
         expect(res.status).to.equal(206);
         expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(

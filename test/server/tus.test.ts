@@ -18,7 +18,8 @@ describe('upload server tus 1.0.0 (tus/1)', () => {
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ws-uploader-tus-'));
-    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir });
+    // Items are read back without a token: these tests are about uploading.
+    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir, readAccess: 'public' });
     base = (await server.listen(0)).http;
     const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
       uid: 'alice',

@@ -4,7 +4,12 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, CLOSE, SUBPROTOCOL_DUP_2 } from '../../src/protocol/index.js';
-import { createUploadServer, FileStore, type UploadServer } from '../../server/index.js';
+import {
+  createReadToken,
+  createUploadServer,
+  FileStore,
+  type UploadServer,
+} from '../../server/index.js';
 import { SignJWT } from 'jose';
 import { signToken, secretKey, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
@@ -19,6 +24,14 @@ describe('upload server (dup/2)', () => {
 
   const token = async (serverId = 'up-1', secret = SECRET, uid = 'alice') =>
     (await signToken(secretKey(secret), 'client-1', uploadAudience(serverId), 60, { uid })).token;
+
+  /** `GET /files/{itemId}` with a read token for any item. */
+  const getFile = async (itemId: string) =>
+    fetch(`${urls.http}/files/${itemId}`, {
+      headers: {
+        Authorization: `Bearer ${await createReadToken(SECRET, 'up-1', { subject: 'reader' })}`,
+      },
+    });
 
   /** A connected, welcomed peer. */
   async function connect(uid = 'alice'): Promise<Dup2Peer> {
@@ -172,7 +185,7 @@ describe('upload server (dup/2)', () => {
       sha256: sha256(bytes).bytes,
     });
 
-    const res = await fetch(`${urls.http}/files/item-a`);
+    const res = await getFile('item-a');
     expect(res.status).to.equal(200);
     expect(res.headers.get('x-content-type-options')).to.equal('nosniff');
     expect(res.headers.get('content-length')).to.equal(String(bytes.length));
@@ -253,7 +266,7 @@ describe('upload server (dup/2)', () => {
       uploadId: 1,
       code: 'digest-mismatch',
     });
-    expect((await fetch(`${urls.http}/files/item-f`)).status).to.equal(503);
+    expect((await getFile('item-f')).status).to.equal(503);
     expect((await server.store.get('item-f'))?.ranges).to.deep.equal([]);
   });
 
@@ -337,7 +350,7 @@ describe('upload server (dup/2)', () => {
 
     server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir });
     urls = await server.listen(0);
-    const res = await fetch(`${urls.http}/files/item-i`);
+    const res = await getFile('item-i');
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
   });
 
@@ -346,9 +359,9 @@ describe('upload server (dup/2)', () => {
     await peer.send({ type: 'open', uploadId: 1, itemId: 'partial', size: 10, mime: '', name: '' });
     await peer.next();
     for (const id of ['nope', '..%2F..%2Fetc%2Fpasswd', '%E0%A4%A']) {
-      expect((await fetch(`${urls.http}/files/${id}`)).status, id).to.equal(404);
+      expect((await getFile(id)).status, id).to.equal(404);
     }
-    const res = await fetch(`${urls.http}/files/partial`);
+    const res = await getFile('partial');
     expect(res.status).to.equal(503);
     expect(res.headers.get('retry-after')).to.equal('2');
     expect(await readdir(dir)).to.deep.equal(['partial']);
