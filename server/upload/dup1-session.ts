@@ -32,6 +32,8 @@ interface Upload {
   readonly writes: Set<Promise<void>>;
   pending: number;
   ended: boolean;
+  /** Releases the item's write lock, once taken. */
+  unlock?: () => void;
 }
 
 /** Handles one dup/1 connection until it closes. */
@@ -163,21 +165,42 @@ export class Dup1Session {
       ended: false,
     };
     this.#upload = upload;
-    upload.opened = this.#ctx.store.open(itemId, size, { owner: grant.owner, mime, name }).then(
-      (record) => {
-        if (upload.ended) return false;
-        this.#send({
-          type: 'opened',
-          complete: record.complete,
-          ranges: record.ranges,
-        });
-        return true;
-      },
-      (e: unknown) => {
-        if (!upload.ended) this.#storeError(e);
-        return false;
-      },
-    );
+    const item = { owner: grant.owner, mime, name };
+    // Whoever may write the item (its owner) takes it over from a connection still writing it.
+    upload.opened = this.#ctx.store
+      .open(itemId, size, item)
+      .then(() =>
+        this.#ctx.locks.acquire(
+          itemId,
+          { start: 0, end: Math.max(size, 1) },
+          {
+            supersede: () => {
+              if (this.#upload === upload)
+                this.#error('superseded', `another connection took over item ${itemId}`);
+            },
+          },
+        ),
+      )
+      .then((unlock) => {
+        upload.unlock = unlock;
+        if (upload.ended) throw new Error('ended');
+        return this.#ctx.store.open(itemId, size, item);
+      })
+      .then(
+        (record) => {
+          if (upload.ended) return false;
+          this.#send({
+            type: 'opened',
+            complete: record.complete,
+            ranges: record.ranges,
+          });
+          return true;
+        },
+        (e: unknown) => {
+          if (!upload.ended) this.#storeError(e);
+          return false;
+        },
+      );
   }
 
   #data(payload: Buffer): void {
@@ -278,6 +301,11 @@ export class Dup1Session {
     this.#ctx.budget.give(upload.pending);
     upload.pending = 0;
     unbindUpload(this.#ctx, this.#grant!.clientId);
+    // The lock goes once the writes already started are done.
+    void upload.opened
+      .then(() => Promise.all(upload.writes))
+      .catch(() => undefined)
+      .finally(() => upload.unlock?.());
   }
 
   #fatal(message: string): void {

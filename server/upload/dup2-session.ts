@@ -17,6 +17,7 @@ import {
 import { StoreError, type ItemStore } from './file-store.js';
 import { allowsWrite, type Grant } from './grant.js';
 import type { BufferBudget } from './buffer-budget.js';
+import type { ItemLocks, LockHolder } from './item-locks.js';
 import {
   bindUpload,
   drainConnection,
@@ -45,6 +46,8 @@ export interface Dup2SessionContext {
   readonly heartbeatMs: number;
   /** The server-wide cap on bytes received and not yet stored. */
   readonly budget: BufferBudget;
+  /** Write locks on items, shared by every protocol of the server. */
+  readonly locks: ItemLocks;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
   /** Structured log of the session's events (never with a token). */
@@ -62,6 +65,8 @@ interface Upload {
   pending: number;
   /** Ended by an ERROR or CANCEL: queued work still runs, but sends nothing. */
   ended: boolean;
+  /** Releases the item's write lock, once taken. */
+  unlock?: () => void;
 }
 
 /** Handles one connection until it closes. */
@@ -69,6 +74,7 @@ export class Dup2Session {
   readonly #ws: WebSocket;
   readonly #ctx: Dup2SessionContext;
   readonly #uploads = new Map<number, Upload>();
+  readonly #holders = new Map<string, LockHolder>();
   #grant: Grant | undefined;
   #authenticating = false;
   #inFlight = 0;
@@ -230,11 +236,17 @@ export class Dup2Session {
     };
     this.#uploads.set(uploadId, upload);
     this.#enqueue(uploadId, upload, async () => {
-      const record = await this.#ctx.store.open(itemId, size, {
-        owner: this.#grant!.owner,
-        mime,
-        name,
-      });
+      const item = { owner: this.#grant!.owner, mime, name };
+      // Whoever may write the item (its owner) takes it over from a connection still writing it.
+      await this.#ctx.store.open(itemId, size, item);
+      upload.unlock = await this.#ctx.locks.acquire(
+        itemId,
+        { start: 0, end: Math.max(size, 1) },
+        this.#holder(itemId),
+      );
+      if (upload.ended) return;
+      // What is stored once the previous writer is done.
+      const record = await this.#ctx.store.open(itemId, size, item);
       if (!upload.ended) {
         this.#send({ type: 'opened', uploadId, complete: record.complete, ranges: record.ranges });
       }
@@ -285,7 +297,7 @@ export class Dup2Session {
     // wait together, so the next chunk need not wait for this one to be durable.
     this.#enqueue(uploadId, upload, async () => {
       const write = this.#ctx.store
-        .write(upload.itemId, offset, payload)
+        .write(upload.itemId, offset, payload, crc)
         .then(
           () => {
             if (!upload.ended)
@@ -346,6 +358,26 @@ export class Dup2Session {
     });
   }
 
+  /**
+   * This connection as the writer of an item: its upload ids of the item share the lock, and all
+   * end when another connection takes the item over.
+   */
+  #holder(itemId: string): LockHolder {
+    let holder = this.#holders.get(itemId);
+    if (!holder) {
+      holder = {
+        supersede: () => {
+          for (const [id, upload] of this.#uploads) {
+            if (upload.itemId !== itemId) continue;
+            this.#error(id, 'superseded', `another connection took over item ${itemId}`);
+          }
+        },
+      };
+      this.#holders.set(itemId, holder);
+    }
+    return holder;
+  }
+
   #storeError(uploadId: number, e: unknown): void {
     if (e instanceof StoreError) this.#error(uploadId, e.code, e.message);
     else this.#error(uploadId, 'internal', 'internal error');
@@ -371,6 +403,12 @@ export class Dup2Session {
     this.#ctx.budget.give(upload.pending);
     upload.pending = 0;
     this.#uploads.delete(uploadId);
+    // The lock goes once the writes already started are done: they never interleave with those
+    // of the next writer.
+    void upload.queue
+      .then(() => Promise.all(upload.writes))
+      .catch(() => undefined)
+      .finally(() => upload.unlock?.());
   }
 
   #fatal(message: string): void {

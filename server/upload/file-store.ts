@@ -1,21 +1,50 @@
 /**
- * File-system storage of items: one folder per item under the data folder, holding
- * `data` (the bytes, written at their offsets) and `meta.json` (size, stored ranges, state).
+ * File-system storage of items: one folder per item under the data folder, holding `data` (the
+ * bytes, written at their offsets), `chunks` (the chunk journal: what is stored, with the CRC-32C of
+ * each run of bytes, see `chunk-journal.ts`) and `meta.json` (size, owner, type, name, state).
  *
  * Durability: `write` resolves only once its bytes are durable. With the default policy `fsync`,
- * that is after the data file was flushed (`fdatasync`) and `meta.json` naming the range was
- * replaced atomically and flushed (write and flush a temporary file, rename it, flush the folder):
- * acknowledged bytes survive a crash of the process or of the machine. With `write`, the flushes
- * are skipped: acknowledged bytes survive a crash of the process (`kill -9`), not of the machine.
- * Writes that arrive while a flush runs share the next one (group commit), so flushing costs one
- * round per batch, not per chunk. Readers only ever see durable ranges.
+ * that is after the data file was flushed (`fdatasync`), then the journal records naming the bytes
+ * were appended and flushed: acknowledged bytes survive a crash of the process or of the machine.
+ * With `write`, the flushes are skipped: acknowledged bytes survive a crash of the process
+ * (`kill -9`), not of the machine. Writes that arrive while a flush runs share the next one (group
+ * commit), so flushing costs one round per batch, not per chunk. Readers only ever see durable
+ * ranges, and every byte they read is checked against the CRC-32C of its chunk first.
+ *
+ * Bytes are written once: a write over bytes already stored must carry the same bytes (it is then
+ * acknowledged without writing), else it fails with `conflict` and the stored bytes stay.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  type FileHandle,
+} from 'node:fs/promises';
 import { join } from 'node:path';
-import { addRange, covers, ITEM_ID_PATTERN, type ByteRange } from '../../src/protocol/index.js';
+import { Readable } from 'node:stream';
+import {
+  addRange,
+  covers,
+  crc32c,
+  ITEM_ID_PATTERN,
+  missingRanges,
+  type ByteRange,
+} from '../../src/protocol/index.js';
+import {
+  CHUNK_RECORD_BYTES,
+  chunksOverlapping,
+  decodeChunks,
+  encodeChunks,
+  insertChunks,
+  type Chunk,
+} from './chunk-journal.js';
 
 /** What the store records about an item. */
 export interface ItemRecord {
@@ -56,7 +85,8 @@ export class StoreError extends Error {
     | 'digest-mismatch'
     | 'quota-exceeded'
     | 'storage-full'
-    | 'storage-failed';
+    | 'storage-failed'
+    | 'locked';
 
   constructor(code: StoreError['code'], message: string, options?: ErrorOptions) {
     super(message, options);
@@ -77,8 +107,12 @@ export interface ItemStore {
   open(itemId: string, size: number, item?: NewItem): Promise<ItemRecord>;
   /** The item, or `undefined`. */
   get(itemId: string): Promise<ItemRecord | undefined>;
-  /** Stores bytes at an offset; resolves once they are durable per the store's policy. */
-  write(itemId: string, offset: number, bytes: Uint8Array): Promise<ItemRecord>;
+  /**
+   * Stores bytes at an offset; resolves once they are durable per the store's policy. Bytes that
+   * are stored already must be the same (else `conflict`, and nothing is written).
+   * @param crc the CRC-32C of `bytes` when the caller knows it (it is computed otherwise)
+   */
+  write(itemId: string, offset: number, bytes: Uint8Array, crc?: number): Promise<ItemRecord>;
   /**
    * Verifies the whole item against `sha256` (hex) and marks it complete; without `sha256`, marks
    * it complete with the digest of what is stored (for protocols that send none, such as tus).
@@ -86,18 +120,22 @@ export interface ItemStore {
   finish(itemId: string, sha256?: string): Promise<ItemRecord>;
   /** Deletes a partial item; `false` when there is none (or it is complete). */
   remove(itemId: string): Promise<boolean>;
-  /** Reads `start..end` (half-open) of a stored item. */
-  read(itemId: string, start: number, end: number): ReadStream;
+  /**
+   * Reads `start..end` (half-open) of the stored bytes of an item, each checked against what was
+   * stored. Bytes changed at rest end the stream with `storage-failed`, and the item forgets them
+   * (it is no longer complete), so they can be uploaded again.
+   */
+  read(itemId: string, start: number, end: number): Readable;
   /**
    * Calls `listener` with the item's record each time it changes (bytes stored, completed, reset).
    * @returns a function that stops the calls
    */
   watch(itemId: string, listener: (record: ItemRecord) => void): () => void;
   /**
-   * Deletes partial items that stored nothing for `ttlMs`.
+   * Deletes partial items that stored nothing for `ttlMs`, except those `keep` names.
    * @returns the ids of the deleted items
    */
-  expire(ttlMs: number): Promise<string[]>;
+  expire(ttlMs: number, keep?: (itemId: string) => boolean): Promise<string[]>;
   /** Releases open files. */
   close(): Promise<void>;
 }
@@ -113,19 +151,36 @@ export interface FileStoreOptions {
   readonly maxBytes?: number;
   /** Largest sum of the sizes of one owner's items, in bytes. @default Infinity */
   readonly maxBytesPerOwner?: number;
+  /** Told when stored bytes no longer match their CRC-32C (changed at rest). */
+  readonly onCorrupt?: (itemId: string, range: ByteRange) => void;
 }
 
 interface Slot {
   /** What is durable: what readers and OPENED see. */
   record: ItemRecord;
-  /** Ranges written but not yet durable. */
-  pending: ByteRange[];
+  /** Durable chunks, sorted, not overlapping. */
+  chunks: Chunk[];
+  /** Chunks written but not yet durable. */
+  pending: Chunk[];
+  /** Chunks the running flush is making durable. */
+  flushing: Chunk[];
+  /** Valid bytes of the journal file. */
+  journalBytes: number;
+  /** The journal may have bytes past `journalBytes` (a failed append): cut them first. */
+  journalTorn: boolean;
   handle?: FileHandle;
+  journal?: FileHandle;
   queue: Promise<unknown>;
   /** The flush running now, and the one writes arriving meanwhile wait for. */
   committing?: Promise<ItemRecord> | undefined;
   nextCommit?: Promise<ItemRecord> | undefined;
+  /** SHA-256 of the bytes `[0, hashedTo)`, fed as they are written, so FINISH reads little back. */
+  hash: Hash | undefined;
+  hashedTo: number;
 }
+
+/** The fields of `meta.json`: an item record without what the journal says. */
+type Meta = Omit<ItemRecord, 'ranges' | 'updatedAt'>;
 
 /** {@link ItemStore} on the local file system. */
 export class FileStore implements ItemStore {
@@ -133,6 +188,7 @@ export class FileStore implements ItemStore {
   readonly #sync: boolean;
   readonly #maxBytes: number;
   readonly #maxBytesPerOwner: number;
+  readonly #onCorrupt: ((itemId: string, range: ByteRange) => void) | undefined;
   readonly #slots = new Map<string, Slot>();
   readonly #loading = new Map<string, Promise<Slot | undefined>>();
   readonly #changes = new EventEmitter().setMaxListeners(0);
@@ -148,6 +204,7 @@ export class FileStore implements ItemStore {
     this.#sync = (options.durability ?? 'fsync') === 'fsync';
     this.#maxBytes = options.maxBytes ?? Infinity;
     this.#maxBytesPerOwner = options.maxBytesPerOwner ?? Infinity;
+    this.#onCorrupt = options.onCorrupt;
   }
 
   async open(itemId: string, size: number, item: NewItem = {}): Promise<ItemRecord> {
@@ -172,35 +229,52 @@ export class FileStore implements ItemStore {
     return (await this.#slot(itemId))?.record;
   }
 
-  async write(itemId: string, offset: number, bytes: Uint8Array): Promise<ItemRecord> {
+  async write(
+    itemId: string,
+    offset: number,
+    bytes: Uint8Array,
+    crc?: number,
+  ): Promise<ItemRecord> {
     const slot = await this.#serial(itemId, async (s) => {
-      const { record } = s;
-      if (offset + bytes.length > record.size) {
+      const end = offset + bytes.length;
+      if (end > s.record.size) {
         throw new StoreError(
           'out-of-range',
-          `bytes ${offset}..${offset + bytes.length} are past size ${record.size}`,
+          `bytes ${offset}..${end} are past size ${s.record.size}`,
         );
       }
-      if (record.complete) return s;
+      if (end === offset) return s;
+      const known = knownRanges(s);
+      const fresh = missingRanges({ start: offset, end }, known);
       try {
         s.handle ??= await open(this.#dataPath(itemId), 'r+');
-        let done = 0;
-        while (done < bytes.length) {
-          const { bytesWritten } = await s.handle.write(
-            bytes,
-            done,
-            bytes.length - done,
-            offset + done,
-          );
-          done += bytesWritten;
+        // Bytes stored already (or being stored) must be the very same bytes.
+        let at = offset;
+        for (const piece of [...fresh, { start: end, end }]) {
+          if (piece.start > at)
+            await sameBytes(
+              s.handle,
+              bytes.subarray(at - offset, piece.start - offset),
+              at,
+              itemId,
+            );
+          at = piece.end;
+        }
+        for (const piece of fresh) {
+          const slice = bytes.subarray(piece.start - offset, piece.end - offset);
+          await writeFully(s.handle, slice, piece.start);
+          const whole = piece.start === offset && piece.end === end;
+          s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
+          if (s.hash && piece.start === s.hashedTo) {
+            s.hash.update(slice);
+            s.hashedTo = piece.end;
+          }
         }
       } catch (e) {
         throw storageError(e, `could not store bytes of ${itemId}`);
       }
-      s.pending = addRange(s.pending, { start: offset, end: offset + bytes.length });
       return s;
     });
-    if (slot.record.complete) return slot.record;
     return this.#commit(slot);
   }
 
@@ -218,21 +292,17 @@ export class FileStore implements ItemStore {
       let actual: string;
       try {
         if (slot.handle) {
-          await slot.handle.sync();
           await slot.handle.close();
           delete slot.handle;
         }
-        actual = await hashFile(this.#dataPath(itemId), record.size);
+        actual = await this.#digest(slot);
       } catch (e) {
         throw storageError(e, `could not read back ${itemId}`);
       }
       const sha256 = expected ?? actual;
       if (actual !== sha256) {
         // Some stored bytes are wrong and nothing says which: the client must send them all again.
-        const reset = { ...record, ranges: [] };
-        slot.pending = [];
-        await this.#saveMeta(reset);
-        this.#set(slot, reset);
+        await this.#forget(slot, slot.chunks);
         throw new StoreError(
           'digest-mismatch',
           `item ${itemId} has SHA-256 ${actual}, the client sent ${sha256}`,
@@ -248,9 +318,7 @@ export class FileStore implements ItemStore {
   async remove(itemId: string): Promise<boolean> {
     const slot = await this.#slot(itemId);
     if (!slot || slot.record.complete) return false;
-    await slot.queue;
-    await slot.committing?.catch(() => undefined);
-    await slot.handle?.close().catch(() => undefined);
+    await this.#release(slot);
     this.#slots.delete(itemId);
     (await this.#usage)?.delete(itemId);
     await rm(join(this.#dir, itemId), { recursive: true, force: true });
@@ -262,12 +330,12 @@ export class FileStore implements ItemStore {
     return () => this.#changes.off(itemId, listener);
   }
 
-  read(itemId: string, start: number, end: number): ReadStream {
+  read(itemId: string, start: number, end: number): Readable {
     checkId(itemId);
-    return createReadStream(this.#dataPath(itemId), { start, end: end - 1 });
+    return Readable.from(this.#verified(itemId, start, end), { objectMode: false });
   }
 
-  async expire(ttlMs: number): Promise<string[]> {
+  async expire(ttlMs: number, keep?: (itemId: string) => boolean): Promise<string[]> {
     const now = Date.now();
     const expired: string[] = [];
     let names: string[];
@@ -277,14 +345,20 @@ export class FileStore implements ItemStore {
       return expired;
     }
     for (const itemId of names) {
-      if (!ITEM_ID_PATTERN.test(itemId)) continue;
+      if (!ITEM_ID_PATTERN.test(itemId) || keep?.(itemId)) continue;
       const slot = this.#slots.get(itemId);
-      const record = slot?.record ?? (await this.#loadMeta(itemId).catch(() => undefined));
-      if (!record || record.complete || now - (record.updatedAt ?? record.createdAt) < ttlMs)
-        continue;
+      let updatedAt: number;
+      if (slot) {
+        if (slot.record.complete) continue;
+        updatedAt = slot.record.updatedAt ?? slot.record.createdAt;
+      } else {
+        const meta = await this.#loadMeta(itemId).catch(() => undefined);
+        if (!meta || meta.complete) continue;
+        updatedAt = await this.#journalTime(itemId, meta.createdAt);
+      }
+      if (now - updatedAt < ttlMs) continue;
       if (slot && (slot.pending.length > 0 || slot.committing)) continue;
-      await slot?.queue;
-      await slot?.handle?.close().catch(() => undefined);
+      if (slot) await this.#release(slot);
       this.#slots.delete(itemId);
       (await this.#usage)?.delete(itemId);
       await rm(join(this.#dir, itemId), { recursive: true, force: true });
@@ -294,14 +368,19 @@ export class FileStore implements ItemStore {
   }
 
   async close(): Promise<void> {
-    for (const slot of this.#slots.values()) {
-      await slot.queue.catch(() => undefined);
-      await slot.nextCommit?.catch(() => undefined);
-      await slot.committing?.catch(() => undefined);
-      await slot.handle?.close().catch(() => undefined);
-      delete slot.handle;
-    }
+    for (const slot of this.#slots.values()) await this.#release(slot);
     this.#slots.clear();
+  }
+
+  /** Waits for the slot's work and closes its files. */
+  async #release(slot: Slot): Promise<void> {
+    await slot.queue.catch(() => undefined);
+    await slot.nextCommit?.catch(() => undefined);
+    await slot.committing?.catch(() => undefined);
+    await slot.handle?.close().catch(() => undefined);
+    await slot.journal?.close().catch(() => undefined);
+    delete slot.handle;
+    delete slot.journal;
   }
 
   #set(slot: Slot, record: ItemRecord): void {
@@ -310,7 +389,7 @@ export class FileStore implements ItemStore {
   }
 
   /**
-   * Makes the slot's pending ranges durable. Writes that arrive while a flush runs wait for the
+   * Makes the slot's pending chunks durable. Writes that arrive while a flush runs wait for the
    * next one, which takes them all (group commit).
    */
   #commit(slot: Slot): Promise<ItemRecord> {
@@ -334,17 +413,107 @@ export class FileStore implements ItemStore {
     const taken = slot.pending;
     slot.pending = [];
     if (taken.length === 0) return slot.record;
+    slot.flushing = taken;
     try {
       if (this.#sync) await slot.handle?.datasync();
+      slot.journal ??= await open(this.#journalPath(slot.record.itemId), 'a');
+      if (slot.journalTorn) {
+        await slot.journal.truncate(slot.journalBytes);
+        slot.journalTorn = false;
+      }
+      slot.journalTorn = true;
+      await slot.journal.appendFile(encodeChunks(taken));
+      if (this.#sync) await slot.journal.datasync();
+      slot.journalTorn = false;
+      slot.journalBytes += taken.length * CHUNK_RECORD_BYTES;
+      slot.chunks = insertChunks(slot.chunks, taken);
       let ranges = slot.record.ranges;
       for (const r of taken) ranges = addRange(ranges, r);
       const next: ItemRecord = { ...slot.record, ranges, updatedAt: Date.now() };
-      await this.#saveMeta(next);
       this.#set(slot, next);
       return next;
     } catch (e) {
-      // Nothing of this batch is acknowledged; its bytes may be written again.
+      // Nothing of this batch is acknowledged; its bytes may be written again, maybe other ones,
+      // so the running digest can no longer be trusted.
+      slot.hash = undefined;
       throw storageError(e, `could not store bytes of ${slot.record.itemId}`);
+    } finally {
+      slot.flushing = [];
+    }
+  }
+
+  /** The SHA-256 of the whole item: the running digest, finished from disk, or all from disk. */
+  async #digest(slot: Slot): Promise<string> {
+    const { size, itemId } = slot.record;
+    const hash = slot.hash && slot.hashedTo <= size ? slot.hash : createHash('sha256');
+    const from = hash === slot.hash ? slot.hashedTo : 0;
+    slot.hash = undefined;
+    if (from < size) {
+      for await (const chunk of createReadStream(this.#dataPath(itemId), {
+        start: from,
+        end: size - 1,
+      }))
+        hash.update(chunk as Buffer);
+    }
+    return hash.digest('hex');
+  }
+
+  /**
+   * Forgets chunks (their bytes are wrong): rewrites the journal without them, and the item is no
+   * longer complete.
+   */
+  async #forget(slot: Slot, gone: readonly Chunk[]): Promise<void> {
+    await slot.nextCommit?.catch(() => undefined);
+    await slot.committing?.catch(() => undefined);
+    const { itemId } = slot.record;
+    const chunks = slot.chunks.filter((c) => !gone.includes(c));
+    await slot.journal?.close().catch(() => undefined);
+    delete slot.journal;
+    const path = this.#journalPath(itemId);
+    await this.#replace(path, encodeChunks(chunks));
+    slot.chunks = chunks;
+    slot.journalBytes = chunks.length * CHUNK_RECORD_BYTES;
+    slot.journalTorn = false;
+    slot.hash = chunks.length === 0 ? createHash('sha256') : undefined;
+    slot.hashedTo = 0;
+    let ranges: ByteRange[] = [];
+    for (const c of chunks) ranges = addRange(ranges, c);
+    const next: ItemRecord = { ...slot.record, ranges, complete: false };
+    delete (next as { sha256?: string }).sha256;
+    if (slot.record.complete) await this.#saveMeta(next);
+    this.#set(slot, next);
+  }
+
+  /** Yields `[start, end)` of an item, chunk by chunk, each checked against its CRC-32C. */
+  async *#verified(itemId: string, start: number, end: number): AsyncGenerator<Buffer> {
+    if (end <= start) return;
+    const slot = await this.#slot(itemId);
+    const chunks = slot ? chunksOverlapping(slot.chunks, start, end) : [];
+    let at = start;
+    for (const c of chunks) {
+      if (c.start > at) break;
+      at = c.end;
+    }
+    if (!slot || at < end) {
+      throw new StoreError('out-of-range', `bytes ${start}..${end} of ${itemId} are not stored`);
+    }
+    const fh = await open(this.#dataPath(itemId), 'r');
+    try {
+      for (const c of chunks) {
+        const bytes = Buffer.allocUnsafe(c.end - c.start);
+        const { bytesRead } = await fh.read(bytes, 0, bytes.length, c.start);
+        if (bytesRead !== bytes.length || crc32c(bytes) !== c.crc32c) {
+          await this.#serial(itemId, (s) => this.#forget(s, [c]));
+          this.#onCorrupt?.(itemId, { start: c.start, end: c.end });
+          throw new StoreError(
+            'storage-failed',
+            `bytes ${c.start}..${c.end} of ${itemId} changed at rest; they must be uploaded again`,
+          );
+        }
+        yield bytes.subarray(Math.max(start, c.start) - c.start, Math.min(end, c.end) - c.start);
+      }
+    } finally {
+      await fh.close();
     }
   }
 
@@ -367,14 +536,24 @@ export class FileStore implements ItemStore {
     itemId: string,
     create: (NewItem & { size: number }) | undefined,
   ): Promise<Slot | undefined> {
-    let record = await this.#loadMeta(itemId);
-    if (!record) {
+    let meta = await this.#loadMeta(itemId);
+    const slot: Slot = {
+      record: undefined as unknown as ItemRecord,
+      chunks: [],
+      pending: [],
+      flushing: [],
+      journalBytes: 0,
+      journalTorn: false,
+      queue: Promise.resolve(),
+      hash: createHash('sha256'),
+      hashedTo: 0,
+    };
+    if (!meta) {
       if (create === undefined) return undefined;
       await this.#reserve(itemId, create.size, create.owner ?? '');
-      record = {
+      meta = {
         itemId,
         size: create.size,
-        ranges: [],
         complete: false,
         createdAt: Date.now(),
         ...(create.owner === undefined ? {} : { owner: create.owner }),
@@ -383,18 +562,42 @@ export class FileStore implements ItemStore {
       };
       try {
         await mkdir(join(this.#dir, itemId), { recursive: true });
-        const fh = await open(this.#dataPath(itemId), 'w');
-        await fh.close();
-        await this.#saveMeta(record);
+        for (const path of [this.#dataPath(itemId), this.#journalPath(itemId)]) {
+          await (await open(path, 'w')).close();
+        }
+        await this.#saveMeta(meta);
       } catch (e) {
         (await this.#usage)?.delete(itemId);
         await rm(join(this.#dir, itemId), { recursive: true, force: true }).catch(() => undefined);
         throw storageError(e, `could not create item ${itemId}`);
       }
+      slot.record = { ...meta, ranges: [] };
+    } else {
+      const journal = await readFile(this.#journalPath(itemId)).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new Uint8Array(0);
+        throw e;
+      });
+      const { chunks, validBytes } = decodeChunks(journal);
+      slot.chunks = latestChunks(chunks);
+      slot.journalBytes = validBytes;
+      // A record torn by a crash is cut before anything is appended after it.
+      slot.journalTorn = validBytes < journal.length;
+      let ranges: ByteRange[] = [];
+      for (const c of slot.chunks) ranges = addRange(ranges, c);
+      const updatedAt = await this.#journalTime(itemId, meta.createdAt);
+      slot.record = { ...meta, ranges, updatedAt };
     }
-    const slot: Slot = { record, pending: [], queue: Promise.resolve() };
     this.#slots.set(itemId, slot);
     return slot;
+  }
+
+  /** When bytes were last stored: the journal's modification time. */
+  async #journalTime(itemId: string, fallback: number): Promise<number> {
+    try {
+      return (await stat(this.#journalPath(itemId))).mtimeMs;
+    } catch {
+      return fallback;
+    }
   }
 
   /** Counts a new item against the quotas, or throws `quota-exceeded`. */
@@ -428,8 +631,8 @@ export class FileStore implements ItemStore {
     const names = await readdir(this.#dir).catch(() => [] as string[]);
     for (const itemId of names) {
       if (!ITEM_ID_PATTERN.test(itemId)) continue;
-      const record = await this.#loadMeta(itemId).catch(() => undefined);
-      if (record) usage.set(itemId, { owner: record.owner ?? '', size: record.size });
+      const meta = await this.#loadMeta(itemId).catch(() => undefined);
+      if (meta) usage.set(itemId, { owner: meta.owner ?? '', size: meta.size });
     }
     return usage;
   }
@@ -446,35 +649,91 @@ export class FileStore implements ItemStore {
     return join(this.#dir, itemId, 'data');
   }
 
-  async #loadMeta(itemId: string): Promise<ItemRecord | undefined> {
+  #journalPath(itemId: string): string {
+    return join(this.#dir, itemId, 'chunks');
+  }
+
+  async #loadMeta(itemId: string): Promise<Meta | undefined> {
     try {
-      return JSON.parse(await readFile(join(this.#dir, itemId, 'meta.json'), 'utf8')) as ItemRecord;
+      return JSON.parse(await readFile(join(this.#dir, itemId, 'meta.json'), 'utf8')) as Meta;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
   }
 
-  /** Replaces `meta.json` atomically; with `fsync`, durably (file, then folder). */
-  async #saveMeta(record: ItemRecord): Promise<void> {
-    const folder = join(this.#dir, record.itemId);
-    const path = join(folder, 'meta.json');
+  /** Replaces `meta.json` atomically; with `fsync`, durably. */
+  async #saveMeta(record: Meta | ItemRecord): Promise<void> {
+    const meta: { -readonly [K in keyof ItemRecord]?: ItemRecord[K] } = { ...record };
+    delete meta.ranges;
+    delete meta.updatedAt;
+    await this.#replace(join(this.#dir, record.itemId, 'meta.json'), JSON.stringify(meta));
+  }
+
+  /** Replaces a file atomically (write a temporary file, rename it); with `fsync`, durably. */
+  async #replace(path: string, content: string | Uint8Array): Promise<void> {
     const fh = await open(`${path}.tmp`, 'w');
     try {
-      await fh.writeFile(JSON.stringify(record));
+      await fh.writeFile(content);
       if (this.#sync) await fh.sync();
     } finally {
       await fh.close();
     }
     await rename(`${path}.tmp`, path);
     if (this.#sync) {
-      const dir = await open(folder, 'r');
+      const dir = await open(join(path, '..'), 'r');
       try {
         await dir.sync();
       } finally {
         await dir.close();
       }
     }
+  }
+}
+
+/** What is stored or being stored: durable ranges plus the chunks not yet durable. */
+function knownRanges(slot: Slot): ByteRange[] {
+  let ranges = [...slot.record.ranges];
+  for (const c of slot.pending) ranges = addRange(ranges, c);
+  for (const c of slot.flushing) ranges = addRange(ranges, c);
+  return ranges;
+}
+
+/**
+ * The chunks of a journal as a sorted list without overlaps: when two records overlap (bytes
+ * written again after a flush failed), the later one describes what is on disk.
+ */
+function latestChunks(chunks: readonly Chunk[]): Chunk[] {
+  const kept: Chunk[] = [];
+  for (let i = chunks.length - 1; i >= 0; i--) {
+    const c = chunks[i]!;
+    if (!kept.some((k) => k.start < c.end && c.start < k.end)) kept.push(c);
+  }
+  return kept.sort((a, b) => a.start - b.start);
+}
+
+/** Throws `conflict` unless the file holds `bytes` at `position`. */
+async function sameBytes(
+  fh: FileHandle,
+  bytes: Uint8Array,
+  position: number,
+  itemId: string,
+): Promise<void> {
+  const stored = Buffer.allocUnsafe(bytes.length);
+  const { bytesRead } = await fh.read(stored, 0, stored.length, position);
+  if (bytesRead !== bytes.length || !stored.equals(bytes)) {
+    throw new StoreError(
+      'conflict',
+      `bytes ${position}..${position + bytes.length} of ${itemId} are stored with other content`,
+    );
+  }
+}
+
+async function writeFully(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
   }
 }
 
@@ -495,18 +754,4 @@ function storageError(e: unknown, what: string): StoreError {
 function checkId(itemId: string): void {
   if (!ITEM_ID_PATTERN.test(itemId))
     throw new TypeError(`ws-uploader: invalid item id ${JSON.stringify(itemId)}`);
-}
-
-function hashFile(path: string, size: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    if (size === 0) {
-      resolve(hash.digest('hex'));
-      return;
-    }
-    createReadStream(path, { start: 0, end: size - 1 })
-      .on('data', (chunk) => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')));
-  });
 }

@@ -20,6 +20,7 @@ import {
 } from '../../src/protocol/index.js';
 import { StoreError, type ItemRecord, type ItemStore } from './file-store.js';
 import { allowsWrite, type Grant } from './grant.js';
+import type { ItemLocks } from './item-locks.js';
 
 /** What HTTP uploads need from the upload server. */
 export interface HttpUploadOptions {
@@ -29,6 +30,8 @@ export interface HttpUploadOptions {
   readonly chunk: number;
   readonly verify: (token: string) => Promise<Grant | undefined>;
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
+  /** Write locks on items, shared by every protocol of the server. */
+  readonly locks: ItemLocks;
 }
 
 /** HTTP status of each error code. */
@@ -45,6 +48,8 @@ export const HTTP_STATUS: Record<string, number> = {
   'quota-exceeded': 507,
   'storage-full': 507,
   'storage-failed': 500,
+  locked: 423,
+  superseded: 409,
   internal: 500,
 };
 
@@ -254,9 +259,40 @@ async function openItem(
 
 /**
  * Writes a body to the item at `start`, in chunks of `options.chunk`, no further than `end`, within
- * what the token allows; returns the bytes read.
+ * what the token allows; returns the bytes read. It holds the write lock of `[start, end)`
+ * meanwhile: a newer writer of those bytes cuts the body off (`superseded`).
  */
 export async function writeStream(
+  body: Readable,
+  itemId: string,
+  start: number,
+  end: number,
+  grant: Grant,
+  options: HttpUploadOptions,
+  hash: ReturnType<typeof createHash> | undefined,
+): Promise<number> {
+  let superseded = false;
+  const unlock = await options.locks.acquire(
+    itemId,
+    { start, end: Math.max(end, start + 1) },
+    {
+      supersede: () => {
+        superseded = true;
+        body.destroy();
+      },
+    },
+  );
+  try {
+    return await writeBody(body, itemId, start, end, grant, options, hash);
+  } catch (e) {
+    if (superseded) throw new HttpError('superseded', `another request took over item ${itemId}`);
+    throw e;
+  } finally {
+    unlock();
+  }
+}
+
+async function writeBody(
   body: Readable,
   itemId: string,
   start: number,

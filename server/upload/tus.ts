@@ -99,9 +99,13 @@ export async function handleTus(
       reply(res, req, HTTP_STATUS[e.code] ?? 500, e.message);
     } else if (e instanceof StoreError) {
       const status =
-        { 'quota-exceeded': 413, 'storage-full': 507, unauthorized: 403, conflict: 409 }[
-          e.code as string
-        ] ?? 500;
+        {
+          'quota-exceeded': 413,
+          'storage-full': 507,
+          unauthorized: 403,
+          conflict: 409,
+          locked: 423,
+        }[e.code as string] ?? 500;
       reply(res, req, status, e.message);
     } else {
       options.log('tus-error', { error: String(e) });

@@ -27,6 +27,7 @@ import { FileStore, type ItemStore } from './file-store.js';
 import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
 import { handleUploads, type HttpUploadOptions } from './http-uploads.js';
 import { handleTus, TUS_PATH, type TusOptions } from './tus.js';
+import { ItemLocks } from './item-locks.js';
 import {
   authorizeRead,
   CROSS_ORIGIN_RESOURCE_POLICIES,
@@ -57,6 +58,11 @@ export interface UploadServerOptions {
   readonly maxBytesPerOwner?: number;
   /** Partial items that stored nothing for this long are deleted, in ms. @default 86400000 (24 h) */
   readonly partialTtlMs?: number;
+  /**
+   * How long a writer waits for the connection it takes an item over from (a second tab, a stale
+   * socket) to finish its started writes; then it gets `locked` (retryable), in ms. @default 10000
+   */
+  readonly lockTimeoutMs?: number;
   /** An existing HTTP server to attach to; otherwise one is created (call `listen`). */
   readonly server?: Server;
   /** Largest item, in bytes. @default 524288000 (500 MiB) */
@@ -176,6 +182,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       ...(options.maxBytesPerOwner !== undefined
         ? { maxBytesPerOwner: positive(options.maxBytesPerOwner, 0, 'maxBytesPerOwner') }
         : {}),
+      onCorrupt: (itemId, range) => log('corrupt-bytes', { itemId, range }),
     });
   if (
     options.durability !== undefined &&
@@ -185,13 +192,17 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     throw new TypeError("ws-uploader: `durability` must be 'fsync' or 'write'");
   }
   const partialTtlMs = positive(options.partialTtlMs, 86_400_000, 'partialTtlMs');
+  const locks = new ItemLocks(positive(options.lockTimeoutMs, 10_000, 'lockTimeoutMs'));
   // Abandoned partial items expire; the sweep runs a few times per lifetime, at most every 10 min.
+  // An item someone is writing is never abandoned, however slow they are.
   const sweeper = setInterval(
     () =>
-      void store.expire(partialTtlMs).then(
-        (ids) => ids.length > 0 && log('expired', { items: ids }),
-        () => undefined,
-      ),
+      void store
+        .expire(partialTtlMs, (itemId) => locks.held(itemId))
+        .then(
+          (ids) => ids.length > 0 && log('expired', { items: ids }),
+          () => undefined,
+        ),
     Math.min(partialTtlMs / 4, 600_000),
   );
   sweeper.unref();
@@ -265,6 +276,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     budget: new BufferBudget(
       positive(options.maxBufferedBytes, 64 * 1024 * 1024, 'maxBufferedBytes'),
     ),
+    locks,
     ...(options.onComplete ? { onComplete: options.onComplete } : {}),
   };
   const uploads: HttpUploadOptions = {
@@ -273,6 +285,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     chunk: maxChunk,
     verify: ctx.verify,
     log,
+    locks,
   };
   const tus: TusOptions = { ...uploads, partialTtlMs };
   const sessions = new Set<Dup2Session | Dup1Session>();

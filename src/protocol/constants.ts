@@ -95,6 +95,8 @@ export const WIRE_ERROR = {
   'quota-exceeded': 15,
   'storage-full': 16,
   'too-many-uploads': 17,
+  locked: 18,
+  superseded: 19,
 } as const;
 /** Name of a wire error code, such as `'checksum-mismatch'`. */
 export type WireErrorCode = keyof typeof WIRE_ERROR;
@@ -107,6 +109,8 @@ export const RETRYABLE_WIRE_ERRORS: ReadonlySet<WireErrorCode> = new Set<WireErr
   'storage-failed',
   'storage-full',
   'too-many-uploads',
+  // Another connection is still writing the item: it lets go, or its lock times out.
+  'locked',
   'not-ready',
   'internal',
 ]);

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
 import {
+  crc32c,
   decodeControlServerMessage,
   decodeDup2ServerFrame,
   encodeControlMessage,
@@ -106,6 +107,16 @@ export class Dup2Peer extends Peer<Dup2ServerFrame, Dup2ClientFrame> {
   async sendRaw(bytes: Uint8Array | string): Promise<void> {
     await this.opened;
     this.ws.send(bytes);
+  }
+
+  /** Sends OPEN without a media type or name. */
+  open(uploadId: number, itemId: string, size: number): Promise<void> {
+    return this.send({ type: 'open', uploadId, itemId, size, mime: '', name: '' });
+  }
+
+  /** Sends DATA with the payload's CRC-32C. */
+  data(uploadId: number, offset: number, payload: Uint8Array): Promise<void> {
+    return this.send({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload });
   }
 }
 

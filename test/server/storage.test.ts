@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32c, type ByteRange } from '../../src/protocol/index.js';
+import type { ByteRange } from '../../src/protocol/index.js';
 import { createReadToken, createUploadServer, type UploadServer } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
@@ -18,14 +18,6 @@ async function connect(wsUrl: string, uid = 'alice'): Promise<Dup2Peer> {
   await peer.send({ type: 'hello', token });
   expect((await peer.next()).type).to.equal('welcome');
   return peer;
-}
-
-function open(peer: Dup2Peer, uploadId: number, itemId: string, size: number) {
-  return peer.send({ type: 'open', uploadId, itemId, size, mime: '', name: '' });
-}
-
-function data(peer: Dup2Peer, uploadId: number, offset: number, payload: Uint8Array) {
-  return peer.send({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload });
 }
 
 describe('upload server storage', () => {
@@ -49,21 +41,26 @@ describe('upload server storage', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('deletes partial items that stored nothing for partialTtlMs, and keeps complete ones', async () => {
+  it('F15: deletes partial items that stored nothing for partialTtlMs, except those being written, and keeps complete ones', async () => {
     const { ws } = await start({ partialTtlMs: 200 });
     const peer = await connect(ws);
     peers.push(peer);
     const bytes = new Uint8Array(randomBytes(100));
-    await open(peer, 1, 'done', bytes.length);
+    await peer.open(1, 'done', bytes.length);
     await peer.next();
-    await data(peer, 1, 0, bytes);
+    await peer.data(1, 0, bytes);
     await peer.next();
     await peer.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
     expect((await peer.next()).type).to.equal('complete');
-    await open(peer, 2, 'abandoned', 100);
+    await peer.open(2, 'abandoned', 100);
     await peer.next();
-    await data(peer, 2, 0, bytes.subarray(0, 10));
+    await peer.data(2, 0, bytes.subarray(0, 10));
     await peer.next();
+    // F15: an item someone is writing is not abandoned, however long they pause.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await readdir(dir)).to.have.members(['done', 'abandoned']);
+    // Given up: the sweep takes it.
+    await peer.send({ type: 'cancel', uploadId: 2 });
     const deadline = Date.now() + 3000;
     while (existsSync(join(dir, 'abandoned')) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 50));
@@ -75,9 +72,9 @@ describe('upload server storage', () => {
     const { ws } = await start({ maxBytesPerOwner: 100, maxBytes: 150 });
     const alice = await connect(ws, 'alice');
     peers.push(alice);
-    await open(alice, 1, 'a1', 60);
+    await alice.open(1, 'a1', 60);
     expect((await alice.next()).type).to.equal('opened');
-    await open(alice, 2, 'a2', 60);
+    await alice.open(2, 'a2', 60);
     expect(await alice.next()).to.deep.include({
       type: 'error',
       uploadId: 2,
@@ -85,9 +82,9 @@ describe('upload server storage', () => {
     });
     const bob = await connect(ws, 'bob');
     peers.push(bob);
-    await open(bob, 1, 'b1', 60);
+    await bob.open(1, 'b1', 60);
     expect((await bob.next()).type).to.equal('opened');
-    await open(bob, 2, 'b2', 60);
+    await bob.open(2, 'b2', 60);
     expect(await bob.next()).to.deep.include({
       type: 'error',
       uploadId: 2,
@@ -101,9 +98,9 @@ describe('upload server storage', () => {
     const peer = await connect(ws);
     peers.push(peer);
     const bytes = new Uint8Array(randomBytes(2000));
-    await open(peer, 1, 'full', bytes.length);
+    await peer.open(1, 'full', bytes.length);
     await peer.next();
-    await data(peer, 1, 0, bytes.subarray(0, 1000));
+    await peer.data(1, 0, bytes.subarray(0, 1000));
     expect((await peer.next()).type).to.equal('ack');
     peer.close();
     await server!.close();
@@ -116,9 +113,9 @@ describe('upload server storage', () => {
     const again = await start();
     const p2 = await connect(again.ws);
     peers.push(p2);
-    await open(p2, 1, 'full', bytes.length);
+    await p2.open(1, 'full', bytes.length);
     expect(await p2.next()).to.deep.include({ ranges: [{ start: 0, end: 1000 }] });
-    await data(p2, 1, 1000, bytes.subarray(1000));
+    await p2.data(1, 1000, bytes.subarray(1000));
     expect(await p2.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'storage-full' });
     expect((await server!.store.get('full'))!.ranges).to.deep.equal([{ start: 0, end: 1000 }]);
     p2.close();
@@ -130,9 +127,9 @@ describe('upload server storage', () => {
     const third = await start();
     const p3 = await connect(third.ws);
     peers.push(p3);
-    await open(p3, 1, 'full', bytes.length);
+    await p3.open(1, 'full', bytes.length);
     await p3.next();
-    await data(p3, 1, 1000, bytes.subarray(1000));
+    await p3.data(1, 1000, bytes.subarray(1000));
     expect((await p3.next()).type).to.equal('ack');
     await p3.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
     expect((await p3.next()).type).to.equal('complete');
@@ -186,7 +183,7 @@ describe('upload server storage', () => {
       const first = await runServer();
       const peer = await connect(first.ws);
       peers.push(peer);
-      await open(peer, 1, 'crash', size);
+      await peer.open(1, 'crash', size);
       expect((await peer.next()).type).to.equal('opened');
 
       // Keep a window of chunks in flight; kill the server as soon as 40 were acknowledged.
@@ -194,12 +191,12 @@ describe('upload server storage', () => {
       let sent = 0;
       const inFlight = 16;
       for (; sent < inFlight; sent++)
-        await data(peer, 1, sent * chunk, bytes.subarray(sent * chunk, (sent + 1) * chunk));
+        await peer.data(1, sent * chunk, bytes.subarray(sent * chunk, (sent + 1) * chunk));
       while (acked.length < 40) {
         const frame = await peer.next();
         if (frame.type !== 'ack') throw new Error(`unexpected ${frame.type}`);
         acked.push({ start: frame.start, end: frame.end });
-        await data(peer, 1, sent * chunk, bytes.subarray(sent * chunk, (sent + 1) * chunk));
+        await peer.data(1, sent * chunk, bytes.subarray(sent * chunk, (sent + 1) * chunk));
         sent++;
       }
       child!.kill('SIGKILL');
@@ -208,7 +205,7 @@ describe('upload server storage', () => {
       const second = await runServer();
       const p2 = await connect(second.ws);
       peers.push(p2);
-      await open(p2, 1, 'crash', size);
+      await p2.open(1, 'crash', size);
       const opened = await p2.next();
       if (opened.type !== 'opened') throw new Error(`expected OPENED, got ${opened.type}`);
       for (const a of acked) {
@@ -229,7 +226,7 @@ describe('upload server storage', () => {
       // The rest goes in and the whole item verifies.
       for (let o = 0; o < size; o += chunk) {
         if (opened.ranges.some((r) => r.start <= o && o + chunk <= r.end)) continue;
-        await data(p2, 1, o, bytes.subarray(o, o + chunk));
+        await p2.data(1, o, bytes.subarray(o, o + chunk));
         expect((await p2.next()).type).to.equal('ack');
       }
       await p2.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
