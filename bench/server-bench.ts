@@ -12,16 +12,12 @@
  */
 import { fork, type ChildProcess, type Serializable } from 'node:child_process';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { once } from 'node:events';
-import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-import WebSocket, { WebSocketServer } from 'ws';
-import { createUploadServer } from '../server/index.js';
+import WebSocket from 'ws';
 import { secretKey, signToken, uploadAudience } from '../server/tokens.js';
 import {
   crc32c,
@@ -476,87 +472,11 @@ interface Run extends Outcome {
   readonly rssPeak: number;
 }
 
-/** A running target: where clients connect, and how to stop it. */
-interface Running {
-  readonly url: string;
-  close(): Promise<void>;
-}
-
 const TARGETS: readonly Target[] = [
   { name: 'bare sink', kind: 'sink' },
   { name: 'reference (fsync)', kind: 'dup2', durability: 'fsync' },
   { name: 'reference (write)', kind: 'dup2', durability: 'write' },
 ];
-
-/** The bare sink: every binary message appended to a file, then a 1-byte reply. */
-async function startSink(dir: string): Promise<Running> {
-  const wss = new WebSocketServer({
-    host: '127.0.0.1',
-    port: 0,
-    perMessageDeflate: false,
-    maxPayload: 2 * CHUNK,
-  });
-  await once(wss, 'listening');
-  const reply = Buffer.alloc(1);
-  const files: Promise<void>[] = [];
-  wss.on('connection', (ws) => {
-    const handle = open(join(dir, `sink-${files.length}`), 'w');
-    let queue: Promise<unknown> = handle;
-    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
-      if (!isBinary) return;
-      const bytes = data as Buffer;
-      queue = queue.then(async () => {
-        await writeAll(await handle, bytes);
-        if (ws.readyState === WebSocket.OPEN) ws.send(reply);
-      });
-      queue.catch(() => ws.close(1011, 'write failed'));
-    });
-    files.push(
-      new Promise<void>((resolve) =>
-        ws.once('close', () =>
-          queue
-            .catch(() => undefined)
-            .then(async () => (await handle).close())
-            .catch(() => undefined)
-            .then(resolve),
-        ),
-      ),
-    );
-  });
-  const { port } = wss.address() as { port: number };
-  return {
-    url: `ws://127.0.0.1:${port}/`,
-    async close() {
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await Promise.all(files);
-    },
-  };
-}
-
-async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
-  for (let done = 0; done < bytes.length;) {
-    done += (await handle.write(bytes, done, bytes.length - done)).bytesWritten;
-  }
-}
-
-async function startReference(
-  dir: string,
-  durability: 'fsync' | 'write',
-  size: number,
-): Promise<Running> {
-  const server = createUploadServer({
-    id: SERVER_ID,
-    secret: SECRET,
-    dataDir: dir,
-    durability,
-    maxItemSize: Math.max(DEFAULT_MAX_ITEM_SIZE, size),
-    // Every client connects from 127.0.0.1.
-    maxConnectionsPerIp: 1024,
-  });
-  const { ws } = await server.listen(0, '127.0.0.1');
-  return { url: ws, close: () => server.close() };
-}
 
 async function tokensFor(clients: number): Promise<string[]> {
   const key = secretKey(SECRET);
@@ -595,28 +515,22 @@ function request<T>(child: ChildProcess, message: Serializable): Promise<T> {
   });
 }
 
-/** Starts this file in a child process in a role. */
+/**
+ * Starts a child process: the clients (this file, with the TypeScript loader), or the server
+ * (`server-role.mjs` on plain Node, hosting the server built in `dist/`).
+ */
 function spawnRole(role: '--client' | '--server'): ChildProcess {
-  return fork(fileURLToPath(import.meta.url), [role], {
+  if (role === '--client') {
+    return fork(fileURLToPath(import.meta.url), [role], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+  }
+  const profile = process.env.BENCH_PROFILE;
+  return fork(fileURLToPath(new URL('server-role.mjs', import.meta.url)), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // BENCH_PROFILE=<folder>: a CPU profile of each server process, for Chrome DevTools.
+    execArgv: profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [],
   });
-}
-
-/** RSS of this process when called, and its peak until `stop`, sampled every 50 ms. */
-function sampleRss(): () => { start: number; peak: number } {
-  const start = process.memoryUsage().rss;
-  let peak = start;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
-  return () => {
-    clearInterval(timer);
-    return { start, peak: Math.max(peak, process.memoryUsage().rss) };
-  };
-}
-
-/** A full garbage collection, so that garbage of the start-up does not count in the RSS. */
-function garbageCollector(): () => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
 }
 
 /** What a server process is asked to start. */
@@ -624,46 +538,17 @@ interface ServerStart {
   readonly target: Target;
   readonly dir: string;
   readonly size: number;
+  /** The sink's `maxPayload`. */
+  readonly maxPayload: number;
+  readonly secret: string;
+  readonly serverId: string;
+  readonly maxItemSize: number;
 }
 
 /** What a server process measured. */
 interface ServerReport {
   readonly rssStart: number;
   readonly rssPeak: number;
-}
-
-/**
- * Server process: starts the target, answers its URL and samples its RSS until asked to stop;
- * then closes the target, answers the RSS and exits.
- */
-function serverMain(): void {
-  const collectGarbage = garbageCollector();
-  let running: Running | undefined;
-  let stop: (() => { start: number; peak: number }) | undefined;
-  process.on('message', (message: ServerStart | 'stop') => {
-    const work =
-      message === 'stop'
-        ? (async () => {
-            const rss = stop!();
-            await running!.close();
-            const report: ServerReport = { rssStart: rss.start, rssPeak: rss.peak };
-            process.send!(report, () => process.exit(0));
-          })()
-        : (async () => {
-            const { target, dir, size } = message;
-            running =
-              target.kind === 'sink'
-                ? await startSink(dir)
-                : await startReference(dir, target.durability!, size);
-            collectGarbage();
-            stop = sampleRss();
-            process.send!(running.url);
-          })();
-    work.catch((e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    });
-  });
 }
 
 async function measure(
@@ -684,6 +569,10 @@ async function measure(
       target,
       dir,
       size: kase.size,
+      maxPayload: 2 * CHUNK,
+      secret: SECRET,
+      serverId: SERVER_ID,
+      maxItemSize: DEFAULT_MAX_ITEM_SIZE,
     } satisfies ServerStart);
     const outcome = await request<Outcome>(client, {
       kind: target.kind,
@@ -762,6 +651,9 @@ async function main(): Promise<void> {
     { clients: 100, size: Math.floor((20 * MiB) / scale) },
   ].map((c) => ({ ...c, name: `${c.clients} × ${sizeName(c.size)}` }));
 
+  if (!existsSync(fileURLToPath(new URL('../dist/server/index.js', import.meta.url)))) {
+    throw new Error('the server is measured as built: run `npm run build:tsc` first');
+  }
   const root = await mkdtemp(join(tmpdir(), 'ws-uploader-bench-'));
   // Whatever happens, the folder goes.
   process.once('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -890,8 +782,6 @@ async function main(): Promise<void> {
 
 if (process.argv.includes('--client')) {
   clientMain();
-} else if (process.argv.includes('--server')) {
-  serverMain();
 } else {
   main().catch((e: unknown) => {
     console.error(e);

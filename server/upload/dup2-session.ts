@@ -5,7 +5,6 @@
 import type { WebSocket, RawData } from 'ws';
 import {
   CLOSE,
-  crc32c,
   decodeDup2ClientFrame,
   encodeDup2Frame,
   ProtocolError,
@@ -14,6 +13,7 @@ import {
   type Dup2ServerFrame,
   type WireErrorCode,
 } from '../../src/protocol/index.js';
+import { crc32c } from '../internal/crc32c.js';
 import { StoreError, type ItemStore } from './file-store.js';
 import { allowsWrite, type Grant } from './grant.js';
 import type { BufferBudget } from './buffer-budget.js';

@@ -32,11 +32,11 @@ import { Readable } from 'node:stream';
 import {
   addRange,
   covers,
-  crc32c,
   ITEM_ID_PATTERN,
   missingRanges,
   type ByteRange,
 } from '../../src/protocol/index.js';
+import { crc32c } from '../internal/crc32c.js';
 import {
   CHUNK_RECORD_BYTES,
   chunksOverlapping,
@@ -562,11 +562,11 @@ export class FileStore implements ItemStore {
       };
       try {
         await mkdir(join(this.#dir, itemId), { recursive: true });
-        for (const path of [this.#dataPath(itemId), this.#journalPath(itemId)]) {
-          await (await open(path, 'w')).close();
-        }
+        // The journal is created by its first append.
+        slot.handle = await open(this.#dataPath(itemId), 'w+');
         await this.#saveMeta(meta);
       } catch (e) {
+        await slot.handle?.close().catch(() => undefined);
         (await this.#usage)?.delete(itemId);
         await rm(join(this.#dir, itemId), { recursive: true, force: true }).catch(() => undefined);
         throw storageError(e, `could not create item ${itemId}`);
