@@ -177,6 +177,50 @@ describe('ws-uploader command', () => {
     }
   });
 
+  it('F7: takes --lock-timeout-ms as lockTimeoutMs, as a flag or from WS_UPLOADER_LOCK_TIMEOUT_MS', async () => {
+    const help = await cli(['upload-server', '--help']);
+    expect(help.out).to.include('--lock-timeout-ms MS');
+    const base = ['upload-server', '--id', 'x', '--data-dir', '/tmp/x'];
+    const notNumber = await cli([...base, '--lock-timeout-ms', 'soon'], undefined, {
+      WS_UPLOADER_SECRET: SECRET,
+    });
+    expect(notNumber.code).to.equal(2);
+    expect(notNumber.err).to.match(/--lock-timeout-ms must be a non-negative integer/);
+    // The value reaches the server's option: 0 is refused there.
+    const zero = await cli(base, undefined, {
+      WS_UPLOADER_SECRET: SECRET,
+      WS_UPLOADER_LOCK_TIMEOUT_MS: '0',
+    });
+    expect(zero.code).to.equal(2);
+    expect(zero.err).to.match(/lockTimeoutMs` must be a positive integer/);
+
+    const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-cli-'));
+    try {
+      // A flag wins over the environment.
+      const run = await cli(
+        [
+          'upload-server',
+          '--id',
+          'u1',
+          '--data-dir',
+          dir,
+          '--port',
+          '0',
+          '--lock-timeout-ms',
+          '500',
+        ],
+        /HTTP (http:\/\/\S+)\)/,
+        { WS_UPLOADER_SECRET: SECRET, WS_UPLOADER_LOCK_TIMEOUT_MS: '0' },
+      );
+      expect(run.code).to.equal(null);
+      const http = /HTTP (http:\/\/\S+)\)/.exec(run.out)![1]!;
+      expect((await fetch(`${http}/healthz`)).status).to.equal(200);
+      run.kill();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses an unknown durability mode', async () => {
     const { code, err } = await cli([
       'upload-server',
