@@ -36,7 +36,7 @@ ${SECRET_HELP}
   --max-bytes N            largest sum of all item sizes (default: no limit)
   --max-bytes-per-owner N  largest sum of one user's item sizes (default: no limit)
   --partial-ttl MS         delete partial items idle this long (default 86400000)
-  --lock-timeout-ms MS     how long a new writer of an item waits for the writer it takes over
+  --lock-timeout MS        how long a new writer of an item waits for the writer it takes over
                            from to finish its started writes; then it gets locked (default 10000)
   --hold MS                how long a reader waits for bytes not stored yet (default 10000)
   --read-access MODE       who may GET /files/{itemId}: token (default): holders of a read token,
@@ -72,7 +72,7 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       'max-bytes': { type: 'string' },
       'max-bytes-per-owner': { type: 'string' },
       'partial-ttl': { type: 'string' },
-      'lock-timeout-ms': { type: 'string' },
+      'lock-timeout': { type: 'string' },
       hold: { type: 'string' },
       'read-access': { type: 'string' },
       'cross-origin-resource-policy': { type: 'string' },
@@ -118,7 +118,7 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         ...optional('max-bytes', 'maxBytes'),
         ...optional('max-bytes-per-owner', 'maxBytesPerOwner'),
         ...optional('partial-ttl', 'partialTtlMs'),
-        ...optional('lock-timeout-ms', 'lockTimeoutMs'),
+        ...optional('lock-timeout', 'lockTimeoutMs'),
         ...optional('hold', 'holdMs'),
         ...optional('auth-timeout', 'authTimeoutMs'),
         ...optional('drain', 'drainMs'),

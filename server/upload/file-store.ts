@@ -478,7 +478,8 @@ export class FileStore implements ItemStore {
     slot.hashedTo = 0;
     let ranges: ByteRange[] = [];
     for (const c of chunks) ranges = addRange(ranges, c);
-    const next: ItemRecord = { ...slot.record, ranges, complete: false };
+    // Counted as just stored: the item waits a whole partialTtlMs for the bytes to come again.
+    const next: ItemRecord = { ...slot.record, ranges, complete: false, updatedAt: Date.now() };
     delete (next as { sha256?: string }).sha256;
     if (slot.record.complete) await this.#saveMeta(next);
     this.#set(slot, next);
@@ -562,8 +563,10 @@ export class FileStore implements ItemStore {
       };
       try {
         await mkdir(join(this.#dir, itemId), { recursive: true });
-        // The journal is created by its first append.
+        if (this.#sync) await syncFolder(this.#dir);
         slot.handle = await open(this.#dataPath(itemId), 'w+');
+        await (await open(this.#journalPath(itemId), 'w')).close();
+        // Its folder is flushed after meta.json is renamed in: the three names are durable.
         await this.#saveMeta(meta);
       } catch (e) {
         await slot.handle?.close().catch(() => undefined);
@@ -680,14 +683,7 @@ export class FileStore implements ItemStore {
       await fh.close();
     }
     await rename(`${path}.tmp`, path);
-    if (this.#sync) {
-      const dir = await open(join(path, '..'), 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
-    }
+    if (this.#sync) await syncFolder(join(path, '..'));
   }
 }
 
@@ -726,6 +722,16 @@ async function sameBytes(
       'conflict',
       `bytes ${position}..${position + bytes.length} of ${itemId} are stored with other content`,
     );
+  }
+}
+
+/** Flushes a folder, so the names created in it survive a crash of the machine. */
+async function syncFolder(path: string): Promise<void> {
+  const dir = await open(path, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }
 

@@ -133,7 +133,7 @@ async function postMultipart(
     let done: Promise<ItemRecord> | undefined;
     parser.on('field', (name, value) => fields.set(name, value));
     parser.on('file', (_name, file, info) => {
-      done = storeMultipartFile(file, fields, info, grant, options);
+      done = storeMultipartFile(file, fields, info, grant, options, () => req.destroy());
       done.catch(() => file.resume());
     });
     parser.on('error', () => reject(new HttpError('bad-request', 'malformed multipart/form-data')));
@@ -153,6 +153,7 @@ async function storeMultipartFile(
   info: { filename?: string | undefined; mimeType: string },
   grant: Grant,
   options: HttpUploadOptions,
+  cut: () => void,
 ): Promise<ItemRecord> {
   const itemId = fields.get('itemId') ?? '';
   const size = Number(fields.get('size'));
@@ -175,7 +176,7 @@ async function storeMultipartFile(
     options,
   );
   const hash = createHash('sha256');
-  const written = await writeStream(file, itemId, 0, size, grant, options, hash);
+  const written = await writeStream(file, itemId, 0, size, grant, options, hash, cut);
   if (written !== size)
     throw new HttpError('bad-request', `the file has ${written} bytes, not ${size}`);
   const actual = hash.digest('hex');
@@ -260,7 +261,8 @@ async function openItem(
 /**
  * Writes a body to the item at `start`, in chunks of `options.chunk`, no further than `end`, within
  * what the token allows; returns the bytes read. It holds the write lock of `[start, end)`
- * meanwhile: a newer writer of those bytes cuts the body off (`superseded`).
+ * meanwhile: a newer writer of those bytes cuts the body off (`superseded`) with `cut` (by default,
+ * destroying `body`).
  */
 export async function writeStream(
   body: Readable,
@@ -270,6 +272,7 @@ export async function writeStream(
   grant: Grant,
   options: HttpUploadOptions,
   hash: ReturnType<typeof createHash> | undefined,
+  cut: () => void = () => body.destroy(),
 ): Promise<number> {
   let superseded = false;
   const unlock = await options.locks.acquire(
@@ -278,6 +281,7 @@ export async function writeStream(
     {
       supersede: () => {
         superseded = true;
+        cut();
         body.destroy();
       },
     },

@@ -177,19 +177,19 @@ describe('ws-uploader command', () => {
     }
   });
 
-  it('F7: takes --lock-timeout-ms as lockTimeoutMs, as a flag or from WS_UPLOADER_LOCK_TIMEOUT_MS', async () => {
+  it('F7: takes --lock-timeout as lockTimeoutMs, as a flag or from WS_UPLOADER_LOCK_TIMEOUT', async () => {
     const help = await cli(['upload-server', '--help']);
-    expect(help.out).to.include('--lock-timeout-ms MS');
+    expect(help.out).to.include('--lock-timeout MS');
     const base = ['upload-server', '--id', 'x', '--data-dir', '/tmp/x'];
-    const notNumber = await cli([...base, '--lock-timeout-ms', 'soon'], undefined, {
+    const notNumber = await cli([...base, '--lock-timeout', 'soon'], undefined, {
       WS_UPLOADER_SECRET: SECRET,
     });
     expect(notNumber.code).to.equal(2);
-    expect(notNumber.err).to.match(/--lock-timeout-ms must be a non-negative integer/);
+    expect(notNumber.err).to.match(/--lock-timeout must be a non-negative integer/);
     // The value reaches the server's option: 0 is refused there.
     const zero = await cli(base, undefined, {
       WS_UPLOADER_SECRET: SECRET,
-      WS_UPLOADER_LOCK_TIMEOUT_MS: '0',
+      WS_UPLOADER_LOCK_TIMEOUT: '0',
     });
     expect(zero.code).to.equal(2);
     expect(zero.err).to.match(/lockTimeoutMs` must be a positive integer/);
@@ -198,19 +198,9 @@ describe('ws-uploader command', () => {
     try {
       // A flag wins over the environment.
       const run = await cli(
-        [
-          'upload-server',
-          '--id',
-          'u1',
-          '--data-dir',
-          dir,
-          '--port',
-          '0',
-          '--lock-timeout-ms',
-          '500',
-        ],
+        ['upload-server', '--id', 'u1', '--data-dir', dir, '--port', '0', '--lock-timeout', '500'],
         /HTTP (http:\/\/\S+)\)/,
-        { WS_UPLOADER_SECRET: SECRET, WS_UPLOADER_LOCK_TIMEOUT_MS: '0' },
+        { WS_UPLOADER_SECRET: SECRET, WS_UPLOADER_LOCK_TIMEOUT: '0' },
       );
       expect(run.code).to.equal(null);
       const http = /HTTP (http:\/\/\S+)\)/.exec(run.out)![1]!;

@@ -51,7 +51,7 @@ function fetchItem(
   });
 }
 
-describe('upload server integrity (rows F3, F5, F6, F7, I3)', () => {
+describe('upload server integrity (rows F3, F5, F6, F7, F8, I3)', () => {
   let dir: string;
   let server: UploadServer | undefined;
   let urls: { http: string; ws: string };
@@ -270,6 +270,44 @@ describe('upload server integrity (rows F3, F5, F6, F7, I3)', () => {
     expect((await p.next()).type).to.equal('complete');
   });
 
+  it('F7: a dup/2 writer cuts off a multipart POST of the same item; what the POST stored stays', async () => {
+    await start({ maxChunk: 1024 });
+    const bytes = new Uint8Array(randomBytes(4096));
+    const token = await uploadToken('http-client');
+    const boundary = 'b0undary';
+    const head = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="itemId"\r\n\r\nposted\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="size"\r\n\r\n4096\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.bin"\r\n` +
+        `Content-Type: application/octet-stream\r\n\r\n`,
+    );
+    const post = request(`${urls.http}/uploads`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${token}`,
+        'Content-Type': `multipart/form-data; boundary=${boundary}`,
+      },
+    });
+    const outcome = new Promise<string>((resolve) => {
+      post.on('error', (e) => resolve(`error ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      post.on('response', (res) => resolve(`status ${res.statusCode}`));
+    });
+    post.write(Buffer.concat([head, bytes.subarray(0, 2048)]));
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline) {
+      const record = await server!.store.get('posted');
+      if (record && record.ranges.length > 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const p = await peer();
+    await p.open(1, 'posted', bytes.length);
+    expect(await p.next()).to.deep.include({
+      type: 'opened',
+      ranges: [{ start: 0, end: 2048 }],
+    });
+    expect(await outcome).to.match(/^error /);
+  });
+
   it('I3: bytes changed at rest are never served: the read is cut off, the item is no longer complete, and the bytes can be sent again', async () => {
     await start({ holdMs: 100 });
     const p = await peer();
@@ -314,7 +352,7 @@ describe('upload server integrity (rows F3, F5, F6, F7, I3)', () => {
     expect(sha256(again.body).hex).to.equal(sha256(bytes).hex);
   });
 
-  it('ignores a torn record at the end of the chunk journal after a crash, and appends after the good ones', async () => {
+  it('F8: ignores a torn record at the end of the chunk journal after a crash, and appends after the good ones', async () => {
     const store = new FileStore(dir);
     await store.open('torn', 300);
     await store.write('torn', 0, new Uint8Array(100).fill(1));
