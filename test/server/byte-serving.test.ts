@@ -113,7 +113,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
       [`bytes=${Array.from({ length: 200 }, () => '0-1').join(',')}`, 200, null, '123456789'],
     ];
     for (const [range, status, contentRange, body] of cases) {
-      it(`answers Range: ${range.slice(0, 40)} with ${status}`, async () => {
+      it(`P13: answers Range: ${range.slice(0, 40)} with ${status}`, async () => {
         const res = await get('nine', { Range: range });
         expect(res.status).to.equal(status);
         expect(res.headers.get('content-range')).to.equal(contentRange);
@@ -122,7 +122,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
       });
     }
 
-    it('answers several ranges with multipart/byteranges', async () => {
+    it('P13: answers several ranges with multipart/byteranges', async () => {
       const res = await get('nine', { Range: 'bytes=1-1,3-' });
       expect(res.status).to.equal(206);
       const type = res.headers.get('content-type')!;
@@ -136,7 +136,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
       );
     });
 
-    it('honours If-Range only with the current strong ETag', async () => {
+    it('P13: honours If-Range only with the current strong ETag', async () => {
       const fresh = await get('nine', { Range: 'bytes=0-1', 'If-Range': etag });
       expect(fresh.status).to.equal(206);
       expect(fresh.headers.get('etag')).to.equal(etag);
@@ -176,7 +176,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
       ['', 'application/octet-stream', 'attachment'],
     ];
     for (const [declared, served, disposition] of types) {
-      it(`serves a declared ${JSON.stringify(declared)} as ${served}, ${disposition}`, async () => {
+      it(`S1/S2: serves a declared ${JSON.stringify(declared)} as ${served}, ${disposition}`, async () => {
         await store('typed', NINE, { mime: declared });
         const res = await get('typed');
         expect(res.status).to.equal(200);
@@ -187,7 +187,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
       });
     }
 
-    it('puts a hostile file name in the header only percent-encoded', async () => {
+    it('P12/S4: puts a hostile file name in the header only percent-encoded', async () => {
       const name = 'a"\r\nSet-Cookie: x=1 <img src=x onerror=alert(1)> €.html';
       await store('named', NINE, { mime: 'text/html', name });
       const res = await get('named');
@@ -201,7 +201,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
   });
 
   describe('ranges of an item still being uploaded', () => {
-    it('serves stored ranges at once and an open-ended range up to the stored end', async () => {
+    it('S5: serves stored ranges at once and an open-ended range up to the stored end', async () => {
       await store('half', NINE, { mime: 'video/webm' }, [[0, 4]]);
       const exact = await get('half', { Range: 'bytes=1-3' });
       expect(exact.status).to.equal(206);
@@ -233,7 +233,7 @@ describe('upload server byte serving (GET /files/{itemId})', () => {
       expect(await res.text()).to.equal('67');
     });
 
-    it('answers 503 with Retry-After when the bytes do not come in time', async () => {
+    it('S5: answers 503 with Retry-After when the bytes do not come in time', async () => {
       await store('never', NINE, {}, [[0, 2]]);
       const res = await get('never', { Range: 'bytes=5-6' });
       expect(res.status).to.equal(503);

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -141,7 +141,7 @@ describe('upload server (dup/1)', () => {
     });
   });
 
-  it('refuses a second open on one connection, data past the end, and a wrong digest', async () => {
+  it('P3/I2: refuses a second open on one connection, data past the end, and a wrong digest', async () => {
     const p = await connect();
     await p.send({ type: 'open', itemId: 'one', size: 10, mime: '', name: '' });
     await p.next();
@@ -159,11 +159,67 @@ describe('upload server (dup/1)', () => {
     expect(await p.next()).to.deep.include({ type: 'error', code: 'digest-mismatch' });
   });
 
-  it('answers a malformed message with bad-frame and close 4002', async () => {
+  it('P7/P11: answers a malformed message with bad-frame and close 4002', async () => {
     const p = await connect();
     await p.send({ type: 'open', itemId: '../x', size: 1 } as unknown as Dup1ClientMessage);
     expect(await p.next()).to.deep.include({ type: 'error', code: 'bad-frame' });
     expect(await p.closed).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('P7: answers malformed control messages with bad-frame naming the field, closes with 4002, stores nothing and pollutes no prototype', async () => {
+    const deep = `${'['.repeat(8000)}${']'.repeat(8000)}`;
+    const cases: [string, RegExp][] = [
+      ['{"type":"open","itemId":"p7-a"}', /^message-invalid: .*\bsize\b/],
+      ['{"type":"open","itemId":"p7-a","size":"10"}', /^message-invalid: .*\bsize\b/],
+      ['{"type":"open","itemId":"p7-a","size":-1}', /^message-invalid: .*\bsize\b/],
+      ['{"type":"open","itemId":"p7-a","size":1.5}', /^message-invalid: .*\bsize\b/],
+      ['{"type":"open","itemId":"p7-a","size":9007199254740992}', /^message-invalid: .*\bsize\b/],
+      ['{"type":"open","itemId":["p7-a"],"size":1}', /^message-invalid: .*\bitemId\b/],
+      ['{"type":"seek","offset":NaN}', /^message-invalid-json: /],
+      ['{"type":"seek","offset":-5}', /^message-invalid: .*\boffset\b/],
+      ['{"type":"finish","sha256":"ABC"}', /^message-invalid: .*\bsha256\b/],
+      ['{"type":"delete","itemId":"p7-a"}', /^message-invalid: .*\bunknown\b/],
+      ['{"__proto__":{"type":"open","itemId":"p7-a","size":1}}', /^message-invalid: .*\bunknown\b/],
+      ['null', /^message-invalid-json: /],
+      [deep, /^message-invalid-json: /],
+      [JSON.stringify({ type: 'ping', time: 1, pad: 'x'.repeat(20_000) }), /^frame-too-large: /],
+    ];
+    for (const [text, message] of cases) {
+      const p = await connect();
+      p.ws.send(text);
+      const reply = await p.next();
+      expect(reply, text.slice(0, 60)).to.deep.include({ type: 'error', code: 'bad-frame' });
+      expect((reply as { message: string }).message, text.slice(0, 60)).to.match(message);
+      expect(await p.closed).to.equal(CLOSE.PROTOCOL_VIOLATION);
+    }
+    // A megabyte of JSON is over the WebSocket layer's limit: 1009, without an error message.
+    const big = await connect();
+    big.ws.send(JSON.stringify({ type: 'ping', time: 1, pad: 'x'.repeat(1024 * 1024) }));
+    expect(await big.closed).to.equal(1009);
+    // `__proto__` and `constructor` keys are plain unknown fields: the open works, nothing leaks
+    // into prototypes.
+    const proto = await connect();
+    proto.ws.send(
+      '{"type":"open","itemId":"p7-proto","size":3,"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}}}',
+    );
+    expect(await proto.next()).to.deep.include({ type: 'opened', complete: false });
+    expect(({} as Record<string, unknown>)['polluted']).to.equal(undefined);
+    expect(Object.prototype).to.not.have.property('polluted');
+    expect(await readdir(dir)).to.deep.equal(['p7-proto']);
+  });
+
+  it('P8: a binary frame or an open before hello gets bad-frame and close 4002, and nothing is stored', async () => {
+    for (const first of [
+      new Uint8Array(10).fill(1),
+      { type: 'open', itemId: 'early', size: 10, mime: '', name: '' } as const,
+    ]) {
+      const p = new Dup1Peer(wsUrl);
+      peers.push(p);
+      await p.send(first);
+      expect(await p.next()).to.deep.include({ type: 'error', code: 'bad-frame' });
+      expect(await p.closed).to.equal(CLOSE.PROTOCOL_VIOLATION);
+    }
+    expect(await readdir(dir)).to.deep.equal([]);
   });
 
   it('can be switched off, leaving dup/2', async () => {

@@ -74,7 +74,7 @@ describe('upload server plain HTTP uploads (http/1)', () => {
     expect(sha256(new Uint8Array(await back.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
   });
 
-  it('refuses a multipart upload whose bytes do not match its sha256 field, and does not serve it', async () => {
+  it('I2: refuses a multipart upload whose bytes do not match its sha256 field, and does not serve it', async () => {
     const bytes = new Uint8Array(randomBytes(100));
     const res = await fetch(`${base}/uploads`, {
       method: 'POST',
@@ -89,7 +89,7 @@ describe('upload server plain HTTP uploads (http/1)', () => {
     expect((await server.store.get('wrong'))?.complete).to.equal(false);
   });
 
-  it('answers missing fields, a missing token and a too-large size with documented errors', async () => {
+  it('A1/P3: answers missing fields, a missing token and a too-large size with documented errors', async () => {
     const bytes = new Uint8Array(10);
     const noFields = await fetch(`${base}/uploads`, {
       method: 'POST',
@@ -154,7 +154,7 @@ describe('upload server plain HTTP uploads (http/1)', () => {
     expect((await server.store.get('bad'))?.ranges ?? []).to.deep.equal([]);
   });
 
-  it("refuses another user's item with 403 and hides it from HEAD", async () => {
+  it("A9: refuses another user's item with 403 and hides it from HEAD", async () => {
     await fetch(`${base}/uploads/alices`, {
       method: 'PUT',
       headers: { ...auth, 'Content-Range': 'bytes 0-4/10' },

@@ -50,7 +50,7 @@ describe('upload server operations', () => {
     expect(await res.json()).to.deep.include({ status: 'ok', id: 'up-1' });
   });
 
-  it('logs one structured entry per event, never a token', async () => {
+  it('A1/A7: logs one structured entry per event, never a token', async () => {
     const entries: LogEntry[] = [];
     server = createUploadServer({
       id: 'up-1',
@@ -100,7 +100,7 @@ describe('upload server operations', () => {
     });
   });
 
-  it('drains on close: received chunks are stored and acknowledged, then the client is told 1001', async () => {
+  it('F10: drains on close: received chunks are stored and acknowledged, then the client is told 1001', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     class SlowStore extends FileStore {

@@ -93,7 +93,7 @@ describe('upload server storage', () => {
     expect((await readdir(dir)).sort()).to.deep.equal(['a1', 'b1']);
   });
 
-  it('answers a full disk with storage-full, loses nothing stored, and takes the bytes again later', async () => {
+  it('F9: answers a full disk with storage-full, loses nothing stored, and takes the bytes again later', async () => {
     const { ws } = await start();
     const peer = await connect(ws);
     peers.push(peer);
@@ -175,7 +175,7 @@ describe('upload server storage', () => {
       });
     }
 
-    it('keeps every acknowledged byte, and the item completes after a restart', async function () {
+    it('F8: keeps every acknowledged byte, and the item completes after a restart', async function () {
       this.timeout(60_000);
       const size = 8 * 1024 * 1024;
       const chunk = 64 * 1024;

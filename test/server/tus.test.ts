@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tus from 'tus-js-client';
@@ -104,7 +104,7 @@ describe('upload server tus 1.0.0 (tus/1)', () => {
     );
   });
 
-  it('refuses a wrong offset with 409, a bad checksum with 460, and no token with 401', async () => {
+  it('P1/I1/A1: refuses a wrong offset with 409, a bad checksum with 460, and no token with 401', async () => {
     const headers = { ...auth, 'Tus-Resumable': '1.0.0' };
     const created = await fetch(`${base}/tus/`, {
       method: 'POST',
@@ -136,6 +136,84 @@ describe('upload server tus 1.0.0 (tus/1)', () => {
     expect(rightSum.headers.get('upload-offset')).to.equal('5');
     const anonymous = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
     expect(anonymous.status).to.equal(401);
+  });
+
+  /** Creates a tus upload of `length` bytes with `headers`; returns its URL and item id. */
+  async function create(
+    length: number,
+    headers: Record<string, string> = auth,
+  ): Promise<{ url: string; itemId: string }> {
+    const res = await fetch(`${base}/tus/`, {
+      method: 'POST',
+      headers: { ...headers, 'Tus-Resumable': '1.0.0', 'Upload-Length': String(length) },
+    });
+    expect(res.status).to.equal(201);
+    const url = new URL(res.headers.get('location')!, base).toString();
+    return { url, itemId: url.split('/').pop()! };
+  }
+
+  const patchAt = (url: string, offset: number, body: Uint8Array<ArrayBuffer>, headers = auth) =>
+    fetch(url, {
+      method: 'PATCH',
+      headers: {
+        ...headers,
+        'Tus-Resumable': '1.0.0',
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': String(offset),
+      },
+      body,
+    });
+
+  it("P1: a PATCH past the server's offset (a gap) or before it (a rewind) gets 409 with the server's Upload-Offset, and stores nothing", async () => {
+    const bytes = new Uint8Array(randomBytes(30));
+    const { url, itemId } = await create(bytes.length);
+    expect((await patchAt(url, 0, bytes.subarray(0, 10))).status).to.equal(204);
+    const other = new Uint8Array(10).fill(0xee);
+    // One byte of gap; a rewind by one chunk, with other bytes.
+    for (const offset of [11, 0]) {
+      const res = await patchAt(url, offset, other);
+      expect(res.status, String(offset)).to.equal(409);
+      expect(res.headers.get('upload-offset'), String(offset)).to.equal('10');
+    }
+    expect((await server.store.get(itemId))!.ranges).to.deep.equal([{ start: 0, end: 10 }]);
+    const data = await readFile(join(dir, itemId, 'data'));
+    expect(Buffer.from(data.subarray(0, 10)).equals(Buffer.from(bytes.subarray(0, 10)))).to.equal(
+      true,
+    );
+    // The client re-syncs from the offset the server gave, and the upload completes.
+    expect((await patchAt(url, 10, bytes.subarray(10))).status).to.equal(204);
+    const res = await fetch(`${base}/files/${itemId}`);
+    expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
+  });
+
+  it('A9: another user cannot terminate an upload (404), and a complete upload cannot be terminated (403); both stay', async () => {
+    const bytes = new Uint8Array(randomBytes(10));
+    const { url, itemId } = await create(bytes.length);
+    expect((await patchAt(url, 0, bytes.subarray(0, 5))).status).to.equal(204);
+    const { token } = await signToken(secretKey(SECRET), 'c2', uploadAudience('up-1'), 60, {
+      uid: 'bob',
+    });
+    const bob = { Authorization: `Bearer ${token}` };
+    const tus = { 'Tus-Resumable': '1.0.0' };
+    expect((await fetch(url, { method: 'DELETE', headers: { ...bob, ...tus } })).status).to.equal(
+      404,
+    );
+    expect((await fetch(url, { method: 'HEAD', headers: { ...bob, ...tus } })).status).to.equal(
+      404,
+    );
+    const head = await fetch(url, { method: 'HEAD', headers: { ...auth, ...tus } });
+    expect(head.status).to.equal(200);
+    expect(head.headers.get('upload-offset')).to.equal('5');
+    // Bob cannot write to it either.
+    expect((await patchAt(url, 5, bytes.subarray(5), bob)).status).to.equal(404);
+
+    expect((await patchAt(url, 5, bytes.subarray(5))).status).to.equal(204);
+    const done = await fetch(url, { method: 'DELETE', headers: { ...auth, ...tus } });
+    expect(done.status).to.equal(403);
+    expect(await server.store.get(itemId)).to.deep.include({ complete: true });
+    const res = await fetch(`${base}/files/${itemId}`);
+    expect(res.status).to.equal(200);
+    expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
   });
 
   it('terminates a partial upload with DELETE', async () => {

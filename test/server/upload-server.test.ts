@@ -16,6 +16,17 @@ import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
 
 const SECRET = 'a'.repeat(32);
 
+/** A dup/2 OPEN frame with raw item id bytes, which the encoder would refuse to write. */
+function rawOpen(uploadId: number, itemId: Uint8Array, size: number): Uint8Array {
+  const b = Buffer.alloc(19 + itemId.length);
+  b[0] = 0x02;
+  b.writeUInt32BE(uploadId, 1);
+  b.writeBigUInt64BE(BigInt(size), 5);
+  b.writeUInt16BE(itemId.length, 13);
+  b.set(itemId, 15);
+  return b;
+}
+
 describe('upload server (dup/2)', () => {
   let dir: string;
   let server: UploadServer;
@@ -97,10 +108,11 @@ describe('upload server (dup/2)', () => {
     });
   });
 
-  for (const [name, make] of [
-    ['signed with another secret', () => token('up-1', 'b'.repeat(32))],
-    ['for another server', () => token('up-2')],
+  for (const [rows, name, make] of [
+    ['A1', 'signed with another secret', () => token('up-1', 'b'.repeat(32))],
+    ['A3', 'for another server', () => token('up-2')],
     [
+      'A2',
       'that is expired',
       () =>
         new SignJWT({ scope: 'upload' })
@@ -110,9 +122,9 @@ describe('upload server (dup/2)', () => {
           .setExpirationTime(Math.floor(Date.now() / 1000) - 120)
           .sign(secretKey(SECRET)),
     ],
-    ['that is not a JWT', async () => 'not-a-token'],
+    ['A1', 'that is not a JWT', async () => 'not-a-token'],
   ] as const) {
-    it(`refuses a token ${name} with unauthorized and close 4003`, async () => {
+    it(`${rows}: refuses a token ${name} with unauthorized and close 4003`, async () => {
       const peer = new Dup2Peer(urls.ws);
       peers.push(peer);
       await peer.send({ type: 'hello', token: await make() });
@@ -125,13 +137,13 @@ describe('upload server (dup/2)', () => {
     });
   }
 
-  it('closes with 4001 when no HELLO comes in time', async () => {
+  it('A1/P8: closes with 4001 when no HELLO comes in time', async () => {
     const peer = new Dup2Peer(urls.ws);
     peers.push(peer);
     expect((await peer.closed).code).to.equal(CLOSE.AUTH_TIMEOUT);
   });
 
-  it('answers an undecodable frame with bad-frame and close 4002', async () => {
+  it('P7: answers an undecodable frame with bad-frame and close 4002', async () => {
     const peer = await connect();
     await peer.sendRaw(new Uint8Array([0x7f, 1, 2]));
     expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 0, code: 'bad-frame' });
@@ -145,12 +157,79 @@ describe('upload server (dup/2)', () => {
     expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
   });
 
-  it('requires HELLO first', async () => {
+  it('P8: requires HELLO first', async () => {
     const peer = new Dup2Peer(urls.ws);
     peers.push(peer);
     await peer.send({ type: 'ping', time: 1 });
     expect(await peer.next()).to.deep.include({ code: 'bad-frame' });
     expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('P7: answers frames with fields out of range (size or offset past 2^53−1, NaN, upload id 0, empty item id, trailing or missing bytes) with bad-frame naming the problem, close 4002, and stores nothing', async () => {
+    const u64 = (n: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64BE(n);
+      return b;
+    };
+    const cases: [string, Uint8Array, string][] = [
+      ['size 2^53', rawOpen(1, Buffer.from('p7-a'), 2 ** 53), 'frame-invalid-field'],
+      ['empty item id', rawOpen(1, new Uint8Array(0), 10), 'frame-invalid-field'],
+      ['item id of 1000 bytes', rawOpen(1, Buffer.alloc(1000, 0x61), 10), 'frame-too-large'],
+      [
+        'DATA ending past 2^53−1',
+        Buffer.concat([
+          Buffer.from([0x03, 0, 0, 0, 1]),
+          u64(2n ** 53n - 1n),
+          Buffer.alloc(4),
+          Buffer.from([1]),
+        ]),
+        'frame-invalid-field',
+      ],
+      [
+        'PING with NaN',
+        Buffer.concat([Buffer.from([0x06]), Buffer.from([0x7f, 0xf8, 0, 0, 0, 0, 0, 0])]),
+        'frame-invalid-field',
+      ],
+      ['CANCEL of upload id 0', Buffer.from([0x05, 0, 0, 0, 0]), 'frame-invalid-field'],
+      ['CANCEL with a byte after it', Buffer.from([0x05, 0, 0, 0, 1, 0]), 'frame-trailing-bytes'],
+      ['OPEN cut short', Buffer.from([0x02, 0, 0, 0, 1, 0, 0]), 'frame-truncated'],
+    ];
+    for (const [name, bytes, code] of cases) {
+      const peer = await connect();
+      await peer.sendRaw(bytes);
+      const reply = await peer.next();
+      expect(reply, name).to.deep.include({ type: 'error', uploadId: 0, code: 'bad-frame' });
+      expect((reply as { message: string }).message, name).to.match(new RegExp(`^${code}: `));
+      expect((await peer.closed).code, name).to.equal(CLOSE.PROTOCOL_VIOLATION);
+    }
+    expect(await readdir(dir)).to.deep.equal([]);
+    // The server serves on.
+    const peer = await connect();
+    await peer.send({ type: 'ping', time: 1 });
+    expect((await peer.next()).type).to.equal('pong');
+  });
+
+  it('P8: OPEN and DATA sent before HELLO get bad-frame and close 4002, and nothing is stored', async () => {
+    const payload = new Uint8Array(10).fill(1);
+    const data = {
+      type: 'data',
+      uploadId: 1,
+      offset: 0,
+      crc32c: crc32c(payload),
+      payload,
+    } as const;
+    for (const frames of [
+      [{ type: 'open', uploadId: 1, itemId: 'early', size: 10, mime: '', name: '' } as const, data],
+      [data],
+    ]) {
+      const peer = new Dup2Peer(urls.ws);
+      peers.push(peer);
+      for (const f of frames) await peer.send(f);
+      expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 0, code: 'bad-frame' });
+      expect((await peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+    }
+    expect(await server.store.get('early')).to.equal(undefined);
+    expect(await readdir(dir)).to.deep.equal([]);
   });
 
   it('refuses a connection that did not negotiate the dup/2 subprotocol', async () => {
@@ -193,7 +272,7 @@ describe('upload server (dup/2)', () => {
     expect(sha256(served).hex).to.equal(sha256(bytes).hex);
   });
 
-  it('refuses a chunk with a wrong CRC-32C and stores nothing of it', async () => {
+  it('I1: refuses a chunk with a wrong CRC-32C and stores nothing of it', async () => {
     const peer = await connect();
     await peer.send({ type: 'open', uploadId: 1, itemId: 'item-b', size: 10, mime: '', name: '' });
     await peer.next();
@@ -207,7 +286,7 @@ describe('upload server (dup/2)', () => {
     expect((await server.store.get('item-b'))?.ranges).to.deep.equal([]);
   });
 
-  it('refuses bytes past the item size with out-of-range', async () => {
+  it('P3: refuses bytes past the item size with out-of-range', async () => {
     const peer = await connect();
     await peer.send({ type: 'open', uploadId: 1, itemId: 'item-c', size: 4, mime: '', name: '' });
     await peer.next();
@@ -227,7 +306,7 @@ describe('upload server (dup/2)', () => {
     });
   });
 
-  it('refuses an item over the size limit with too-large', async () => {
+  it('P3: refuses an item over the size limit with too-large', async () => {
     const peer = await connect();
     await peer.send({
       type: 'open',
@@ -256,7 +335,7 @@ describe('upload server (dup/2)', () => {
     expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'incomplete' });
   });
 
-  it('refuses a wrong SHA-256 with digest-mismatch and does not serve the item', async () => {
+  it('I2/S5: refuses a wrong SHA-256 with digest-mismatch and does not serve the item', async () => {
     const peer = await connect();
     const bytes = new Uint8Array(randomBytes(1000));
     await upload(peer, 1, 'item-f', bytes);
@@ -354,7 +433,7 @@ describe('upload server (dup/2)', () => {
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
   });
 
-  it('serves 404 for unknown and malformed item ids, and 503 for bytes not uploaded yet', async () => {
+  it('P11/S5: serves 404 for unknown and malformed item ids, and 503 for bytes not uploaded yet', async () => {
     const peer = await connect();
     await peer.send({ type: 'open', uploadId: 1, itemId: 'partial', size: 10, mime: '', name: '' });
     await peer.next();
@@ -374,7 +453,7 @@ describe('upload server (dup/2)', () => {
     expect(doc.protocols).to.deep.equal(['dup/2', 'dup/1', 'tus/1', 'http/1']);
   });
 
-  it('refuses to let another user write to an item with unauthorized', async () => {
+  it('A9: refuses to let another user write to an item with unauthorized', async () => {
     const alice = await connect('alice');
     await alice.send({ type: 'open', uploadId: 1, itemId: 'alices', size: 10, mime: '', name: '' });
     expect((await alice.next()).type).to.equal('opened');
