@@ -93,6 +93,9 @@ export async function verifyToken(
       clockTolerance: leewaySeconds,
     });
     if (typeof payload.sub !== 'string' || typeof payload.exp !== 'number') return undefined;
+    // Issued in the future by more than the leeway: a clock is off, or the token is forged.
+    if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + leewaySeconds)
+      return undefined;
     return payload as TokenClaims & Record<string, unknown>;
   } catch (e) {
     if (e instanceof errors.JOSEError || e instanceof TypeError) return undefined;

@@ -134,7 +134,11 @@ async function postMultipart(
     parser.on('field', (name, value) => fields.set(name, value));
     parser.on('file', (_name, file, info) => {
       done = storeMultipartFile(file, fields, info, grant, options, () => req.destroy());
-      done.catch(() => file.resume());
+      // A refused file is answered at once; the rest of the body is drained unread.
+      done.catch((e: unknown) => {
+        req.unpipe(parser);
+        reject(e);
+      });
     });
     parser.on('error', () => reject(new HttpError('bad-request', 'malformed multipart/form-data')));
     parser.on('close', () => {

@@ -236,10 +236,8 @@ describe('upload server reliability (rows P3, P11, P12, S5, I6)', () => {
     expect(await readdir(dir)).to.not.include('p3-huge');
   });
 
-  // docs/protocol.md (Plain HTTP uploads): `bad-request` (… body length) is 400. The server stores
-  // nothing of such a file, but never answers: the request stays open until the client gives up.
-  // Skipped until the server answers it.
-  it.skip('P3: a multipart POST whose file is longer than its size field gets 400 bad-request and stores nothing', async () => {
+  // docs/protocol.md (Plain HTTP uploads): `bad-request` (… body length) is 400.
+  it('P3: a multipart POST whose file is longer than its size field gets 400 bad-request and stores nothing', async () => {
     await start();
     const form = new FormData();
     form.append('itemId', 'p3-form');
