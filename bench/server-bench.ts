@@ -649,7 +649,10 @@ async function main(): Promise<void> {
   const cases: Case[] = [
     { clients: 1, size: Math.floor((500 * MiB) / scale) },
     { clients: 100, size: Math.floor((20 * MiB) / scale) },
-  ].map((c) => ({ ...c, name: `${c.clients} × ${sizeName(c.size)}` }));
+  ]
+    // BENCH_CASES=1 or BENCH_CASES=100: only the case with that many clients.
+    .filter((c) => !process.env.BENCH_CASES || String(c.clients) === process.env.BENCH_CASES)
+    .map((c) => ({ ...c, name: `${c.clients} × ${sizeName(c.size)}` }));
 
   if (!existsSync(fileURLToPath(new URL('../dist/server/index.js', import.meta.url)))) {
     throw new Error('the server is measured as built: run `npm run build:tsc` first');
