@@ -53,8 +53,7 @@ ${SECRET_HELP}
   --max-uploads-per-client N  uploads one client may have open at once (default 64)
   --idle-timeout MS        close connections silent this long (default 120000)
   --heartbeat MS           WebSocket ping interval (default 30000)
-  --max-buffered-bytes N   bytes received and not yet stored, plus one message per connection
-                           reading, over all connections (default 67108864)
+  --max-buffered-bytes N   bytes received and not yet stored, all connections (default 67108864)
   --protocols LIST         comma-separated, of dup/2, dup/1, tus/1, http/1 (default: all)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 

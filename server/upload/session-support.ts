@@ -43,8 +43,6 @@ export function superviseConnection(
   ws.on('message', (data, isBinary) => {
     idle.refresh();
     on.message(data, isBinary);
-    // After the session counted what it keeps of the message: the connection's next slot.
-    ctx.budget.received(ws);
   });
   ws.on('close', () => {
     clearTimeout(auth);

@@ -106,9 +106,8 @@ export interface UploadServerOptions {
   /** Largest number of ranges in one `Range` header; more and the whole item is sent. @default 16 */
   readonly maxRanges?: number;
   /**
-   * Memory for received bytes over all connections: bytes not yet stored, plus room for one
-   * whole message per connection that is reading. A connection reads only while that fits, and
-   * connections take turns in order. @default 67108864 (64 MiB)
+   * Bytes received and not yet stored, over all connections; past it the server stops reading
+   * from every connection until half is stored. @default 67108864 (64 MiB)
    */
   readonly maxBufferedBytes?: number;
   /** Upload ids one client (token `sub`) may have bound at once, over all its connections. @default 64 */
@@ -233,11 +232,10 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   }
   const ownsServer = !options.server;
   const httpServer = options.server ?? createServer();
-  // A DATA frame of maxChunk bytes, or a HELLO with the largest token.
-  const maxPayload = Math.max(maxChunk + DATA_HEADER_BYTES, MAX_TOKEN_BYTES + 3);
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload,
+    // A DATA frame of maxChunk bytes, or a HELLO with the largest token.
+    maxPayload: Math.max(maxChunk + DATA_HEADER_BYTES, MAX_TOKEN_BYTES + 3),
     perMessageDeflate: false,
     // The best version both sides speak: dup/2, then dup/1.
     handleProtocols: (offered) =>
@@ -277,7 +275,6 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     heartbeatMs: positive(options.heartbeatMs, 30_000, 'heartbeatMs'),
     budget: new BufferBudget(
       positive(options.maxBufferedBytes, 64 * 1024 * 1024, 'maxBufferedBytes'),
-      maxPayload,
     ),
     locks,
     ...(options.onComplete ? { onComplete: options.onComplete } : {}),
