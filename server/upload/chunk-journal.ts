@@ -52,11 +52,24 @@ export function decodeChunks(bytes: Uint8Array): { chunks: Chunk[]; validBytes: 
 }
 
 /**
- * Inserts chunks into a list sorted by `start` whose chunks do not overlap; the new chunks must not
- * overlap those of the list either.
+ * Inserts chunks into a list sorted by `start` whose chunks do not overlap (in place); the new
+ * chunks must not overlap those of the list either. Chunks that come in order are appended.
  */
-export function insertChunks(list: readonly Chunk[], added: readonly Chunk[]): Chunk[] {
-  return [...list, ...added].sort((a, b) => a.start - b.start);
+export function insertChunks(list: Chunk[], added: readonly Chunk[]): void {
+  for (const c of added) {
+    if (list.length === 0 || list[list.length - 1]!.start < c.start) {
+      list.push(c);
+      continue;
+    }
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (list[mid]!.start < c.start) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, c);
+  }
 }
 
 /** The chunks of a sorted, non-overlapping list that overlap `[start, end)`. */

@@ -169,8 +169,10 @@ export class Dup1Session {
     // Whoever may write the item (its owner) takes it over from a connection still writing it.
     upload.opened = this.#ctx.store
       .open(itemId, size, item)
-      .then(() =>
-        this.#ctx.locks.acquire(
+      .then(() => {
+        // Ended meanwhile: it takes nothing over.
+        if (upload.ended) throw new Error('ended');
+        return this.#ctx.locks.acquire(
           itemId,
           { start: 0, end: Math.max(size, 1) },
           {
@@ -179,8 +181,8 @@ export class Dup1Session {
                 this.#error('superseded', `another connection took over item ${itemId}`);
             },
           },
-        ),
-      )
+        );
+      })
       .then((unlock) => {
         upload.unlock = unlock;
         if (upload.ended) throw new Error('ended');

@@ -239,6 +239,8 @@ export class Dup2Session {
       const item = { owner: this.#grant!.owner, mime, name };
       // Whoever may write the item (its owner) takes it over from a connection still writing it.
       await this.#ctx.store.open(itemId, size, item);
+      // Cancelled meanwhile: it takes nothing over.
+      if (upload.ended) return;
       upload.unlock = await this.#ctx.locks.acquire(
         itemId,
         { start: 0, end: Math.max(size, 1) },

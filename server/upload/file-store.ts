@@ -132,10 +132,15 @@ export interface ItemStore {
    */
   watch(itemId: string, listener: (record: ItemRecord) => void): () => void;
   /**
-   * Deletes partial items that stored nothing for `ttlMs`, except those `keep` names.
+   * Deletes partial items that stored nothing for `ttlMs`. With `lock`, each item is deleted
+   * while holding what `lock` returns (a release function), and skipped when it returns
+   * `undefined` (someone is writing the item).
    * @returns the ids of the deleted items
    */
-  expire(ttlMs: number, keep?: (itemId: string) => boolean): Promise<string[]>;
+  expire(
+    ttlMs: number,
+    lock?: (itemId: string) => Promise<(() => void) | undefined>,
+  ): Promise<string[]>;
   /** Releases open files. */
   close(): Promise<void>;
 }
@@ -191,6 +196,8 @@ export class FileStore implements ItemStore {
   readonly #onCorrupt: ((itemId: string, range: ByteRange) => void) | undefined;
   readonly #slots = new Map<string, Slot>();
   readonly #loading = new Map<string, Promise<Slot | undefined>>();
+  /** Items whose files are being deleted. */
+  readonly #deleting = new Map<string, Promise<void>>();
   readonly #changes = new EventEmitter().setMaxListeners(0);
   /** Sizes of every item by owner (`''` for none), read from disk on first use. */
   #usage: Promise<Map<string, { owner: string; size: number }>> | undefined;
@@ -270,12 +277,25 @@ export class FileStore implements ItemStore {
             s.hashedTo = piece.end;
           }
         }
+        if (s.record.complete && s.handle) {
+          // Only compared: a complete item keeps no file open.
+          await s.handle.close();
+          delete s.handle;
+        }
       } catch (e) {
         throw storageError(e, `could not store bytes of ${itemId}`);
       }
       return s;
     });
-    return this.#commit(slot);
+    const record = await this.#commit(slot);
+    // Bytes this write found already being stored were in a batch that may have failed since.
+    if (!record.complete && !covers(record.ranges, { start: offset, end: offset + bytes.length })) {
+      throw new StoreError(
+        'storage-failed',
+        `bytes ${offset}..${offset + bytes.length} of ${itemId} could not be stored; send them again`,
+      );
+    }
+    return record;
   }
 
   finish(itemId: string, expected?: string): Promise<ItemRecord> {
@@ -311,6 +331,9 @@ export class FileStore implements ItemStore {
       const next: ItemRecord = { ...record, complete: true, sha256 };
       await this.#saveMeta(next);
       this.#set(slot, next);
+      // Nothing is appended to a complete item's journal.
+      await slot.journal?.close().catch(() => undefined);
+      delete slot.journal;
       return next;
     });
   }
@@ -318,10 +341,7 @@ export class FileStore implements ItemStore {
   async remove(itemId: string): Promise<boolean> {
     const slot = await this.#slot(itemId);
     if (!slot || slot.record.complete) return false;
-    await this.#release(slot);
-    this.#slots.delete(itemId);
-    (await this.#usage)?.delete(itemId);
-    await rm(join(this.#dir, itemId), { recursive: true, force: true });
+    await this.#delete(itemId, slot);
     return true;
   }
 
@@ -335,8 +355,10 @@ export class FileStore implements ItemStore {
     return Readable.from(this.#verified(itemId, start, end), { objectMode: false });
   }
 
-  async expire(ttlMs: number, keep?: (itemId: string) => boolean): Promise<string[]> {
-    const now = Date.now();
+  async expire(
+    ttlMs: number,
+    lock?: (itemId: string) => Promise<(() => void) | undefined>,
+  ): Promise<string[]> {
     const expired: string[] = [];
     let names: string[];
     try {
@@ -345,26 +367,50 @@ export class FileStore implements ItemStore {
       return expired;
     }
     for (const itemId of names) {
-      if (!ITEM_ID_PATTERN.test(itemId) || keep?.(itemId)) continue;
-      const slot = this.#slots.get(itemId);
-      let updatedAt: number;
-      if (slot) {
-        if (slot.record.complete) continue;
-        updatedAt = slot.record.updatedAt ?? slot.record.createdAt;
-      } else {
-        const meta = await this.#loadMeta(itemId).catch(() => undefined);
-        if (!meta || meta.complete) continue;
-        updatedAt = await this.#journalTime(itemId, meta.createdAt);
+      if (!ITEM_ID_PATTERN.test(itemId) || !(await this.#stale(itemId, ttlMs))) continue;
+      const unlock = lock ? await lock(itemId) : () => undefined;
+      if (!unlock) continue;
+      try {
+        // Checked again under the lock: a writer may have come meanwhile.
+        if (!(await this.#stale(itemId, ttlMs))) continue;
+        const slot = this.#slots.get(itemId);
+        if (slot && (slot.pending.length > 0 || slot.committing)) continue;
+        await this.#delete(itemId, slot);
+        expired.push(itemId);
+      } finally {
+        unlock();
       }
-      if (now - updatedAt < ttlMs) continue;
-      if (slot && (slot.pending.length > 0 || slot.committing)) continue;
+    }
+    return expired;
+  }
+
+  /** Whether an item is partial and stored nothing for `ttlMs`. */
+  async #stale(itemId: string, ttlMs: number): Promise<boolean> {
+    const slot = this.#slots.get(itemId);
+    if (slot) {
+      if (slot.record.complete) return false;
+      return Date.now() - (slot.record.updatedAt ?? slot.record.createdAt) >= ttlMs;
+    }
+    const meta = await this.#loadMeta(itemId).catch(() => undefined);
+    if (!meta || meta.complete) return false;
+    return Date.now() - (await this.#journalTime(itemId, meta.createdAt)) >= ttlMs;
+  }
+
+  /** Deletes an item's files; the item cannot be loaded again until they are gone. */
+  async #delete(itemId: string, slot: Slot | undefined): Promise<void> {
+    const done = (async () => {
       if (slot) await this.#release(slot);
       this.#slots.delete(itemId);
       (await this.#usage)?.delete(itemId);
       await rm(join(this.#dir, itemId), { recursive: true, force: true });
-      expired.push(itemId);
+    })();
+    this.#deleting.set(itemId, done);
+    try {
+      await done;
+    } finally {
+      this.#deleting.delete(itemId);
+      this.#slots.delete(itemId);
     }
-    return expired;
   }
 
   async close(): Promise<void> {
@@ -426,7 +472,7 @@ export class FileStore implements ItemStore {
       if (this.#sync) await slot.journal.datasync();
       slot.journalTorn = false;
       slot.journalBytes += taken.length * CHUNK_RECORD_BYTES;
-      slot.chunks = insertChunks(slot.chunks, taken);
+      insertChunks(slot.chunks, taken);
       let ranges = slot.record.ranges;
       for (const r of taken) ranges = addRange(ranges, r);
       const next: ItemRecord = { ...slot.record, ranges, updatedAt: Date.now() };
@@ -463,6 +509,8 @@ export class FileStore implements ItemStore {
    * longer complete.
    */
   async #forget(slot: Slot, gone: readonly Chunk[]): Promise<void> {
+    // Forgotten already (a reader with an older list of chunks found the same damage).
+    if (gone.length > 0 && !gone.some((c) => slot.chunks.includes(c))) return;
     await slot.nextCommit?.catch(() => undefined);
     await slot.committing?.catch(() => undefined);
     const { itemId } = slot.record;
@@ -519,6 +567,8 @@ export class FileStore implements ItemStore {
   }
 
   #slot(itemId: string, create?: NewItem & { size: number }): Promise<Slot | undefined> {
+    const deleting = this.#deleting.get(itemId);
+    if (deleting) return deleting.then(() => this.#slot(itemId, create));
     const cached = this.#slots.get(itemId);
     if (cached) return Promise.resolve(cached);
     // One load per item at a time, so two first OPENs cannot both create the data file.
@@ -589,6 +639,12 @@ export class FileStore implements ItemStore {
       for (const c of slot.chunks) ranges = addRange(ranges, c);
       const updatedAt = await this.#journalTime(itemId, meta.createdAt);
       slot.record = { ...meta, ranges, updatedAt };
+      if (meta.complete && !covers(ranges, { start: 0, end: meta.size })) {
+        // Records of a complete item were lost: it is partial again, and its bytes can come again.
+        const partial: ItemRecord = { ...slot.record, complete: false };
+        delete (partial as { sha256?: string }).sha256;
+        slot.record = partial;
+      }
     }
     this.#slots.set(itemId, slot);
     return slot;
@@ -700,6 +756,9 @@ function knownRanges(slot: Slot): ByteRange[] {
  * written again after a flush failed), the later one describes what is on disk.
  */
 function latestChunks(chunks: readonly Chunk[]): Chunk[] {
+  const sorted = [...chunks].sort((a, b) => a.start - b.start);
+  if (sorted.every((c, i) => i === 0 || sorted[i - 1]!.end <= c.start)) return sorted;
+  // Rare: overlaps only come from batches whose flush failed after their records were written.
   const kept: Chunk[] = [];
   for (let i = chunks.length - 1; i >= 0; i--) {
     const c = chunks[i]!;

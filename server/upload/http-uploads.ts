@@ -312,28 +312,34 @@ async function writeBody(
   let offset = start;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  const flush = async (): Promise<void> => {
-    if (pendingBytes === 0) return;
+  /** Writes what is pending in pieces of `options.chunk` bytes; a shorter rest only when `all`. */
+  const flush = async (all: boolean): Promise<void> => {
+    if (pendingBytes === 0 || (!all && pendingBytes < options.chunk)) return;
     const bytes = Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    if (offset + bytes.length > end)
-      throw new HttpError('bad-request', 'the body is longer than its range');
-    if (!allowsWrite(grant, itemId, offset, offset + bytes.length)) {
-      throw new HttpError('forbidden', `the token does not allow writing bytes at ${offset}`);
+    let at = 0;
+    for (; bytes.length - at >= options.chunk || (all && at < bytes.length);) {
+      const piece = bytes.subarray(at, Math.min(at + options.chunk, bytes.length));
+      if (offset + piece.length > end)
+        throw new HttpError('bad-request', 'the body is longer than its range');
+      if (!allowsWrite(grant, itemId, offset, offset + piece.length)) {
+        throw new HttpError('forbidden', `the token does not allow writing bytes at ${offset}`);
+      }
+      hash?.update(piece);
+      await options.store.write(itemId, offset, piece);
+      offset += piece.length;
+      at += piece.length;
     }
-    hash?.update(bytes);
-    await options.store.write(itemId, offset, bytes);
-    offset += bytes.length;
+    pending = at < bytes.length ? [bytes.subarray(at)] : [];
+    pendingBytes = bytes.length - at;
   };
   for await (const chunk of body) {
     pending.push(chunk as Buffer);
     pendingBytes += (chunk as Buffer).length;
     if (offset + pendingBytes > end)
       throw new HttpError('bad-request', 'the body is longer than its range');
-    if (pendingBytes >= options.chunk) await flush();
+    await flush(false);
   }
-  await flush();
+  await flush(true);
   return offset - start;
 }
 

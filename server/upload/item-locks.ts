@@ -42,6 +42,16 @@ export class ItemLocks {
   }
 
   /**
+   * Locks a whole item unless someone holds a lock on it, superseding no one; a writer that
+   * comes meanwhile supersedes this lock (which does nothing) and waits for its release.
+   * @returns a function that releases the lock, or `undefined` when the item is locked
+   */
+  async tryAcquire(itemId: string): Promise<(() => void) | undefined> {
+    if (this.held(itemId)) return undefined;
+    return this.acquire(itemId, { start: 0, end: Number.MAX_SAFE_INTEGER }, { supersede() {} });
+  }
+
+  /**
    * Locks `range` of an item for `holder`, superseding the holders of overlapping ranges.
    * @returns a function that releases the lock (calling it twice is harmless)
    * @throws {StoreError} `locked` when a superseded holder did not let go in time

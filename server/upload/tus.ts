@@ -89,8 +89,18 @@ export async function handleTus(
     } else if (req.method === 'PATCH') {
       await patch(req, res, record, grant, options);
     } else if (req.method === 'DELETE') {
-      if (await options.store.remove(id)) res.writeHead(204).end();
-      else reply(res, req, 403, 'a complete upload cannot be terminated');
+      // Whoever still writes the upload is stopped first.
+      const unlock = await options.locks.acquire(
+        id,
+        { start: 0, end: Number.MAX_SAFE_INTEGER },
+        { supersede() {} },
+      );
+      try {
+        if (await options.store.remove(id)) res.writeHead(204).end();
+        else reply(res, req, 403, 'a complete upload cannot be terminated');
+      } finally {
+        unlock();
+      }
     } else {
       reply(res, req, 405, 'use HEAD, PATCH or DELETE', { Allow: 'HEAD, PATCH, DELETE, OPTIONS' });
     }

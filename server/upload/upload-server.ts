@@ -198,7 +198,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   const sweeper = setInterval(
     () =>
       void store
-        .expire(partialTtlMs, (itemId) => locks.held(itemId))
+        .expire(partialTtlMs, (itemId) => locks.tryAcquire(itemId))
         .then(
           (ids) => ids.length > 0 && log('expired', { items: ids }),
           () => undefined,

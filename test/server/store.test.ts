@@ -1,0 +1,178 @@
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { open, mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createUploadServer, FileStore, type UploadServer } from '../../server/index.js';
+import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
+
+const SECRET = 's'.repeat(32);
+
+/** File handles open in this process (Linux). */
+async function openFiles(): Promise<number> {
+  return (await readdir('/proc/self/fd')).length;
+}
+
+describe('file store', () => {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ws-uploader-store-'));
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('F9: does not acknowledge a write whose bytes were in a batch whose flush failed', async () => {
+    // The journal append of the first batch fails while the same bytes are written again.
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as {
+      appendFile: (...a: unknown[]) => Promise<void>;
+      datasync: () => Promise<void>;
+    };
+    await probe.close();
+    const { appendFile, datasync } = proto;
+    let release!: () => void;
+    let gate: Promise<void> | undefined = new Promise<void>((r) => (release = r));
+    let fail = true;
+    proto.datasync = async function (this: unknown) {
+      const g = gate;
+      gate = undefined;
+      await g;
+      return datasync.call(this);
+    };
+    proto.appendFile = async function (this: unknown, ...a: unknown[]) {
+      if (fail) {
+        fail = false;
+        throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+      }
+      return appendFile.apply(this, a);
+    };
+    try {
+      const store = new FileStore(dir);
+      await store.open('item', 20);
+      const bytes = new Uint8Array(10).fill(65);
+      const first = store.write('item', 0, bytes).then(
+        () => 'ack',
+        (e: { code: string }) => e.code,
+      );
+      await new Promise((r) => setTimeout(r, 20));
+      const again = store.write('item', 0, bytes).then(
+        () => 'ack',
+        (e: { code: string }) => e.code,
+      );
+      await new Promise((r) => setTimeout(r, 20));
+      release();
+      expect([await first, await again]).to.deep.equal(['storage-full', 'storage-failed']);
+      expect((await store.get('item'))!.ranges).to.deep.equal([]);
+      // Sent once more, the bytes are stored.
+      await store.write('item', 0, bytes);
+      expect((await store.get('item'))!.ranges).to.deep.equal([{ start: 0, end: 10 }]);
+      await store.close();
+    } finally {
+      proto.appendFile = appendFile;
+      proto.datasync = datasync;
+    }
+  });
+
+  it('I3: a complete item whose journal lost records is partial again after a restart', async () => {
+    const store = new FileStore(dir);
+    const bytes = new Uint8Array(randomBytes(20));
+    await store.open('item', 20);
+    await store.write('item', 0, bytes.subarray(0, 10));
+    await store.write('item', 10, bytes.subarray(10));
+    await store.finish('item', createHash('sha256').update(bytes).digest('hex'));
+    await store.close();
+    // The last record is gone.
+    await truncate(join(dir, 'item', 'chunks'), 24);
+    const again = new FileStore(dir);
+    const record = (await again.get('item'))!;
+    expect(record).to.deep.include({ complete: false, ranges: [{ start: 0, end: 10 }] });
+    expect(record.sha256).to.equal(undefined);
+    await again.write('item', 10, bytes.subarray(10));
+    expect((await again.finish('item')).complete).to.equal(true);
+    await again.close();
+  });
+
+  it('F15: expiry deletes an item only under its lock; a writer that comes meanwhile gets a fresh item', async () => {
+    const store = new FileStore(dir, { durability: 'write' });
+    await store.open('busy', 20);
+    await store.write('busy', 0, new Uint8Array(5).fill(1));
+    await store.open('idle', 20);
+    await store.write('idle', 0, new Uint8Array(5).fill(1));
+    let reopened: Promise<unknown> | undefined;
+    const expired = await store.expire(0, async (itemId) => {
+      if (itemId === 'busy') return undefined;
+      // A writer arrives while the item is being deleted.
+      reopened = store.open(itemId, 20);
+      return () => undefined;
+    });
+    expect(expired).to.deep.equal(['idle']);
+    expect((await store.get('busy'))!.ranges).to.deep.equal([{ start: 0, end: 5 }]);
+    // The writer checked the item before it was deleted, then opens it again under its lock.
+    await reopened;
+    expect(await store.open('idle', 20)).to.deep.include({ itemId: 'idle', ranges: [] });
+    await store.write('idle', 0, new Uint8Array(5).fill(2));
+    expect((await store.get('idle'))!.ranges).to.deep.equal([{ start: 0, end: 5 }]);
+    await store.close();
+  });
+
+  it('keeps no file open for complete items, even when their bytes are sent again', async () => {
+    const store = new FileStore(dir, { durability: 'write' });
+    const before = await openFiles();
+    const bytes = new Uint8Array(randomBytes(100));
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    for (let i = 0; i < 50; i++) {
+      await store.open(`item-${i}`, bytes.length);
+      await store.write(`item-${i}`, 0, bytes);
+      await store.finish(`item-${i}`, sha);
+      await store.write(`item-${i}`, 0, bytes);
+    }
+    expect((await openFiles()) - before).to.be.below(5);
+    await store.close();
+  });
+});
+
+describe('upload server bodies', () => {
+  let dir: string;
+  let server: UploadServer;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ws-uploader-bodies-'));
+    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir, maxChunk: 64 * 1024 });
+  });
+
+  afterEach(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('stores a tus PATCH with Upload-Checksum in chunks of maxChunk, so reads check little at a time', async () => {
+    const base = (await server.listen(0)).http;
+    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
+      uid: 'alice',
+    });
+    const headers = { Authorization: `Bearer ${token}`, 'Tus-Resumable': '1.0.0' };
+    const bytes = new Uint8Array(randomBytes(256 * 1024));
+    const created = await fetch(`${base}/tus/`, {
+      method: 'POST',
+      headers: { ...headers, 'Upload-Length': String(bytes.length) },
+    });
+    const url = new URL(created.headers.get('location')!, base).toString();
+    const patched = await fetch(url, {
+      method: 'PATCH',
+      headers: {
+        ...headers,
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': '0',
+        'Upload-Checksum': `sha1 ${createHash('sha1').update(bytes).digest('base64')}`,
+      },
+      body: bytes,
+    });
+    expect(patched.status).to.equal(204);
+    const itemId = url.split('/').pop()!;
+    // Four records of 64 KiB.
+    expect((await stat(join(dir, itemId, 'chunks'))).size).to.equal(4 * 24);
+  });
+});
