@@ -182,6 +182,8 @@ interface Slot {
   /** SHA-256 of the bytes `[0, hashedTo)`, fed as they are written, so FINISH reads little back. */
   hash: Hash | undefined;
   hashedTo: number;
+  /** The last update of `hash` that is scheduled; the earlier ones run before it. */
+  hashing?: Promise<void>;
 }
 
 /** The fields of `meta.json`: an item record without what the journal says. */
@@ -273,8 +275,15 @@ export class FileStore implements ItemStore {
           const whole = piece.start === offset && piece.end === end;
           s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
           if (s.hash && piece.start === s.hashedTo) {
-            s.hash.update(slice);
+            const hash = s.hash;
             s.hashedTo = piece.end;
+            // Fed once the next write has started, so hashing overlaps with the disk; in order.
+            s.hashing = new Promise<void>((resolve) =>
+              setImmediate(() => {
+                if (s.hash === hash) hash.update(slice);
+                resolve();
+              }),
+            );
           }
         }
         if (s.record.complete && s.handle) {
@@ -490,6 +499,7 @@ export class FileStore implements ItemStore {
 
   /** The SHA-256 of the whole item: the running digest, finished from disk, or all from disk. */
   async #digest(slot: Slot): Promise<string> {
+    await slot.hashing;
     const { size, itemId } = slot.record;
     const hash = slot.hash && slot.hashedTo <= size ? slot.hash : createHash('sha256');
     const from = hash === slot.hash ? slot.hashedTo : 0;
