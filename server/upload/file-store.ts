@@ -86,7 +86,8 @@ export class StoreError extends Error {
     | 'quota-exceeded'
     | 'storage-full'
     | 'storage-failed'
-    | 'locked';
+    | 'locked'
+    | 'fragmented';
 
   constructor(code: StoreError['code'], message: string, options?: ErrorOptions) {
     super(message, options);
@@ -255,6 +256,13 @@ export class FileStore implements ItemStore {
       if (end === offset) return s;
       const known = knownRanges(s);
       const fresh = missingRanges({ start: offset, end }, known);
+      const pieces = s.chunks.length + s.pending.length + s.flushing.length + fresh.length;
+      if (pieces > maxChunks(s.record.size)) {
+        throw new StoreError(
+          'fragmented',
+          `item ${itemId} would be stored in more than ${maxChunks(s.record.size)} pieces; send larger chunks`,
+        );
+      }
       try {
         s.handle ??= await open(this.#dataPath(itemId), 'r+');
         // Bytes stored already (or being stored) must be the very same bytes.
@@ -751,6 +759,15 @@ export class FileStore implements ItemStore {
     await rename(`${path}.tmp`, path);
     if (this.#sync) await syncFolder(join(path, '..'));
   }
+}
+
+/**
+ * The most chunks (journal records) an item may be stored in: one per 4 KiB on average, and at
+ * least 1024, so a client sending tiny chunks cannot make the journal and the server's memory grow
+ * far past the item.
+ */
+export function maxChunks(size: number): number {
+  return Math.max(1024, Math.ceil(size / 4096));
 }
 
 /** What is stored or being stored: durable ranges plus the chunks not yet durable. */

@@ -49,6 +49,7 @@ export const HTTP_STATUS: Record<string, number> = {
   'storage-full': 507,
   'storage-failed': 500,
   locked: 423,
+  fragmented: 400,
   superseded: 409,
   internal: 500,
 };

@@ -115,6 +115,7 @@ export async function handleTus(
           unauthorized: 403,
           conflict: 409,
           locked: 423,
+          fragmented: 400,
         }[e.code as string] ?? 500;
       reply(res, req, status, e.message);
     } else {

@@ -97,6 +97,7 @@ export const WIRE_ERROR = {
   'too-many-uploads': 17,
   locked: 18,
   superseded: 19,
+  fragmented: 20,
 } as const;
 /** Name of a wire error code, such as `'checksum-mismatch'`. */
 export type WireErrorCode = keyof typeof WIRE_ERROR;

@@ -118,6 +118,23 @@ describe('file store', () => {
     await store.close();
   });
 
+  it('P3: refuses with fragmented a write that would store an item in more pieces than it may have', async () => {
+    const store = new FileStore(dir, { durability: 'write' });
+    await store.open('crumbs', 4096);
+    const one = new Uint8Array(1);
+    // At least 1024 pieces for any item: every other byte, so no two pieces merge into a range.
+    for (let i = 0; i < 2048; i += 2) await store.write('crumbs', i, one);
+    const refused = await store.write('crumbs', 2048, one).then(
+      () => 'stored',
+      (e: { code: string }) => e.code,
+    );
+    expect(refused).to.equal('fragmented');
+    expect((await store.get('crumbs'))!.ranges).to.have.length(1024);
+    // Bytes that add no piece (already stored) are still taken.
+    await store.write('crumbs', 0, one);
+    await store.close();
+  });
+
   it('keeps no file open for complete items, even when their bytes are sent again', async () => {
     const store = new FileStore(dir, { durability: 'write' });
     const before = await openFiles();
