@@ -159,6 +159,11 @@ export interface FileStoreOptions {
   readonly maxBytesPerOwner?: number;
   /** Told when stored bytes no longer match their CRC-32C (changed at rest). */
   readonly onCorrupt?: (itemId: string, range: ByteRange) => void;
+  /**
+   * Complete items whose state is kept in memory; past it the oldest are forgotten (and read from
+   * disk again when asked for). Partial items are always kept. @default 4096
+   */
+  readonly maxCachedItems?: number;
 }
 
 interface Slot {
@@ -197,6 +202,7 @@ export class FileStore implements ItemStore {
   readonly #maxBytes: number;
   readonly #maxBytesPerOwner: number;
   readonly #onCorrupt: ((itemId: string, range: ByteRange) => void) | undefined;
+  readonly #maxCached: number;
   readonly #slots = new Map<string, Slot>();
   readonly #loading = new Map<string, Promise<Slot | undefined>>();
   /** Items whose files are being deleted. */
@@ -215,6 +221,7 @@ export class FileStore implements ItemStore {
     this.#maxBytes = options.maxBytes ?? Infinity;
     this.#maxBytesPerOwner = options.maxBytesPerOwner ?? Infinity;
     this.#onCorrupt = options.onCorrupt;
+    this.#maxCached = options.maxCachedItems ?? 4096;
   }
 
   async open(itemId: string, size: number, item: NewItem = {}): Promise<ItemRecord> {
@@ -665,7 +672,16 @@ export class FileStore implements ItemStore {
       }
     }
     this.#slots.set(itemId, slot);
+    this.#evict();
     return slot;
+  }
+
+  /** Forgets the oldest complete items with no open file, past `maxCachedItems`. */
+  #evict(): void {
+    for (const [itemId, slot] of this.#slots) {
+      if (this.#slots.size <= this.#maxCached) return;
+      if (slot.record.complete && !slot.handle && !slot.journal) this.#slots.delete(itemId);
+    }
   }
 
   /** When bytes were last stored: the journal's modification time. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { open, mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { open, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createUploadServer, FileStore, type UploadServer } from '../../server/index.js';
@@ -132,6 +132,31 @@ describe('file store', () => {
     expect((await store.get('crumbs'))!.ranges).to.have.length(1024);
     // Bytes that add no piece (already stored) are still taken.
     await store.write('crumbs', 0, one);
+    await store.close();
+  });
+
+  it('forgets the oldest complete items past maxCachedItems, and reads them from disk when asked', async () => {
+    const store = new FileStore(dir, { durability: 'write', maxCachedItems: 2 });
+    const bytes = new Uint8Array(randomBytes(10));
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    for (const id of ['a', 'b', 'c']) {
+      await store.open(id, bytes.length);
+      await store.write(id, 0, bytes);
+      await store.finish(id, sha);
+    }
+    await store.open('d', 10);
+    // `a` was forgotten: what is on disk now is what it answers.
+    const metaPath = join(dir, 'a', 'meta.json');
+    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as Record<string, unknown>;
+    await writeFile(metaPath, JSON.stringify({ ...meta, name: 'renamed.bin' }));
+    expect(await store.get('a')).to.deep.include({
+      complete: true,
+      sha256: sha,
+      name: 'renamed.bin',
+    });
+    const read: Buffer[] = [];
+    for await (const c of store.read('a', 0, 10)) read.push(c as Buffer);
+    expect(Buffer.concat(read).equals(bytes)).to.equal(true);
     await store.close();
   });
 
