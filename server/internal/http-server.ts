@@ -27,6 +27,11 @@ export async function listen(server: Server, port: number, host: string): Promis
   return `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
 }
 
+/** The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1), or `undefined`. */
+export function bearerToken(req: IncomingMessage): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+}
+
 /** The path of a request, without its query. */
 export function pathOf(req: IncomingMessage): string {
   return new URL(req.url ?? '/', 'http://localhost').pathname;

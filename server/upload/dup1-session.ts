@@ -22,6 +22,7 @@ import {
   isCurrent,
   superviseConnection,
   unbindUpload,
+  unlockWhenSettled,
 } from './session-support.js';
 
 interface Upload {
@@ -303,11 +304,7 @@ export class Dup1Session {
     this.#ctx.budget.give(upload.pending);
     upload.pending = 0;
     unbindUpload(this.#ctx, this.#grant!.clientId);
-    // The lock goes once the writes already started are done.
-    void upload.opened
-      .then(() => Promise.all(upload.writes))
-      .catch(() => undefined)
-      .finally(() => upload.unlock?.());
+    unlockWhenSettled(upload.opened, upload);
   }
 
   #fatal(message: string): void {

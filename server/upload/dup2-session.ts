@@ -24,6 +24,7 @@ import {
   isCurrent,
   superviseConnection,
   unbindUpload,
+  unlockWhenSettled,
 } from './session-support.js';
 
 /** What a session needs from its server. */
@@ -405,12 +406,7 @@ export class Dup2Session {
     this.#ctx.budget.give(upload.pending);
     upload.pending = 0;
     this.#uploads.delete(uploadId);
-    // The lock goes once the writes already started are done: they never interleave with those
-    // of the next writer.
-    void upload.queue
-      .then(() => Promise.all(upload.writes))
-      .catch(() => undefined)
-      .finally(() => upload.unlock?.());
+    unlockWhenSettled(upload.queue, upload);
   }
 
   #fatal(message: string): void {

@@ -18,6 +18,7 @@ import {
   truncateUtf8,
   type ByteRange,
 } from '../../src/protocol/index.js';
+import { bearerToken } from '../internal/http-server.js';
 import { StoreError, type ItemRecord, type ItemStore } from './file-store.js';
 import { allowsWrite, type Grant } from './grant.js';
 import type { ItemLocks } from './item-locks.js';
@@ -103,8 +104,8 @@ export async function handleUploads(
 }
 
 async function authenticate(req: IncomingMessage, options: HttpUploadOptions): Promise<Grant> {
-  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-  const grant = m ? await options.verify(m[1]!) : undefined;
+  const token = bearerToken(req);
+  const grant = token === undefined ? undefined : await options.verify(token);
   if (!grant)
     throw new HttpError('unauthorized', 'send a valid upload token in Authorization: Bearer');
   return grant;

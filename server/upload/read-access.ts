@@ -6,6 +6,7 @@
  * knows an item's URL may read it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bearerToken } from '../internal/http-server.js';
 import { READ_SCOPE } from '../tokens.js';
 
 /**
@@ -144,7 +145,7 @@ async function check(
  * parameter; `'ambiguous'` when it comes more than once (RFC 6750 §2: one method per request).
  */
 function tokenOf(req: IncomingMessage): string | undefined | 'ambiguous' {
-  const header = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+  const header = bearerToken(req);
   const query = new URL(req.url ?? '/', 'http://localhost').searchParams
     .getAll('access_token')
     .filter((t) => t !== '');

@@ -75,6 +75,25 @@ export async function drainConnection(
   ws.resume();
 }
 
+/**
+ * Releases an ended upload's write lock once the work queued before its end and the writes already
+ * started are done, so they never interleave with those of the next writer of the item.
+ * @param queued settles after the upload's queued work (which may start writes)
+ * @param upload the writes started, and the lock's release (once taken)
+ */
+export function unlockWhenSettled(
+  queued: Promise<unknown>,
+  upload: {
+    readonly writes: ReadonlySet<Promise<void>>;
+    readonly unlock?: (() => void) | undefined;
+  },
+): void {
+  void queued
+    .then(() => Promise.all(upload.writes))
+    .catch(() => undefined)
+    .finally(() => upload.unlock?.());
+}
+
 /** Whether the token is still valid, with the servers' clock leeway. */
 export function isCurrent(grant: Grant): boolean {
   return Date.now() <= grant.expiresAt + CLOCK_LEEWAY_SECONDS * 1000;

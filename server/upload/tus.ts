@@ -13,6 +13,7 @@ import {
   MAX_NAME_BYTES,
   truncateUtf8,
 } from '../../src/protocol/index.js';
+import { bearerToken } from '../internal/http-server.js';
 import { StoreError, type ItemRecord } from './file-store.js';
 import type { Grant } from './grant.js';
 import { HTTP_STATUS, HttpError, writeStream, type HttpUploadOptions } from './http-uploads.js';
@@ -63,8 +64,8 @@ export async function handleTus(
     reply(res, req, 412, 'Tus-Resumable must be 1.0.0', { 'Tus-Version': TUS_VERSION });
     return true;
   }
-  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-  const grant = m ? await options.verify(m[1]!) : undefined;
+  const token = bearerToken(req);
+  const grant = token === undefined ? undefined : await options.verify(token);
   if (!grant) {
     reply(res, req, 401, 'send a valid upload token in Authorization: Bearer', {
       'WWW-Authenticate': 'Bearer',

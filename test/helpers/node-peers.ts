@@ -158,3 +158,14 @@ export function sha256(bytes: Uint8Array): { bytes: Uint8Array; hex: string } {
   const d = createHash('sha256').update(bytes).digest();
   return { bytes: new Uint8Array(d), hex: d.toString('hex') };
 }
+
+/** A dup/2 OPEN frame with raw item id bytes, which the encoder would refuse to write. */
+export function rawOpen(uploadId: number, itemId: Uint8Array, size: number): Uint8Array {
+  const b = Buffer.alloc(19 + itemId.length);
+  b[0] = 0x02;
+  b.writeUInt32BE(uploadId, 1);
+  b.writeBigUInt64BE(BigInt(size), 5);
+  b.writeUInt16BE(itemId.length, 13);
+  b.set(itemId, 15);
+  return b;
+}

@@ -18,7 +18,7 @@ import {
   type UploadServerOptions,
 } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
-import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
+import { Dup2Peer, sha256, rawOpen } from '../helpers/node-peers.js';
 
 const SECRET = 'q'.repeat(32);
 const CANARY = 'canary: nothing may change this file\n';
@@ -65,17 +65,6 @@ async function tree(root: string, prefix = ''): Promise<string[]> {
     if (e.isDirectory()) out.push(...(await tree(root, path)));
   }
   return out.sort();
-}
-
-/** A dup/2 OPEN frame with raw item id bytes, which the encoder would refuse to write. */
-function rawOpen(uploadId: number, itemId: Uint8Array, size: number): Uint8Array {
-  const b = Buffer.alloc(19 + itemId.length);
-  b[0] = 0x02;
-  b.writeUInt32BE(uploadId, 1);
-  b.writeBigUInt64BE(BigInt(size), 5);
-  b.writeUInt16BE(itemId.length, 13);
-  b.set(itemId, 15);
-  return b;
 }
 
 async function until(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {

@@ -12,20 +12,9 @@ import {
 } from '../../server/index.js';
 import { SignJWT } from 'jose';
 import { signToken, secretKey, uploadAudience } from '../../server/tokens.js';
-import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
+import { Dup2Peer, sha256, rawOpen } from '../helpers/node-peers.js';
 
 const SECRET = 'a'.repeat(32);
-
-/** A dup/2 OPEN frame with raw item id bytes, which the encoder would refuse to write. */
-function rawOpen(uploadId: number, itemId: Uint8Array, size: number): Uint8Array {
-  const b = Buffer.alloc(19 + itemId.length);
-  b[0] = 0x02;
-  b.writeUInt32BE(uploadId, 1);
-  b.writeBigUInt64BE(BigInt(size), 5);
-  b.writeUInt16BE(itemId.length, 13);
-  b.set(itemId, 15);
-  return b;
-}
 
 describe('upload server (dup/2)', () => {
   let dir: string;
