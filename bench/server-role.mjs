@@ -79,6 +79,20 @@ async function startSink(dir, maxPayload) {
 }
 
 /**
+ * `{ [option]: n }` when the environment variable `name` holds a positive integer `n`, else `{}`.
+ * @param {string} option
+ * @param {string} name
+ * @returns {Record<string, number>}
+ */
+function numberOption(option, name) {
+  const value = process.env[name];
+  if (value === undefined || value === '') return {};
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
+  return { [option]: n };
+}
+
+/**
  * The reference upload server with a durability policy.
  * @param {ServerStart} start
  * @returns {Promise<Running>}
@@ -92,6 +106,9 @@ async function startReference(start) {
     maxItemSize: Math.max(start.maxItemSize, start.size),
     // Every client connects from 127.0.0.1.
     maxConnectionsPerIp: 1024,
+    // BENCH_MAX_CHUNK, BENCH_MAX_BUFFERED: other maxChunk and maxBufferedBytes (see bench/README.md).
+    ...numberOption('maxChunk', 'BENCH_MAX_CHUNK'),
+    ...numberOption('maxBufferedBytes', 'BENCH_MAX_BUFFERED'),
   });
   const { ws } = await server.listen(0, '127.0.0.1');
   return { url: ws, close: () => server.close() };
