@@ -26,6 +26,7 @@ export {
   type AuthenticatedUser,
   type ItemInfo,
   type ItemState,
+  type TaskEvent,
 } from './control/control-server.js';
 export {
   lowestRttPlanner,

@@ -62,6 +62,23 @@ export interface ItemInfo {
   readonly bytesStored?: number;
 }
 
+/** A step in the life of a transmit task, as the control server sees it. */
+export interface TaskEvent {
+  /**
+   * `sent`: the `transmit` went out; `accepted`: the browser took it; `progress`: it reported bytes
+   * stored; `complete` and `fail`: it ended.
+   */
+  readonly type: 'sent' | 'accepted' | 'progress' | 'complete' | 'fail';
+  readonly taskId: string;
+  readonly itemId: string;
+  /** The browser that runs it. */
+  readonly clientId: string;
+  /** Bytes of the task stored, for `progress`. */
+  readonly bytesStored?: number;
+  /** The error code the browser reported, for `fail`. */
+  readonly code?: string;
+}
+
 /** Options of {@link createControlServer}. */
 export interface ControlServerOptions {
   /** Secret shared with the upload servers (at least 32 bytes); signs upload tokens. */
@@ -83,6 +100,8 @@ export interface ControlServerOptions {
   readonly onPublish?: (item: ItemInfo) => void;
   /** Called when an item is stored and verified. */
   readonly onComplete?: (item: ItemInfo) => void;
+  /** Called at each step of every transmit task (sent, accepted, progress, complete, fail). */
+  readonly onTask?: (event: TaskEvent) => void;
   /** Lifetime of upload tokens, in seconds. @default 3600 */
   readonly uploadTokenTtlSeconds?: number;
   /** Time a browser has to send `hello`, in ms. @default 10000 */
@@ -228,6 +247,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     const item = items.get(itemId);
     if (item) items.set(itemId, { ...item, state: 'uploading' });
     send(session.ws, { type: 'transmit', taskId, itemId, ranges, priority });
+    options.onTask?.({ type: 'sent', taskId, itemId, clientId: session.clientId });
     return taskId;
   };
 
@@ -327,13 +347,31 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         // Plan once every server was measured (or when the probe wait runs out).
         if (session.rtt.size >= endpoints.size) session.markProbed();
         return;
+      case 'accept': {
+        const task = tasks.get(message.taskId);
+        if (task?.clientId !== session.clientId || task.itemId !== message.itemId) return;
+        options.onTask?.({
+          type: 'accepted',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          clientId: task.clientId,
+        });
+        return;
+      }
       case 'progress': {
         const task = tasks.get(message.taskId);
         const item = task?.clientId === session.clientId ? items.get(task.itemId) : undefined;
-        if (item && item.state === 'uploading') {
+        if (task && item && item.state === 'uploading') {
           items.set(item.meta.itemId, {
             ...item,
             bytesStored: Math.max(item.bytesStored ?? 0, message.bytesStored),
+          });
+          options.onTask?.({
+            type: 'progress',
+            taskId: task.taskId,
+            itemId: task.itemId,
+            clientId: task.clientId,
+            bytesStored: message.bytesStored,
           });
         }
         return;
@@ -350,6 +388,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
         const stored: ItemInfo = { ...item, state: 'stored', servers, sha256: message.sha256 };
         items.set(task.itemId, stored);
+        options.onTask?.({
+          type: 'complete',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          clientId: task.clientId,
+        });
         send(session.ws, {
           type: 'completed',
           itemId: task.itemId,
@@ -365,6 +409,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         tasks.delete(task.taskId);
         const item = items.get(task.itemId);
         if (item) items.set(task.itemId, { ...item, state: 'failed' });
+        options.onTask?.({
+          type: 'fail',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          clientId: task.clientId,
+          code: message.code,
+        });
         return;
       }
     }

@@ -242,6 +242,9 @@ export class WsUploaderEngine extends EventTarget {
           );
         return;
       case 'transmit':
+        // Taken: the control server knows the task reached a page that holds the item.
+        if (this.#items.has(message.itemId))
+          this.#control.send({ type: 'accept', taskId: message.taskId, itemId: message.itemId });
         this.#execute(
           {
             taskId: message.taskId,

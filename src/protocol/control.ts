@@ -77,6 +77,12 @@ export interface ProbeMessage {
   readonly type: 'probe';
   readonly results: readonly ProbeResult[];
 }
+/** accept: the browser took a task from `transmit` and will run it. */
+export interface AcceptMessage {
+  readonly type: 'accept';
+  readonly taskId: string;
+  readonly itemId: string;
+}
 /** progress: bytes of a task stored so far. */
 export interface ProgressMessage {
   readonly type: 'progress';
@@ -158,7 +164,13 @@ export type ControlErrorCode =
 
 /** Messages a browser sends to the control server. */
 export type ControlClientMessage =
-  HelloMessage | PublishMessage | ProbeMessage | ProgressMessage | CompleteMessage | FailMessage;
+  | HelloMessage
+  | PublishMessage
+  | ProbeMessage
+  | AcceptMessage
+  | ProgressMessage
+  | CompleteMessage
+  | FailMessage;
 /** Messages the control server sends to a browser. */
 export type ControlServerMessage =
   | WelcomeMessage
@@ -202,6 +214,8 @@ export function decodeControlClientMessage(text: string): ControlClientMessage {
       });
       return { type: 'probe', results };
     }
+    case 'accept':
+      return { type: 'accept', taskId: id(o, 'taskId'), itemId: id(o, 'itemId') };
     case 'progress':
       return {
         type: 'progress',

@@ -20,6 +20,7 @@ const CLIENT: ControlClientMessage[] = [
     ],
   },
   { type: 'probe', results: [{ serverId: 'up-1', rttMs: 1.5 }] },
+  { type: 'accept', taskId: 't1', itemId: 'a' },
   { type: 'progress', taskId: 't1', itemId: 'a', bytesStored: 10 },
   { type: 'complete', taskId: 't1', itemId: 'a', sha256: SHA, servers: ['up-1'] },
   { type: 'fail', taskId: 't1', itemId: 'a', code: 'socket-closed', message: 'lost' },

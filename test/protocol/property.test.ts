@@ -135,6 +135,7 @@ describe('protocol properties', () => {
       'hello',
       'publish',
       'probe',
+      'accept',
       'progress',
       'complete',
       'fail',

@@ -7,6 +7,7 @@ import {
   createUserToken,
   type ControlServer,
   type ItemInfo,
+  type TaskEvent,
 } from '../../server/index.js';
 import { secretKey, uploadAudience, verifyToken } from '../../server/tokens.js';
 import { ControlPeer } from '../helpers/node-peers.js';
@@ -307,6 +308,42 @@ describe('control server', () => {
     await peer.send({ type: 'progress', taskId, itemId: 'item-1', bytesStored: 300 });
     await new Promise((r) => setTimeout(r, 50));
     expect(control.items()[0]).to.deep.include({ state: 'uploading', bytesStored: 400 });
+  });
+
+  it('tells onTask each step of a task: sent, accepted, progress, complete; a stranger accept is ignored', async () => {
+    await control.close();
+    const events: TaskEvent[] = [];
+    control = createControlServer({
+      secret: SECRET,
+      uploadServers: UPLOAD_SERVERS,
+      probeWaitMs: 0,
+      onTask: (e) => events.push(e),
+    });
+    url = await control.listen(0);
+    const peer = await connect();
+    const { clientId } = await peer.nextOf('welcome');
+    const other = await connect();
+    await other.nextOf('welcome');
+    await peer.send({ type: 'publish', items: [ITEM] });
+    const { taskId } = await peer.nextOf('transmit');
+    await other.send({ type: 'accept', taskId, itemId: 'item-1' });
+    await peer.send({ type: 'accept', taskId, itemId: 'item-1' });
+    await peer.send({ type: 'progress', taskId, itemId: 'item-1', bytesStored: 10 });
+    await peer.send({
+      type: 'complete',
+      taskId,
+      itemId: 'item-1',
+      sha256: 'a'.repeat(64),
+      servers: ['up-1'],
+    });
+    await peer.nextOf('completed');
+    const base = { taskId, itemId: 'item-1', clientId };
+    expect(events).to.deep.equal([
+      { type: 'sent', ...base },
+      { type: 'accepted', ...base },
+      { type: 'progress', ...base, bytesStored: 10 },
+      { type: 'complete', ...base },
+    ]);
   });
 
   it('asks for an item on request with requestTransmit', async () => {
