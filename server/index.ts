@@ -37,6 +37,8 @@ export {
 export {
   createUserToken,
   createReadToken,
+  createRegistryToken,
+  REGISTRY_AUDIENCE,
   READ_SCOPE,
   CONTROL_AUDIENCE,
   uploadAudience,

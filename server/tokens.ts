@@ -7,12 +7,16 @@
  *   `sub` = client id, `aud` = `ws-uploader:upload:<serverId>`, `scope` = `upload`.
  * - A **read token** is what an app gives a reader of `GET /files/{itemId}` on one upload server:
  *   `sub` = client id, `aud` = `ws-uploader:upload:<serverId>`, `scope` = `read`, optional `items`.
+ * - A **registry token** is what an upload server shows the control server on its registry link:
+ *   `sub` = server id, `aud` = `ws-uploader:registry`.
  */
 import { SignJWT, jwtVerify, errors } from 'jose';
 import { ITEM_ID_PATTERN } from '../src/protocol/index.js';
 
 /** Audience of user tokens. */
 export const CONTROL_AUDIENCE = 'ws-uploader:control';
+/** Audience of registry tokens (an upload server registering with the control server). */
+export const REGISTRY_AUDIENCE = 'ws-uploader:registry';
 /** Audience of upload tokens and read tokens for one upload server. */
 export const uploadAudience = (serverId: string): string => `ws-uploader:upload:${serverId}`;
 
@@ -115,6 +119,21 @@ export async function createUserToken(
   ttlSeconds = 86_400,
 ): Promise<string> {
   return (await signToken(secretKey(secret), userId, CONTROL_AUDIENCE, ttlSeconds)).token;
+}
+
+/**
+ * Makes a registry token: what an upload server sends in `register` on its link to the control
+ * server. Upload servers make their own from the shared secret.
+ * @param secret the shared secret
+ * @param serverId the upload server's id
+ * @param ttlSeconds lifetime, default five minutes (a token is checked once, at registration)
+ */
+export async function createRegistryToken(
+  secret: string | Uint8Array,
+  serverId: string,
+  ttlSeconds = 300,
+): Promise<string> {
+  return (await signToken(secretKey(secret), serverId, REGISTRY_AUDIENCE, ttlSeconds)).token;
 }
 
 /** The `scope` claim of read tokens. */

@@ -3,7 +3,8 @@
  * scoped tokens, records published items, plans where they go and tracks completion.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   CLOSE,
@@ -14,31 +15,29 @@ import {
   PROTOCOL,
   ProtocolError,
   SUBPROTOCOL_CONTROL_1,
+  SUBPROTOCOL_REGISTRY_1,
   type ControlClientMessage,
   type ControlErrorCode,
   type ControlServerMessage,
   type ItemMeta,
   type ServerInfo,
   type TargetRange,
+  type ByteRange,
+  addRange,
+  covers,
 } from '../../src/protocol/index.js';
-import { listen, upgradeOn, shutdown } from '../internal/http-server.js';
+import { listen, pathOf, upgradeOn, shutdown } from '../internal/http-server.js';
 import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } from '../tokens.js';
 import { lowestRttPlanner, validatePlan, type Planner } from './planner.js';
+import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
+
+/** Priority of tasks made from demand: above everything an app or the planner asks for. */
+export const DEMAND_PRIORITY = 1_000_000;
 
 /** SHA-256 of no bytes. */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
-/** An upload server the control server tells browsers about. */
-export interface UploadServerEndpoint {
-  /** Server id (the one the upload server was started with). */
-  readonly id: string;
-  /** Its dup/2 WebSocket URL, as browsers reach it. */
-  readonly url: string;
-  /** Its HTTP base URL, as browsers reach it. */
-  readonly httpUrl: string;
-  /** Protocols it speaks. @default ['dup/2'] */
-  readonly protocols?: readonly string[];
-}
+export type { UploadServerEndpoint } from './registry.js';
 
 /** Who a browser is, as `authenticate` says. */
 export interface AuthenticatedUser {
@@ -83,8 +82,25 @@ export interface TaskEvent {
 export interface ControlServerOptions {
   /** Secret shared with the upload servers (at least 32 bytes); signs upload tokens. */
   readonly secret: string | Uint8Array;
-  /** The upload servers. */
-  readonly uploadServers: readonly UploadServerEndpoint[];
+  /**
+   * Upload servers configured by hand (always listed). Upload servers started with a control URL
+   * join by themselves over the registry link. @default []
+   */
+  readonly uploadServers?: readonly UploadServerEndpoint[];
+  /** Path of the registry endpoint upload servers link to. @default '/registry' */
+  readonly registryPath?: string;
+  /**
+   * Heartbeat interval asked of linked upload servers, in ms; a server that misses three leaves
+   * the list (browsers get `servers`). @default 10000
+   */
+  readonly heartbeatMs?: number;
+  /**
+   * How long a browser's `complete` waits for the linked upload server that took the whole item
+   * to report it verified, in ms; past it the item fails with `unverified`. @default 30000
+   */
+  readonly verifyWaitMs?: number;
+  /** Called when a linked upload server reports that a reader waits for ranges it lacks. */
+  readonly onDemand?: (demand: { serverId: string; itemId: string; ranges: ByteRange[] }) => void;
   /** An existing HTTP server to attach to (only `path` upgrades are taken); otherwise one is created. */
   readonly server?: Server;
   /** Path of the control WebSocket endpoint. @default '/control' */
@@ -143,6 +159,8 @@ interface Session {
   readonly sessionId: string;
   readonly userId: string;
   readonly rtt: Map<string, number>;
+  /** Upload tokens signed for this browser, by server id, reused while they have most of their life. */
+  readonly tokens: Map<string, { token: string; expiresAt: number }>;
   probed: Promise<void>;
   markProbed: () => void;
   /** Renews the upload tokens before they expire. */
@@ -154,6 +172,10 @@ interface Task {
   readonly itemId: string;
   readonly clientId: string;
   readonly ranges: readonly TargetRange[];
+  /** Made from demand: a reader waits for these ranges. */
+  readonly demand: boolean;
+  /** Set while the browser's `complete` waits for the upload server's verification. */
+  awaiting?: () => void;
 }
 
 /**
@@ -165,10 +187,10 @@ interface Task {
  */
 export function createControlServer(options: ControlServerOptions): ControlServer {
   const key = secretKey(options.secret);
-  if (!Array.isArray(options.uploadServers))
+  if (options.uploadServers !== undefined && !Array.isArray(options.uploadServers))
     throw new TypeError('ws-uploader: `uploadServers` must be an array');
   const endpoints = new Map<string, UploadServerEndpoint>();
-  for (const s of options.uploadServers) {
+  for (const s of options.uploadServers ?? []) {
     if (!ITEM_ID_PATTERN.test(s.id))
       throw new TypeError(`ws-uploader: upload server id ${JSON.stringify(s.id)} is invalid`);
     if (endpoints.has(s.id))
@@ -187,6 +209,9 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const probeWaitMs = options.probeWaitMs ?? 1500;
   const maxItemSize = options.maxItemSize ?? DEFAULT_MAX_ITEM_SIZE;
   const sessionResumeMs = options.sessionResumeMs ?? 600_000;
+  const registryPath = options.registryPath ?? '/registry';
+  const heartbeatMs = options.heartbeatMs ?? 10_000;
+  const verifyWaitMs = options.verifyWaitMs ?? 30_000;
   const authenticate =
     options.authenticate ??
     (async (token: string) => {
@@ -199,6 +224,34 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const resumable = new Map<string, { clientId: string; userId: string; expiresAt: number }>();
   const items = new Map<string, ItemInfo>();
   const tasks = new Map<string, Task>();
+  /** What linked upload servers verified: item id → server id → SHA-256. */
+  const verified = new Map<string, Map<string, string>>();
+  const registry = new UploadServerRegistry([...endpoints.values()], {
+    key,
+    heartbeatMs,
+    registerTimeoutMs: helloTimeoutMs,
+    events: {
+      change: () => {
+        for (const session of sessions.values()) {
+          serverList(session.clientId, session.userId, session.tokens).then(
+            (servers) => send(session.ws, { type: 'servers', servers }),
+            () => undefined,
+          );
+        }
+      },
+      stored: (serverId, message) => {
+        if (!message.complete || !message.sha256) return;
+        let byServer = verified.get(message.itemId);
+        if (!byServer) verified.set(message.itemId, (byServer = new Map()));
+        byServer.set(serverId, message.sha256);
+        for (const task of tasks.values()) {
+          if (task.itemId === message.itemId && task.awaiting) task.awaiting();
+        }
+      },
+      demand: (serverId, message) => onDemand(serverId, message.itemId, message.ranges),
+    },
+  });
+  const serverIds = (): Set<string> => new Set(registry.list().map((s) => s.id));
 
   const ownsServer = !options.server;
   const httpServer = options.server ?? createServer((_req, res) => res.writeHead(404).end());
@@ -218,13 +271,23 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref },
     );
 
-  const serverList = async (clientId: string, userId: string): Promise<ServerInfo[]> =>
+  /** The server list for one browser; tokens come from `tokens` while they have most of their life. */
+  const serverList = async (
+    clientId: string,
+    userId: string,
+    tokens: Map<string, { token: string; expiresAt: number }>,
+  ): Promise<ServerInfo[]> =>
     Promise.all(
-      [...endpoints.values()].map(async (s) => {
-        const { token, expiresAt } = await signToken(key, clientId, uploadAudience(s.id), ttl, {
-          scope: 'upload',
-          uid: userId,
-        });
+      registry.list().map(async (s) => {
+        let cached = tokens.get(s.id);
+        if (!cached || cached.expiresAt - Date.now() < ttl * 500) {
+          cached = await signToken(key, clientId, uploadAudience(s.id), ttl, {
+            scope: 'upload',
+            uid: userId,
+          });
+          tokens.set(s.id, cached);
+        }
+        const { token, expiresAt } = cached;
         return {
           id: s.id,
           url: s.url,
@@ -241,9 +304,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     itemId: string,
     ranges: readonly TargetRange[],
     priority: number,
+    demand = false,
   ): string => {
     const taskId = randomUUID();
-    tasks.set(taskId, { taskId, itemId, clientId: session.clientId, ranges });
+    tasks.set(taskId, { taskId, itemId, clientId: session.clientId, ranges, demand });
     const item = items.get(itemId);
     if (item) items.set(itemId, { ...item, state: 'uploading' });
     send(session.ws, { type: 'transmit', taskId, itemId, ranges, priority });
@@ -251,10 +315,115 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     return taskId;
   };
 
+  /**
+   * A reader waits on `serverId` for ranges of an item it lacks: the browser that holds the item
+   * gets a task for them at {@link DEMAND_PRIORITY}, unless one for them is already pending.
+   */
+  const onDemand = (serverId: string, itemId: string, ranges: readonly ByteRange[]): void => {
+    options.onDemand?.({ serverId, itemId, ranges: ranges.map((r) => ({ ...r })) });
+    const item = items.get(itemId);
+    if (!item) return;
+    const session = sessions.get(item.clientId);
+    if (!session) return;
+    const within = ranges
+      .filter((r) => r.start < item.meta.size)
+      .map((r) => ({ start: r.start, end: Math.min(r.end, item.meta.size) }));
+    let pending: ByteRange[] = [];
+    for (const t of tasks.values()) {
+      if (t.itemId !== itemId || !t.demand) continue;
+      for (const r of t.ranges) if (r.serverId === serverId) pending = addRange(pending, r);
+    }
+    const wanted = within.filter((r) => !covers(pending, r));
+    if (wanted.length === 0) return;
+    transmit(
+      session,
+      itemId,
+      wanted.map((r) => ({ ...r, serverId })),
+      DEMAND_PRIORITY,
+      true,
+    );
+  };
+
+  /** Records an item as stored, tells the browser and the app. */
+  const complete = (session: Session, task: Task, sha256: string): void => {
+    tasks.delete(task.taskId);
+    const item = items.get(task.itemId);
+    if (!item) return;
+    const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
+    const stored: ItemInfo = { ...item, state: 'stored', servers, sha256 };
+    items.set(task.itemId, stored);
+    options.onTask?.({
+      type: 'complete',
+      taskId: task.taskId,
+      itemId: task.itemId,
+      clientId: task.clientId,
+    });
+    send(session.ws, { type: 'completed', itemId: task.itemId, sha256, servers });
+    options.onComplete?.(stored);
+  };
+
+  /** Marks an item failed and tells the browser why. */
+  const failItem = (session: Session, task: Task, code: ControlErrorCode, why: string): void => {
+    tasks.delete(task.taskId);
+    const item = items.get(task.itemId);
+    if (item) items.set(task.itemId, { ...item, state: 'failed' });
+    options.onTask?.({
+      type: 'fail',
+      taskId: task.taskId,
+      itemId: task.itemId,
+      clientId: task.clientId,
+      code,
+    });
+    fail(session.ws, code, why, task.itemId);
+  };
+
+  /**
+   * A browser says a task is done. When the whole item went to one linked upload server, that
+   * server's own verification decides (waited for up to `verifyWaitMs`); otherwise the browser's
+   * word is taken.
+   */
+  const onComplete = (session: Session, task: Task, sha256: string): void => {
+    const item = items.get(task.itemId);
+    const only = task.ranges[0]?.serverId;
+    const whole =
+      item !== undefined &&
+      only !== undefined &&
+      task.ranges.every((r) => r.serverId === only) &&
+      covers(
+        task.ranges.reduce<ByteRange[]>((merged, r) => addRange(merged, r), []),
+        { start: 0, end: item.meta.size },
+      );
+    if (!whole || !registry.linked(only)) {
+      complete(session, task, sha256);
+      return;
+    }
+    const check = (): boolean => {
+      const digest = verified.get(task.itemId)?.get(only);
+      if (digest === undefined) return false;
+      clearTimeout(timer);
+      delete task.awaiting;
+      if (digest === sha256) complete(session, task, sha256);
+      else
+        failItem(
+          session,
+          task,
+          'digest-mismatch',
+          `upload server ${only} verified SHA-256 ${digest}, the browser reported ${sha256}`,
+        );
+      return true;
+    };
+    const timer = setTimeout(() => {
+      delete task.awaiting;
+      failItem(session, task, 'unverified', `upload server ${only} did not report the item`);
+    }, verifyWaitMs);
+    timer.unref();
+    if (!check()) task.awaiting = check;
+  };
+
   const planAndTransmit = async (session: Session, meta: ItemMeta): Promise<void> => {
     await session.probed;
     if (session.ws.readyState !== session.ws.OPEN) return;
-    const candidates = [...endpoints.keys()].map((id) => {
+    const candidates = [...serverIds()].map((id) => {
       const rttMs = session.rtt.get(id);
       return rttMs === undefined ? { id } : { id, rttMs };
     });
@@ -264,7 +433,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         fail(session.ws, 'no-servers', 'no upload server can take this item', meta.itemId);
       return;
     }
-    const problem = validatePlan(meta, ranges, new Set(endpoints.keys()));
+    const problem = validatePlan(meta, ranges, serverIds());
     if (problem) {
       fail(session.ws, 'internal', `the planner made an invalid plan: ${problem}`, meta.itemId);
       return;
@@ -343,9 +512,9 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       }
       case 'probe':
         for (const r of message.results)
-          if (endpoints.has(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
+          if (registry.get(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
         // Plan once every server was measured (or when the probe wait runs out).
-        if (session.rtt.size >= endpoints.size) session.markProbed();
+        if (session.rtt.size >= registry.list().length) session.markProbed();
         return;
       case 'accept': {
         const task = tasks.get(message.taskId);
@@ -382,25 +551,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           fail(session.ws, 'unknown-task', 'no such task for this client', message.taskId);
           return;
         }
-        tasks.delete(task.taskId);
-        const item = items.get(task.itemId);
-        if (!item) return;
-        const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
-        const stored: ItemInfo = { ...item, state: 'stored', servers, sha256: message.sha256 };
-        items.set(task.itemId, stored);
-        options.onTask?.({
-          type: 'complete',
-          taskId: task.taskId,
-          itemId: task.itemId,
-          clientId: task.clientId,
-        });
-        send(session.ws, {
-          type: 'completed',
-          itemId: task.itemId,
-          sha256: message.sha256,
-          servers,
-        });
-        options.onComplete?.(stored);
+        if (task.awaiting) return;
+        onComplete(session, task, message.sha256);
         return;
       }
       case 'fail': {
@@ -499,16 +651,17 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           sessionId,
           userId: user.userId,
           rtt: new Map(),
+          tokens: new Map(),
           probed,
           markProbed,
         };
-        const servers = await serverList(clientId, user.userId);
+        const servers = await serverList(clientId, user.userId, s.tokens);
         if (ws.readyState !== ws.OPEN) return;
         session = s;
         sessions.set(clientId, s);
         // Fresh upload tokens well before the old ones expire (the browser uses them to reconnect).
         s.refresh = setInterval(() => {
-          serverList(clientId, s.userId).then(
+          serverList(clientId, s.userId, s.tokens).then(
             (list) => send(ws, { type: 'servers', servers: list }),
             () => undefined,
           );
@@ -526,7 +679,22 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     });
   });
 
-  const onUpgrade = upgradeOn(path, wss, ownsServer);
+  const registryWss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 1024 * 1024,
+    handleProtocols: (protocols) =>
+      protocols.has(SUBPROTOCOL_REGISTRY_1) ? SUBPROTOCOL_REGISTRY_1 : false,
+  });
+  registryWss.on('connection', (ws, req) => registry.accept(ws, req));
+  const routes = new Map([
+    [path, upgradeOn(path, wss, false)],
+    [registryPath, upgradeOn(registryPath, registryWss, false)],
+  ]);
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const route = routes.get(pathOf(req));
+    if (route) route(req, socket, head);
+    else if (ownsServer) socket.destroy();
+  };
   httpServer.on('upgrade', onUpgrade);
 
   return {
@@ -535,7 +703,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       return `ws://${await listen(httpServer, port, host)}${path}`;
     },
     items: () => [...items.values()],
-    servers: () => [...endpoints.values()],
+    servers: () => registry.list(),
     requestTransmit(itemId, ranges, priority = 0) {
       const item = items.get(itemId);
       if (!item) throw new Error(`ws-uploader: unknown item ${itemId}`);
@@ -545,19 +713,17 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         ranges ??
         lowestRttPlanner(
           item.meta,
-          [...endpoints.keys()].map((id) => ({ id })),
+          [...serverIds()].map((id) => ({ id })),
         );
-      const problem = validatePlan(
-        item.meta,
-        plan,
-        new Set(endpoints.keys()),
-        ranges === undefined,
-      );
+      const problem = validatePlan(item.meta, plan, serverIds(), ranges === undefined);
       if (problem) throw new Error(`ws-uploader: cannot transmit ${itemId}: ${problem}`);
       return transmit(session, itemId, plan, priority);
     },
     async close() {
       httpServer.off('upgrade', onUpgrade);
+      registry.close();
+      for (const ws of registryWss.clients) ws.terminate();
+      registryWss.close();
       await shutdown(wss, httpServer, ownsServer);
     },
   };

@@ -25,6 +25,8 @@ export const SUBPROTOCOL_DUP_2 = 'ws-uploader.dup.v2';
 export const SUBPROTOCOL_DUP_1 = 'ws-uploader.dup.v1';
 /** `Sec-WebSocket-Protocol` token of the control protocol, version 1. */
 export const SUBPROTOCOL_CONTROL_1 = 'ws-uploader.control.v1';
+/** `Sec-WebSocket-Protocol` token of the registry link (upload server to control server), version 1. */
+export const SUBPROTOCOL_REGISTRY_1 = 'ws-uploader.registry.v1';
 
 /** dup/2 frame types, the first byte of every binary frame. */
 export const FRAME = {

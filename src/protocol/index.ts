@@ -12,3 +12,4 @@ export * from './utf8.js';
 export * from './dup2.js';
 export * from './dup1.js';
 export * from './control.js';
+export * from './registry.js';
