@@ -55,6 +55,10 @@ ${SECRET_HELP}
   --heartbeat MS           WebSocket ping interval (default 30000)
   --max-buffered-bytes N   bytes received and not yet stored, all connections (default 67108864)
   --protocols LIST         comma-separated, of dup/2, dup/1, tus/1, http/1 (default: all)
+  --control-url URL        the control server's registry endpoint (ws://HOST:PORT/registry):
+                           connect out to it, register, report completions and demand
+  --public-url URL         this server's HTTP base URL as browsers reach it, sent when registering
+                           (default: the address the control server sees, with --port)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every option can also come from the environment: --max-item-size is WS_UPLOADER_MAX_ITEM_SIZE,
@@ -85,6 +89,8 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       heartbeat: { type: 'string' },
       'max-buffered-bytes': { type: 'string' },
       protocols: { type: 'string' },
+      'control-url': { type: 'string' },
+      'public-url': { type: 'string' },
       log: { type: 'string', default: 'json' },
     },
     async run(v) {
@@ -127,6 +133,8 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         ...optional('idle-timeout', 'idleTimeoutMs'),
         ...optional('heartbeat', 'heartbeatMs'),
         ...optional('max-buffered-bytes', 'maxBufferedBytes'),
+        ...(typeof v['control-url'] === 'string' ? { controlUrl: v['control-url'] } : {}),
+        ...(typeof v['public-url'] === 'string' ? { publicUrl: v['public-url'] } : {}),
         ...(typeof v['protocols'] === 'string'
           ? {
               protocols: v['protocols']
@@ -156,7 +164,9 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
   'control-server': {
     help: `Usage: ws-uploader control-server [options]
 
-Runs a control server at ws://HOST:PORT/control.
+Runs a control server: browsers at ws://HOST:PORT/control, upload servers started with
+--control-url at ws://HOST:PORT/registry. Upload servers that do not register are listed with
+--upload-server or in the config file.
 
   --config FILE        JSON file: { "uploadServers": [{ "id", "url", "httpUrl" }], "port", "host" }
   --upload-server S    an upload server as id=WS_URL,HTTP_URL (repeatable)
@@ -179,13 +189,12 @@ ${SECRET_HELP}`,
         ...((config['uploadServers'] as UploadServerEndpoint[] | undefined) ?? []),
         ...fromFlags,
       ];
-      if (uploadServers.length === 0)
-        fatal('name at least one upload server (--upload-server or --config)');
       const control = createControlServer({ secret: secretOf(v), uploadServers });
       const port = v['port'] ? int(v, 'port') : Number(config['port'] ?? 8080);
       const host =
         (v['host'] as string | undefined) ?? (config['host'] as string | undefined) ?? '127.0.0.1';
-      console.log(`control server at ${await control.listen(port, host)}`);
+      const url = await control.listen(port, host);
+      console.log(`control server at ${url} (registry ${url.replace(/\/control$/, '/registry')})`);
       onStop(() => control.close());
     },
   },

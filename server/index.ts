@@ -20,6 +20,7 @@ export { type ReadAccess, type CrossOriginResourcePolicy } from './upload/read-a
 export { INLINE_TYPES } from './upload/content-policy.js';
 export {
   createControlServer,
+  DEMAND_PRIORITY,
   type ControlServer,
   type ControlServerOptions,
   type UploadServerEndpoint,

@@ -21,6 +21,7 @@ import { logFor, type Logger } from '../internal/log.js';
 import { CLOCK_LEEWAY_SECONDS, secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { grantOf } from './grant.js';
 import { BufferBudget } from './buffer-budget.js';
+import { ControlLink } from './control-link.js';
 import { Dup1Session } from './dup1-session.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
@@ -73,6 +74,18 @@ export interface UploadServerOptions {
   readonly window?: number;
   /** Time a client has to send HELLO after connecting, in ms. @default 10000 */
   readonly authTimeoutMs?: number;
+  /**
+   * The control server's registry URL (`ws://…/registry`). The server then connects out to it,
+   * registers (so it needs no port the control server can reach), keeps a heartbeat, and reports
+   * completed items and demand. Without it, the control server must list this server by hand.
+   */
+  readonly controlUrl?: string;
+  /**
+   * This server's HTTP base URL as browsers reach it (`https://up-1.example`); its WebSocket URL
+   * is the same with `ws:`/`wss:` and `/dup`. Sent when registering; without it the control server
+   * uses the address the link comes from and the port this server listens on.
+   */
+  readonly publicUrl?: string;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
   /**
@@ -247,6 +260,10 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   });
   const drainMs = positive(options.drainMs, 10_000, 'drainMs');
   const log = logFor(options.id, options.logger);
+  const link = controlLinkOf(options, key, [...enabled], maxItemSize, log, () => {
+    const address = httpServer.address();
+    return address !== null && typeof address === 'object' ? address.port : undefined;
+  });
   const refuse = (_req: IncomingMessage, socket: Duplex): void => void socket.destroy();
   const ctx = {
     log,
@@ -277,7 +294,10 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       positive(options.maxBufferedBytes, 64 * 1024 * 1024, 'maxBufferedBytes'),
     ),
     locks,
-    ...(options.onComplete ? { onComplete: options.onComplete } : {}),
+    onComplete: (itemId: string, sha256: string, size: number) => {
+      options.onComplete?.(itemId, sha256, size);
+      link?.complete(itemId, sha256, size);
+    },
   };
   const uploads: HttpUploadOptions = {
     store,
@@ -339,6 +359,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     onDemand: (demand) => {
       log('demand', { itemId: demand.itemId, ranges: demand.ranges });
       options.onDemand?.(demand);
+      link?.demand(demand.itemId, demand.ranges);
     },
     crossOriginResourcePolicy,
     tokenProtected: readAccess === 'token',
@@ -377,10 +398,12 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     store,
     async listen(port = 0, host = '127.0.0.1') {
       const base = await listen(httpServer, port, host);
+      link?.start();
       return { http: `http://${base}`, ws: `ws://${base}${DUP_PATH}` };
     },
     async close() {
       clearInterval(sweeper);
+      link?.close();
       httpServer.off('upgrade', onUpgrade);
       // New upgrades are refused while the connections drain.
       if (ownsServer) httpServer.on('upgrade', refuse);
@@ -391,6 +414,37 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       await store.close();
     },
   };
+}
+
+/** The link to the control server, when `controlUrl` is set. */
+function controlLinkOf(
+  options: UploadServerOptions,
+  secret: Uint8Array,
+  protocols: readonly string[],
+  maxItemSize: number,
+  log: (event: string, fields?: Record<string, unknown>) => void,
+  port: () => number | undefined,
+): ControlLink | undefined {
+  if (options.controlUrl === undefined) return undefined;
+  if (!/^wss?:\/\/[^/]/.test(options.controlUrl))
+    throw new TypeError('ws-uploader: `controlUrl` must be a ws: or wss: URL');
+  let advertise: { url: string; httpUrl: string } | undefined;
+  if (options.publicUrl !== undefined) {
+    if (!/^https?:\/\/[^/]/.test(options.publicUrl))
+      throw new TypeError('ws-uploader: `publicUrl` must be an http: or https: URL');
+    const httpUrl = options.publicUrl.replace(/\/+$/, '');
+    advertise = { httpUrl, url: `${httpUrl.replace(/^http/, 'ws')}${DUP_PATH}` };
+  }
+  return new ControlLink({
+    url: options.controlUrl,
+    secret,
+    id: options.id,
+    protocols,
+    ...(advertise ? { advertise } : {}),
+    port,
+    maxItemSize,
+    log,
+  });
 }
 
 async function handleHttp(

@@ -1,0 +1,155 @@
+/**
+ * The upload server's link to its control server (`--control-url`): it connects out, so a server
+ * behind NAT needs no open port for it; registers with a registry token made from the shared
+ * secret; sends a heartbeat; reports items it completed and verified, and demand from its readers.
+ * A broken link is opened again after an exponential backoff with full jitter.
+ */
+import WebSocket from 'ws';
+import {
+  decodeRegistryServerMessage,
+  encodeRegistryMessage,
+  SUBPROTOCOL_REGISTRY_1,
+  type ByteRange,
+  type RegisterMessage,
+  type RegistryClientMessage,
+} from '../../src/protocol/index.js';
+import { createRegistryToken } from '../tokens.js';
+
+/** Options of {@link ControlLink}. */
+export interface ControlLinkOptions {
+  /** The control server's registry URL, such as `ws://control.example:8080/registry`. */
+  readonly url: string;
+  readonly secret: Uint8Array;
+  readonly id: string;
+  readonly protocols: readonly string[];
+  /** The URLs browsers reach this server at, when known; else the control server uses `port`. */
+  readonly advertise?: { readonly url: string; readonly httpUrl: string };
+  /** The port this server listens on, when it does (asked at each connection). */
+  readonly port: () => number | undefined;
+  readonly maxItemSize: number;
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
+}
+
+/** Completions kept for the next link while it is down; older ones are dropped. */
+const MAX_QUEUED = 1000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
+/** @internal */
+export class ControlLink {
+  readonly #options: ControlLinkOptions;
+  #ws: WebSocket | undefined;
+  #registered = false;
+  #closed = false;
+  #attempt = 0;
+  #retry: NodeJS.Timeout | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  /** Completions waiting for a registered link. */
+  readonly #queue: RegistryClientMessage[] = [];
+
+  constructor(options: ControlLinkOptions) {
+    this.#options = options;
+  }
+
+  /** Whether the control server has accepted this server's registration on the current link. */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /** Opens the link (and keeps it open until {@link close}). */
+  start(): void {
+    if (this.#closed || this.#ws) return;
+    void this.#connect();
+  }
+
+  /** Reports an item stored whole and verified. Kept for the next link while this one is down. */
+  complete(itemId: string, sha256: string, size: number): void {
+    const message: RegistryClientMessage = {
+      type: 'stored',
+      itemId,
+      size,
+      ranges: size > 0 ? [{ start: 0, end: size }] : [],
+      complete: true,
+      sha256,
+    };
+    if (this.#registered) this.#send(message);
+    else {
+      this.#queue.push(message);
+      if (this.#queue.length > MAX_QUEUED) this.#queue.shift();
+    }
+  }
+
+  /** Reports that a reader waits for ranges this server lacks (dropped while the link is down). */
+  demand(itemId: string, ranges: readonly ByteRange[]): void {
+    if (this.#registered)
+      this.#send({ type: 'demand', itemId, ranges: ranges.map((r) => ({ ...r })) });
+  }
+
+  /** Closes the link for good. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    clearInterval(this.#heartbeat);
+    this.#ws?.close(1001, 'upload server closing');
+    this.#ws = undefined;
+  }
+
+  async #connect(): Promise<void> {
+    const o = this.#options;
+    const token = await createRegistryToken(o.secret, o.id);
+    if (this.#closed) return;
+    const port = o.port();
+    const register: RegisterMessage = {
+      type: 'register',
+      token,
+      id: o.id,
+      protocols: [...o.protocols],
+      maxItemSize: o.maxItemSize,
+      ...(o.advertise ?? {}),
+      ...(port === undefined ? {} : { port }),
+    };
+    const ws = new WebSocket(o.url, SUBPROTOCOL_REGISTRY_1, { perMessageDeflate: false });
+    this.#ws = ws;
+    ws.on('open', () => ws.send(encodeRegistryMessage(register)));
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      let message;
+      try {
+        message = decodeRegistryServerMessage(data.toString());
+      } catch {
+        ws.close(4002, 'bad message');
+        return;
+      }
+      if (message.type === 'error') {
+        o.log('control-link', { state: 'refused', code: message.code, message: message.message });
+        return;
+      }
+      this.#registered = true;
+      this.#attempt = 0;
+      o.log('control-link', { state: 'registered', url: message.url });
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = setInterval(() => this.#send({ type: 'heartbeat' }), message.heartbeatMs);
+      this.#heartbeat.unref();
+      for (const queued of this.#queue.splice(0)) this.#send(queued);
+    });
+    ws.on('error', (e) => o.log('control-link', { state: 'error', message: e.message }));
+    ws.on('close', (code) => {
+      if (this.#ws !== ws) return;
+      this.#ws = undefined;
+      this.#registered = false;
+      clearInterval(this.#heartbeat);
+      if (this.#closed) return;
+      // Full jitter: anywhere between 0 and the exponential cap, so servers do not come back in step.
+      const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.#attempt++);
+      const delay = Math.random() * cap;
+      o.log('control-link', { state: 'closed', code, retryMs: Math.round(delay) });
+      this.#retry = setTimeout(() => void this.#connect(), delay);
+      this.#retry.unref();
+    });
+  }
+
+  #send(message: RegistryClientMessage): void {
+    const ws = this.#ws;
+    if (ws?.readyState === WebSocket.OPEN) ws.send(encodeRegistryMessage(message));
+  }
+}

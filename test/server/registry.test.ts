@@ -1,0 +1,298 @@
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import {
+  CLOSE,
+  decodeRegistryServerMessage,
+  encodeRegistryMessage,
+  SUBPROTOCOL_REGISTRY_1,
+  type RegistryServerMessage,
+} from '../../src/protocol/index.js';
+import {
+  createControlServer,
+  createReadToken,
+  createRegistryToken,
+  createUploadServer,
+  createUserToken,
+  DEMAND_PRIORITY,
+  type ControlServer,
+  type UploadServer,
+} from '../../server/index.js';
+import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
+import { ControlPeer, Dup2Peer, sha256 } from '../helpers/node-peers.js';
+
+const SECRET = 'r'.repeat(32);
+
+/** Waits until `check` holds, polling. */
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A raw registry link: sends `register`, returns the first answer and the close code. */
+async function rawRegister(
+  url: string,
+  register: Record<string, unknown>,
+): Promise<{ answer: RegistryServerMessage; closed: Promise<number>; ws: WebSocket }> {
+  const ws = new WebSocket(url, SUBPROTOCOL_REGISTRY_1);
+  const closed = new Promise<number>((resolve) => ws.once('close', resolve));
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const answer = new Promise<RegistryServerMessage>((resolve) =>
+    ws.once('message', (data) => resolve(decodeRegistryServerMessage(data.toString()))),
+  );
+  ws.send(JSON.stringify(register));
+  return { answer: await answer, closed, ws };
+}
+
+describe('registry link (upload servers that connect out to the control server)', () => {
+  let dir: string;
+  let control: ControlServer;
+  let controlUrl: string;
+  let registryUrl: string;
+  const uploads: UploadServer[] = [];
+  const peers: (ControlPeer | Dup2Peer)[] = [];
+  const demands: { serverId: string; itemId: string }[] = [];
+
+  async function startUpload(
+    id: string,
+    publicUrl?: string,
+  ): Promise<{ http: string; ws: string }> {
+    const server = createUploadServer({
+      id,
+      secret: SECRET,
+      dataDir: join(dir, id),
+      controlUrl: registryUrl,
+      holdMs: 3000,
+      ...(publicUrl ? { publicUrl } : {}),
+    });
+    uploads.push(server);
+    return server.listen(0);
+  }
+
+  async function browser(): Promise<{ peer: ControlPeer; clientId: string }> {
+    const peer = new ControlPeer(controlUrl);
+    peers.push(peer);
+    await peer.send({ type: 'hello', token: await createUserToken(SECRET, 'alice') });
+    const welcome = await peer.nextOf('welcome');
+    return { peer, clientId: welcome.clientId };
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'wsu-registry-'));
+    demands.length = 0;
+    control = createControlServer({
+      secret: SECRET,
+      probeWaitMs: 0,
+      verifyWaitMs: 500,
+      onDemand: (d) => demands.push({ serverId: d.serverId, itemId: d.itemId }),
+    });
+    controlUrl = await control.listen(0);
+    registryUrl = controlUrl.replace(/\/control$/, '/registry');
+  });
+
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    for (const u of uploads.splice(0)) await u.close();
+    await control.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('lists a registered server at the address it is seen from and pushes the list to browsers; it leaves when it stops', async () => {
+    const { peer } = await browser();
+    const urls = await startUpload('up-1');
+    const pushed = await peer.nextOf('servers');
+    expect(pushed.servers.map((s) => [s.id, s.url, s.httpUrl])).to.deep.equal([
+      ['up-1', urls.ws, urls.http],
+    ]);
+    expect(pushed.servers[0]!.protocols).to.include('dup/2');
+    expect(control.servers().map((s) => s.id)).to.deep.equal(['up-1']);
+    await uploads.pop()!.close();
+    const after = await peer.nextOf('servers');
+    expect(after.servers).to.deep.equal([]);
+    expect(control.servers()).to.deep.equal([]);
+  });
+
+  it('uses the URL a server advertises with publicUrl', async () => {
+    await startUpload('up-1', 'https://up-1.example/');
+    await until(() => control.servers().length === 1);
+    expect(control.servers()[0]).to.deep.include({
+      id: 'up-1',
+      url: 'wss://up-1.example/dup',
+      httpUrl: 'https://up-1.example',
+    });
+  });
+
+  it('completes an item only when the linked server verified it; a browser that lies about the digest gets digest-mismatch', async () => {
+    const urls = await startUpload('up-1');
+    await until(() => control.servers().length === 1);
+    const { peer } = await browser();
+    const bytes = randomBytes(4096);
+    const digest = sha256(bytes).hex;
+    for (const [itemId, reported] of [
+      ['honest', digest],
+      ['liar', 'f'.repeat(64)],
+    ] as const) {
+      await peer.send({
+        type: 'publish',
+        items: [{ itemId, name: 'a', size: bytes.length, mime: '', kind: 'file' }],
+      });
+      const task = await peer.nextOf('transmit');
+      expect(task.ranges).to.deep.equal([{ start: 0, end: bytes.length, serverId: 'up-1' }]);
+      const dup = new Dup2Peer(urls.ws);
+      peers.push(dup);
+      await dup.send({ type: 'hello', token: await uploadToken('up-1') });
+      expect((await dup.next()).type).to.equal('welcome');
+      await dup.open(1, itemId, bytes.length);
+      expect((await dup.next()).type).to.equal('opened');
+      await dup.data(1, 0, bytes);
+      expect((await dup.next()).type).to.equal('ack');
+      await dup.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
+      expect((await dup.next()).type).to.equal('complete');
+      await peer.send({
+        type: 'complete',
+        taskId: task.taskId,
+        itemId,
+        sha256: reported,
+        servers: ['up-1'],
+      });
+      if (reported === digest) {
+        expect(await peer.nextOf('completed')).to.deep.include({ itemId, sha256: digest });
+      } else {
+        expect(await peer.nextOf('error')).to.deep.include({
+          code: 'digest-mismatch',
+          ref: itemId,
+        });
+      }
+    }
+    const states = Object.fromEntries(control.items().map((i) => [i.meta.itemId, i.state]));
+    expect(states).to.deep.equal({ honest: 'stored', liar: 'failed' });
+  });
+
+  it('fails an item with unverified when the browser says complete but the server never stored it', async () => {
+    await startUpload('up-1');
+    await until(() => control.servers().length === 1);
+    const { peer } = await browser();
+    await peer.send({
+      type: 'publish',
+      items: [{ itemId: 'ghost', name: 'a', size: 10, mime: '', kind: 'file' }],
+    });
+    const task = await peer.nextOf('transmit');
+    await peer.send({
+      type: 'complete',
+      taskId: task.taskId,
+      itemId: 'ghost',
+      sha256: 'a'.repeat(64),
+      servers: ['up-1'],
+    });
+    expect(await peer.nextOf('error', 3000)).to.deep.include({ code: 'unverified', ref: 'ghost' });
+    expect(control.items()[0]!.state).to.equal('failed');
+  });
+
+  it('turns a reader waiting for missing bytes into a top-priority transmit to the holder, once', async () => {
+    const urls = await startUpload('up-1');
+    await until(() => control.servers().length === 1);
+    const { peer } = await browser();
+    await peer.send({
+      type: 'publish',
+      items: [{ itemId: 'movie', name: 'm.mp4', size: 10_000, mime: 'video/mp4', kind: 'file' }],
+    });
+    await peer.nextOf('transmit');
+    // The item exists on the server with nothing stored: open it over dup/2.
+    const dup = new Dup2Peer(urls.ws);
+    peers.push(dup);
+    await dup.send({ type: 'hello', token: await uploadToken('up-1') });
+    await dup.next();
+    await dup.open(1, 'movie', 10_000);
+    await dup.next();
+    const readToken = await createReadToken(SECRET, 'up-1', { subject: 'reader', ttlSeconds: 60 });
+    const reads = [0, 1].map(
+      () =>
+        new Promise<number>((resolve) => {
+          const req = request(
+            `${urls.http}/files/movie`,
+            { headers: { range: 'bytes=5000-5999', authorization: `Bearer ${readToken}` } },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode!);
+            },
+          );
+          req.on('error', () => resolve(0));
+          req.end();
+        }),
+    );
+    const task = await peer.nextOf('transmit');
+    expect(task.priority).to.equal(DEMAND_PRIORITY);
+    expect(task.ranges).to.deep.equal([{ start: 5000, end: 6000, serverId: 'up-1' }]);
+    expect(demands.length).to.be.greaterThan(0);
+    expect(demands[0]).to.deep.equal({ serverId: 'up-1', itemId: 'movie' });
+    // The second reader's demand is already covered by the pending task: no second transmit.
+    expect(
+      await peer.next(300).then(
+        (m) => m.type,
+        () => 'nothing',
+      ),
+    ).to.equal('nothing');
+    await peer.send({ type: 'accept', taskId: task.taskId, itemId: 'movie' });
+    const payload = randomBytes(1000);
+    await dup.data(1, 5000, payload);
+    expect((await dup.next()).type).to.equal('ack');
+    expect(await Promise.all(reads)).to.deep.equal([206, 206]);
+  });
+
+  it('refuses a registration with a wrong token (auth-failed, 4003) or without an endpoint (no-endpoint)', async () => {
+    const bad = await rawRegister(registryUrl, {
+      type: 'register',
+      token: await createRegistryToken('x'.repeat(32), 'up-9'),
+      id: 'up-9',
+      protocols: ['dup/2'],
+      port: 1234,
+    });
+    expect(bad.answer).to.deep.include({ type: 'error', code: 'auth-failed' });
+    expect(await bad.closed).to.equal(CLOSE.AUTH_FAILED);
+    const other = await rawRegister(registryUrl, {
+      type: 'register',
+      token: await createRegistryToken(SECRET, 'up-8'),
+      id: 'up-9',
+      protocols: ['dup/2'],
+      port: 1234,
+    });
+    expect(other.answer).to.deep.include({ type: 'error', code: 'auth-failed' });
+    const nowhere = await rawRegister(registryUrl, {
+      type: 'register',
+      token: await createRegistryToken(SECRET, 'up-9'),
+      id: 'up-9',
+      protocols: ['dup/2'],
+    });
+    expect(nowhere.answer).to.deep.include({ type: 'error', code: 'no-endpoint' });
+    expect(control.servers()).to.deep.equal([]);
+    const good = await rawRegister(registryUrl, {
+      type: 'register',
+      token: await createRegistryToken(SECRET, 'up-9'),
+      id: 'up-9',
+      protocols: ['dup/2'],
+      port: 1234,
+    });
+    expect(good.answer).to.deep.include({ type: 'registered', url: 'ws://127.0.0.1:1234/dup' });
+    good.ws.send(encodeRegistryMessage({ type: 'heartbeat' }));
+    good.ws.send('{"type":"stored"}');
+    expect(await good.closed).to.equal(CLOSE.PROTOCOL_VIOLATION);
+    await until(() => control.servers().length === 0);
+  });
+});
+
+/** An upload token for a server, as the control server would give a browser. */
+async function uploadToken(serverId: string): Promise<string> {
+  return (
+    await signToken(secretKey(SECRET), 'c-test', uploadAudience(serverId), 60, {
+      scope: 'upload',
+      uid: 'alice',
+    })
+  ).token;
+}
