@@ -31,6 +31,9 @@ import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } f
 import { lowestRttPlanner, validatePlan, type Planner } from './planner.js';
 import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
 
+/** Browsers reach a relayed upload server at `{RELAY_PATH_PREFIX}{serverId}` on the control server. */
+export const RELAY_PATH_PREFIX = '/relay/';
+
 /** Priority of tasks made from demand: above everything an app or the planner asks for. */
 export const DEMAND_PRIORITY = 1_000_000;
 
@@ -691,8 +694,11 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     [registryPath, upgradeOn(registryPath, registryWss, false)],
   ]);
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const route = routes.get(pathOf(req));
+    const at = pathOf(req);
+    const route = routes.get(at);
     if (route) route(req, socket, head);
+    // Browser connections to an upload server that is reached through its registry link.
+    else if (at.startsWith(RELAY_PATH_PREFIX)) registry.relayUpgrade(req, socket, head);
     else if (ownsServer) socket.destroy();
   };
   httpServer.on('upgrade', onUpgrade);

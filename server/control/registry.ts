@@ -5,6 +5,7 @@
  * have stored and verified, and demand from their readers.
  */
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import {
   CLOSE,
@@ -174,6 +175,16 @@ export class UploadServerRegistry {
         this.#options.events.change();
       })();
     });
+  }
+
+  /**
+   * An upgrade request of a browser for `/relay/{serverId}`: its frames are to travel over that
+   * server's registry link. Not implemented yet: refused.
+   */
+  relayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    void req;
+    void head;
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   }
 
   /** Closes every link. */

@@ -74,6 +74,10 @@ export const DEFAULT_WINDOW = 8 * 1024 * 1024;
 export const MAX_CONTROL_MESSAGE_LENGTH = 1024 * 1024;
 /** Largest number of items in one `publish`. */
 export const MAX_PUBLISH_ITEMS = 1000;
+/** Largest inline content of one item in a control message, in bytes (before base64). 256 KiB. */
+export const MAX_INLINE_BYTES = 256 * 1024;
+/** Largest body of a control `message`, in UTF-16 code units. 64 Ki. */
+export const MAX_MESSAGE_BODY_LENGTH = 64 * 1024;
 
 /**
  * Error codes carried in dup/2 ERROR frames (u16 on the wire) and in control `error`

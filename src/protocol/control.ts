@@ -3,7 +3,13 @@
  * Each message is one JSON object with a `type`. Unknown fields are ignored (so later minor
  * versions can add some); unknown types and wrong field types are rejected.
  */
-import { MAX_PUBLISH_ITEMS, MAX_TOKEN_BYTES, type WireErrorCode } from './constants.js';
+import {
+  MAX_INLINE_BYTES,
+  MAX_MESSAGE_BODY_LENGTH,
+  MAX_PUBLISH_ITEMS,
+  MAX_TOKEN_BYTES,
+  type WireErrorCode,
+} from './constants.js';
 import {
   arr,
   bad,
@@ -37,6 +43,21 @@ export interface ItemMeta {
   readonly kind: ItemKind;
   /** `lastModified` of a file, milliseconds since the epoch. */
   readonly lastModified?: number;
+  /**
+   * The item's bytes, base64 (RFC 4648 §4, with padding), for a small item carried inline through
+   * the control server instead of being uploaded: at most the `inlineMax` of `welcome`.
+   */
+  readonly content?: string;
+}
+
+/** Who a `message` goes to: exactly one of a client, a user (all their browsers) or a room. */
+export type MessageTarget =
+  { readonly clientId: string } | { readonly userId: string } | { readonly room: string };
+
+/** Who sent a `message`: a browser, or the app (through the control server) when absent. */
+export interface MessageSender {
+  readonly clientId: string;
+  readonly userId: string;
 }
 
 /** An upload server as the control server describes it to a browser. */
@@ -65,6 +86,8 @@ export interface ProbeResult {
   readonly serverId: string;
   /** Smoothed round-trip time in milliseconds. */
   readonly rttMs: number;
+  /** Bytes per second the browser stored on that server lately, when it sent any. */
+  readonly throughput?: number;
 }
 
 /** hello: first client message; authenticates. */
@@ -74,10 +97,41 @@ export interface HelloMessage {
   /** Session id from an earlier `welcome`, to resume. */
   readonly sessionId?: string;
 }
+/** auth: a fresh credential for the session, before the one of `hello` expires. */
+export interface AuthMessage {
+  readonly type: 'auth';
+  readonly token: string;
+}
 /** publish: the browser holds these items. */
 export interface PublishMessage {
   readonly type: 'publish';
   readonly items: readonly ItemMeta[];
+}
+/** unpublish: the browser no longer offers these items. */
+export interface UnpublishMessage {
+  readonly type: 'unpublish';
+  readonly itemIds: readonly string[];
+}
+/** message: a short message, and maybe an inline item, for other browsers. */
+export interface SendMessage {
+  readonly type: 'message';
+  /** Chosen by the browser; echoed in `sent`. */
+  readonly id?: string;
+  readonly to: MessageTarget;
+  /** The text, at most 65 536 characters. */
+  readonly body?: string;
+  /** An inline item this browser published, delivered with its content. */
+  readonly itemId?: string;
+}
+/** join: the browser enters a room (it then receives messages sent to it). */
+export interface JoinMessage {
+  readonly type: 'join';
+  readonly room: string;
+}
+/** leave: the browser leaves a room. */
+export interface LeaveMessage {
+  readonly type: 'leave';
+  readonly room: string;
 }
 /** probe: measured round-trip times to upload servers. */
 export interface ProbeMessage {
@@ -121,7 +175,48 @@ export interface WelcomeMessage {
   readonly sessionId: string;
   readonly clientId: string;
   readonly servers: readonly ServerInfo[];
-  readonly limits: { readonly maxItemSize: number };
+  readonly limits: WelcomeLimits;
+  /** Whether the `sessionId` of `hello` was resumed (the control server still knows its items). */
+  readonly resumed?: boolean;
+}
+/** What a control server accepts. */
+export interface WelcomeLimits {
+  readonly maxItemSize: number;
+  /** Largest item carried inline (`content` in `publish`), in bytes; 0: none. */
+  readonly inlineMax?: number;
+}
+/** authed: the credential of `auth` was accepted. */
+export interface AuthedMessage {
+  readonly type: 'authed';
+}
+/** unpublished: the control server forgot these items. */
+export interface UnpublishedMessage {
+  readonly type: 'unpublished';
+  readonly itemIds: readonly string[];
+}
+/** message: a message from another browser or from the app. */
+export interface ReceivedMessage {
+  readonly type: 'message';
+  /** The sending browser; absent when the app sent it. */
+  readonly from?: MessageSender;
+  /** The `id` the sender chose, when it chose one. */
+  readonly id?: string;
+  readonly body?: string;
+  /** An inline item, with its `content`. */
+  readonly item?: ItemMeta;
+}
+/** sent: a `message` with an `id` was delivered to this many browsers. */
+export interface SentMessage {
+  readonly type: 'sent';
+  readonly id: string;
+  readonly delivered: number;
+}
+/** cancel: stop a task (its item was unpublished, re-planned or the app cancelled it). */
+export interface CancelMessage {
+  readonly type: 'cancel';
+  readonly taskId: string;
+  readonly itemId: string;
+  readonly reason: string;
 }
 /** servers: the upload-server list changed. */
 export interface ServersMessage {
@@ -141,7 +236,13 @@ export interface TransmitMessage {
   readonly ranges: readonly TargetRange[];
   /** Higher runs first. */
   readonly priority: number;
+  /** Wanted by then, milliseconds since the epoch (a hint: a reader waits, say). */
+  readonly deadline?: number;
+  /** Why: `publish` (the plan), `request` (the app), `demand` (a reader), `replan` (failover). */
+  readonly reason?: TransmitReason;
 }
+/** Why a `transmit` was sent. */
+export type TransmitReason = 'publish' | 'request' | 'demand' | 'replan';
 /** completed: the control server recorded that an item is stored. */
 export interface CompletedMessage {
   readonly type: 'completed';
@@ -173,7 +274,12 @@ export type ControlErrorCode =
 /** Messages a browser sends to the control server. */
 export type ControlClientMessage =
   | HelloMessage
+  | AuthMessage
   | PublishMessage
+  | UnpublishMessage
+  | SendMessage
+  | JoinMessage
+  | LeaveMessage
   | ProbeMessage
   | AcceptMessage
   | ProgressMessage
@@ -182,10 +288,15 @@ export type ControlClientMessage =
 /** Messages the control server sends to a browser. */
 export type ControlServerMessage =
   | WelcomeMessage
+  | AuthedMessage
   | ServersMessage
   | PublishedMessage
+  | UnpublishedMessage
   | TransmitMessage
+  | CancelMessage
   | CompletedMessage
+  | ReceivedMessage
+  | SentMessage
   | ControlErrorMessage;
 
 /**
@@ -211,14 +322,37 @@ export function decodeControlClientMessage(text: string): ControlClientMessage {
         ? { type: 'hello', token }
         : { type: 'hello', token, sessionId };
     }
+    case 'auth':
+      return { type: 'auth', token: str(o, 'token', 1, MAX_TOKEN_BYTES) };
     case 'publish': {
       const items = arr(o, 'items', MAX_PUBLISH_ITEMS).map((v, i) => itemMeta(v, `items[${i}]`));
       return { type: 'publish', items };
     }
+    case 'unpublish':
+      return { type: 'unpublish', itemIds: idList(o, 'itemIds', MAX_PUBLISH_ITEMS) };
+    case 'message': {
+      const messageId = optStr(o, 'id', 200);
+      const body = optBody(o);
+      const itemId = o['itemId'] === undefined ? undefined : id(o, 'itemId');
+      if (body === undefined && itemId === undefined) bad('a message needs a body or an itemId');
+      return {
+        type: 'message',
+        ...(messageId === undefined ? {} : { id: messageId }),
+        to: target(o),
+        ...(body === undefined ? {} : { body }),
+        ...(itemId === undefined ? {} : { itemId }),
+      };
+    }
+    case 'join':
+    case 'leave':
+      return { type: o['type'], room: id(o, 'room') };
     case 'probe': {
       const results = arr(o, 'results', 1000).map((v, i) => {
         const p = obj(v, `results[${i}]`);
-        return { serverId: id(p, 'serverId'), rttMs: num(p, 'rttMs', 0, 3_600_000) };
+        const result = { serverId: id(p, 'serverId'), rttMs: num(p, 'rttMs', 0, 3_600_000) };
+        return p['throughput'] === undefined
+          ? result
+          : { ...result, throughput: num(p, 'throughput', 0, 1e12) };
       });
       return { type: 'probe', results };
     }
@@ -267,9 +401,43 @@ export function decodeControlServerMessage(text: string): ControlServerMessage {
         sessionId: str(o, 'sessionId', 1, 200),
         clientId: str(o, 'clientId', 1, 200),
         servers: serverList(o),
-        limits: { maxItemSize: int(limits, 'maxItemSize') },
+        limits: {
+          maxItemSize: int(limits, 'maxItemSize'),
+          ...(limits['inlineMax'] === undefined ? {} : { inlineMax: int(limits, 'inlineMax') }),
+        },
+        ...(o['resumed'] === undefined ? {} : { resumed: bool(o, 'resumed') }),
       };
     }
+    case 'authed':
+      return { type: 'authed' };
+    case 'unpublished':
+      return { type: 'unpublished', itemIds: idList(o, 'itemIds', MAX_PUBLISH_ITEMS) };
+    case 'cancel':
+      return {
+        type: 'cancel',
+        taskId: id(o, 'taskId'),
+        itemId: id(o, 'itemId'),
+        reason: str(o, 'reason', 0, 1024),
+      };
+    case 'message': {
+      const messageId = optStr(o, 'id', 200);
+      const body = optBody(o);
+      const item = o['item'] === undefined ? undefined : itemMeta(o['item'], 'item');
+      let from: MessageSender | undefined;
+      if (o['from'] !== undefined) {
+        const f = obj(o['from'], 'from');
+        from = { clientId: str(f, 'clientId', 1, 200), userId: str(f, 'userId', 1, 200) };
+      }
+      return {
+        type: 'message',
+        ...(from === undefined ? {} : { from }),
+        ...(messageId === undefined ? {} : { id: messageId }),
+        ...(body === undefined ? {} : { body }),
+        ...(item === undefined ? {} : { item }),
+      };
+    }
+    case 'sent':
+      return { type: 'sent', id: str(o, 'id', 1, 200), delivered: int(o, 'delivered') };
     case 'servers':
       return { type: 'servers', servers: serverList(o) };
     case 'published':
@@ -286,12 +454,23 @@ export function decodeControlServerMessage(text: string): ControlServerMessage {
         return { start, end, serverId: id(r, 'serverId') };
       });
       if (ranges.length === 0) bad('ranges is empty');
+      const reason = o['reason'];
+      if (
+        reason !== undefined &&
+        reason !== 'publish' &&
+        reason !== 'request' &&
+        reason !== 'demand' &&
+        reason !== 'replan'
+      )
+        bad('reason must be publish, request, demand or replan');
       return {
         type: 'transmit',
         taskId: id(o, 'taskId'),
         itemId: id(o, 'itemId'),
         ranges,
         priority: num(o, 'priority', -1e6, 1e6),
+        ...(o['deadline'] === undefined ? {} : { deadline: num(o, 'deadline', 0, 8.64e15) }),
+        ...(reason === undefined ? {} : { reason }),
       };
     }
     case 'completed':
@@ -327,9 +506,48 @@ function itemMeta(v: unknown, field: string): ItemMeta {
     mime: str(o, 'mime', 0, 255),
     kind,
   };
-  return o['lastModified'] === undefined
-    ? meta
-    : { ...meta, lastModified: num(o, 'lastModified', 0, 8.64e15) };
+  const lastModified =
+    o['lastModified'] === undefined ? undefined : num(o, 'lastModified', 0, 8.64e15);
+  const content = o['content'] === undefined ? undefined : inlineContent(o, meta.size);
+  return {
+    ...meta,
+    ...(lastModified === undefined ? {} : { lastModified }),
+    ...(content === undefined ? {} : { content }),
+  };
+}
+
+/** Base64 of exactly `size` bytes, at most {@link MAX_INLINE_BYTES}. */
+function inlineContent(o: Obj, size: number): string {
+  if (size > MAX_INLINE_BYTES) bad(`inline content is limited to ${MAX_INLINE_BYTES} bytes`);
+  const v = str(o, 'content', 0, Math.ceil(MAX_INLINE_BYTES / 3) * 4);
+  if (v.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) bad('content must be base64');
+  const padding = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0;
+  if ((v.length / 4) * 3 - padding !== size) bad('content does not hold size bytes');
+  return v;
+}
+
+function idList(o: Obj, field: string, max: number): string[] {
+  return arr(o, field, max).map((v, i) => idValue(v, `${field}[${i}]`));
+}
+
+function optBody(o: Obj): string | undefined {
+  return o['body'] === undefined ? undefined : str(o, 'body', 0, MAX_MESSAGE_BODY_LENGTH);
+}
+
+function bool(o: Obj, field: string): boolean {
+  const v = o[field];
+  if (typeof v !== 'boolean') bad(`${field} must be true or false`);
+  return v;
+}
+
+function target(o: Obj): MessageTarget {
+  const t = obj(o['to'], 'to');
+  const keys = (['clientId', 'userId', 'room'] as const).filter((k) => t[k] !== undefined);
+  if (keys.length !== 1) bad('to names exactly one of clientId, userId or room');
+  const key = keys[0]!;
+  if (key === 'room') return { room: id(t, 'room') };
+  const value = str(t, key, 1, 200);
+  return key === 'clientId' ? { clientId: value } : { userId: value };
 }
 
 function serverList(o: Obj): ServerInfo[] {
