@@ -28,6 +28,11 @@ export {
   type ItemInfo,
   type ItemState,
   type TaskEvent,
+  type ControlClient,
+  type ClientRequest,
+  type AppMessage,
+  type TransmitOptions,
+  RELAY_PATH_PREFIX,
 } from './control/control-server.js';
 export {
   lowestRttPlanner,

@@ -2,7 +2,7 @@
  * The reference control server: authenticates browsers, hands out the upload-server list with
  * scoped tokens, records published items, plans where they go and tracks completion.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -10,6 +10,7 @@ import {
   CLOSE,
   DEFAULT_MAX_ITEM_SIZE,
   decodeControlClientMessage,
+  decodeControlServerMessage,
   encodeControlMessage,
   ITEM_ID_PATTERN,
   PROTOCOL,
@@ -23,6 +24,11 @@ import {
   type ServerInfo,
   type TargetRange,
   type ByteRange,
+  type MessageTarget,
+  type ReceivedMessage,
+  type TransmitReason,
+  MAX_INLINE_BYTES,
+  MAX_MESSAGE_BODY_LENGTH,
   addRange,
   covers,
 } from '../../src/protocol/index.js';
@@ -33,6 +39,15 @@ import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
 
 /** Browsers reach a relayed upload server at `{RELAY_PATH_PREFIX}{serverId}` on the control server. */
 export const RELAY_PATH_PREFIX = '/relay/';
+
+/** Checks an app-given message target: exactly one of clientId, userId or room. */
+function checkTarget(to: MessageTarget): void {
+  const keys = ['clientId', 'userId', 'room'].filter(
+    (k) => typeof (to as Record<string, unknown>)[k] === 'string',
+  );
+  if (keys.length !== 1)
+    throw new TypeError('ws-uploader: a message goes to exactly one of clientId, userId or room');
+}
 
 /** Priority of tasks made from demand: above everything an app or the planner asks for. */
 export const DEMAND_PRIORITY = 1_000_000;
@@ -62,6 +77,34 @@ export interface ItemInfo {
   readonly sha256?: string;
   /** Bytes stored so far, as the browser last reported while uploading. */
   readonly bytesStored?: number;
+  /** Whether the item came inline (its `meta.content` holds its bytes, base64). */
+  readonly inline?: boolean;
+}
+
+/** Who sent a message or asks to join a room. */
+export interface ControlClient {
+  readonly clientId: string;
+  readonly userId: string;
+}
+
+/** What a browser asks that the app may refuse (see {@link ControlServerOptions.allow}). */
+export type ClientRequest =
+  | { readonly action: 'message'; readonly to: MessageTarget }
+  | { readonly action: 'join'; readonly room: string };
+
+/** A message the app sends to browsers with {@link ControlServer.send}. */
+export interface AppMessage {
+  readonly body?: string;
+  /** An inline item, with `content`. */
+  readonly item?: ItemMeta;
+}
+
+/** Options of {@link ControlServer.requestTransmit}. */
+export interface TransmitOptions {
+  /** Higher runs first. @default 0 */
+  readonly priority?: number;
+  /** Wanted by then, milliseconds since the epoch (a hint for the browser's scheduler). */
+  readonly deadline?: number;
 }
 
 /** A step in the life of a transmit task, as the control server sees it. */
@@ -131,6 +174,19 @@ export interface ControlServerOptions {
   readonly maxItemSize?: number;
   /** How long a disconnected browser may resume its session (and its tasks), in ms. @default 600000 */
   readonly sessionResumeMs?: number;
+  /**
+   * Largest item a browser may publish inline (its bytes in `publish`, relayed through the control
+   * server instead of uploaded), in bytes; 0 turns inline items off. At most 262144.
+   * @default 65536
+   */
+  readonly inlineMax?: number;
+  /** Largest sum of the sizes of the inline items held in memory, in bytes. @default 67108864 */
+  readonly inlineTotalMax?: number;
+  /**
+   * Decides whether a browser may send a message to a target or join a room; a refusal is answered
+   * with `error` `forbidden`. @default everything is allowed
+   */
+  readonly allow?: (request: ClientRequest, client: ControlClient) => boolean | Promise<boolean>;
 }
 
 /** A running control server. */
@@ -151,7 +207,22 @@ export interface ControlServer {
    * @returns the task id
    * @throws {Error} when the item is unknown or its browser is not connected
    */
-  requestTransmit(itemId: string, ranges?: readonly TargetRange[], priority?: number): string;
+  requestTransmit(
+    itemId: string,
+    ranges?: readonly TargetRange[],
+    options?: number | TransmitOptions,
+  ): string;
+  /**
+   * Stops a task: the browser running it gets `cancel`.
+   * @returns whether the task was pending
+   */
+  cancelTransmit(taskId: string, reason?: string): boolean;
+  /**
+   * Sends a message (text and/or an inline item) to a browser, every browser of a user, or a room.
+   * @returns how many browsers it was sent to
+   * @throws {TypeError} when the message is empty or too large, or the target is malformed
+   */
+  send(to: MessageTarget, message: AppMessage): number;
   /** Closes every connection and the HTTP server when it created it. */
   close(): Promise<void>;
 }
@@ -168,6 +239,8 @@ interface Session {
   markProbed: () => void;
   /** Renews the upload tokens before they expire. */
   refresh?: NodeJS.Timeout;
+  /** Rooms this browser joined. */
+  readonly rooms: Set<string>;
 }
 
 interface Task {
@@ -175,8 +248,8 @@ interface Task {
   readonly itemId: string;
   readonly clientId: string;
   readonly ranges: readonly TargetRange[];
-  /** Made from demand: a reader waits for these ranges. */
-  readonly demand: boolean;
+  /** Why it was sent; `demand`: a reader waits for these ranges. */
+  readonly reason: TransmitReason;
   /** Set while the browser's `complete` waits for the upload server's verification. */
   awaiting?: () => void;
 }
@@ -215,6 +288,11 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const registryPath = options.registryPath ?? '/registry';
   const heartbeatMs = options.heartbeatMs ?? 10_000;
   const verifyWaitMs = options.verifyWaitMs ?? 30_000;
+  const inlineMax = options.inlineMax ?? 64 * 1024;
+  if (!Number.isSafeInteger(inlineMax) || inlineMax < 0 || inlineMax > MAX_INLINE_BYTES)
+    throw new TypeError(`ws-uploader: \`inlineMax\` must be an integer in 0..${MAX_INLINE_BYTES}`);
+  const inlineTotalMax = options.inlineTotalMax ?? 64 * 1024 * 1024;
+  const allow = options.allow ?? (() => true);
   const authenticate =
     options.authenticate ??
     (async (token: string) => {
@@ -227,6 +305,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const resumable = new Map<string, { clientId: string; userId: string; expiresAt: number }>();
   const items = new Map<string, ItemInfo>();
   const tasks = new Map<string, Task>();
+  /** Browsers in each room. */
+  const rooms = new Map<string, Set<Session>>();
+  /** Bytes of the inline items held. */
+  let inlineBytes = 0;
   /** What linked upload servers verified: item id → server id → SHA-256. */
   const verified = new Map<string, Map<string, string>>();
   const registry = new UploadServerRegistry([...endpoints.values()], {
@@ -307,13 +389,22 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     itemId: string,
     ranges: readonly TargetRange[],
     priority: number,
-    demand = false,
+    reason: TransmitReason,
+    deadline?: number,
   ): string => {
     const taskId = randomUUID();
-    tasks.set(taskId, { taskId, itemId, clientId: session.clientId, ranges, demand });
+    tasks.set(taskId, { taskId, itemId, clientId: session.clientId, ranges, reason });
     const item = items.get(itemId);
     if (item) items.set(itemId, { ...item, state: 'uploading' });
-    send(session.ws, { type: 'transmit', taskId, itemId, ranges, priority });
+    send(session.ws, {
+      type: 'transmit',
+      taskId,
+      itemId,
+      ranges,
+      priority,
+      ...(deadline === undefined ? {} : { deadline }),
+      reason,
+    });
     options.onTask?.({ type: 'sent', taskId, itemId, clientId: session.clientId });
     return taskId;
   };
@@ -333,7 +424,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       .map((r) => ({ start: r.start, end: Math.min(r.end, item.meta.size) }));
     let pending: ByteRange[] = [];
     for (const t of tasks.values()) {
-      if (t.itemId !== itemId || !t.demand) continue;
+      if (t.itemId !== itemId || t.reason !== 'demand') continue;
       for (const r of t.ranges) if (r.serverId === serverId) pending = addRange(pending, r);
     }
     const wanted = within.filter((r) => !covers(pending, r));
@@ -343,7 +434,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       itemId,
       wanted.map((r) => ({ ...r, serverId })),
       DEMAND_PRIORITY,
-      true,
+      'demand',
     );
   };
 
@@ -441,7 +532,53 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       fail(session.ws, 'internal', `the planner made an invalid plan: ${problem}`, meta.itemId);
       return;
     }
-    transmit(session, meta.itemId, ranges, 0);
+    transmit(session, meta.itemId, ranges, 0, 'publish');
+  };
+
+  /** Browsers a message to `to` reaches (never the sender itself). */
+  const recipients = (to: MessageTarget, sender?: Session): Session[] => {
+    let found: Iterable<Session>;
+    if ('clientId' in to) {
+      const one = sessions.get(to.clientId);
+      found = one ? [one] : [];
+    } else if ('userId' in to) {
+      found = [...sessions.values()].filter((s) => s.userId === to.userId);
+    } else {
+      found = rooms.get(to.room) ?? [];
+    }
+    return [...found].filter((s) => s !== sender);
+  };
+
+  const deliver = (targets: readonly Session[], message: ReceivedMessage): number => {
+    const text = encodeControlMessage(message);
+    let delivered = 0;
+    for (const target of targets) {
+      if (target.ws.readyState !== target.ws.OPEN) continue;
+      target.ws.send(text);
+      delivered++;
+    }
+    return delivered;
+  };
+
+  const leaveRoom = (session: Session, room: string): void => {
+    session.rooms.delete(room);
+    const members = rooms.get(room);
+    members?.delete(session);
+    if (members?.size === 0) rooms.delete(room);
+  };
+
+  /** Forgets an item: its tasks end, its inline bytes are freed. */
+  const forget = (item: ItemInfo, reason: string): void => {
+    items.delete(item.meta.itemId);
+    verified.delete(item.meta.itemId);
+    if (item.inline) inlineBytes -= item.meta.size;
+    for (const task of [...tasks.values()]) {
+      if (task.itemId !== item.meta.itemId) continue;
+      tasks.delete(task.taskId);
+      const holder = sessions.get(task.clientId);
+      if (holder)
+        send(holder.ws, { type: 'cancel', taskId: task.taskId, itemId: task.itemId, reason });
+    }
   };
 
   const onMessage = async (session: Session, message: ControlClientMessage): Promise<void> => {
@@ -471,6 +608,26 @@ export function createControlServer(options: ControlServerOptions): ControlServe
             fail(session.ws, 'too-large', `item is over ${maxItemSize} bytes`, meta.itemId);
             continue;
           }
+          if (meta.content !== undefined) {
+            if (meta.size > inlineMax) {
+              fail(
+                session.ws,
+                'too-large',
+                `inline items are limited to ${inlineMax} bytes; upload it instead`,
+                meta.itemId,
+              );
+              continue;
+            }
+            if (existing?.inline !== true && inlineBytes + meta.size > inlineTotalMax) {
+              fail(
+                session.ws,
+                'quota-exceeded',
+                'the control server holds too many inline bytes; upload it instead',
+                meta.itemId,
+              );
+              continue;
+            }
+          }
           const info: ItemInfo = existing
             ? { ...existing, meta, clientId: session.clientId }
             : {
@@ -483,6 +640,20 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           items.set(meta.itemId, info);
           accepted.push(meta.itemId);
           options.onPublish?.(info);
+          // An inline item is stored as it arrives: in the control server's memory.
+          if (meta.content !== undefined && info.state !== 'stored') {
+            const bytes = Buffer.from(meta.content, 'base64');
+            const stored: ItemInfo = {
+              ...info,
+              state: 'stored',
+              servers: [],
+              sha256: createHash('sha256').update(bytes).digest('hex'),
+              inline: true,
+            };
+            inlineBytes += meta.size;
+            items.set(meta.itemId, stored);
+            options.onComplete?.(stored);
+          }
           // An empty item is stored as soon as it is known: there are no bytes to send.
           if (meta.size === 0 && info.state !== 'stored') {
             const stored: ItemInfo = {
@@ -513,6 +684,71 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         for (const meta of toPlan) await planAndTransmit(session, meta);
         return;
       }
+      case 'auth': {
+        const user = await authenticate(message.token).catch(() => undefined);
+        if (user?.userId !== session.userId) {
+          fail(session.ws, 'auth-failed', 'credential refused');
+          session.ws.close(CLOSE.AUTH_FAILED, 'auth failed');
+          return;
+        }
+        send(session.ws, { type: 'authed' });
+        return;
+      }
+      case 'unpublish': {
+        const removed: string[] = [];
+        for (const itemId of message.itemIds) {
+          const item = items.get(itemId);
+          if (!item || item.userId !== session.userId) {
+            fail(session.ws, 'unknown-item', 'no such item of this user', itemId);
+            continue;
+          }
+          forget(item, 'unpublished');
+          removed.push(itemId);
+        }
+        send(session.ws, { type: 'unpublished', itemIds: removed });
+        return;
+      }
+      case 'message': {
+        const ref = message.id;
+        const client = { clientId: session.clientId, userId: session.userId };
+        let item: ItemMeta | undefined;
+        if (message.itemId !== undefined) {
+          const held = items.get(message.itemId);
+          if (!held?.inline || held.userId !== session.userId) {
+            fail(session.ws, 'unknown-item', 'no such inline item of this user', message.itemId);
+            return;
+          }
+          item = held.meta;
+        }
+        if (!(await allow({ action: 'message', to: message.to }, client))) {
+          fail(session.ws, 'forbidden', 'the app does not allow this message', ref);
+          return;
+        }
+        const delivered = deliver(recipients(message.to, session), {
+          type: 'message',
+          from: client,
+          ...(ref === undefined ? {} : { id: ref }),
+          ...(message.body === undefined ? {} : { body: message.body }),
+          ...(item === undefined ? {} : { item }),
+        });
+        if (ref !== undefined) send(session.ws, { type: 'sent', id: ref, delivered });
+        return;
+      }
+      case 'join': {
+        const client = { clientId: session.clientId, userId: session.userId };
+        if (!(await allow({ action: 'join', room: message.room }, client))) {
+          fail(session.ws, 'forbidden', 'the app does not allow joining this room', message.room);
+          return;
+        }
+        session.rooms.add(message.room);
+        let members = rooms.get(message.room);
+        if (!members) rooms.set(message.room, (members = new Set()));
+        members.add(session);
+        return;
+      }
+      case 'leave':
+        leaveRoom(session, message.room);
+        return;
       case 'probe':
         for (const r of message.results)
           if (registry.get(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
@@ -593,6 +829,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       if (!session || sessions.get(session.clientId) !== session) return;
       sessions.delete(session.clientId);
       clearInterval(session.refresh);
+      for (const room of [...session.rooms]) leaveRoom(session, room);
       const now = Date.now();
       for (const [id, r] of resumable) if (r.expiresAt <= now) resumable.delete(id);
       resumable.set(session.sessionId, {
@@ -655,6 +892,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           userId: user.userId,
           rtt: new Map(),
           tokens: new Map(),
+          rooms: new Set(),
           probed,
           markProbed,
         };
@@ -676,7 +914,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           sessionId: s.sessionId,
           clientId,
           servers,
-          limits: { maxItemSize },
+          limits: { maxItemSize, inlineMax },
+          resumed: Boolean(resumed),
         });
       })();
     });
@@ -710,7 +949,15 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     },
     items: () => [...items.values()],
     servers: () => registry.list(),
-    requestTransmit(itemId, ranges, priority = 0) {
+    requestTransmit(itemId, ranges, transmitOptions) {
+      const { priority = 0, deadline } =
+        typeof transmitOptions === 'number'
+          ? { priority: transmitOptions }
+          : (transmitOptions ?? {});
+      if (!Number.isFinite(priority) || Math.abs(priority) > 1e6)
+        throw new TypeError('ws-uploader: `priority` must be a number in -1000000..1000000');
+      if (deadline !== undefined && !(Number.isFinite(deadline) && deadline >= 0))
+        throw new TypeError('ws-uploader: `deadline` must be a time in ms since the epoch');
       const item = items.get(itemId);
       if (!item) throw new Error(`ws-uploader: unknown item ${itemId}`);
       const session = sessions.get(item.clientId);
@@ -723,7 +970,41 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         );
       const problem = validatePlan(item.meta, plan, serverIds(), ranges === undefined);
       if (problem) throw new Error(`ws-uploader: cannot transmit ${itemId}: ${problem}`);
-      return transmit(session, itemId, plan, priority);
+      return transmit(session, itemId, plan, priority, 'request', deadline);
+    },
+    cancelTransmit(taskId, reason = 'cancelled by the app') {
+      const task = tasks.get(taskId);
+      if (!task) return false;
+      tasks.delete(taskId);
+      const holder = sessions.get(task.clientId);
+      if (holder) send(holder.ws, { type: 'cancel', taskId, itemId: task.itemId, reason });
+      const item = items.get(task.itemId);
+      if (item?.state === 'uploading' && ![...tasks.values()].some((t) => t.itemId === task.itemId))
+        items.set(task.itemId, { ...item, state: 'published' });
+      return true;
+    },
+    send(to, message) {
+      checkTarget(to);
+      if (message.body === undefined && message.item === undefined)
+        throw new TypeError('ws-uploader: a message needs a body or an item');
+      if (message.body !== undefined && message.body.length > MAX_MESSAGE_BODY_LENGTH)
+        throw new TypeError(
+          `ws-uploader: a message body is at most ${MAX_MESSAGE_BODY_LENGTH} characters`,
+        );
+      if (message.item !== undefined && message.item.content === undefined)
+        throw new TypeError('ws-uploader: an item sent in a message needs its content');
+      const received: ReceivedMessage = {
+        type: 'message',
+        ...(message.body === undefined ? {} : { body: message.body }),
+        ...(message.item === undefined ? {} : { item: message.item }),
+      };
+      // Checked as a browser would receive it, so the app cannot send what browsers refuse.
+      try {
+        decodeControlServerMessage(encodeControlMessage(received));
+      } catch (e) {
+        throw new TypeError(`ws-uploader: cannot send this message: ${(e as Error).message}`);
+      }
+      return deliver(recipients(to), received);
     },
     async close() {
       httpServer.off('upgrade', onUpgrade);

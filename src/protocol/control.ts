@@ -269,6 +269,7 @@ export type ControlErrorCode =
   | 'too-large'
   | 'no-servers'
   | 'unverified'
+  | 'forbidden'
   | WireErrorCode;
 
 /** Messages a browser sends to the control server. */
