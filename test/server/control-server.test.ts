@@ -363,6 +363,7 @@ describe('control server', () => {
       itemId: 'item-1',
       ranges: [{ start: 100, end: 200, serverId: 'up-1' }],
       priority: 5,
+      reason: 'request',
     });
     expect(() =>
       control.requestTransmit('item-1', [{ start: 900, end: 1200, serverId: 'up-1' }]),
