@@ -62,6 +62,8 @@ interface RampOutcome {
   readonly failed: number;
   /** From the first connection attempt to the last connection ready or failed. */
   readonly seconds: number;
+  /** CPU time of the client process during the ramp, in ms. */
+  readonly cpuMs: number;
   /** Time from a connection's attempt to its `welcome`, percentiles in ms. */
   readonly welcomeP50?: number | undefined;
   readonly welcomeP99?: number | undefined;
@@ -278,6 +280,7 @@ class Clients {
     const welcomes: number[] = [];
     let failed = 0;
     let next = 0;
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const worker = async (): Promise<void> => {
       while (next < connections && this.fatal === undefined) {
@@ -293,11 +296,13 @@ class Clients {
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, connections) }, worker));
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     const sorted = Float64Array.from(welcomes).sort();
     return {
       ready: welcomes.length,
       failed,
       seconds,
+      cpuMs: (cpu.user + cpu.system) / 1000,
       welcomeP50: percentile(sorted, 50),
       welcomeP99: percentile(sorted, 99),
       failures: [...this.failures],
@@ -365,6 +370,8 @@ interface Run {
   /** RSS after the ramp and a full garbage collection. */
   readonly rssHeld: number;
   readonly rssPeak: number;
+  /** CPU time of the server process from listening to the end of the ramp, in ms. */
+  readonly rampServerCpuMs: number;
   readonly steady: LatencyReport;
   readonly burst: LatencyReport;
   /** Client event-loop delay p99 during the steady series, ms. */
@@ -455,7 +462,9 @@ async function measure(client: ChildProcess, settings: Settings, report: boolean
     });
     checkProtocol(ramp.fatal);
     progress(`${ramp.ready} ready in ${ramp.seconds.toFixed(1)} s; `);
-    const held = await request<{ items: number; rss: number }>(server, { type: 'held' });
+    const held = await request<{ items: number; rss: number; cpuMs: number }>(server, {
+      type: 'held',
+    });
     await request<ClientStatus>(client, { type: 'status' });
     progress(`steady ${settings.rate}/s … `);
     const steady = await request<LatencyReport>(server, {
@@ -490,6 +499,7 @@ async function measure(client: ChildProcess, settings: Settings, report: boolean
       rssStart: rss.rssStart,
       rssHeld: held.rss,
       rssPeak: rss.rssPeak,
+      rampServerCpuMs: held.cpuMs,
       steady,
       burst,
       clientLoopP99: afterSteady.loopDelayP99,
@@ -544,6 +554,8 @@ function envNumber(name: string, fallback: number, integer = true): number {
 
 /** Milliseconds for the table. */
 const ms = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(1)} ms`);
+/** Milliseconds with two decimals, for small CPU times. */
+const ms2 = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(2)} ms`);
 /** Mebibytes for the table. */
 const mib = (bytes: number): string => `${(bytes / MiB).toFixed(0)} MiB`;
 
@@ -643,6 +655,8 @@ async function main(): Promise<void> {
     row('connections failed', runs, (r) => r.ramp.failed, count),
     row('ramp time (all ready)', runs, (r) => r.ramp.seconds, seconds),
     row('ramp rate (ready/s)', runs, (r) => r.ramp.ready / r.ramp.seconds, count),
+    row('ramp: server CPU per browser', runs, (r) => r.rampServerCpuMs / r.ramp.ready, ms2),
+    row('ramp: client CPU per browser', runs, (r) => r.ramp.cpuMs / r.ramp.ready, ms2),
     row('attempt → welcome p50', runs, (r) => r.ramp.welcomeP50, ms),
     row('attempt → welcome p99', runs, (r) => r.ramp.welcomeP99, ms),
     row('server RSS idle', runs, (r) => r.rssStart, memory),
@@ -657,6 +671,12 @@ async function main(): Promise<void> {
     row(`transmit→accept p50 (${burstName})`, runs, pct('burst', 50), ms),
     row(`transmit→accept p99 (${burstName})`, runs, pct('burst', 99), ms),
     row(`transmit→accept max (${burstName})`, runs, pct('burst', 100), ms),
+    row(
+      '  burst: accepted per second',
+      runs,
+      (r) => r.burst.latencies.length / (pct('burst', 100)(r)! / 1000),
+      count,
+    ),
     row('requests lost or refused', runs, (r) => lostOrRefused(r), count),
     row('connections held after the series', runs, (r) => r.held, count),
     row('connections dropped while held', runs, (r) => r.dropped, count),
@@ -681,7 +701,6 @@ async function main(): Promise<void> {
   );
   const heldMedian = median(runs.map((r) => r.held));
   const steadyP99 = medianOf(runs.map(pct('steady', 99)));
-  const burstP99 = medianOf(runs.map(pct('burst', 99)));
   const lost = runs.reduce((n, r) => n + lostOrRefused(r), 0);
   console.log(
     `\ntargets: ${TARGET_CONNECTIONS.toLocaleString('en')} connections held, ` +
@@ -695,9 +714,12 @@ async function main(): Promise<void> {
         mark(allHeld && settings.connections >= TARGET_CONNECTIONS),
       ],
       [`p99 (${steadyName})`, ms(steadyP99), mark((steadyP99 ?? Infinity) < TARGET_P99_MS)],
-      [`p99 (${burstName})`, ms(burstP99), mark((burstP99 ?? Infinity) < TARGET_P99_MS)],
       ['requests lost or refused', String(lost), mark(lost === 0)],
     ]),
+  );
+  console.log(
+    `(the ${burstName} is not a target: its calls are made in one go, so its latencies are ` +
+      `mostly the wait behind the calls before them)`,
   );
 }
 

@@ -48,6 +48,8 @@ let onDrained;
 /** @type {{ at: number, cpu: NodeJS.CpuUsage } | undefined} */
 let disconnectStart;
 
+/** CPU time of this process when the server started listening. */
+let cpuStart = process.cpuUsage();
 let rssStart = 0;
 let rssPeak = 0;
 const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
@@ -90,6 +92,7 @@ async function startServer(start) {
   });
   collectGarbage();
   rssStart = process.memoryUsage().rss;
+  cpuStart = process.cpuUsage();
   rssPeak = Math.max(rssPeak, rssStart);
   return url;
 }
@@ -179,9 +182,13 @@ async function handle(message) {
     case 'start':
       return { url: await startServer(message) };
     case 'held': {
-      const before = process.memoryUsage().rss;
+      const cpu = process.cpuUsage(cpuStart);
       collectGarbage();
-      return { items: items.length, rss: process.memoryUsage().rss, rssBeforeGc: before };
+      return {
+        items: items.length,
+        rss: process.memoryUsage().rss,
+        cpuMs: (cpu.user + cpu.system) / 1000,
+      };
     }
     case 'latency':
       return measureLatency(message);
