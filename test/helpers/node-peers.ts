@@ -40,15 +40,17 @@ class Inbox<T> {
     if (v !== undefined) return Promise.resolve(v);
     if (this.#closed) return Promise.reject(new Error('connection closed'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error('timed out waiting for a message')),
-        timeoutMs,
-      );
-      this.#waiters.push((x) => {
+      const waiter = (x: T | undefined): void => {
         clearTimeout(timer);
         if (x === undefined) reject(new Error('connection closed'));
         else resolve(x);
-      });
+      };
+      // A waiter that timed out leaves the queue, so it does not swallow the next message.
+      const timer = setTimeout(() => {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        reject(new Error('timed out waiting for a message'));
+      }, timeoutMs);
+      this.#waiters.push(waiter);
     });
   }
 }
