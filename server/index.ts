@@ -36,6 +36,9 @@ export {
 } from './control/control-server.js';
 export {
   lowestRttPlanner,
+  createPlanner,
+  defaultPlanner,
+  type PlannerOptions,
   validatePlan,
   type Planner,
   type PlannerServer,

@@ -34,7 +34,7 @@ import {
 } from '../../src/protocol/index.js';
 import { listen, pathOf, upgradeOn, shutdown } from '../internal/http-server.js';
 import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } from '../tokens.js';
-import { lowestRttPlanner, validatePlan, type Planner } from './planner.js';
+import { defaultPlanner, validatePlan, type Planner, type PlannerServer } from './planner.js';
 import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
 
 /** Browsers reach a relayed upload server at `{RELAY_PATH_PREFIX}{serverId}` on the control server. */
@@ -233,6 +233,8 @@ interface Session {
   readonly sessionId: string;
   readonly userId: string;
   readonly rtt: Map<string, number>;
+  /** Bytes per second this browser stored lately, by server id. */
+  readonly throughput: Map<string, number>;
   /** Upload tokens signed for this browser, by server id, reused while they have most of their life. */
   readonly tokens: Map<string, { token: string; expiresAt: number }>;
   probed: Promise<void>;
@@ -279,7 +281,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     endpoints.set(s.id, s);
   }
   const path = options.path ?? '/control';
-  const plan = options.plan ?? lowestRttPlanner;
+  const plan = options.plan ?? defaultPlanner;
   const ttl = options.uploadTokenTtlSeconds ?? 3600;
   const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
   const probeWaitMs = options.probeWaitMs ?? 1500;
@@ -317,12 +319,15 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     registerTimeoutMs: helloTimeoutMs,
     events: {
       change: () => {
-        for (const session of sessions.values()) {
-          serverList(session.clientId, session.userId, session.tokens).then(
-            (servers) => send(session.ws, { type: 'servers', servers }),
-            () => undefined,
-          );
-        }
+        // Every browser hears of the new list before any task names a server on it.
+        void Promise.all(
+          [...sessions.values()].map((session) =>
+            serverList(session.clientId, session.userId, session.tokens).then(
+              (servers) => send(session.ws, { type: 'servers', servers }),
+              () => undefined,
+            ),
+          ),
+        ).then(replan);
       },
       stored: (serverId, message) => {
         if (!message.complete || !message.sha256) return;
@@ -514,14 +519,64 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     if (!check()) task.awaiting = check;
   };
 
+  /** The live servers as one browser measured them. */
+  const candidatesFor = (session: Session): PlannerServer[] =>
+    [...serverIds()].map((id) => {
+      const rttMs = session.rtt.get(id);
+      const throughput = session.throughput.get(id);
+      return {
+        id,
+        ...(rttMs === undefined ? {} : { rttMs }),
+        ...(throughput === undefined ? {} : { throughput }),
+      };
+    });
+
+  /**
+   * The server list changed: tasks with ranges on servers that left get those ranges moved to
+   * live servers (the old task is cancelled, a new one sent with reason `replan`; the browser
+   * resumes every server from what it holds), and items waiting without a task are planned.
+   */
+  const replan = (): void => {
+    const live = serverIds();
+    for (const task of [...tasks.values()]) {
+      if (task.ranges.every((r) => live.has(r.serverId))) continue;
+      const session = sessions.get(task.clientId);
+      const item = items.get(task.itemId);
+      tasks.delete(task.taskId);
+      if (!session || !item) continue;
+      send(session.ws, {
+        type: 'cancel',
+        taskId: task.taskId,
+        itemId: task.itemId,
+        reason: 'an upload server left; re-planned',
+      });
+      const kept = task.ranges.filter((r) => live.has(r.serverId));
+      const lost = task.ranges.filter((r) => !live.has(r.serverId));
+      const targets = plan({ ...item.meta, size: item.meta.size }, candidatesFor(session)).map(
+        (r) => r.serverId,
+      );
+      const target = targets[0];
+      if (target === undefined) {
+        items.set(task.itemId, { ...item, state: 'published' });
+        continue;
+      }
+      const ranges = [...kept, ...lost.map((r) => ({ ...r, serverId: target }))].sort(
+        (a, b) => a.start - b.start,
+      );
+      transmit(session, task.itemId, ranges, 0, 'replan');
+    }
+    for (const item of items.values()) {
+      if (item.state !== 'published' || item.meta.size === 0) continue;
+      if ([...tasks.values()].some((t) => t.itemId === item.meta.itemId)) continue;
+      const session = sessions.get(item.clientId);
+      if (session && live.size > 0) void planAndTransmit(session, item.meta);
+    }
+  };
+
   const planAndTransmit = async (session: Session, meta: ItemMeta): Promise<void> => {
     await session.probed;
     if (session.ws.readyState !== session.ws.OPEN) return;
-    const candidates = [...serverIds()].map((id) => {
-      const rttMs = session.rtt.get(id);
-      return rttMs === undefined ? { id } : { id, rttMs };
-    });
-    const ranges = plan(meta, candidates);
+    const ranges = plan(meta, candidatesFor(session));
     if (meta.size === 0 || ranges.length === 0) {
       if (meta.size > 0)
         fail(session.ws, 'no-servers', 'no upload server can take this item', meta.itemId);
@@ -751,7 +806,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         return;
       case 'probe':
         for (const r of message.results)
-          if (registry.get(r.serverId)) session.rtt.set(r.serverId, r.rttMs);
+          if (registry.get(r.serverId)) {
+            session.rtt.set(r.serverId, r.rttMs);
+            if (r.throughput !== undefined) session.throughput.set(r.serverId, r.throughput);
+          }
         // Plan once every server was measured (or when the probe wait runs out).
         if (session.rtt.size >= registry.list().length) session.markProbed();
         return;
@@ -891,6 +949,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           sessionId,
           userId: user.userId,
           rtt: new Map(),
+          throughput: new Map(),
           tokens: new Map(),
           rooms: new Set(),
           probed,
@@ -962,15 +1021,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       if (!item) throw new Error(`ws-uploader: unknown item ${itemId}`);
       const session = sessions.get(item.clientId);
       if (!session) throw new Error(`ws-uploader: the browser holding ${itemId} is not connected`);
-      const plan =
-        ranges ??
-        lowestRttPlanner(
-          item.meta,
-          [...serverIds()].map((id) => ({ id })),
-        );
-      const problem = validatePlan(item.meta, plan, serverIds(), ranges === undefined);
+      const planned = ranges ?? plan(item.meta, candidatesFor(session));
+      const problem = validatePlan(item.meta, planned, serverIds(), ranges === undefined);
       if (problem) throw new Error(`ws-uploader: cannot transmit ${itemId}: ${problem}`);
-      return transmit(session, itemId, plan, priority, 'request', deadline);
+      return transmit(session, itemId, planned, priority, 'request', deadline);
     },
     cancelTransmit(taskId, reason = 'cancelled by the app') {
       const task = tasks.get(taskId);

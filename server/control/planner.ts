@@ -1,5 +1,7 @@
 /**
- * The default planner: where each published item goes.
+ * Planners: where each published item goes. The default sends a small or medium item whole to the
+ * best-reached upload server, and splits a large one by byte ranges across the servers that take
+ * bytes fastest from this browser, in proportion to the throughput it measured.
  */
 import type { ItemMeta, TargetRange } from '../../src/protocol/index.js';
 
@@ -8,6 +10,8 @@ export interface PlannerServer {
   readonly id: string;
   /** Smoothed round-trip time the client measured, when it did. */
   readonly rttMs?: number;
+  /** Bytes per second the client stored on it lately, when it sent any. */
+  readonly throughput?: number;
 }
 
 /**
@@ -26,6 +30,67 @@ export const lowestRttPlanner: Planner = (item, servers) => {
   const best = [...servers].sort((a, b) => (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity))[0]!;
   return [{ start: 0, end: item.size, serverId: best.id }];
 };
+
+/** Options of {@link createPlanner}. */
+export interface PlannerOptions {
+  /**
+   * Items at least this large are split across several servers; `Infinity` never splits, 0
+   * always does (when there are several servers). @default 67108864 (64 MiB)
+   */
+  readonly splitMin?: number;
+  /** Most servers one item is split across. @default 3 */
+  readonly maxServers?: number;
+  /** Range boundaries fall on multiples of this many bytes (but the last). @default 1048576 */
+  readonly align?: number;
+}
+
+/**
+ * Makes the default planner. An item under `splitMin` goes whole to the server with the lowest
+ * measured round-trip time (as {@link lowestRttPlanner}). A larger one is cut into contiguous
+ * ranges, one per server, for the `maxServers` servers with the highest measured throughput (then
+ * the lowest RTT), each range in proportion to its server's throughput; servers without a
+ * throughput measurement count as the slowest measured one (or all alike when none was measured).
+ * @param options see {@link PlannerOptions}
+ */
+export function createPlanner(options: PlannerOptions = {}): Planner {
+  const splitMin = options.splitMin ?? 64 * 1024 * 1024;
+  const maxServers = options.maxServers ?? 3;
+  const align = options.align ?? 1024 * 1024;
+  if (!(splitMin >= 0)) throw new TypeError('ws-uploader: `splitMin` must be at least 0');
+  if (!Number.isSafeInteger(maxServers) || maxServers < 1)
+    throw new TypeError('ws-uploader: `maxServers` must be a positive integer');
+  if (!Number.isSafeInteger(align) || align < 1)
+    throw new TypeError('ws-uploader: `align` must be a positive integer');
+  return (item, servers) => {
+    if (servers.length === 0 || item.size === 0) return [];
+    if (item.size < splitMin || servers.length === 1 || maxServers === 1)
+      return lowestRttPlanner(item, servers);
+    const measured = servers.map((s) => s.throughput ?? 0).filter((t) => t > 0);
+    const floor = measured.length > 0 ? Math.min(...measured) : 1;
+    const ranked = [...servers]
+      .map((s) => ({ id: s.id, rate: s.throughput ?? floor, rtt: s.rttMs ?? Infinity }))
+      .sort((a, b) => b.rate - a.rate || a.rtt - b.rtt)
+      .slice(0, maxServers);
+    // Each server's share, in aligned blocks; the last range takes the rest.
+    const blocks = Math.ceil(item.size / align);
+    const total = ranked.reduce((sum, s) => sum + s.rate, 0);
+    const ranges: TargetRange[] = [];
+    let start = 0;
+    ranked.forEach((s, i) => {
+      if (start >= item.size) return;
+      const end =
+        i === ranked.length - 1
+          ? item.size
+          : Math.min(item.size, start + Math.max(1, Math.round((blocks * s.rate) / total)) * align);
+      if (end > start) ranges.push({ start, end, serverId: s.id });
+      start = end;
+    });
+    return ranges;
+  };
+}
+
+/** The planner a control server uses unless given another: {@link createPlanner} with defaults. */
+export const defaultPlanner: Planner = createPlanner();
 
 /**
  * Checks a plan: ranges sorted, non-empty, without gaps or overlaps, covering the item, each

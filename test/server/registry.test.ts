@@ -246,6 +246,45 @@ describe('registry link (upload servers that connect out to the control server)'
     expect(await Promise.all(reads)).to.deep.equal([206, 206]);
   });
 
+  it('re-plans a task whose server dies onto a live one, and plans a waiting item when a server joins', async () => {
+    const { peer } = await browser();
+    await peer.send({
+      type: 'publish',
+      items: [{ itemId: 'early', name: 'e', size: 100, mime: '', kind: 'file' }],
+    });
+    expect(await peer.nextOf('error')).to.deep.include({ code: 'no-servers', ref: 'early' });
+    await startUpload('up-1');
+    const first = await peer.nextOf('transmit');
+    expect(first).to.deep.include({ itemId: 'early', reason: 'publish' });
+    expect(first.ranges).to.deep.equal([{ start: 0, end: 100, serverId: 'up-1' }]);
+    await startUpload('up-2');
+    await until(() => control.servers().length === 2);
+    await peer.send({
+      type: 'probe',
+      results: [
+        { serverId: 'up-1', rttMs: 1 },
+        { serverId: 'up-2', rttMs: 50 },
+      ],
+    });
+    await peer.send({
+      type: 'publish',
+      items: [{ itemId: 'big', name: 'b', size: 5000, mime: '', kind: 'file' }],
+    });
+    const task = await peer.nextOf('transmit');
+    expect(task.ranges).to.deep.equal([{ start: 0, end: 5000, serverId: 'up-1' }]);
+    await uploads[0]!.close();
+    const servers = await peer.nextOf('servers');
+    expect(servers.servers.map((s) => s.id)).to.deep.equal(['up-2']);
+    const next = [await peer.next(), await peer.next(), await peer.next(), await peer.next()];
+    const cancels = next.flatMap((m) => (m.type === 'cancel' ? [m] : []));
+    expect(cancels.map((c) => c.taskId).sort()).to.deep.equal([first.taskId, task.taskId].sort());
+    const moved = next.flatMap((m) => (m.type === 'transmit' ? [m] : []));
+    expect(moved.map((t) => [t.itemId, t.reason, t.ranges]).sort()).to.deep.equal([
+      ['big', 'replan', [{ start: 0, end: 5000, serverId: 'up-2' }]],
+      ['early', 'replan', [{ start: 0, end: 100, serverId: 'up-2' }]],
+    ]);
+  });
+
   it('refuses a registration with a wrong token (auth-failed, 4003) or without an endpoint (no-endpoint)', async () => {
     const bad = await rawRegister(registryUrl, {
       type: 'register',
