@@ -2,13 +2,16 @@
  * The control server's registry of upload servers: the ones configured by hand, and the ones that
  * connect out to the control server over a registry link (`ws-uploader.registry.v1`), register,
  * keep a heartbeat and leave the list when it stops. Linked servers also report the items they
- * have stored and verified, and demand from their readers.
+ * have stored and verified, and demand from their readers. Servers that register with
+ * `relay: true` are listed at `/relay/{id}` on the control server, and browsers reach them through
+ * their link (see `./relay.ts`).
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import {
   CLOSE,
+  DEFAULT_RELAY_MAX_MESSAGE,
   decodeRegistryClientMessage,
   encodeRegistryMessage,
   PROTOCOL,
@@ -17,10 +20,13 @@ import {
   type DemandMessage,
   type RegistryErrorCode,
   type RegistryServerMessage,
+  type RelayClientMessage,
   type StoredMessage,
 } from '../../src/protocol/index.js';
+import { pathOf } from '../internal/http-server.js';
 import { REGISTRY_AUDIENCE, verifyToken } from '../tokens.js';
 import { DUP_PATH } from '../upload/upload-server.js';
+import { RELAY_PREFIX, RelayLink, relayUrls } from './relay.js';
 
 /** An upload server the control server tells browsers about. */
 export interface UploadServerEndpoint {
@@ -52,11 +58,20 @@ export interface RegistryOptions {
   /** Time a link has to send `register`, in ms. */
   readonly registerTimeoutMs: number;
   readonly events: RegistryEvents;
+  /**
+   * The control server's HTTP base URL as browsers reach it (`https://control.example`), for the
+   * URLs of relayed servers. @default from the `Host` of each registry link's request
+   */
+  readonly relayBaseUrl?: string;
+  /** How long a relayed server has to answer a browser's `relay-open`, in ms. @default 10000 */
+  readonly relayAcceptTimeoutMs?: number;
 }
 
 interface Link {
   readonly ws: WebSocket;
   readonly endpoint: UploadServerEndpoint;
+  /** For a server registered with `relay: true`: its browsers' channels. */
+  readonly relay: RelayLink | undefined;
   /** Dropped when it fires: reset by every message. */
   watchdog: NodeJS.Timeout;
 }
@@ -113,8 +128,20 @@ export class UploadServerRegistry {
     ws.on('message', (data, isBinary) => {
       let message;
       try {
-        if (isBinary) throw new ProtocolError('message-invalid', 'registry frames are text');
+        if (isBinary) {
+          // A relay frame: a message for a browser of this relayed server.
+          if (!link?.relay)
+            throw new ProtocolError('message-invalid', 'binary frames are for relayed servers');
+          link.watchdog.refresh();
+          link.relay.frame(data as Buffer);
+          return;
+        }
         message = decodeRegistryClientMessage(data.toString());
+        if (link?.relay && message.type.startsWith('relay-')) {
+          link.watchdog.refresh();
+          link.relay.message(message as RelayClientMessage);
+          return;
+        }
       } catch (e) {
         const why = e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'bad message';
         this.#refuse(ws, 'bad-message', why, CLOSE.PROTOCOL_VIOLATION);
@@ -126,6 +153,13 @@ export class UploadServerRegistry {
         else if (message.type === 'demand') this.#options.events.demand(link.endpoint.id, message);
         else if (message.type === 'register')
           this.#refuse(ws, 'bad-message', 'already registered', CLOSE.PROTOCOL_VIOLATION);
+        else if (message.type !== 'heartbeat')
+          this.#refuse(
+            ws,
+            'bad-message',
+            `${message.type}: not a relayed server`,
+            CLOSE.PROTOCOL_VIOLATION,
+          );
         return;
       }
       if (message.type !== 'register' || registering) {
@@ -141,12 +175,18 @@ export class UploadServerRegistry {
           this.#refuse(ws, 'auth-failed', 'registry token refused', CLOSE.AUTH_FAILED);
           return;
         }
-        const endpoint = endpointOf(message, req);
+        const endpoint = message.relay
+          ? {
+              id: message.id,
+              ...relayUrls(req, message.id, this.#options.relayBaseUrl),
+              protocols: protocolsOf(message),
+            }
+          : endpointOf(message, req);
         if (!endpoint) {
           this.#refuse(
             ws,
             'no-endpoint',
-            'send url and httpUrl, or port so the control server can use the address it sees',
+            'send url and httpUrl, or port so the control server can use the address it sees, or relay: true',
             CLOSE.PROTOCOL_VIOLATION,
           );
           return;
@@ -156,12 +196,21 @@ export class UploadServerRegistry {
         if (old) {
           this.#links.delete(endpoint.id);
           clearTimeout(old.watchdog);
+          old.relay?.close();
           old.ws.close(CLOSE.REPLACED, 'registered again');
         }
         const heartbeatMs = this.#options.heartbeatMs;
         link = {
           ws,
           endpoint,
+          relay: message.relay
+            ? new RelayLink(ws, {
+                maxMessage: message.maxMessage ?? DEFAULT_RELAY_MAX_MESSAGE,
+                ...(this.#options.relayAcceptTimeoutMs === undefined
+                  ? {}
+                  : { acceptTimeoutMs: this.#options.relayAcceptTimeoutMs }),
+              })
+            : undefined,
           watchdog: setTimeout(() => ws.terminate(), heartbeatMs * 3),
         };
         link.watchdog.unref();
@@ -178,26 +227,53 @@ export class UploadServerRegistry {
   }
 
   /**
-   * An upgrade request of a browser for `/relay/{serverId}`: its frames are to travel over that
-   * server's registry link. Not implemented yet: refused.
+   * An upgrade request of a browser for `/relay/{serverId}`: its messages travel over that
+   * server's registry link. 404 when no server of that id is linked with `relay: true`.
    */
   relayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    void req;
-    void head;
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    const relay = this.#relayOf(req);
+    if (relay) relay.upgrade(req, socket, head);
+    else {
+      socket.on('error', () => undefined);
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    }
   }
 
-  /** Closes every link. */
+  /**
+   * An HTTP request under `/relay/{serverId}/` (the `httpUrl` of a relayed server, such as
+   * `GET /relay/{id}/files/{itemId}`). The relay carries WebSocket connections only: 502, or 404
+   * when no such server is relayed.
+   */
+  relayRequest(req: IncomingMessage, res: ServerResponse): void {
+    const known = this.#relayOf(req, true) !== undefined;
+    res
+      .writeHead(known ? 502 : 404, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-store' })
+      .end(known ? 'the relay carries WebSocket connections only\n' : 'not found\n');
+  }
+
+  /** Closes every link, and every relayed browser with them. */
   close(): void {
     for (const link of this.#links.values()) {
       clearTimeout(link.watchdog);
+      link.relay?.close();
       link.ws.close(CLOSE.GOING_AWAY, 'control server closing');
     }
     this.#links.clear();
   }
 
+  /** The relay of the server a `/relay/{id}` path names (or a path under it, with `below`). */
+  #relayOf(req: IncomingMessage, below = false): RelayLink | undefined {
+    const path = pathOf(req);
+    if (!path.startsWith(RELAY_PREFIX)) return undefined;
+    const rest = path.slice(RELAY_PREFIX.length);
+    const slash = rest.indexOf('/');
+    if (slash >= 0 && !below) return undefined;
+    return this.#links.get(slash >= 0 ? rest.slice(0, slash) : rest)?.relay;
+  }
+
   #drop(link: Link): void {
     clearTimeout(link.watchdog);
+    link.relay?.close();
     if (this.#links.get(link.endpoint.id) !== link) return;
     this.#links.delete(link.endpoint.id);
     this.#options.events.change();
@@ -227,7 +303,7 @@ function endpointOf(
   },
   req: IncomingMessage,
 ): UploadServerEndpoint | undefined {
-  const protocols = message.protocols.length > 0 ? message.protocols : [PROTOCOL.DUP_2];
+  const protocols = protocolsOf(message);
   if (message.url !== undefined && message.httpUrl !== undefined)
     return { id: message.id, url: message.url, httpUrl: message.httpUrl, protocols };
   const address = req.socket.remoteAddress;
@@ -240,4 +316,9 @@ function endpointOf(
     httpUrl: `http://${host}:${message.port}`,
     protocols,
   };
+}
+
+/** The protocols a server registered with (dup/2 when it named none). */
+function protocolsOf(message: { protocols: readonly string[] }): readonly string[] {
+  return message.protocols.length > 0 ? message.protocols : [PROTOCOL.DUP_2];
 }

@@ -3,17 +3,40 @@
  * behind NAT needs no open port for it; registers with a registry token made from the shared
  * secret; sends a heartbeat; reports items it completed and verified, and demand from its readers.
  * A broken link is opened again after an exponential backoff with full jitter.
+ *
+ * A server started with `relay` registers as relayed (it has no address browsers can reach) and
+ * takes browser connections as relay channels on this link (see `./relay.ts`).
  */
 import WebSocket from 'ws';
 import {
   decodeRegistryServerMessage,
   encodeRegistryMessage,
+  MAX_CONTROL_MESSAGE_LENGTH,
+  ProtocolError,
+  RELAY_HEADER_BYTES,
   SUBPROTOCOL_REGISTRY_1,
   type ByteRange,
   type RegisterMessage,
   type RegistryClientMessage,
+  type RelayServerMessage,
 } from '../../src/protocol/index.js';
 import { createRegistryToken } from '../tokens.js';
+import type { RelayPort } from './relay.js';
+
+/** Where the link hands relay channels: see `RelayChannels`. */
+export interface RelayEndpoint {
+  /** The link is registered: channels may open on it. */
+  attach(port: RelayPort): void;
+  /** The link is gone. */
+  detach(): void;
+  /** A relay message from the control server. */
+  message(message: RelayServerMessage): void;
+  /**
+   * A relay frame from the control server.
+   * @throws {ProtocolError} when it is malformed
+   */
+  frame(bytes: Buffer): void;
+}
 
 /** Options of {@link ControlLink}. */
 export interface ControlLinkOptions {
@@ -27,6 +50,15 @@ export interface ControlLinkOptions {
   /** The port this server listens on, when it does (asked at each connection). */
   readonly port: () => number | undefined;
   readonly maxItemSize: number;
+  /**
+   * Register as relayed (`relay: true`, no URL, no port) and take browser connections over the
+   * link as relay channels.
+   */
+  readonly relay?: {
+    readonly channels: RelayEndpoint;
+    /** Largest message a browser may send, in bytes (`maxMessage`). */
+    readonly maxMessage: number;
+  };
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -41,6 +73,7 @@ export class ControlLink {
   #ws: WebSocket | undefined;
   #registered = false;
   #closed = false;
+  #started = false;
   #attempt = 0;
   #retry: NodeJS.Timeout | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -58,7 +91,8 @@ export class ControlLink {
 
   /** Opens the link (and keeps it open until {@link close}). */
   start(): void {
-    if (this.#closed || this.#ws) return;
+    if (this.#closed || this.#started) return;
+    this.#started = true;
     void this.#connect();
   }
 
@@ -92,6 +126,8 @@ export class ControlLink {
     clearInterval(this.#heartbeat);
     this.#ws?.close(1001, 'upload server closing');
     this.#ws = undefined;
+    this.#registered = false;
+    this.#options.relay?.channels.detach();
   }
 
   async #connect(): Promise<void> {
@@ -99,24 +135,42 @@ export class ControlLink {
     const token = await createRegistryToken(o.secret, o.id);
     if (this.#closed) return;
     const port = o.port();
+    const relay = o.relay;
     const register: RegisterMessage = {
       type: 'register',
       token,
       id: o.id,
       protocols: [...o.protocols],
       maxItemSize: o.maxItemSize,
-      ...(o.advertise ?? {}),
-      ...(port === undefined ? {} : { port }),
+      ...(relay
+        ? { relay: true, maxMessage: relay.maxMessage }
+        : { ...(o.advertise ?? {}), ...(port === undefined ? {} : { port }) }),
     };
-    const ws = new WebSocket(o.url, SUBPROTOCOL_REGISTRY_1, { perMessageDeflate: false });
+    const ws = new WebSocket(o.url, SUBPROTOCOL_REGISTRY_1, {
+      perMessageDeflate: false,
+      // A relayed browser message with its relay header, or a JSON message.
+      maxPayload: Math.max(
+        MAX_CONTROL_MESSAGE_LENGTH * 3,
+        (relay?.maxMessage ?? 0) + RELAY_HEADER_BYTES,
+      ),
+    });
     this.#ws = ws;
     ws.on('open', () => ws.send(encodeRegistryMessage(register)));
     ws.on('message', (data, isBinary) => {
-      if (isBinary) return;
       let message;
       try {
+        if (isBinary) {
+          if (!relay || !this.#registered)
+            throw new ProtocolError('message-invalid', 'a relay frame on a link without relay');
+          relay.channels.frame(data as Buffer);
+          return;
+        }
         message = decodeRegistryServerMessage(data.toString());
-      } catch {
+      } catch (e) {
+        o.log('control-link', {
+          state: 'bad-message',
+          message: e instanceof ProtocolError ? `${e.code}: ${e.message}` : String(e),
+        });
         ws.close(4002, 'bad message');
         return;
       }
@@ -124,12 +178,29 @@ export class ControlLink {
         o.log('control-link', { state: 'refused', code: message.code, message: message.message });
         return;
       }
+      if (message.type === 'relay-open' || message.type === 'relay-close') {
+        if (relay && this.#registered) relay.channels.message(message);
+        else if (message.type === 'relay-open')
+          this.#send({ type: 'relay-refuse', channel: message.channel, status: 404 });
+        return;
+      }
+      if (this.#registered) return;
       this.#registered = true;
       this.#attempt = 0;
       o.log('control-link', { state: 'registered', url: message.url });
       clearInterval(this.#heartbeat);
       this.#heartbeat = setInterval(() => this.#send({ type: 'heartbeat' }), message.heartbeatMs);
       this.#heartbeat.unref();
+      relay?.channels.attach({
+        message: (m) => this.#send(m),
+        frame: (bytes, cb) => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(bytes, cb);
+          else cb?.(new Error('registry link closed'));
+        },
+        get bufferedAmount() {
+          return ws.bufferedAmount;
+        },
+      });
       for (const queued of this.#queue.splice(0)) this.#send(queued);
     });
     ws.on('error', (e) => o.log('control-link', { state: 'error', message: e.message }));
@@ -138,6 +209,7 @@ export class ControlLink {
       this.#ws = undefined;
       this.#registered = false;
       clearInterval(this.#heartbeat);
+      relay?.channels.detach();
       if (this.#closed) return;
       // Full jitter: anywhere between 0 and the exponential cap, so servers do not come back in step.
       const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.#attempt++);

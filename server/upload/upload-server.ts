@@ -21,7 +21,7 @@ import { logFor, type Logger } from '../internal/log.js';
 import { CLOCK_LEEWAY_SECONDS, secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { grantOf } from './grant.js';
 import { BufferBudget } from './buffer-budget.js';
-import { ControlLink } from './control-link.js';
+import { ControlLink, type ControlLinkOptions } from './control-link.js';
 import { Dup1Session } from './dup1-session.js';
 import { Dup2Session } from './dup2-session.js';
 import { FileStore, type ItemStore } from './file-store.js';
@@ -29,6 +29,7 @@ import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
 import { handleUploads, type HttpUploadOptions } from './http-uploads.js';
 import { handleTus, TUS_PATH, type TusOptions } from './tus.js';
 import { ItemLocks } from './item-locks.js';
+import { RelayChannels } from './relay.js';
 import {
   authorizeRead,
   CROSS_ORIGIN_RESOURCE_POLICIES,
@@ -86,6 +87,14 @@ export interface UploadServerOptions {
    * uses the address the link comes from and the port this server listens on.
    */
   readonly publicUrl?: string;
+  /**
+   * With `controlUrl`: this server cannot be reached by browsers (behind NAT, no public port), so
+   * it registers as relayed and browsers reach it through the control server at
+   * `/relay/{id}`, over the link this server opens. The link starts when the server is created:
+   * `listen()` is then only needed for local HTTP (reads, health). Goes without `publicUrl`.
+   * @default false
+   */
+  readonly relay?: boolean;
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
   /**
@@ -245,25 +254,47 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   }
   const ownsServer = !options.server;
   const httpServer = options.server ?? createServer();
+  // A DATA frame of maxChunk bytes, or a HELLO with the largest token.
+  const maxPayload = Math.max(maxChunk + DATA_HEADER_BYTES, MAX_TOKEN_BYTES + 3);
+  // The best version both sides speak: dup/2, then dup/1.
+  const chooseProtocol = (offered: Set<string>): string | false =>
+    enabled.has(PROTOCOL.DUP_2) && offered.has(SUBPROTOCOL_DUP_2)
+      ? SUBPROTOCOL_DUP_2
+      : enabled.has(PROTOCOL.DUP_1) && offered.has(SUBPROTOCOL_DUP_1)
+        ? SUBPROTOCOL_DUP_1
+        : false;
   const wss = new WebSocketServer({
     noServer: true,
-    // A DATA frame of maxChunk bytes, or a HELLO with the largest token.
-    maxPayload: Math.max(maxChunk + DATA_HEADER_BYTES, MAX_TOKEN_BYTES + 3),
+    maxPayload,
     perMessageDeflate: false,
-    // The best version both sides speak: dup/2, then dup/1.
-    handleProtocols: (offered) =>
-      enabled.has(PROTOCOL.DUP_2) && offered.has(SUBPROTOCOL_DUP_2)
-        ? SUBPROTOCOL_DUP_2
-        : enabled.has(PROTOCOL.DUP_1) && offered.has(SUBPROTOCOL_DUP_1)
-          ? SUBPROTOCOL_DUP_1
-          : false,
+    handleProtocols: chooseProtocol,
   });
   const drainMs = positive(options.drainMs, 10_000, 'drainMs');
   const log = logFor(options.id, options.logger);
-  const link = controlLinkOf(options, key, [...enabled], maxItemSize, log, () => {
-    const address = httpServer.address();
-    return address !== null && typeof address === 'object' ? address.port : undefined;
-  });
+  // Browsers that come through the control server's relay: admitted, and handed to the sessions,
+  // exactly as direct ones (see the `connection` listeners and `admit` below).
+  const relay = options.relay
+    ? new RelayChannels({
+        admit: (req) => admit(req),
+        protocol: chooseProtocol,
+        connect: (ws, req) => wss.emit('connection', ws, req),
+        maxPayload,
+        maxQueued: 2 * window + maxPayload,
+        log,
+      })
+    : undefined;
+  const link = controlLinkOf(
+    options,
+    key,
+    [...enabled],
+    maxItemSize,
+    log,
+    () => {
+      const address = httpServer.address();
+      return address !== null && typeof address === 'object' ? address.port : undefined;
+    },
+    relay && { channels: relay, maxMessage: maxPayload },
+  );
   const refuse = (_req: IncomingMessage, socket: Duplex): void => void socket.destroy();
   const ctx = {
     log,
@@ -391,6 +422,8 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   };
   httpServer.on('upgrade', onUpgrade);
   httpServer.on('request', onRequest);
+  // A relayed server is reachable once registered, whether it listens or not.
+  if (relay) link?.start();
 
   return {
     id: options.id,
@@ -403,12 +436,14 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     },
     async close() {
       clearInterval(sweeper);
-      link?.close();
       httpServer.off('upgrade', onUpgrade);
       // New upgrades are refused while the connections drain.
       if (ownsServer) httpServer.on('upgrade', refuse);
+      relay?.stop();
       log('shutdown', { connections: sessions.size });
       await Promise.all([...sessions].map((s) => s.drain(drainMs)));
+      // After the drain: relayed connections drain over the link, and completions reach it.
+      link?.close();
       httpServer.off('request', onRequest);
       await shutdown(wss, httpServer, ownsServer);
       await store.close();
@@ -424,10 +459,16 @@ function controlLinkOf(
   maxItemSize: number,
   log: (event: string, fields?: Record<string, unknown>) => void,
   port: () => number | undefined,
+  relay: ControlLinkOptions['relay'],
 ): ControlLink | undefined {
-  if (options.controlUrl === undefined) return undefined;
+  if (options.controlUrl === undefined) {
+    if (options.relay) throw new TypeError('ws-uploader: `relay` needs `controlUrl`');
+    return undefined;
+  }
   if (!/^wss?:\/\/[^/]/.test(options.controlUrl))
     throw new TypeError('ws-uploader: `controlUrl` must be a ws: or wss: URL');
+  if (options.relay && options.publicUrl !== undefined)
+    throw new TypeError('ws-uploader: a `relay` server has no `publicUrl`');
   let advertise: { url: string; httpUrl: string } | undefined;
   if (options.publicUrl !== undefined) {
     if (!/^https?:\/\/[^/]/.test(options.publicUrl))
@@ -444,6 +485,7 @@ function controlLinkOf(
     port,
     maxItemSize,
     log,
+    ...(relay ? { relay } : {}),
   });
 }
 

@@ -4,8 +4,14 @@
  * browsers reach it), keeps a heartbeat, reports items it has stored and verified, and reports
  * demand (a reader waits for ranges it lacks). Unknown fields are ignored; unknown types and wrong
  * field types are rejected, as in the control protocol.
+ *
+ * A server that registers with `relay: true` is reached through the control server: each browser
+ * WebSocket to `/relay/{serverId}` becomes a relay channel on the link (`relay-open`,
+ * `relay-accept` or `relay-refuse`, `relay-pause`/`relay-resume`, `relay-close` as JSON text) and
+ * its messages travel as binary relay frames (see {@link encodeRelayFrame}).
  */
 import { MAX_RANGES_PER_FRAME, MAX_TOKEN_BYTES } from './constants.js';
+import { ProtocolError } from './errors.js';
 import {
   arr,
   bad,
@@ -20,6 +26,7 @@ import {
   type Obj,
 } from './json-fields.js';
 import type { ByteRange } from './ranges.js';
+import { utf8Length } from './utf8.js';
 
 /** register: the upload server's first message; authenticates it and says where it is. */
 export interface RegisterMessage {
@@ -38,6 +45,17 @@ export interface RegisterMessage {
   readonly port?: number;
   /** Largest item it accepts, in bytes. */
   readonly maxItemSize?: number;
+  /**
+   * The server cannot be reached by browsers and takes their connections as relay channels over
+   * this link; it is listed at `/relay/{id}` on the control server. Goes without `url`, `httpUrl`
+   * and `port`.
+   */
+  readonly relay?: boolean;
+  /**
+   * Largest WebSocket message it accepts from a browser, in bytes; the control server refuses
+   * larger ones on relay channels (close 1009). @default {@link DEFAULT_RELAY_MAX_MESSAGE}
+   */
+  readonly maxMessage?: number;
 }
 /** heartbeat: the upload server is alive. */
 export interface HeartbeatMessage {
@@ -73,6 +91,47 @@ export interface RegisteredMessage {
   /** The HTTP base URL browsers are given for this server. */
   readonly httpUrl: string;
 }
+/** relay-open: a browser asks to connect through the relay; answer `relay-accept` or `relay-refuse`. */
+export interface RelayOpenMessage {
+  readonly type: 'relay-open';
+  /** The channel number, 1..2^32−1, never reused on this link. */
+  readonly channel: number;
+  /** The `Sec-WebSocket-Protocol` tokens the browser offered, in its order. */
+  readonly protocols: readonly string[];
+  /** The browser's IP address as the control server sees it. */
+  readonly remote: string;
+  /** The browser's `Origin` header, when it sent one. */
+  readonly origin?: string;
+}
+/** relay-accept: the upload server takes the channel with this subprotocol (empty: none). */
+export interface RelayAcceptMessage {
+  readonly type: 'relay-accept';
+  readonly channel: number;
+  /** One of the offered tokens, or `''` to complete the upgrade without a subprotocol. */
+  readonly protocol: string;
+}
+/** relay-refuse: the upload server refuses the channel; the browser gets this HTTP status. */
+export interface RelayRefuseMessage {
+  readonly type: 'relay-refuse';
+  readonly channel: number;
+  /** HTTP status, 400..599 (403 origin not allowed, 429 too many connections, 503 closing). */
+  readonly status: number;
+}
+/** relay-close: one side of a channel closed (either direction). */
+export interface RelayCloseMessage {
+  readonly type: 'relay-close';
+  readonly channel: number;
+  /** WebSocket close code, 1000..4999; 1005 no code, 1006 closed without a close frame. */
+  readonly code: number;
+  /** Close reason, at most 123 bytes of UTF-8. */
+  readonly reason: string;
+}
+/** relay-pause / relay-resume: the upload server stops (or starts again) reading a channel. */
+export interface RelayFlowMessage {
+  readonly type: 'relay-pause' | 'relay-resume';
+  readonly channel: number;
+}
+
 /** error: the control server refused a message (and closes the link when it refuses `register`). */
 export interface RegistryErrorMessage {
   readonly type: 'error';
@@ -89,11 +148,113 @@ export type RegistryErrorCode =
   | 'no-endpoint'
   | 'duplicate-id';
 
+/** Relay messages an upload server sends. */
+export type RelayClientMessage =
+  RelayAcceptMessage | RelayRefuseMessage | RelayCloseMessage | RelayFlowMessage;
+/** Relay messages the control server sends. */
+export type RelayServerMessage = RelayOpenMessage | RelayCloseMessage;
+
 /** Messages an upload server sends on its registry link. */
 export type RegistryClientMessage =
-  RegisterMessage | HeartbeatMessage | StoredMessage | DemandMessage;
+  RegisterMessage | HeartbeatMessage | StoredMessage | DemandMessage | RelayClientMessage;
 /** Messages the control server sends on a registry link. */
-export type RegistryServerMessage = RegisteredMessage | RegistryErrorMessage;
+export type RegistryServerMessage = RegisteredMessage | RegistryErrorMessage | RelayServerMessage;
+
+/**
+ * Largest browser message on a relay channel when `register` names no `maxMessage`: a `dup/2`
+ * DATA frame of the default 1 MiB chunk.
+ */
+export const DEFAULT_RELAY_MAX_MESSAGE = 1024 * 1024 + 17;
+/** Largest `maxMessage` a server may register: 64 MiB. */
+export const MAX_RELAY_MESSAGE = 64 * 1024 * 1024;
+/** Bytes of a relay frame before its payload: `u32` channel, `u8` kind. */
+export const RELAY_HEADER_BYTES = 5;
+/** Largest relay channel number. */
+export const MAX_RELAY_CHANNEL = 0xffff_ffff;
+/** Close code of relayed browser connections when the upload server's link is lost. */
+export const RELAY_LINK_LOST = 4010;
+
+/** What a relay frame carries: the WebSocket opcode of the browser-side message. */
+export const RELAY_KIND = {
+  TEXT: 0x01,
+  BINARY: 0x02,
+  PING: 0x09,
+  PONG: 0x0a,
+} as const;
+/** A relay frame kind byte. */
+export type RelayKind = (typeof RELAY_KIND)[keyof typeof RELAY_KIND];
+
+/** One WebSocket message (or ping, pong) of a relay channel. */
+export interface RelayFrame {
+  /** The channel, 1..2^32−1. */
+  readonly channel: number;
+  readonly kind: RelayKind;
+  /** The message's bytes (UTF-8 for text); at most 125 for ping and pong. */
+  readonly payload: Uint8Array;
+}
+
+const KINDS: ReadonlySet<number> = new Set(Object.values(RELAY_KIND));
+
+/**
+ * Encodes a relay frame: `u32` channel (big-endian), `u8` kind, then the payload. Sent as one
+ * binary WebSocket message on the registry link.
+ * @param frame the frame
+ * @throws {ProtocolError} `frame-invalid-field` for a channel out of 1..2^32−1 or an unknown kind,
+ *   `frame-too-large` for a ping or pong over 125 bytes
+ */
+export function encodeRelayFrame(frame: RelayFrame): Uint8Array {
+  checkRelayFrame(frame.channel, frame.kind, frame.payload.length);
+  const out = new Uint8Array(RELAY_HEADER_BYTES + frame.payload.length);
+  writeRelayHeader(out, frame.channel, frame.kind);
+  out.set(frame.payload, RELAY_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Writes the 5-byte header of a relay frame at the start of `into` (so a caller can put the
+ * payload after it without another copy).
+ * @param into at least {@link RELAY_HEADER_BYTES} bytes
+ * @param channel 1..2^32−1
+ * @param kind a {@link RELAY_KIND}
+ */
+export function writeRelayHeader(into: Uint8Array, channel: number, kind: RelayKind): void {
+  checkRelayFrame(channel, kind, 0);
+  const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
+  view.setUint32(0, channel);
+  view.setUint8(4, kind);
+}
+
+/**
+ * Decodes a relay frame. The payload is a view into `bytes`, not a copy.
+ * @param bytes one binary WebSocket message of the registry link
+ * @throws {ProtocolError} `frame-truncated` under 5 bytes, `frame-invalid-field` for channel 0 or an
+ *   unknown kind, `frame-too-large` for a ping or pong over 125 bytes
+ */
+export function decodeRelayFrame(bytes: Uint8Array): RelayFrame {
+  if (bytes.length < RELAY_HEADER_BYTES)
+    throw new ProtocolError(
+      'frame-truncated',
+      `a relay frame has at least ${RELAY_HEADER_BYTES} bytes`,
+    );
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const channel = view.getUint32(0);
+  const kind = view.getUint8(4);
+  checkRelayFrame(channel, kind, bytes.length - RELAY_HEADER_BYTES);
+  return {
+    channel,
+    kind: kind as RelayKind,
+    payload: bytes.subarray(RELAY_HEADER_BYTES),
+  };
+}
+
+function checkRelayFrame(channel: number, kind: number, length: number): void {
+  if (!Number.isInteger(channel) || channel < 1 || channel > MAX_RELAY_CHANNEL)
+    throw new ProtocolError('frame-invalid-field', 'relay channel must be 1..2^32-1');
+  if (!KINDS.has(kind))
+    throw new ProtocolError('frame-invalid-field', `unknown relay frame kind ${kind}`);
+  if ((kind === RELAY_KIND.PING || kind === RELAY_KIND.PONG) && length > 125)
+    throw new ProtocolError('frame-too-large', 'a relayed ping or pong carries at most 125 bytes');
+}
 
 /**
  * Encodes a registry message as JSON text.
@@ -124,6 +285,13 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
       const port = o['port'] === undefined ? undefined : num(o, 'port', 1, 65535);
       if (port !== undefined && !Number.isInteger(port)) bad('port must be an integer');
       const maxItemSize = o['maxItemSize'] === undefined ? undefined : int(o, 'maxItemSize');
+      const relay = o['relay'] === undefined ? undefined : bool(o, 'relay');
+      if (relay && (url !== undefined || port !== undefined))
+        bad('a relayed server sends no url, httpUrl or port');
+      const maxMessage =
+        o['maxMessage'] === undefined ? undefined : num(o, 'maxMessage', 1, MAX_RELAY_MESSAGE);
+      if (maxMessage !== undefined && !Number.isInteger(maxMessage))
+        bad('maxMessage must be an integer');
       return {
         type: 'register',
         token: str(o, 'token', 1, MAX_TOKEN_BYTES),
@@ -133,6 +301,8 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
         ...(httpUrl === undefined ? {} : { httpUrl }),
         ...(port === undefined ? {} : { port }),
         ...(maxItemSize === undefined ? {} : { maxItemSize }),
+        ...(relay === undefined ? {} : { relay }),
+        ...(maxMessage === undefined ? {} : { maxMessage }),
       };
     }
     case 'heartbeat':
@@ -160,6 +330,22 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
       if (ranges.length === 0) bad('ranges is empty');
       return { type: 'demand', itemId: id(o, 'itemId'), ranges };
     }
+    case 'relay-accept': {
+      const protocol = str(o, 'protocol', 0, 64);
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]*$/.test(protocol))
+        bad('protocol must be a Sec-WebSocket-Protocol token');
+      return { type: 'relay-accept', channel: channel(o), protocol };
+    }
+    case 'relay-refuse': {
+      const status = num(o, 'status', 400, 599);
+      if (!Number.isInteger(status)) bad('status must be an integer');
+      return { type: 'relay-refuse', channel: channel(o), status };
+    }
+    case 'relay-close':
+      return relayClose(o);
+    case 'relay-pause':
+    case 'relay-resume':
+      return { type: o['type'], channel: channel(o) };
     default:
       return bad(`unknown registry message type ${JSON.stringify(o['type'])}`);
   }
@@ -191,9 +377,46 @@ export function decodeRegistryServerMessage(text: string): RegistryServerMessage
         code: str(o, 'code', 1, 64) as RegistryErrorCode,
         message: str(o, 'message', 0, 1024),
       };
+    case 'relay-open': {
+      const offered = arr(o, 'protocols', 32).map((p, i) => {
+        if (typeof p !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/.test(p))
+          bad(`protocols[${i}] must be a Sec-WebSocket-Protocol token`);
+        return p;
+      });
+      const origin = optStr(o, 'origin', 2048);
+      return {
+        type: 'relay-open',
+        channel: channel(o),
+        protocols: offered,
+        remote: str(o, 'remote', 0, 64),
+        ...(origin === undefined ? {} : { origin }),
+      };
+    }
+    case 'relay-close':
+      return relayClose(o);
     default:
       return bad(`unknown registry message type ${JSON.stringify(o['type'])}`);
   }
+}
+
+function bool(o: Obj, field: string): boolean {
+  const v = o[field];
+  if (typeof v !== 'boolean') bad(`${field} must be a boolean`);
+  return v;
+}
+
+function channel(o: Obj): number {
+  const v = num(o, 'channel', 1, MAX_RELAY_CHANNEL);
+  if (!Number.isInteger(v)) bad('channel must be an integer');
+  return v;
+}
+
+function relayClose(o: Obj): RelayCloseMessage {
+  const code = num(o, 'code', 1000, 4999);
+  if (!Number.isInteger(code)) bad('code must be an integer');
+  const reason = str(o, 'reason', 0, 123);
+  if (utf8Length(reason) > 123) bad('reason must have at most 123 bytes of UTF-8');
+  return { type: 'relay-close', channel: channel(o), code, reason };
 }
 
 function protocols(o: Obj): string[] {
