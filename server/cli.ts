@@ -59,6 +59,10 @@ ${SECRET_HELP}
                            connect out to it, register, report completions and demand
   --public-url URL         this server's HTTP base URL as browsers reach it, sent when registering
                            (default: the address the control server sees, with --port)
+  --relay                  with --control-url: browsers cannot reach this server (behind NAT, no
+                           public port), so they reach it through the control server at
+                           /relay/ID, over the link this server opens; --port/--host then only
+                           serve local HTTP (reads, /healthz)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every option can also come from the environment: --max-item-size is WS_UPLOADER_MAX_ITEM_SIZE,
@@ -91,6 +95,7 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       protocols: { type: 'string' },
       'control-url': { type: 'string' },
       'public-url': { type: 'string' },
+      relay: { type: 'boolean' },
       log: { type: 'string', default: 'json' },
     },
     async run(v) {
@@ -135,6 +140,7 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         ...optional('max-buffered-bytes', 'maxBufferedBytes'),
         ...(typeof v['control-url'] === 'string' ? { controlUrl: v['control-url'] } : {}),
         ...(typeof v['public-url'] === 'string' ? { publicUrl: v['public-url'] } : {}),
+        ...(v['relay'] === true ? { relay: true } : {}),
         ...(typeof v['protocols'] === 'string'
           ? {
               protocols: v['protocols']
