@@ -49,6 +49,25 @@ export function secretKey(secret: string | Uint8Array): Uint8Array {
   return key;
 }
 
+/** WebCrypto HMAC keys made from secrets, so each secret is imported once, not per token. */
+const hmacKeys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
+
+/** The HMAC-SHA-256 key of a secret (imported once per secret). */
+function hmacKey(secret: Uint8Array): Promise<CryptoKey> {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey(
+      'raw',
+      new Uint8Array(secret),
+      { name: 'HMAC', hash: 'SHA-256' },
+      false,
+      ['sign', 'verify'],
+    );
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
 /**
  * Signs a token.
  * @param key the shared secret (from {@link secretKey})
@@ -72,7 +91,7 @@ export async function signToken(
     .setAudience(audience)
     .setIssuedAt(now)
     .setExpirationTime(exp)
-    .sign(key);
+    .sign(await hmacKey(key));
   return { token, expiresAt: exp * 1000 };
 }
 
@@ -91,7 +110,7 @@ export async function verifyToken(
   leewaySeconds = CLOCK_LEEWAY_SECONDS,
 ): Promise<(TokenClaims & Record<string, unknown>) | undefined> {
   try {
-    const { payload } = await jwtVerify(token, key, {
+    const { payload } = await jwtVerify(token, await hmacKey(key), {
       audience,
       algorithms: ['HS256'],
       clockTolerance: leewaySeconds,

@@ -33,6 +33,7 @@ import {
   covers,
 } from '../../src/protocol/index.js';
 import { listen, pathOf, upgradeOn, shutdown } from '../internal/http-server.js';
+import { logFor, type Logger } from '../internal/log.js';
 import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } from '../tokens.js';
 import { defaultPlanner, validatePlan, type Planner, type PlannerServer } from './planner.js';
 import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
@@ -145,6 +146,8 @@ export interface ControlServerOptions {
    * to report it verified, in ms; past it the item fails with `unverified`. @default 30000
    */
   readonly verifyWaitMs?: number;
+  /** Where log events go (one object per event; tokens never appear). @default none */
+  readonly logger?: Logger;
   /** Called when a linked upload server reports that a reader waits for ranges it lacks. */
   readonly onDemand?: (demand: { serverId: string; itemId: string; ranges: ByteRange[] }) => void;
   /** An existing HTTP server to attach to (only `path` upgrades are taken); otherwise one is created. */
@@ -243,6 +246,8 @@ interface Session {
   refresh?: NodeJS.Timeout;
   /** Rooms this browser joined. */
   readonly rooms: Set<string>;
+  /** Its messages, handled one after the other. */
+  queue: Promise<void>;
 }
 
 interface Task {
@@ -287,6 +292,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const probeWaitMs = options.probeWaitMs ?? 1500;
   const maxItemSize = options.maxItemSize ?? DEFAULT_MAX_ITEM_SIZE;
   const sessionResumeMs = options.sessionResumeMs ?? 600_000;
+  const log = logFor('control', options.logger);
   const registryPath = options.registryPath ?? '/registry';
   const heartbeatMs = options.heartbeatMs ?? 10_000;
   const verifyWaitMs = options.verifyWaitMs ?? 30_000;
@@ -319,6 +325,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     registerTimeoutMs: helloTimeoutMs,
     events: {
       change: () => {
+        log('servers', { servers: registry.list().map((s) => s.id) });
         // Every browser hears of the new list before any task names a server on it.
         void Promise.all(
           [...sessions.values()].map((session) =>
@@ -338,9 +345,33 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           if (task.itemId === message.itemId && task.awaiting) task.awaiting();
         }
       },
-      demand: (serverId, message) => onDemand(serverId, message.itemId, message.ranges),
+      demand: (serverId, message) => {
+        log('demand', { serverId, itemId: message.itemId, ranges: message.ranges });
+        onDemand(serverId, message.itemId, message.ranges);
+      },
     },
   });
+  // Sessions past their resume time are forgotten, with the tasks their browsers never finished.
+  const sweeper = setInterval(
+    () => {
+      const now = Date.now();
+      const gone = new Set<string>();
+      for (const [id, r] of resumable) {
+        if (r.expiresAt > now) continue;
+        resumable.delete(id);
+        if (!sessions.has(r.clientId)) gone.add(r.clientId);
+      }
+      if (gone.size === 0) return;
+      for (const task of [...tasks.values()]) {
+        if (!gone.has(task.clientId)) continue;
+        tasks.delete(task.taskId);
+        const item = items.get(task.itemId);
+        if (item?.state === 'uploading') items.set(task.itemId, { ...item, state: 'published' });
+      }
+    },
+    Math.min(60_000, Math.max(1000, sessionResumeMs / 2)),
+  );
+  sweeper.unref();
   const serverIds = (): Set<string> => new Set(registry.list().map((s) => s.id));
 
   const ownsServer = !options.server;
@@ -411,6 +442,14 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       reason,
     });
     options.onTask?.({ type: 'sent', taskId, itemId, clientId: session.clientId });
+    log('transmit', {
+      taskId,
+      itemId,
+      clientId: session.clientId,
+      reason,
+      priority,
+      servers: [...new Set(ranges.map((r) => r.serverId))],
+    });
     return taskId;
   };
 
@@ -458,6 +497,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       clientId: task.clientId,
     });
     send(session.ws, { type: 'completed', itemId: task.itemId, sha256, servers });
+    log('item-complete', { itemId: task.itemId, taskId: task.taskId, servers });
     options.onComplete?.(stored);
   };
 
@@ -474,6 +514,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       code,
     });
     fail(session.ws, code, why, task.itemId);
+    log('item-failed', { itemId: task.itemId, taskId: task.taskId, code });
   };
 
   /**
@@ -736,7 +777,11 @@ export function createControlServer(options: ControlServerOptions): ControlServe
             });
           }
         }
-        for (const meta of toPlan) await planAndTransmit(session, meta);
+        // Not awaited: planning may wait for probes, which are later messages of this browser.
+        for (const meta of toPlan)
+          planAndTransmit(session, meta).catch((e: unknown) =>
+            log('internal-error', { clientId: session.clientId, message: String(e) }),
+          );
         return;
       }
       case 'auth': {
@@ -870,7 +915,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     }
   };
 
-  wss.on('connection', (ws) => {
+  wss.on('connection', (ws, req: IncomingMessage) => {
+    const remote = req.socket.remoteAddress;
     if (ws.protocol !== SUBPROTOCOL_CONTROL_1) {
       ws.close(CLOSE.UNSUPPORTED_PROTOCOL, `speak ${SUBPROTOCOL_CONTROL_1}`);
       return;
@@ -888,12 +934,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       sessions.delete(session.clientId);
       clearInterval(session.refresh);
       for (const room of [...session.rooms]) leaveRoom(session, room);
-      const now = Date.now();
-      for (const [id, r] of resumable) if (r.expiresAt <= now) resumable.delete(id);
       resumable.set(session.sessionId, {
         clientId: session.clientId,
         userId: session.userId,
-        expiresAt: now + sessionResumeMs,
+        expiresAt: Date.now() + sessionResumeMs,
       });
     });
     ws.on('message', (data, isBinary) => {
@@ -911,7 +955,14 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         return;
       }
       if (session) {
-        onMessage(session, message).catch(() => fail(ws, 'internal', 'internal error'));
+        // One message at a time per browser, in order, even when one waits for a hook.
+        const current = session;
+        current.queue = current.queue
+          .then(() => onMessage(current, message))
+          .catch((e: unknown) => {
+            log('internal-error', { clientId: current.clientId, message: String(e) });
+            fail(ws, 'internal', 'internal error');
+          });
         return;
       }
       if (message.type !== 'hello' || authenticating) {
@@ -925,6 +976,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         clearTimeout(timer);
         if (ws.readyState !== ws.OPEN) return;
         if (!user) {
+          log('auth-failed', { remote });
           fail(ws, 'auth-failed', 'credential refused');
           ws.close(CLOSE.AUTH_FAILED, 'auth failed');
           return;
@@ -952,6 +1004,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           throughput: new Map(),
           tokens: new Map(),
           rooms: new Set(),
+          queue: Promise.resolve(),
           probed,
           markProbed,
         };
@@ -959,6 +1012,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         if (ws.readyState !== ws.OPEN) return;
         session = s;
         sessions.set(clientId, s);
+        log('session', { clientId, userId: user.userId, resumed: Boolean(resumed), remote });
         // Fresh upload tokens well before the old ones expire (the browser uses them to reconnect).
         s.refresh = setInterval(() => {
           serverList(clientId, s.userId, s.tokens).then(
@@ -1062,6 +1116,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     },
     async close() {
       httpServer.off('upgrade', onUpgrade);
+      clearInterval(sweeper);
       registry.close();
       for (const ws of registryWss.clients) ws.terminate();
       registryWss.close();

@@ -25,7 +25,6 @@ class Inbox<T> {
   #closed = false;
 
   push(v: T): void {
-    if (process.env.PEER_DEBUG) console.log('<-', JSON.stringify(v).slice(0, 200));
     const w = this.#waiters.shift();
     if (w) w(v);
     else this.#items.push(v);
