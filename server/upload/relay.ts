@@ -196,10 +196,11 @@ export class RelaySocket extends EventEmitter {
     }
     if (payload.length > this.#maxPayload) {
       // What `ws` does with a message over maxPayload.
-      const error = Object.assign(new RangeError('Max payload size exceeded'), {
-        code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
-      });
-      this.emit('error', error);
+      this.#error(
+        Object.assign(new RangeError('Max payload size exceeded'), {
+          code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+        }),
+      );
       this.close(1009, 'Max payload size exceeded');
       return;
     }
@@ -211,7 +212,7 @@ export class RelaySocket extends EventEmitter {
     this.#queue.push({ data: payload, isBinary });
     this.#queued += payload.length;
     if (this.#queued > this.#maxQueued) {
-      this.emit('error', new Error('relay channel: too many bytes received while paused'));
+      this.#error(new Error('relay channel: too many bytes received while paused'));
       this.terminate();
     }
   }
@@ -233,6 +234,11 @@ export class RelaySocket extends EventEmitter {
    */
   linkLost(): void {
     this.#finish(ABNORMAL, '');
+  }
+
+  /** An `error` event, when someone listens (a socket refused for its protocol has no session). */
+  #error(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
   #frame(kind: RelayKind, payload: Uint8Array, cb?: (err?: Error) => void): void {
@@ -391,6 +397,13 @@ export class RelayChannels {
       frame.payload.byteOffset,
       frame.payload.length,
     );
-    socket.receive(frame.kind, payload);
+    try {
+      socket.receive(frame.kind, payload);
+    } catch (e) {
+      // A fault of this connection's session: it must not take the link (and every other
+      // relayed connection) down with it.
+      this.#options.log('relay-error', { channel: frame.channel, message: String(e) });
+      socket.terminate();
+    }
   }
 }

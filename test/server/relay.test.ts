@@ -257,6 +257,43 @@ describe('relay (upload servers behind NAT, reached through the control server)'
     expect(sha256(stored).hex).to.equal(digest.hex);
   });
 
+  it('pauses a relayed browser while the upload server is over its buffer budget, and the upload still arrives intact', async () => {
+    const { server, url } = await startRelayed('nat-1', {
+      maxBufferedBytes: 256 * 1024,
+      maxChunk: 128 * 1024,
+    });
+    const bytes = randomBytes(3 * MiB + 1);
+    const digest = sha256(bytes);
+    const dup = new Dup2Peer(url);
+    sockets.push(dup);
+    await dup.send({ type: 'hello', token: await uploadToken('nat-1') });
+    expect((await dup.next()).type).to.equal('welcome');
+    await dup.open(1, 'budget', bytes.length);
+    expect((await dup.next()).type).to.equal('opened');
+    for (let offset = 0; offset < bytes.length; offset += 128 * 1024)
+      await dup.data(1, offset, bytes.subarray(offset, offset + 128 * 1024));
+    let acked = 0;
+    while (acked < bytes.length) {
+      const frame = await dup.next();
+      expect(frame.type).to.equal('ack');
+      if (frame.type === 'ack') acked += frame.end - frame.start;
+    }
+    await dup.send({ type: 'finish', uploadId: 1, sha256: digest.bytes });
+    expect((await dup.next()).type).to.equal('complete');
+    const stored = await readAll(server.store.read('budget', 0, bytes.length));
+    expect(sha256(stored).hex).to.equal(digest.hex);
+  });
+
+  it('closes a browser whose message is over the upload server’s limit with 1009', async () => {
+    const { url } = await startRelayed('nat-1', { maxChunk: 64 * 1024 });
+    const dup = new Dup2Peer(url);
+    sockets.push(dup);
+    await dup.send({ type: 'hello', token: await uploadToken('nat-1') });
+    expect((await dup.next()).type).to.equal('welcome');
+    await dup.sendRaw(new Uint8Array(200 * 1024));
+    expect((await dup.closed).code).to.equal(CLOSE.MESSAGE_TOO_BIG);
+  });
+
   it('relays WebSocket pings: an idle relayed connection answers the server’s pings and stays open', async () => {
     const { url } = await startRelayed('nat-1', { heartbeatMs: 100 });
     const dup = new Dup2Peer(url);
