@@ -255,7 +255,7 @@ export class UploadServerRegistry {
   close(): void {
     for (const link of this.#links.values()) {
       clearTimeout(link.watchdog);
-      link.relay?.close();
+      link.relay?.close(CLOSE.GOING_AWAY, 'control server closing');
       link.ws.close(CLOSE.GOING_AWAY, 'control server closing');
     }
     this.#links.clear();

@@ -216,16 +216,19 @@ export class RelayLink {
   }
 
   /**
-   * The link is lost (or replaced, or the control server closes): every relayed browser is
-   * closed with {@link RELAY_LINK_LOST}, every pending one refused with 503.
+   * The link is lost or replaced (or the control server closes): every relayed browser is closed,
+   * every pending one refused with 503.
+   * @param code close code for the browsers: {@link RELAY_LINK_LOST}, or 1001 when the control
+   *   server shuts down
+   * @param reason close reason
    */
-  close(): void {
+  close(code: number = RELAY_LINK_LOST, reason = 'upload server link lost'): void {
     if (this.#closed) return;
     this.#closed = true;
     for (const channel of [...this.#channels.values()]) {
       this.#forget(channel);
       if (channel.pending) refuse(channel.pending.socket, 503);
-      channel.ws?.close(RELAY_LINK_LOST, 'upload server link lost');
+      channel.ws?.close(code, reason);
     }
   }
 

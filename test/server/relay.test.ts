@@ -419,14 +419,14 @@ describe('relay (upload servers behind NAT, reached through the control server)'
     expect(await upgradeStatus(registered.url, SUBPROTOCOL_DUP_2)).to.equal(404);
   });
 
-  it('closes relayed browsers of a real upload server with 4010 when the control server closes', async () => {
+  it('closes relayed browsers of a real upload server with 1001 when the control server closes', async () => {
     const { url } = await startRelayed('nat-1');
     const dup = new Dup2Peer(url);
     sockets.push(dup);
     await dup.send({ type: 'hello', token: await uploadToken('nat-1') });
     expect((await dup.next()).type).to.equal('welcome');
     await control.close();
-    expect((await dup.closed).code).to.equal(RELAY_LINK_LOST);
+    expect((await dup.closed).code).to.equal(CLOSE.GOING_AWAY);
     control = createControlServer({ secret: SECRET });
   });
 
