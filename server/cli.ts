@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createControlServer, type UploadServerEndpoint } from './control/control-server.js';
+import { createPlanner } from './control/planner.js';
 import { startDemo } from './demo.js';
 import { createReadToken, createUserToken } from './tokens.js';
 import { createUploadServer } from './upload/upload-server.js';
@@ -174,31 +175,81 @@ Runs a control server: browsers at ws://HOST:PORT/control, upload servers starte
 --control-url at ws://HOST:PORT/registry. Upload servers that do not register are listed with
 --upload-server or in the config file.
 
-  --config FILE        JSON file: { "uploadServers": [{ "id", "url", "httpUrl" }], "port", "host" }
-  --upload-server S    an upload server as id=WS_URL,HTTP_URL (repeatable)
-  --port N             TCP port (default 8080)
-  --host H             interface (default 127.0.0.1)
-${SECRET_HELP}`,
+  --config FILE            JSON file with any of: uploadServers ([{ "id", "url", "httpUrl",
+                           "protocols" }]), port, host, path, registryPath, heartbeatMs,
+                           helloTimeoutMs, probeWaitMs, verifyWaitMs, maxItemSize, sessionResumeMs,
+                           inlineMax, inlineTotalMax, uploadTokenTtlSeconds, and planner
+                           ({ "splitMin", "maxServers", "align" }). Flags win over the file.
+  --upload-server S        an upload server as id=WS_URL,HTTP_URL (repeatable)
+  --port N                 TCP port (default 8080)
+  --host H                 interface (default 127.0.0.1)
+${SECRET_HELP}
+  --heartbeat MS           heartbeat asked of linked upload servers; three missed drop one
+                           (default 10000)
+  --hello-timeout MS       time a browser has to send hello (default 10000)
+  --probe-wait MS          how long planning waits for a browser's first probes (default 1500)
+  --verify-wait MS         how long a browser's complete waits for the linked server's
+                           verification (default 30000)
+  --max-item-size N        largest item in bytes (default 524288000)
+  --session-resume MS      how long a disconnected browser may resume its session (default 600000)
+  --inline-max N           largest item carried inline, in bytes; 0: none (default 65536)
+  --inline-total-max N     inline bytes held in memory at most (default 67108864)
+  --upload-token-ttl S     lifetime of upload tokens, in seconds (default 3600)
+  --split-min N            items at least this large are split across servers (default 67108864)
+  --max-split-servers N    most servers one item is split across (default 3)
+  --log FORMAT             json: one JSON line per event on standard output (default); off
+
+Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLINE_MAX, and so on.`,
     options: {
       config: { type: 'string' },
       'upload-server': { type: 'string', multiple: true },
       port: { type: 'string' },
       host: { type: 'string' },
       secret: { type: 'string' },
+      heartbeat: { type: 'string' },
+      'hello-timeout': { type: 'string' },
+      'probe-wait': { type: 'string' },
+      'verify-wait': { type: 'string' },
+      'max-item-size': { type: 'string' },
+      'session-resume': { type: 'string' },
+      'inline-max': { type: 'string' },
+      'inline-total-max': { type: 'string' },
+      'upload-token-ttl': { type: 'string' },
+      'split-min': { type: 'string' },
+      'max-split-servers': { type: 'string' },
+      log: { type: 'string', default: 'json' },
     },
     async run(v) {
-      const config = v['config']
-        ? (JSON.parse(await readFile(str(v, 'config'), 'utf8')) as Record<string, unknown>)
-        : {};
+      if (v['log'] !== 'json' && v['log'] !== 'off') fatal('--log must be json or off');
+      const config = v['config'] ? await controlConfig(str(v, 'config')) : {};
       const fromFlags = ((v['upload-server'] as string[] | undefined) ?? []).map(parseEndpoint);
-      const uploadServers = [
-        ...((config['uploadServers'] as UploadServerEndpoint[] | undefined) ?? []),
-        ...fromFlags,
-      ];
-      const control = createControlServer({ secret: secretOf(v), uploadServers });
-      const port = v['port'] ? int(v, 'port') : Number(config['port'] ?? 8080);
-      const host =
-        (v['host'] as string | undefined) ?? (config['host'] as string | undefined) ?? '127.0.0.1';
+      const flag = (name: string, key: string): Record<string, number> =>
+        v[name] === undefined ? {} : { [key]: int(v, name) };
+      const planner = {
+        ...(config.planner ?? {}),
+        ...flag('split-min', 'splitMin'),
+        ...flag('max-split-servers', 'maxServers'),
+      };
+      const { port: configPort, host: configHost, planner: _p, ...fromFile } = config;
+      void _p;
+      const control = createControlServer({
+        ...fromFile,
+        secret: secretOf(v),
+        uploadServers: [...(config.uploadServers ?? []), ...fromFlags],
+        ...flag('heartbeat', 'heartbeatMs'),
+        ...flag('hello-timeout', 'helloTimeoutMs'),
+        ...flag('probe-wait', 'probeWaitMs'),
+        ...flag('verify-wait', 'verifyWaitMs'),
+        ...flag('max-item-size', 'maxItemSize'),
+        ...flag('session-resume', 'sessionResumeMs'),
+        ...flag('inline-max', 'inlineMax'),
+        ...flag('inline-total-max', 'inlineTotalMax'),
+        ...flag('upload-token-ttl', 'uploadTokenTtlSeconds'),
+        ...(Object.keys(planner).length > 0 ? { plan: createPlanner(planner) } : {}),
+        ...(v['log'] === 'off' ? {} : { logger: jsonLinesLogger }),
+      });
+      const port = v['port'] ? int(v, 'port') : (configPort ?? 8080);
+      const host = (v['host'] as string | undefined) ?? configHost ?? '127.0.0.1';
       const url = await control.listen(port, host);
       console.log(`control server at ${url} (registry ${url.replace(/\/control$/, '/registry')})`);
       onStop(() => control.close());
@@ -364,6 +415,83 @@ function secretOf(v: Values): string {
   const secret = (v['secret'] as string | undefined) ?? process.env['WS_UPLOADER_SECRET'];
   if (!secret) fatal('a shared secret is required: --secret or $WS_UPLOADER_SECRET');
   return secret;
+}
+
+/** What a control-server config file may hold. */
+interface ControlConfig {
+  uploadServers?: UploadServerEndpoint[];
+  port?: number;
+  host?: string;
+  path?: string;
+  registryPath?: string;
+  heartbeatMs?: number;
+  helloTimeoutMs?: number;
+  probeWaitMs?: number;
+  verifyWaitMs?: number;
+  maxItemSize?: number;
+  sessionResumeMs?: number;
+  inlineMax?: number;
+  inlineTotalMax?: number;
+  uploadTokenTtlSeconds?: number;
+  planner?: { splitMin?: number; maxServers?: number; align?: number };
+}
+
+const CONFIG_NUMBERS = [
+  'port',
+  'heartbeatMs',
+  'helloTimeoutMs',
+  'probeWaitMs',
+  'verifyWaitMs',
+  'maxItemSize',
+  'sessionResumeMs',
+  'inlineMax',
+  'inlineTotalMax',
+  'uploadTokenTtlSeconds',
+] as const;
+
+/** Reads and checks a control-server config file; unknown keys and wrong types are fatal. */
+async function controlConfig(file: string): Promise<ControlConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    fatal(`cannot read config ${file}: ${(e as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    fatal(`config ${file} must hold a JSON object`);
+  const o = raw as Record<string, unknown>;
+  const known = new Set<string>([
+    ...CONFIG_NUMBERS,
+    'uploadServers',
+    'host',
+    'path',
+    'registryPath',
+    'planner',
+  ]);
+  for (const key of Object.keys(o))
+    if (!known.has(key)) fatal(`config ${file}: unknown key ${JSON.stringify(key)}`);
+  for (const key of CONFIG_NUMBERS) {
+    const n = o[key];
+    if (n !== undefined && !(typeof n === 'number' && Number.isSafeInteger(n) && n >= 0))
+      fatal(`config ${file}: ${key} must be a non-negative integer`);
+  }
+  for (const key of ['host', 'path', 'registryPath'])
+    if (o[key] !== undefined && typeof o[key] !== 'string')
+      fatal(`config ${file}: ${key} must be a string`);
+  if (o['uploadServers'] !== undefined && !Array.isArray(o['uploadServers']))
+    fatal(`config ${file}: uploadServers must be an array`);
+  const planner = o['planner'];
+  if (planner !== undefined) {
+    if (typeof planner !== 'object' || planner === null || Array.isArray(planner))
+      fatal(`config ${file}: planner must be an object`);
+    for (const [key, n] of Object.entries(planner)) {
+      if (!['splitMin', 'maxServers', 'align'].includes(key))
+        fatal(`config ${file}: unknown planner key ${JSON.stringify(key)}`);
+      if (!(typeof n === 'number' && n >= 0))
+        fatal(`config ${file}: planner.${key} must be a non-negative number`);
+    }
+  }
+  return o as ControlConfig;
 }
 
 function parseEndpoint(spec: string): UploadServerEndpoint {

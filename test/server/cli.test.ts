@@ -1,10 +1,16 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { secretKey, CONTROL_AUDIENCE, uploadAudience, verifyToken } from '../../server/tokens.js';
+import {
+  secretKey,
+  signToken,
+  CONTROL_AUDIENCE,
+  uploadAudience,
+  verifyToken,
+} from '../../server/tokens.js';
 
 const SECRET = 'c'.repeat(32);
 
@@ -244,6 +250,68 @@ describe('ws-uploader command', () => {
       });
       run.kill();
       await exited;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs a control server from a config file and flags; an upload server with --control-url registers with it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-cli-'));
+    try {
+      const config = join(dir, 'control.json');
+      await writeFile(
+        config,
+        JSON.stringify({ port: 0, inlineMax: 2048, planner: { splitMin: 1024 } }),
+      );
+      const control = await cli(
+        ['control-server', '--config', config, '--inline-max', '4096', '--log', 'off'],
+        /registry (ws:\/\/\S+)\)/,
+        { WS_UPLOADER_SECRET: SECRET },
+      );
+      const registry = /registry (ws:\/\/\S+)\)/.exec(control.out)![1]!;
+      const controlUrl = /control server at (ws:\/\/\S+) /.exec(control.out)![1]!;
+      const upload = await cli(
+        ['upload-server', '--id', 'linked', '--data-dir', join(dir, 'data'), '--port', '0'],
+        /"state":"registered"/,
+        { WS_UPLOADER_SECRET: SECRET, WS_UPLOADER_CONTROL_URL: registry },
+      );
+      const token = (await signToken(secretKey(SECRET), 'bob', CONTROL_AUDIENCE, 60)).token;
+      const welcome = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const ws = new WebSocket(controlUrl, 'ws-uploader.control.v1');
+        ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', token })));
+        ws.on('message', (m) => {
+          resolve(JSON.parse(m.toString()) as Record<string, unknown>);
+          ws.close();
+        });
+        ws.on('error', reject);
+      });
+      expect(welcome['limits']).to.deep.equal({ maxItemSize: 524288000, inlineMax: 4096 });
+      expect((welcome['servers'] as { id: string }[]).map((s) => s.id)).to.deep.equal(['linked']);
+      upload.kill();
+      control.kill();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says what is wrong with a control-server config file and exits 2', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-cli-'));
+    try {
+      for (const [content, message] of [
+        ['{"inlineMaxx": 1}', /unknown key "inlineMaxx"/],
+        ['{"heartbeatMs": "10"}', /heartbeatMs must be a non-negative integer/],
+        ['{"planner": {"split": 1}}', /unknown planner key "split"/],
+        ['[1]', /must hold a JSON object/],
+        ['{oops', /cannot read config/],
+      ] as const) {
+        const config = join(dir, 'c.json');
+        await writeFile(config, content);
+        const run = await cli(['control-server', '--config', config], undefined, {
+          WS_UPLOADER_SECRET: SECRET,
+        });
+        expect(run.code, content).to.equal(2);
+        expect(run.err, content).to.match(message);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
