@@ -219,15 +219,21 @@ export class Dup2Transport {
   /**
    * Waits until `bytes` more fit in the window and the socket buffer is not full.
    * @param bytes size of the next payload
+   * @param signal ends the wait early (the caller checks why)
    */
-  async waitForRoom(bytes: number): Promise<void> {
-    while (!this.#closed) {
+  async waitForRoom(bytes: number, signal?: AbortSignal): Promise<void> {
+    while (!this.#closed && !signal?.aborted) {
       const socket = this.#socket;
       const windowOk = this.#inFlight === 0 || this.#inFlight + bytes <= this.#window;
       if (windowOk && (socket?.bufferedAmount ?? 0) < HIGH_WATER) return;
       await new Promise<void>((resolve) => {
-        if (!windowOk) this.#waiters.push(resolve);
-        else this.#options.clock.setTimeout(resolve, DRAIN_POLL_MS);
+        const done = (): void => {
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        signal?.addEventListener('abort', done, { once: true });
+        if (!windowOk) this.#waiters.push(done);
+        else this.#options.clock.setTimeout(done, DRAIN_POLL_MS);
       });
     }
   }

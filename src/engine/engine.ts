@@ -2,11 +2,23 @@
  * The headless engine: the control channel, the socket pool, the latency probe and the part
  * scheduler behind one `EventTarget`. It never touches the DOM.
  */
-import type { ControlServerMessage, ItemKind, ItemMeta, TargetRange } from '../protocol/control.js';
-import { MAX_PUBLISH_ITEMS } from '../protocol/constants.js';
-import { ServerError, TransportError, WsUploaderError } from '../errors.js';
+import type {
+  ControlServerMessage,
+  ItemKind,
+  ItemMeta,
+  MessageTarget,
+  TargetRange,
+} from '../protocol/control.js';
+import {
+  ITEM_ID_PATTERN,
+  MAX_MESSAGE_BODY_LENGTH,
+  MAX_PUBLISH_ITEMS,
+} from '../protocol/constants.js';
+import { addRange, covers, type ByteRange } from '../protocol/ranges.js';
+import { ConfigError, ServerError, TransportError, WsUploaderError } from '../errors.js';
 import { ControlChannel } from './control-channel.js';
 import { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
+import { ItemHasher } from './item-hasher.js';
 import { resolveOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { PartScheduler, type TaskProgress } from './part-scheduler.js';
 import { SocketPool } from './socket-pool.js';
@@ -14,6 +26,9 @@ import {
   ConnectionState,
   ItemState,
   type ItemStatus,
+  type OutgoingMessage,
+  type ReceivedItem,
+  type RunningTask,
   type ServerStatus,
   type TransmitTask,
   type UploadResult,
@@ -22,13 +37,49 @@ import {
 interface Held {
   readonly blob: Blob;
   status: ItemStatus;
+  /** The item's SHA-256 so far, shared by its tasks; dropped once it is complete. */
+  hasher?: ItemHasher;
+  /** Published (or being published) inline. */
+  inline?: boolean;
+  /** Made by `send()`: inline whatever the `inlineMax` option says, and only inline. */
+  forInline?: boolean;
+  /** The control server refused it inline: it is uploaded instead. */
+  noInline?: boolean;
+  /** The inline `publish` being read and sent. */
+  publishing?: Promise<void>;
 }
 
+/** A task the engine runs (queued or running). */
+interface Active {
+  readonly task: RunningTask;
+  readonly controller: AbortController;
+  readonly fromControl: boolean;
+  /** The control server's reason, once it cancelled the task. */
+  cancelled?: string;
+}
+
+/** A `message` waiting for its `sent` (or `error`). */
+interface PendingSend {
+  readonly resolve: (delivered: number) => void;
+  readonly reject: (error: unknown) => void;
+  readonly itemId: string | undefined;
+}
+
+/** Media types whose received bytes get a `data:` URL: raster images (never SVG or HTML). */
+const RASTER_IMAGE_TYPES = new Set([
+  'image/png',
+  'image/jpeg',
+  'image/gif',
+  'image/webp',
+  'image/avif',
+]);
+
 /**
- * Uploads what a control server asks for, to the upload servers it names.
+ * Uploads what a control server asks for, to the upload servers it names; sends and receives
+ * short messages and small inline items through the control server.
  *
- * Listen for `state`, `servers`, `publish`, `transmit-request`, `progress`, `complete` and
- * `error` ({@link EngineEventDetails}).
+ * Listen for `state`, `servers`, `publish`, `transmit-request`, `progress`, `complete`, `cancel`,
+ * `unpublished`, `message` and `error` ({@link EngineEventDetails}).
  *
  * @example
  * const engine = new WsUploaderEngine({ controlUrl: 'wss://app.example/control', authToken });
@@ -47,8 +98,23 @@ export class WsUploaderEngine extends EventTarget {
   #started: Promise<void> | undefined;
   #resolveStarted: (() => void) | undefined;
   #rejectStarted: ((e: unknown) => void) | undefined;
-  /** The last task of each item; a new task for an item waits for the one before. */
-  readonly #tasks = new Map<string, Promise<UploadResult>>();
+  /** Tasks queued or running, by task id. */
+  readonly #active = new Map<string, Active>();
+  /** Calls waiting for the control channel to be open. */
+  #openWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** Messages sent with an id, waiting for `sent`. */
+  readonly #sends = new Map<string, PendingSend>();
+  /** Items whose message will come back `unknown-item` after their inline publish was refused. */
+  readonly #refusedInline = new Map<string, number>();
+  /** Items asked to be unpublished, until the control server answers. */
+  readonly #unpublishing = new Set<string>();
+  /** Tasks the control server cancelled after this page finished them. */
+  readonly #lateCancels = new Set<string>();
+  /** Rooms joined; joined again after every reconnect (the control server forgets them). */
+  readonly #rooms = new Set<string>();
+  #clientId: string | undefined;
+  /** The control server's `inlineMax`, from the last `welcome`. */
+  #serverInlineMax = 0;
 
   /**
    * @param options see {@link EngineOptions}
@@ -67,9 +133,21 @@ export class WsUploaderEngine extends EventTarget {
     this.#scheduler = new PartScheduler(this.#options, this.#pool);
     this.#control = new ControlChannel(this.#options, {
       message: (m) => this.#onControl(m),
-      state: (state) => this.#emit('state', { state }),
+      state: (state) => {
+        // Answers to what was sent on a lost connection never come.
+        if (state === ConnectionState.DOWN || state === ConnectionState.CLOSED)
+          this.#rejectSends(
+            new TransportError('socket-closed', 'the control connection closed', {
+              serverId: 'control',
+            }),
+          );
+        this.#emit('state', { state });
+      },
       error: (error, fatal) => {
-        if (fatal) this.#rejectStarted?.(error);
+        if (fatal) {
+          this.#rejectStarted?.(error);
+          this.#rejectOpenWaiters(error);
+        }
         this.#emit('error', { error });
       },
     });
@@ -78,6 +156,16 @@ export class WsUploaderEngine extends EventTarget {
   /** State of the control connection. */
   get state(): ConnectionState {
     return this.#control.state;
+  }
+
+  /** This browser's client id (from the last `welcome`): where other browsers send messages. */
+  get clientId(): string | undefined {
+    return this.#clientId;
+  }
+
+  /** Rooms joined with {@link WsUploaderEngine.join}. */
+  get rooms(): readonly string[] {
+    return [...this.#rooms];
   }
 
   /** The upload servers, their state and RTT. */
@@ -116,11 +204,14 @@ export class WsUploaderEngine extends EventTarget {
     ]);
   }
 
-  /** Closes every connection and aborts running tasks. */
+  /** Closes every connection and aborts running tasks; pending sends reject with an `AbortError`. */
   stop(): void {
-    this.#rejectStarted?.(new DOMException('the engine was stopped', 'AbortError'));
+    const stopped = new DOMException('the engine was stopped', 'AbortError');
+    this.#rejectStarted?.(stopped);
     this.#resolveStarted = undefined;
     this.#rejectStarted = undefined;
+    this.#rejectOpenWaiters(stopped);
+    this.#rejectSends(stopped);
     this.#abort.abort();
     this.#control.close();
     this.#pool.close();
@@ -128,33 +219,15 @@ export class WsUploaderEngine extends EventTarget {
   }
 
   /**
-   * Adds files (or blobs) and publishes their metadata to the control server.
+   * Adds files (or blobs) and publishes their metadata to the control server. Those of at most
+   * `inlineMax` bytes (the option, capped by the control server's) are published inline, with
+   * their bytes: the control server keeps them and nothing is uploaded.
    * @param files what to add
    * @param kind what kind of data it is @default 'file'
    * @returns the new items
    */
   addFiles(files: Iterable<Blob> | ArrayLike<Blob>, kind: ItemKind = 'file'): ItemStatus[] {
-    const added: ItemStatus[] = [];
-    for (const blob of Array.from(files as ArrayLike<Blob>)) {
-      const file = blob as Partial<File>;
-      const status: ItemStatus = {
-        itemId: newItemId(),
-        // Within the control protocol's limits (docs/protocol.md, publish).
-        name: (typeof file.name === 'string' ? file.name : 'blob').slice(0, 1024),
-        size: blob.size,
-        mime: blob.type.length <= 255 ? blob.type : '',
-        kind,
-        state: ItemState.PUBLISHING,
-        bytesSent: 0,
-        bytesStored: 0,
-        bytesTotal: blob.size,
-        sha256: undefined,
-        servers: [],
-        errorCode: undefined,
-      };
-      this.#items.set(status.itemId, { blob, status });
-      added.push(status);
-    }
+    const added = Array.from(files as ArrayLike<Blob>, (blob) => this.#hold(blob, kind).status);
     if (added.length > 0) this.publish(added.map((s) => s.itemId));
     return added;
   }
@@ -177,13 +250,13 @@ export class WsUploaderEngine extends EventTarget {
     for (const id of ids) {
       const held = this.#items.get(id);
       if (!held) continue;
-      const { itemId, name, size, mime, kind } = held.status;
-      const lastModified = (held.blob as Partial<File>).lastModified;
-      items.push(
-        typeof lastModified === 'number'
-          ? { itemId, name, size, mime, kind, lastModified }
-          : { itemId, name, size, mime, kind },
-      );
+      if (this.#goesInline(held)) {
+        held.inline = true;
+        held.publishing = this.#publishInline(held);
+        held.publishing.catch(() => undefined);
+      } else {
+        items.push(metaOf(held));
+      }
     }
     for (let i = 0; i < items.length; i += MAX_PUBLISH_ITEMS) {
       const batch = items.slice(i, i + MAX_PUBLISH_ITEMS);
@@ -193,9 +266,92 @@ export class WsUploaderEngine extends EventTarget {
   }
 
   /**
+   * Stops offering items: their tasks stop (quietly), the engine forgets them, and the control
+   * server is asked to forget them too (`unpublished` follows).
+   * @param itemIds items of this user (ones this engine does not hold are passed on too)
+   * @throws {ConfigError} when an id is not a valid item id
+   */
+  unpublish(itemIds: readonly string[]): void {
+    for (const id of itemIds)
+      if (typeof id !== 'string' || !ITEM_ID_PATTERN.test(id))
+        throw new ConfigError(`${JSON.stringify(id)} is not an item id`);
+    for (const id of itemIds) {
+      this.#drop(id);
+      this.#unpublishing.add(id);
+    }
+    for (let i = 0; i < itemIds.length; i += MAX_PUBLISH_ITEMS)
+      this.#control.send({ type: 'unpublish', itemIds: itemIds.slice(i, i + MAX_PUBLISH_ITEMS) });
+  }
+
+  /**
+   * Enters a room: messages sent to it reach this browser. Kept across reconnects. When the app
+   * refuses, an `error` event with code `forbidden` and `room` follows, and the room is dropped.
+   * @param room `[A-Za-z0-9_-]{1,128}`
+   * @throws {ConfigError} when the name is invalid
+   */
+  join(room: string): void {
+    checkRoom(room);
+    this.#rooms.add(room);
+    if (this.#control.state === ConnectionState.OPEN) this.#control.send({ type: 'join', room });
+  }
+
+  /**
+   * Leaves a room.
+   * @param room a room joined earlier
+   * @throws {ConfigError} when the name is invalid
+   */
+  leave(room: string): void {
+    checkRoom(room);
+    this.#rooms.delete(room);
+    if (this.#control.state === ConnectionState.OPEN) this.#control.send({ type: 'leave', room });
+  }
+
+  /**
+   * Sends a short message and/or a small item (with its bytes) to another browser, every browser
+   * of a user, or a room, through the control server. An item is published inline first unless
+   * the same `Blob` already was. Waits for the control connection when it is reconnecting.
+   * @param to `{ clientId }`, `{ userId }` or `{ room }`
+   * @param message a `body`, an `item`, or both
+   * @returns how many browsers it reached (never the sender itself)
+   * @throws {ConfigError} (as a rejection) when the target or message is malformed
+   * @throws {ServerError} (as a rejection) the control server's refusal: `forbidden` (the app
+   *   does not allow it), `unknown-item`, `too-large` or `quota-exceeded` (the item cannot go
+   *   inline)
+   * @throws {TransportError} (as a rejection) `socket-closed` when the engine is not started or
+   *   the connection closed before the answer (the message may have been delivered)
+   */
+  async send(to: MessageTarget, message: OutgoingMessage): Promise<number> {
+    const target = checkTarget(to);
+    const { body, item } = message ?? {};
+    if (body === undefined && item === undefined)
+      throw new ConfigError('a message needs a body or an item');
+    if (body !== undefined && (typeof body !== 'string' || body.length > MAX_MESSAGE_BODY_LENGTH))
+      throw new ConfigError(
+        `a message body is a string of at most ${MAX_MESSAGE_BODY_LENGTH} characters`,
+      );
+    await this.#whenOpen();
+    const itemId = item === undefined ? undefined : await this.#inlineItem(item);
+    await this.#whenOpen();
+    // Published again after a reconnect meanwhile: the message goes after it.
+    if (itemId !== undefined) await this.#items.get(itemId)?.publishing;
+    const id = newItemId();
+    return new Promise<number>((resolve, reject) => {
+      this.#sends.set(id, { resolve, reject, itemId });
+      this.#control.send({
+        type: 'message',
+        id,
+        to: target,
+        ...(body === undefined ? {} : { body }),
+        ...(itemId === undefined ? {} : { itemId }),
+      });
+    });
+  }
+
+  /**
    * Uploads ranges of an item to the servers named, without the control server asking.
    * @param task the item, ranges and targets
-   * @returns the item's digest and servers once every range is stored
+   * @returns the item's digest and servers once every range is stored; rejects with an
+   *   `AbortError` when the task is stopped (engine stopped, item unpublished)
    */
   transmit(task: TransmitTask): Promise<UploadResult> {
     return this.#execute(
@@ -204,6 +360,7 @@ export class WsUploaderEngine extends EventTarget {
         itemId: task.itemId,
         ranges: task.ranges,
         priority: task.priority ?? 0,
+        reason: 'page',
       },
       false,
     );
@@ -213,6 +370,7 @@ export class WsUploaderEngine extends EventTarget {
    * Adds a typed listener.
    * @param type event name
    * @param listener receives an {@link EngineEvent}
+   * @returns a function that removes the listener
    */
   on<K extends EngineEventType>(type: K, listener: (event: EngineEvent<K>) => void): () => void {
     const l = listener as EventListener;
@@ -222,15 +380,22 @@ export class WsUploaderEngine extends EventTarget {
 
   #onControl(message: ControlServerMessage): void {
     switch (message.type) {
-      case 'welcome':
+      case 'welcome': {
+        this.#clientId = message.clientId;
+        this.#serverInlineMax = message.limits.inlineMax ?? 0;
         this.#pool.update(message.servers);
         this.#resolveStarted?.();
-        // Items added while disconnected, and after a reconnect those not yet being uploaded.
-        this.publish(
-          this.items
-            .filter((s) => s.state === ItemState.PUBLISHING || s.state === ItemState.PUBLISHED)
-            .map((s) => s.itemId),
-        );
+        for (const room of this.#rooms) this.#control.send({ type: 'join', room });
+        // Items added while disconnected; after a reconnect that did not resume the session (the
+        // control server forgot this browser's tasks), also those waiting for a task.
+        const waiting: ItemState[] = message.resumed
+          ? [ItemState.PUBLISHING]
+          : [ItemState.PUBLISHING, ItemState.PUBLISHED];
+        this.publish(this.items.filter((s) => waiting.includes(s.state)).map((s) => s.itemId));
+        for (const w of this.#openWaiters.splice(0)) w.resolve();
+        return;
+      }
+      case 'authed':
         return;
       case 'servers':
         this.#pool.update(message.servers);
@@ -241,7 +406,15 @@ export class WsUploaderEngine extends EventTarget {
             s.state === ItemState.PUBLISHING ? { ...s, state: ItemState.PUBLISHED } : s,
           );
         return;
-      case 'transmit':
+      case 'unpublished':
+        for (const id of message.itemIds) {
+          this.#unpublishing.delete(id);
+          this.#drop(id);
+        }
+        this.#emit('unpublished', { itemIds: message.itemIds });
+        return;
+      case 'transmit': {
+        if (this.#active.has(message.taskId)) return; // The same task again.
         // Taken: the control server knows the task reached a page that holds the item.
         if (this.#items.has(message.itemId))
           this.#control.send({ type: 'accept', taskId: message.taskId, itemId: message.itemId });
@@ -251,23 +424,39 @@ export class WsUploaderEngine extends EventTarget {
             itemId: message.itemId,
             ranges: message.ranges,
             priority: message.priority,
+            reason: message.reason ?? 'publish',
+            ...(message.deadline === undefined ? {} : { deadline: message.deadline }),
           },
           true,
         ).catch(() => undefined);
         return;
-      case 'completed': {
-        // The control server knows the item is stored (an empty item, or one stored earlier):
-        // nothing to send. An item this page is uploading completes through its own task.
-        const held = this.#items.get(message.itemId);
-        if (!held || held.status.state === ItemState.COMPLETE || this.#tasks.has(message.itemId))
+      }
+      case 'cancel': {
+        const active = this.#active.get(message.taskId);
+        if (!active || active.task.itemId !== message.itemId) {
+          this.#lateCancels.add(message.taskId);
           return;
-        this.#update(message.itemId, (s) => ({
+        }
+        active.cancelled = message.reason;
+        active.controller.abort();
+        return;
+      }
+      case 'completed': {
+        // The control server knows the item is stored (inline, empty, or stored earlier): nothing
+        // to send. An item this page is uploading completes through its own task.
+        const held = this.#items.get(message.itemId);
+        if (!held || held.status.state === ItemState.COMPLETE || this.#busy(message.itemId)) return;
+        held.hasher = undefined;
+        const { itemId, name, size } = held.status;
+        this.#update(itemId, (s) => ({
           ...s,
           state: ItemState.COMPLETE,
+          bytesSent: size,
+          bytesStored: size,
+          bytesTotal: size,
           sha256: message.sha256,
           servers: message.servers,
         }));
-        const { itemId, name, size } = held.status;
         this.#emit('complete', {
           itemId,
           name,
@@ -277,37 +466,219 @@ export class WsUploaderEngine extends EventTarget {
         });
         return;
       }
-      case 'error': {
-        const error = new ServerError(message.code, message.message, {
-          serverId: 'control',
-          ...(message.ref === undefined ? {} : { itemId: message.ref }),
+      case 'message': {
+        const { from, id, body, item } = message;
+        this.#emit('message', {
+          ...(from === undefined ? {} : { from }),
+          ...(id === undefined ? {} : { id }),
+          ...(body === undefined ? {} : { body }),
+          ...(item === undefined ? {} : { item: receivedItem(item) }),
         });
-        if (message.ref !== undefined && this.#items.has(message.ref))
-          this.#fail(message.ref, error);
-        else this.#emit('error', { error });
         return;
       }
+      case 'sent': {
+        const pending = this.#sends.get(message.id);
+        this.#sends.delete(message.id);
+        pending?.resolve(message.delivered);
+        return;
+      }
+      case 'error':
+        this.#onError(message.code, message.message, message.ref);
+        return;
     }
   }
 
-  /**
-   * Runs a task after any earlier task of the same item, so an item is never sent twice at once;
-   * the later task resumes from what the earlier one stored.
-   */
-  #execute(task: Required<TransmitTask>, fromControl: boolean): Promise<UploadResult> {
-    const before = this.#tasks.get(task.itemId);
-    const run = (before ?? Promise.resolve())
-      .catch(() => undefined)
-      .then(() => this.#runTask(task, fromControl));
-    this.#tasks.set(task.itemId, run);
-    const forget = (): void => {
-      if (this.#tasks.get(task.itemId) === run) this.#tasks.delete(task.itemId);
-    };
-    run.then(forget, forget);
-    return run;
+  /** An `error` from the control server, given to whatever it answers. */
+  #onError(code: string, text: string, ref: string | undefined): void {
+    const error = new ServerError(code as ServerError['code'], text, {
+      serverId: 'control',
+      ...(ref !== undefined && this.#items.has(ref) ? { itemId: ref } : {}),
+    });
+    if (ref === undefined) {
+      this.#emit('error', { error });
+      return;
+    }
+    // A message with this id.
+    const pending = this.#sends.get(ref);
+    if (pending) {
+      this.#sends.delete(ref);
+      pending.reject(error);
+      return;
+    }
+    if (code === 'unknown-item') {
+      // A message's item is refused under the item's id, not the message's.
+      const refused = this.#refusedInline.get(ref);
+      if (refused !== undefined) {
+        if (refused > 1) this.#refusedInline.set(ref, refused - 1);
+        else this.#refusedInline.delete(ref);
+        return;
+      }
+      if (this.#rejectSendsOf(ref, error) > 0) return;
+      // Unpublishing an item the control server did not know: forgotten all the same.
+      if (this.#unpublishing.delete(ref)) return;
+    }
+    if (code === 'unknown-task' && this.#lateCancels.delete(ref)) return;
+    if (code === 'forbidden' && this.#rooms.has(ref)) {
+      this.#rooms.delete(ref);
+      this.#emit('error', { error, room: ref });
+      return;
+    }
+    const held = this.#items.get(ref);
+    if (held?.inline && (code === 'too-large' || code === 'quota-exceeded')) {
+      this.#inlineRefused(held, error);
+      return;
+    }
+    if (held) this.#fail(ref, error);
+    else this.#emit('error', { error });
   }
 
-  async #runTask(task: Required<TransmitTask>, fromControl: boolean): Promise<UploadResult> {
+  /**
+   * The control server would not keep an item inline: messages waiting for it reject; an item
+   * added with `addFiles` is uploaded instead, one made by `send()` is dropped.
+   */
+  #inlineRefused(held: Held, error: ServerError): void {
+    const { itemId } = held.status;
+    const rejected = this.#rejectSendsOf(itemId, error);
+    // Those messages were sent after the publish: each will be refused with unknown-item.
+    if (rejected > 0) this.#refusedInline.set(itemId, rejected);
+    held.inline = false;
+    if (held.forInline) {
+      this.#items.delete(itemId);
+      return;
+    }
+    held.noInline = true;
+    this.#update(itemId, (s) => ({ ...s, state: ItemState.PUBLISHING, inline: false }));
+    this.publish([itemId]);
+  }
+
+  /** Rejects the messages waiting that carry an item; how many. */
+  #rejectSendsOf(itemId: string, error: unknown): number {
+    let n = 0;
+    for (const [id, pending] of this.#sends) {
+      if (pending.itemId !== itemId) continue;
+      this.#sends.delete(id);
+      pending.reject(error);
+      n++;
+    }
+    return n;
+  }
+
+  #rejectSends(error: unknown): void {
+    const pending = [...this.#sends.values()];
+    this.#sends.clear();
+    for (const p of pending) p.reject(error);
+  }
+
+  #rejectOpenWaiters(error: unknown): void {
+    for (const w of this.#openWaiters.splice(0)) w.reject(error);
+  }
+
+  /** Resolves once the control channel is open (now, or after the reconnect under way). */
+  #whenOpen(): Promise<void> {
+    if (this.#control.state === ConnectionState.OPEN) return Promise.resolve();
+    if (!this.#started)
+      return Promise.reject(
+        new TransportError('socket-closed', 'start() the engine first', { serverId: 'control' }),
+      );
+    return new Promise((resolve, reject) => this.#openWaiters.push({ resolve, reject }));
+  }
+
+  /** The id of an inline item holding `item`, published inline now when it is not yet. */
+  async #inlineItem(item: Blob | string): Promise<string> {
+    const blob =
+      typeof item === 'string' ? new Blob([item], { type: 'text/plain;charset=utf-8' }) : item;
+    if (!isBlob(blob)) throw new ConfigError('a message item is a Blob, a File or a string');
+    for (const held of this.#items.values()) {
+      if (held.blob !== blob || !held.inline || held.status.state === ItemState.FAILED) continue;
+      await held.publishing;
+      return held.status.itemId;
+    }
+    if (blob.size > this.#serverInlineMax)
+      throw new ServerError(
+        'too-large',
+        `inline items are limited to ${this.#serverInlineMax} bytes by the control server`,
+        { serverId: 'control' },
+      );
+    const held = this.#hold(blob, typeof item === 'string' ? 'text' : 'file', true);
+    held.inline = true;
+    held.publishing = this.#publishInline(held);
+    await held.publishing;
+    return held.status.itemId;
+  }
+
+  /** Reads an item and publishes it with its bytes. */
+  async #publishInline(held: Held): Promise<void> {
+    const meta = metaOf(held);
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await held.blob.arrayBuffer());
+    } catch (e) {
+      const error = new TransportError('socket-failed', `cannot read item ${meta.itemId}`, {
+        cause: e,
+      });
+      this.#fail(meta.itemId, error);
+      throw error;
+    }
+    if (this.#control.state !== ConnectionState.OPEN || this.#items.get(meta.itemId) !== held)
+      throw new TransportError('socket-closed', 'the control connection closed', {
+        serverId: 'control',
+      });
+    this.#update(meta.itemId, (s) => ({ ...s, inline: true }));
+    this.#control.send({ type: 'publish', items: [{ ...meta, content: toBase64(bytes) }] });
+    this.#emit('publish', { items: [meta] });
+  }
+
+  #goesInline(held: Held): boolean {
+    if (held.noInline) return false;
+    if (held.forInline || held.inline) return true;
+    return held.status.size <= Math.min(this.#options.inlineMax, this.#serverInlineMax);
+  }
+
+  /** Adds an item. */
+  #hold(blob: Blob, kind: ItemKind, forInline = false): Held {
+    const file = blob as Partial<File>;
+    const status: ItemStatus = {
+      itemId: newItemId(),
+      // Within the control protocol's limits (docs/protocol.md, publish).
+      name: (typeof file.name === 'string' ? file.name : kind === 'text' ? 'text' : 'blob').slice(
+        0,
+        1024,
+      ),
+      size: blob.size,
+      mime: blob.type.length <= 255 ? blob.type : '',
+      kind,
+      state: ItemState.PUBLISHING,
+      bytesSent: 0,
+      bytesStored: 0,
+      bytesTotal: blob.size,
+      sha256: undefined,
+      servers: [],
+      errorCode: undefined,
+    };
+    const held: Held = forInline ? { blob, status, forInline } : { blob, status };
+    this.#items.set(status.itemId, held);
+    return held;
+  }
+
+  /** Forgets an item; its tasks stop without a word. */
+  #drop(itemId: string): void {
+    if (!this.#items.delete(itemId)) return;
+    for (const active of this.#active.values())
+      if (active.task.itemId === itemId) active.controller.abort();
+  }
+
+  /** Whether a task of the item is queued or running. */
+  #busy(itemId: string, except?: string): boolean {
+    for (const active of this.#active.values())
+      if (active.task.itemId === itemId && active.task.taskId !== except) return true;
+    return false;
+  }
+
+  /**
+   * Queues a task. The scheduler runs one task of an item at a time (a later one resumes from
+   * what the earlier stored); a `demand` task (a reader waits) preempts lower-priority ones.
+   */
+  #execute(task: RunningTask, fromControl: boolean): Promise<UploadResult> {
     const held = this.#items.get(task.itemId);
     if (!held) {
       const error = new ServerError('unknown-item', `no item ${task.itemId} in this page`, {
@@ -315,8 +686,14 @@ export class WsUploaderEngine extends EventTarget {
         itemId: task.itemId,
       });
       if (fromControl) this.#reportFail(task, error);
-      throw error;
+      return Promise.reject(error);
     }
+    const controller = new AbortController();
+    const stopped = this.#abort.signal;
+    const stop = (): void => controller.abort();
+    stopped.addEventListener('abort', stop, { once: true });
+    const active: Active = { task, controller, fromControl };
+    this.#active.set(task.taskId, active);
     this.#emit('transmit-request', { task });
     this.#update(task.itemId, (s) => ({ ...s, state: ItemState.UPLOADING, errorCode: undefined }));
     let reportedAt = -Infinity;
@@ -339,41 +716,93 @@ export class WsUploaderEngine extends EventTarget {
         bytesTotal: p.bytesTotal,
       }));
     };
-    try {
-      const result = await this.#scheduler.run(
-        { itemId: task.itemId, name: held.status.name, blob: held.blob },
+    return this.#scheduler
+      .run(
+        {
+          itemId: task.itemId,
+          name: held.status.name,
+          blob: held.blob,
+          hasher: () => (held.hasher ??= new ItemHasher(held.blob)),
+        },
         task.ranges as TargetRange[],
-        task.priority,
         onProgress,
-        this.#abort.signal,
-      );
+        {
+          priority: task.priority,
+          urgent: task.reason === 'demand',
+          ...(task.deadline === undefined ? {} : { deadline: task.deadline }),
+          signal: controller.signal,
+        },
+      )
+      .then(
+        (result) => this.#taskDone(active, held, result),
+        (e: unknown) => this.#taskFailed(active, e),
+      )
+      .finally(() => {
+        stopped.removeEventListener('abort', stop);
+        this.#active.delete(task.taskId);
+      });
+  }
+
+  #taskDone(active: Active, held: Held, result: UploadResult): UploadResult {
+    const { task, fromControl } = active;
+    if (fromControl) {
+      this.#control.send({
+        type: 'complete',
+        taskId: task.taskId,
+        itemId: task.itemId,
+        sha256: result.sha256,
+        servers: [...result.servers],
+      });
+    }
+    const whole = covers(task.ranges.reduce<ByteRange[]>(addRange, []), {
+      start: 0,
+      end: held.status.size,
+    });
+    if (whole) {
+      held.hasher = undefined;
       this.#update(task.itemId, (s) => ({
         ...s,
         state: ItemState.COMPLETE,
         sha256: result.sha256,
         servers: result.servers,
       }));
-      if (fromControl) {
-        this.#control.send({
-          type: 'complete',
+      this.#emit('complete', result);
+    } else {
+      // Some ranges (a reader's, say): the item is not complete for that.
+      this.#settle(task);
+    }
+    return result;
+  }
+
+  #taskFailed(active: Active, e: unknown): never {
+    const { task, controller, fromControl } = active;
+    if (controller.signal.aborted) {
+      // Cancelled, unpublished or stopped: not an error. The item waits again.
+      this.#settle(task);
+      if (active.cancelled !== undefined)
+        this.#emit('cancel', {
           taskId: task.taskId,
           itemId: task.itemId,
-          sha256: result.sha256,
-          servers: [...result.servers],
+          reason: active.cancelled,
         });
-      }
-      this.#emit('complete', result);
-      return result;
-    } catch (e) {
-      const error =
-        e instanceof WsUploaderError
-          ? e
-          : new TransportError('socket-failed', String(e), { cause: e });
-      if (this.#abort.signal.aborted) throw error; // Aborts are not errors.
-      if (fromControl) this.#reportFail(task, error);
-      this.#fail(task.itemId, error);
-      throw error;
+      throw controller.signal.reason;
     }
+    const error =
+      e instanceof WsUploaderError
+        ? e
+        : new TransportError('socket-failed', String(e), { cause: e });
+    if (fromControl) this.#reportFail(task, error);
+    this.#fail(task.itemId, error);
+    throw error;
+  }
+
+  /** After a task that did not complete its item: `uploading` while another runs, else `published`. */
+  #settle(task: RunningTask): void {
+    this.#update(task.itemId, (s) =>
+      s.state === ItemState.UPLOADING && !this.#busy(task.itemId, task.taskId)
+        ? { ...s, state: ItemState.PUBLISHED }
+        : s,
+    );
   }
 
   /** Tells the control server a task failed (within the message's limits). */
@@ -413,4 +842,82 @@ function newItemId(): string {
   let s = '';
   for (const b of bytes) s += String.fromCharCode(b);
   return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The metadata of a held item, as published. */
+function metaOf(held: Held): ItemMeta {
+  const { itemId, name, size, mime, kind } = held.status;
+  const lastModified = (held.blob as Partial<File>).lastModified;
+  return typeof lastModified === 'number'
+    ? { itemId, name, size, mime, kind, lastModified }
+    : { itemId, name, size, mime, kind };
+}
+
+/** A Blob, from this realm or another (a frame's). */
+function isBlob(v: unknown): v is Blob {
+  const b = v as Partial<Blob> | null;
+  return (
+    typeof b === 'object' &&
+    b !== null &&
+    typeof b.size === 'number' &&
+    typeof b.arrayBuffer === 'function' &&
+    typeof b.slice === 'function'
+  );
+}
+
+function checkRoom(room: string): void {
+  if (typeof room !== 'string' || !ITEM_ID_PATTERN.test(room))
+    throw new ConfigError(`a room name matches ${String(ITEM_ID_PATTERN)}`);
+}
+
+/** A copy of a message target holding exactly one of clientId, userId or room. */
+function checkTarget(to: MessageTarget): MessageTarget {
+  const t = (to ?? {}) as Partial<Record<'clientId' | 'userId' | 'room', unknown>>;
+  const keys = (['clientId', 'userId', 'room'] as const).filter((k) => t[k] !== undefined);
+  if (keys.length !== 1)
+    throw new ConfigError('a message goes to exactly one of clientId, userId or room');
+  const key = keys[0]!;
+  const value = t[key];
+  if (key === 'room') {
+    checkRoom(value as string);
+    return { room: value as string };
+  }
+  if (typeof value !== 'string' || value.length === 0 || value.length > 200)
+    throw new ConfigError(`\`${key}\` is a string of 1 to 200 characters`);
+  return key === 'clientId' ? { clientId: value } : { userId: value };
+}
+
+/** Base64 (with padding) of bytes. */
+function toBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000)
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** The bytes of base64 text. */
+function fromBase64(text: string): Uint8Array<ArrayBuffer> {
+  const s = atob(text);
+  const bytes = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+  return bytes;
+}
+
+/** An inline item as the page gets it: its bytes as a File and, for raster images, a data: URL. */
+function receivedItem(item: ItemMeta): ReceivedItem {
+  const { content, ...meta } = item;
+  if (content === undefined) return { meta };
+  const base = item.mime.split(';')[0]!.trim().toLowerCase();
+  const raster = RASTER_IMAGE_TYPES.has(base);
+  // Only types that never run script when opened: a blob: URL has the page's origin.
+  const type = raster
+    ? base
+    : /^text\/plain(\s*;\s*charset=[A-Za-z0-9_-]+)?$/i.test(item.mime.trim())
+      ? item.mime.trim()
+      : 'application/octet-stream';
+  const blob = new File([fromBase64(content)], item.name, {
+    type,
+    ...(item.lastModified === undefined ? {} : { lastModified: item.lastModified }),
+  });
+  return raster ? { meta, blob, dataUrl: `data:${base};base64,${content}` } : { meta, blob };
 }

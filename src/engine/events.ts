@@ -7,8 +7,9 @@ import type { WsUploaderError } from '../protocol/errors.js';
 import type {
   ConnectionState,
   ItemStatus,
+  ReceivedMessageDetail,
+  RunningTask,
   ServerStatus,
-  TransmitTask,
   UploadResult,
 } from './types.js';
 
@@ -21,13 +22,22 @@ export interface EngineEventDetails {
   /** Items were published to the control server. */
   publish: { readonly items: readonly ItemMeta[] };
   /** A transmit task arrived (from the control server or `transmit()`). */
-  'transmit-request': { readonly task: Required<TransmitTask> };
+  'transmit-request': { readonly task: RunningTask };
+  /**
+   * The control server cancelled a task (the app cancelled it, or re-planned the item): it was
+   * stopped, and its item waits again (`published`). Not an error.
+   */
+  cancel: { readonly taskId: string; readonly itemId: string; readonly reason: string };
+  /** The control server forgot these items (after `unpublish()`); the engine dropped them. */
+  unpublished: { readonly itemIds: readonly string[] };
+  /** A message from another browser or from the app. */
+  message: ReceivedMessageDetail;
   /** An item's progress or state changed. */
   progress: { readonly item: ItemStatus };
   /** An item is stored and verified. */
   complete: UploadResult;
-  /** Something failed. */
-  error: { readonly error: WsUploaderError; readonly itemId?: string };
+  /** Something failed; `room` names a room the control server did not let this browser join. */
+  error: { readonly error: WsUploaderError; readonly itemId?: string; readonly room?: string };
 }
 
 /** Names of engine events. */

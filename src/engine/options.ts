@@ -51,6 +51,12 @@ export interface EngineOptions {
   clock?: Clock;
   /** Random numbers in [0, 1). @default Math.random */
   random?: () => number;
+  /**
+   * Largest item published inline (its bytes, base64, in `publish`, kept by the control server
+   * instead of uploaded), in bytes; `0` turns inline publishing off. The control server's
+   * `inlineMax` (from `welcome`) caps it. @default the control server's `inlineMax`
+   */
+  inlineMax?: number;
 }
 
 /** Options with every default filled in. */
@@ -72,6 +78,14 @@ const defaultClock: Clock = {
   setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
   clearTimeout: (h) => globalThis.clearTimeout(h as number),
 };
+
+/** A non-negative integer option; `Infinity` (no limit of the page's own) when absent. */
+function nonNegative(name: string, value: number | undefined): number {
+  if (value === undefined) return Infinity;
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new ConfigError(`\`${name}\` must be a non-negative integer`);
+  return value;
+}
 
 /**
  * Checks options and fills in defaults.
@@ -114,5 +128,6 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     createSocket: options.createSocket ?? ((url, protocols) => new WebSocket(url, protocols)),
     clock: options.clock ?? defaultClock,
     random: options.random ?? Math.random,
+    inlineMax: nonNegative('inlineMax', options.inlineMax),
   };
 }

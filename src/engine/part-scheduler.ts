@@ -5,6 +5,7 @@
 import { addRange, covers, missingRanges, rangeBytes, type ByteRange } from '../protocol/ranges.js';
 import type { TargetRange } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
+import type { OpenedFrame } from '../protocol/dup2.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import type { Dup2Transport } from './dup2-transport.js';
 import { ItemHasher } from './item-hasher.js';
@@ -17,6 +18,11 @@ export interface SchedulerItem {
   readonly itemId: string;
   readonly name: string;
   readonly blob: Blob;
+  /**
+   * The item's running SHA-256, shared by its tasks so a task that resumes (after a cancel or
+   * preemption) does not hash again what an earlier one hashed. @default a new one per task
+   */
+  readonly hasher?: () => ItemHasher;
 }
 
 /** Progress of a running task. */
@@ -29,20 +35,51 @@ export interface TaskProgress {
   readonly bytesTotal: number;
 }
 
-interface Queued {
+/** How a task is scheduled. */
+export interface RunOptions {
+  /** Higher runs first. */
   readonly priority: number;
-  readonly start: () => void;
+  /**
+   * An urgent task (a reader waits for its bytes) does not wait for lower-priority tasks: when
+   * its item has a running task, or every slot is taken, the lowest-priority non-urgent running
+   * task below it is preempted (stopped, then queued again; it resumes from what the servers
+   * hold once a slot is free).
+   */
+  readonly urgent?: boolean;
+  /** Between tasks of the same priority, the earlier deadline (ms since the epoch) runs first. */
+  readonly deadline?: number;
+  /** Aborts the task, queued or running: the promise rejects. */
+  readonly signal?: AbortSignal;
+}
+
+interface Entry {
+  readonly item: SchedulerItem;
+  readonly ranges: readonly TargetRange[];
+  readonly onProgress: (p: TaskProgress) => void;
+  readonly priority: number;
+  readonly urgent: boolean;
+  readonly deadline: number;
+  readonly seq: number;
+  readonly signal: AbortSignal | undefined;
+  readonly resolve: (result: UploadResult) => void;
+  readonly reject: (error: unknown) => void;
+  /** Aborts the current run (a preemption, or the task's own signal). */
+  attempt?: AbortController;
+  /** Set while a preempted run unwinds; it is then queued again. */
+  preempted: boolean;
 }
 
 /**
- * The part scheduler.
+ * The part scheduler: at most `maxParallel` tasks at once, at most one per item, highest
+ * priority first; urgent tasks preempt (see {@link RunOptions.urgent}).
  * @internal
  */
 export class PartScheduler {
   readonly #options: ResolvedEngineOptions;
   readonly #pool: SocketPool;
-  #running = 0;
-  readonly #queue: Queued[] = [];
+  readonly #running = new Set<Entry>();
+  readonly #queue: Entry[] = [];
+  #seq = 0;
 
   constructor(options: ResolvedEngineOptions, pool: SocketPool) {
     this.#options = options;
@@ -50,40 +87,134 @@ export class PartScheduler {
   }
 
   /**
-   * Runs a task when a slot is free (highest priority first).
+   * Runs a task when a slot is free and no other task of its item runs.
    * @param item the item and its bytes
    * @param ranges what goes where
-   * @param priority higher runs first
    * @param onProgress called as bytes are sent and stored
-   * @param signal aborts the task
+   * @param options priority, urgency and an abort signal
+   * @returns the item's digest and servers once every range is stored
    */
   run(
     item: SchedulerItem,
     ranges: readonly TargetRange[],
-    priority: number,
     onProgress: (p: TaskProgress) => void,
-    signal?: AbortSignal,
+    options: RunOptions,
   ): Promise<UploadResult> {
-    return new Promise<void>((resolve) => {
-      this.#queue.push({ priority, start: resolve });
-      this.#queue.sort((a, b) => b.priority - a.priority);
-      this.#pump();
-    }).then(async () => {
-      try {
-        return await new TaskRun(this.#options, this.#pool, item, ranges, onProgress, signal).run();
-      } finally {
-        this.#running--;
-        this.#pump();
+    return new Promise<UploadResult>((resolve, reject) => {
+      const { signal } = options;
+      if (signal?.aborted) {
+        reject(abortedError());
+        return;
       }
+      const entry: Entry = {
+        item,
+        ranges,
+        onProgress,
+        priority: options.priority,
+        urgent: options.urgent === true,
+        deadline: options.deadline ?? Infinity,
+        seq: this.#seq++,
+        signal,
+        resolve,
+        reject,
+        preempted: false,
+      };
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const at = this.#queue.indexOf(entry);
+          if (at < 0) return; // Running: its run stops through its attempt's signal.
+          this.#queue.splice(at, 1);
+          reject(abortedError());
+          this.#pump();
+        },
+        { once: true },
+      );
+      this.#enqueue(entry);
+      this.#pump();
     });
   }
 
+  #enqueue(entry: Entry): void {
+    this.#queue.push(entry);
+    this.#queue.sort((a, b) => b.priority - a.priority || a.deadline - b.deadline || a.seq - b.seq);
+  }
+
+  #runningFor(itemId: string): Entry | undefined {
+    for (const r of this.#running) if (r.item.itemId === itemId) return r;
+    return undefined;
+  }
+
   #pump(): void {
-    while (this.#running < this.#options.maxParallel && this.#queue.length > 0) {
-      this.#running++;
-      this.#queue.shift()!.start();
+    // Start the best queued tasks whose item is not busy.
+    for (let i = 0; i < this.#queue.length && this.#running.size < this.#options.maxParallel;) {
+      const entry = this.#queue[i]!;
+      if (this.#runningFor(entry.item.itemId)) {
+        i++;
+        continue;
+      }
+      this.#queue.splice(i, 1);
+      this.#start(entry);
+    }
+    // Urgent tasks still waiting take a slot from a lower-priority task.
+    let freeing = [...this.#running].filter((r) => r.preempted).length;
+    for (const entry of this.#queue) {
+      if (!entry.urgent) continue;
+      const busy = this.#runningFor(entry.item.itemId);
+      if (busy) {
+        if (!busy.preempted && !busy.urgent && busy.priority < entry.priority) this.#preempt(busy);
+        continue;
+      }
+      if (freeing > 0) {
+        freeing--;
+        continue;
+      }
+      let victim: Entry | undefined;
+      for (const r of this.#running) {
+        if (r.preempted || r.urgent || r.priority >= entry.priority) continue;
+        if (!victim || r.priority < victim.priority) victim = r;
+      }
+      if (victim) this.#preempt(victim);
     }
   }
+
+  #preempt(entry: Entry): void {
+    entry.preempted = true;
+    entry.attempt?.abort();
+  }
+
+  #start(entry: Entry): void {
+    this.#running.add(entry);
+    const attempt = new AbortController();
+    entry.attempt = attempt;
+    const follow = (): void => attempt.abort();
+    entry.signal?.addEventListener('abort', follow, { once: true });
+    const { item, ranges, onProgress } = entry;
+    new TaskRun(this.#options, this.#pool, item, ranges, onProgress, attempt.signal)
+      .run()
+      .then(
+        (result) => {
+          this.#running.delete(entry);
+          entry.resolve(result);
+        },
+        (error: unknown) => {
+          this.#running.delete(entry);
+          const again = entry.preempted && !entry.signal?.aborted;
+          entry.preempted = false;
+          if (again) this.#enqueue(entry);
+          else entry.reject(entry.signal?.aborted ? abortedError() : error);
+        },
+      )
+      .finally(() => {
+        entry.signal?.removeEventListener('abort', follow);
+        this.#pump();
+      });
+  }
+}
+
+/** What an aborted (cancelled, preempted or stopped) run throws. */
+function abortedError(): TransportError {
+  return new TransportError('socket-closed', 'aborted');
 }
 
 class TaskRun {
@@ -112,7 +243,7 @@ class TaskRun {
     this.#ranges = ranges;
     this.#onProgress = onProgress;
     this.#signal = signal;
-    this.#hasher = new ItemHasher(item.blob);
+    this.#hasher = item.hasher?.() ?? new ItemHasher(item.blob);
     this.#total = rangeBytes(ranges);
   }
 
@@ -130,7 +261,7 @@ class TaskRun {
       ]);
     }
     for (const [serverId, ranges] of byServer) await this.#toServer(serverId, ranges);
-    const sha256 = toHex(await this.#hasher.digest());
+    const sha256 = toHex(await this.#abortable(this.#hasher.digest()));
     return {
       itemId: this.#item.itemId,
       name: this.#item.name,
@@ -146,7 +277,7 @@ class TaskRun {
       this.#checkAborted();
       const storedBefore = rangeBytes(this.#stored);
       try {
-        await this.#attempt(await this.#pool.get(serverId), ranges);
+        await this.#attempt(await this.#abortable(this.#pool.get(serverId)), ranges);
         return;
       } catch (e) {
         const error = e as WsUploaderError;
@@ -167,7 +298,7 @@ class TaskRun {
     let outstanding = 0;
     let settle: (() => void) | undefined;
     const meta = { itemId, size: blob.size, mime: blob.type, name: this.#item.name };
-    const opened = await transport.open(meta, {
+    const opening = transport.open(meta, {
       ack: (start, end) => {
         outstanding -= end - start;
         this.#addStored({ start, end });
@@ -178,7 +309,24 @@ class TaskRun {
         settle?.();
       },
     });
+    let opened: OpenedFrame;
+    try {
+      opened = await this.#abortable(opening);
+    } catch (e) {
+      // Aborted while opening: the upload id, once the server opened it, is given back.
+      opening.then(
+        (o) => transport.release(o.uploadId),
+        () => undefined,
+      );
+      throw e;
+    }
     const uploadId = opened.uploadId;
+    // An abort ends the waits below at once (a cancel, a preemption or the engine stopping).
+    const onAbort = (): void => {
+      failure ??= abortedError();
+      settle?.();
+    };
+    this.#signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const held = opened.complete ? [{ start: 0, end: blob.size }] : opened.ranges;
       for (const r of held) for (const mine of ranges) this.#addStored(intersect(r, mine));
@@ -187,10 +335,12 @@ class TaskRun {
         for (const gap of missingRanges(range, this.#stored)) {
           for (let offset = gap.start; offset < gap.end; offset += chunk) {
             const end = Math.min(gap.end, offset + chunk);
-            await transport.waitForRoom(end - offset);
+            await transport.waitForRoom(end - offset, this.#signal);
             this.#checkAborted();
             if (failure) throw failure;
-            const bytes = new Uint8Array(await blob.slice(offset, end).arrayBuffer());
+            const bytes = new Uint8Array(
+              await this.#abortable(blob.slice(offset, end).arrayBuffer()),
+            );
             await this.#hasher.update(offset, bytes);
             if (failure) throw failure;
             outstanding += bytes.length;
@@ -205,11 +355,12 @@ class TaskRun {
       // A server that holds the whole item verifies it, even one that had it already.
       const whole = covers(ranges.reduce<ByteRange[]>(addRange, []), { start: 0, end: blob.size });
       if (whole) {
-        const digest = await this.#hasher.digest();
+        const digest = await this.#abortable(this.#hasher.digest());
         if (failure) throw failure;
-        await transport.finish(uploadId, digest);
+        await this.#abortable(transport.finish(uploadId, digest));
       }
     } finally {
+      this.#signal?.removeEventListener('abort', onAbort);
       transport.release(uploadId);
     }
   }
@@ -230,11 +381,37 @@ class TaskRun {
   }
 
   #checkAborted(): void {
-    if (this.#signal?.aborted) throw new TransportError('socket-closed', 'aborted');
+    if (this.#signal?.aborted) throw abortedError();
+  }
+
+  /** `promise`, or a rejection as soon as the task is aborted (a slow read, a server that hangs). */
+  #abortable<T>(promise: Promise<T>): Promise<T> {
+    const signal = this.#signal;
+    if (!signal) return promise;
+    return new Promise<T>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(abortedError());
+        return;
+      }
+      const onAbort = (): void => reject(abortedError());
+      signal.addEventListener('abort', onAbort, { once: true });
+      promise.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error as Error);
+        },
+      );
+    });
   }
 
   #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.#options.clock.setTimeout(resolve, ms));
+    return this.#abortable(
+      new Promise<void>((resolve) => this.#options.clock.setTimeout(resolve, ms)),
+    );
   }
 }
 

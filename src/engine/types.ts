@@ -1,7 +1,14 @@
 /**
  * Public data shapes of the engine.
  */
-import type { ItemKind, TargetRange } from '../protocol/control.js';
+import type {
+  ItemKind,
+  ItemMeta,
+  MessageSender,
+  MessageTarget,
+  TargetRange,
+  TransmitReason,
+} from '../protocol/control.js';
 
 /** State of a connection. */
 export const ConnectionState = {
@@ -54,6 +61,8 @@ export interface ItemStatus {
   readonly servers: readonly string[];
   /** Error code of the last failure. */
   readonly errorCode: string | undefined;
+  /** Whether it was published inline (its bytes are kept by the control server, not uploaded). */
+  readonly inline?: boolean;
 }
 
 /** A transmit task: which ranges of an item go to which upload server. */
@@ -65,6 +74,59 @@ export interface TransmitTask {
   readonly ranges: readonly TargetRange[];
   /** Higher runs first. @default 0 */
   readonly priority?: number;
+}
+
+/** A task as the engine runs it: a {@link TransmitTask} with every field, and why it came. */
+export interface RunningTask extends Required<TransmitTask> {
+  /**
+   * Why the control server sent it (`publish`, `request`, `demand`: a reader waits for these
+   * bytes, `replan`); `page` for a task from `transmit()`.
+   */
+  readonly reason: TransmitReason | 'page';
+  /** When the control server wants it done, milliseconds since the epoch, when it said. */
+  readonly deadline?: number;
+}
+
+/** Who a message goes to: one browser (`clientId`), every browser of a user, or a room. */
+export type { MessageTarget, MessageSender };
+
+/** What {@link WsUploaderEngine.send} sends: a short text, an inline item, or both. */
+export interface OutgoingMessage {
+  /** Text, at most 65 536 characters. */
+  readonly body?: string;
+  /**
+   * A small item, sent with its bytes: a `File`/`Blob` (one added earlier is reused when it was
+   * published inline) or a string (sent as a UTF-8 `text` item). At most the control server's
+   * `inlineMax` bytes.
+   */
+  readonly item?: Blob | string;
+}
+
+/** An inline item received in a message. */
+export interface ReceivedItem {
+  /** Its metadata, as the sender published it (without `content`). */
+  readonly meta: ItemMeta;
+  /**
+   * Its bytes, as a `File` named `meta.name`. Its `type` is `meta.mime` only for raster images
+   * and plain text; anything else is `application/octet-stream`, so an object URL of it is never
+   * rendered as HTML or SVG. Absent when the item came without content.
+   */
+  readonly blob?: File;
+  /**
+   * A `data:` URL of the bytes, for raster images only (`image/png`, `image/jpeg`, `image/gif`,
+   * `image/webp`, `image/avif`): usable as an `<img src>` at once. Never for SVG or HTML.
+   */
+  readonly dataUrl?: string;
+}
+
+/** A message another browser (or the app, through the control server) sent to this one. */
+export interface ReceivedMessageDetail {
+  /** The sending browser; absent when the app sent it. */
+  readonly from?: MessageSender;
+  /** The id the sender chose. */
+  readonly id?: string;
+  readonly body?: string;
+  readonly item?: ReceivedItem;
 }
 
 /** What a finished task produced. */

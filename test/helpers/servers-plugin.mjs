@@ -2,7 +2,12 @@
 // `executeServerCommand('ws-servers:start', {...})` from a test starts one control server and
 // upload servers on loopback (port 0) with storage in a new temporary folder. `uploadOptions` go to
 // every createUploadServer (for example `readAccess` or `crossOriginResourcePolicy`), and
-// `ws-servers:read-token` mints read tokens for GET /files.
+// `ws-servers:read-token` mints read tokens for GET /files. With `linked: true` the upload servers
+// are not listed by hand: they connect out to the control server's `/registry` (`controlUrl`), so
+// they report demand (a reader waiting for missing bytes). `allow: { rooms }` lets browsers join or
+// message only those rooms (the control server's `allow` hook); the app's side of the control
+// server is reachable through `ws-servers:cancel-transmit`, `ws-servers:app-send` and
+// `ws-servers:tasks` (every step of every transmit task, from `onTask`).
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -16,17 +21,39 @@ const servers = await tsImport('../../server/index.ts', import.meta.url);
 const running = new Map();
 let nextHandle = 1;
 
-async function start({ uploadServers = 2, controlOptions = {}, uploadOptions = {} } = {}) {
+async function start({
+  uploadServers = 2,
+  controlOptions = {},
+  uploadOptions = {},
+  linked = false,
+  allow,
+} = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-test-'));
   const secret = randomBytes(32).toString('base64url');
   const uploads = [];
   const endpoints = [];
+  const tasks = [];
+  // Linked upload servers need the control server first: they connect to it.
+  let control;
+  let controlUrl;
+  const createControl = async (uploadEndpoints) => {
+    control = servers.createControlServer({
+      secret,
+      uploadServers: uploadEndpoints,
+      onTask: (event) => tasks.push(event),
+      ...(allow ? { allow: allowRooms(allow.rooms ?? []) } : {}),
+      ...controlOptions,
+    });
+    controlUrl = await control.listen(0, '127.0.0.1');
+  };
+  if (linked) await createControl([]);
   for (let i = 1; i <= uploadServers; i++) {
     const id = `up-${i}`;
     const server = servers.createUploadServer({
       id,
       secret,
       dataDir: join(dir, id),
+      ...(linked ? { controlUrl: controlUrl.replace(/\/control$/, '/registry') } : {}),
       ...uploadOptions,
     });
     const urls = await server.listen(0, '127.0.0.1');
@@ -46,16 +73,32 @@ async function start({ uploadServers = 2, controlOptions = {}, uploadOptions = {
     uploads.push(server);
     endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
   }
-  const control = servers.createControlServer({
-    secret,
-    uploadServers: endpoints,
-    ...controlOptions,
-  });
-  const controlUrl = await control.listen(0, '127.0.0.1');
+  if (linked) {
+    // Listed once every upload server registered.
+    const end = Date.now() + 10_000;
+    while (control.servers().length < uploadServers) {
+      if (Date.now() > end) throw new Error('the upload servers did not register');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } else {
+    await createControl(endpoints);
+  }
   const token = await servers.createUserToken(secret, 'test-user');
   const handle = nextHandle++;
-  running.set(handle, { dir, uploads, control, secret });
-  return { handle, controlUrl, token, servers: endpoints };
+  running.set(handle, { dir, uploads, control, secret, tasks });
+  const listed = linked
+    ? control.servers().map(({ id, url, httpUrl }) => ({ id, url, httpUrl }))
+    : endpoints;
+  return { handle, controlUrl, token, servers: listed };
+}
+
+/** The control server's `allow` hook: joins and room messages only for `rooms`. */
+function allowRooms(rooms) {
+  return (request) => {
+    const room =
+      request.action === 'join' ? request.room : 'room' in request.to ? request.to.room : undefined;
+    return room === undefined || rooms.includes(room);
+  };
 }
 
 async function stop({ handle }) {
@@ -104,7 +147,31 @@ function httpLog({ handle, serverId }) {
   return running.get(handle).uploads.find((s) => s.id === serverId).httpLog;
 }
 
+/** A control credential for another user of the deployment. */
+function userToken({ handle, userId }) {
+  return servers.createUserToken(running.get(handle).secret, userId);
+}
+
+/** The app cancels a transmit task (`control.cancelTransmit`); whether it was pending. */
+function cancelTransmit({ handle, taskId, reason }) {
+  return running.get(handle).control.cancelTransmit(taskId, reason);
+}
+
+/** The app sends a message to browsers (`control.send`); how many it reached. */
+function appSend({ handle, to, message }) {
+  return running.get(handle).control.send(to, message);
+}
+
+/** Every step of every transmit task so far (the control server's `onTask`). */
+function taskLog({ handle }) {
+  return running.get(handle).tasks;
+}
+
 const COMMANDS = {
+  'ws-servers:app-send': appSend,
+  'ws-servers:cancel-transmit': cancelTransmit,
+  'ws-servers:tasks': taskLog,
+  'ws-servers:user-token': userToken,
   'ws-servers:http-log': httpLog,
   'ws-servers:read-token': readToken,
   'ws-servers:start': start,

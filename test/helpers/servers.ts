@@ -16,10 +16,38 @@ export interface TestDeployment {
 export interface TestUploadOptions {
   readonly readAccess?: 'token' | 'public';
   readonly crossOriginResourcePolicy?: 'same-site' | 'same-origin' | 'cross-origin';
+  /** How long a reader waits for bytes not stored yet before a 503, in ms. */
+  readonly holdMs?: number;
+}
+
+/** Options of the control server of a deployment (a subset of `ControlServerOptions`). */
+export interface TestControlOptions {
+  /** Largest inline item, in bytes; 0 turns inline items off. */
+  readonly inlineMax?: number;
+  /** Largest sum of the inline items held, in bytes. */
+  readonly inlineTotalMax?: number;
+  readonly probeWaitMs?: number;
+  readonly verifyWaitMs?: number;
+}
+
+/** What {@link startDeployment} starts. */
+export interface TestDeploymentOptions {
+  /** How many upload servers. @default 2 */
+  readonly uploadServers?: number;
+  readonly uploadOptions?: TestUploadOptions;
+  readonly controlOptions?: TestControlOptions;
+  /**
+   * Upload servers connect out to the control server (`controlUrl`, its `/registry`) instead of
+   * being listed by hand, so they report demand.
+   */
+  readonly linked?: boolean;
+  /** Browsers may join, and send messages to, only these rooms (the control server's `allow`). */
+  readonly allow?: { readonly rooms: readonly string[] };
 }
 
 /**
- * Starts a deployment.
+ * Starts a deployment whose control server takes no inline items, so every item is uploaded (as
+ * the tests written before inline items expect).
  * @param uploadServers how many upload servers
  * @param uploadOptions options of every upload server
  */
@@ -27,13 +55,82 @@ export async function startServers(
   uploadServers = 2,
   uploadOptions: TestUploadOptions = {},
 ): Promise<TestDeployment> {
-  const d = await executeServerCommand<
-    TestDeployment,
-    { uploadServers: number; uploadOptions: TestUploadOptions }
-  >('ws-servers:start', { uploadServers, uploadOptions });
+  return startDeployment({ uploadServers, uploadOptions, controlOptions: { inlineMax: 0 } });
+}
+
+/**
+ * Starts a deployment; its control server has the reference defaults (inline items up to 64 KiB)
+ * unless `controlOptions` says otherwise.
+ */
+export async function startDeployment(
+  options: TestDeploymentOptions = {},
+): Promise<TestDeployment> {
+  const d = await executeServerCommand<TestDeployment, TestDeploymentOptions>(
+    'ws-servers:start',
+    options,
+  );
   if (!d)
     throw new Error('the test runner did not start the servers (is servers-plugin.mjs loaded?)');
   return d;
+}
+
+/** A control credential for another user of the deployment. */
+export async function userToken(d: TestDeployment, userId: string): Promise<string> {
+  const token = await executeServerCommand<string, object>('ws-servers:user-token', {
+    handle: d.handle,
+    userId,
+  });
+  if (!token) throw new Error('the test runner made no user token');
+  return token;
+}
+
+/** The app cancels a transmit task; whether it was pending. */
+export async function cancelTransmit(
+  d: TestDeployment,
+  taskId: string,
+  reason?: string,
+): Promise<boolean> {
+  return (
+    (await executeServerCommand<boolean, object>('ws-servers:cancel-transmit', {
+      handle: d.handle,
+      taskId,
+      ...(reason === undefined ? {} : { reason }),
+    })) ?? false
+  );
+}
+
+/** The app sends a message (a body and/or an inline item with `content`); how many it reached. */
+export async function appSend(
+  d: TestDeployment,
+  to: { clientId: string } | { userId: string } | { room: string },
+  message: { body?: string; item?: Record<string, unknown> },
+): Promise<number> {
+  return (
+    (await executeServerCommand<number, object>('ws-servers:app-send', {
+      handle: d.handle,
+      to,
+      message,
+    })) ?? -1
+  );
+}
+
+/** One step of a transmit task, as the control server's `onTask` saw it. */
+export interface TaskLogEntry {
+  readonly type: 'sent' | 'accepted' | 'progress' | 'complete' | 'fail';
+  readonly taskId: string;
+  readonly itemId: string;
+  readonly clientId: string;
+  readonly bytesStored?: number;
+  readonly code?: string;
+}
+
+/** Every step of every transmit task of the deployment so far. */
+export async function taskLog(d: TestDeployment): Promise<TaskLogEntry[]> {
+  return (
+    (await executeServerCommand<TaskLogEntry[], object>('ws-servers:tasks', {
+      handle: d.handle,
+    })) ?? []
+  );
 }
 
 /** Stops a deployment and removes its files. */
