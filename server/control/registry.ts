@@ -175,18 +175,25 @@ export class UploadServerRegistry {
           this.#refuse(ws, 'auth-failed', 'registry token refused', CLOSE.AUTH_FAILED);
           return;
         }
+        // The relay carries WebSocket connections only: a relayed server is listed with the
+        // protocols browsers can reach through it.
+        const relayed = protocolsOf(message).filter((p) => RELAYED_PROTOCOLS.has(p));
         const endpoint = message.relay
-          ? {
-              id: message.id,
-              ...relayUrls(req, message.id, this.#options.relayBaseUrl),
-              protocols: protocolsOf(message),
-            }
+          ? relayed.length > 0
+            ? {
+                id: message.id,
+                ...relayUrls(req, message.id, this.#options.relayBaseUrl),
+                protocols: relayed,
+              }
+            : undefined
           : endpointOf(message, req);
         if (!endpoint) {
           this.#refuse(
             ws,
             'no-endpoint',
-            'send url and httpUrl, or port so the control server can use the address it sees, or relay: true',
+            message.relay
+              ? 'the relay carries dup/2 and dup/1 only'
+              : 'send url and httpUrl, or port so the control server can use the address it sees, or relay: true',
             CLOSE.PROTOCOL_VIOLATION,
           );
           return;
@@ -317,6 +324,9 @@ function endpointOf(
     protocols,
   };
 }
+
+/** Protocols a relayed server is listed with: the WebSocket ones (HTTP is not relayed). */
+const RELAYED_PROTOCOLS: ReadonlySet<string> = new Set([PROTOCOL.DUP_2, PROTOCOL.DUP_1]);
 
 /** The protocols a server registered with (dup/2 when it named none). */
 function protocolsOf(message: { protocols: readonly string[] }): readonly string[] {

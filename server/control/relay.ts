@@ -106,6 +106,7 @@ export class RelayLink {
 
   /** A browser's upgrade request for this server: asks the upload server, then completes it. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
     if (this.#closed || this.#link.readyState !== this.#link.OPEN) {
       refuse(socket, 503);
       return;
@@ -140,7 +141,6 @@ export class RelayLink {
       this.#send({ type: 'relay-close', channel: id, code: 1006, reason: '' });
     }, this.#acceptTimeoutMs);
     channel.pending = { req, socket, head, offered, timer, onGone };
-    socket.on('error', () => undefined);
     socket.once('close', onGone);
     this.#channels.set(id, channel);
     this.#send({

@@ -205,6 +205,8 @@ describe('relay (upload servers behind NAT, reached through the control server)'
       url: `${base}/relay/nat-1`,
       httpUrl: `${base.replace(/^ws/, 'http')}/relay/nat-1`,
     });
+    // Only what the relay carries: not tus/1 or http/1.
+    expect(control.servers()[0]!.protocols).to.deep.equal(['dup/2', 'dup/1']);
 
     const browser = new ControlPeer(controlUrl);
     sockets.push(browser);
@@ -524,6 +526,20 @@ describe('relay (upload servers behind NAT, reached through the control server)'
     );
     expect((await direct.next('error')).code).to.equal('bad-message');
     expect(await direct.closed).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('refuses to relay a server that speaks no WebSocket protocol (no-endpoint)', async () => {
+    const link = new RawLink(registryUrl);
+    await link.open();
+    link.send({
+      type: 'register',
+      token: await createRegistryToken(SECRET, 'raw-1'),
+      id: 'raw-1',
+      protocols: ['tus/1', 'http/1'],
+      relay: true,
+    });
+    expect(await link.next('error')).to.deep.include({ code: 'no-endpoint' });
+    expect(await link.closed).to.equal(CLOSE.PROTOCOL_VIOLATION);
   });
 
   it('refuses contradictory options: relay without controlUrl, relay with publicUrl', () => {
