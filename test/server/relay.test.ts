@@ -487,6 +487,39 @@ describe('relay (upload servers behind NAT, reached through the control server)'
     expect(await third).to.equal(429);
   });
 
+  it('stops reading every browser of a link while the link lags, and delivers everything once it drains', async () => {
+    const link = new RawLink(registryUrl);
+    await link.open();
+    link.send({
+      type: 'register',
+      token: await createRegistryToken(SECRET, 'raw-1'),
+      id: 'raw-1',
+      protocols: ['dup/2'],
+      relay: true,
+    });
+    const { url } = await link.next('registered');
+    const browser = new Dup2Peer(url);
+    sockets.push(browser);
+    link.send({
+      type: 'relay-accept',
+      channel: (await link.next('relay-open')).channel,
+      protocol: SUBPROTOCOL_DUP_2,
+    });
+    await browser.opened;
+    // The upload server's end of the link stops reading: the control server's link buffer fills.
+    link.ws.pause();
+    const message = new Uint8Array(MiB);
+    const count = 64;
+    for (let i = 0; i < count; i++) browser.ws.send(message);
+    await new Promise((r) => setTimeout(r, 1000));
+    // The control server stopped reading the browser: most of it still waits on the browser's side
+    // (without the pause it would all sit in the control server's memory, queued for the link).
+    expect(browser.ws.bufferedAmount).to.be.greaterThan(24 * MiB);
+    link.ws.resume();
+    await until(() => link.frames.length === count, 10_000);
+    expect(link.frames.every((f) => f.length === MiB + 5)).to.equal(true);
+  });
+
   it('answers a malformed link frame with error bad-message and closes the link with 4002', async () => {
     for (const bad of [
       new Uint8Array([0, 0, 1]),
