@@ -350,6 +350,16 @@ describe('relay (upload servers behind NAT, reached through the control server)'
     expect((await dup.closed).code).to.equal(CLOSE.AUTH_FAILED);
   });
 
+  it('closes a browser that offers no subprotocol with 4005, as a direct one', async () => {
+    const { url } = await startRelayed('nat-1');
+    const ws = new WebSocket(url);
+    sockets.push(ws);
+    const closed = new Promise<number>((resolve) => ws.once('close', resolve));
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    expect(ws.protocol).to.equal('');
+    expect(await closed).to.equal(CLOSE.UNSUPPORTED_PROTOCOL);
+  });
+
   it('refuses an unknown server id, and a server that is not relayed, with 404', async () => {
     expect(await upgradeStatus(`${base}/relay/nobody`, SUBPROTOCOL_DUP_2)).to.equal(404);
     expect(await upgradeStatus(`${base}/relay/`, SUBPROTOCOL_DUP_2)).to.equal(404);
