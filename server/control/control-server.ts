@@ -34,8 +34,24 @@ import {
 } from '../../src/protocol/index.js';
 import { listen, pathOf, upgradeOn, shutdown } from '../internal/http-server.js';
 import { logFor, type Logger } from '../internal/log.js';
-import { CONTROL_AUDIENCE, secretKey, signToken, uploadAudience, verifyToken } from '../tokens.js';
+import {
+  CLOCK_LEEWAY_SECONDS,
+  CONTROL_AUDIENCE,
+  secretKey,
+  signToken,
+  uploadAudience,
+  verifyToken,
+} from '../tokens.js';
+
+/** Longest delay a Node timer holds. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 import { defaultPlanner, validatePlan, type Planner, type PlannerServer } from './planner.js';
+import {
+  MemoryControlStore,
+  type ControlStore,
+  type ItemInfo,
+  type TaskRecord,
+} from './control-store.js';
 import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
 
 /** Browsers reach a relayed upload server at `{RELAY_PATH_PREFIX}{serverId}` on the control server. */
@@ -61,26 +77,21 @@ export type { UploadServerEndpoint } from './registry.js';
 /** Who a browser is, as `authenticate` says. */
 export interface AuthenticatedUser {
   readonly userId: string;
+  /**
+   * When the credential expires, ms since the epoch. The browser must send a fresh one with
+   * `auth` before then, or its session is closed (`auth-expired`, 4003). @default never
+   */
+  readonly expiresAt?: number;
 }
 
-/** Where an item is in its life. */
-export type ItemState = 'published' | 'uploading' | 'stored' | 'failed';
-
-/** What the control server knows about a published item. */
-export interface ItemInfo {
-  readonly meta: ItemMeta;
-  readonly userId: string;
-  readonly clientId: string;
-  readonly state: ItemState;
-  /** Servers that hold it, once stored. */
-  readonly servers: readonly string[];
-  /** Hex SHA-256, once stored. */
-  readonly sha256?: string;
-  /** Bytes stored so far, as the browser last reported while uploading. */
-  readonly bytesStored?: number;
-  /** Whether the item came inline (its `meta.content` holds its bytes, base64). */
-  readonly inline?: boolean;
-}
+export type {
+  ItemInfo,
+  ItemState,
+  TaskRecord,
+  SessionRecord,
+  ControlStore,
+} from './control-store.js';
+export { MemoryControlStore } from './control-store.js';
 
 /** Who sent a message or asks to join a room. */
 export interface ControlClient {
@@ -146,6 +157,11 @@ export interface ControlServerOptions {
    * to report it verified, in ms; past it the item fails with `unverified`. @default 30000
    */
   readonly verifyWaitMs?: number;
+  /**
+   * Where published items, pending tasks and resumable sessions are kept; a store shared by several
+   * control-server instances can replace the default. @default a new {@link MemoryControlStore}
+   */
+  readonly store?: ControlStore;
   /** Where log events go (one object per event; tokens never appear). @default none */
   readonly logger?: Logger;
   /** Called when a linked upload server reports that a reader waits for ranges it lacks. */
@@ -202,24 +218,25 @@ export interface ControlServer {
    */
   listen(port?: number, host?: string): Promise<string>;
   /** Published items. */
-  items(): ItemInfo[];
+  items(): Promise<ItemInfo[]>;
   /** The upload servers. */
   servers(): UploadServerEndpoint[];
   /**
    * Asks the browser that holds an item to upload it (or some ranges of it).
    * @returns the task id
-   * @throws {Error} when the item is unknown or its browser is not connected
+   * @throws {Error} (rejects) when the item is unknown or its browser is not connected
+   * @throws {TypeError} (rejects) on a bad priority or deadline
    */
   requestTransmit(
     itemId: string,
     ranges?: readonly TargetRange[],
     options?: number | TransmitOptions,
-  ): string;
+  ): Promise<string>;
   /**
    * Stops a task: the browser running it gets `cancel`.
    * @returns whether the task was pending
    */
-  cancelTransmit(taskId: string, reason?: string): boolean;
+  cancelTransmit(taskId: string, reason?: string): Promise<boolean>;
   /**
    * Sends a message (text and/or an inline item) to a browser, every browser of a user, or a room.
    * @returns how many browsers it was sent to
@@ -248,17 +265,8 @@ interface Session {
   readonly rooms: Set<string>;
   /** Its messages, handled one after the other. */
   queue: Promise<void>;
-}
-
-interface Task {
-  readonly taskId: string;
-  readonly itemId: string;
-  readonly clientId: string;
-  readonly ranges: readonly TargetRange[];
-  /** Why it was sent; `demand`: a reader waits for these ranges. */
-  readonly reason: TransmitReason;
-  /** Set while the browser's `complete` waits for the upload server's verification. */
-  awaiting?: () => void;
+  /** Closes the session when its credential expires without a fresh `auth`. */
+  expiry?: NodeJS.Timeout;
 }
 
 /**
@@ -305,20 +313,21 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     options.authenticate ??
     (async (token: string) => {
       const claims = await verifyToken(key, token, CONTROL_AUDIENCE);
-      return claims ? { userId: claims.sub } : undefined;
+      return claims ? { userId: claims.sub, expiresAt: claims.exp * 1000 } : undefined;
     });
 
   const sessions = new Map<string, Session>();
-  /** Sessions a browser may resume, by session id. */
-  const resumable = new Map<string, { clientId: string; userId: string; expiresAt: number }>();
-  const items = new Map<string, ItemInfo>();
-  const tasks = new Map<string, Task>();
+  const store: ControlStore = options.store ?? new MemoryControlStore();
+  /** Items being planned (waiting for probes): not planned a second time meanwhile. */
+  const planning = new Set<string>();
+  /** The demand being handled for each item (see the registry's `demand` event). */
+  const demands = new Map<string, Promise<void>>();
+  /** Tasks whose browser said complete, waiting for their upload server's verification. */
+  const awaiting = new Map<string, () => Promise<boolean>>();
   /** Browsers in each room. */
   const rooms = new Map<string, Set<Session>>();
   /** Bytes of the inline items held. */
   let inlineBytes = 0;
-  /** What linked upload servers verified: item id → server id → SHA-256. */
-  const verified = new Map<string, Map<string, string>>();
   const registry = new UploadServerRegistry([...endpoints.values()], {
     key,
     heartbeatMs,
@@ -334,41 +343,50 @@ export function createControlServer(options: ControlServerOptions): ControlServe
               () => undefined,
             ),
           ),
-        ).then(replan);
+        )
+          .then(replan)
+          .catch((e: unknown) => log('internal-error', { message: String(e) }));
       },
       stored: (serverId, message) => {
-        if (!message.complete || !message.sha256) return;
-        let byServer = verified.get(message.itemId);
-        if (!byServer) verified.set(message.itemId, (byServer = new Map()));
-        byServer.set(serverId, message.sha256);
-        for (const task of tasks.values()) {
-          if (task.itemId === message.itemId && task.awaiting) task.awaiting();
-        }
+        const { itemId, sha256 } = message;
+        if (!message.complete || !sha256) return;
+        void (async () => {
+          // Only items published here: another app's uploads are none of this server's business.
+          if (!(await store.getItem(itemId))) return;
+          await store.putVerified(itemId, serverId, sha256);
+          for (const task of await store.tasks(itemId)) await awaiting.get(task.taskId)?.();
+        })().catch((e: unknown) => log('internal-error', { message: String(e) }));
       },
       demand: (serverId, message) => {
         log('demand', { serverId, itemId: message.itemId, ranges: message.ranges });
-        onDemand(serverId, message.itemId, message.ranges);
+        // Demands for one item are handled one after the other, so each sees the tasks of the
+        // ones before it and none is sent twice.
+        const { itemId } = message;
+        const next = (demands.get(itemId) ?? Promise.resolve())
+          .then(() => onDemand(serverId, itemId, message.ranges))
+          .catch((e: unknown) => log('internal-error', { message: String(e) }));
+        demands.set(itemId, next);
+        void next.then(() => {
+          if (demands.get(itemId) === next) demands.delete(itemId);
+        });
       },
     },
   });
   // Sessions past their resume time are forgotten, with the tasks their browsers never finished.
   const sweeper = setInterval(
-    () => {
-      const now = Date.now();
-      const gone = new Set<string>();
-      for (const [id, r] of resumable) {
-        if (r.expiresAt > now) continue;
-        resumable.delete(id);
-        if (!sessions.has(r.clientId)) gone.add(r.clientId);
-      }
-      if (gone.size === 0) return;
-      for (const task of [...tasks.values()]) {
-        if (!gone.has(task.clientId)) continue;
-        tasks.delete(task.taskId);
-        const item = items.get(task.itemId);
-        if (item?.state === 'uploading') items.set(task.itemId, { ...item, state: 'published' });
-      }
-    },
+    () =>
+      void (async () => {
+        const gone = new Set<string>();
+        for (const r of await store.expireSessions(Date.now()))
+          if (!sessions.has(r.clientId)) gone.add(r.clientId);
+        if (gone.size === 0) return;
+        for (const task of await store.tasks()) {
+          if (!gone.has(task.clientId)) continue;
+          await store.deleteTask(task.taskId);
+          const item = await store.getItem(task.itemId);
+          if (item?.state === 'uploading') await store.putItem({ ...item, state: 'published' });
+        }
+      })().catch((e: unknown) => log('internal-error', { message: String(e) })),
     Math.min(60_000, Math.max(1000, sessionResumeMs / 2)),
   );
   sweeper.unref();
@@ -420,18 +438,18 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       }),
     );
 
-  const transmit = (
+  const transmit = async (
     session: Session,
     itemId: string,
     ranges: readonly TargetRange[],
     priority: number,
     reason: TransmitReason,
     deadline?: number,
-  ): string => {
+  ): Promise<string> => {
     const taskId = randomUUID();
-    tasks.set(taskId, { taskId, itemId, clientId: session.clientId, ranges, reason });
-    const item = items.get(itemId);
-    if (item) items.set(itemId, { ...item, state: 'uploading' });
+    await store.putTask({ taskId, itemId, clientId: session.clientId, ranges, reason });
+    const item = await store.getItem(itemId);
+    if (item && item.state !== 'stored') await store.putItem({ ...item, state: 'uploading' });
     send(session.ws, {
       type: 'transmit',
       taskId,
@@ -457,9 +475,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
    * A reader waits on `serverId` for ranges of an item it lacks: the browser that holds the item
    * gets a task for them at {@link DEMAND_PRIORITY}, unless one for them is already pending.
    */
-  const onDemand = (serverId: string, itemId: string, ranges: readonly ByteRange[]): void => {
+  const onDemand = async (
+    serverId: string,
+    itemId: string,
+    ranges: readonly ByteRange[],
+  ): Promise<void> => {
     options.onDemand?.({ serverId, itemId, ranges: ranges.map((r) => ({ ...r })) });
-    const item = items.get(itemId);
+    const item = await store.getItem(itemId);
     if (!item) return;
     const session = sessions.get(item.clientId);
     if (!session) return;
@@ -467,13 +489,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       .filter((r) => r.start < item.meta.size)
       .map((r) => ({ start: r.start, end: Math.min(r.end, item.meta.size) }));
     let pending: ByteRange[] = [];
-    for (const t of tasks.values()) {
-      if (t.itemId !== itemId || t.reason !== 'demand') continue;
+    for (const t of await store.tasks(itemId)) {
+      if (t.reason !== 'demand') continue;
       for (const r of t.ranges) if (r.serverId === serverId) pending = addRange(pending, r);
     }
     const wanted = within.filter((r) => !covers(pending, r));
     if (wanted.length === 0) return;
-    transmit(
+    await transmit(
       session,
       itemId,
       wanted.map((r) => ({ ...r, serverId })),
@@ -483,13 +505,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   };
 
   /** Records an item as stored, tells the browser and the app. */
-  const complete = (session: Session, task: Task, sha256: string): void => {
-    tasks.delete(task.taskId);
-    const item = items.get(task.itemId);
+  const complete = async (session: Session, task: TaskRecord, sha256: string): Promise<void> => {
+    await store.deleteTask(task.taskId);
+    const item = await store.getItem(task.itemId);
     if (!item) return;
     const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
     const stored: ItemInfo = { ...item, state: 'stored', servers, sha256 };
-    items.set(task.itemId, stored);
+    await store.putItem(stored);
     options.onTask?.({
       type: 'complete',
       taskId: task.taskId,
@@ -502,10 +524,15 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   };
 
   /** Marks an item failed and tells the browser why. */
-  const failItem = (session: Session, task: Task, code: ControlErrorCode, why: string): void => {
-    tasks.delete(task.taskId);
-    const item = items.get(task.itemId);
-    if (item) items.set(task.itemId, { ...item, state: 'failed' });
+  const failItem = async (
+    session: Session,
+    task: TaskRecord,
+    code: ControlErrorCode,
+    why: string,
+  ): Promise<void> => {
+    await store.deleteTask(task.taskId);
+    const item = await store.getItem(task.itemId);
+    if (item) await store.putItem({ ...item, state: 'failed' });
     options.onTask?.({
       type: 'fail',
       taskId: task.taskId,
@@ -522,8 +549,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
    * server's own verification decides (waited for up to `verifyWaitMs`); otherwise the browser's
    * word is taken.
    */
-  const onComplete = (session: Session, task: Task, sha256: string): void => {
-    const item = items.get(task.itemId);
+  const onComplete = async (session: Session, task: TaskRecord, sha256: string): Promise<void> => {
+    const item = await store.getItem(task.itemId);
     const only = task.ranges[0]?.serverId;
     const whole =
       item !== undefined &&
@@ -534,17 +561,17 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         { start: 0, end: item.meta.size },
       );
     if (!whole || !registry.linked(only)) {
-      complete(session, task, sha256);
+      await complete(session, task, sha256);
       return;
     }
-    const check = (): boolean => {
-      const digest = verified.get(task.itemId)?.get(only);
-      if (digest === undefined) return false;
+    const check = async (): Promise<boolean> => {
+      const digest = await store.getVerified(task.itemId, only);
+      if (digest === undefined || !awaiting.has(task.taskId)) return false;
       clearTimeout(timer);
-      delete task.awaiting;
-      if (digest === sha256) complete(session, task, sha256);
+      awaiting.delete(task.taskId);
+      if (digest === sha256) await complete(session, task, sha256);
       else
-        failItem(
+        await failItem(
           session,
           task,
           'digest-mismatch',
@@ -553,11 +580,14 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       return true;
     };
     const timer = setTimeout(() => {
-      delete task.awaiting;
-      failItem(session, task, 'unverified', `upload server ${only} did not report the item`);
+      if (!awaiting.delete(task.taskId)) return;
+      failItem(session, task, 'unverified', `upload server ${only} did not report the item`).catch(
+        (e: unknown) => log('internal-error', { message: String(e) }),
+      );
     }, verifyWaitMs);
     timer.unref();
-    if (!check()) task.awaiting = check;
+    awaiting.set(task.taskId, check);
+    await check();
   };
 
   /** The live servers as one browser measured them. */
@@ -577,14 +607,21 @@ export function createControlServer(options: ControlServerOptions): ControlServe
    * live servers (the old task is cancelled, a new one sent with reason `replan`; the browser
    * resumes every server from what it holds), and items waiting without a task are planned.
    */
-  const replan = (): void => {
+  const replan = async (): Promise<void> => {
     const live = serverIds();
-    for (const task of [...tasks.values()]) {
+    for (const task of await store.tasks()) {
       if (task.ranges.every((r) => live.has(r.serverId))) continue;
       const session = sessions.get(task.clientId);
-      const item = items.get(task.itemId);
-      tasks.delete(task.taskId);
-      if (!session || !item) continue;
+      const item = await store.getItem(task.itemId);
+      await store.deleteTask(task.taskId);
+      awaiting.delete(task.taskId);
+      if (!item) continue;
+      if (!session) {
+        // Its browser is away: the item waits to be published again.
+        if (item.state === 'uploading' && (await store.tasks(item.meta.itemId)).length === 0)
+          await store.putItem({ ...item, state: 'published' });
+        continue;
+      }
       send(session.ws, {
         type: 'cancel',
         taskId: task.taskId,
@@ -598,25 +635,35 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       );
       const target = targets[0];
       if (target === undefined) {
-        items.set(task.itemId, { ...item, state: 'published' });
+        await store.putItem({ ...item, state: 'published' });
         continue;
       }
       const ranges = [...kept, ...lost.map((r) => ({ ...r, serverId: target }))].sort(
         (a, b) => a.start - b.start,
       );
-      transmit(session, task.itemId, ranges, 0, 'replan');
+      await transmit(session, task.itemId, ranges, 0, 'replan');
     }
-    for (const item of items.values()) {
+    for (const item of await store.items()) {
       if (item.state !== 'published' || item.meta.size === 0) continue;
-      if ([...tasks.values()].some((t) => t.itemId === item.meta.itemId)) continue;
+      if ((await store.tasks(item.meta.itemId)).length > 0) continue;
       const session = sessions.get(item.clientId);
       if (session && live.size > 0) void planAndTransmit(session, item.meta);
     }
   };
 
   const planAndTransmit = async (session: Session, meta: ItemMeta): Promise<void> => {
-    await session.probed;
-    if (session.ws.readyState !== session.ws.OPEN) return;
+    if (planning.has(meta.itemId)) return;
+    planning.add(meta.itemId);
+    try {
+      await session.probed;
+      if (session.ws.readyState !== session.ws.OPEN) return;
+      await planNow(session, meta);
+    } finally {
+      planning.delete(meta.itemId);
+    }
+  };
+
+  const planNow = async (session: Session, meta: ItemMeta): Promise<void> => {
     const ranges = plan(meta, candidatesFor(session));
     if (meta.size === 0 || ranges.length === 0) {
       if (meta.size > 0)
@@ -628,7 +675,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       fail(session.ws, 'internal', `the planner made an invalid plan: ${problem}`, meta.itemId);
       return;
     }
-    transmit(session, meta.itemId, ranges, 0, 'publish');
+    await transmit(session, meta.itemId, ranges, 0, 'publish');
   };
 
   /** Browsers a message to `to` reaches (never the sender itself). */
@@ -656,6 +703,27 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     return delivered;
   };
 
+  /** (Re)starts the timer that closes a session whose credential expired (with the clock leeway). */
+  const armExpiry = (session: Session, expiresAt: number | undefined): void => {
+    clearTimeout(session.expiry);
+    if (expiresAt === undefined || !Number.isFinite(expiresAt)) return;
+    const delay = expiresAt + CLOCK_LEEWAY_SECONDS * 1000 - Date.now();
+    // Timers hold at most 2^31 - 1 ms (about 24.8 days): a later expiry is armed in steps.
+    session.expiry = setTimeout(
+      () => {
+        if (delay > MAX_TIMER_MS) {
+          armExpiry(session, expiresAt);
+          return;
+        }
+        log('auth-expired', { clientId: session.clientId });
+        fail(session.ws, 'auth-expired', 'credential expired; send auth with a fresh one before');
+        session.ws.close(CLOSE.AUTH_FAILED, 'credential expired');
+      },
+      Math.max(0, Math.min(delay, MAX_TIMER_MS)),
+    );
+    session.expiry.unref();
+  };
+
   const leaveRoom = (session: Session, room: string): void => {
     session.rooms.delete(room);
     const members = rooms.get(room);
@@ -664,13 +732,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   };
 
   /** Forgets an item: its tasks end, its inline bytes are freed. */
-  const forget = (item: ItemInfo, reason: string): void => {
-    items.delete(item.meta.itemId);
-    verified.delete(item.meta.itemId);
+  const forget = async (item: ItemInfo, reason: string): Promise<void> => {
+    await store.deleteItem(item.meta.itemId);
     if (item.inline) inlineBytes -= item.meta.size;
-    for (const task of [...tasks.values()]) {
-      if (task.itemId !== item.meta.itemId) continue;
-      tasks.delete(task.taskId);
+    for (const task of await store.tasks(item.meta.itemId)) {
+      await store.deleteTask(task.taskId);
+      awaiting.delete(task.taskId);
       const holder = sessions.get(task.clientId);
       if (holder)
         send(holder.ws, { type: 'cancel', taskId: task.taskId, itemId: task.itemId, reason });
@@ -686,7 +753,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         const accepted: string[] = [];
         const toPlan: ItemMeta[] = [];
         for (const meta of message.items) {
-          const existing = items.get(meta.itemId);
+          const existing = await store.getItem(meta.itemId);
           if (existing && existing.userId === session.userId && existing.meta.size !== meta.size) {
             fail(
               session.ws,
@@ -702,6 +769,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           }
           if (meta.size > maxItemSize) {
             fail(session.ws, 'too-large', `item is over ${maxItemSize} bytes`, meta.itemId);
+            continue;
+          }
+          if (existing?.inline && meta.content !== existing.meta.content) {
+            fail(session.ws, 'conflict', 'item id is taken by other inline bytes', meta.itemId);
             continue;
           }
           if (meta.content !== undefined) {
@@ -724,8 +795,25 @@ export function createControlServer(options: ControlServerOptions): ControlServe
               continue;
             }
           }
-          const info: ItemInfo = existing
-            ? { ...existing, meta, clientId: session.clientId }
+          let previous = existing;
+          if (
+            existing &&
+            existing.clientId !== session.clientId &&
+            existing.state === 'uploading'
+          ) {
+            // Published again from another browser: the old one's tasks are orphans.
+            for (const task of await store.tasks(meta.itemId)) {
+              await store.deleteTask(task.taskId);
+              awaiting.delete(task.taskId);
+            }
+            previous = { ...existing, state: 'published' };
+          }
+          const info: ItemInfo = previous
+            ? {
+                ...previous,
+                meta: previous.inline ? previous.meta : meta,
+                clientId: session.clientId,
+              }
             : {
                 meta,
                 userId: session.userId,
@@ -733,7 +821,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
                 state: 'published',
                 servers: [],
               };
-          items.set(meta.itemId, info);
+          await store.putItem(info);
           accepted.push(meta.itemId);
           options.onPublish?.(info);
           // An inline item is stored as it arrives: in the control server's memory.
@@ -747,27 +835,27 @@ export function createControlServer(options: ControlServerOptions): ControlServe
               inline: true,
             };
             inlineBytes += meta.size;
-            items.set(meta.itemId, stored);
+            await store.putItem(stored);
             options.onComplete?.(stored);
           }
           // An empty item is stored as soon as it is known: there are no bytes to send.
-          if (meta.size === 0 && info.state !== 'stored') {
+          else if (meta.size === 0 && info.state !== 'stored') {
             const stored: ItemInfo = {
               ...info,
               state: 'stored',
               servers: [],
               sha256: EMPTY_SHA256,
             };
-            items.set(meta.itemId, stored);
+            await store.putItem(stored);
             options.onComplete?.(stored);
           }
           // A stored item needs nothing; one being uploaded already has its task.
-          const state = items.get(meta.itemId)!.state;
+          const state = (await store.getItem(meta.itemId))!.state;
           if (state === 'published' || state === 'failed') toPlan.push(meta);
         }
         send(session.ws, { type: 'published', itemIds: accepted });
         for (const itemId of accepted) {
-          const item = items.get(itemId)!;
+          const item = (await store.getItem(itemId))!;
           if (item.state === 'stored') {
             send(session.ws, {
               type: 'completed',
@@ -791,18 +879,19 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           session.ws.close(CLOSE.AUTH_FAILED, 'auth failed');
           return;
         }
+        armExpiry(session, user.expiresAt);
         send(session.ws, { type: 'authed' });
         return;
       }
       case 'unpublish': {
         const removed: string[] = [];
         for (const itemId of message.itemIds) {
-          const item = items.get(itemId);
+          const item = await store.getItem(itemId);
           if (!item || item.userId !== session.userId) {
             fail(session.ws, 'unknown-item', 'no such item of this user', itemId);
             continue;
           }
-          forget(item, 'unpublished');
+          await forget(item, 'unpublished');
           removed.push(itemId);
         }
         send(session.ws, { type: 'unpublished', itemIds: removed });
@@ -813,7 +902,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         const client = { clientId: session.clientId, userId: session.userId };
         let item: ItemMeta | undefined;
         if (message.itemId !== undefined) {
-          const held = items.get(message.itemId);
+          const held = await store.getItem(message.itemId);
           if (!held?.inline || held.userId !== session.userId) {
             fail(session.ws, 'unknown-item', 'no such inline item of this user', message.itemId);
             return;
@@ -856,10 +945,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
             if (r.throughput !== undefined) session.throughput.set(r.serverId, r.throughput);
           }
         // Plan once every server was measured (or when the probe wait runs out).
-        if (session.rtt.size >= registry.list().length) session.markProbed();
+        if ([...serverIds()].every((id) => session.rtt.has(id))) session.markProbed();
         return;
       case 'accept': {
-        const task = tasks.get(message.taskId);
+        const task = await store.getTask(message.taskId);
         if (task?.clientId !== session.clientId || task.itemId !== message.itemId) return;
         options.onTask?.({
           type: 'accepted',
@@ -870,10 +959,11 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         return;
       }
       case 'progress': {
-        const task = tasks.get(message.taskId);
-        const item = task?.clientId === session.clientId ? items.get(task.itemId) : undefined;
+        const task = await store.getTask(message.taskId);
+        const item =
+          task?.clientId === session.clientId ? await store.getItem(task.itemId) : undefined;
         if (task && item && item.state === 'uploading') {
-          items.set(item.meta.itemId, {
+          await store.putItem({
             ...item,
             bytesStored: Math.max(item.bytesStored ?? 0, message.bytesStored),
           });
@@ -888,21 +978,21 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         return;
       }
       case 'complete': {
-        const task = tasks.get(message.taskId);
+        const task = await store.getTask(message.taskId);
         if (!task || task.clientId !== session.clientId || task.itemId !== message.itemId) {
           fail(session.ws, 'unknown-task', 'no such task for this client', message.taskId);
           return;
         }
-        if (task.awaiting) return;
-        onComplete(session, task, message.sha256);
+        if (awaiting.has(task.taskId)) return;
+        await onComplete(session, task, message.sha256);
         return;
       }
       case 'fail': {
-        const task = tasks.get(message.taskId);
+        const task = await store.getTask(message.taskId);
         if (!task || task.clientId !== session.clientId) return;
-        tasks.delete(task.taskId);
-        const item = items.get(task.itemId);
-        if (item) items.set(task.itemId, { ...item, state: 'failed' });
+        await store.deleteTask(task.taskId);
+        const item = await store.getItem(task.itemId);
+        if (item?.state === 'uploading') await store.putItem({ ...item, state: 'failed' });
         options.onTask?.({
           type: 'fail',
           taskId: task.taskId,
@@ -930,15 +1020,21 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     ws.on('error', () => undefined);
     ws.on('close', () => {
       clearTimeout(timer);
-      if (!session || sessions.get(session.clientId) !== session) return;
-      sessions.delete(session.clientId);
+      if (!session) return;
       clearInterval(session.refresh);
+      clearTimeout(session.expiry);
       for (const room of [...session.rooms]) leaveRoom(session, room);
-      resumable.set(session.sessionId, {
-        clientId: session.clientId,
-        userId: session.userId,
-        expiresAt: Date.now() + sessionResumeMs,
-      });
+      // A session replaced by a newer connection (4009) leaves the record to that one.
+      if (sessions.get(session.clientId) !== session) return;
+      sessions.delete(session.clientId);
+      store
+        .putSession({
+          sessionId: session.sessionId,
+          clientId: session.clientId,
+          userId: session.userId,
+          expiresAt: Date.now() + sessionResumeMs,
+        })
+        .catch((e: unknown) => log('internal-error', { message: String(e) }));
     });
     ws.on('message', (data, isBinary) => {
       let message: ControlClientMessage;
@@ -983,7 +1079,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         }
         // A browser that reconnects with its session id keeps its client id, and so its tasks.
         const previous =
-          message.sessionId === undefined ? undefined : resumable.get(message.sessionId);
+          message.sessionId === undefined ? undefined : await store.getSession(message.sessionId);
         const resumed =
           previous && previous.userId === user.userId && previous.expiresAt > Date.now();
         const clientId = resumed ? previous.clientId : randomUUID();
@@ -1012,6 +1108,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         if (ws.readyState !== ws.OPEN) return;
         session = s;
         sessions.set(clientId, s);
+        armExpiry(s, user.expiresAt);
         log('session', { clientId, userId: user.userId, resumed: Boolean(resumed), remote });
         // Fresh upload tokens well before the old ones expire (the browser uses them to reconnect).
         s.refresh = setInterval(() => {
@@ -1021,7 +1118,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           );
         }, ttl * 750);
         s.refresh.unref();
-        resumable.set(sessionId, { clientId, userId: user.userId, expiresAt: Infinity });
+        await store.putSession({ sessionId, clientId, userId: user.userId, expiresAt: Infinity });
         send(ws, {
           type: 'welcome',
           sessionId: s.sessionId,
@@ -1060,9 +1157,9 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     async listen(port = 0, host = '127.0.0.1') {
       return `ws://${await listen(httpServer, port, host)}${path}`;
     },
-    items: () => [...items.values()],
+    items: () => store.items(),
     servers: () => registry.list(),
-    requestTransmit(itemId, ranges, transmitOptions) {
+    async requestTransmit(itemId, ranges, transmitOptions) {
       const { priority = 0, deadline } =
         typeof transmitOptions === 'number'
           ? { priority: transmitOptions }
@@ -1071,7 +1168,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         throw new TypeError('ws-uploader: `priority` must be a number in -1000000..1000000');
       if (deadline !== undefined && !(Number.isFinite(deadline) && deadline >= 0))
         throw new TypeError('ws-uploader: `deadline` must be a time in ms since the epoch');
-      const item = items.get(itemId);
+      const item = await store.getItem(itemId);
       if (!item) throw new Error(`ws-uploader: unknown item ${itemId}`);
       const session = sessions.get(item.clientId);
       if (!session) throw new Error(`ws-uploader: the browser holding ${itemId} is not connected`);
@@ -1080,15 +1177,20 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       if (problem) throw new Error(`ws-uploader: cannot transmit ${itemId}: ${problem}`);
       return transmit(session, itemId, planned, priority, 'request', deadline);
     },
-    cancelTransmit(taskId, reason = 'cancelled by the app') {
-      const task = tasks.get(taskId);
+    async cancelTransmit(taskId, reason = 'cancelled by the app') {
+      if (typeof reason !== 'string' || reason.length > 1024)
+        throw new TypeError('ws-uploader: a cancel reason is a string of at most 1024 characters');
+      const task = await store.getTask(taskId);
       if (!task) return false;
-      tasks.delete(taskId);
+      await store.deleteTask(taskId);
       const holder = sessions.get(task.clientId);
       if (holder) send(holder.ws, { type: 'cancel', taskId, itemId: task.itemId, reason });
-      const item = items.get(task.itemId);
-      if (item?.state === 'uploading' && ![...tasks.values()].some((t) => t.itemId === task.itemId))
-        items.set(task.itemId, { ...item, state: 'published' });
+      const item = await store.getItem(task.itemId);
+      if (
+        item?.state === 'uploading' &&
+        !(await store.tasks()).some((t) => t.itemId === task.itemId)
+      )
+        await store.putItem({ ...item, state: 'published' });
       return true;
     },
     send(to, message) {

@@ -270,6 +270,7 @@ export type ControlErrorCode =
   | 'no-servers'
   | 'unverified'
   | 'forbidden'
+  | 'auth-expired'
   | WireErrorCode;
 
 /** Messages a browser sends to the control server. */

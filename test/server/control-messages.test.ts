@@ -216,7 +216,7 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
     expect(task.reason).to.equal('publish');
     await m.peer.send({ type: 'unpublish', itemIds: ['doc'] });
     expect(await m.peer.nextOf('error')).to.deep.include({ code: 'unknown-item', ref: 'doc' });
-    expect(control.items().map((i) => i.meta.itemId)).to.deep.equal(['doc']);
+    expect((await control.items()).map((i) => i.meta.itemId)).to.deep.equal(['doc']);
     await a.peer.send({ type: 'unpublish', itemIds: ['doc'] });
     expect(await a.peer.nextOf('cancel')).to.deep.equal({
       type: 'cancel',
@@ -225,7 +225,7 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
       reason: 'unpublished',
     });
     expect(await a.peer.nextOf('unpublished')).to.deep.include({ itemIds: ['doc'] });
-    expect(control.items()).to.deep.equal([]);
+    expect(await control.items()).to.deep.equal([]);
   });
 
   it('cancelTransmit sends cancel to the browser; requestTransmit carries priority and deadline', async () => {
@@ -235,22 +235,24 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
       items: [{ itemId: 'doc', name: 'd', size: 5000, mime: '', kind: 'file' }],
     });
     const first = await a.peer.nextOf('transmit');
-    expect(control.cancelTransmit(first.taskId, 'not now')).to.equal(true);
+    expect(await control.cancelTransmit(first.taskId, 'not now')).to.equal(true);
     expect(await a.peer.nextOf('cancel')).to.deep.include({
       taskId: first.taskId,
       reason: 'not now',
     });
-    expect(control.cancelTransmit(first.taskId)).to.equal(false);
-    expect(control.items()[0]!.state).to.equal('published');
+    expect(await control.cancelTransmit(first.taskId)).to.equal(false);
+    expect((await control.items())[0]!.state).to.equal('published');
     const deadline = Date.now() + 5000;
-    const taskId = control.requestTransmit('doc', undefined, { priority: 7, deadline });
+    const taskId = await control.requestTransmit('doc', undefined, { priority: 7, deadline });
     expect(await a.peer.nextOf('transmit')).to.deep.include({
       taskId,
       priority: 7,
       deadline,
       reason: 'request',
     });
-    expect(() => control.requestTransmit('doc', undefined, { priority: 2e6 })).to.throw(TypeError);
+    expect(
+      await control.requestTransmit('doc', undefined, { priority: 2e6 }).catch((e: unknown) => e),
+    ).to.be.instanceOf(TypeError);
   });
 
   it('send() delivers the app’s message to a user or room and refuses malformed ones', async () => {
@@ -297,5 +299,60 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
     await a.peer.sendRaw(JSON.stringify({ type: 'message', to: { room: 'x', userId: 'y' } }));
     expect(await a.peer.nextOf('error')).to.deep.include({ code: 'bad-message' });
     expect((await a.peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
+  });
+
+  it('keeps an empty inline item inline (stored once) and refuses other bytes under a stored inline item id', async () => {
+    const a = await connect('alice');
+    const b = await connect('bob');
+    await a.peer.send({
+      type: 'publish',
+      items: [
+        { itemId: 'empty', name: 'e', size: 0, mime: 'text/plain', kind: 'text', content: '' },
+      ],
+    });
+    expect((await a.peer.nextOf('completed')).itemId).to.equal('empty');
+    expect(completed.filter((i) => i.meta.itemId === 'empty')).to.have.length(1);
+    await a.peer.send({ type: 'message', to: { clientId: b.clientId }, itemId: 'empty' });
+    expect((await b.peer.nextOf('message')).item).to.deep.include({ itemId: 'empty', content: '' });
+    const one = Buffer.from('one').toString('base64');
+    const two = Buffer.from('two').toString('base64');
+    await a.peer.send({
+      type: 'publish',
+      items: [{ itemId: 'note', name: 'n', size: 3, mime: '', kind: 'text', content: one }],
+    });
+    await a.peer.nextOf('completed');
+    await a.peer.send({
+      type: 'publish',
+      items: [{ itemId: 'note', name: 'n', size: 3, mime: '', kind: 'text', content: two }],
+    });
+    expect(await a.peer.nextOf('error')).to.deep.include({ code: 'conflict', ref: 'note' });
+    const note = (await control.items()).find((i) => i.meta.itemId === 'note')!;
+    expect(note.meta.content).to.equal(one);
+  });
+
+  it('closes a session whose credential expires without a fresh auth (auth-expired, 4003), and keeps one that renews', async () => {
+    await control.close();
+    let lifetime = 300;
+    await start({
+      // Expiry comes with a 30 s leeway: these credentials expire 300 ms after it.
+      authenticate: async (token) => ({
+        userId: token,
+        expiresAt: Date.now() + lifetime - 30_000,
+      }),
+    });
+    const lapsing = new ControlPeer(url);
+    peers.push(lapsing);
+    await lapsing.send({ type: 'hello', token: 'alice' });
+    await lapsing.nextOf('welcome');
+    const renewing = new ControlPeer(url);
+    peers.push(renewing);
+    await renewing.send({ type: 'hello', token: 'bob' });
+    await renewing.nextOf('welcome');
+    lifetime = 60_000;
+    await renewing.send({ type: 'auth', token: 'bob' });
+    await renewing.nextOf('authed');
+    expect(await lapsing.nextOf('error', 3000)).to.deep.include({ code: 'auth-expired' });
+    expect((await lapsing.closed).code).to.equal(CLOSE.AUTH_FAILED);
+    expect(await silent(renewing, 300)).to.equal(true);
   });
 });

@@ -123,7 +123,7 @@ describe('control server', () => {
     const transmit = await peer.nextOf('transmit');
     expect(transmit.itemId).to.equal('item-1');
     expect(transmit.ranges).to.deep.equal([{ start: 0, end: 1000, serverId: 'up-2' }]);
-    expect(control.items()[0]).to.deep.include({ state: 'uploading', userId: 'alice' });
+    expect((await control.items())[0]).to.deep.include({ state: 'uploading', userId: 'alice' });
   });
 
   it('waits for a probe of every server before planning', async () => {
@@ -307,7 +307,7 @@ describe('control server', () => {
     await peer.send({ type: 'progress', taskId, itemId: 'item-1', bytesStored: 400 });
     await peer.send({ type: 'progress', taskId, itemId: 'item-1', bytesStored: 300 });
     await new Promise((r) => setTimeout(r, 50));
-    expect(control.items()[0]).to.deep.include({ state: 'uploading', bytesStored: 400 });
+    expect((await control.items())[0]).to.deep.include({ state: 'uploading', bytesStored: 400 });
   });
 
   it('tells onTask each step of a task: sent, accepted, progress, complete; a stranger accept is ignored', async () => {
@@ -351,7 +351,7 @@ describe('control server', () => {
     await peer.nextOf('welcome');
     await peer.send({ type: 'publish', items: [ITEM] });
     await peer.nextOf('transmit');
-    const taskId = control.requestTransmit(
+    const taskId = await control.requestTransmit(
       'item-1',
       [{ start: 100, end: 200, serverId: 'up-1' }],
       5,
@@ -365,10 +365,14 @@ describe('control server', () => {
       priority: 5,
       reason: 'request',
     });
-    expect(() =>
-      control.requestTransmit('item-1', [{ start: 900, end: 1200, serverId: 'up-1' }]),
-    ).to.throw(/item has 1000/);
-    expect(() => control.requestTransmit('nope')).to.throw(/unknown item/);
+    expect(
+      await control
+        .requestTransmit('item-1', [{ start: 900, end: 1200, serverId: 'up-1' }])
+        .catch((e: Error) => e.message),
+    ).to.match(/item has 1000/);
+    expect(await control.requestTransmit('nope').catch((e: Error) => e.message)).to.match(
+      /unknown item/,
+    );
   });
 
   it('attaches to an existing HTTP server without taking its other requests', async () => {

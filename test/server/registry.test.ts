@@ -171,7 +171,7 @@ describe('registry link (upload servers that connect out to the control server)'
         });
       }
     }
-    const states = Object.fromEntries(control.items().map((i) => [i.meta.itemId, i.state]));
+    const states = Object.fromEntries((await control.items()).map((i) => [i.meta.itemId, i.state]));
     expect(states).to.deep.equal({ honest: 'stored', liar: 'failed' });
   });
 
@@ -192,7 +192,7 @@ describe('registry link (upload servers that connect out to the control server)'
       servers: ['up-1'],
     });
     expect(await peer.nextOf('error', 3000)).to.deep.include({ code: 'unverified', ref: 'ghost' });
-    expect(control.items()[0]!.state).to.equal('failed');
+    expect((await control.items())[0]!.state).to.equal('failed');
   });
 
   it('turns a reader waiting for missing bytes into a top-priority transmit to the holder, once', async () => {
