@@ -41,6 +41,10 @@ const published = new Set();
 const pending = new Map();
 /** @type {((ms: number) => void) | undefined} */
 let onAccepted;
+/** Acceptances that arrived before their task id was known: task id → time. */
+const early = new Map();
+/** `requestTransmit` calls that have not given their task id yet. */
+let inFlight = 0;
 /** Open TCP connections of the HTTP server. */
 let sockets = 0;
 /** @type {(() => void) | undefined} */
@@ -77,7 +81,11 @@ async function startServer(start) {
     onTask: (event) => {
       if (event.type !== 'accepted') return;
       const at = pending.get(event.taskId);
-      if (at === undefined) return;
+      if (at === undefined) {
+        // Accepted before requestTransmit's promise gave the task id: matched when it does.
+        early.set(event.taskId, performance.now());
+        return;
+      }
       pending.delete(event.taskId);
       onAccepted?.(performance.now() - at);
     },
@@ -115,12 +123,24 @@ async function measureLatency({ count, rate }) {
   const ask = () => {
     const itemId = items[Math.floor(Math.random() * items.length)];
     const at = performance.now();
-    try {
-      pending.set(server.requestTransmit(itemId), at);
-    } catch (e) {
-      refused++;
-      firstError ??= e instanceof Error ? e.message : String(e);
-    }
+    inFlight++;
+    server.requestTransmit(itemId).then(
+      (taskId) => {
+        inFlight--;
+        const acceptedAt = early.get(taskId);
+        if (acceptedAt === undefined) pending.set(taskId, at);
+        else {
+          early.delete(taskId);
+          onAccepted?.(acceptedAt - at);
+        }
+      },
+      (/** @type {unknown} */ e) => {
+        inFlight--;
+        refused++;
+        firstError ??= e instanceof Error ? e.message : String(e);
+        if (sent === count && inFlight === 0 && pending.size === 0) allAccepted();
+      },
+    );
     sent++;
   };
   const delay = monitorEventLoopDelay({ resolution: 1 });
@@ -131,7 +151,7 @@ async function measureLatency({ count, rate }) {
   const accepted = new Promise((resolve) => (allAccepted = () => resolve(undefined)));
   onAccepted = (ms) => {
     latencies.push(ms);
-    if (sent === count && pending.size === 0) allAccepted();
+    if (sent === count && inFlight === 0 && pending.size === 0) allAccepted();
   };
   if (rate === 0) {
     while (sent < count) ask();
@@ -149,6 +169,8 @@ async function measureLatency({ count, rate }) {
       tick();
     });
   }
+  // Every call has given its task id (or failed) before the wait for the last acceptances.
+  while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 1));
   if (pending.size === 0) allAccepted();
   /** @type {NodeJS.Timeout | undefined} */
   let timeout;
@@ -161,6 +183,7 @@ async function measureLatency({ count, rate }) {
   delay.disable();
   const lost = pending.size;
   pending.clear();
+  early.clear();
   onAccepted = undefined;
   return {
     latencies,
