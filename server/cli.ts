@@ -178,6 +178,7 @@ Runs a control server: browsers at ws://HOST:PORT/control, upload servers starte
   --config FILE            JSON file with any of: uploadServers ([{ "id", "url", "httpUrl",
                            "protocols" }]), port, host, path, registryPath, heartbeatMs,
                            helloTimeoutMs, probeWaitMs, verifyWaitMs, maxItemSize, sessionResumeMs,
+                           publicUrl,
                            inlineMax, inlineTotalMax, uploadTokenTtlSeconds, and planner
                            ({ "splitMin", "maxServers", "align" }). Flags win over the file.
   --upload-server S        an upload server as id=WS_URL,HTTP_URL (repeatable)
@@ -197,6 +198,8 @@ ${SECRET_HELP}
   --upload-token-ttl S     lifetime of upload tokens, in seconds (default 3600)
   --split-min N            items at least this large are split across servers (default 67108864)
   --max-split-servers N    most servers one item is split across (default 3)
+  --public-url URL         this control server's HTTP base URL as browsers reach it, for the URLs
+                           of relayed upload servers (default: the Host of each registry link)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLINE_MAX, and so on.`,
@@ -217,6 +220,7 @@ Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLIN
       'upload-token-ttl': { type: 'string' },
       'split-min': { type: 'string' },
       'max-split-servers': { type: 'string' },
+      'public-url': { type: 'string' },
       log: { type: 'string', default: 'json' },
     },
     async run(v) {
@@ -246,6 +250,7 @@ Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLIN
         ...flag('inline-total-max', 'inlineTotalMax'),
         ...flag('upload-token-ttl', 'uploadTokenTtlSeconds'),
         ...(Object.keys(planner).length > 0 ? { plan: createPlanner(planner) } : {}),
+        ...(typeof v['public-url'] === 'string' ? { publicUrl: v['public-url'] } : {}),
         ...(v['log'] === 'off' ? {} : { logger: jsonLinesLogger }),
       });
       const port = v['port'] ? int(v, 'port') : (configPort ?? 8080);
@@ -371,7 +376,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   // later in the list, wins.
   const fromEnv = Object.entries(command.options ?? {}).flatMap(([flag, o]) => {
     const value = process.env[`WS_UPLOADER_${flag.toUpperCase().replace(/-/g, '_')}`];
-    return o.type === 'string' && !o.multiple && value ? [`--${flag}`, value] : [];
+    if (!value || o.multiple) return [];
+    if (o.type === 'string') return [`--${flag}`, value];
+    // A switch: on with 1, true or yes; anything else leaves it off.
+    return /^(1|true|yes)$/i.test(value) ? [`--${flag}`] : [];
   });
   let values: Values;
   try {
@@ -422,6 +430,7 @@ interface ControlConfig {
   uploadServers?: UploadServerEndpoint[];
   port?: number;
   host?: string;
+  publicUrl?: string;
   path?: string;
   registryPath?: string;
   heartbeatMs?: number;
@@ -464,6 +473,7 @@ async function controlConfig(file: string): Promise<ControlConfig> {
     ...CONFIG_NUMBERS,
     'uploadServers',
     'host',
+    'publicUrl',
     'path',
     'registryPath',
     'planner',
@@ -475,7 +485,7 @@ async function controlConfig(file: string): Promise<ControlConfig> {
     if (n !== undefined && !(typeof n === 'number' && Number.isSafeInteger(n) && n >= 0))
       fatal(`config ${file}: ${key} must be a non-negative integer`);
   }
-  for (const key of ['host', 'path', 'registryPath'])
+  for (const key of ['host', 'publicUrl', 'path', 'registryPath'])
     if (o[key] !== undefined && typeof o[key] !== 'string')
       fatal(`config ${file}: ${key} must be a string`);
   if (o['uploadServers'] !== undefined && !Array.isArray(o['uploadServers']))

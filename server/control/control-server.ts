@@ -53,9 +53,10 @@ import {
   type TaskRecord,
 } from './control-store.js';
 import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
+import { RELAY_PREFIX } from './relay.js';
 
 /** Browsers reach a relayed upload server at `{RELAY_PATH_PREFIX}{serverId}` on the control server. */
-export const RELAY_PATH_PREFIX = '/relay/';
+export const RELAY_PATH_PREFIX = RELAY_PREFIX;
 
 /** Checks an app-given message target: exactly one of clientId, userId or room. */
 function checkTarget(to: MessageTarget): void {
@@ -145,6 +146,12 @@ export interface ControlServerOptions {
    * join by themselves over the registry link. @default []
    */
   readonly uploadServers?: readonly UploadServerEndpoint[];
+  /**
+   * Base URL browsers reach this control server at (`https://app.example`), for the URLs of relayed
+   * upload servers (`wss://app.example/relay/<id>`). @default from the `Host` header of each
+   * upload server's registry link (`wss` when it came over TLS or with `X-Forwarded-Proto: https`)
+   */
+  readonly publicUrl?: string;
   /** Path of the registry endpoint upload servers link to. @default '/registry' */
   readonly registryPath?: string;
   /**
@@ -328,10 +335,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const rooms = new Map<string, Set<Session>>();
   /** Bytes of the inline items held. */
   let inlineBytes = 0;
+  if (options.publicUrl !== undefined && !/^https?:\/\/[^/]/.test(options.publicUrl))
+    throw new TypeError('ws-uploader: `publicUrl` must be an http: or https: URL');
   const registry = new UploadServerRegistry([...endpoints.values()], {
     key,
     heartbeatMs,
     registerTimeoutMs: helloTimeoutMs,
+    ...(options.publicUrl === undefined ? {} : { relayBaseUrl: options.publicUrl }),
     events: {
       change: () => {
         log('servers', { servers: registry.list().map((s) => s.id) });
@@ -393,7 +403,13 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const serverIds = (): Set<string> => new Set(registry.list().map((s) => s.id));
 
   const ownsServer = !options.server;
-  const httpServer = options.server ?? createServer((_req, res) => res.writeHead(404).end());
+  // A server of its own answers HTTP under /relay/ for relayed upload servers, 404 elsewhere.
+  const httpServer =
+    options.server ??
+    createServer((req, res) => {
+      if (pathOf(req).startsWith(RELAY_PATH_PREFIX)) registry.relayRequest(req, res);
+      else res.writeHead(404).end();
+    });
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: 1024 * 1024,

@@ -134,6 +134,8 @@ export const CLOSE = {
   UNSUPPORTED_PROTOCOL: 4005,
   IDLE_TIMEOUT: 4008,
   REPLACED: 4009,
+  /** A relayed connection whose upload server's registry link was lost. */
+  RELAY_LINK_LOST: 4010,
 } as const;
 /** A WebSocket close code named in {@link CLOSE}. */
 export type CloseCode = (typeof CLOSE)[keyof typeof CLOSE];

@@ -10,7 +10,7 @@
  * `relay-accept` or `relay-refuse`, `relay-pause`/`relay-resume`, `relay-close` as JSON text) and
  * its messages travel as binary relay frames (see {@link encodeRelayFrame}).
  */
-import { MAX_RANGES_PER_FRAME, MAX_TOKEN_BYTES } from './constants.js';
+import { CLOSE, MAX_RANGES_PER_FRAME, MAX_TOKEN_BYTES } from './constants.js';
 import { ProtocolError } from './errors.js';
 import {
   arr,
@@ -172,7 +172,7 @@ export const RELAY_HEADER_BYTES = 5;
 /** Largest relay channel number. */
 export const MAX_RELAY_CHANNEL = 0xffff_ffff;
 /** Close code of relayed browser connections when the upload server's link is lost. */
-export const RELAY_LINK_LOST = 4010;
+export const RELAY_LINK_LOST = CLOSE.RELAY_LINK_LOST;
 
 /** What a relay frame carries: the WebSocket opcode of the browser-side message. */
 export const RELAY_KIND = {

@@ -316,4 +316,18 @@ describe('ws-uploader command', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('reads switches such as --relay from the environment (WS_UPLOADER_RELAY=1)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-cli-'));
+    try {
+      const run = await cli(['upload-server', '--id', 'r1', '--data-dir', dir], undefined, {
+        WS_UPLOADER_SECRET: SECRET,
+        WS_UPLOADER_RELAY: '1',
+      });
+      expect(run.code).to.equal(2);
+      expect(run.err).to.match(/relay/i);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

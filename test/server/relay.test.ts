@@ -585,6 +585,28 @@ describe('relay (upload servers behind NAT, reached through the control server)'
     expect(await link.closed).to.equal(CLOSE.PROTOCOL_VIOLATION);
   });
 
+  it('lists relayed servers under the control server’s publicUrl, and answers HTTP under /relay/ with 502 (not relayed)', async () => {
+    await control.close();
+    control = createControlServer({
+      secret: SECRET,
+      publicUrl: 'https://app.example',
+      probeWaitMs: 0,
+    });
+    controlUrl = await control.listen(0);
+    base = controlUrl.replace(/\/control$/, '');
+    registryUrl = `${base}/registry`;
+    const { url } = await startRelayed('hidden');
+    expect(url).to.equal('wss://app.example/relay/hidden');
+    expect(control.servers().find((s) => s.id === 'hidden')?.httpUrl).to.equal(
+      'https://app.example/relay/hidden',
+    );
+    const http = base.replace(/^ws/, 'http');
+    expect((await fetch(`${http}/relay/hidden/files/x`)).status).to.equal(502);
+    expect((await fetch(`${http}/relay/nobody/files/x`)).status).to.equal(404);
+    expect((await fetch(`${http}/elsewhere`)).status).to.equal(404);
+    expect(() => createControlServer({ secret: SECRET, publicUrl: 'ftp://x' })).to.throw(TypeError);
+  });
+
   it('refuses contradictory options: relay without controlUrl, relay with publicUrl', () => {
     expect(() =>
       createUploadServer({ id: 'x', secret: SECRET, dataDir: join(dir, 'x'), relay: true }),
