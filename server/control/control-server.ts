@@ -206,6 +206,12 @@ export interface ControlServerOptions {
    * @default 65536
    */
   readonly inlineMax?: number;
+  /**
+   * Items up to this size, planned whole onto a server that speaks `http/1`, are sent as one
+   * `multipart/form-data` POST (`transmit.protocol`); a reader's demand for such an item breaks the
+   * POST off in favour of parts over WebSocket. 0 turns it off. @default 0
+   */
+  readonly multipartMax?: number;
   /** Largest sum of the sizes of the inline items held in memory, in bytes. @default 67108864 */
   readonly inlineTotalMax?: number;
   /**
@@ -315,6 +321,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   if (!Number.isSafeInteger(inlineMax) || inlineMax < 0 || inlineMax > MAX_INLINE_BYTES)
     throw new TypeError(`ws-uploader: \`inlineMax\` must be an integer in 0..${MAX_INLINE_BYTES}`);
   const inlineTotalMax = options.inlineTotalMax ?? 64 * 1024 * 1024;
+  const multipartMax = options.multipartMax ?? 0;
+  if (!(multipartMax >= 0)) throw new TypeError('ws-uploader: `multipartMax` must be at least 0');
   const allow = options.allow ?? (() => true);
   const authenticate =
     options.authenticate ??
@@ -461,9 +469,17 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     priority: number,
     reason: TransmitReason,
     deadline?: number,
+    protocol?: string,
   ): Promise<string> => {
     const taskId = randomUUID();
-    await store.putTask({ taskId, itemId, clientId: session.clientId, ranges, reason });
+    await store.putTask({
+      taskId,
+      itemId,
+      clientId: session.clientId,
+      ranges,
+      reason,
+      ...(protocol === undefined ? {} : { protocol }),
+    });
     const item = await store.getItem(itemId);
     if (item && item.state !== 'stored') await store.putItem({ ...item, state: 'uploading' });
     send(session.ws, {
@@ -474,6 +490,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       priority,
       ...(deadline === undefined ? {} : { deadline }),
       reason,
+      ...(protocol === undefined ? {} : { protocol }),
     });
     options.onTask?.({ type: 'sent', taskId, itemId, clientId: session.clientId });
     log('transmit', {
@@ -504,20 +521,36 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     const within = ranges
       .filter((r) => r.start < item.meta.size)
       .map((r) => ({ start: r.start, end: Math.min(r.end, item.meta.size) }));
+    // A multipart POST of the item is broken off: the reader's ranges come first, by parts, then
+    // the rest of the item, also by parts (the server keeps what the POST stored).
+    let rest: TargetRange[] | undefined;
+    for (const t of await store.tasks(itemId)) {
+      if (t.protocol !== PROTOCOL.HTTP_1) continue;
+      await store.deleteTask(t.taskId);
+      send(session.ws, {
+        type: 'cancel',
+        taskId: t.taskId,
+        itemId,
+        reason: 'a reader waits: switching to parts over WebSocket',
+      });
+      rest = [...t.ranges];
+    }
     let pending: ByteRange[] = [];
     for (const t of await store.tasks(itemId)) {
       if (t.reason !== 'demand') continue;
       for (const r of t.ranges) if (r.serverId === serverId) pending = addRange(pending, r);
     }
     const wanted = within.filter((r) => !covers(pending, r));
-    if (wanted.length === 0) return;
-    await transmit(
-      session,
-      itemId,
-      wanted.map((r) => ({ ...r, serverId })),
-      DEMAND_PRIORITY,
-      'demand',
-    );
+    if (wanted.length > 0) {
+      await transmit(
+        session,
+        itemId,
+        wanted.map((r) => ({ ...r, serverId })),
+        DEMAND_PRIORITY,
+        'demand',
+      );
+    }
+    if (rest) await transmit(session, itemId, rest, 0, 'replan');
   };
 
   /** Records an item as stored, tells the browser and the app. */
@@ -691,7 +724,19 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       fail(session.ws, 'internal', `the planner made an invalid plan: ${problem}`, meta.itemId);
       return;
     }
-    await transmit(session, meta.itemId, ranges, 0, 'publish');
+    // A small item may go as one multipart POST (it switches to parts if a reader waits for it).
+    const only = ranges.length === 1 ? registry.get(ranges[0]!.serverId) : undefined;
+    const multipart =
+      meta.size <= multipartMax && only?.protocols?.includes(PROTOCOL.HTTP_1) === true;
+    await transmit(
+      session,
+      meta.itemId,
+      ranges,
+      0,
+      'publish',
+      undefined,
+      multipart ? PROTOCOL.HTTP_1 : undefined,
+    );
   };
 
   /** Browsers a message to `to` reaches (never the sender itself). */

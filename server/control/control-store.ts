@@ -38,6 +38,8 @@ export interface TaskRecord {
   readonly ranges: readonly TargetRange[];
   /** Why it was sent; `demand`: a reader waits for these ranges. */
   readonly reason: TransmitReason;
+  /** The data protocol the browser was asked to use (`http/1`: one multipart POST), if any. */
+  readonly protocol?: string;
 }
 
 /** A session a browser may resume with its session id. */

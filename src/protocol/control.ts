@@ -240,6 +240,12 @@ export interface TransmitMessage {
   readonly deadline?: number;
   /** Why: `publish` (the plan), `request` (the app), `demand` (a reader), `replan` (failover). */
   readonly reason?: TransmitReason;
+  /**
+   * The data protocol to send this task with, when the control server asks for one: `http/1` is
+   * one `multipart/form-data` POST of the whole item to the server's `/uploads`. Absent: the
+   * browser's choice. A browser that does not speak the named protocol uses its own choice.
+   */
+  readonly protocol?: string;
 }
 /** Why a `transmit` was sent. */
 export type TransmitReason = 'publish' | 'request' | 'demand' | 'replan';
@@ -473,6 +479,7 @@ export function decodeControlServerMessage(text: string): ControlServerMessage {
         priority: num(o, 'priority', -1e6, 1e6),
         ...(o['deadline'] === undefined ? {} : { deadline: num(o, 'deadline', 0, 8.64e15) }),
         ...(reason === undefined ? {} : { reason }),
+        ...(o['protocol'] === undefined ? {} : { protocol: str(o, 'protocol', 1, 32) }),
       };
     }
     case 'completed':

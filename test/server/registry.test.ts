@@ -246,6 +246,59 @@ describe('registry link (upload servers that connect out to the control server)'
     expect(await Promise.all(reads)).to.deep.equal([206, 206]);
   });
 
+  it('sends a small item as one multipart POST (protocol http/1) and switches it to parts when a reader waits', async () => {
+    await control.close();
+    control = createControlServer({ secret: SECRET, probeWaitMs: 0, multipartMax: 64 * 1024 });
+    controlUrl = await control.listen(0);
+    registryUrl = controlUrl.replace(/\/control$/, '/registry');
+    const urls = await startUpload('up-1');
+    await until(() => control.servers().length === 1);
+    const { peer } = await browser();
+    await peer.send({
+      type: 'publish',
+      items: [
+        { itemId: 'small', name: 's', size: 50_000, mime: 'video/mp4', kind: 'file' },
+        { itemId: 'large', name: 'l', size: 100_000, mime: '', kind: 'file' },
+      ],
+    });
+    const tasks = [await peer.nextOf('transmit'), await peer.nextOf('transmit')];
+    const small = tasks.find((t) => t.itemId === 'small')!;
+    expect(small.protocol).to.equal('http/1');
+    expect(tasks.find((t) => t.itemId === 'large')!.protocol).to.equal(undefined);
+    // The POST has not come yet; a reader asks for bytes of the item.
+    const dup = new Dup2Peer(urls.ws);
+    peers.push(dup);
+    await dup.send({ type: 'hello', token: await uploadToken('up-1') });
+    await dup.next();
+    await dup.open(1, 'small', 50_000);
+    await dup.next();
+    const readToken = await createReadToken(SECRET, 'up-1', { subject: 'reader', ttlSeconds: 60 });
+    const read = new Promise<number>((resolve) => {
+      const req = request(
+        `${urls.http}/files/small`,
+        { headers: { range: 'bytes=0-99', authorization: `Bearer ${readToken}` } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        },
+      );
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+    const next = [await peer.next(), await peer.next(), await peer.next()];
+    expect(next.map((m) => m.type)).to.deep.equal(['cancel', 'transmit', 'transmit']);
+    expect(next[0]).to.deep.include({ taskId: small.taskId, itemId: 'small' });
+    expect(next[1]).to.deep.include({ reason: 'demand', priority: DEMAND_PRIORITY });
+    expect(next[1]).to.not.have.property('protocol');
+    expect(next[2]).to.deep.include({
+      reason: 'replan',
+      ranges: [{ start: 0, end: 50_000, serverId: 'up-1' }],
+    });
+    await dup.data(1, 0, randomBytes(1000));
+    expect((await dup.next()).type).to.equal('ack');
+    expect(await read).to.equal(206);
+  });
+
   it('re-plans a task whose server dies onto a live one, and plans a waiting item when a server joins', async () => {
     const { peer } = await browser();
     await peer.send({
