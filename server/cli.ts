@@ -178,7 +178,7 @@ Runs a control server: browsers at ws://HOST:PORT/control, upload servers starte
   --config FILE            JSON file with any of: uploadServers ([{ "id", "url", "httpUrl",
                            "protocols" }]), port, host, path, registryPath, heartbeatMs,
                            helloTimeoutMs, probeWaitMs, verifyWaitMs, maxItemSize, sessionResumeMs,
-                           publicUrl,
+                           publicUrl, multipartMax,
                            inlineMax, inlineTotalMax, uploadTokenTtlSeconds, and planner
                            ({ "splitMin", "maxServers", "align" }). Flags win over the file.
   --upload-server S        an upload server as id=WS_URL,HTTP_URL (repeatable)
@@ -195,6 +195,8 @@ ${SECRET_HELP}
   --session-resume MS      how long a disconnected browser may resume its session (default 600000)
   --inline-max N           largest item carried inline, in bytes; 0: none (default 65536)
   --inline-total-max N     inline bytes held in memory at most (default 67108864)
+  --multipart-max N        items up to N bytes start as one multipart POST to an upload server
+                           that speaks http/1, switched to parts when a reader waits (default 0: off)
   --upload-token-ttl S     lifetime of upload tokens, in seconds (default 3600)
   --split-min N            items at least this large are split across servers (default 67108864)
   --max-split-servers N    most servers one item is split across (default 3)
@@ -217,6 +219,7 @@ Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLIN
       'session-resume': { type: 'string' },
       'inline-max': { type: 'string' },
       'inline-total-max': { type: 'string' },
+      'multipart-max': { type: 'string' },
       'upload-token-ttl': { type: 'string' },
       'split-min': { type: 'string' },
       'max-split-servers': { type: 'string' },
@@ -248,6 +251,7 @@ Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLIN
         ...flag('session-resume', 'sessionResumeMs'),
         ...flag('inline-max', 'inlineMax'),
         ...flag('inline-total-max', 'inlineTotalMax'),
+        ...flag('multipart-max', 'multipartMax'),
         ...flag('upload-token-ttl', 'uploadTokenTtlSeconds'),
         ...(Object.keys(planner).length > 0 ? { plan: createPlanner(planner) } : {}),
         ...(typeof v['public-url'] === 'string' ? { publicUrl: v['public-url'] } : {}),
@@ -441,6 +445,7 @@ interface ControlConfig {
   sessionResumeMs?: number;
   inlineMax?: number;
   inlineTotalMax?: number;
+  multipartMax?: number;
   uploadTokenTtlSeconds?: number;
   planner?: { splitMin?: number; maxServers?: number; align?: number };
 }
@@ -455,6 +460,7 @@ const CONFIG_NUMBERS = [
   'sessionResumeMs',
   'inlineMax',
   'inlineTotalMax',
+  'multipartMax',
   'uploadTokenTtlSeconds',
 ] as const;
 
