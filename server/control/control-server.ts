@@ -805,132 +805,107 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     }
   };
 
+  /**
+   * Records an item a browser (or an HTTP POST) publishes, after the checks of `publish`; an inline
+   * or empty item is stored at once.
+   * @returns the item as recorded, or why it was refused
+   */
+  const acceptItem = async (
+    owner: ControlClient,
+    meta: ItemMeta,
+  ): Promise<ItemInfo | { code: ControlErrorCode; message: string }> => {
+    const existing = await store.getItem(meta.itemId);
+    if (existing && existing.userId !== owner.userId)
+      return { code: 'conflict', message: 'item id is taken' };
+    if (existing && existing.meta.size !== meta.size)
+      return { code: 'conflict', message: 'item id is taken by an item of another size' };
+    if (meta.size > maxItemSize)
+      return { code: 'too-large', message: `item is over ${maxItemSize} bytes` };
+    if (existing?.inline && meta.content !== existing.meta.content)
+      return { code: 'conflict', message: 'item id is taken by other inline bytes' };
+    if (meta.content !== undefined) {
+      if (meta.size > inlineMax)
+        return {
+          code: 'too-large',
+          message: `inline items are limited to ${inlineMax} bytes; upload it instead`,
+        };
+      if (existing?.inline !== true && inlineBytes + meta.size > inlineTotalMax)
+        return {
+          code: 'quota-exceeded',
+          message: 'the control server holds too many inline bytes; upload it instead',
+        };
+    }
+    let previous = existing;
+    if (existing && existing.clientId !== owner.clientId && existing.state === 'uploading') {
+      // Published again from another browser: the old one's tasks are orphans.
+      for (const task of await store.tasks(meta.itemId)) {
+        await store.deleteTask(task.taskId);
+        awaiting.delete(task.taskId);
+      }
+      previous = { ...existing, state: 'published' };
+    }
+    let info: ItemInfo = previous
+      ? { ...previous, meta: previous.inline ? previous.meta : meta, clientId: owner.clientId }
+      : {
+          meta,
+          userId: owner.userId,
+          clientId: owner.clientId,
+          state: 'published',
+          servers: [],
+        };
+    await store.putItem(info);
+    options.onPublish?.(info);
+    if (info.state !== 'stored' && (meta.content !== undefined || meta.size === 0)) {
+      // An inline item is stored as it arrives, in the control server's memory; an empty one as
+      // soon as it is known: there are no bytes to send.
+      const inline = meta.content !== undefined;
+      info = {
+        ...info,
+        state: 'stored',
+        servers: [],
+        sha256: inline
+          ? createHash('sha256').update(Buffer.from(meta.content!, 'base64')).digest('hex')
+          : EMPTY_SHA256,
+        ...(inline ? { inline: true } : {}),
+      };
+      if (inline) inlineBytes += meta.size;
+      await store.putItem(info);
+      options.onComplete?.(info);
+    }
+    return info;
+  };
+
   const onMessage = async (session: Session, message: ControlClientMessage): Promise<void> => {
     switch (message.type) {
       case 'hello':
         fail(session.ws, 'bad-message', 'hello was already sent');
         return;
       case 'publish': {
-        const accepted: string[] = [];
-        const toPlan: ItemMeta[] = [];
+        const accepted: ItemInfo[] = [];
         for (const meta of message.items) {
-          const existing = await store.getItem(meta.itemId);
-          if (existing && existing.userId === session.userId && existing.meta.size !== meta.size) {
-            fail(
-              session.ws,
-              'conflict',
-              'item id is taken by an item of another size',
-              meta.itemId,
-            );
-            continue;
-          }
-          if (existing && existing.userId !== session.userId) {
-            fail(session.ws, 'conflict', 'item id is taken', meta.itemId);
-            continue;
-          }
-          if (meta.size > maxItemSize) {
-            fail(session.ws, 'too-large', `item is over ${maxItemSize} bytes`, meta.itemId);
-            continue;
-          }
-          if (existing?.inline && meta.content !== existing.meta.content) {
-            fail(session.ws, 'conflict', 'item id is taken by other inline bytes', meta.itemId);
-            continue;
-          }
-          if (meta.content !== undefined) {
-            if (meta.size > inlineMax) {
-              fail(
-                session.ws,
-                'too-large',
-                `inline items are limited to ${inlineMax} bytes; upload it instead`,
-                meta.itemId,
-              );
-              continue;
-            }
-            if (existing?.inline !== true && inlineBytes + meta.size > inlineTotalMax) {
-              fail(
-                session.ws,
-                'quota-exceeded',
-                'the control server holds too many inline bytes; upload it instead',
-                meta.itemId,
-              );
-              continue;
-            }
-          }
-          let previous = existing;
-          if (
-            existing &&
-            existing.clientId !== session.clientId &&
-            existing.state === 'uploading'
-          ) {
-            // Published again from another browser: the old one's tasks are orphans.
-            for (const task of await store.tasks(meta.itemId)) {
-              await store.deleteTask(task.taskId);
-              awaiting.delete(task.taskId);
-            }
-            previous = { ...existing, state: 'published' };
-          }
-          const info: ItemInfo = previous
-            ? {
-                ...previous,
-                meta: previous.inline ? previous.meta : meta,
-                clientId: session.clientId,
-              }
-            : {
-                meta,
-                userId: session.userId,
-                clientId: session.clientId,
-                state: 'published',
-                servers: [],
-              };
-          await store.putItem(info);
-          accepted.push(meta.itemId);
-          options.onPublish?.(info);
-          // An inline item is stored as it arrives: in the control server's memory.
-          if (meta.content !== undefined && info.state !== 'stored') {
-            const bytes = Buffer.from(meta.content, 'base64');
-            const stored: ItemInfo = {
-              ...info,
-              state: 'stored',
-              servers: [],
-              sha256: createHash('sha256').update(bytes).digest('hex'),
-              inline: true,
-            };
-            inlineBytes += meta.size;
-            await store.putItem(stored);
-            options.onComplete?.(stored);
-          }
-          // An empty item is stored as soon as it is known: there are no bytes to send.
-          else if (meta.size === 0 && info.state !== 'stored') {
-            const stored: ItemInfo = {
-              ...info,
-              state: 'stored',
-              servers: [],
-              sha256: EMPTY_SHA256,
-            };
-            await store.putItem(stored);
-            options.onComplete?.(stored);
-          }
-          // A stored item needs nothing; one being uploaded already has its task.
-          const state = (await store.getItem(meta.itemId))!.state;
-          if (state === 'published' || state === 'failed') toPlan.push(meta);
+          const result = await acceptItem(session, meta);
+          if ('code' in result) fail(session.ws, result.code, result.message, meta.itemId);
+          else accepted.push(result);
         }
-        send(session.ws, { type: 'published', itemIds: accepted });
-        for (const itemId of accepted) {
-          const item = (await store.getItem(itemId))!;
+        send(session.ws, { type: 'published', itemIds: accepted.map((i) => i.meta.itemId) });
+        for (const item of accepted) {
           if (item.state === 'stored') {
             send(session.ws, {
               type: 'completed',
-              itemId,
+              itemId: item.meta.itemId,
               sha256: item.sha256!,
               servers: [...item.servers],
             });
           }
         }
         // Not awaited: planning may wait for probes, which are later messages of this browser.
-        for (const meta of toPlan)
-          planAndTransmit(session, meta).catch((e: unknown) =>
+        // A stored item needs nothing; one being uploaded already has its task.
+        for (const item of accepted) {
+          if (item.state !== 'published' && item.state !== 'failed') continue;
+          planAndTransmit(session, item.meta).catch((e: unknown) =>
             log('internal-error', { clientId: session.clientId, message: String(e) }),
           );
+        }
         return;
       }
       case 'auth': {
