@@ -16,6 +16,10 @@ import { ConnectionState } from './types.js';
 
 /** Largest number of messages kept while disconnected. */
 const MAX_BUFFERED = 1000;
+/** Longest timer browsers keep (2^31 - 1 ms); later renewals are armed in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Share of a credential's remaining life after which a fresh one is sent with `auth`. */
+const RENEW_AT = 0.75;
 
 /** Callbacks of a {@link ControlChannel}. */
 export interface ControlChannelHandlers {
@@ -39,6 +43,9 @@ export class ControlChannel {
   #attempt = 0;
   #timer: unknown;
   #stopped = false;
+  /** The credential the session runs on (from `hello`, or the last `auth` sent). */
+  #token: string | undefined;
+  #renewTimer: unknown;
   readonly #outbox: ControlClientMessage[] = [];
 
   constructor(options: ResolvedEngineOptions, handlers: ControlChannelHandlers) {
@@ -73,6 +80,7 @@ export class ControlChannel {
   close(): void {
     this.#stopped = true;
     this.#options.clock.clearTimeout(this.#timer);
+    this.#options.clock.clearTimeout(this.#renewTimer);
     this.#socket?.close(CLOSE.NORMAL, 'closed by the page');
     this.#socket = undefined;
     this.#setState(ConnectionState.CLOSED);
@@ -106,7 +114,9 @@ export class ControlChannel {
     }
     this.#socket = socket;
     this.#welcomed = false;
+    this.#token = token;
     let fatal = false;
+    let expired = false;
     socket.addEventListener('open', () => {
       const hello: ControlClientMessage = this.#sessionId
         ? { type: 'hello', token, sessionId: this.#sessionId }
@@ -129,6 +139,7 @@ export class ControlChannel {
         this.#attempt = 0;
         this.#sessionId = message.sessionId;
         this.#setState(ConnectionState.OPEN);
+        this.#scheduleRenewal(socket);
         this.#handlers.message(message);
         // The engine publishes again on every welcome; a publish queued meanwhile would be a duplicate.
         for (const m of this.#outbox.splice(0)) {
@@ -136,21 +147,22 @@ export class ControlChannel {
         }
         return;
       }
-      if (
-        message.type === 'error' &&
-        (message.code === 'auth-failed' || message.code === 'auth-timeout')
-      ) {
-        fatal = message.code === 'auth-failed';
+      if (message.type === 'error') {
+        if (message.code === 'auth-failed') fatal = true;
+        // The session's credential ran out before a fresh one came: a new connection asks `auth`.
+        if (message.code === 'auth-expired') expired = true;
       }
+      if (message.type === 'authed') this.#scheduleRenewal(socket);
       this.#handlers.message(message);
     });
     socket.addEventListener('close', (event) => {
       if (this.#socket !== socket) return;
       this.#socket = undefined;
       this.#welcomed = false;
+      this.#options.clock.clearTimeout(this.#renewTimer);
       if (this.#stopped) return;
       const code = (event as CloseEvent).code;
-      if (fatal || code === CLOSE.AUTH_FAILED) {
+      if (fatal || (code === CLOSE.AUTH_FAILED && !expired)) {
         this.#handlers.error(
           new ServerError('auth-failed', 'the control server refused the credential', {
             serverId: 'control',
@@ -171,6 +183,56 @@ export class ControlChannel {
     });
   }
 
+  /**
+   * Arms the renewal of the session's credential, when it is a JWT with an expiry: at 3/4 of its
+   * remaining life, a fresh credential from the `auth` option is sent with `auth` (the control
+   * server closes a session whose credential expired). A credential that does not change (a fixed
+   * `authToken`) is tried again at half the remaining life, then left to expire: the engine then
+   * reconnects, asking `auth` again.
+   */
+  #scheduleRenewal(socket: SocketLike): void {
+    const { clock } = this.#options;
+    clock.clearTimeout(this.#renewTimer);
+    const token = this.#token;
+    const expiresAt = token === undefined ? undefined : tokenExpiry(token);
+    if (expiresAt === undefined) return;
+    const arm = (delay: number): void => {
+      this.#renewTimer = clock.setTimeout(
+        () => {
+          if (delay > MAX_TIMER_MS) arm(delay - MAX_TIMER_MS);
+          else void this.#renew(socket, token!, expiresAt);
+        },
+        Math.max(0, Math.min(delay, MAX_TIMER_MS)),
+      );
+    };
+    arm(Math.max(0, (expiresAt - Date.now()) * RENEW_AT));
+  }
+
+  async #renew(socket: SocketLike, token: string, expiresAt: number): Promise<void> {
+    let fresh: string;
+    try {
+      fresh = await this.#options.auth();
+    } catch (e) {
+      this.#handlers.error(
+        new TransportError('socket-failed', 'the auth callback failed', { cause: e }),
+        false,
+      );
+      return;
+    }
+    if (this.#socket !== socket || !this.#welcomed) return;
+    if (fresh !== token) {
+      this.#token = fresh;
+      socket.send(encodeControlMessage({ type: 'auth', token: fresh }));
+      return;
+    }
+    const left = expiresAt - Date.now();
+    if (left < 2000) return;
+    this.#renewTimer = this.#options.clock.setTimeout(
+      () => void this.#renew(socket, token, expiresAt),
+      Math.min(left / 2, MAX_TIMER_MS),
+    );
+  }
+
   #retry(): void {
     if (this.#stopped) return;
     this.#setState(ConnectionState.DOWN);
@@ -186,5 +248,18 @@ export class ControlChannel {
     if (state === this.#state) return;
     this.#state = state;
     this.#handlers.state(state);
+  }
+}
+
+/** The expiry of a JWT (its `exp`, in ms since the epoch), or `undefined` for anything else. */
+function tokenExpiry(token: string): number | undefined {
+  const payload = token.split('.')[1];
+  if (payload === undefined || token.split('.').length !== 3) return undefined;
+  try {
+    const text = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
+    const exp = (JSON.parse(text) as { exp?: unknown }).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -13,9 +13,11 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { tsImport } from 'tsx/esm/api';
 
 const servers = await tsImport('../../server/index.ts', import.meta.url);
+const { CONTROL_AUDIENCE } = await tsImport('../../server/tokens.ts', import.meta.url);
 
 /** Running deployments by handle. */
 const running = new Map();
@@ -147,9 +149,21 @@ function httpLog({ handle, serverId }) {
   return running.get(handle).uploads.find((s) => s.id === serverId).httpLog;
 }
 
-/** A control credential for another user of the deployment. */
-function userToken({ handle, userId }) {
-  return servers.createUserToken(running.get(handle).secret, userId);
+/**
+ * A control credential for a user of the deployment. `expiresIn` (seconds, may be negative: the
+ * control server tolerates 30 s of clock difference) makes one that runs out soon.
+ */
+async function userToken({ handle, userId, expiresIn }) {
+  const { secret } = running.get(handle);
+  if (expiresIn === undefined) return servers.createUserToken(secret, userId);
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(userId)
+    .setAudience(CONTROL_AUDIENCE)
+    .setIssuedAt(Math.min(now, now + expiresIn))
+    .setExpirationTime(now + expiresIn)
+    .sign(new TextEncoder().encode(secret));
 }
 
 /** The app cancels a transmit task (`control.cancelTransmit`); whether it was pending. */

@@ -74,11 +74,20 @@ export async function startDeployment(
   return d;
 }
 
-/** A control credential for another user of the deployment. */
-export async function userToken(d: TestDeployment, userId: string): Promise<string> {
+/**
+ * A control credential for a user of the deployment.
+ * @param expiresIn seconds until it expires (negative: already expired, within the control
+ *   server's 30 s leeway) @default a day
+ */
+export async function userToken(
+  d: TestDeployment,
+  userId: string,
+  expiresIn?: number,
+): Promise<string> {
   const token = await executeServerCommand<string, object>('ws-servers:user-token', {
     handle: d.handle,
     userId,
+    ...(expiresIn === undefined ? {} : { expiresIn }),
   });
   if (!token) throw new Error('the test runner made no user token');
   return token;
@@ -204,6 +213,30 @@ export async function httpLog(d: TestDeployment, serverId: string): Promise<Http
     (await executeServerCommand<HttpLogEntry[], object>('ws-servers:http-log', {
       handle: d.handle,
       serverId,
+    })) ?? []
+  );
+}
+
+/** An item as the control server knows it (a subset of its `ItemInfo`). */
+export interface ControlItem {
+  readonly meta: {
+    readonly itemId: string;
+    readonly name: string;
+    readonly size: number;
+    readonly mime: string;
+    readonly content?: string;
+  };
+  readonly state: string;
+  readonly servers: readonly string[];
+  readonly sha256?: string;
+  readonly inline?: boolean;
+}
+
+/** The items the control server knows. */
+export async function controlItems(d: TestDeployment): Promise<ControlItem[]> {
+  return (
+    (await executeServerCommand<ControlItem[], object>('ws-servers:control-items', {
+      handle: d.handle,
     })) ?? []
   );
 }
