@@ -3,7 +3,7 @@
  * scoped tokens, records published items, plans where they go and tracks completion.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
@@ -54,6 +54,7 @@ import {
 } from './control-store.js';
 import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
 import { RELAY_PREFIX } from './relay.js';
+import { handleItemPost } from './item-post.js';
 
 /** Browsers reach a relayed upload server at `{RELAY_PATH_PREFIX}{serverId}` on the control server. */
 export const RELAY_PATH_PREFIX = RELAY_PREFIX;
@@ -152,6 +153,11 @@ export interface ControlServerOptions {
    * upload server's registry link (`wss` when it came over TLS or with `X-Forwarded-Proto: https`)
    */
   readonly publicUrl?: string;
+  /**
+   * Path where a page may `POST` a small item as `multipart/form-data` (at most `inlineMax` bytes,
+   * with a user credential in `Authorization: Bearer`): it becomes an inline item. @default '/items'
+   */
+  readonly itemsPath?: string;
   /** Path of the registry endpoint upload servers link to. @default '/registry' */
   readonly registryPath?: string;
   /**
@@ -315,6 +321,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const sessionResumeMs = options.sessionResumeMs ?? 600_000;
   const log = logFor('control', options.logger);
   const registryPath = options.registryPath ?? '/registry';
+  const itemsPath = options.itemsPath ?? '/items';
   const heartbeatMs = options.heartbeatMs ?? 10_000;
   const verifyWaitMs = options.verifyWaitMs ?? 30_000;
   const inlineMax = options.inlineMax ?? 64 * 1024;
@@ -411,13 +418,67 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const serverIds = (): Set<string> => new Set(registry.list().map((s) => s.id));
 
   const ownsServer = !options.server;
-  // A server of its own answers HTTP under /relay/ for relayed upload servers, 404 elsewhere.
+  /**
+   * The control server's own HTTP routes: `POST {itemsPath}` (and its CORS preflight) and, on a
+   * server of its own, everything under /relay/. Returns whether it answered.
+   */
+  const handleHttp = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const at = pathOf(req);
+    if (at === itemsPath) {
+      // Credentials travel as bearer tokens, never cookies: any page may post, given a token.
+      const origin = req.headers.origin;
+      if (origin) {
+        res.setHeader('Access-Control-Allow-Origin', origin);
+        res.setHeader('Vary', 'Origin');
+      }
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, {
+          'Access-Control-Allow-Methods': 'POST',
+          'Access-Control-Allow-Headers': 'authorization, content-type',
+          'Access-Control-Max-Age': '600',
+        });
+        res.end();
+      } else if (req.method !== 'POST') {
+        res.writeHead(405, { Allow: 'POST, OPTIONS' }).end();
+      } else {
+        handleItemPost(req, res, {
+          inlineMax,
+          authenticate,
+          clientOf: (userId, clientId) =>
+            clientId !== undefined && sessions.get(clientId)?.userId === userId ? clientId : '',
+          accept: async (owner, meta) => {
+            const result = await acceptItem(owner, meta);
+            return 'code' in result ? result : { sha256: result.sha256 ?? '' };
+          },
+        }).catch((e: unknown) => {
+          log('internal-error', { message: String(e) });
+          if (!res.headersSent) res.writeHead(500).end();
+        });
+      }
+      return true;
+    }
+    if (ownsServer && at.startsWith(RELAY_PATH_PREFIX)) {
+      registry.relayRequest(req, res);
+      return true;
+    }
+    return false;
+  };
+  // On the app's server, requests for these routes are taken before the app's own listeners see
+  // them (which must be attached before the control server is created); all others go on to them.
   const httpServer =
     options.server ??
     createServer((req, res) => {
-      if (pathOf(req).startsWith(RELAY_PATH_PREFIX)) registry.relayRequest(req, res);
-      else res.writeHead(404).end();
+      if (!handleHttp(req, res)) res.writeHead(404).end();
     });
+  const appListeners = ownsServer ? [] : httpServer.listeners('request');
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (handleHttp(req, res)) return;
+    for (const listener of appListeners) listener.call(httpServer, req, res);
+  };
+  if (!ownsServer) {
+    httpServer.removeAllListeners('request');
+    httpServer.on('request', onRequest);
+  }
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: 1024 * 1024,
@@ -1254,6 +1315,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     },
     async close() {
       httpServer.off('upgrade', onUpgrade);
+      if (!ownsServer) {
+        httpServer.off('request', onRequest);
+        for (const listener of appListeners) httpServer.on('request', listener as never);
+      }
       clearInterval(sweeper);
       registry.close();
       for (const ws of registryWss.clients) ws.terminate();
