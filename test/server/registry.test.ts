@@ -338,6 +338,35 @@ describe('registry link (upload servers that connect out to the control server)'
     ]);
   });
 
+  it('keeps a server that sends heartbeats and drops one that falls silent within three heartbeats', async () => {
+    await control.close();
+    control = createControlServer({ secret: SECRET, probeWaitMs: 0, heartbeatMs: 200 });
+    controlUrl = await control.listen(0);
+    registryUrl = controlUrl.replace(/\/control$/, '/registry');
+    const { peer } = await browser();
+    const link = await rawRegister(registryUrl, {
+      type: 'register',
+      token: await createRegistryToken(SECRET, 'quiet'),
+      id: 'quiet',
+      protocols: ['dup/2'],
+      port: 4321,
+    });
+    expect(link.answer).to.deep.include({ type: 'registered', heartbeatMs: 200 });
+    expect((await peer.nextOf('servers')).servers.map((s) => s.id)).to.deep.equal(['quiet']);
+    // A second of heartbeats: still listed.
+    for (let i = 0; i < 10; i++) {
+      link.ws.send(encodeRegistryMessage({ type: 'heartbeat' }));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(control.servers().map((s) => s.id)).to.deep.equal(['quiet']);
+    const silentSince = Date.now();
+    const gone = await peer.nextOf('servers', 3000);
+    expect(gone.servers).to.deep.equal([]);
+    // Not before its three heartbeats have passed (the upper bound is the wait above).
+    expect(Date.now() - silentSince).to.be.at.least(500);
+    await link.closed;
+  });
+
   it('refuses a registration with a wrong token (auth-failed, 4003) or without an endpoint (no-endpoint)', async () => {
     const bad = await rawRegister(registryUrl, {
       type: 'register',
