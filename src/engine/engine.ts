@@ -593,7 +593,7 @@ export class WsUploaderEngine extends EventTarget {
       await held.publishing;
       return held.status.itemId;
     }
-    if (blob.size > this.#serverInlineMax)
+    if (this.#serverInlineMax === 0 || blob.size > this.#serverInlineMax)
       throw new ServerError(
         'too-large',
         `inline items are limited to ${this.#serverInlineMax} bytes by the control server`,
@@ -631,7 +631,9 @@ export class WsUploaderEngine extends EventTarget {
   #goesInline(held: Held): boolean {
     if (held.noInline) return false;
     if (held.forInline || held.inline) return true;
-    return held.status.size <= Math.min(this.#options.inlineMax, this.#serverInlineMax);
+    const limit = Math.min(this.#options.inlineMax, this.#serverInlineMax);
+    // 0 turns inline items off, even empty ones.
+    return limit > 0 && held.status.size <= limit;
   }
 
   /** Adds an item. */

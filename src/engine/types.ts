@@ -125,7 +125,9 @@ export interface ReceivedMessageDetail {
   readonly from?: MessageSender;
   /** The id the sender chose. */
   readonly id?: string;
+  /** The text, when there is one. */
   readonly body?: string;
+  /** The inline item, when there is one. */
   readonly item?: ReceivedItem;
 }
 

@@ -233,6 +233,14 @@ describe('WsUploaderEngine: inline items, messages, rooms, unpublish', () => {
     expect(await rejection(e.send({ clientId: 'a' }, { item: 42 as never }))).to.be.instanceOf(
       ConfigError,
     );
+    // This control server takes no inline items (inlineMax 0): not even an empty one.
+    expect(await rejection(e.send({ clientId: 'a' }, { item: new Blob([]) }))).to.include({
+      code: 'too-large',
+    });
+    const empty = next(e, 'complete');
+    e.addFiles([new File([], 'empty')]);
+    expect(await empty).to.deep.include({ size: 0, servers: [] });
+    expect(e.items.find((i) => i.name === 'empty')!.inline).not.to.equal(true);
     e.stop();
     void e.start();
     const waiting = e.send({ userId: 'x' }, { body: 'hi' });
