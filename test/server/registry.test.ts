@@ -24,17 +24,9 @@ import {
 } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { ControlPeer, Dup2Peer, sha256 } from '../helpers/node-peers.js';
+import { until } from '../helpers/until.js';
 
 const SECRET = 'r'.repeat(32);
-
-/** Waits until `check` holds, polling. */
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A raw registry link: sends `register`, returns the first answer and the close code. */
 async function rawRegister(

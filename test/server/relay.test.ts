@@ -29,18 +29,10 @@ import {
 } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { ControlPeer, Dup2Peer, sha256 } from '../helpers/node-peers.js';
+import { until } from '../helpers/until.js';
 
 const SECRET = 'n'.repeat(32);
 const MiB = 1024 * 1024;
-
-/** Waits until `check` holds, polling. */
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** An upload token for a server, as the control server would give a browser. */
 async function uploadToken(serverId: string): Promise<string> {

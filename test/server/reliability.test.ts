@@ -19,6 +19,7 @@ import {
 } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256, rawOpen } from '../helpers/node-peers.js';
+import { until } from '../helpers/until.js';
 
 const SECRET = 'q'.repeat(32);
 const CANARY = 'canary: nothing may change this file\n';
@@ -65,14 +66,6 @@ async function tree(root: string, prefix = ''): Promise<string[]> {
     if (e.isDirectory()) out.push(...(await tree(root, path)));
   }
   return out.sort();
-}
-
-async function until(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('upload server reliability (rows P3, P11, P12, S5, I6)', () => {
