@@ -387,11 +387,23 @@ export class WsUploaderEngine extends EventTarget {
         this.#resolveStarted?.();
         for (const room of this.#rooms) this.#control.send({ type: 'join', room });
         // Items added while disconnected; after a reconnect that did not resume the session (the
-        // control server forgot this browser's tasks), also those waiting for a task.
+        // control server forgot this browser's tasks), also those waiting for a task, and those
+        // of its tasks, which stop (quietly: their ids mean nothing to the new session) and are
+        // planned anew (the new tasks resume from what the upload servers hold).
         const waiting: ItemState[] = message.resumed
           ? [ItemState.PUBLISHING]
           : [ItemState.PUBLISHING, ItemState.PUBLISHED];
-        this.publish(this.items.filter((s) => waiting.includes(s.state)).map((s) => s.itemId));
+        const again = new Set(
+          this.items.filter((s) => waiting.includes(s.state)).map((s) => s.itemId),
+        );
+        if (message.resumed === false) {
+          for (const active of this.#active.values()) {
+            if (!active.fromControl) continue;
+            active.controller.abort();
+            again.add(active.task.itemId);
+          }
+        }
+        this.publish([...again]);
         for (const w of this.#openWaiters.splice(0)) w.resolve();
         return;
       }
@@ -435,6 +447,8 @@ export class WsUploaderEngine extends EventTarget {
         const active = this.#active.get(message.taskId);
         if (!active || active.task.itemId !== message.itemId) {
           this.#lateCancels.add(message.taskId);
+          if (this.#lateCancels.size > MAX_LATE_CANCELS)
+            this.#lateCancels.delete(this.#lateCancels.values().next().value!);
           return;
         }
         active.cancelled = message.reason;
@@ -834,6 +848,9 @@ export class WsUploaderEngine extends EventTarget {
     this.dispatchEvent(new EngineEvent(type, detail));
   }
 }
+
+/** Cancels of finished tasks remembered (to take their `unknown-task` answer quietly). */
+const MAX_LATE_CANCELS = 100;
 
 /** Least time between two `progress` reports of one task to the control server, in ms. */
 const PROGRESS_REPORT_MS = 1000;

@@ -28,6 +28,8 @@ export interface TestControlOptions {
   readonly inlineTotalMax?: number;
   readonly probeWaitMs?: number;
   readonly verifyWaitMs?: number;
+  /** How long a disconnected browser may resume its session, in ms. */
+  readonly sessionResumeMs?: number;
 }
 
 /** What {@link startDeployment} starts. */

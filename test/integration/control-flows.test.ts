@@ -380,6 +380,48 @@ describe('control flows between pages, readers and the app', () => {
     expect(errors).to.deep.equal([]);
   });
 
+  it('plans an upload anew when a reconnect does not resume the session (the control server forgot its task)', async () => {
+    d = await startDeployment({ uploadServers: 1, controlOptions: { sessionResumeMs: 0 } });
+    const controlSockets: WebSocket[] = [];
+    const a = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 256 * 1024,
+      retryDelays: [50],
+      createSocket: (url, protocols) => {
+        const ws = new WebSocket(url, protocols);
+        if (url === d!.controlUrl) controlSockets.push(ws);
+        return ws;
+      },
+    });
+    engines.push(a);
+    const errors: unknown[] = [];
+    const tasks: RunningTask[] = [];
+    a.on('error', (e) => errors.push(e.detail.error));
+    a.on('transmit-request', (e) => tasks.push(e.detail.task));
+    await a.start();
+    const bytes = randomBytes(2 * MiB);
+    const gate = new Gate();
+    const [item] = a.addFiles([gatedFile(bytes, 'again.bin', 1 * MiB, 2 * MiB, gate)]);
+    const itemId = item!.itemId;
+    await until(() => status(a, itemId).bytesStored === 1 * MiB && gate.waiting > 0);
+    const firstClient = a.clientId;
+    controlSockets[0]!.close();
+    // A new session: a new client id, and a new task for the item.
+    await until(() => tasks.length === 2);
+    expect(a.clientId).not.to.equal(firstClient);
+    expect(tasks[1]).to.deep.include({ itemId, reason: 'publish' });
+    const complete = next(a, 'complete', (c) => c.itemId === itemId);
+    gate.open();
+    expect((await complete).sha256).to.equal(await sha256Hex(bytes));
+    // The control server recorded it through the new task (the old one's id means nothing now).
+    await until(() => status(a, itemId).state === 'complete');
+    const log = await taskLog(d);
+    expect(log.some((e) => e.taskId === tasks[1]!.taskId && e.type === 'complete')).to.equal(true);
+    // Only the lost connection was reported.
+    expect(errors.map((e) => (e as { code: string }).code)).to.deep.equal(['socket-closed']);
+  });
+
   it('rejects a message to a room the app forbids with forbidden, and refuses the join', async () => {
     d = await startDeployment({ uploadServers: 1, allow: { rooms: ['lobby'] } });
     const a = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
