@@ -659,18 +659,43 @@ export function createControlServer(options: ControlServerOptions): ControlServe
    * server's own verification decides (waited for up to `verifyWaitMs`); otherwise the browser's
    * word is taken.
    */
-  const onComplete = async (session: Session, task: TaskRecord, sha256: string): Promise<void> => {
+  const onComplete = async (
+    session: Session,
+    task: TaskRecord,
+    sha256: string | undefined,
+  ): Promise<void> => {
     const item = await store.getItem(task.itemId);
-    const only = task.ranges[0]?.serverId;
     const whole =
       item !== undefined &&
-      only !== undefined &&
-      task.ranges.every((r) => r.serverId === only) &&
       covers(
         task.ranges.reduce<ByteRange[]>((merged, r) => addRange(merged, r), []),
         { start: 0, end: item.meta.size },
       );
-    if (!whole || !registry.linked(only)) {
+    if (!whole) {
+      // Some ranges (a reader's, say): done, but the item is not stored for that.
+      await store.deleteTask(task.taskId);
+      options.onTask?.({
+        type: 'complete',
+        taskId: task.taskId,
+        itemId: task.itemId,
+        clientId: task.clientId,
+      });
+      log('task-complete', { itemId: task.itemId, taskId: task.taskId });
+      if (item?.state === 'uploading' && (await store.tasks(task.itemId)).length === 0)
+        await store.putItem({ ...item, state: 'published' });
+      return;
+    }
+    if (sha256 === undefined) {
+      fail(
+        session.ws,
+        'bad-message',
+        'complete of a task that covers the whole item needs its sha256',
+        task.taskId,
+      );
+      return;
+    }
+    const only = task.ranges[0]!.serverId;
+    if (!task.ranges.every((r) => r.serverId === only) || !registry.linked(only)) {
       await complete(session, task, sha256);
       return;
     }

@@ -761,19 +761,20 @@ export class WsUploaderEngine extends EventTarget {
 
   #taskDone(active: Active, held: Held, result: UploadResult): UploadResult {
     const { task, fromControl } = active;
-    if (fromControl) {
-      this.#control.send({
-        type: 'complete',
-        taskId: task.taskId,
-        itemId: task.itemId,
-        sha256: result.sha256,
-        servers: [...result.servers],
-      });
-    }
     const whole = covers(task.ranges.reduce<ByteRange[]>(addRange, []), {
       start: 0,
       end: held.status.size,
     });
+    if (fromControl) {
+      // The item's digest goes with a task that covers all of it; a part needs none.
+      this.#control.send({
+        type: 'complete',
+        taskId: task.taskId,
+        itemId: task.itemId,
+        ...(whole ? { sha256: result.sha256 } : {}),
+        servers: [...result.servers],
+      });
+    }
     if (whole) {
       held.hasher = undefined;
       this.#update(task.itemId, (s) => ({

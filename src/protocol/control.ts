@@ -156,8 +156,8 @@ export interface CompleteMessage {
   readonly type: 'complete';
   readonly taskId: string;
   readonly itemId: string;
-  /** Hex SHA-256 of the whole item. */
-  readonly sha256: string;
+  /** Hex SHA-256 of the whole item: required when the task's ranges cover the whole item. */
+  readonly sha256?: string;
   readonly servers: readonly string[];
 }
 /** fail: a task could not be done. */
@@ -378,7 +378,7 @@ export function decodeControlClientMessage(text: string): ControlClientMessage {
         type: 'complete',
         taskId: id(o, 'taskId'),
         itemId: id(o, 'itemId'),
-        sha256: sha(o, 'sha256'),
+        ...(o['sha256'] === undefined ? {} : { sha256: sha(o, 'sha256') }),
         servers: arr(o, 'servers', 1000).map((v, i) => idValue(v, `servers[${i}]`)),
       };
     case 'fail':

@@ -355,4 +355,47 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
     expect((await lapsing.closed).code).to.equal(CLOSE.AUTH_FAILED);
     expect(await silent(renewing, 300)).to.equal(true);
   });
+
+  it('completes a task for some ranges without storing the item; a whole-item complete needs its sha256', async () => {
+    const a = await connect('alice');
+    await a.peer.send({
+      type: 'publish',
+      items: [{ itemId: 'big', name: 'b', size: 10_000, mime: '', kind: 'file' }],
+    });
+    const whole = await a.peer.nextOf('transmit');
+    const partId = await control.requestTransmit('big', [{ start: 0, end: 100, serverId: 'up-1' }]);
+    await a.peer.nextOf('transmit');
+    await a.peer.send({ type: 'complete', taskId: partId, itemId: 'big', servers: ['up-1'] });
+    expect(await silent(a.peer)).to.equal(true); // no completed
+    expect((await control.items())[0]).to.deep.include({ state: 'uploading' });
+    expect(completed).to.deep.equal([]);
+    await a.peer.send({ type: 'complete', taskId: whole.taskId, itemId: 'big', servers: ['up-1'] });
+    expect(await a.peer.nextOf('error')).to.deep.include({
+      code: 'bad-message',
+      ref: whole.taskId,
+    });
+    await a.peer.send({
+      type: 'complete',
+      taskId: whole.taskId,
+      itemId: 'big',
+      sha256: 'c'.repeat(64),
+      servers: ['up-1'],
+    });
+    expect((await a.peer.nextOf('completed')).itemId).to.equal('big');
+    expect((await control.items())[0]).to.deep.include({ state: 'stored' });
+    // A part alone, with no other task pending, leaves the item published (not stored).
+    await a.peer.send({
+      type: 'publish',
+      items: [{ itemId: 'other', name: 'o', size: 500, mime: '', kind: 'file' }],
+    });
+    const otherWhole = await a.peer.nextOf('transmit');
+    await control.cancelTransmit(otherWhole.taskId);
+    const otherPart = await control.requestTransmit('other', [
+      { start: 0, end: 10, serverId: 'up-1' },
+    ]);
+    await a.peer.send({ type: 'complete', taskId: otherPart, itemId: 'other', servers: ['up-1'] });
+    await new Promise((r) => setTimeout(r, 100));
+    const other = (await control.items()).find((i) => i.meta.itemId === 'other')!;
+    expect(other.state).to.equal('published');
+  });
 });
