@@ -1102,6 +1102,23 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       case 'complete': {
         const task = await store.getTask(message.taskId);
         if (!task || task.clientId !== session.clientId || task.itemId !== message.itemId) {
+          // Completion is idempotent: the same report of an item already stored (an answer lost
+          // on the way, a retry) gets `completed` again.
+          const item = await store.getItem(message.itemId);
+          if (
+            item?.state === 'stored' &&
+            item.userId === session.userId &&
+            message.sha256 !== undefined &&
+            message.sha256 === item.sha256
+          ) {
+            send(session.ws, {
+              type: 'completed',
+              itemId: message.itemId,
+              sha256: item.sha256,
+              servers: [...item.servers],
+            });
+            return;
+          }
           fail(session.ws, 'unknown-task', 'no such task for this client', message.taskId);
           return;
         }

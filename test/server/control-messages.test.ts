@@ -356,7 +356,7 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
     expect(await silent(renewing, 300)).to.equal(true);
   });
 
-  it('completes a task for some ranges without storing the item; a whole-item complete needs its sha256', async () => {
+  it('completes a task for some ranges without storing the item; a whole-item complete needs its sha256 and is idempotent', async () => {
     const a = await connect('alice');
     await a.peer.send({
       type: 'publish',
@@ -383,6 +383,27 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
     });
     expect((await a.peer.nextOf('completed')).itemId).to.equal('big');
     expect((await control.items())[0]).to.deep.include({ state: 'stored' });
+    // The same report again (its answer lost, say) is answered the same way, once more.
+    await a.peer.send({
+      type: 'complete',
+      taskId: whole.taskId,
+      itemId: 'big',
+      sha256: 'c'.repeat(64),
+      servers: ['up-1'],
+    });
+    expect(await a.peer.nextOf('completed')).to.deep.include({
+      itemId: 'big',
+      sha256: 'c'.repeat(64),
+    });
+    await a.peer.send({
+      type: 'complete',
+      taskId: whole.taskId,
+      itemId: 'big',
+      sha256: 'd'.repeat(64),
+      servers: ['up-1'],
+    });
+    expect(await a.peer.nextOf('error')).to.deep.include({ code: 'unknown-task' });
+    expect(completed.filter((i) => i.meta.itemId === 'big')).to.have.length(1);
     // A part alone, with no other task pending, leaves the item published (not stored).
     await a.peer.send({
       type: 'publish',
