@@ -158,7 +158,8 @@ export class EngineController implements ReactiveController {
       itemId: result.itemId,
       name: result.name,
       size: result.size,
-      sha256: result.sha256,
+      // The engine completes only whole items, which always carry their digest.
+      sha256: result.sha256 ?? '',
       servers: result.servers.map((id) => ({
         id,
         url: `${(byId.get(id)?.httpUrl ?? '').replace(/\/$/, '')}/files/${encodeURIComponent(result.itemId)}`,

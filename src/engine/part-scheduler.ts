@@ -261,12 +261,16 @@ class TaskRun {
       ]);
     }
     for (const [serverId, ranges] of byServer) await this.#toServer(serverId, ranges);
-    const sha256 = toHex(await this.#abortable(this.#hasher.digest()));
+    // The item's digest only for a task that covers all of it: for a part (a reader's ranges) it
+    // would mean reading the rest of the file, for nothing.
+    const merged = this.#ranges.reduce<ByteRange[]>((all, r) => addRange(all, r), []);
+    const whole = covers(merged, { start: 0, end: size });
+    const sha256 = whole ? toHex(await this.#abortable(this.#hasher.digest())) : undefined;
     return {
       itemId: this.#item.itemId,
       name: this.#item.name,
       size,
-      sha256,
+      ...(sha256 === undefined ? {} : { sha256 }),
       servers: [...byServer.keys()],
     };
   }

@@ -136,8 +136,8 @@ export interface UploadResult {
   readonly itemId: string;
   readonly name: string;
   readonly size: number;
-  /** Hex SHA-256 of the whole item. */
-  readonly sha256: string;
+  /** Hex SHA-256 of the whole item; absent when the task covered only some of it. */
+  readonly sha256?: string;
   /** Servers that hold some of it. */
   readonly servers: readonly string[];
 }
