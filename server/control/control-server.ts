@@ -1015,6 +1015,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           }
           await forget(item, 'unpublished');
           removed.push(itemId);
+          // The browser that holds it (another of the user's) forgets it too.
+          const holder = sessions.get(item.clientId);
+          if (holder && holder !== session)
+            send(holder.ws, { type: 'unpublished', itemIds: [itemId] });
         }
         send(session.ws, { type: 'unpublished', itemIds: removed });
         return;

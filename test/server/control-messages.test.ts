@@ -226,6 +226,16 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
     });
     expect(await a.peer.nextOf('unpublished')).to.deep.include({ itemIds: ['doc'] });
     expect(await control.items()).to.deep.equal([]);
+    // Unpublished from another browser of the same user: the holder is told too.
+    const a2 = await connect('alice');
+    await a.peer.send({
+      type: 'publish',
+      items: [{ itemId: 'doc2', name: 'd', size: 5000, mime: '', kind: 'file' }],
+    });
+    await a.peer.nextOf('transmit');
+    await a2.peer.send({ type: 'unpublish', itemIds: ['doc2'] });
+    expect(await a2.peer.nextOf('unpublished')).to.deep.include({ itemIds: ['doc2'] });
+    expect(await a.peer.nextOf('unpublished')).to.deep.include({ itemIds: ['doc2'] });
   });
 
   it('cancelTransmit sends cancel to the browser; requestTransmit carries priority and deadline', async () => {
