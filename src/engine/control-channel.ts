@@ -142,8 +142,17 @@ export class ControlChannel {
         this.#scheduleRenewal(socket);
         this.#handlers.message(message);
         // The engine publishes again on every welcome; a publish queued meanwhile would be a duplicate.
+        // Reports of the old session's tasks mean nothing to a new session (resumed: false): its
+        // tasks are gone, and the items are published and planned again.
+        const taskReport = (m: ControlClientMessage): boolean =>
+          m.type === 'accept' ||
+          m.type === 'progress' ||
+          m.type === 'complete' ||
+          m.type === 'fail';
         for (const m of this.#outbox.splice(0)) {
-          if (m.type !== 'publish') socket.send(encodeControlMessage(m));
+          if (m.type === 'publish') continue;
+          if (message.resumed === false && taskReport(m)) continue;
+          socket.send(encodeControlMessage(m));
         }
         return;
       }
