@@ -168,9 +168,10 @@ export class WsUploaderEngine extends EventTarget {
     return [...this.#rooms];
   }
 
-  /** The upload servers, their state and RTT. */
+  /** The upload servers: their state, RTT and throughput. */
   get servers(): readonly ServerStatus[] {
-    return this.#servers;
+    // Measured now: throughput moves with every acknowledgement, between `servers` events.
+    return this.#servers.length === 0 ? this.#servers : this.#pool.statuses();
   }
 
   /** Items added to this engine. */

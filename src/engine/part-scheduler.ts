@@ -281,7 +281,7 @@ class TaskRun {
       this.#checkAborted();
       const storedBefore = rangeBytes(this.#stored);
       try {
-        await this.#attempt(await this.#abortable(this.#pool.get(serverId)), ranges);
+        await this.#attempt(await this.#abortable(this.#pool.get(serverId)), ranges, serverId);
         return;
       } catch (e) {
         const error = e as WsUploaderError;
@@ -296,7 +296,7 @@ class TaskRun {
     }
   }
 
-  async #attempt(transport: Dup2Transport, ranges: ByteRange[]): Promise<void> {
+  async #attempt(transport: Dup2Transport, ranges: ByteRange[], serverId: string): Promise<void> {
     const { itemId, blob } = this.#item;
     let failure: WsUploaderError | undefined;
     let outstanding = 0;
@@ -305,6 +305,7 @@ class TaskRun {
     const opening = transport.open(meta, {
       ack: (start, end) => {
         outstanding -= end - start;
+        this.#pool.stored(serverId, end - start);
         this.#addStored({ start, end });
         if (outstanding === 0) settle?.();
       },
@@ -335,6 +336,7 @@ class TaskRun {
       const held = opened.complete ? [{ start: 0, end: blob.size }] : opened.ranges;
       for (const r of held) for (const mine of ranges) this.#addStored(intersect(r, mine));
       const chunk = Math.min(this.#options.chunkSize, transport.maxChunk);
+      this.#pool.sending(serverId);
       for (const range of ranges) {
         for (const gap of missingRanges(range, this.#stored)) {
           for (let offset = gap.start; offset < gap.end; offset += chunk) {

@@ -6,6 +6,7 @@ import type { ServerInfo } from '../protocol/control.js';
 import { TransportError } from '../errors.js';
 import { Dup2Transport } from './dup2-transport.js';
 import { LatencyProbe } from './latency-probe.js';
+import { ThroughputMeter } from './throughput-meter.js';
 import type { ResolvedEngineOptions } from './options.js';
 import { ConnectionState, type ServerStatus } from './types.js';
 
@@ -17,6 +18,7 @@ interface Entry {
   state: ConnectionState;
   transport: Dup2Transport | undefined;
   readonly probe: LatencyProbe;
+  readonly meter: ThroughputMeter;
   attempt: number;
   timer: unknown;
   waiters: (() => void)[];
@@ -26,8 +28,8 @@ interface Entry {
 export interface SocketPoolHandlers {
   /** A server's state or RTT changed. */
   change(servers: ServerStatus[]): void;
-  /** New RTT measurements, to report to the control server. */
-  probe(results: { serverId: string; rttMs: number }[]): void;
+  /** New RTT (and throughput) measurements, to report to the control server. */
+  probe(results: { serverId: string; rttMs: number; throughput?: number }[]): void;
 }
 
 /**
@@ -47,13 +49,32 @@ export class SocketPool {
 
   /** Status of every server. */
   statuses(): ServerStatus[] {
+    const now = this.#options.clock.now();
     return [...this.#entries.values()].map((e) => ({
       id: e.info.id,
       url: e.info.url,
       httpUrl: e.info.httpUrl,
       state: e.state,
       rttMs: e.probe.rttMs,
+      throughput: e.meter.rate(now),
     }));
+  }
+
+  /**
+   * Marks that bytes start to go to a server, for its throughput.
+   * @param serverId the server
+   */
+  sending(serverId: string): void {
+    this.#entries.get(serverId)?.meter.begin(this.#options.clock.now());
+  }
+
+  /**
+   * Counts bytes a server acknowledged as stored, for its throughput.
+   * @param serverId the server
+   * @param bytes how many
+   */
+  stored(serverId: string, bytes: number): void {
+    this.#entries.get(serverId)?.meter.add(bytes, this.#options.clock.now());
   }
 
   /**
@@ -80,6 +101,7 @@ export class SocketPool {
         state: ConnectionState.CONNECTING,
         transport: undefined,
         probe: new LatencyProbe(),
+        meter: new ThroughputMeter(),
         attempt: 0,
         timer: undefined,
         waiters: [],
@@ -153,7 +175,11 @@ export class SocketPool {
     try {
       for (let i = 0; i < count; i++) entry.probe.sample(await transport.ping());
       const rttMs = entry.probe.rttMs;
-      if (rttMs !== undefined) this.#handlers.probe([{ serverId: entry.info.id, rttMs }]);
+      const throughput = entry.meter.rate(this.#options.clock.now());
+      if (rttMs !== undefined)
+        this.#handlers.probe([
+          { serverId: entry.info.id, rttMs, ...(throughput === undefined ? {} : { throughput }) },
+        ]);
       this.#changed();
     } catch {
       // A lost PONG fails one measurement; a closed connection is the close handler's.

@@ -28,6 +28,8 @@ export interface ServerStatus {
   readonly state: ConnectionState;
   /** Smoothed round-trip time, once measured, in ms. */
   readonly rttMs: number | undefined;
+  /** Bytes per second it stored lately for this page, once it stored any. */
+  readonly throughput: number | undefined;
 }
 
 /** Where an item is in its upload. */

@@ -77,6 +77,12 @@ describe('WsUploaderEngine', () => {
       sha256: expected,
     });
     expect(result.servers).to.have.length(1);
+    // The server that took it has a throughput now (16 chunks acknowledged); the other none.
+    const [target] = result.servers;
+    for (const s of engine.servers) {
+      if (s.id === target) expect(s.throughput).to.be.a('number').and.to.be.above(0);
+      else expect(s.throughput).to.equal(undefined);
+    }
     const stored = await storedSha256(d, result.servers[0]!, result.itemId);
     expect(stored).to.deep.equal({ complete: true, size: 1_000_000, sha256: expected });
     const status = engine.items.find((i) => i.itemId === item!.itemId)!;
