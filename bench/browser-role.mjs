@@ -1,0 +1,274 @@
+// @ts-check
+/**
+ * A server process of `browser-bench.ts`: hosts one target as built in `dist/` (or the bare sinks),
+ * answers its URLs, samples its own RSS and CPU time until asked to stop, then closes the target,
+ * answers what it measured and exits. Plain JavaScript on plain Node, so the RSS is that of the
+ * server as operators run it, without a TypeScript loader.
+ *
+ * Targets (see `RoleStart` in `browser-bench.ts`):
+ * - `sinks`: the bare sinks of the baselines, on one port: a `ws` WebSocket sink at `/ws` that
+ *   appends every binary message to a file and answers each with 1 byte once written, and an HTTP
+ *   sink that streams the body of a `PUT /put` to a file (CORS open, for the page's origin);
+ * - `upload`: one reference upload server (`createUploadServer`), with an upload token for tus;
+ * - `control`: the reference control server listing the upload servers, with a user token.
+ *
+ * Messages from the parent: a start request, then `'stop'`.
+ */
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { open, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import WebSocket, { WebSocketServer } from 'ws';
+import {
+  createControlServer,
+  createPlanner,
+  createUploadServer,
+  createUserToken,
+} from '../dist/server/index.js';
+import { secretKey, signToken, uploadAudience } from '../dist/server/tokens.js';
+
+/**
+ * @typedef {{ id: string, url: string, httpUrl: string }} Endpoint
+ * @typedef {{ kind: 'sinks', dir: string }
+ *   | { kind: 'upload', dir: string, id: string, secret: string, maxItemSize: number }
+ *   | { kind: 'control', secret: string, uploadServers: Endpoint[], maxItemSize: number }
+ * } RoleStart
+ * @typedef {{ urls: Record<string, string>, token?: string }} Started
+ * @typedef {{ url: Record<string, string>, token?: string, close(): Promise<void>,
+ *   bytesStored(): Promise<number> }} Running
+ */
+
+const MiB = 1024 * 1024;
+
+/**
+ * Appends `bytes` to an open file, all of them.
+ * @param {import('node:fs/promises').FileHandle} fh
+ * @param {Uint8Array} bytes
+ */
+async function writeAll(fh, bytes) {
+  for (let done = 0; done < bytes.length;) {
+    done += (await fh.write(bytes, done, bytes.length - done)).bytesWritten;
+  }
+}
+
+/**
+ * The bare sinks: WebSocket at `/ws`, HTTP PUT at `/put`, each writing to its own file.
+ * @param {string} dir
+ * @returns {Promise<Running>}
+ */
+async function startSinks(dir) {
+  let files = 0;
+  let bytes = 0;
+  /** @type {Set<Promise<void>>} */
+  const pending = new Set();
+  /** @param {Promise<void>} p */
+  const track = (p) => {
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+  };
+  const http = createServer((req, res) => {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, {
+        'Access-Control-Allow-Methods': 'PUT',
+        'Access-Control-Allow-Headers': 'Content-Type',
+        'Access-Control-Max-Age': '600',
+      });
+      res.end();
+      return;
+    }
+    if (req.method !== 'PUT' || req.url !== '/put') {
+      res.writeHead(404).end();
+      return;
+    }
+    track(
+      (async () => {
+        const fh = await open(join(dir, `put-${files++}`), 'w');
+        let received = 0;
+        try {
+          // Each chunk is written before the next is read: back-pressure on the socket.
+          for await (const chunk of req) {
+            await writeAll(fh, /** @type {Buffer} */ (chunk));
+            received += /** @type {Buffer} */ (chunk).length;
+          }
+        } finally {
+          await fh.close();
+        }
+        bytes += received;
+        res.writeHead(200, { 'Content-Type': 'text/plain' }).end(String(received));
+      })().catch((e) => {
+        console.error('PUT sink:', e);
+        res.destroy();
+      }),
+    );
+  });
+  const wss = new WebSocketServer({
+    server: http,
+    path: '/ws',
+    perMessageDeflate: false,
+    maxPayload: 64 * MiB,
+  });
+  const reply = Buffer.alloc(1);
+  wss.on('connection', (ws) => {
+    const handle = open(join(dir, `ws-${files++}`), 'w');
+    /** @type {Promise<unknown>} */
+    let queue = handle;
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) return;
+      const message = /** @type {Buffer} */ (data);
+      queue = queue.then(async () => {
+        await writeAll(await handle, message);
+        bytes += message.length;
+        if (ws.readyState === WebSocket.OPEN) ws.send(reply);
+      });
+      queue.catch(() => ws.close(1011, 'write failed'));
+    });
+    track(
+      new Promise((resolve) =>
+        ws.once('close', () =>
+          queue
+            .catch(() => undefined)
+            .then(async () => (await handle).close())
+            .catch(() => undefined)
+            .then(() => resolve()),
+        ),
+      ),
+    );
+  });
+  http.listen(0, '127.0.0.1');
+  await once(http, 'listening');
+  const { port } = /** @type {import('node:net').AddressInfo} */ (http.address());
+  return {
+    url: { ws: `ws://127.0.0.1:${port}/ws`, put: `http://127.0.0.1:${port}/put` },
+    async close() {
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise((resolve) => wss.close(() => resolve(undefined)));
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(() => resolve(undefined)));
+      await Promise.all(pending);
+    },
+    bytesStored: async () => bytes,
+  };
+}
+
+/**
+ * One reference upload server (default options but the item size and the connections per IP),
+ * and an upload token for its tus endpoint.
+ * @param {Extract<RoleStart, { kind: 'upload' }>} start
+ * @returns {Promise<Running>}
+ */
+async function startUpload(start) {
+  const server = createUploadServer({
+    id: start.id,
+    secret: start.secret,
+    dataDir: start.dir,
+    maxItemSize: start.maxItemSize,
+    // Every connection comes from 127.0.0.1.
+    maxConnectionsPerIp: 1024,
+  });
+  const urls = await server.listen(0, '127.0.0.1');
+  const { token } = await signToken(
+    secretKey(start.secret),
+    'bench-tus',
+    uploadAudience(start.id),
+    3600,
+    { uid: 'bench', scope: 'upload' },
+  );
+  return {
+    url: { ws: urls.ws, http: urls.http },
+    token,
+    close: () => server.close(),
+    // Bytes stored over every item (each item has a folder named after its id).
+    async bytesStored() {
+      let total = 0;
+      for (const entry of await readdir(start.dir, { withFileTypes: true })) {
+        if (!entry.isDirectory()) continue;
+        const record = await server.store.get(entry.name).catch(() => undefined);
+        for (const r of record?.ranges ?? []) total += r.end - r.start;
+      }
+      return total;
+    },
+  };
+}
+
+/**
+ * The reference control server listing the upload servers. Its planner cuts an item into equal
+ * ranges (aligned to 1 MiB), one per upload server listed.
+ * @param {Extract<RoleStart, { kind: 'control' }>} start
+ * @returns {Promise<Running>}
+ */
+async function startControl(start) {
+  const control = createControlServer({
+    secret: start.secret,
+    uploadServers: start.uploadServers,
+    maxItemSize: start.maxItemSize,
+    plan: createPlanner({ splitMin: 0, maxServers: start.uploadServers.length }),
+    // Every item is uploaded.
+    inlineMax: 0,
+  });
+  const url = await control.listen(0, '127.0.0.1');
+  return {
+    url: { control: url },
+    token: await createUserToken(start.secret, 'bench-user'),
+    close: () => control.close(),
+    bytesStored: async () => 0,
+  };
+}
+
+/**
+ * RSS of this process when called, its peak until `stop` (sampled every 50 ms), and CPU time.
+ * @returns {() => { rssStart: number, rssPeak: number, cpuSeconds: number }}
+ */
+function sample() {
+  const rssStart = process.memoryUsage().rss;
+  const cpu = process.cpuUsage();
+  let rssPeak = rssStart;
+  const timer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
+  return () => {
+    clearInterval(timer);
+    const used = process.cpuUsage(cpu);
+    return {
+      rssStart,
+      rssPeak: Math.max(rssPeak, process.memoryUsage().rss),
+      cpuSeconds: (used.user + used.system) / 1e6,
+    };
+  };
+}
+
+// A full garbage collection once the target listens, so garbage of the start-up does not count.
+setFlagsFromString('--expose-gc');
+const collectGarbage = /** @type {() => void} */ (runInNewContext('gc'));
+
+/** @type {Running | undefined} */
+let running;
+/** @type {ReturnType<typeof sample> | undefined} */
+let stop;
+const send = /** @type {NonNullable<typeof process.send>} */ (process.send).bind(process);
+process.on('message', (/** @type {RoleStart | 'stop'} */ message) => {
+  const work =
+    message === 'stop'
+      ? (async () => {
+          const measured = /** @type {NonNullable<typeof stop>} */ (stop)();
+          const bytesStored = (await running?.bytesStored()) ?? 0;
+          await running?.close();
+          send({ ...measured, bytesStored }, () => process.exit(0));
+        })()
+      : (async () => {
+          running =
+            message.kind === 'sinks'
+              ? await startSinks(message.dir)
+              : message.kind === 'upload'
+                ? await startUpload(message)
+                : await startControl(message);
+          collectGarbage();
+          stop = sample();
+          send(/** @type {Started} */ ({ urls: running.url, token: running.token }));
+        })();
+  work.catch((/** @type {unknown} */ e) => {
+    console.error(e);
+    process.exit(1);
+  });
+});
+process.on('disconnect', () => process.exit(0));

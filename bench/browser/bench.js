@@ -1,0 +1,168 @@
+/* global window, document, navigator, performance, fetch, Worker, tus, setInterval, clearInterval */
+/**
+ * The page of the browser benchmark (`bench/browser-bench.ts`). It asks the benchmark process for
+ * one step at a time (`POST /next`, with the result of the step before), runs it and reports back:
+ * no DevTools protocol drives it, so Chromium sends WebSocket data at full speed.
+ *
+ * Steps: `source` (write the source file into OPFS, from the Worker), `ws-raw` (the raw WebSocket
+ * baseline, in the Worker), `fetch-raw` (one `fetch` PUT of the file), `tus` (tus-js-client to an
+ * upload server's `/tus/`), `engine` (the engine, `/engine.js`, through a control server), `done`.
+ */
+
+const worker = new Worker('/worker.js', { type: 'module' });
+let nextRequest = 1;
+const waiting = new Map();
+worker.onmessage = ({ data }) => {
+  const w = waiting.get(data.id);
+  waiting.delete(data.id);
+  if (data.error !== undefined) w?.reject(new Error(data.error));
+  else w?.resolve(data.result);
+};
+worker.onerror = (e) => log(`worker error: ${e.message}`);
+
+/** Runs a request in the Worker. */
+function inWorker(request) {
+  const id = nextRequest++;
+  return new Promise((resolve, reject) => {
+    waiting.set(id, { resolve, reject });
+    worker.postMessage({ ...request, id });
+  });
+}
+
+function log(text) {
+  void fetch('/log', { method: 'POST', body: String(text) }).catch(() => undefined);
+}
+window.addEventListener('error', (e) => log(`page error: ${e.message}`));
+window.addEventListener('unhandledrejection', (e) => log(`unhandled rejection: ${e.reason}`));
+
+/** The source file, as a disk-backed `File`. */
+async function sourceFile(name) {
+  const root = await navigator.storage.getDirectory();
+  return (await root.getFileHandle(name)).getFile();
+}
+
+/**
+ * Peak `performance.memory.usedJSHeapSize` of the page (Chromium; precise with
+ * `--enable-precise-memory-info`), sampled every 50 ms until the returned function is called.
+ */
+function heapSampler() {
+  const memory = performance.memory;
+  if (!memory) return () => undefined;
+  let peak = memory.usedJSHeapSize;
+  const timer = setInterval(() => (peak = Math.max(peak, memory.usedJSHeapSize)), 50);
+  return () => {
+    clearInterval(timer);
+    return Math.max(peak, memory.usedJSHeapSize);
+  };
+}
+
+/** The raw `fetch` baseline: the whole file in one PUT to the bare HTTP sink. */
+async function fetchRaw({ url, name }) {
+  const file = await sourceFile(name);
+  const heap = heapSampler();
+  const t0 = performance.now();
+  const response = await fetch(url, { method: 'PUT', body: file });
+  const text = await response.text();
+  const seconds = (performance.now() - t0) / 1000;
+  if (!response.ok) throw new Error(`PUT answered ${response.status}: ${text}`);
+  return { bytes: Number(text), seconds, heapPeak: heap() };
+}
+
+/** tus-js-client (its browser build, global `tus`), default options but those given. */
+async function tusUpload({ endpoint, token, name, chunkSize }) {
+  const file = await sourceFile(name);
+  const heap = heapSampler();
+  const t0 = performance.now();
+  await new Promise((resolve, reject) => {
+    const upload = new tus.Upload(file, {
+      endpoint,
+      headers: { Authorization: `Bearer ${token}` },
+      metadata: { filename: name, filetype: 'application/octet-stream' },
+      ...(chunkSize === undefined ? {} : { chunkSize }),
+      // A failure fails the case instead of retrying; nothing to resume from a former run.
+      retryDelays: null,
+      storeFingerprintForResuming: false,
+      onSuccess: resolve,
+      onError: reject,
+    });
+    upload.start();
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  return { bytes: file.size, seconds, heapPeak: heap() };
+}
+
+let enginePromise;
+
+/**
+ * The engine: connects to the control server (which lists the upload servers and plans each item
+ * as equal ranges, one per upload server), waits until every upload server is connected and
+ * probed, then times from `addFiles` to the `complete` event (plan, transmit, every byte
+ * acknowledged, and the SHA-256 verified by the server when one server takes the whole item).
+ */
+async function engineUpload({ controlUrl, token, name, servers, options }) {
+  enginePromise ??= import('/engine.js');
+  const { WsUploaderEngine } = await enginePromise;
+  const file = await sourceFile(name);
+  const engine = new WsUploaderEngine({ controlUrl, authToken: token, ...options });
+  try {
+    const ready = new Promise((resolve) => {
+      const off = engine.on('servers', (e) => {
+        const list = e.detail.servers;
+        if (list.length === servers && list.every((s) => s.state === 'open' && s.rttMs >= 0)) {
+          off();
+          resolve();
+        }
+      });
+    });
+    await engine.start();
+    await ready;
+    const heap = heapSampler();
+    const t0 = performance.now();
+    const result = await new Promise((resolve, reject) => {
+      engine.on('complete', (e) => resolve(e.detail));
+      engine.on('error', (e) => reject(e.detail.error));
+      engine.addFiles([file]);
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      bytes: file.size,
+      seconds,
+      heapPeak: heap(),
+      sha256: result.sha256,
+      servers: result.servers,
+    };
+  } finally {
+    engine.stop();
+  }
+}
+
+const STEPS = {
+  source: (step) => inWorker(step),
+  'ws-raw': (step) => inWorker(step),
+  'fetch-raw': fetchRaw,
+  tus: tusUpload,
+  engine: engineUpload,
+};
+
+async function main() {
+  const info = {
+    userAgent: navigator.userAgent,
+    hardwareConcurrency: navigator.hardwareConcurrency,
+    preciseMemory: performance.memory !== undefined,
+  };
+  let report = { info };
+  for (;;) {
+    const response = await fetch('/next', { method: 'POST', body: JSON.stringify(report) });
+    const step = await response.json();
+    if (step.type === 'done') break;
+    document.title = `${step.type} ${step.label ?? ''}`;
+    try {
+      report = { result: await STEPS[step.type](step) };
+    } catch (e) {
+      report = { error: String(e?.stack ?? e?.message ?? e) };
+    }
+  }
+  document.title = 'done';
+}
+
+main().catch((e) => log(`page failed: ${e?.stack ?? e}`));
