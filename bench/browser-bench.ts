@@ -20,7 +20,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeResolve } from '@rollup/plugin-node-resolve';
@@ -36,6 +36,10 @@ const WS_MESSAGE = 4 * MiB;
 const WS_WINDOW = 16 * MiB;
 /** tus-js-client's chunked mode. */
 const TUS_CHUNK = 8 * MiB;
+/** The engine's default `chunkSize`: the slices it reads and sends. */
+const ENGINE_CHUNK = 512 * 1024;
+/** Bytes of the source file the page's measure of the engine's per-byte costs goes over. */
+const COSTS_BYTES = 128 * MiB;
 /** Size of the warm-up item, sent once through every case before the measured runs. */
 const WARM_SIZE = 16 * MiB;
 /** Chromium's processes are sampled this often, in ms. */
@@ -83,6 +87,12 @@ const ENGINE_TRANSPORTS: Partial<Record<Transport, Record<string, unknown>>> = {
   'dup/2': {},
 };
 
+/** BENCH_ENGINE_OPTIONS: more engine options, as JSON (`{"chunkSize":1048576}`, say). */
+const ENGINE_OPTIONS = JSON.parse(process.env.BENCH_ENGINE_OPTIONS || '{}') as Record<
+  string,
+  unknown
+>;
+
 const CASES: readonly Case[] = [
   {
     key: 'ws-buffer',
@@ -116,7 +126,7 @@ const CASES: readonly Case[] = [
     transport,
     ...(ENGINE_TRANSPORTS[transport]
       ? {}
-      : { unavailable: `not available: the engine does not speak ${transport} yet` }),
+      : { unavailable: `the engine does not speak ${transport} yet` }),
   })),
 ];
 
@@ -206,11 +216,29 @@ class PageLink {
   }
 }
 
-/** The engine (`dist/src/engine/index.js`, as built) in one ES module for the page. */
+/**
+ * The engine (`dist/src/engine/index.js`, as built) in one ES module for the page, with the pieces
+ * of its per-byte work (`crc32c` and `encodeDup2Frame` of the codec, hash-wasm's SHA-256) for the
+ * page's measure of their costs.
+ */
 async function bundleEngine(): Promise<string> {
+  const entry = here('bench/browser/engine-entry.js');
+  const code = [
+    `export { WsUploaderEngine } from ${JSON.stringify(here('dist/src/engine/index.js'))};`,
+    `export { crc32c, encodeDup2Frame } from ${JSON.stringify(here('dist/src/protocol/index.js'))};`,
+    `export { createSHA256 } from 'hash-wasm';`,
+  ].join('\n');
   const bundle = await rollup({
-    input: here('dist/src/engine/index.js'),
-    plugins: [nodeResolve({ browser: true, exportConditions: ['production'] })],
+    input: entry,
+    plugins: [
+      // The entry exists only in memory.
+      {
+        name: 'bench-entry',
+        resolveId: (id) => (id === entry ? entry : null),
+        load: (id) => (id === entry ? code : null),
+      },
+      nodeResolve({ browser: true, exportConditions: ['production'] }),
+    ],
     onwarn(warning, warn) {
       if (warning.code !== 'THIS_IS_UNDEFINED') warn(warning);
     },
@@ -393,11 +421,13 @@ async function sampleBrowser(rootPid: number): Promise<() => Promise<BrowserUse>
   const before = threadCpu(pids);
   let pssPeak = 0;
   let busy = false;
+  let ticks = 0;
   const tick = async (): Promise<void> => {
     if (busy) return;
     busy = true;
     try {
-      pids = await processTree(rootPid);
+      // The process list changes rarely: walking /proc once a second is enough.
+      if (++ticks % 5 === 0) pids = await processTree(rootPid);
       pssPeak = Math.max(
         pssPeak,
         pids.reduce((sum, pid) => sum + pss(pid), 0),
@@ -638,7 +668,7 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
           controlUrl: control.urls.control,
           token: control.token,
           servers: uploads.length,
-          options: ENGINE_TRANSPORTS[kase.transport!] ?? {},
+          options: { ...ENGINE_OPTIONS, ...ENGINE_TRANSPORTS[kase.transport!] },
         };
       }
     }
@@ -757,7 +787,7 @@ function report(
   for (const s of summaries) {
     const k = s.kase;
     if (k.unavailable !== undefined) {
-      rows.push([k.name, k.unavailable, '', '', '', '', '', '', '', '', '', '']);
+      rows.push([k.name, 'n/a', 'not available', '', '', '', '', '', '', '', '', '']);
       continue;
     }
     const name =
@@ -854,6 +884,10 @@ function report(
         `servers ${fixed(last.serverCpu, 1)} s CPU (${fixed((100 * last.serverCpu) / wall, 0)} %)`,
     );
   }
+  for (const s of summaries) {
+    if (s.kase.unavailable !== undefined)
+      details.push(`- ${s.kase.name}: n/a, ${s.kase.unavailable}`);
+  }
   const failures = summaries.flatMap((s) =>
     s.runs.filter((r) => r.error !== undefined).map((r) => `- ${s.kase.name}: ${r.error}`),
   );
@@ -916,12 +950,15 @@ async function main(): Promise<void> {
     `Linux ${release()}, Node ${process.version}`;
   const results = new Map<string, Run[]>();
   let chromium = '?';
+  let costs: Record<string, number> = {};
+  const loadBefore = loadavg()[0]!;
   try {
     const hello = await link.first();
     chromium = /Chrome\/[\d.]+/.exec(String(hello.info?.userAgent))?.[0] ?? '?';
     console.log(`ws-uploader browser benchmark: ${machine}, ${chromium}`);
     console.log(
       `one item of ${sizeName(size)} (BENCH_SCALE=${scale}), BENCH_RUNS=${runs}; loopback; ` +
+        `${process.env.BENCH_ENGINE_OPTIONS ? `engine options ${process.env.BENCH_ENGINE_OPTIONS}; ` : ''}` +
         `files in ${dir} (removed afterwards)\n`,
     );
     const source = async (name: string, bytes: number): Promise<void> => {
@@ -941,6 +978,14 @@ async function main(): Promise<void> {
       if (r.error !== undefined) process.stderr.write('\n');
     }
     await source('source.bin', size);
+    const measured = await link.run({
+      type: 'costs',
+      name: 'source.bin',
+      bytes: Math.min(size, COSTS_BYTES),
+      slice: ENGINE_CHUNK,
+    });
+    if (measured.error !== undefined) throw new Error(`cannot measure costs: ${measured.error}`);
+    costs = measured.result as unknown as Record<string, number>;
     const ctx = { link, browser, dir, source: 'source.bin', size };
     for (let run = 1; run <= runs; run++) {
       // Cases alternate within each round, so a drift of the machine touches them all alike.
@@ -962,8 +1007,26 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
 
+  const loadAfter = loadavg()[0]!;
   const summaries = cases.map((c) => summarize(c, results.get(c.key) ?? []));
   const out = report(summaries, { size, runs });
+  const costLines = Object.entries(costs).map(
+    ([what, ms]) => `- ${what}: ${ms.toFixed(2)} ms per MiB (${(1000 / ms).toFixed(0)} MiB/s)`,
+  );
+  const serial = Object.entries(costs)
+    .filter(([what]) => !what.startsWith('read 4 MiB'))
+    .reduce((sum, [, ms]) => sum + ms, 0);
+  if (costLines.length > 0) {
+    costLines.push(
+      `- one after the other, as the engine does them per chunk: ${serial.toFixed(2)} ms per MiB ` +
+        `(at most ${(1000 / serial).toFixed(0)} MiB/s for one main thread, before any sending)`,
+    );
+  }
+  const load =
+    `1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after` +
+    (Math.max(loadBefore, loadAfter) > 1
+      ? ': the machine was busy, numbers are low and noisy'
+      : '');
   console.log(out.table);
   console.log(
     `\nmedians of ${runs} run${runs > 1 ? 's' : ''}; ratios to the faster raw WebSocket row and ` +
@@ -971,6 +1034,10 @@ async function main(): Promise<void> {
   );
   console.log(`targets:\n${out.targets}\n`);
   console.log(out.details);
+  console.log(
+    `\nthe engine's per-byte work on the page's main thread, each alone:\n${costLines.join('\n')}`,
+  );
+  console.log(`\n${load}`);
 
   if (doc === '1') {
     const date = new Date().toISOString().slice(0, 10);
@@ -978,7 +1045,8 @@ async function main(): Promise<void> {
       [
         `Run of ${date} on ${machine}, ${chromium}: one item of ${sizeName(size)}` +
           `${scale === 1 ? '' : ` (BENCH_SCALE=${scale})`}, medians of ${runs} run${runs > 1 ? 's' : ''}` +
-          `${process.env.BENCH_NO_BUFFERUTIL ? ', without bufferutil' : ''}.`,
+          `${process.env.BENCH_NO_BUFFERUTIL ? ', without bufferutil' : ''}` +
+          `${process.env.BENCH_ENGINE_OPTIONS ? `, engine options ${process.env.BENCH_ENGINE_OPTIONS}` : ''}.`,
         '',
         out.table,
         '',
@@ -989,6 +1057,12 @@ async function main(): Promise<void> {
         'Where the CPU went (last run of each case; a thread at 100 % keeps one core busy):',
         '',
         out.details,
+        '',
+        "The engine's per-byte work on the page's main thread, each step alone:",
+        '',
+        ...costLines,
+        '',
+        `${load}.`,
       ].join('\n'),
     );
     console.log(`\nwritten to ${path}`);
