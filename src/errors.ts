@@ -10,7 +10,12 @@ export { WsUploaderError, ProtocolError, type ProtocolErrorCode } from './protoc
 
 /** Codes of {@link TransportError}. */
 export type TransportErrorCode =
-  'socket-closed' | 'socket-failed' | 'connect-timeout' | 'no-servers';
+  | 'socket-closed'
+  | 'socket-failed'
+  | 'connect-timeout'
+  | 'no-servers'
+  /** Bytes were in flight and the server acknowledged none for `stallTimeoutMs`. */
+  | 'stalled';
 
 /**
  * A connection failed or closed. Retrying later can succeed.

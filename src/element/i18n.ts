@@ -34,6 +34,7 @@ export const DEFAULT_I18N: WsUploaderI18n = {
   connection: {
     connecting: 'connecting',
     open: 'connected',
+    degraded: 'slow to answer',
     down: 'unreachable',
     closed: 'closed',
   },

@@ -3,6 +3,7 @@
  * uploads multiplexed by upload id, and the flow-control window.
  */
 import {
+  CLOSE,
   SUBPROTOCOL_DUP_2,
   DEFAULT_MAX_CHUNK,
   DEFAULT_WINDOW,
@@ -53,6 +54,8 @@ interface UploadSlot {
  */
 export class Dup2Transport {
   readonly info: ServerInfo;
+  /** Whether this connection was closed for stalling. */
+  stalled = false;
   readonly #options: ResolvedEngineOptions;
   readonly #onClose: (error: TransportError) => void;
   #socket: SocketLike | undefined;
@@ -64,6 +67,8 @@ export class Dup2Transport {
   readonly #uploads = new Map<number, UploadSlot>();
   readonly #pings = new Map<number, Pending<number>>();
   #waiters: (() => void)[] = [];
+  /** Fires when bytes are in flight and nothing was acknowledged for `stallTimeoutMs`. */
+  #stallTimer: unknown;
 
   /**
    * @param info the server, with this client's token
@@ -77,7 +82,13 @@ export class Dup2Transport {
   ) {
     this.info = info;
     this.#options = options;
-    this.#onClose = onClose;
+    let reported = false;
+    // Once: a stall closes the connection itself, and the socket's close event comes after.
+    this.#onClose = (error) => {
+      if (reported) return;
+      reported = true;
+      onClose(error);
+    };
   }
 
   /** Largest payload this server accepts. */
@@ -249,6 +260,7 @@ export class Dup2Transport {
     if (!slot) return;
     slot.inFlight += payload.length;
     this.#inFlight += payload.length;
+    if (this.#stallTimer === undefined) this.#watchStall();
     this.#send(
       encodeDup2Frame({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload }),
     );
@@ -316,6 +328,7 @@ export class Dup2Transport {
         const n = frame.end - frame.start;
         slot.inFlight -= n;
         this.#inFlight -= n;
+        this.#watchStall();
         this.#wake();
         slot.listener.ack(frame.start, frame.end);
         return;
@@ -342,6 +355,31 @@ export class Dup2Transport {
     }
   }
 
+  /**
+   * (Re)starts the stall watch while bytes are in flight; stops it when none are. A connection
+   * that acknowledges nothing for `stallTimeoutMs` is closed (`stalled`), so its uploads resume on
+   * a new one: a half-open TCP connection never closes by itself.
+   */
+  #watchStall(): void {
+    const { clock, stallTimeoutMs } = this.#options;
+    clock.clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    if (this.#inFlight <= 0 || this.#closed) return;
+    this.#stallTimer = clock.setTimeout(() => {
+      this.#stallTimer = undefined;
+      if (this.#inFlight <= 0 || this.#closed) return;
+      const error = new TransportError(
+        'stalled',
+        `${this.info.id} acknowledged nothing for ${stallTimeoutMs} ms`,
+        { serverId: this.info.id },
+      );
+      this.stalled = true;
+      this.#socket?.close(CLOSE.STALLED, 'stalled');
+      this.#teardown(error);
+      this.#onClose(error);
+    }, stallTimeoutMs);
+  }
+
   #send(bytes: Uint8Array): void {
     if (this.isOpen) this.#socket!.send(bytes);
   }
@@ -355,6 +393,8 @@ export class Dup2Transport {
   #teardown(error: TransportError): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#options.clock.clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
     for (const [id, slot] of this.#uploads) {
       if (slot.opened) slot.opened.reject(error);
       else if (slot.finished) slot.finished.reject(error);

@@ -43,6 +43,12 @@ export interface EngineOptions {
   probeCount?: number;
   /** Time between heartbeat pings to each upload server, in ms. @default 15000 */
   probeIntervalMs?: number;
+  /**
+   * Time without any acknowledgement from an upload server, while bytes to it are in flight, after
+   * which its connection counts as stalled: it is closed and the upload resumes on a new one.
+   * Stalls are found by progress, not by `navigator.onLine`. @default 30000
+   */
+  stallTimeoutMs?: number;
   /** Delays between control-channel reconnects (full jitter is applied), in ms. @default [500, 1000, 2000, 5000, 10000] */
   retryDelays?: number[];
   /** Socket factory. */
@@ -70,6 +76,7 @@ export const ENGINE_DEFAULTS = {
   maxParallel: 3,
   probeCount: 3,
   probeIntervalMs: 15_000,
+  stallTimeoutMs: 30_000,
   retryDelays: [500, 1000, 2000, 5000, 10_000],
 } as const;
 
@@ -124,6 +131,7 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     maxParallel: positive('maxParallel', options.maxParallel),
     probeCount: positive('probeCount', options.probeCount),
     probeIntervalMs: positive('probeIntervalMs', options.probeIntervalMs),
+    stallTimeoutMs: positive('stallTimeoutMs', options.stallTimeoutMs),
     retryDelays,
     createSocket: options.createSocket ?? ((url, protocols) => new WebSocket(url, protocols)),
     clock: options.clock ?? defaultClock,

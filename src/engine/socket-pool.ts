@@ -125,7 +125,9 @@ export class SocketPool {
           serverId,
         });
       }
-      if (entry.state === ConnectionState.OPEN && entry.transport?.isOpen) return entry.transport;
+      const usable =
+        entry.state === ConnectionState.OPEN || entry.state === ConnectionState.DEGRADED;
+      if (usable && entry.transport?.isOpen) return entry.transport;
       const left = deadline - this.#options.clock.now();
       if (left <= 0)
         throw new TransportError('connect-timeout', `upload server ${serverId} is down`, {
@@ -174,6 +176,8 @@ export class SocketPool {
   async #probe(entry: Entry, transport: Dup2Transport, count: number): Promise<void> {
     try {
       for (let i = 0; i < count; i++) entry.probe.sample(await transport.ping());
+      // Answered: healthy again.
+      if (entry.transport === transport) this.#setState(entry, ConnectionState.OPEN);
       const rttMs = entry.probe.rttMs;
       const throughput = entry.meter.rate(this.#options.clock.now());
       if (rttMs !== undefined)
@@ -182,8 +186,10 @@ export class SocketPool {
         ]);
       this.#changed();
     } catch {
-      // A lost PONG fails one measurement; a closed connection is the close handler's.
+      // A lost PONG fails one measurement, and the server counts as degraded until one comes;
+      // a closed connection is the close handler's.
       if (entry.transport !== transport || !transport.isOpen) return;
+      this.#setState(entry, ConnectionState.DEGRADED);
     }
     entry.timer = this.#options.clock.setTimeout(() => {
       if (entry.transport === transport && transport.isOpen) void this.#probe(entry, transport, 1);

@@ -14,6 +14,8 @@ import type {
 export const ConnectionState = {
   CONNECTING: 'connecting',
   OPEN: 'open',
+  /** Open, but a heartbeat went unanswered or the last connection stalled: used, but watched. */
+  DEGRADED: 'degraded',
   DOWN: 'down',
   CLOSED: 'closed',
 } as const;

@@ -128,6 +128,8 @@ export const CLOSE = {
   GOING_AWAY: 1001,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL: 1011,
+  /** Sent by a client: the server acknowledged nothing for too long while bytes were in flight. */
+  STALLED: 4000,
   PROTOCOL_VIOLATION: 4002,
   AUTH_TIMEOUT: 4001,
   AUTH_FAILED: 4003,

@@ -1,0 +1,196 @@
+import { expect } from '@open-wc/testing';
+import { decodeDup2Frame, encodeDup2Frame, type Dup2Frame } from '../../src/protocol/dup2.js';
+import type { TransportError } from '../../src/errors.js';
+import { Dup2Transport } from '../../src/engine/dup2-transport.js';
+import { resolveOptions, type Clock, type SocketLike } from '../../src/engine/options.js';
+import { SocketPool } from '../../src/engine/socket-pool.js';
+import type { ServerStatus } from '../../src/engine/types.js';
+
+/** A clock the test moves by hand. */
+class FakeClock implements Clock {
+  time = 0;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now(): number {
+    return this.time;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.time + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+  advance(ms: number): void {
+    this.time += ms;
+    for (const [id, t] of [...this.#timers].sort((a, b) => a[1].at - b[1].at)) {
+      if (t.at > this.time || !this.#timers.has(id)) continue;
+      this.#timers.delete(id);
+      t.fn();
+    }
+  }
+}
+
+/**
+ * A dup/2 server in the page: it welcomes, opens uploads, and acknowledges DATA only while `acks`
+ * is on (off: a connection that went silent without closing).
+ */
+class FakeServerSocket extends EventTarget implements SocketLike {
+  binaryType: BinaryType = 'arraybuffer';
+  readyState = 0;
+  bufferedAmount = 0;
+  protocol = 'ws-uploader.dup.v2';
+  acks = true;
+  pongs = true;
+  closedWith: number | undefined;
+  constructor() {
+    super();
+    queueMicrotask(() => {
+      this.readyState = 1;
+      this.dispatchEvent(new Event('open'));
+    });
+  }
+  send(data: string | ArrayBufferLike | ArrayBufferView): void {
+    const bytes = new Uint8Array(
+      ArrayBuffer.isView(data)
+        ? data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)
+        : (data as ArrayBuffer),
+    );
+    const frame = decodeDup2Frame(bytes);
+    const reply = (f: Dup2Frame): void =>
+      queueMicrotask(() => {
+        const out = encodeDup2Frame(f);
+        const message = new MessageEvent('message', {
+          data: out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength),
+        });
+        this.dispatchEvent(message);
+      });
+    if (frame.type === 'hello')
+      reply({
+        type: 'welcome',
+        serverId: 'fake',
+        maxChunk: 65536,
+        window: 1 << 20,
+        maxItemSize: 1 << 30,
+      });
+    else if (frame.type === 'open')
+      reply({ type: 'opened', uploadId: frame.uploadId, complete: false, ranges: [] });
+    else if (frame.type === 'ping' && this.pongs)
+      reply({ type: 'pong', time: frame.time, serverTime: 0 });
+    else if (frame.type === 'data' && this.acks)
+      reply({
+        type: 'ack',
+        uploadId: frame.uploadId,
+        start: frame.offset,
+        end: frame.offset + frame.payload.length,
+      });
+  }
+  close(code?: number): void {
+    if (this.readyState === 3) return;
+    this.closedWith = code;
+    this.readyState = 3;
+    queueMicrotask(() => this.dispatchEvent(new CloseEvent('close', { code: code ?? 1005 })));
+  }
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+describe('Dup2Transport stall detection', () => {
+  it('closes a connection that acknowledges nothing for stallTimeoutMs while bytes are in flight (stalled), not an idle one', async () => {
+    const clock = new FakeClock();
+    let socket!: FakeServerSocket;
+    const options = resolveOptions({
+      controlUrl: 'ws://control.invalid/',
+      authToken: 't',
+      stallTimeoutMs: 1000,
+      clock,
+      createSocket: () => (socket = new FakeServerSocket()),
+    });
+    const closes: TransportError[] = [];
+    const transport = new Dup2Transport(
+      {
+        id: 'fake',
+        url: 'ws://fake.invalid/dup',
+        httpUrl: 'http://fake.invalid',
+        protocols: ['dup/2'],
+        token: 't',
+        tokenExpiresAt: 0,
+      },
+      options,
+      (e) => closes.push(e),
+    );
+    await transport.connect();
+    const errors: unknown[] = [];
+    const acked: number[] = [];
+    const opened = await transport.open(
+      { itemId: 'i', size: 1000, mime: '', name: 'i' },
+      { ack: (start, end) => acked.push(end - start), error: (e) => errors.push(e) },
+    );
+    // Idle, nothing in flight: no stall however long.
+    clock.advance(5000);
+    expect(transport.isOpen).to.equal(true);
+    // Acknowledged in time: still no stall.
+    transport.sendData(opened.uploadId, 0, new Uint8Array(100));
+    await tick();
+    expect(acked).to.deep.equal([100]);
+    clock.advance(5000);
+    expect(transport.isOpen).to.equal(true);
+    // Silent while bytes are in flight: closed after stallTimeoutMs, once.
+    socket.acks = false;
+    transport.sendData(opened.uploadId, 100, new Uint8Array(100));
+    clock.advance(999);
+    expect(transport.isOpen).to.equal(true);
+    clock.advance(1);
+    expect(transport.isOpen).to.equal(false);
+    expect(transport.stalled).to.equal(true);
+    expect(socket.closedWith).to.equal(4000);
+    await tick();
+    expect(closes.map((e) => e.code)).to.deep.equal(['stalled']);
+    expect(errors.map((e) => (e as TransportError).code)).to.deep.equal(['stalled']);
+  });
+
+  it('marks a server degraded while its heartbeat goes unanswered, and open again when it answers', async () => {
+    const clock = new FakeClock();
+    let socket!: FakeServerSocket;
+    const options = resolveOptions({
+      controlUrl: 'ws://control.invalid/',
+      authToken: 't',
+      probeIntervalMs: 1000,
+      clock,
+      createSocket: () => (socket = new FakeServerSocket()),
+    });
+    const states: string[] = [];
+    const pool = new SocketPool(options, {
+      change: (servers: ServerStatus[]) => {
+        const state = servers[0]?.state;
+        if (state && states.at(-1) !== state) states.push(state);
+      },
+      probe: () => undefined,
+    });
+    pool.update([
+      {
+        id: 'fake',
+        url: 'ws://fake.invalid/dup',
+        httpUrl: 'http://fake.invalid',
+        protocols: ['dup/2'],
+        token: 't',
+        tokenExpiresAt: 0,
+      },
+    ]);
+    for (let i = 0; i < 10; i++) await tick();
+    expect(states).to.deep.equal(['connecting', 'open']);
+    socket.pongs = false;
+    clock.advance(1000); // the heartbeat ping goes out
+    await tick();
+    clock.advance(15_000); // and gets no PONG in time
+    for (let i = 0; i < 5; i++) await tick();
+    expect(states.at(-1)).to.equal('degraded');
+    expect(await pool.get('fake')).to.be.instanceOf(Dup2Transport); // still used
+    socket.pongs = true;
+    clock.advance(1000);
+    for (let i = 0; i < 5; i++) await tick();
+    expect(states).to.deep.equal(['connecting', 'open', 'degraded', 'open']);
+    pool.close();
+  });
+});
