@@ -42,6 +42,7 @@ export const DEFAULT_I18N: WsUploaderI18n = {
     publishing: 'waiting',
     published: 'published',
     uploading: 'uploading',
+    paused: 'paused',
     complete: 'stored',
     failed: 'failed',
   },

@@ -47,6 +47,8 @@ interface Held {
   noInline?: boolean;
   /** The inline `publish` being read and sent. */
   publishing?: Promise<void>;
+  /** Set by `pause()`: the item's tasks wait here for `resume()`. */
+  paused?: PausedTask[];
 }
 
 /** A task the engine runs (queued or running). */
@@ -56,6 +58,16 @@ interface Active {
   readonly fromControl: boolean;
   /** The control server's reason, once it cancelled the task. */
   cancelled?: string;
+  /** Stopped by `pause()`: it runs again on `resume()`. */
+  paused?: boolean;
+}
+
+/** A task waiting for `resume()`, and how to settle the promise of whoever is waiting for it. */
+interface PausedTask {
+  readonly task: RunningTask;
+  readonly fromControl: boolean;
+  readonly resolve: (result: UploadResult) => void;
+  readonly reject: (error: unknown) => void;
 }
 
 /** A `message` waiting for its `sent` (or `error`). */
@@ -213,6 +225,16 @@ export class WsUploaderEngine extends EventTarget {
     this.#rejectStarted = undefined;
     this.#rejectOpenWaiters(stopped);
     this.#rejectSends(stopped);
+    // Paused tasks do not outlive the engine: they are the control server's again on a new start.
+    for (const held of this.#items.values()) {
+      for (const waiting of held.paused?.splice(0) ?? []) waiting.reject(stopped);
+      if (held.paused) {
+        delete held.paused;
+        this.#update(held.status.itemId, (s) =>
+          s.state === ItemState.PAUSED ? { ...s, state: ItemState.PUBLISHED } : s,
+        );
+      }
+    }
     this.#abort.abort();
     this.#control.close();
     this.#pool.close();
@@ -282,6 +304,63 @@ export class WsUploaderEngine extends EventTarget {
     }
     for (let i = 0; i < itemIds.length; i += MAX_PUBLISH_ITEMS)
       this.#control.send({ type: 'unpublish', itemIds: itemIds.slice(i, i + MAX_PUBLISH_ITEMS) });
+  }
+
+  /**
+   * Pauses items: their running tasks stop where they are (what the servers acknowledged stays
+   * stored), and their tasks, running or coming, wait for {@link WsUploaderEngine.resume}. Not an
+   * error: no `error` event, and the control server keeps the tasks. An item that is complete or
+   * unknown is left alone.
+   * @param itemIds the items; every item when omitted
+   */
+  pause(itemIds?: readonly string[]): void {
+    for (const held of this.#select(itemIds)) {
+      if (held.paused || held.status.state === ItemState.COMPLETE) continue;
+      held.paused = [];
+      for (const active of this.#active.values()) {
+        if (active.task.itemId !== held.status.itemId) continue;
+        active.paused = true;
+        active.controller.abort();
+      }
+      this.#update(held.status.itemId, (s) => ({ ...s, state: ItemState.PAUSED }));
+    }
+  }
+
+  /**
+   * Resumes paused items: their tasks run again, from what the servers already hold.
+   * @param itemIds the items; every paused item when omitted
+   */
+  resume(itemIds?: readonly string[]): void {
+    for (const held of this.#select(itemIds)) {
+      const waiting = held.paused;
+      if (!waiting) continue;
+      delete held.paused;
+      this.#update(held.status.itemId, (s) =>
+        s.state === ItemState.PAUSED ? { ...s, state: ItemState.PUBLISHED } : s,
+      );
+      for (const { task, fromControl, resolve, reject } of waiting)
+        this.#execute(task, fromControl).then(resolve, reject);
+    }
+  }
+
+  /**
+   * Cancels items: their tasks stop (not an error), the engine forgets them and the control server
+   * is asked to forget them too (as {@link WsUploaderEngine.unpublish}); bytes an upload server
+   * stored of an unfinished item are deleted by that server once they expire.
+   * @param itemIds the items
+   * @throws {ConfigError} when an id is not a valid item id
+   */
+  cancel(itemIds: readonly string[]): void {
+    this.unpublish(itemIds);
+  }
+
+  /** The held items named, or all of them. */
+  #select(itemIds: readonly string[] | undefined): Held[] {
+    if (itemIds === undefined) return [...this.#items.values()];
+    return itemIds.flatMap((id) => {
+      const held = this.#items.get(id);
+      return held ? [held] : [];
+    });
   }
 
   /**
@@ -446,6 +525,18 @@ export class WsUploaderEngine extends EventTarget {
       }
       case 'cancel': {
         const active = this.#active.get(message.taskId);
+        // A paused task the control server no longer wants: it will not run on resume().
+        const paused = this.#items.get(message.itemId)?.paused;
+        const waiting = paused?.findIndex((p) => p.task.taskId === message.taskId) ?? -1;
+        if (!active && paused && waiting >= 0) {
+          paused.splice(waiting, 1)[0]!.reject(new DOMException(message.reason, 'AbortError'));
+          this.#emit('cancel', {
+            taskId: message.taskId,
+            itemId: message.itemId,
+            reason: message.reason,
+          });
+          return;
+        }
         if (!active || active.task.itemId !== message.itemId) {
           this.#lateCancels.add(message.taskId);
           if (this.#lateCancels.size > MAX_LATE_CANCELS)
@@ -679,7 +770,10 @@ export class WsUploaderEngine extends EventTarget {
 
   /** Forgets an item; its tasks stop without a word. */
   #drop(itemId: string): void {
-    if (!this.#items.delete(itemId)) return;
+    const held = this.#items.get(itemId);
+    if (!held || !this.#items.delete(itemId)) return;
+    for (const waiting of held.paused?.splice(0) ?? [])
+      waiting.reject(new DOMException('the item was dropped', 'AbortError'));
     for (const active of this.#active.values())
       if (active.task.itemId === itemId) active.controller.abort();
   }
@@ -704,6 +798,13 @@ export class WsUploaderEngine extends EventTarget {
       });
       if (fromControl) this.#reportFail(task, error);
       return Promise.reject(error);
+    }
+    if (held.paused) {
+      // Waits for resume(), which runs it and settles this promise.
+      const paused = held.paused;
+      return new Promise<UploadResult>((resolve, reject) =>
+        paused.push({ task, fromControl, resolve, reject }),
+      );
     }
     const controller = new AbortController();
     const stopped = this.#abort.signal;
@@ -752,11 +853,23 @@ export class WsUploaderEngine extends EventTarget {
       )
       .then(
         (result) => this.#taskDone(active, held, result),
-        (e: unknown) => this.#taskFailed(active, e),
+        (e: unknown) => {
+          // Paused: not an error; the task waits and runs again on resume().
+          const paused = active.paused ? held.paused : undefined;
+          if (paused && this.#items.get(task.itemId) === held) {
+            stopped.removeEventListener('abort', stop);
+            if (this.#active.get(task.taskId) === active) this.#active.delete(task.taskId);
+            return new Promise<UploadResult>((resolve, reject) =>
+              paused.push({ task, fromControl, resolve, reject }),
+            );
+          }
+          return this.#taskFailed(active, e);
+        },
       )
       .finally(() => {
         stopped.removeEventListener('abort', stop);
-        this.#active.delete(task.taskId);
+        // A paused task that ran again on resume() is a new entry under the same id.
+        if (this.#active.get(task.taskId) === active) this.#active.delete(task.taskId);
       });
   }
 
@@ -794,6 +907,7 @@ export class WsUploaderEngine extends EventTarget {
 
   #taskFailed(active: Active, e: unknown): never {
     const { task, controller, fromControl } = active;
+
     if (controller.signal.aborted) {
       // Cancelled, unpublished or stopped: not an error. The item waits again.
       this.#settle(task);

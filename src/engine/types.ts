@@ -39,6 +39,8 @@ export const ItemState = {
   PUBLISHING: 'publishing',
   PUBLISHED: 'published',
   UPLOADING: 'uploading',
+  /** Stopped by `pause()`: its tasks wait for `resume()`. */
+  PAUSED: 'paused',
   COMPLETE: 'complete',
   FAILED: 'failed',
 } as const;

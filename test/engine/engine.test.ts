@@ -15,7 +15,7 @@ import {
   type TestDeployment,
 } from '../helpers/servers.js';
 
-function once<K extends 'complete' | 'servers' | 'error'>(
+function once<K extends 'complete' | 'servers' | 'error' | 'progress' | 'unpublished'>(
   engine: WsUploaderEngine,
   type: K,
   test: (e: EngineEvent<K>) => boolean = () => true,
@@ -140,6 +140,52 @@ describe('WsUploaderEngine', () => {
     } finally {
       watched.slice = slice;
     }
+  });
+
+  it('pauses an upload where it is (no error), resumes it from what the server holds, and cancels another quietly', async () => {
+    d = await startServers(1);
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 16 * 1024,
+      maxParallel: 2,
+    });
+    await engine.start();
+    const errors: unknown[] = [];
+    engine.on('error', (e) => errors.push(e.detail));
+    const file = randomFile(4_000_000, 'paused.bin');
+    const [item] = engine.addFiles([file]);
+    const id = item!.itemId;
+    // Paused once some bytes are stored.
+    await new Promise<void>((resolve) => {
+      const off = engine!.on('progress', (e) => {
+        if (e.detail.item.itemId === id && e.detail.item.bytesStored > 0) {
+          off();
+          resolve();
+        }
+      });
+    });
+    engine.pause([id]);
+    const status = () => engine!.items.find((i) => i.itemId === id)!;
+    expect(status().state).to.equal('paused');
+    await new Promise((r) => setTimeout(r, 300));
+    const held = status().bytesStored;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(status().bytesStored).to.equal(held);
+    expect(status().state).to.equal('paused');
+    expect(held).to.be.below(4_000_000);
+    const done = once(engine, 'complete', (e) => e.detail.itemId === id);
+    engine.resume([id]);
+    const result = (await done).detail;
+    expect(result.sha256).to.equal(await sha256Hex(await file.arrayBuffer()));
+    expect(status().state).to.equal('complete');
+    // Cancel: the item goes, without an error.
+    const [other] = engine.addFiles([randomFile(4_000_000, 'cancelled.bin')]);
+    await once(engine, 'progress', (e) => e.detail.item.itemId === other!.itemId);
+    engine.cancel([other!.itemId]);
+    await once(engine, 'unpublished');
+    expect(engine.items.map((i) => i.itemId)).to.deep.equal([id]);
+    expect(errors).to.deep.equal([]);
   });
 
   it('completes an empty file without sending anything', async () => {
