@@ -108,7 +108,7 @@ async function stop({ handle }) {
   if (!d) return false;
   running.delete(handle);
   await d.control.close();
-  await Promise.all(d.uploads.map((s) => s.close()));
+  await Promise.all(d.uploads.filter((s) => !s.killed).map((s) => s.close()));
   await rm(d.dir, { recursive: true, force: true });
   return true;
 }
@@ -176,6 +176,16 @@ function appSend({ handle, to, message }) {
   return running.get(handle).control.send(to, message);
 }
 
+/** Stops one upload server (as if its process died: connections drop, its link ends). */
+async function killUpload({ handle, serverId }) {
+  const d = running.get(handle);
+  const server = d.uploads.find((s) => s.id === serverId);
+  if (!server || server.killed) return false;
+  server.killed = true;
+  await server.close();
+  return true;
+}
+
 /** Every step of every transmit task so far (the control server's `onTask`). */
 function taskLog({ handle }) {
   return running.get(handle).tasks;
@@ -190,6 +200,7 @@ const COMMANDS = {
   'ws-servers:read-token': readToken,
   'ws-servers:start': start,
   'ws-servers:stop': stop,
+  'ws-servers:kill-upload': killUpload,
   'ws-servers:stored-sha256': storedSha256,
   'ws-servers:control-items': controlItems,
 };

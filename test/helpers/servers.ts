@@ -95,6 +95,16 @@ export async function userToken(
   return token;
 }
 
+/** Stops one upload server as if it died; whether it was running. */
+export async function killUpload(d: TestDeployment, serverId: string): Promise<boolean> {
+  return (
+    (await executeServerCommand<boolean, object>('ws-servers:kill-upload', {
+      handle: d.handle,
+      serverId,
+    })) ?? false
+  );
+}
+
 /** The app cancels a transmit task; whether it was pending. */
 export async function cancelTransmit(
   d: TestDeployment,
