@@ -1,7 +1,7 @@
 /**
  * Options of the headless engine, their defaults and the adapters tests can replace.
  */
-import { ConfigError } from '../errors.js';
+import { ConfigError, type WsUploaderError } from '../errors.js';
 
 /** The part of the WebSocket API the engine uses; tests may pass their own. */
 export interface SocketLike {
@@ -51,6 +51,12 @@ export interface EngineOptions {
   stallTimeoutMs?: number;
   /** Delays between control-channel reconnects (full jitter is applied), in ms. @default [500, 1000, 2000, 5000, 10000] */
   retryDelays?: number[];
+  /**
+   * Decides whether a failed attempt to send to an upload server is tried again (after the next
+   * of `retryDelays`); `retryable` is the engine's own answer (connection errors and retryable
+   * server errors, while delays remain). @default the engine's answer
+   */
+  onShouldRetry?: (error: WsUploaderError, attempt: number, retryable: boolean) => boolean;
   /** Socket factory. */
   createSocket?: SocketFactory;
   /** Clock. @default performance.now and the global timers */
@@ -133,6 +139,7 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     probeIntervalMs: positive('probeIntervalMs', options.probeIntervalMs),
     stallTimeoutMs: positive('stallTimeoutMs', options.stallTimeoutMs),
     retryDelays,
+    onShouldRetry: options.onShouldRetry ?? ((_error, _attempt, retryable) => retryable),
     createSocket: options.createSocket ?? ((url, protocols) => new WebSocket(url, protocols)),
     clock: options.clock ?? defaultClock,
     random: options.random ?? Math.random,

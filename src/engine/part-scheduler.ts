@@ -285,13 +285,16 @@ class TaskRun {
         return;
       } catch (e) {
         const error = e as WsUploaderError;
-        const retryable =
-          error instanceof TransportError || (error instanceof ServerError && error.retryable);
-        if (this.#signal?.aborted || !retryable) throw error;
+        if (this.#signal?.aborted) throw error;
         // Bytes advanced since the last try: the connection is worth more tries (as tus does).
         if (rangeBytes(this.#stored) > storedBefore) attempt = 0;
-        if (attempt >= delays.length) throw error;
-        await this.#sleep(Math.floor(this.#options.random() * delays[attempt]!));
+        const retryable =
+          (error instanceof TransportError || (error instanceof ServerError && error.retryable)) &&
+          attempt < delays.length;
+        if (!this.#options.onShouldRetry(error, attempt, retryable)) throw error;
+        // Past the last delay (the hook asked for more tries), the last one again.
+        const delay = delays[Math.min(attempt, delays.length - 1)]!;
+        await this.#sleep(Math.floor(this.#options.random() * delay));
       }
     }
   }

@@ -12,6 +12,7 @@ import {
   startServers,
   stopServers,
   storedSha256,
+  killUpload,
   type TestDeployment,
 } from '../helpers/servers.js';
 
@@ -186,6 +187,29 @@ describe('WsUploaderEngine', () => {
     await once(engine, 'unpublished');
     expect(engine.items.map((i) => i.itemId)).to.deep.equal([id]);
     expect(errors).to.deep.equal([]);
+  });
+
+  it('asks onShouldRetry before trying a failed upload again, and stops when it says no', async () => {
+    d = await startServers(1);
+    const asked: [string, number, boolean][] = [];
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 16 * 1024,
+      onShouldRetry: (error, attempt, retryable) => {
+        asked.push([error.code, attempt, retryable]);
+        return false;
+      },
+    });
+    await engine.start();
+    const failed = once(engine, 'error');
+    const [item] = engine.addFiles([randomFile(4_000_000, 'doomed.bin')]);
+    await once(engine, 'progress', (e) => e.detail.item.bytesStored > 0);
+    expect(await killUpload(d, 'up-1')).to.equal(true);
+    const { error } = (await failed).detail;
+    expect(error.code).to.equal('socket-closed');
+    expect(asked).to.deep.equal([['socket-closed', 0, true]]);
+    expect(engine.items.find((i) => i.itemId === item!.itemId)!.state).to.equal('failed');
   });
 
   it('completes an empty file without sending anything', async () => {
