@@ -9,6 +9,7 @@
 // server is reachable through `ws-servers:cancel-transmit`, `ws-servers:app-send` and
 // `ws-servers:tasks` (every step of every transmit task, from `onTask`).
 import { createHash, randomBytes } from 'node:crypto';
+import { connect as tcpConnect, createServer as createTcpServer } from 'node:net';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -51,10 +52,12 @@ async function start({
   if (linked) await createControl([]);
   for (let i = 1; i <= uploadServers; i++) {
     const id = `up-${i}`;
+    const logs = [];
     const server = servers.createUploadServer({
       id,
       secret,
       dataDir: join(dir, id),
+      logger: (entry) => logs.push(entry),
       ...(linked ? { controlUrl: controlUrl.replace(/\/control$/, '/registry') } : {}),
       ...uploadOptions,
     });
@@ -72,6 +75,7 @@ async function start({
         }),
       ),
     );
+    server.logs = logs;
     uploads.push(server);
     endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
   }
@@ -107,6 +111,7 @@ async function stop({ handle }) {
   const d = running.get(handle);
   if (!d) return false;
   running.delete(handle);
+  for (const { proxy } of d.proxies ?? []) proxy.close();
   await d.control.close();
   await Promise.all(d.uploads.filter((s) => !s.killed).map((s) => s.close()));
   await rm(d.dir, { recursive: true, force: true });
@@ -176,6 +181,86 @@ function appSend({ handle, to, message }) {
   return running.get(handle).control.send(to, message);
 }
 
+/** The log entries of one upload server so far. */
+function uploadLogs({ handle, serverId }) {
+  return running.get(handle).uploads.find((s) => s.id === serverId).logs;
+}
+
+/**
+ * A TCP proxy in front of one upload server that flips one byte in the payload of the
+ * `frame`-th large binary WebSocket message from the browser (a DATA frame: past its 17-byte
+ * header), as a faulty network would. Everything else passes unchanged.
+ * @returns its WebSocket URL for `/dup`, and an id to ask how many bytes it corrupted
+ */
+async function corruptingProxy({ handle, serverId, frame = 3 }) {
+  const d = running.get(handle);
+  const target = d.uploads.find((s) => s.id === serverId).httpServer.address().port;
+  const state = { corrupted: 0 };
+  const proxy = createTcpServer((client) => {
+    const upstream = tcpConnect(target, '127.0.0.1');
+    const kill = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', kill);
+    upstream.on('error', kill);
+    client.on('close', () => upstream.end());
+    upstream.on('close', () => client.end());
+    upstream.pipe(client);
+    let upgraded = false;
+    let pending = Buffer.alloc(0);
+    let large = 0;
+    client.on('data', (chunk) => {
+      pending = Buffer.concat([pending, chunk]);
+      if (!upgraded) {
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        upstream.write(pending.subarray(0, end + 4));
+        pending = pending.subarray(end + 4);
+        upgraded = true;
+      }
+      // Whole WebSocket frames (RFC 6455 §5.2), passed on one by one.
+      for (;;) {
+        if (pending.length < 2) return;
+        let length = pending[1] & 0x7f;
+        let offset = 2;
+        if (length === 126) {
+          if (pending.length < 4) return;
+          length = pending.readUInt16BE(2);
+          offset = 4;
+        } else if (length === 127) {
+          if (pending.length < 10) return;
+          length = Number(pending.readBigUInt64BE(2));
+          offset = 10;
+        }
+        if (pending[1] & 0x80) offset += 4;
+        if (pending.length < offset + length) return;
+        const message = pending.subarray(0, offset + length);
+        const binary = (pending[0] & 0x0f) === 2;
+        // Flipping masked bits flips the same bits of the payload once unmasked.
+        if (binary && length > 4096 && ++large === frame) {
+          message[offset + 50] ^= 0xff;
+          state.corrupted++;
+        }
+        upstream.write(message);
+        pending = pending.subarray(offset + length);
+      }
+    });
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  d.proxies ??= [];
+  d.proxies.push({ proxy, state });
+  return {
+    url: `ws://127.0.0.1:${proxy.address().port}/dup`,
+    proxyId: d.proxies.length - 1,
+  };
+}
+
+/** How many bytes a corrupting proxy flipped. */
+function proxyCorrupted({ handle, proxyId }) {
+  return running.get(handle).proxies[proxyId].state.corrupted;
+}
+
 /** Stops one upload server (as if its process died: connections drop, its link ends). */
 async function killUpload({ handle, serverId }) {
   const d = running.get(handle);
@@ -201,6 +286,9 @@ const COMMANDS = {
   'ws-servers:start': start,
   'ws-servers:stop': stop,
   'ws-servers:kill-upload': killUpload,
+  'ws-servers:upload-logs': uploadLogs,
+  'ws-servers:corrupting-proxy': corruptingProxy,
+  'ws-servers:proxy-corrupted': proxyCorrupted,
   'ws-servers:stored-sha256': storedSha256,
   'ws-servers:control-items': controlItems,
 };

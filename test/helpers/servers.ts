@@ -95,6 +95,44 @@ export async function userToken(
   return token;
 }
 
+/** One upload server's log entries so far. */
+export async function uploadLogs(
+  d: TestDeployment,
+  serverId: string,
+): Promise<{ event: string; [field: string]: unknown }[]> {
+  return (
+    (await executeServerCommand<{ event: string }[], object>('ws-servers:upload-logs', {
+      handle: d.handle,
+      serverId,
+    })) ?? []
+  );
+}
+
+/**
+ * Starts a TCP proxy in front of an upload server that flips one byte in the payload of the
+ * `frame`-th large binary message from the browser. Returns its `/dup` URL and a function telling
+ * how many bytes it flipped.
+ */
+export async function corruptingProxy(
+  d: TestDeployment,
+  serverId: string,
+  frame = 3,
+): Promise<{ url: string; corrupted: () => Promise<number> }> {
+  const made = await executeServerCommand<{ url: string; proxyId: number }, object>(
+    'ws-servers:corrupting-proxy',
+    { handle: d.handle, serverId, frame },
+  );
+  if (!made) throw new Error('the test runner made no proxy');
+  return {
+    url: made.url,
+    corrupted: async () =>
+      (await executeServerCommand<number, object>('ws-servers:proxy-corrupted', {
+        handle: d.handle,
+        proxyId: made.proxyId,
+      })) ?? -1,
+  };
+}
+
 /** Stops one upload server as if it died; whether it was running. */
 export async function killUpload(d: TestDeployment, serverId: string): Promise<boolean> {
   return (
