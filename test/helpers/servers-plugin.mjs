@@ -48,6 +48,12 @@ async function start({
       ...controlOptions,
     });
     controlUrl = await control.listen(0, '127.0.0.1');
+    // Its TCP connections, so a test can cut them all (a network blip).
+    control.tcp = new Set();
+    control.httpServer.on('connection', (socket) => {
+      control.tcp.add(socket);
+      socket.once('close', () => control.tcp.delete(socket));
+    });
   };
   if (linked) await createControl([]);
   for (let i = 1; i <= uploadServers; i++) {
@@ -181,6 +187,14 @@ function appSend({ handle, to, message }) {
   return running.get(handle).control.send(to, message);
 }
 
+/** Cuts every TCP connection of the control server at once; how many there were. */
+function dropControl({ handle }) {
+  const { control } = running.get(handle);
+  const sockets = [...control.tcp];
+  for (const socket of sockets) socket.destroy();
+  return sockets.length;
+}
+
 /** The log entries of one upload server so far. */
 function uploadLogs({ handle, serverId }) {
   return running.get(handle).uploads.find((s) => s.id === serverId).logs;
@@ -286,6 +300,7 @@ const COMMANDS = {
   'ws-servers:start': start,
   'ws-servers:stop': stop,
   'ws-servers:kill-upload': killUpload,
+  'ws-servers:drop-control': dropControl,
   'ws-servers:upload-logs': uploadLogs,
   'ws-servers:corrupting-proxy': corruptingProxy,
   'ws-servers:proxy-corrupted': proxyCorrupted,

@@ -95,6 +95,14 @@ export async function userToken(
   return token;
 }
 
+/** Cuts every connection of the control server at once (a network blip); how many. */
+export async function dropControl(d: TestDeployment): Promise<number> {
+  return (
+    (await executeServerCommand<number, object>('ws-servers:drop-control', { handle: d.handle })) ??
+    -1
+  );
+}
+
 /** One upload server's log entries so far. */
 export async function uploadLogs(
   d: TestDeployment,
