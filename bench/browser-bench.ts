@@ -32,8 +32,8 @@ const SECRET = 'bench-secret-of-at-least-32-bytes-0123456789';
 /** The size of the item, divided by BENCH_SCALE. */
 const FULL_SIZE = 500 * MiB;
 /** The raw WebSocket sender's messages, and the bytes it keeps unacknowledged. */
-const WS_MESSAGE = 4 * MiB;
-const WS_WINDOW = 16 * MiB;
+const WS_MESSAGE = Number(process.env.BENCH_WS_MESSAGE || 4 * MiB);
+const WS_WINDOW = Number(process.env.BENCH_WS_WINDOW || 16 * MiB);
 /** tus-js-client's chunked mode. */
 const TUS_CHUNK = 8 * MiB;
 /** The engine's default `chunkSize`: the slices it reads and sends. */
@@ -143,7 +143,15 @@ interface PageReport {
     readonly heapPeak?: number;
     readonly sha256?: string;
     readonly servers?: readonly string[];
+    readonly profile?: JsProfile;
   };
+  readonly error?: string;
+}
+
+/** The page's main thread sampled (BENCH_JS_PROFILE=1): self-time share per function. */
+interface JsProfile {
+  readonly samples?: number;
+  readonly top?: readonly [string, number][];
   readonly error?: string;
 }
 
@@ -297,7 +305,14 @@ async function servePage(link: PageLink, engine: string): Promise<{ url: string;
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, { 'Content-Type': file.type, 'Cache-Control': 'no-store' }).end(file.text());
+    res
+      .writeHead(200, {
+        'Content-Type': file.type,
+        'Cache-Control': 'no-store',
+        // Lets the page sample itself with the JS Self-Profiling API (BENCH_JS_PROFILE).
+        ...(path === '/' ? { 'Document-Policy': 'js-profiling' } : {}),
+      })
+      .end(file.text());
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -468,6 +483,8 @@ function startChromium(url: string, profile: string, link: PageLink, logFile: st
     '--no-default-browser-check',
     // performance.memory with exact values instead of coarse buckets.
     '--enable-precise-memory-info',
+    // gc() for the page, to start each case's heap measure from a collected heap.
+    '--js-flags=--expose-gc',
     '--disable-renderer-backgrounding',
     '--disable-background-timer-throttling',
     '--disable-backgrounding-occluded-windows',
@@ -596,7 +613,39 @@ interface Run {
   readonly serverRssStart: number;
   /** CPU time of the server processes (sinks or upload servers and control server). */
   readonly serverCpu: number;
+  /**
+   * CPU time the rest of the machine used meanwhile (all CPUs busy, from /proc/stat, minus
+   * Chromium, the servers and this process): other work that competed with the run.
+   */
+  readonly otherCpu: number;
+  readonly profile?: JsProfile | undefined;
   readonly error?: string | undefined;
+}
+
+/** Below this many CPUs busy (over a second), the machine counts as quiet. */
+const QUIET_CPUS = 0.25;
+
+/**
+ * Waits until the machine is quiet (other work done), at most `maxSeconds`.
+ * @returns the seconds waited, and whether it was quiet in the end
+ */
+async function waitForQuiet(maxSeconds: number): Promise<{ waited: number; quiet: boolean }> {
+  const start = Date.now();
+  for (;;) {
+    const before = machineBusy();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const quiet = machineBusy() - before < QUIET_CPUS;
+    const waited = (Date.now() - start) / 1000;
+    if (quiet || waited >= maxSeconds) return { waited, quiet };
+  }
+}
+
+/** CPU time all CPUs have been busy since boot, in seconds (/proc/stat). */
+function machineBusy(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1);
+  // user nice system idle iowait irq softirq steal: all but idle and iowait.
+  const [user, nice, system, , , irq, softirq, steal] = fields.map(Number);
+  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / CLOCK_TICKS;
 }
 
 interface Context {
@@ -628,6 +677,7 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
               message: WS_MESSAGE,
               window: WS_WINDOW,
               mode: kase.mode,
+              acks: process.env.BENCH_WS_ACKS !== '0',
             }
           : { type: 'fetch-raw', ...common, url: sinks.urls.put };
     } else {
@@ -669,16 +719,22 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
           token: control.token,
           servers: uploads.length,
           options: { ...ENGINE_OPTIONS, ...ENGINE_TRANSPORTS[kase.transport!] },
+          profile: process.env.BENCH_JS_PROFILE === '1',
         };
       }
     }
     const sampler = await sampleBrowser(ctx.browser.pid);
+    const busyBefore = machineBusy();
+    const ownBefore = process.cpuUsage();
     const report = await ctx.link.run(step);
+    const busy = machineBusy() - busyBefore;
+    const own = process.cpuUsage(ownBefore);
     const browser = await sampler();
     const reports = await Promise.all(roles.splice(0).map(stopRole));
     const uploadReports = reports.slice(0, uploads.length);
     const stored = uploadReports.reduce((sum, r) => sum + r.bytesStored, 0);
     const seconds = report.result?.seconds ?? NaN;
+    const serverCpu = reports.reduce((sum, r) => sum + r.cpuSeconds, 0);
     let error = report.error;
     if (error === undefined && stored !== ctx.size) {
       error = `the servers stored ${stored} bytes of ${ctx.size}`;
@@ -690,7 +746,9 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
       browser,
       serverRssPeak: Math.max(...uploadReports.map((r) => r.rssPeak)),
       serverRssStart: Math.max(...uploadReports.map((r) => r.rssStart)),
-      serverCpu: reports.reduce((sum, r) => sum + r.cpuSeconds, 0),
+      serverCpu,
+      otherCpu: Math.max(0, busy - browser.cpu - serverCpu - (own.user + own.system) / 1e6),
+      profile: report.result?.profile,
       error,
     };
   } finally {
@@ -781,13 +839,14 @@ function report(
       'server RSS peak',
       'browser CPU',
       'server CPU',
+      'others CPU',
       'errors',
     ],
   ];
   for (const s of summaries) {
     const k = s.kase;
     if (k.unavailable !== undefined) {
-      rows.push([k.name, 'n/a', 'not available', '', '', '', '', '', '', '', '', '']);
+      rows.push([k.name, 'n/a', 'not available', '', '', '', '', '', '', '', '', '', '']);
       continue;
     }
     const name =
@@ -808,6 +867,7 @@ function report(
       `${mib(s.serverRssPeak)}${(k.servers ?? 1) > 1 ? ' (max)' : ''}`,
       `${fixed(median(s.runs.map((r) => r.browser.cpu)), 1)} s`,
       `${fixed(median(s.runs.map((r) => r.serverCpu)), 1)} s`,
+      `${fixed(median(s.runs.map((r) => r.otherCpu)), 1)} s`,
       String(s.errors),
     ]);
   }
@@ -885,6 +945,15 @@ function report(
     );
   }
   for (const s of summaries) {
+    const profile = s.runs[s.runs.length - 1]?.profile;
+    if (!profile) continue;
+    details.push(
+      `- ${s.kase.name}, the page's main thread sampled every 10 ms (${profile.samples ?? 0} ` +
+        `samples${profile.error ? `: ${profile.error}` : ''}), self time:`,
+      ...(profile.top ?? []).map(([what, share]) => `  - ${fixed(100 * share, 1)} % ${what}`),
+    );
+  }
+  for (const s of summaries) {
     if (s.kase.unavailable !== undefined)
       details.push(`- ${s.kase.name}: n/a, ${s.kase.unavailable}`);
   }
@@ -926,6 +995,7 @@ async function main(): Promise<void> {
   const size = Math.floor(FULL_SIZE / scale);
   const only = process.env.BENCH_CASES?.split(',').map((s) => s.trim());
   const cases = CASES.filter((c) => !only || only.includes(c.key));
+  const idleWait = Number(process.env.BENCH_IDLE_WAIT ?? 15);
   const doc = process.env.BENCH_DOC ?? (scale === 1 && !only ? '1' : '0');
 
   if (!existsSync(here('dist/src/engine/index.js')) || !existsSync(here('dist/server/index.js'))) {
@@ -990,6 +1060,15 @@ async function main(): Promise<void> {
     for (let run = 1; run <= runs; run++) {
       // Cases alternate within each round, so a drift of the machine touches them all alike.
       for (const kase of runnable) {
+        if (idleWait > 0) {
+          const { waited, quiet } = await waitForQuiet(idleWait);
+          if (waited > 1.5) {
+            process.stderr.write(
+              `  waited ${waited.toFixed(0)} s for other work on the machine` +
+                `${quiet ? '' : ', which goes on'}\n`,
+            );
+          }
+        }
         process.stderr.write(`  ${kase.name}, run ${run}/${runs} … `);
         const r = await measure(ctx, kase, `${kase.key}-${run}`);
         process.stderr.write(

@@ -46,13 +46,17 @@ async function sourceFile(name) {
  * `--enable-precise-memory-info`), sampled every 50 ms until the returned function is called.
  */
 function heapSampler() {
-  const memory = performance.memory;
-  if (!memory) return () => undefined;
-  let peak = memory.usedJSHeapSize;
-  const timer = setInterval(() => (peak = Math.max(peak, memory.usedJSHeapSize)), 50);
+  // A full collection first (Chromium runs with --js-flags=--expose-gc), so that garbage of the
+  // steps before does not count.
+  globalThis.gc?.();
+  // Each read of performance.memory is a new snapshot (a MemoryInfo object does not change).
+  const used = () => performance.memory?.usedJSHeapSize;
+  if (used() === undefined) return () => undefined;
+  let peak = used();
+  const timer = setInterval(() => (peak = Math.max(peak, used())), 50);
   return () => {
     clearInterval(timer);
-    return Math.max(peak, memory.usedJSHeapSize);
+    return Math.max(peak, used());
   };
 }
 
@@ -99,7 +103,7 @@ let enginePromise;
  * probed, then times from `addFiles` to the `complete` event (plan, transmit, every byte
  * acknowledged, and the SHA-256 verified by the server when one server takes the whole item).
  */
-async function engineUpload({ controlUrl, token, name, servers, options }) {
+async function engineUpload({ controlUrl, token, name, servers, options, profile }) {
   enginePromise ??= import('/engine.js');
   const { WsUploaderEngine } = await enginePromise;
   const file = await sourceFile(name);
@@ -117,6 +121,7 @@ async function engineUpload({ controlUrl, token, name, servers, options }) {
     await engine.start();
     await ready;
     const heap = heapSampler();
+    const profiler = profile ? startProfiler() : undefined;
     const t0 = performance.now();
     const result = await new Promise((resolve, reject) => {
       engine.on('complete', (e) => resolve(e.detail));
@@ -130,6 +135,7 @@ async function engineUpload({ controlUrl, token, name, servers, options }) {
       heapPeak: heap(),
       sha256: result.sha256,
       servers: result.servers,
+      ...(profiler ? { profile: await profiler() } : {}),
     };
   } finally {
     engine.stop();
@@ -174,6 +180,39 @@ async function costs({ name, bytes, slice }) {
     'DATA frame encoding (copy)': await repeat((b, offset) =>
       encodeDup2Frame({ type: 'data', uploadId: 1, offset, crc32c: 0, payload: b }),
     ),
+  };
+}
+
+/**
+ * Samples the page's main thread with the JS Self-Profiling API (the page is served with
+ * `Document-Policy: js-profiling`) until the returned function is called, which answers the
+ * share of samples per function on top of the stack (its self time), the busiest first; samples
+ * without a JavaScript stack are the thread idle or in the browser's own code.
+ */
+function startProfiler() {
+  const Profiler = globalThis.Profiler;
+  if (!Profiler) return async () => ({ error: 'no JS Self-Profiling API' });
+  const profiler = new Profiler({ sampleInterval: 10, maxBufferSize: 1_000_000 });
+  return async () => {
+    const trace = await profiler.stop();
+    const self = new Map();
+    for (const sample of trace.samples) {
+      let key = '(no JavaScript: idle or native)';
+      if (sample.stackId !== undefined) {
+        const frame = trace.frames[trace.stacks[sample.stackId].frameId];
+        const where = frame.resourceId === undefined ? '' : trace.resources[frame.resourceId];
+        key = `${frame.name || '(anonymous)'} ${where.replace(/^.*\//, '')}:${frame.line ?? '?'}`;
+      }
+      self.set(key, (self.get(key) ?? 0) + 1);
+    }
+    const total = trace.samples.length;
+    return {
+      samples: total,
+      top: [...self]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 15)
+        .map(([key, n]) => [key, n / total]),
+    };
   };
 }
 

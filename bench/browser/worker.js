@@ -1,4 +1,4 @@
-/* global self, navigator, performance, crypto, WebSocket, setInterval, clearInterval */
+/* global self, navigator, performance, crypto, WebSocket, setInterval, clearInterval, setTimeout */
 /**
  * The dedicated Worker of the browser benchmark's page (`bench.js`): writes the source file into
  * the origin private file system, and runs the raw WebSocket baseline, which sends the file in
@@ -51,7 +51,8 @@ async function createSource({ name, size }) {
  * (each slice read into an ArrayBuffer, the next read while the socket sends) or `blob` (the slice
  * itself handed to `send`, which reads it).
  */
-async function wsRaw({ url, name, message, window, mode }) {
+async function wsRaw({ url, name, message, window, mode, acks }) {
+  const noAcks = acks === false;
   const file = await sourceFile(name);
   const size = file.size;
   const heap = heapSampler();
@@ -102,7 +103,13 @@ async function wsRaw({ url, name, message, window, mode }) {
     const length = Math.min(message, size - offset);
     const data = await next;
     next = offset + length < size ? read(offset + length) : undefined;
-    while (inFlight > 0 && inFlight + length > window && !failure) await wait();
+    if (noAcks) {
+      while (ws.bufferedAmount + length > window && !failure) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    } else {
+      while (inFlight > 0 && inFlight + length > window && !failure) await wait();
+    }
     if (failure) throw failure;
     ws.send(data);
     unacked.push(length);
@@ -118,13 +125,17 @@ async function wsRaw({ url, name, message, window, mode }) {
 
 /** Peak `performance.memory.usedJSHeapSize` of this worker, when Chromium gives it here. */
 function heapSampler() {
-  const memory = performance.memory;
-  if (!memory) return () => undefined;
-  let peak = memory.usedJSHeapSize;
-  const timer = setInterval(() => (peak = Math.max(peak, memory.usedJSHeapSize)), 50);
+  // A full collection first (Chromium runs with --js-flags=--expose-gc), so that garbage of the
+  // steps before does not count.
+  globalThis.gc?.();
+  // Each read of performance.memory is a new snapshot (a MemoryInfo object does not change).
+  const used = () => performance.memory?.usedJSHeapSize;
+  if (used() === undefined) return () => undefined;
+  let peak = used();
+  const timer = setInterval(() => (peak = Math.max(peak, used())), 50);
   return () => {
     clearInterval(timer);
-    return Math.max(peak, memory.usedJSHeapSize);
+    return Math.max(peak, used());
   };
 }
 
