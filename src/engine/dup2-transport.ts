@@ -13,6 +13,7 @@ import {
 import { truncateUtf8, utf8Length } from '../protocol/utf8.js';
 import { crc32c } from '../protocol/crc32c.js';
 import {
+  DATA_HEADER_BYTES,
   decodeDup2ServerFrame,
   encodeDup2Frame,
   type Dup2ServerFrame,
@@ -67,6 +68,8 @@ export class Dup2Transport {
   readonly #uploads = new Map<number, UploadSlot>();
   readonly #pings = new Map<number, Pending<number>>();
   #waiters: (() => void)[] = [];
+  /** Reused for every DATA frame (see {@link Dup2Transport.sendData}). */
+  #frame = new Uint8Array(0);
   /** Fires when bytes are in flight and nothing was acknowledged for `stallTimeoutMs`. */
   #stallTimer: unknown;
 
@@ -261,8 +264,15 @@ export class Dup2Transport {
     slot.inFlight += payload.length;
     this.#inFlight += payload.length;
     if (this.#stallTimer === undefined) this.#watchStall();
+    // One buffer for every DATA frame: WebSocket.send copies the bytes it is given, and a fresh
+    // buffer per frame cost more than the copy itself.
+    if (this.#frame.length < DATA_HEADER_BYTES + payload.length)
+      this.#frame = new Uint8Array(DATA_HEADER_BYTES + Math.max(payload.length, this.#maxChunk));
     this.#send(
-      encodeDup2Frame({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload }),
+      encodeDup2Frame(
+        { type: 'data', uploadId, offset, crc32c: crc32c(payload), payload },
+        this.#frame,
+      ),
     );
   }
 

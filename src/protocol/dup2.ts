@@ -132,11 +132,14 @@ export const DATA_HEADER_BYTES = 1 + 4 + 8 + 4;
 /**
  * Encodes a dup/2 frame.
  * @param frame the frame; its fields must be within the documented ranges
+ * @param target a buffer to write the frame into when it is large enough, so a sender can reuse one
+ *   buffer for every DATA frame; the result is then a view of it, valid until it is written again
  * @returns the bytes to send as one binary WebSocket message
  * @throws {ProtocolError} `frame-invalid-field` or `frame-too-large` when a field is out of range
  */
-export function encodeDup2Frame(frame: Dup2Frame): Uint8Array {
-  const w = new Writer(frameSize(frame));
+export function encodeDup2Frame(frame: Dup2Frame, target?: Uint8Array): Uint8Array {
+  const size = frameSize(frame);
+  const w = new Writer(size, target !== undefined && target.length >= size ? target : undefined);
   switch (frame.type) {
     case 'hello':
       w.u8(FRAME.HELLO);
@@ -411,9 +414,9 @@ class Writer {
   readonly #view: DataView;
   #pos = 0;
 
-  constructor(size: number) {
-    this.#buf = new Uint8Array(size);
-    this.#view = new DataView(this.#buf.buffer);
+  constructor(size: number, target?: Uint8Array) {
+    this.#buf = target ? target.subarray(0, size) : new Uint8Array(size);
+    this.#view = new DataView(this.#buf.buffer, this.#buf.byteOffset, size);
   }
 
   u8(v: number): void {

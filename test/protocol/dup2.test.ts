@@ -83,6 +83,25 @@ describe('dup/2 codec', () => {
     });
   }
 
+  it('writes a frame into a given buffer when it is large enough, with the same bytes', () => {
+    const payload = new Uint8Array(1000).map((_, i) => i * 7);
+    const frame: Dup2Frame = { type: 'data', uploadId: 3, offset: 2 ** 40, crc32c: 99, payload };
+    const fresh = encodeDup2Frame(frame);
+    const target = new Uint8Array(4096).fill(0xee);
+    const reused = encodeDup2Frame(frame, target);
+    expect([...reused]).to.deep.equal([...fresh]);
+    expect(reused.buffer).to.equal(target.buffer);
+    expect(target[fresh.length]).to.equal(0xee); // nothing written past the frame
+    // Written again: the same buffer, the new frame.
+    const next = encodeDup2Frame({ ...frame, offset: 5, payload: payload.subarray(0, 10) }, target);
+    expect(next.buffer).to.equal(target.buffer);
+    expect(decodeDup2Frame(next)).to.deep.include({ offset: 5 });
+    // Too small: a fresh buffer, the target untouched.
+    const small = new Uint8Array(10);
+    expect(encodeDup2Frame(frame, small).buffer).to.not.equal(small.buffer);
+    expect([...small]).to.deep.equal(new Array(10).fill(0));
+  });
+
   it('rejects an empty frame with frame-empty', () => {
     expect(codeOf(() => decodeDup2Frame(new Uint8Array(0)))).to.equal('frame-empty');
   });
