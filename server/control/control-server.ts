@@ -405,12 +405,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         for (const r of await store.expireSessions(Date.now()))
           if (!sessions.has(r.clientId)) gone.add(r.clientId);
         if (gone.size === 0) return;
-        for (const task of await store.tasks()) {
-          if (!gone.has(task.clientId)) continue;
-          await store.deleteTask(task.taskId);
-          const item = await store.getItem(task.itemId);
-          if (item?.state === 'uploading') await store.putItem({ ...item, state: 'published' });
-        }
+        for (const task of await store.tasks()) if (gone.has(task.clientId)) await endTask(task);
       })().catch((e: unknown) => log('internal-error', { message: String(e) })),
     Math.min(60_000, Math.max(1000, sessionResumeMs / 2)),
   );
@@ -522,6 +517,20 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         };
       }),
     );
+
+  /** An item whose last task ended without storing it waits again: `uploading` → `published`. */
+  const settle = async (itemId: string): Promise<void> => {
+    const item = await store.getItem(itemId);
+    if (item?.state === 'uploading' && (await store.tasks(itemId)).length === 0)
+      await store.putItem({ ...item, state: 'published' });
+  };
+
+  /** Forgets a task that will not complete, and settles its item. */
+  const endTask = async (task: TaskRecord): Promise<void> => {
+    await store.deleteTask(task.taskId);
+    awaiting.delete(task.taskId);
+    await settle(task.itemId);
+  };
 
   const transmit = async (
     session: Session,
@@ -673,7 +682,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       );
     if (!whole) {
       // Some ranges (a reader's, say): done, but the item is not stored for that.
-      await store.deleteTask(task.taskId);
+      await endTask(task);
       options.onTask?.({
         type: 'complete',
         taskId: task.taskId,
@@ -681,8 +690,6 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         clientId: task.clientId,
       });
       log('task-complete', { itemId: task.itemId, taskId: task.taskId });
-      if (item?.state === 'uploading' && (await store.tasks(task.itemId)).length === 0)
-        await store.putItem({ ...item, state: 'published' });
       return;
     }
     if (sha256 === undefined) {
@@ -753,8 +760,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       if (!item) continue;
       if (!session) {
         // Its browser is away: the item waits to be published again.
-        if (item.state === 'uploading' && (await store.tasks(item.meta.itemId)).length === 0)
-          await store.putItem({ ...item, state: 'published' });
+        await settle(item.meta.itemId);
         continue;
       }
       send(session.ws, {
@@ -1325,15 +1331,9 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         throw new TypeError('ws-uploader: a cancel reason is a string of at most 1024 characters');
       const task = await store.getTask(taskId);
       if (!task) return false;
-      await store.deleteTask(taskId);
       const holder = sessions.get(task.clientId);
       if (holder) send(holder.ws, { type: 'cancel', taskId, itemId: task.itemId, reason });
-      const item = await store.getItem(task.itemId);
-      if (
-        item?.state === 'uploading' &&
-        !(await store.tasks()).some((t) => t.itemId === task.itemId)
-      )
-        await store.putItem({ ...item, state: 'published' });
+      await endTask(task);
       return true;
     },
     send(to, message) {
