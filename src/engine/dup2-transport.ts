@@ -70,8 +70,10 @@ export class Dup2Transport {
   #waiters: (() => void)[] = [];
   /** Reused for every DATA frame (see {@link Dup2Transport.sendData}). */
   #frame = new Uint8Array(0);
-  /** Fires when bytes are in flight and nothing was acknowledged for `stallTimeoutMs`. */
+  /** Checks, while bytes are in flight, that something was acknowledged within `stallTimeoutMs`. */
   #stallTimer: unknown;
+  /** When the last ACK came (or sending began after a quiet spell). */
+  #lastProgress = 0;
 
   /**
    * @param info the server, with this client's token
@@ -261,9 +263,11 @@ export class Dup2Transport {
   sendData(uploadId: number, offset: number, payload: Uint8Array): void {
     const slot = this.#uploads.get(uploadId);
     if (!slot) return;
+    // Bytes going out after a quiet spell: the stall clock starts now, not at the last ACK.
+    if (this.#inFlight === 0) this.#lastProgress = this.#options.clock.now();
     slot.inFlight += payload.length;
     this.#inFlight += payload.length;
-    if (this.#stallTimer === undefined) this.#watchStall();
+    if (this.#stallTimer === undefined) this.#watchStall(this.#options.stallTimeoutMs);
     // One buffer for every DATA frame: WebSocket.send copies the bytes it is given, and a fresh
     // buffer per frame cost more than the copy itself.
     if (this.#frame.length < DATA_HEADER_BYTES + payload.length)
@@ -338,7 +342,7 @@ export class Dup2Transport {
         const n = frame.end - frame.start;
         slot.inFlight -= n;
         this.#inFlight -= n;
-        this.#watchStall();
+        this.#lastProgress = this.#options.clock.now();
         this.#wake();
         slot.listener.ack(frame.start, frame.end);
         return;
@@ -366,18 +370,21 @@ export class Dup2Transport {
   }
 
   /**
-   * (Re)starts the stall watch while bytes are in flight; stops it when none are. A connection
-   * that acknowledges nothing for `stallTimeoutMs` is closed (`stalled`), so its uploads resume on
-   * a new one: a half-open TCP connection never closes by itself.
+   * Looks again in `ms` whether bytes are in flight with no ACK for `stallTimeoutMs`. One timer per
+   * connection, moved on when it fires rather than at every ACK (the per-chunk path stays free of
+   * timer calls). A connection that acknowledges nothing that long is closed (`stalled`), so its
+   * uploads resume on a new one: a half-open TCP connection never closes by itself.
    */
-  #watchStall(): void {
+  #watchStall(ms: number): void {
     const { clock, stallTimeoutMs } = this.#options;
-    clock.clearTimeout(this.#stallTimer);
-    this.#stallTimer = undefined;
-    if (this.#inFlight <= 0 || this.#closed) return;
     this.#stallTimer = clock.setTimeout(() => {
       this.#stallTimer = undefined;
       if (this.#inFlight <= 0 || this.#closed) return;
+      const quiet = clock.now() - this.#lastProgress;
+      if (quiet < stallTimeoutMs) {
+        this.#watchStall(stallTimeoutMs - quiet);
+        return;
+      }
       const error = new TransportError(
         'stalled',
         `${this.info.id} acknowledged nothing for ${stallTimeoutMs} ms`,
@@ -387,7 +394,7 @@ export class Dup2Transport {
       this.#socket?.close(CLOSE.STALLED, 'stalled');
       this.#teardown(error);
       this.#onClose(error);
-    }, stallTimeoutMs);
+    }, ms);
   }
 
   #send(bytes: Uint8Array): void {
