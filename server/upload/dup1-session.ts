@@ -3,6 +3,7 @@
  * and servers still meet. One upload per connection, JSON control frames, binary data frames
  * written at a cursor. Same tokens, storage, limits and durability as dup/2.
  */
+import type { Readable } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import {
   CLOSE,
@@ -51,21 +52,28 @@ export class Dup1Session {
   /**
    * @param ws an open connection that negotiated `ws-uploader.dup.v1`
    * @param ctx the server's settings and storage (shared with dup/2)
+   * @param socket the TCP connection under `ws` (none when relayed): bytes arriving on it are
+   *   activity, whole messages or not
    */
-  constructor(ws: WebSocket, ctx: Dup2SessionContext) {
+  constructor(ws: WebSocket, ctx: Dup2SessionContext, socket?: Readable) {
     this.#ws = ws;
     this.#ctx = ctx;
-    this.#authTimer = superviseConnection(ws, ctx, {
-      authTimeout: () => this.#close(CLOSE.AUTH_TIMEOUT, 'no hello in time'),
-      idle: () => this.#close(CLOSE.IDLE_TIMEOUT, 'idle'),
-      message: (data, isBinary) => {
-        if (!this.#closed) this.#onMessage(data, isBinary);
+    this.#authTimer = superviseConnection(
+      ws,
+      ctx,
+      {
+        authTimeout: () => this.#close(CLOSE.AUTH_TIMEOUT, 'no hello in time'),
+        idle: () => this.#close(CLOSE.IDLE_TIMEOUT, 'idle'),
+        message: (data, isBinary) => {
+          if (!this.#closed) this.#onMessage(data, isBinary);
+        },
+        close: () => {
+          this.#closed = true;
+          this.#end();
+        },
       },
-      close: () => {
-        this.#closed = true;
-        this.#end();
-      },
-    });
+      socket,
+    );
   }
 
   /** Lets received writes become durable and acknowledged, then closes with 1001. */

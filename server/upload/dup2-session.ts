@@ -2,6 +2,7 @@
  * One dup/2 WebSocket connection on the upload server: authenticates the HELLO, binds
  * upload ids to items, stores DATA, acknowledges stored ranges and verifies FINISH.
  */
+import type { Readable } from 'node:stream';
 import type { WebSocket, RawData } from 'ws';
 import {
   CLOSE,
@@ -41,7 +42,7 @@ export interface Dup2SessionContext {
   readonly maxUploadsPerClient: number;
   /** Bound upload ids by client id, shared by the server's sessions. */
   readonly uploadsByClient: Map<string, number>;
-  /** A connection that sends no frame for this long is closed (4008), in ms. */
+  /** A connection that sends no bytes for this long is closed (4008), in ms. */
   readonly idleTimeoutMs: number;
   /** Interval of WebSocket pings; a peer that misses one is dropped, in ms. */
   readonly heartbeatMs: number;
@@ -85,19 +86,26 @@ export class Dup2Session {
   /**
    * @param ws an open connection that negotiated `ws-uploader.dup.v2`
    * @param ctx the server's settings and storage
+   * @param socket the TCP connection under `ws` (none when relayed): bytes arriving on it are
+   *   activity, whole messages or not
    */
-  constructor(ws: WebSocket, ctx: Dup2SessionContext) {
+  constructor(ws: WebSocket, ctx: Dup2SessionContext, socket?: Readable) {
     this.#ws = ws;
     this.#ctx = ctx;
-    this.#authTimer = superviseConnection(ws, ctx, {
-      authTimeout: () => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'),
-      idle: () => this.#idle(),
-      message: (data, isBinary) => this.#onMessage(data, isBinary),
-      close: () => {
-        this.#closed = true;
-        for (const id of [...this.#uploads.keys()]) this.#end(id);
+    this.#authTimer = superviseConnection(
+      ws,
+      ctx,
+      {
+        authTimeout: () => this.#close(CLOSE.AUTH_TIMEOUT, 'no HELLO in time'),
+        idle: () => this.#idle(),
+        message: (data, isBinary) => this.#onMessage(data, isBinary),
+        close: () => {
+          this.#closed = true;
+          for (const id of [...this.#uploads.keys()]) this.#end(id);
+        },
       },
-    });
+      socket,
+    );
   }
 
   /**

@@ -3,6 +3,7 @@
  * heartbeat, the server-wide buffer budget), draining it, token expiry and upload counting.
  * @internal
  */
+import type { Readable } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { CLOCK_LEEWAY_SECONDS } from '../tokens.js';
 import type { Dup2SessionContext } from './dup2-session.js';
@@ -17,20 +18,49 @@ export interface ConnectionEvents {
 }
 
 /**
- * Watches a connection: the auth deadline, the idle timer (reset by every frame), WebSocket pings
- * (a peer that misses one is dropped: they find dead peers the idle timer would wait long for),
- * and the buffer budget. Everything stops when the connection closes.
+ * Watches a connection: the auth deadline, the idle timer, WebSocket pings (a peer that misses one
+ * is dropped: they find dead peers the idle timer would wait long for), and the buffer budget.
+ * Everything stops when the connection closes.
+ *
+ * Any bytes arriving on `socket` count as activity and as a sign of life, not only whole messages:
+ * on a slow link a large DATA frame takes longer to arrive than the idle timeout (1 MiB at 5 KB/s
+ * is 200 s), and the peer's pong waits behind it. A ping or pong that arrives alone is a sign of
+ * life but not activity. A relayed connection has no socket of its own; its messages count.
+ * @param socket the TCP connection under `ws`, when it has one
  * @returns the auth timer, to clear once the client is welcomed
  */
 export function superviseConnection(
   ws: WebSocket,
   ctx: Dup2SessionContext,
   on: ConnectionEvents,
+  socket?: Readable,
 ): NodeJS.Timeout {
   ctx.budget.join(ws);
   const auth = setTimeout(() => on.authTimeout(), ctx.authTimeoutMs);
-  const idle = setTimeout(() => on.idle(), ctx.idleTimeoutMs);
   let alive = true;
+  // One timer, moved on when it fires rather than at every chunk of bytes (TCP chunks come far
+  // more often than the timeout).
+  let lastActivity = performance.now();
+  const active = (): void => {
+    lastActivity = performance.now();
+    alive = true;
+  };
+  const bytes = (chunk: Buffer): void => {
+    // A pong (or ping) alone proves the peer alive, but is not activity: a peer that only
+    // answers the heartbeat is still idle.
+    if (isControlFrame(chunk)) alive = true;
+    else active();
+  };
+  let idle: NodeJS.Timeout;
+  const watchIdle = (ms: number): void => {
+    idle = setTimeout(() => {
+      const quiet = performance.now() - lastActivity;
+      if (quiet >= ctx.idleTimeoutMs) on.idle();
+      else watchIdle(ctx.idleTimeoutMs - quiet);
+    }, ms);
+  };
+  watchIdle(ctx.idleTimeoutMs);
+  socket?.on('data', bytes);
   ws.on('pong', () => (alive = true));
   const heartbeat = setInterval(() => {
     if (!alive) {
@@ -41,17 +71,31 @@ export function superviseConnection(
     ws.ping();
   }, ctx.heartbeatMs);
   ws.on('message', (data, isBinary) => {
-    idle.refresh();
+    active();
     on.message(data, isBinary);
   });
   ws.on('close', () => {
     clearTimeout(auth);
     clearTimeout(idle);
     clearInterval(heartbeat);
+    socket?.off('data', bytes);
     on.close();
   });
   ws.on('error', () => undefined);
   return auth;
+}
+
+/**
+ * Whether a chunk of bytes from a client is exactly one masked ping or pong frame with a short
+ * payload (RFC 6455 §5.2: FIN, opcode 0x9 or 0xA, mask bit, 7-bit length, 4-byte key).
+ */
+function isControlFrame(chunk: Buffer): boolean {
+  return (
+    chunk.length >= 6 &&
+    (chunk[0] === 0x89 || chunk[0] === 0x8a) &&
+    (chunk[1]! & 0x80) !== 0 &&
+    chunk.length === 6 + (chunk[1]! & 0x7f)
+  );
 }
 
 /**

@@ -2,6 +2,7 @@
  * The reference upload server: dup/2 over WebSocket, finished items over HTTP, items on disk.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import {
@@ -142,7 +143,10 @@ export interface UploadServerOptions {
    * browser) are let through: they still need a token. @default any origin
    */
   readonly allowedOrigins?: readonly string[];
-  /** A connection that sends no frame for this long is closed with 4008, in ms. @default 120000 */
+  /**
+   * A connection that sends nothing for this long is closed with 4008, in ms. Any bytes count, not
+   * only whole messages, so a large frame arriving slowly keeps its connection. @default 120000
+   */
   readonly idleTimeoutMs?: number;
   /** Interval of WebSocket pings; a peer that misses one is dropped, in ms. @default 30000 */
   readonly heartbeatMs?: number;
@@ -346,8 +350,12 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       ws.close(CLOSE.UNSUPPORTED_PROTOCOL, `speak ${SUBPROTOCOL_DUP_2} or ${SUBPROTOCOL_DUP_1}`);
       return;
     }
+    // The TCP connection, whose bytes count as activity; a relayed browser has none of its own.
+    const socket = req.socket instanceof Socket ? req.socket : undefined;
     const session =
-      ws.protocol === SUBPROTOCOL_DUP_2 ? new Dup2Session(ws, ctx) : new Dup1Session(ws, ctx);
+      ws.protocol === SUBPROTOCOL_DUP_2
+        ? new Dup2Session(ws, ctx, socket)
+        : new Dup1Session(ws, ctx, socket);
     sessions.add(session);
     ws.on('close', () => sessions.delete(session));
   });

@@ -1,0 +1,450 @@
+/**
+ * A TCP proxy that plays a bad network between a client and a server, for fault tests in Node and
+ * (through servers-plugin.mjs) in the browser. It does what the toxiproxy toxics of the
+ * reliability matrix do, scaled down to run in seconds:
+ *
+ * - a **black hole** (`timeout` 0): nothing passes any more in either direction, and neither side
+ *   is told (no FIN, no RST), now or after some more bytes from the client;
+ * - a **bandwidth** limit in bytes per second, each way;
+ * - a **slicer**: bytes are passed on in tiny writes, some time apart;
+ * - an **idle cut**, as a NAT or a proxy with an idle timeout does: a connection with no bytes
+ *   either way for `idleCutMs` is closed (`'close'`, nginx `proxy_read_timeout`) or silently
+ *   forgotten (`'silent'`, a NAT that dropped its mapping: a black hole);
+ * - **down**: new connections are refused (reset at once).
+ *
+ * A filter can also rewrite the client's bytes (see `corruptingFilter` in servers-plugin.mjs).
+ * Shaping options can be changed while connections are open ({@link FaultProxy.shape}).
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/** How bytes are shaped on their way (both directions). */
+export interface FaultShape {
+  /** Bytes per second, each way (toxiproxy `bandwidth`). @default unlimited */
+  readonly bytesPerSecond?: number;
+  /** Largest write, in bytes (toxiproxy `slicer`). @default unlimited */
+  readonly sliceBytes?: number;
+  /** Time between two slices, in ms (0: the next turn of the event loop). @default 0 */
+  readonly sliceDelayMs?: number;
+  /** A connection with no bytes either way for this long is cut, in ms. @default never */
+  readonly idleCutMs?: number;
+  /**
+   * How an idle connection is cut: `'close'` closes both sides, `'silent'` black-holes it.
+   * @default 'close'
+   */
+  readonly idleCut?: 'close' | 'silent';
+}
+
+/** Options of {@link FaultProxy.start}. */
+export interface FaultProxyOptions extends FaultShape {
+  /** Port of the server the proxy forwards to. */
+  readonly targetPort: number;
+  /** @default '127.0.0.1' */
+  readonly targetHost?: string;
+  /** Makes, for each new connection, a function that rewrites the client's bytes. */
+  readonly filterUp?: () => (chunk: Buffer) => Buffer;
+}
+
+/** What a proxy did so far. */
+export interface FaultProxyStats {
+  /** Connections accepted (refused ones not counted). */
+  readonly connections: number;
+  /** Connections still forwarding (not closed, not black-holed). */
+  readonly open: number;
+  /** Connections closed for being idle. */
+  readonly idleClosed: number;
+  /** Connections black-holed (by command, or silently for being idle). */
+  readonly blackholed: number;
+  /** Connections refused while down. */
+  readonly refused: number;
+  /** Bytes passed client → server and server → client. */
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+}
+
+/** Bytes queued in one direction past which the proxy stops reading the sender. */
+const HIGH_WATER = 64 * 1024;
+
+/**
+ * A running fault proxy on 127.0.0.1.
+ * @example
+ * const proxy = await FaultProxy.start({ targetPort: 8080, idleCutMs: 1500 });
+ * const ws = new WebSocket(proxy.rewrite('ws://127.0.0.1:8080/dup'));
+ */
+export class FaultProxy {
+  readonly #server: Server;
+  readonly #options: FaultProxyOptions;
+  #shape: FaultShape;
+  readonly #connections = new Set<Connection>();
+  #down = false;
+  readonly #stats = {
+    connections: 0,
+    idleClosed: 0,
+    blackholed: 0,
+    refused: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+  };
+
+  private constructor(server: Server, options: FaultProxyOptions) {
+    this.#server = server;
+    this.#options = options;
+    this.#shape = { ...options };
+  }
+
+  /** Starts a proxy on a free port of 127.0.0.1. */
+  static async start(options: FaultProxyOptions): Promise<FaultProxy> {
+    const server = createServer({ noDelay: true });
+    const proxy = new FaultProxy(server, options);
+    server.on('connection', (client) => proxy.#accept(client));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  /** The port the proxy listens on. */
+  get port(): number {
+    const address = this.#server.address();
+    if (address === null || typeof address !== 'object') throw new Error('the proxy is closed');
+    return address.port;
+  }
+
+  /** `url` with its host and port replaced by the proxy's. */
+  rewrite(url: string): string {
+    const u = new URL(url);
+    u.host = `127.0.0.1:${this.port}`;
+    return u.href;
+  }
+
+  /** The current shaping. */
+  get shaping(): FaultShape {
+    return this.#shape;
+  }
+
+  /** Changes the shaping of open and new connections (fields given replace the old ones). */
+  shape(shape: FaultShape): void {
+    this.#shape = { ...this.#shape, ...shape };
+    for (const c of this.#connections) c.wake();
+  }
+
+  /** Whether new connections are refused. */
+  get down(): boolean {
+    return this.#down;
+  }
+
+  set down(down: boolean) {
+    this.#down = down;
+  }
+
+  /**
+   * Black-holes the open connections: nothing more passes either way, no side is told. New
+   * connections are forwarded as usual.
+   * @param afterBytes first let this many more bytes of each connection's client through
+   * @returns how many connections it applies to
+   */
+  blackhole(afterBytes = 0): number {
+    const open = [...this.#connections].filter((c) => c.forwarding);
+    for (const c of open) c.blackholeAfter(afterBytes);
+    return open.length;
+  }
+
+  /** What the proxy did so far. */
+  stats(): FaultProxyStats {
+    const open = [...this.#connections].filter((c) => c.forwarding).length;
+    return { ...this.#stats, open };
+  }
+
+  /** Stops listening and destroys every connection, black-holed ones included. */
+  async close(): Promise<void> {
+    for (const c of this.#connections) c.destroy();
+    this.#connections.clear();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #accept(client: Socket): void {
+    if (this.#down) {
+      this.#stats.refused++;
+      client.on('error', () => undefined);
+      client.resetAndDestroy();
+      return;
+    }
+    this.#stats.connections++;
+    const upstream = connect({
+      port: this.#options.targetPort,
+      host: this.#options.targetHost ?? '127.0.0.1',
+      noDelay: true,
+    });
+    const connection = new Connection(client, upstream, this.#options.filterUp?.(), {
+      shape: () => this.#shape,
+      counted: (up, n) => {
+        if (up) this.#stats.bytesUp += n;
+        else this.#stats.bytesDown += n;
+      },
+      blackholed: () => this.#stats.blackholed++,
+      idleClosed: () => this.#stats.idleClosed++,
+      gone: () => this.#connections.delete(connection),
+    });
+    this.#connections.add(connection);
+  }
+}
+
+interface ConnectionHooks {
+  shape(): FaultShape;
+  counted(up: boolean, bytes: number): void;
+  blackholed(): void;
+  idleClosed(): void;
+  gone(): void;
+}
+
+/** One proxied connection: two directions, an idle watch, and its fate. */
+class Connection {
+  /** Forwarding normally (not closed, not black-holed). */
+  forwarding = true;
+  readonly #client: Socket;
+  readonly #upstream: Socket;
+  readonly #hooks: ConnectionHooks;
+  readonly #up: Direction;
+  readonly #down: Direction;
+  #lastActivity = performance.now();
+  #idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    client: Socket,
+    upstream: Socket,
+    filter: ((chunk: Buffer) => Buffer) | undefined,
+    hooks: ConnectionHooks,
+  ) {
+    this.#client = client;
+    this.#upstream = upstream;
+    this.#hooks = hooks;
+    this.#up = new Direction(client, upstream, this, true, filter);
+    this.#down = new Direction(upstream, client, this, false, undefined);
+    const lost = (): void => {
+      // A black-holed connection tells neither side about the other's end.
+      if (!this.forwarding) {
+        if (client.destroyed && upstream.destroyed) this.#end();
+        return;
+      }
+      this.destroy();
+    };
+    for (const socket of [client, upstream]) {
+      socket.on('error', lost);
+      socket.on('close', lost);
+      // Half-closes are passed on once what came before was.
+      socket.on('end', () => (socket === client ? this.#up : this.#down).end());
+    }
+    this.#watchIdle();
+  }
+
+  get shape(): FaultShape {
+    return this.#hooks.shape();
+  }
+
+  /** Bytes passed one way. */
+  passed(up: boolean, bytes: number): void {
+    this.#lastActivity = performance.now();
+    this.#hooks.counted(up, bytes);
+  }
+
+  /** The shaping changed. */
+  wake(): void {
+    this.#up.pump();
+    this.#down.pump();
+    this.#watchIdle();
+  }
+
+  /** Black-holes after `bytes` more client bytes (at once for 0). */
+  blackholeAfter(bytes: number): void {
+    if (bytes <= 0) this.blackhole();
+    else this.#up.limit(bytes);
+  }
+
+  /** Nothing more passes, and neither side is told. */
+  blackhole(): void {
+    if (!this.forwarding) return;
+    this.forwarding = false;
+    clearTimeout(this.#idleTimer);
+    this.#up.drop();
+    this.#down.drop();
+    this.#hooks.blackholed();
+  }
+
+  /** Closes both sides. */
+  destroy(): void {
+    this.forwarding = false;
+    clearTimeout(this.#idleTimer);
+    this.#client.destroy();
+    this.#upstream.destroy();
+    this.#end();
+  }
+
+  #end(): void {
+    clearTimeout(this.#idleTimer);
+    this.#hooks.gone();
+  }
+
+  #watchIdle(): void {
+    clearTimeout(this.#idleTimer);
+    const ms = this.shape.idleCutMs;
+    if (ms === undefined || !this.forwarding) return;
+    const quiet = performance.now() - this.#lastActivity;
+    this.#idleTimer = setTimeout(
+      () => {
+        if (!this.forwarding) return;
+        if (performance.now() - this.#lastActivity < ms) {
+          this.#watchIdle();
+          return;
+        }
+        if (this.shape.idleCut === 'silent') {
+          this.blackhole();
+          return;
+        }
+        this.#hooks.idleClosed();
+        this.destroy();
+      },
+      Math.max(0, ms - quiet),
+    );
+  }
+}
+
+/** One direction of a connection: a queue, shaped on its way out. */
+class Direction {
+  readonly #from: Socket;
+  readonly #to: Socket;
+  readonly #connection: Connection;
+  readonly #up: boolean;
+  readonly #filter: ((chunk: Buffer) => Buffer) | undefined;
+  readonly #queue: Buffer[] = [];
+  #queued = 0;
+  #dropped = false;
+  #ended = false;
+  /** Bytes that may still pass before the connection is black-holed; Infinity: no such limit. */
+  #left = Infinity;
+  /** Waiting for a timer or `drain`. */
+  #waiting = false;
+  #tokens = 0;
+  #refilled = performance.now();
+
+  constructor(
+    from: Socket,
+    to: Socket,
+    connection: Connection,
+    up: boolean,
+    filter: ((chunk: Buffer) => Buffer) | undefined,
+  ) {
+    this.#from = from;
+    this.#to = to;
+    this.#connection = connection;
+    this.#up = up;
+    this.#filter = filter;
+    from.on('data', (chunk: Buffer) => {
+      if (this.#dropped) return;
+      const bytes = this.#filter ? this.#filter(chunk) : chunk;
+      this.#queue.push(bytes);
+      this.#queued += bytes.length;
+      if (this.#queued > HIGH_WATER) from.pause();
+      this.pump();
+    });
+  }
+
+  /** Lets `bytes` more pass, then black-holes the connection. */
+  limit(bytes: number): void {
+    this.#left = bytes;
+  }
+
+  /** Forgets what is queued and passes nothing any more; reads go on, into the void. */
+  drop(): void {
+    this.#dropped = true;
+    this.#queue.length = 0;
+    this.#queued = 0;
+    this.#from.resume();
+  }
+
+  /** The sender half-closed: end the other side once the queue is out. */
+  end(): void {
+    this.#ended = true;
+    this.pump();
+  }
+
+  /** Passes on what the shaping allows now, and arranges to go on later. */
+  pump(): void {
+    while (!this.#waiting && !this.#dropped) {
+      if (this.#queued === 0) {
+        if (this.#ended && this.#connection.forwarding) this.#to.end();
+        return;
+      }
+      const { bytesPerSecond, sliceBytes, sliceDelayMs = 0 } = this.#connection.shape;
+      let n = Math.min(this.#queued, this.#left);
+      if (sliceBytes !== undefined) n = Math.min(n, Math.max(1, sliceBytes));
+      if (bytesPerSecond !== undefined) {
+        const now = performance.now();
+        // At most 20 ms worth of bytes at once.
+        const burst = Math.max(1, bytesPerSecond / 50);
+        this.#tokens = Math.min(
+          burst,
+          this.#tokens + ((now - this.#refilled) * bytesPerSecond) / 1000,
+        );
+        this.#refilled = now;
+        // Whole pieces (a slice, or up to a burst), each once there are tokens for it.
+        n = Math.min(n, Math.floor(burst));
+        if (this.#tokens < n) {
+          this.#later(Math.max(1, Math.ceil(((n - this.#tokens) * 1000) / bytesPerSecond)));
+          return;
+        }
+        this.#tokens -= n;
+      }
+      const ok = this.#to.write(this.#take(n));
+      this.#connection.passed(this.#up, n);
+      if (this.#queued <= HIGH_WATER / 2) this.#from.resume();
+      if (this.#left !== Infinity) {
+        this.#left -= n;
+        if (this.#left <= 0) {
+          this.#connection.blackhole();
+          return;
+        }
+      }
+      if (!ok) {
+        this.#waiting = true;
+        this.#to.once('drain', () => {
+          this.#waiting = false;
+          this.pump();
+        });
+        return;
+      }
+      if (sliceBytes !== undefined) {
+        this.#later(sliceDelayMs);
+        return;
+      }
+    }
+  }
+
+  #later(ms: number): void {
+    this.#waiting = true;
+    const go = (): void => {
+      this.#waiting = false;
+      this.pump();
+    };
+    if (ms <= 0) setImmediate(go);
+    else setTimeout(go, ms);
+  }
+
+  /** Takes `n` bytes off the front of the queue. */
+  #take(n: number): Buffer {
+    this.#queued -= n;
+    const head = this.#queue[0]!;
+    if (head.length === n) return this.#queue.shift()!;
+    if (head.length > n) {
+      this.#queue[0] = head.subarray(n);
+      return head.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    while (at < n) {
+      const b = this.#queue[0]!;
+      const k = Math.min(b.length, n - at);
+      b.copy(out, at, 0, k);
+      at += k;
+      if (k === b.length) this.#queue.shift();
+      else this.#queue[0] = b.subarray(k);
+    }
+    return out;
+  }
+}
