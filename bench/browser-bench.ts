@@ -82,11 +82,12 @@ interface Case {
 }
 
 /**
- * Transports the engine speaks, and the engine options that pick one. The engine speaks only
- * dup/2 so far; once it speaks another, its entry here makes the case run.
+ * Transports the engine speaks, and the engine options that pick one.
  */
 const ENGINE_TRANSPORTS: Partial<Record<Transport, Record<string, unknown>>> = {
-  'dup/2': {},
+  'dup/2': { protocols: ['dup/2'] },
+  'dup/1': { protocols: ['dup/1'] },
+  http: { protocols: ['http/1'] },
 };
 
 /** BENCH_ENGINE_OPTIONS: more engine options, as JSON (`{"chunkSize":1048576}`, say). */

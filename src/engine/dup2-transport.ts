@@ -22,6 +22,9 @@ import {
 import type { ServerInfo } from '../protocol/control.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import type { ResolvedEngineOptions, SocketLike } from './options.js';
+import { adaptiveChunk } from './chunk-size.js';
+import { StallWatch } from './stall-watch.js';
+import type { Transport, TransportCloseHandler, UploadListener, UploadMeta } from './transport.js';
 
 /** Bytes the socket may buffer before the sender waits. */
 const HIGH_WATER = 4 * 1024 * 1024;
@@ -29,12 +32,6 @@ const HIGH_WATER = 4 * 1024 * 1024;
 const DRAIN_POLL_MS = 4;
 /** Time to wait for WELCOME, OPENED or a PONG, in ms. */
 const REPLY_TIMEOUT_MS = 15_000;
-
-/** Hears about one upload's acknowledgements and failures. */
-export interface UploadListener {
-  ack(start: number, end: number): void;
-  error(error: WsUploaderError): void;
-}
 
 interface Pending<T> {
   resolve(value: T): void;
@@ -53,12 +50,14 @@ interface UploadSlot {
  * One dup/2 connection.
  * @internal
  */
-export class Dup2Transport {
+export class Dup2Transport implements Transport {
   readonly info: ServerInfo;
+  readonly protocol = 'dup/2';
+  readonly takesBlobs = false;
   /** Whether this connection was closed for stalling. */
   stalled = false;
   readonly #options: ResolvedEngineOptions;
-  readonly #onClose: (error: TransportError) => void;
+  readonly #onClose: TransportCloseHandler;
   #socket: SocketLike | undefined;
   #maxChunk = DEFAULT_MAX_CHUNK;
   #window = DEFAULT_WINDOW;
@@ -70,21 +69,15 @@ export class Dup2Transport {
   #waiters: (() => void)[] = [];
   /** Reused for every DATA frame (see {@link Dup2Transport.sendData}). */
   #frame = new Uint8Array(0);
-  /** Checks, while bytes are in flight, that something was acknowledged within `stallTimeoutMs`. */
-  #stallTimer: unknown;
-  /** When the last ACK came (or sending began after a quiet spell). */
-  #lastProgress = 0;
+  /** Closes the connection when bytes are in flight and nothing moves for `stallTimeoutMs`. */
+  readonly #stall: StallWatch;
 
   /**
    * @param info the server, with this client's token
    * @param options engine options
    * @param onClose called once when the connection is lost after it was open
    */
-  constructor(
-    info: ServerInfo,
-    options: ResolvedEngineOptions,
-    onClose: (error: TransportError) => void,
-  ) {
+  constructor(info: ServerInfo, options: ResolvedEngineOptions, onClose: TransportCloseHandler) {
     this.info = info;
     this.#options = options;
     let reported = false;
@@ -94,11 +87,34 @@ export class Dup2Transport {
       reported = true;
       onClose(error);
     };
+    this.#stall = new StallWatch(options.clock, options.stallTimeoutMs, {
+      busy: () => this.#inFlight > 0,
+      buffered: () => this.#socket?.bufferedAmount ?? 0,
+      stalled: () => {
+        const error = new TransportError(
+          'stalled',
+          `${this.info.id} acknowledged nothing for ${options.stallTimeoutMs} ms`,
+          { serverId: this.info.id },
+        );
+        this.stalled = true;
+        this.#socket?.close(CLOSE.STALLED, 'stalled');
+        this.#teardown(error);
+        this.#onClose(error);
+      },
+    });
   }
 
   /** Largest payload this server accepts. */
   get maxChunk(): number {
     return this.#maxChunk;
+  }
+
+  /**
+   * Bytes per DATA frame: `requested`, capped by the server's limit and, on a slow link, by what it
+   * takes in about a quarter of a second, so acknowledgements keep coming.
+   */
+  chunkSize(requested: number, throughput: number | undefined): number {
+    return adaptiveChunk(Math.min(requested, this.#maxChunk), throughput);
   }
 
   /** Whether the connection is open and welcomed. */
@@ -210,10 +226,7 @@ export class Dup2Transport {
    * Opens (or resumes) the upload of an item.
    * @returns the upload id and what the server already holds
    */
-  open(
-    item: { itemId: string; size: number; mime: string; name: string },
-    listener: UploadListener,
-  ): Promise<OpenedFrame> {
+  open(item: UploadMeta, listener: UploadListener): Promise<OpenedFrame> {
     const { itemId, size } = item;
     const mime = utf8Length(item.mime) <= MAX_MIME_BYTES ? item.mime : '';
     const name = truncateUtf8(item.name, MAX_NAME_BYTES);
@@ -234,10 +247,11 @@ export class Dup2Transport {
 
   /**
    * Waits until `bytes` more fit in the window and the socket buffer is not full.
+   * @param _uploadId the upload (the window is the connection's)
    * @param bytes size of the next payload
    * @param signal ends the wait early (the caller checks why)
    */
-  async waitForRoom(bytes: number, signal?: AbortSignal): Promise<void> {
+  async waitForRoom(_uploadId: number, bytes: number, signal?: AbortSignal): Promise<void> {
     while (!this.#closed && !signal?.aborted) {
       const socket = this.#socket;
       const windowOk = this.#inFlight === 0 || this.#inFlight + bytes <= this.#window;
@@ -260,14 +274,13 @@ export class Dup2Transport {
    * @param offset where the bytes go in the item
    * @param payload at most {@link Dup2Transport.maxChunk} bytes
    */
-  sendData(uploadId: number, offset: number, payload: Uint8Array): void {
+  sendData(uploadId: number, offset: number, payload: Uint8Array | Blob): void {
+    if (payload instanceof Blob) throw new TypeError('dup/2 sends bytes, not Blobs');
     const slot = this.#uploads.get(uploadId);
     if (!slot) return;
-    // Bytes going out after a quiet spell: the stall clock starts now, not at the last ACK.
-    if (this.#inFlight === 0) this.#lastProgress = this.#options.clock.now();
+    this.#stall.sending(DATA_HEADER_BYTES + payload.length);
     slot.inFlight += payload.length;
     this.#inFlight += payload.length;
-    if (this.#stallTimer === undefined) this.#watchStall(this.#options.stallTimeoutMs);
     // One buffer for every DATA frame: WebSocket.send copies the bytes it is given, and a fresh
     // buffer per frame cost more than the copy itself.
     if (this.#frame.length < DATA_HEADER_BYTES + payload.length)
@@ -342,7 +355,7 @@ export class Dup2Transport {
         const n = frame.end - frame.start;
         slot.inFlight -= n;
         this.#inFlight -= n;
-        this.#lastProgress = this.#options.clock.now();
+        this.#stall.progress();
         this.#wake();
         slot.listener.ack(frame.start, frame.end);
         return;
@@ -369,34 +382,6 @@ export class Dup2Transport {
     }
   }
 
-  /**
-   * Looks again in `ms` whether bytes are in flight with no ACK for `stallTimeoutMs`. One timer per
-   * connection, moved on when it fires rather than at every ACK (the per-chunk path stays free of
-   * timer calls). A connection that acknowledges nothing that long is closed (`stalled`), so its
-   * uploads resume on a new one: a half-open TCP connection never closes by itself.
-   */
-  #watchStall(ms: number): void {
-    const { clock, stallTimeoutMs } = this.#options;
-    this.#stallTimer = clock.setTimeout(() => {
-      this.#stallTimer = undefined;
-      if (this.#inFlight <= 0 || this.#closed) return;
-      const quiet = clock.now() - this.#lastProgress;
-      if (quiet < stallTimeoutMs) {
-        this.#watchStall(stallTimeoutMs - quiet);
-        return;
-      }
-      const error = new TransportError(
-        'stalled',
-        `${this.info.id} acknowledged nothing for ${stallTimeoutMs} ms`,
-        { serverId: this.info.id },
-      );
-      this.stalled = true;
-      this.#socket?.close(CLOSE.STALLED, 'stalled');
-      this.#teardown(error);
-      this.#onClose(error);
-    }, ms);
-  }
-
   #send(bytes: Uint8Array): void {
     if (this.isOpen) this.#socket!.send(bytes);
   }
@@ -410,8 +395,7 @@ export class Dup2Transport {
   #teardown(error: TransportError): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#options.clock.clearTimeout(this.#stallTimer);
-    this.#stallTimer = undefined;
+    this.#stall.stop();
     for (const [id, slot] of this.#uploads) {
       if (slot.opened) slot.opened.reject(error);
       else if (slot.finished) slot.finished.reject(error);

@@ -2,6 +2,7 @@
  * Options of the headless engine, their defaults and the adapters tests can replace.
  */
 import { ConfigError, type WsUploaderError } from '../errors.js';
+import { DATA_PROTOCOLS, type DataProtocol } from './transport.js';
 
 /** The part of the WebSocket API the engine uses; tests may pass their own. */
 export interface SocketLike {
@@ -37,6 +38,16 @@ export interface EngineOptions {
   auth?: () => string | Promise<string>;
   /** Largest DATA payload the engine sends, capped by each server's limit, in bytes. @default 524288 */
   chunkSize?: number;
+  /**
+   * Data protocols the engine may speak to an upload server, best first: it uses the first one the
+   * server offers (its `/.well-known/ws-uploader` document, else the control server's list).
+   * `http/1` sends the bytes as HTTP `PUT` parts streamed from the file, fastest where the browser's
+   * WebSocket is the limit; when the server also speaks `dup/2` or `dup/1`, that connection stays
+   * open for pings and liveness. @default ['dup/2', 'dup/1', 'http/1']
+   */
+  protocols?: readonly DataProtocol[];
+  /** Bytes per HTTP `PUT` when the bytes go over `http/1` (smaller on a slow link). @default 8388608 */
+  partSize?: number;
   /** Transmit tasks that run at the same time. @default 3 */
   maxParallel?: number;
   /** Pings sent to each upload server right after it connects, for the first RTT. @default 3 */
@@ -79,6 +90,7 @@ export type ResolvedEngineOptions = Required<Omit<EngineOptions, 'authToken' | '
 /** Default engine options. */
 export const ENGINE_DEFAULTS = {
   chunkSize: 512 * 1024,
+  partSize: 8 * 1024 * 1024,
   maxParallel: 3,
   probeCount: 3,
   probeIntervalMs: 15_000,
@@ -98,6 +110,14 @@ function nonNegative(name: string, value: number | undefined): number {
   if (!Number.isSafeInteger(value) || value < 0)
     throw new ConfigError(`\`${name}\` must be a non-negative integer`);
   return value;
+}
+
+/** The `protocols` option, checked. */
+function resolveProtocols(value: readonly DataProtocol[] | undefined): readonly DataProtocol[] {
+  if (value === undefined) return DATA_PROTOCOLS;
+  if (!Array.isArray(value) || value.length === 0 || value.some((p) => !DATA_PROTOCOLS.includes(p)))
+    throw new ConfigError(`\`protocols\` must be a non-empty list of ${DATA_PROTOCOLS.join(', ')}`);
+  return [...value];
 }
 
 /**
@@ -134,6 +154,8 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     controlUrl: options.controlUrl,
     auth: auth ?? (() => authToken!),
     chunkSize: positive('chunkSize', options.chunkSize),
+    partSize: positive('partSize', options.partSize),
+    protocols: resolveProtocols(options.protocols),
     maxParallel: positive('maxParallel', options.maxParallel),
     probeCount: positive('probeCount', options.probeCount),
     probeIntervalMs: positive('probeIntervalMs', options.probeIntervalMs),

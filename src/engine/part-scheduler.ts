@@ -5,9 +5,8 @@
 import { addRange, covers, missingRanges, rangeBytes, type ByteRange } from '../protocol/ranges.js';
 import type { TargetRange } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
-import type { OpenedFrame } from '../protocol/dup2.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
-import type { Dup2Transport } from './dup2-transport.js';
+import type { OpenedUpload, Transport } from './transport.js';
 import { ItemHasher } from './item-hasher.js';
 import type { ResolvedEngineOptions } from './options.js';
 import type { SocketPool } from './socket-pool.js';
@@ -212,6 +211,12 @@ export class PartScheduler {
   }
 }
 
+/**
+ * Bytes read from the file at once for a WebSocket transport (or one chunk, when larger): large
+ * reads cost less per byte, and the next one is read while this one is sent.
+ */
+const READ_BLOCK = 4 * 1024 * 1024;
+
 /** What an aborted (cancelled, preempted or stopped) run throws. */
 function abortedError(): TransportError {
   return new TransportError('socket-closed', 'aborted');
@@ -223,8 +228,12 @@ class TaskRun {
   readonly #item: SchedulerItem;
   readonly #ranges: readonly TargetRange[];
   readonly #onProgress: (p: TaskProgress) => void;
-  readonly #signal: AbortSignal | undefined;
+  /** Aborted when the task is, or when sending to one of its servers failed for good. */
+  readonly #stop = new AbortController();
+  readonly #signal: AbortSignal;
   readonly #hasher: ItemHasher;
+  /** Whether the task covers the whole item (then it has the item's digest). */
+  readonly #whole: boolean;
   readonly #total: number;
   #stored: ByteRange[] = [];
   #sent = 0;
@@ -242,9 +251,13 @@ class TaskRun {
     this.#item = item;
     this.#ranges = ranges;
     this.#onProgress = onProgress;
-    this.#signal = signal;
+    this.#signal = this.#stop.signal;
+    if (signal?.aborted) this.#stop.abort();
+    else signal?.addEventListener('abort', () => this.#stop.abort(), { once: true });
     this.#hasher = item.hasher?.() ?? new ItemHasher(item.blob);
     this.#total = rangeBytes(ranges);
+    const merged = ranges.reduce<ByteRange[]>((all, r) => addRange(all, r), []);
+    this.#whole = covers(merged, { start: 0, end: item.blob.size });
   }
 
   async run(): Promise<UploadResult> {
@@ -260,12 +273,23 @@ class TaskRun {
         { start: r.start, end: r.end },
       ]);
     }
-    for (const [serverId, ranges] of byServer) await this.#toServer(serverId, ranges);
+    // Every server at once. Ranges going to several servers are hashed from the file alongside (the
+    // bytes each server is sent do not come in the item's order).
+    if (byServer.size > 1) this.#hashAhead();
+    let failure: { error: unknown } | undefined;
+    await Promise.all(
+      [...byServer].map(([serverId, ranges]) =>
+        this.#toServer(serverId, ranges).catch((error: unknown) => {
+          // The first failure ends the task; the other servers stop.
+          failure ??= { error };
+          this.#stop.abort();
+        }),
+      ),
+    );
+    if (failure) throw failure.error;
     // The item's digest only for a task that covers all of it: for a part (a reader's ranges) it
     // would mean reading the rest of the file, for nothing.
-    const merged = this.#ranges.reduce<ByteRange[]>((all, r) => addRange(all, r), []);
-    const whole = covers(merged, { start: 0, end: size });
-    const sha256 = whole ? toHex(await this.#abortable(this.#hasher.digest())) : undefined;
+    const sha256 = this.#whole ? toHex(await this.#abortable(this.#hasher.digest())) : undefined;
     return {
       itemId: this.#item.itemId,
       name: this.#item.name,
@@ -299,12 +323,12 @@ class TaskRun {
     }
   }
 
-  async #attempt(transport: Dup2Transport, ranges: ByteRange[], serverId: string): Promise<void> {
+  async #attempt(transport: Transport, ranges: ByteRange[], serverId: string): Promise<void> {
     const { itemId, blob } = this.#item;
     let failure: WsUploaderError | undefined;
     let outstanding = 0;
     let settle: (() => void) | undefined;
-    const meta = { itemId, size: blob.size, mime: blob.type, name: this.#item.name };
+    const meta = { itemId, size: blob.size, mime: blob.type, name: this.#item.name, blob };
     const opening = transport.open(meta, {
       ack: (start, end) => {
         outstanding -= end - start;
@@ -317,7 +341,7 @@ class TaskRun {
         settle?.();
       },
     });
-    let opened: OpenedFrame;
+    let opened: OpenedUpload;
     try {
       opened = await this.#abortable(opening);
     } catch (e) {
@@ -334,28 +358,56 @@ class TaskRun {
       failure ??= abortedError();
       settle?.();
     };
-    this.#signal?.addEventListener('abort', onAbort, { once: true });
+    this.#signal.addEventListener('abort', onAbort, { once: true });
     try {
       const held = opened.complete ? [{ start: 0, end: blob.size }] : opened.ranges;
       for (const r of held) for (const mine of ranges) this.#addStored(intersect(r, mine));
-      const chunk = Math.min(this.#options.chunkSize, transport.maxChunk);
+      // Blobs go out without being read here: the item's digest is read from the file alongside.
+      if (transport.takesBlobs && this.#whole) this.#hashAhead();
       this.#pool.sending(serverId);
+      const check = (): void => {
+        this.#checkAborted();
+        if (failure) throw failure;
+      };
+      const send = async (offset: number, payload: Uint8Array | Blob): Promise<void> => {
+        const length = payload instanceof Blob ? payload.size : payload.length;
+        await transport.waitForRoom(uploadId, length, this.#signal);
+        check();
+        outstanding += length;
+        transport.sendData(uploadId, offset, payload);
+        this.#sent = Math.min(this.#total, this.#sent + length);
+        this.#report();
+      };
+      const chunkSize = (): number =>
+        transport.chunkSize(this.#options.chunkSize, this.#pool.throughput(serverId));
       for (const range of ranges) {
         for (const gap of missingRanges(range, this.#stored)) {
-          for (let offset = gap.start; offset < gap.end; offset += chunk) {
-            const end = Math.min(gap.end, offset + chunk);
-            await transport.waitForRoom(end - offset, this.#signal);
-            this.#checkAborted();
-            if (failure) throw failure;
-            const bytes = new Uint8Array(
-              await this.#abortable(blob.slice(offset, end).arrayBuffer()),
-            );
-            await this.#hasher.update(offset, bytes);
-            if (failure) throw failure;
-            outstanding += bytes.length;
-            transport.sendData(uploadId, offset, bytes);
-            this.#sent = Math.min(this.#total, this.#sent + bytes.length);
-            this.#report();
+          if (transport.takesBlobs) {
+            for (let offset = gap.start; offset < gap.end;) {
+              const end = Math.min(gap.end, offset + chunkSize());
+              await send(offset, blob.slice(offset, end));
+              offset = end;
+            }
+            continue;
+          }
+          // Blocks read one ahead of the one being sent, each sent in chunks.
+          const blocks = this.#blocks(gap);
+          try {
+            for (let next = blocks.next(); ;) {
+              const current = await this.#abortable(next);
+              if (!current) break;
+              next = blocks.next();
+              await this.#hasher.update(current.offset, current.bytes);
+              check();
+              const { offset: base, bytes } = current;
+              for (let at = 0; at < bytes.length;) {
+                const end = Math.min(bytes.length, at + chunkSize());
+                await send(base + at, bytes.subarray(at, end));
+                at = end;
+              }
+            }
+          } finally {
+            blocks.stop();
           }
         }
       }
@@ -369,9 +421,46 @@ class TaskRun {
         await this.#abortable(transport.finish(uploadId, digest));
       }
     } finally {
-      this.#signal?.removeEventListener('abort', onAbort);
+      this.#signal.removeEventListener('abort', onAbort);
       transport.release(uploadId);
     }
+  }
+
+  /**
+   * Reads `range` of the item in blocks of {@link READ_BLOCK}, one read ahead: `next()` starts the
+   * read after the one it returns, and resolves `undefined` past the end.
+   */
+  #blocks(range: ByteRange): {
+    next(): Promise<{ offset: number; bytes: Uint8Array } | undefined>;
+    stop(): void;
+  } {
+    const { blob } = this.#item;
+    const block = Math.max(READ_BLOCK, this.#options.chunkSize);
+    let offset = range.start;
+    let stopped = false;
+    return {
+      next: () => {
+        if (stopped || offset >= range.end) return Promise.resolve(undefined);
+        const at = offset;
+        const end = Math.min(range.end, at + block);
+        offset = end;
+        const read = blob
+          .slice(at, end)
+          .arrayBuffer()
+          .then((buffer) => ({ offset: at, bytes: new Uint8Array(buffer) }));
+        // A read nobody waits for any more (the task stopped) must not be an unhandled rejection.
+        read.catch(() => undefined);
+        return read;
+      },
+      stop: () => {
+        stopped = true;
+      },
+    };
+  }
+
+  /** Starts reading and hashing the whole item alongside the sending. */
+  #hashAhead(): void {
+    this.#hasher.digest().catch(() => undefined);
   }
 
   #addStored(range: ByteRange | undefined): void {
@@ -390,7 +479,7 @@ class TaskRun {
   }
 
   #checkAborted(): void {
-    if (this.#signal?.aborted) throw abortedError();
+    if (this.#signal.aborted) throw abortedError();
   }
 
   /** `promise`, or a rejection as soon as the task is aborted (a slow read, a server that hangs). */

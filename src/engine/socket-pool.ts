@@ -4,7 +4,11 @@
  */
 import type { ServerInfo } from '../protocol/control.js';
 import { TransportError } from '../errors.js';
+import { Dup1Transport } from './dup1-transport.js';
 import { Dup2Transport } from './dup2-transport.js';
+import { HttpTransport } from './http-transport.js';
+import { chooseProtocol, type ProtocolChoice } from './server-description.js';
+import type { DataProtocol, Transport, TransportCloseHandler } from './transport.js';
 import { LatencyProbe } from './latency-probe.js';
 import { ThroughputMeter } from './throughput-meter.js';
 import type { ResolvedEngineOptions } from './options.js';
@@ -16,7 +20,10 @@ const GET_TIMEOUT_MS = 10_000;
 interface Entry {
   info: ServerInfo;
   state: ConnectionState;
-  transport: Dup2Transport | undefined;
+  transport: Transport | undefined;
+  /** The protocol chosen for the server (again when its entry in the list changes). */
+  choice: Promise<ProtocolChoice> | undefined;
+  protocol: DataProtocol | undefined;
   readonly probe: LatencyProbe;
   readonly meter: ThroughputMeter;
   attempt: number;
@@ -57,7 +64,16 @@ export class SocketPool {
       state: e.state,
       rttMs: e.probe.rttMs,
       throughput: e.meter.rate(now),
+      protocol: e.protocol,
     }));
+  }
+
+  /**
+   * Bytes per second a server stored lately, when it stored any.
+   * @param serverId the server
+   */
+  throughput(serverId: string): number | undefined {
+    return this.#entries.get(serverId)?.meter.rate(this.#options.clock.now());
   }
 
   /**
@@ -93,6 +109,8 @@ export class SocketPool {
     for (const info of servers) {
       const entry = this.#entries.get(info.id);
       if (entry) {
+        if (entry.info.url !== info.url || entry.info.httpUrl !== info.httpUrl)
+          entry.choice = undefined;
         entry.info = info;
         continue;
       }
@@ -100,6 +118,8 @@ export class SocketPool {
         info,
         state: ConnectionState.CONNECTING,
         transport: undefined,
+        choice: undefined,
+        protocol: undefined,
         probe: new LatencyProbe(),
         meter: new ThroughputMeter(),
         attempt: 0,
@@ -116,7 +136,7 @@ export class SocketPool {
    * The open connection to a server, waiting for it to (re)connect.
    * @throws {TransportError} when the server is unknown or does not come up in time
    */
-  async get(serverId: string): Promise<Dup2Transport> {
+  async get(serverId: string): Promise<Transport> {
     const deadline = this.#options.clock.now() + GET_TIMEOUT_MS;
     for (;;) {
       const entry = this.#entries.get(serverId);
@@ -155,16 +175,24 @@ export class SocketPool {
   async #connect(entry: Entry): Promise<void> {
     if (this.#closed || this.#entries.get(entry.info.id) !== entry) return;
     this.#setState(entry, ConnectionState.CONNECTING);
-    const transport = new Dup2Transport(entry.info, this.#options, () => {
+    const lost: TransportCloseHandler = () => {
       if (entry.transport !== transport) return;
       entry.transport = undefined;
       this.#lost(entry);
-    });
-    entry.transport = transport;
+    };
+    let transport: Transport | undefined;
     try {
+      entry.choice ??= chooseProtocol(entry.info, this.#options.protocols);
+      const choice = await entry.choice;
+      if (this.#closed || this.#entries.get(entry.info.id) !== entry) return;
+      entry.protocol = choice.protocol;
+      transport = this.#transport(entry.info, choice, lost);
+      entry.transport = transport;
       await transport.connect();
     } catch {
-      if (entry.transport === transport) entry.transport = undefined;
+      if (transport && entry.transport === transport) entry.transport = undefined;
+      // The server may describe itself differently once it is back.
+      entry.choice = undefined;
       this.#lost(entry);
       return;
     }
@@ -173,7 +201,17 @@ export class SocketPool {
     await this.#probe(entry, transport, this.#options.probeCount);
   }
 
-  async #probe(entry: Entry, transport: Dup2Transport, count: number): Promise<void> {
+  /** A transport for the chosen protocol. */
+  #transport(info: ServerInfo, choice: ProtocolChoice, lost: TransportCloseHandler): Transport {
+    const ws = (protocol: DataProtocol): Transport =>
+      protocol === 'dup/1'
+        ? new Dup1Transport(info, this.#options, lost)
+        : new Dup2Transport(info, this.#options, lost);
+    if (choice.protocol !== 'http/1') return ws(choice.protocol);
+    return new HttpTransport(info, this.#options, choice.url, choice.live && ws(choice.live));
+  }
+
+  async #probe(entry: Entry, transport: Transport, count: number): Promise<void> {
     try {
       for (let i = 0; i < count; i++) entry.probe.sample(await transport.ping());
       // Answered: healthy again.

@@ -32,6 +32,8 @@ export interface ServerStatus {
   readonly rttMs: number | undefined;
   /** Bytes per second it stored lately for this page, once it stored any. */
   readonly throughput: number | undefined;
+  /** The data protocol the bytes go over (`dup/2`, `dup/1` or `http/1`), once chosen. */
+  readonly protocol: string | undefined;
 }
 
 /** Where an item is in its upload. */

@@ -42,6 +42,8 @@ class FakeServerSocket extends EventTarget implements SocketLike {
   bufferedAmount = 0;
   protocol = 'ws-uploader.dup.v2';
   acks = true;
+  /** With acks off: whether sent bytes stay in the socket's buffer (a black hole) or drain. */
+  holds = true;
   pongs = true;
   closedWith: number | undefined;
   constructor() {
@@ -78,6 +80,7 @@ class FakeServerSocket extends EventTarget implements SocketLike {
       reply({ type: 'opened', uploadId: frame.uploadId, complete: false, ranges: [] });
     else if (frame.type === 'ping' && this.pongs)
       reply({ type: 'pong', time: frame.time, serverTime: 0 });
+    else if (frame.type === 'data' && !this.acks && this.holds) this.bufferedAmount += bytes.length;
     else if (frame.type === 'data' && this.acks)
       reply({
         type: 'ack',
@@ -124,7 +127,7 @@ describe('Dup2Transport stall detection', () => {
     const errors: unknown[] = [];
     const acked: number[] = [];
     const opened = await transport.open(
-      { itemId: 'i', size: 1000, mime: '', name: 'i' },
+      { itemId: 'i', size: 1000, mime: '', name: 'i', blob: new Blob([new Uint8Array(1000)]) },
       { ack: (start, end) => acked.push(end - start), error: (e) => errors.push(e) },
     );
     // Idle, nothing in flight: no stall however long.
@@ -148,6 +151,124 @@ describe('Dup2Transport stall detection', () => {
     await tick();
     expect(closes.map((e) => e.code)).to.deep.equal(['stalled']);
     expect(errors.map((e) => (e as TransportError).code)).to.deep.equal(['stalled']);
+  });
+
+  it('counts bytes leaving the socket buffer as progress (a slow link), and stalls once they stop', async () => {
+    const clock = new FakeClock();
+    let socket!: FakeServerSocket;
+    const options = resolveOptions({
+      controlUrl: 'ws://control.invalid/',
+      authToken: 't',
+      stallTimeoutMs: 1000,
+      clock,
+      createSocket: () => (socket = new FakeServerSocket()),
+    });
+    const transport = new Dup2Transport(
+      {
+        id: 'fake',
+        url: 'ws://fake.invalid/dup',
+        httpUrl: 'http://fake.invalid',
+        protocols: ['dup/2'],
+        token: 't',
+        tokenExpiresAt: 0,
+      },
+      options,
+      () => undefined,
+    );
+    await transport.connect();
+    const opened = await transport.open(
+      { itemId: 'i', size: 1000, mime: '', name: 'i', blob: new Blob([new Uint8Array(1000)]) },
+      { ack: () => undefined, error: () => undefined },
+    );
+    socket.acks = false;
+    transport.sendData(opened.uploadId, 0, new Uint8Array(500));
+    // No ACK for 3 stall times, but the buffer drains a little each time: alive.
+    for (let i = 0; i < 3; i++) {
+      socket.bufferedAmount = Math.max(0, socket.bufferedAmount - 100);
+      clock.advance(1000);
+      expect(transport.isOpen, `look ${i}`).to.equal(true);
+    }
+    // The buffer stops draining: stalled one stall time later.
+    clock.advance(1000);
+    expect(transport.isOpen).to.equal(false);
+    expect(transport.stalled).to.equal(true);
+  });
+
+  it('finds a connection that went silent with its bytes already out of the buffer within two stall times', async () => {
+    const clock = new FakeClock();
+    let socket!: FakeServerSocket;
+    const options = resolveOptions({
+      controlUrl: 'ws://control.invalid/',
+      authToken: 't',
+      stallTimeoutMs: 1000,
+      clock,
+      createSocket: () => (socket = new FakeServerSocket()),
+    });
+    const transport = new Dup2Transport(
+      {
+        id: 'fake',
+        url: 'ws://fake.invalid/dup',
+        httpUrl: 'http://fake.invalid',
+        protocols: ['dup/2'],
+        token: 't',
+        tokenExpiresAt: 0,
+      },
+      options,
+      () => undefined,
+    );
+    await transport.connect();
+    const opened = await transport.open(
+      { itemId: 'i', size: 1000, mime: '', name: 'i', blob: new Blob([new Uint8Array(1000)]) },
+      { ack: () => undefined, error: () => undefined },
+    );
+    socket.acks = false;
+    socket.holds = false;
+    transport.sendData(opened.uploadId, 0, new Uint8Array(500));
+    clock.advance(1000);
+    expect(transport.isOpen).to.equal(true); // the bytes left the buffer since the last look
+    clock.advance(999);
+    expect(transport.isOpen).to.equal(true);
+    clock.advance(1);
+    expect(transport.isOpen).to.equal(false);
+    expect(transport.stalled).to.equal(true);
+  });
+
+  it('starts the stall clock when bytes go out after a quiet spell, not at the last ACK', async () => {
+    const clock = new FakeClock();
+    let socket!: FakeServerSocket;
+    const options = resolveOptions({
+      controlUrl: 'ws://control.invalid/',
+      authToken: 't',
+      stallTimeoutMs: 1000,
+      clock,
+      createSocket: () => (socket = new FakeServerSocket()),
+    });
+    const transport = new Dup2Transport(
+      {
+        id: 'fake',
+        url: 'ws://fake.invalid/dup',
+        httpUrl: 'http://fake.invalid',
+        protocols: ['dup/2'],
+        token: 't',
+        tokenExpiresAt: 0,
+      },
+      options,
+      () => undefined,
+    );
+    await transport.connect();
+    const opened = await transport.open(
+      { itemId: 'i', size: 1000, mime: '', name: 'i', blob: new Blob([new Uint8Array(1000)]) },
+      { ack: () => undefined, error: () => undefined },
+    );
+    transport.sendData(opened.uploadId, 0, new Uint8Array(100));
+    await tick(); // acknowledged
+    clock.advance(5000); // quiet: nothing in flight
+    socket.acks = false;
+    transport.sendData(opened.uploadId, 100, new Uint8Array(100));
+    clock.advance(999);
+    expect(transport.isOpen).to.equal(true); // counted from the send, not from the ACK 5 s ago
+    clock.advance(1);
+    expect(transport.isOpen).to.equal(false);
   });
 
   it('marks a server degraded while its heartbeat goes unanswered, and open again when it answers', async () => {

@@ -155,6 +155,8 @@ async function readRange(
 }
 
 const MiB = 1024 * 1024;
+/** The engine reads a file 4 MiB at a time (one read ahead of the one it sends). */
+const BLOCK = 4 * MiB;
 
 describe('control flows between pages, readers and the app', () => {
   let d: TestDeployment | undefined;
@@ -266,16 +268,16 @@ describe('control flows between pages, readers and the app', () => {
     a.on('transmit-request', (e) => tasks.push(e.detail.task));
     a.on('error', (e) => errors.push(e.detail.error));
     await a.start();
-    const bytes = randomBytes(4 * MiB);
+    const bytes = randomBytes(BLOCK + 3 * MiB);
     const gate = new Gate();
-    // The publish task stalls at 1 MiB: its reads of the second MiB wait.
-    const [item] = a.addFiles([gatedFile(bytes, 'slow.bin', 1 * MiB, 2 * MiB, gate)]);
+    // The publish task stalls after its first block: its reads of the next MiB wait.
+    const [item] = a.addFiles([gatedFile(bytes, 'slow.bin', BLOCK, BLOCK + MiB, gate)]);
     const itemId = item!.itemId;
-    await until(() => status(a, itemId).bytesStored === 1 * MiB && gate.waiting > 0);
+    await until(() => status(a, itemId).bytesStored === BLOCK && gate.waiting > 0);
     expect(tasks.map((t) => [t.reason, t.priority])).to.deep.equal([['publish', 0]]);
 
     // A reader waits for bytes past the stall; the upload server raises a demand.
-    const [start, end] = [3_000_000, 3_100_000];
+    const [start, end] = [BLOCK + 2_000_000, BLOCK + 2_100_000];
     const read = readRange(d, itemId, start, end);
     const res = await read;
     expect(res.status).to.equal(206);
@@ -312,13 +314,13 @@ describe('control flows between pages, readers and the app', () => {
     const errors: unknown[] = [];
     a.on('error', (e) => errors.push(e.detail.error));
     await a.start();
-    const bytes = randomBytes(3 * MiB);
+    const bytes = randomBytes(BLOCK + 2 * MiB);
     const gate = new Gate();
     const requested = next(a, 'transmit-request');
-    const [item] = a.addFiles([gatedFile(bytes, 'cancelled.bin', 1 * MiB, 2 * MiB, gate)]);
+    const [item] = a.addFiles([gatedFile(bytes, 'cancelled.bin', BLOCK, BLOCK + MiB, gate)]);
     const itemId = item!.itemId;
     const { task } = await requested;
-    await until(() => status(a, itemId).bytesStored === 1 * MiB && gate.waiting > 0);
+    await until(() => status(a, itemId).bytesStored === BLOCK && gate.waiting > 0);
 
     const cancelled = next(a, 'cancel');
     expect(await cancelTransmit(d, task.taskId, 'the app changed its mind')).to.equal(true);
@@ -327,7 +329,7 @@ describe('control flows between pages, readers and the app', () => {
       itemId,
       reason: 'the app changed its mind',
     });
-    expect(status(a, itemId)).to.deep.include({ state: 'published', bytesStored: 1 * MiB });
+    expect(status(a, itemId)).to.deep.include({ state: 'published', bytesStored: BLOCK });
     // Stopped for good: with the bytes readable again, nothing more is sent.
     gate.open();
     await new Promise((r) => setTimeout(r, 500));
@@ -351,22 +353,22 @@ describe('control flows between pages, readers and the app', () => {
     a.on('error', (e) => errors.push(e.detail.error));
     await a.start();
     // Q: part of it stored, then its task cancelled by the app.
-    const qBytes = randomBytes(3 * MiB);
+    const qBytes = randomBytes(BLOCK + 2 * MiB);
     const qGate = new Gate();
     const qRequested = next(a, 'transmit-request');
-    const [q] = a.addFiles([gatedFile(qBytes, 'q.bin', 1 * MiB, 2 * MiB, qGate)]);
+    const [q] = a.addFiles([gatedFile(qBytes, 'q.bin', BLOCK, BLOCK + MiB, qGate)]);
     const qTask = (await qRequested).task;
-    await until(() => status(a, q!.itemId).bytesStored === 1 * MiB && qGate.waiting > 0);
+    await until(() => status(a, q!.itemId).bytesStored === BLOCK && qGate.waiting > 0);
     const cancelled = next(a, 'cancel');
     await cancelTransmit(d, qTask.taskId);
     await cancelled;
     // P: takes the only slot and stalls.
-    const pBytes = randomBytes(2 * MiB);
+    const pBytes = randomBytes(BLOCK + MiB);
     const pGate = new Gate();
-    const [p] = a.addFiles([gatedFile(pBytes, 'p.bin', 512 * 1024, 2 * MiB, pGate)]);
-    await until(() => status(a, p!.itemId).bytesStored === 512 * 1024 && pGate.waiting > 0);
+    const [p] = a.addFiles([gatedFile(pBytes, 'p.bin', BLOCK, BLOCK + MiB, pGate)]);
+    await until(() => status(a, p!.itemId).bytesStored === BLOCK && pGate.waiting > 0);
 
-    const [start, end] = [2_500_000, 2_600_000];
+    const [start, end] = [BLOCK + 1_500_000, BLOCK + 1_600_000];
     const res = await readRange(d, q!.itemId, start, end);
     expect(res.status).to.equal(206);
     expect(await sha256Hex(res.bytes)).to.equal(await sha256Hex(qBytes.subarray(start, end)));
@@ -400,11 +402,11 @@ describe('control flows between pages, readers and the app', () => {
     a.on('error', (e) => errors.push(e.detail.error));
     a.on('transmit-request', (e) => tasks.push(e.detail.task));
     await a.start();
-    const bytes = randomBytes(2 * MiB);
+    const bytes = randomBytes(BLOCK + MiB);
     const gate = new Gate();
-    const [item] = a.addFiles([gatedFile(bytes, 'again.bin', 1 * MiB, 2 * MiB, gate)]);
+    const [item] = a.addFiles([gatedFile(bytes, 'again.bin', BLOCK, BLOCK + MiB, gate)]);
     const itemId = item!.itemId;
-    await until(() => status(a, itemId).bytesStored === 1 * MiB && gate.waiting > 0);
+    await until(() => status(a, itemId).bytesStored === BLOCK && gate.waiting > 0);
     const firstClient = a.clientId;
     controlSockets[0]!.close();
     // A new session: a new client id, and a new task for the item.

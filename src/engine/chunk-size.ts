@@ -1,0 +1,23 @@
+/**
+ * How much to send at once on a link of a given speed.
+ */
+
+/** Smallest chunk the engine sends while the link is slow, in bytes. */
+export const MIN_CHUNK = 16 * 1024;
+
+/** The time one chunk should take to send on a slow link, in seconds. */
+const CHUNK_SECONDS = 0.25;
+
+/**
+ * `cap`, or less on a slow link: about {@link CHUNK_SECONDS} of sending at `throughput`, in whole
+ * multiples of {@link MIN_CHUNK}, so acknowledgements keep coming well within the stall time and a
+ * lost connection loses little.
+ * @param cap the most to send at once
+ * @param throughput bytes per second measured lately, when known
+ * @internal
+ */
+export function adaptiveChunk(cap: number, throughput: number | undefined): number {
+  if (throughput === undefined || !(throughput > 0)) return cap;
+  const fit = Math.floor((throughput * CHUNK_SECONDS) / MIN_CHUNK) * MIN_CHUNK;
+  return Math.min(cap, Math.max(MIN_CHUNK, fit));
+}

@@ -1,0 +1,348 @@
+/**
+ * HTTP parts (`http/1`): the bytes go as `PUT {endpoint}/{itemId}` requests with `Content-Range`,
+ * their bodies `Blob` slices the browser streams from the file itself (no copy through the page),
+ * several at once. What the server holds comes from `HEAD`; the last request carries the item's
+ * SHA-256 (`Repr-Digest`) and completes it. When the server also speaks a WebSocket protocol, that
+ * connection is kept for pings and liveness while the bytes go over HTTP.
+ */
+import type { ServerInfo } from '../protocol/control.js';
+import type { ByteRange } from '../protocol/ranges.js';
+import {
+  MAX_MIME_BYTES,
+  MAX_NAME_BYTES,
+  WIRE_ERROR,
+  type WireErrorCode,
+} from '../protocol/constants.js';
+import type { ControlErrorCode } from '../protocol/control.js';
+import { toHex } from '../protocol/hex.js';
+import { truncateUtf8, utf8Length } from '../protocol/utf8.js';
+import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
+import { adaptiveChunk } from './chunk-size.js';
+import type { ResolvedEngineOptions } from './options.js';
+import type { OpenedUpload, Transport, UploadListener, UploadMeta } from './transport.js';
+
+/** Requests of one upload in flight at once. */
+const MAX_REQUESTS = 3;
+/** Bytes per request when the link's speed is not known yet. */
+const FIRST_PART = 1024 * 1024;
+/**
+ * The slowest link a request is given time for: a request is abandoned as stalled when no answer
+ * came within `stallTimeoutMs` plus its size at this rate, in bytes per second.
+ */
+const SLOWEST_RATE = 64 * 1024;
+
+interface Upload {
+  readonly meta: UploadMeta;
+  readonly listener: UploadListener;
+  readonly abort: AbortController;
+  requests: number;
+  created: boolean;
+  waiters: (() => void)[];
+}
+
+/**
+ * `http/1` parts to one upload server.
+ * @internal
+ */
+export class HttpTransport implements Transport {
+  readonly info: ServerInfo;
+  readonly protocol = 'http/1';
+  readonly takesBlobs = true;
+  readonly #options: ResolvedEngineOptions;
+  /** `{httpUrl}{endpoint}`, without a trailing slash. */
+  readonly #base: string;
+  readonly #live: Transport | undefined;
+  readonly #uploads = new Map<number, Upload>();
+  #nextUploadId = 1;
+  #open = false;
+  #closed = false;
+  #stalled = false;
+
+  /**
+   * @param info the server, with this client's token
+   * @param options engine options
+   * @param endpoint the `http/1` endpoint's URL
+   * @param live a WebSocket connection to the same server for pings and liveness, when it has one
+   */
+  constructor(
+    info: ServerInfo,
+    options: ResolvedEngineOptions,
+    endpoint: string,
+    live: Transport | undefined,
+  ) {
+    this.info = info;
+    this.#options = options;
+    this.#base = endpoint.replace(/\/+$/, '');
+    this.#live = live;
+  }
+
+  get stalled(): boolean {
+    return this.#stalled || (this.#live?.stalled ?? false);
+  }
+
+  get isOpen(): boolean {
+    return !this.#closed && (this.#live ? this.#live.isOpen : this.#open);
+  }
+
+  chunkSize(requested: number, throughput: number | undefined): number {
+    // Parts of several MiB: the browser streams each from the file, and a request costs a round trip.
+    const part = Math.max(requested, this.#options.partSize);
+    return throughput === undefined ? Math.min(part, FIRST_PART) : adaptiveChunk(part, throughput);
+  }
+
+  async connect(): Promise<void> {
+    if (this.#live) {
+      await this.#live.connect();
+      return;
+    }
+    await this.ping();
+    this.#open = true;
+  }
+
+  async ping(): Promise<number> {
+    if (this.#live) return this.#live.ping();
+    const { clock } = this.#options;
+    const start = clock.now();
+    const response = await this.#fetch(`${new URL(this.info.httpUrl).origin}/healthz`, {
+      method: 'HEAD',
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (!response.ok)
+      throw new TransportError('socket-failed', `${this.info.id} answered ${response.status}`, {
+        serverId: this.info.id,
+      });
+    return clock.now() - start;
+  }
+
+  async open(meta: UploadMeta, listener: UploadListener): Promise<OpenedUpload> {
+    const uploadId = this.#nextUploadId++;
+    const upload: Upload = {
+      meta,
+      listener,
+      abort: new AbortController(),
+      requests: 0,
+      created: false,
+      waiters: [],
+    };
+    const response = await this.#fetch(this.#url(meta.itemId), {
+      method: 'HEAD',
+      headers: this.#auth(),
+      signal: AbortSignal.timeout(15_000),
+    });
+    let ranges: ByteRange[] = [];
+    let complete = false;
+    if (response.status === 200) {
+      upload.created = true;
+      if (Number(response.headers.get('Upload-Length')) !== meta.size)
+        throw new ServerError('conflict', `${this.info.id} holds the item with another size`, {
+          serverId: this.info.id,
+          itemId: meta.itemId,
+        });
+      ranges = parseUploadRanges(response.headers.get('Upload-Ranges') ?? '');
+      complete = response.headers.get('Upload-Complete') === '?1';
+    } else if (response.status !== 404) {
+      throw await this.#error(response, meta.itemId);
+    }
+    this.#uploads.set(uploadId, upload);
+    return { uploadId, complete, ranges };
+  }
+
+  async waitForRoom(uploadId: number, _bytes: number, signal?: AbortSignal): Promise<void> {
+    const upload = this.#uploads.get(uploadId);
+    while (upload && this.#uploads.has(uploadId) && upload.requests >= MAX_REQUESTS) {
+      if (signal?.aborted) return;
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        signal?.addEventListener('abort', done, { once: true });
+        upload.waiters.push(done);
+      });
+    }
+  }
+
+  sendData(uploadId: number, offset: number, payload: Uint8Array | Blob): void {
+    const upload = this.#uploads.get(uploadId);
+    if (!upload) return;
+    const end = offset + (payload instanceof Blob ? payload.size : payload.length);
+    upload.requests++;
+    this.#put(upload, offset, end, payload as BodyInit, undefined).then(
+      () => {
+        this.#done(upload);
+        if (this.#uploads.get(uploadId) === upload) upload.listener.ack(offset, end);
+      },
+      (error: WsUploaderError) => {
+        this.#done(upload);
+        if (this.#uploads.get(uploadId) !== upload) return;
+        this.#uploads.delete(uploadId);
+        upload.abort.abort();
+        upload.listener.error(error);
+      },
+    );
+  }
+
+  async finish(uploadId: number, sha256: Uint8Array): Promise<void> {
+    const upload = this.#uploads.get(uploadId);
+    const { meta } = upload ?? {};
+    if (!upload || !meta)
+      throw new TransportError('socket-closed', 'upload is gone', { serverId: this.info.id });
+    const digest = `sha-256=:${toBase64(sha256)}:`;
+    // The last byte again (unchanged bytes may be sent again), now with the item's digest.
+    const answer =
+      meta.size === 0
+        ? await this.#postEmpty(upload, sha256)
+        : await this.#put(upload, meta.size - 1, meta.size, meta.blob.slice(meta.size - 1), digest);
+    if (answer.complete !== true)
+      throw new ServerError('incomplete', `${this.info.id} does not hold the whole item`, {
+        serverId: this.info.id,
+        itemId: meta.itemId,
+      });
+  }
+
+  release(uploadId: number): void {
+    const upload = this.#uploads.get(uploadId);
+    if (!upload) return;
+    this.#uploads.delete(uploadId);
+    upload.abort.abort();
+    for (const w of upload.waiters.splice(0)) w();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#live?.close();
+    for (const id of [...this.#uploads.keys()]) this.release(id);
+  }
+
+  /** One `PUT` of `[start, end)`; resolves with the server's description of the item. */
+  async #put(
+    upload: Upload,
+    start: number,
+    end: number,
+    body: BodyInit,
+    digest: string | undefined,
+  ): Promise<{ complete?: boolean }> {
+    const { meta } = upload;
+    const headers: Record<string, string> = {
+      ...this.#auth(),
+      'Content-Type': 'application/octet-stream',
+      'Content-Range': `bytes ${start}-${end - 1}/${meta.size}`,
+    };
+    if (!upload.created) {
+      if (meta.mime && utf8Length(meta.mime) <= MAX_MIME_BYTES)
+        headers['Item-Type'] = encodeURIComponent(meta.mime);
+      if (meta.name)
+        headers['Item-Name'] = encodeURIComponent(truncateUtf8(meta.name, MAX_NAME_BYTES));
+    }
+    if (digest) headers['Repr-Digest'] = digest;
+    const timeout = this.#options.stallTimeoutMs + ((end - start) * 1000) / SLOWEST_RATE;
+    const signal = AbortSignal.any([upload.abort.signal, AbortSignal.timeout(timeout)]);
+    let response: Response;
+    try {
+      response = await this.#fetch(this.#url(meta.itemId), {
+        method: 'PUT',
+        headers,
+        body,
+        signal,
+      });
+    } catch (e) {
+      if (signal.aborted && !upload.abort.signal.aborted) {
+        this.#stalled = true;
+        throw new TransportError('stalled', `${this.info.id} did not answer a part in time`, {
+          serverId: this.info.id,
+        });
+      }
+      throw e;
+    }
+    if (!response.ok) throw await this.#error(response, meta.itemId);
+    upload.created = true;
+    return (await response.json()) as { complete?: boolean };
+  }
+
+  /** An empty item: one multipart `POST`, which creates and completes it. */
+  async #postEmpty(upload: Upload, sha256: Uint8Array): Promise<{ complete?: boolean }> {
+    const { meta } = upload;
+    const form = new FormData();
+    form.append('itemId', meta.itemId);
+    form.append('size', '0');
+    form.append('sha256', toHex(sha256));
+    form.append('file', new Blob([], { type: meta.mime }), meta.name || 'item');
+    const response = await this.#fetch(this.#base, {
+      method: 'POST',
+      headers: this.#auth(),
+      body: form,
+      signal: upload.abort.signal,
+    });
+    if (!response.ok) throw await this.#error(response, meta.itemId);
+    return (await response.json()) as { complete?: boolean };
+  }
+
+  /** `fetch`, with network failures as {@link TransportError}s. */
+  async #fetch(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(url, { ...init, cache: 'no-store', credentials: 'omit' });
+    } catch (e) {
+      throw new TransportError('socket-failed', `request to ${this.info.id} failed`, {
+        serverId: this.info.id,
+        cause: e,
+      });
+    }
+  }
+
+  async #error(response: Response, itemId: string): Promise<ServerError> {
+    let code = '';
+    let message = `${this.info.id} answered ${response.status}`;
+    try {
+      const body = (await response.json()) as { code?: unknown; message?: unknown };
+      if (typeof body.code === 'string') code = body.code;
+      if (typeof body.message === 'string') message = body.message;
+    } catch {
+      // Not JSON: the status says it.
+    }
+    return new ServerError(wireCode(code, response.status), message, {
+      serverId: this.info.id,
+      itemId,
+    });
+  }
+
+  #done(upload: Upload): void {
+    upload.requests--;
+    for (const w of upload.waiters.splice(0)) w();
+  }
+
+  #url(itemId: string): string {
+    return `${this.#base}/${encodeURIComponent(itemId)}`;
+  }
+
+  #auth(): Record<string, string> {
+    return { Authorization: `Bearer ${this.info.token}` };
+  }
+}
+
+/** An `http/1` error code as the wire or control error of the same meaning. */
+function wireCode(code: string, status: number): ControlErrorCode {
+  if (code in WIRE_ERROR) return code as WireErrorCode;
+  if (code === 'bad-request') return 'bad-frame';
+  if (code === 'not-found') return 'unknown-upload';
+  if (code === 'forbidden' || status === 403) return 'forbidden';
+  if (status === 401) return 'unauthorized';
+  if (status === 423) return 'locked';
+  if (status === 507) return 'storage-full';
+  return 'internal';
+}
+
+/** `Upload-Ranges: 0-99,200-299` (inclusive pairs) as half-open ranges. */
+function parseUploadRanges(header: string): ByteRange[] {
+  const ranges: ByteRange[] = [];
+  for (const part of header.split(',')) {
+    const m = /^\s*(\d+)-(\d+)\s*$/.exec(part);
+    if (m) ranges.push({ start: Number(m[1]), end: Number(m[2]) + 1 });
+  }
+  return ranges;
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = '';
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
