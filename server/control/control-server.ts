@@ -161,8 +161,11 @@ export interface ControlServerOptions {
   /** Path of the registry endpoint upload servers link to. @default '/registry' */
   readonly registryPath?: string;
   /**
-   * Heartbeat interval asked of linked upload servers, in ms; a server that misses three leaves
-   * the list (browsers get `servers`). @default 10000
+   * Heartbeat interval, in ms. Each browser connection is pinged this often, which keeps NATs and
+   * proxies from cutting it while the page is idle; a browser that answered nothing since the last
+   * ping is dropped (its session stays resumable). Linked upload servers are asked to send a
+   * heartbeat this often; one that misses three leaves the list (browsers get `servers`).
+   * @default 10000
    */
   readonly heartbeatMs?: number;
   /**
@@ -1166,9 +1169,24 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       fail(ws, 'auth-timeout', 'no hello in time');
       ws.close(CLOSE.AUTH_TIMEOUT, 'no hello in time');
     }, helloTimeoutMs);
+    // Pings keep an idle connection open through NATs and proxies with idle timeouts (a paused
+    // upload can leave it quiet for minutes), and find browsers that went away without closing.
+    let answered = true;
+    const heartbeat = setInterval(() => {
+      if (!answered) {
+        log('heartbeat-timeout', { clientId: session?.clientId, remote });
+        ws.terminate();
+        return;
+      }
+      answered = false;
+      ws.ping();
+    }, heartbeatMs);
+    heartbeat.unref();
+    ws.on('pong', () => (answered = true));
     ws.on('error', () => undefined);
     ws.on('close', () => {
       clearTimeout(timer);
+      clearInterval(heartbeat);
       if (!session) return;
       clearInterval(session.refresh);
       clearTimeout(session.expiry);
@@ -1186,6 +1204,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         .catch((e: unknown) => log('internal-error', { message: String(e) }));
     });
     ws.on('message', (data, isBinary) => {
+      answered = true;
       let message: ControlClientMessage;
       try {
         if (isBinary) throw new ProtocolError('message-invalid', 'control frames are text');

@@ -2,7 +2,10 @@
  * The upload server's link to its control server (`--control-url`): it connects out, so a server
  * behind NAT needs no open port for it; registers with a registry token made from the shared
  * secret; sends a heartbeat; reports items it completed and verified, and demand from its readers.
- * A broken link is opened again after an exponential backoff with full jitter.
+ * A broken link is opened again after an exponential backoff with full jitter. So is a link that
+ * answers nothing (not even a WebSocket ping) for a heartbeat interval: a NAT or a proxy may forget
+ * a connection without telling either end, and the control server drops such a server from its
+ * list after three missed heartbeats, so the link must be opened again, not waited on.
  *
  * A server started with `relay` registers as relayed (it has no address browsers can reach) and
  * takes browser connections as relay channels on this link (see `./relay.ts`).
@@ -155,8 +158,14 @@ export class ControlLink {
       ),
     });
     this.#ws = ws;
+    // Whether anything came from the control server since the last ping: its pong, a message, or
+    // bytes of a large relay frame still arriving.
+    let answered = true;
+    ws.on('upgrade', (res) => res.socket.on('data', () => (answered = true)));
+    ws.on('pong', () => (answered = true));
     ws.on('open', () => ws.send(encodeRegistryMessage(register)));
     ws.on('message', (data, isBinary) => {
+      answered = true;
       let message;
       try {
         if (isBinary) {
@@ -189,7 +198,18 @@ export class ControlLink {
       this.#attempt = 0;
       o.log('control-link', { state: 'registered', url: message.url });
       clearInterval(this.#heartbeat);
-      this.#heartbeat = setInterval(() => this.#send({ type: 'heartbeat' }), message.heartbeatMs);
+      answered = true;
+      this.#heartbeat = setInterval(() => {
+        // Nothing came back for a whole interval: the link is dead, whether or not it was closed.
+        if (!answered) {
+          o.log('control-link', { state: 'dead' });
+          ws.terminate();
+          return;
+        }
+        answered = false;
+        ws.ping();
+        this.#send({ type: 'heartbeat' });
+      }, message.heartbeatMs);
       this.#heartbeat.unref();
       relay?.channels.attach({
         message: (m) => this.#send(m),
