@@ -27,6 +27,7 @@ let nextHandle = 1;
 async function start({
   uploadServers = 2,
   controlOptions = {},
+  plannerOptions,
   uploadOptions = {},
   linked = false,
   allow,
@@ -45,6 +46,7 @@ async function start({
       uploadServers: uploadEndpoints,
       onTask: (event) => tasks.push(event),
       ...(allow ? { allow: allowRooms(allow.rooms ?? []) } : {}),
+      ...(plannerOptions ? { plan: servers.createPlanner(plannerOptions) } : {}),
       ...controlOptions,
     });
     controlUrl = await control.listen(0, '127.0.0.1');
@@ -77,6 +79,7 @@ async function start({
           // The path only: the query may hold an access_token.
           url: new URL(req.url ?? '/', 'http://localhost').pathname,
           range: req.headers.range ?? null,
+          contentRange: req.headers['content-range'] ?? null,
           status: res.statusCode,
         }),
       ),

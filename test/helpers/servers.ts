@@ -18,6 +18,8 @@ export interface TestUploadOptions {
   readonly crossOriginResourcePolicy?: 'same-site' | 'same-origin' | 'cross-origin';
   /** How long a reader waits for bytes not stored yet before a 503, in ms. */
   readonly holdMs?: number;
+  /** Data protocols the servers speak (`dup/2`, `dup/1`, `tus/1`, `http/1`). @default all */
+  readonly protocols?: readonly string[];
 }
 
 /** Options of the control server of a deployment (a subset of `ControlServerOptions`). */
@@ -38,6 +40,8 @@ export interface TestDeploymentOptions {
   readonly uploadServers?: number;
   readonly uploadOptions?: TestUploadOptions;
   readonly controlOptions?: TestControlOptions;
+  /** Options of the control server's planner (`createPlanner`), such as `{ splitMin }`. */
+  readonly plannerOptions?: { readonly splitMin?: number; readonly align?: number };
   /**
    * Upload servers connect out to the control server (`controlUrl`, its `/registry`) instead of
    * being listed by hand, so they report demand.
@@ -262,6 +266,8 @@ export interface HttpLogEntry {
   /** The request's path, without the query. */
   readonly url: string;
   readonly range: string | null;
+  /** The `Content-Range` of an upload request. */
+  readonly contentRange: string | null;
   readonly status: number;
 }
 

@@ -1,0 +1,190 @@
+// The engine speaks dup/2, dup/1 and HTTP parts (http/1), picks one per server from its
+// `protocols` option and what the server offers, and sends a task's ranges to all their servers at
+// once. Real servers, real bytes: each item arrives whole, with the SHA-256 of the source.
+import { expect } from '@open-wc/testing';
+import { WsUploaderEngine, type ServerStatus } from '../../src/index.js';
+import {
+  httpLog,
+  randomFile,
+  sha256Hex,
+  startDeployment,
+  stopServers,
+  storedSha256,
+  type TestDeployment,
+} from '../helpers/servers.js';
+import { until } from '../helpers/until.js';
+
+const MiB = 1024 * 1024;
+
+describe('transports', () => {
+  let d: TestDeployment | undefined;
+  let engine: WsUploaderEngine | undefined;
+
+  afterEach(async () => {
+    engine?.stop();
+    engine = undefined;
+    await stopServers(d);
+    d = undefined;
+  });
+
+  async function upload(
+    e: WsUploaderEngine,
+    file: File,
+  ): Promise<{ itemId: string; sha256?: string; servers: readonly string[] }> {
+    const errors: unknown[] = [];
+    e.on('error', (ev) => errors.push(ev.detail.error));
+    const complete = new Promise<{ itemId: string; sha256?: string; servers: readonly string[] }>(
+      (resolve) => e.on('complete', (ev) => resolve(ev.detail)),
+    );
+    e.addFiles([file]);
+    const result = await complete;
+    expect(errors).to.deep.equal([]);
+    return result;
+  }
+
+  for (const protocol of ['dup/1', 'http/1'] as const) {
+    it(`uploads over ${protocol} when the page prefers it and the server offers it`, async () => {
+      d = await startDeployment({ uploadServers: 1, linked: true });
+      engine = new WsUploaderEngine({
+        controlUrl: d.controlUrl,
+        authToken: d.token,
+        protocols: [protocol, 'dup/2'],
+        chunkSize: 256 * 1024,
+        partSize: 1 * MiB,
+      });
+      await engine.start();
+      // The control server lists dup/2 only; the server's /.well-known offers the rest.
+      await until(() => engine!.servers[0]?.state === 'open');
+      expect(engine.servers[0]).to.include({ id: 'up-1', protocol });
+      const file = randomFile(5_000_000, 'transport.bin');
+      const expected = await sha256Hex(await file.arrayBuffer());
+      const result = await upload(engine, file);
+      expect(result.sha256).to.equal(expected);
+      expect(await storedSha256(d, 'up-1', result.itemId)).to.deep.equal({
+        complete: true,
+        size: file.size,
+        sha256: expected,
+      });
+      const requests = (await httpLog(d, 'up-1')).filter((r) =>
+        r.url.startsWith(`/uploads/${result.itemId}`),
+      );
+      if (protocol === 'http/1') {
+        // What the server holds first (nothing), then the parts, then the last byte again with
+        // the item's digest.
+        const own = requests.filter((r) => r.method !== 'OPTIONS'); // not the CORS preflights
+        expect(own[0]).to.include({ method: 'HEAD', status: 404 });
+        const puts = own.filter((r) => r.method === 'PUT');
+        expect(puts.length).to.be.at.least(5 + 1);
+        expect(puts.every((r) => r.status === 200)).to.equal(true);
+      } else {
+        expect(requests).to.deep.equal([]);
+      }
+    });
+  }
+
+  it('speaks dup/2 to a server that does not offer the preferred protocol', async () => {
+    d = await startDeployment({
+      uploadServers: 1,
+      linked: true,
+      uploadOptions: { protocols: ['dup/2', 'tus/1'] },
+    });
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      protocols: ['http/1', 'dup/2'],
+    });
+    await engine.start();
+    await until(() => engine!.servers[0]?.state === 'open');
+    expect(engine.servers[0]!.protocol).to.equal('dup/2');
+    const file = randomFile(1_000_000, 'fallback.bin');
+    const result = await upload(engine, file);
+    expect(result.sha256).to.equal(await sha256Hex(await file.arrayBuffer()));
+  });
+
+  it('resumes an HTTP-parts upload from what the server holds, sending no stored byte again', async () => {
+    d = await startDeployment({ uploadServers: 1, linked: true });
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      protocols: ['http/1'],
+      partSize: 512 * 1024,
+    });
+    await engine.start();
+    await until(() => engine!.servers[0]?.state === 'open');
+    const file = randomFile(6 * MiB, 'paused.bin');
+    const expected = await sha256Hex(await file.arrayBuffer());
+    const complete = new Promise<{ itemId: string; sha256?: string }>((resolve) =>
+      engine!.on('complete', (e) => resolve(e.detail)),
+    );
+    const [item] = engine.addFiles([file]);
+    const itemId = item!.itemId;
+    const stored = () => engine!.items.find((i) => i.itemId === itemId)!;
+    await until(() => stored().bytesStored >= 2 * MiB);
+    engine.pause([itemId]);
+    await until(() => stored().state === 'paused');
+    const before = await httpLog(d, 'up-1');
+    engine.resume([itemId]);
+    const result = await complete;
+    expect(result.sha256).to.equal(expected);
+    const after = (await httpLog(d, 'up-1')).slice(before.length);
+    const puts = (log: typeof before) =>
+      log
+        .filter((r) => r.method === 'PUT' && r.status === 200 && r.url === `/uploads/${itemId}`)
+        .map((r) => /^bytes (\d+)-(\d+)\//.exec(r.contentRange!)!.slice(1).map(Number));
+    // After the resume: a HEAD that found the stored bytes, then only the rest (and the last
+    // byte again, with the digest).
+    expect(after.find((r) => r.method === 'HEAD')).to.include({ status: 200 });
+    const last = file.size - 1;
+    for (const [s1, e1] of puts(after)) {
+      if (s1 === last && e1 === last) continue;
+      for (const [s0, e0] of puts(before)) expect(s1 > e0! || e1! < s0!, `${s1}-${e1}`).to.be.true;
+    }
+    expect(await storedSha256(d, 'up-1', itemId)).to.deep.include({ complete: true });
+  });
+
+  it('sends the ranges of a split item to both of its servers at once', async () => {
+    d = await startDeployment({
+      uploadServers: 2,
+      linked: true,
+      plannerOptions: { splitMin: 4 * MiB, align: MiB },
+    });
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 256 * 1024,
+    });
+    await engine.start();
+    await until(() => engine!.servers.filter((s: ServerStatus) => s.state === 'open').length === 2);
+    const bytes = new Uint8Array(await randomFile(8 * MiB, 'x').arrayBuffer());
+    // Reads of the item's first MiB wait until the second server holds bytes: sent one server
+    // after the other, the task could never finish.
+    let release!: (by: string) => void;
+    const gate = new Promise<string>((resolve) => (release = resolve));
+    const timer = setTimeout(() => release('timeout'), 5000);
+    const file = new File([bytes], 'split.bin');
+    const slice = file.slice.bind(file);
+    file.slice = (start = 0, end = file.size, type?: string): Blob => {
+      const part = slice(start, end, type);
+      if (start < MiB) {
+        const read = part.arrayBuffer.bind(part);
+        part.arrayBuffer = async () => {
+          await gate;
+          return read();
+        };
+      }
+      return part;
+    };
+    const tasks: { serverId: string; start: number; end: number }[][] = [];
+    engine.on('transmit-request', (e) => tasks.push([...e.detail.task.ranges]));
+    engine.on('progress', (e) => {
+      // Bytes stored while the first range cannot be read: the second server got them.
+      if (e.detail.item.bytesStored >= 2 * MiB) release('progress');
+    });
+    const result = await upload(engine, file);
+    clearTimeout(timer);
+    expect(tasks[0]!.map((r) => r.serverId).sort()).to.deep.equal(['up-1', 'up-2']);
+    expect(await gate).to.equal('progress');
+    expect(result.sha256).to.equal(await sha256Hex(bytes));
+    expect([...result.servers].sort()).to.deep.equal(['up-1', 'up-2']);
+  });
+});
