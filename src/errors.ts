@@ -75,6 +75,47 @@ export class ServerError extends WsUploaderError {
 }
 
 /**
+ * Codes of {@link ResumeError}.
+ * - `file-mismatch`: the file given to resume an item is not the one remembered.
+ * - `file-unreadable`: the file (or its handle) cannot be read.
+ * - `resume-not-found`: no unfinished item of that id is remembered.
+ * - `resume-storage-failed`: the resume records could not be read or written (IndexedDB failed);
+ *   uploads go on, but may not be resumed after a reload.
+ */
+export type ResumeErrorCode =
+  'file-mismatch' | 'file-unreadable' | 'resume-not-found' | 'resume-storage-failed';
+
+/**
+ * Resuming an unfinished item after a reload failed, or its record could not be kept.
+ */
+export class ResumeError extends WsUploaderError {
+  declare readonly code: ResumeErrorCode;
+  /** The item involved, when there is one. */
+  readonly itemId: string | undefined;
+  /**
+   * For `file-mismatch`: what differs between the remembered file and the one given (`name`,
+   * `size`, `mime`, `lastModified`, `head` or `tail`: the SHA-256 of its first or last 64 KiB).
+   */
+  readonly mismatch: readonly string[];
+
+  /**
+   * @param code what failed
+   * @param message details
+   * @param context the item, what differs, and the cause
+   */
+  constructor(
+    code: ResumeErrorCode,
+    message: string,
+    context: { itemId?: string; mismatch?: readonly string[]; cause?: unknown } = {},
+  ) {
+    super(code, message, { cause: context.cause });
+    this.name = 'ResumeError';
+    this.itemId = context.itemId;
+    this.mismatch = context.mismatch ?? [];
+  }
+}
+
+/**
  * An option is missing, of the wrong type or contradicts another. Thrown at construction.
  */
 export class ConfigError extends TypeError {

@@ -11,10 +11,11 @@ export {
   TransportError,
   ServerError,
   ConfigError,
+  ResumeError,
   WsUploaderError,
   ProtocolError,
 } from './errors.js';
-export type { TransportErrorCode, ProtocolErrorCode } from './errors.js';
+export type { TransportErrorCode, ProtocolErrorCode, ResumeErrorCode } from './errors.js';
 export type {
   ItemMeta,
   ItemKind,

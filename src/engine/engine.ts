@@ -15,12 +15,20 @@ import {
   MAX_PUBLISH_ITEMS,
 } from '../protocol/constants.js';
 import { addRange, covers, type ByteRange } from '../protocol/ranges.js';
-import { ConfigError, ServerError, TransportError, WsUploaderError } from '../errors.js';
+import {
+  ConfigError,
+  ResumeError,
+  ServerError,
+  TransportError,
+  WsUploaderError,
+} from '../errors.js';
 import { ControlChannel } from './control-channel.js';
 import { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
 import { ItemHasher } from './item-hasher.js';
 import { resolveOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { PartScheduler, type TaskProgress } from './part-scheduler.js';
+import { checkFile, fileOf, itemMime, itemName, lockItem, ResumeKeeper } from './resume-keeper.js';
+import { isFileHandle } from './resume-store.js';
 import { SocketPool } from './socket-pool.js';
 import {
   ConnectionState,
@@ -31,6 +39,7 @@ import {
   type RunningTask,
   type ServerStatus,
   type TransmitTask,
+  type UnfinishedItem,
   type UploadResult,
 } from './types.js';
 
@@ -49,6 +58,10 @@ interface Held {
   publishing?: Promise<void>;
   /** Set by `pause()`: the item's tasks wait here for `resume()`. */
   paused?: PausedTask[];
+  /** The file handle it was added from: remembered with it, to read it again after a reload. */
+  handle?: FileSystemFileHandle;
+  /** Whether its resume record was written (`true`) or must not be (`false`); unset: not yet. */
+  remembered?: boolean;
 }
 
 /** A task the engine runs (queued or running). */
@@ -91,7 +104,11 @@ const RASTER_IMAGE_TYPES = new Set([
  * short messages and small inline items through the control server.
  *
  * Listen for `state`, `servers`, `publish`, `transmit-request`, `progress`, `complete`, `cancel`,
- * `unpublished`, `message` and `error` ({@link EngineEventDetails}).
+ * `unpublished`, `restore`, `message` and `error` ({@link EngineEventDetails}).
+ *
+ * Unfinished uploads outlive the page (the `resume` option): after a reload, items added from
+ * file handles are taken up again on `start()`, and {@link WsUploaderEngine.unfinished} lists
+ * the others until the user picks their files again ({@link WsUploaderEngine.resumeFile}).
  *
  * @example
  * const engine = new WsUploaderEngine({ controlUrl: 'wss://app.example/control', authToken });
@@ -127,6 +144,10 @@ export class WsUploaderEngine extends EventTarget {
   #clientId: string | undefined;
   /** The control server's `inlineMax`, from the last `welcome`. */
   #serverInlineMax = 0;
+  /** Resume records of the items held; none when the `resume` option is off. */
+  readonly #resume: ResumeKeeper | undefined;
+  /** The last `start()`'s pass over the records, taking up items whose handles can be read. */
+  #restoring: Promise<void> | undefined;
 
   /**
    * @param options see {@link EngineOptions}
@@ -135,6 +156,11 @@ export class WsUploaderEngine extends EventTarget {
   constructor(options: EngineOptions) {
     super();
     this.#options = resolveOptions(options);
+    const { resume } = this.#options;
+    this.#resume =
+      typeof resume === 'object'
+        ? new ResumeKeeper(resume.store!, (error) => this.#emit('error', { error }))
+        : undefined;
     this.#pool = new SocketPool(this.#options, {
       change: (servers) => {
         this.#servers = servers;
@@ -205,6 +231,7 @@ export class WsUploaderEngine extends EventTarget {
       });
       // Marked handled here; callers still see the rejection through the promise returned.
       this.#started.catch(() => undefined);
+      this.#restoring = this.#restore();
       this.#control.open();
     }
     if (!signal) return this.#started;
@@ -278,6 +305,7 @@ export class WsUploaderEngine extends EventTarget {
         held.publishing = this.#publishInline(held);
         held.publishing.catch(() => undefined);
       } else {
+        this.#remember(held);
         items.push(metaOf(held));
       }
     }
@@ -295,11 +323,10 @@ export class WsUploaderEngine extends EventTarget {
    * @throws {ConfigError} when an id is not a valid item id
    */
   unpublish(itemIds: readonly string[]): void {
-    for (const id of itemIds)
-      if (typeof id !== 'string' || !ITEM_ID_PATTERN.test(id))
-        throw new ConfigError(`${JSON.stringify(id)} is not an item id`);
+    for (const id of itemIds) checkItemId(id);
     for (const id of itemIds) {
       this.#drop(id);
+      this.#resume?.drop(id);
       this.#unpublishing.add(id);
     }
     for (let i = 0; i < itemIds.length; i += MAX_PUBLISH_ITEMS)
@@ -352,6 +379,124 @@ export class WsUploaderEngine extends EventTarget {
    */
   cancel(itemIds: readonly string[]): void {
     this.unpublish(itemIds);
+  }
+
+  /**
+   * Adds files from File System Access handles (`showOpenFilePicker()`, a dropped item's
+   * `getAsFileSystemHandle()`, an origin-private file) and publishes them, as
+   * {@link WsUploaderEngine.addFiles} does. The handles are remembered with the items (the
+   * `resume` option), so a page loaded again takes the items up on `start()` without asking while
+   * the handles' read permission holds.
+   * @param handles file handles
+   * @param kind what kind of data it is @default 'file'
+   * @returns the new items
+   * @throws {ConfigError} (as a rejection) when one is not a file handle
+   * @throws {ResumeError} (as a rejection) `file-unreadable` when a handle gives no file (none of
+   *   them is added then)
+   */
+  async addFileHandles(
+    handles: Iterable<FileSystemFileHandle> | ArrayLike<FileSystemFileHandle>,
+    kind: ItemKind = 'file',
+  ): Promise<ItemStatus[]> {
+    const list = Array.from(handles as ArrayLike<FileSystemFileHandle>);
+    if (!list.every(isFileHandle))
+      throw new ConfigError('addFileHandles() takes FileSystemFileHandle objects');
+    const files = await Promise.all(list.map((handle) => fileOf(handle)));
+    const added = files.map((file, i) => {
+      const held = this.#hold(file, kind);
+      held.handle = list[i]!;
+      return held.status;
+    });
+    if (added.length > 0) this.publish(added.map((s) => s.itemId));
+    return added;
+  }
+
+  /**
+   * Unfinished items that earlier pages remembered (the `resume` option) and that no page holds
+   * now: their files are gone (a reload drops a picked `File`) or their handles need the user's
+   * permission again. Ask for each file and pass it to {@link WsUploaderEngine.resumeFile}, or
+   * drop it with {@link WsUploaderEngine.forget}. After `start()`, waits for the items whose handles
+   * can be read to be taken up (they are not listed).
+   * @returns oldest first; none when the `resume` option is off
+   * @throws {ResumeError} (as a rejection) `resume-storage-failed` when the records cannot be read
+   */
+  async unfinished(): Promise<UnfinishedItem[]> {
+    if (!this.#resume) return [];
+    await this.#restoring;
+    // Not those another page holds (an open tab, say): not this page's to offer.
+    const records = await this.#resume.waiting((id) => this.#items.has(id));
+    return records.map(({ itemId, name, size, mime, kind, lastModified, createdAt, handle }) => ({
+      itemId,
+      name,
+      size,
+      mime,
+      kind,
+      lastModified,
+      createdAt,
+      ...(handle ? { handle } : {}),
+    }));
+  }
+
+  /**
+   * Takes up a remembered unfinished item again with the file the user picked (or a handle to
+   * it): checks that it is the same file (name, size, type, last modification, and the SHA-256 of
+   * its first and last 64 KiB), then holds it under its old id and publishes it; the upload goes on
+   * from what the upload servers hold. An item this engine holds already is left as it is.
+   * @param itemId an item of {@link WsUploaderEngine.unfinished}
+   * @param file the file, or a handle to it (remembered with the item then)
+   * @returns the item
+   * @throws {ConfigError} (as a rejection) when the id or the file is not valid
+   * @throws {ResumeError} (as a rejection) `file-mismatch` when it is another file (`mismatch`
+   *   says what differs; nothing is sent and the record stays: to upload it all the same, add it
+   *   as a new item), `file-unreadable`, `resume-not-found` when no such item is remembered (or
+   *   the `resume` option is off), `resume-storage-failed`
+   */
+  async resumeFile(itemId: string, file: File | FileSystemFileHandle): Promise<ItemStatus> {
+    checkItemId(itemId);
+    const handle = isFileHandle(file) ? file : undefined;
+    if (!handle && !isBlob(file))
+      throw new ConfigError('resumeFile() takes a File or a FileSystemFileHandle');
+    const holding = this.#items.get(itemId);
+    if (holding) return holding.status;
+    const keeper = this.#resume;
+    if (!keeper) throw new ResumeError('resume-not-found', 'the resume option is off', { itemId });
+    const record = await keeper.get(itemId);
+    if (!record)
+      throw new ResumeError('resume-not-found', `no unfinished item ${itemId} is remembered`, {
+        itemId,
+      });
+    const blob = handle ? await fileOf(handle, itemId) : (file as File);
+    await checkFile(record, blob);
+    // Another page may hold it (the user picked it there too): this one takes it all the same.
+    const release = await lockItem(itemId);
+    const again = this.#items.get(itemId);
+    if (again) {
+      release?.();
+      return again.status;
+    }
+    const held = this.#hold(blob, record.kind, false, itemId);
+    held.remembered = true;
+    if (release) keeper.adopt(itemId, release);
+    if (handle) {
+      held.handle = handle;
+      keeper.save({ ...record, handle });
+    }
+    this.publish([itemId]);
+    return held.status;
+  }
+
+  /**
+   * Drops the resume record of an item: no page will take it up again. An item this engine holds
+   * goes on uploading, no longer remembered ({@link WsUploaderEngine.cancel} stops it).
+   * @param itemId the item
+   * @throws {ConfigError} (as a rejection) when the id is not a valid item id
+   * @throws {ResumeError} (as a rejection) `resume-storage-failed` when the record cannot be dropped
+   */
+  async forget(itemId: string): Promise<void> {
+    checkItemId(itemId);
+    const held = this.#items.get(itemId);
+    if (held) held.remembered = false;
+    await this.#resume?.forget(itemId);
   }
 
   /** The held items named, or all of them. */
@@ -502,6 +647,7 @@ export class WsUploaderEngine extends EventTarget {
         for (const id of message.itemIds) {
           this.#unpublishing.delete(id);
           this.#drop(id);
+          this.#resume?.drop(id);
         }
         this.#emit('unpublished', { itemIds: message.itemIds });
         return;
@@ -553,6 +699,7 @@ export class WsUploaderEngine extends EventTarget {
         const held = this.#items.get(message.itemId);
         if (!held || held.status.state === ItemState.COMPLETE || this.#busy(message.itemId)) return;
         held.hasher = undefined;
+        this.#finished(held);
         const { itemId, name, size } = held.status;
         this.#update(itemId, (s) => ({
           ...s,
@@ -742,18 +889,15 @@ export class WsUploaderEngine extends EventTarget {
     return limit > 0 && held.status.size <= limit;
   }
 
-  /** Adds an item. */
-  #hold(blob: Blob, kind: ItemKind, forInline = false): Held {
+  /** Adds an item (under a new id, or the one it had before a reload). */
+  #hold(blob: Blob, kind: ItemKind, forInline = false, itemId = newItemId()): Held {
     const file = blob as Partial<File>;
     const status: ItemStatus = {
-      itemId: newItemId(),
+      itemId,
       // Within the control protocol's limits (docs/protocol.md, publish).
-      name: (typeof file.name === 'string' ? file.name : kind === 'text' ? 'text' : 'blob').slice(
-        0,
-        1024,
-      ),
+      name: itemName(typeof file.name === 'string' ? file.name : kind === 'text' ? 'text' : 'blob'),
       size: blob.size,
-      mime: blob.type.length <= 255 ? blob.type : '',
+      mime: itemMime(blob.type),
       kind,
       state: ItemState.PUBLISHING,
       bytesSent: 0,
@@ -772,6 +916,7 @@ export class WsUploaderEngine extends EventTarget {
   #drop(itemId: string): void {
     const held = this.#items.get(itemId);
     if (!held || !this.#items.delete(itemId)) return;
+    this.#resume?.unlock(itemId);
     for (const waiting of held.paused?.splice(0) ?? [])
       waiting.reject(new DOMException('the item was dropped', 'AbortError'));
     for (const active of this.#active.values())
@@ -891,6 +1036,7 @@ export class WsUploaderEngine extends EventTarget {
     }
     if (whole) {
       held.hasher = undefined;
+      this.#finished(held);
       this.#update(task.itemId, (s) => ({
         ...s,
         state: ItemState.COMPLETE,
@@ -953,6 +1099,74 @@ export class WsUploaderEngine extends EventTarget {
     this.#emit('error', { error, itemId });
   }
 
+  /**
+   * Writes the resume record of an item published to be uploaded, once, and takes its lock. Only
+   * files are remembered (a user can pick them again); an empty item is stored as published.
+   */
+  #remember(held: Held): void {
+    if (!this.#resume || held.remembered !== undefined) return;
+    const file = held.blob as Partial<File>;
+    const { itemId, name, size, mime, kind } = held.status;
+    const { lastModified } = file;
+    if (
+      held.forInline ||
+      size === 0 ||
+      typeof lastModified !== 'number' ||
+      typeof file.name !== 'string'
+    ) {
+      held.remembered = false;
+      return;
+    }
+    held.remembered = true;
+    const { handle } = held;
+    this.#resume.remember(
+      {
+        itemId,
+        name,
+        size,
+        mime,
+        lastModified,
+        kind,
+        createdAt: Date.now(),
+        ...(handle ? { handle } : {}),
+      },
+      held.blob,
+    );
+  }
+
+  /** An item is stored: its record goes, and its lock. */
+  #finished(held: Held): void {
+    const { itemId } = held.status;
+    if (held.remembered) this.#resume?.drop(itemId);
+    held.remembered = false;
+    this.#resume?.unlock(itemId);
+  }
+
+  /**
+   * Takes up the remembered items whose handles can be read without asking (and that no other
+   * page holds, and whose file is the one remembered), under their ids, and publishes them.
+   */
+  async #restore(): Promise<void> {
+    if (!this.#resume) return;
+    const found = await this.#resume.restorable((id) => this.#items.has(id));
+    // Held and published at once: a `welcome` in between would publish them twice.
+    const restored: ItemStatus[] = [];
+    for (const { record, file, release } of found) {
+      if (this.#items.has(record.itemId)) {
+        release();
+        continue;
+      }
+      const held = this.#hold(file, record.kind, false, record.itemId);
+      held.handle = record.handle!;
+      held.remembered = true;
+      this.#resume.adopt(record.itemId, release);
+      restored.push(held.status);
+    }
+    if (restored.length === 0) return;
+    this.#emit('restore', { items: restored });
+    this.publish(restored.map((s) => s.itemId));
+  }
+
   #update(itemId: string, fn: (s: ItemStatus) => ItemStatus): void {
     const held = this.#items.get(itemId);
     if (!held) return;
@@ -998,6 +1212,11 @@ function isBlob(v: unknown): v is Blob {
     typeof b.arrayBuffer === 'function' &&
     typeof b.slice === 'function'
   );
+}
+
+function checkItemId(id: string): void {
+  if (typeof id !== 'string' || !ITEM_ID_PATTERN.test(id))
+    throw new ConfigError(`${JSON.stringify(id)} is not an item id`);
 }
 
 function checkRoom(room: string): void {

@@ -36,6 +36,11 @@ export interface EngineEventDetails {
   progress: { readonly item: ItemStatus };
   /** An item is stored and verified. */
   complete: UploadResult;
+  /**
+   * Unfinished items of an earlier page were taken up again from their file handles, under
+   * their ids, and are published again: the upload goes on from what the servers hold.
+   */
+  restore: { readonly items: readonly ItemStatus[] };
   /** Something failed; `room` names a room the control server did not let this browser join. */
   error: { readonly error: WsUploaderError; readonly itemId?: string; readonly room?: string };
 }

@@ -24,5 +24,7 @@ export {
   type RunningTask,
   type ServerStatus,
   type TransmitTask,
+  type UnfinishedItem,
   type UploadResult,
 } from './types.js';
+export type { ResumeOptions, ResumeRecord, ResumeStore } from './resume-store.js';

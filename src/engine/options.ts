@@ -2,6 +2,7 @@
  * Options of the headless engine, their defaults and the adapters tests can replace.
  */
 import { ConfigError, type WsUploaderError } from '../errors.js';
+import { resolveResume, type ResumeOptions } from './resume-store.js';
 import { DATA_PROTOCOLS, type DataProtocol } from './transport.js';
 
 /** The part of the WebSocket API the engine uses; tests may pass their own. */
@@ -80,6 +81,16 @@ export interface EngineOptions {
    * `inlineMax` (from `welcome`) caps it. @default the control server's `inlineMax`
    */
   inlineMax?: number;
+  /**
+   * Remembers unfinished uploads across page loads (in IndexedDB), so a reloaded page or a
+   * restarted browser carries on with them under the same item ids: items added from file handles
+   * whose read permission holds are taken up again on `start()` (`restore` event), others are
+   * listed by `unfinished()` until the user picks the file again (`resumeFile()`). A storage
+   * failure never stops an upload (an `error` event with code `resume-storage-failed` follows).
+   * `false` turns it off; `{ dbName }` names the database, `{ store }` replaces it.
+   * @default on (database `ws-uploader`) where IndexedDB exists
+   */
+  resume?: boolean | ResumeOptions;
 }
 
 /** Options with every default filled in. */
@@ -166,5 +177,6 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     clock: options.clock ?? defaultClock,
     random: options.random ?? Math.random,
     inlineMax: nonNegative('inlineMax', options.inlineMax),
+    resume: resolveResume(options.resume),
   };
 }

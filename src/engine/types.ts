@@ -149,3 +149,26 @@ export interface UploadResult {
   /** Servers that hold some of it. */
   readonly servers: readonly string[];
 }
+
+/**
+ * An unfinished item an earlier page remembered (see the engine's `resume` option) that this
+ * engine does not hold: its upload can go on with {@link WsUploaderEngine.resumeFile} once the
+ * user picks the file again, or be dropped with {@link WsUploaderEngine.forget}.
+ */
+export interface UnfinishedItem {
+  readonly itemId: string;
+  readonly name: string;
+  readonly size: number;
+  readonly mime: string;
+  readonly kind: ItemKind;
+  /** The file's `lastModified`, in ms since the epoch. */
+  readonly lastModified: number;
+  /** When it was first remembered, in ms since the epoch. */
+  readonly createdAt: number;
+  /**
+   * The handle the file was added from, when there was one, whose read permission is not granted
+   * now (after a browser restart, say): ask for it with `handle.requestPermission({ mode: 'read' })`
+   * in a user gesture, then pass the handle to `resumeFile`.
+   */
+  readonly handle?: FileSystemFileHandle;
+}
