@@ -40,10 +40,17 @@ export class ItemHasher {
   digest(): Promise<Uint8Array> {
     this.#digest ??= (async () => {
       const hasher = await this.#hasher;
-      while (this.#next < this.#blob.size) {
-        const end = Math.min(this.#blob.size, this.#next + READ_SLICE);
-        hasher.update(new Uint8Array(await this.#blob.slice(this.#next, end).arrayBuffer()));
-        this.#next = end;
+      const size = this.#blob.size;
+      // One slice read ahead of the one being hashed.
+      const read = (at: number): Promise<ArrayBuffer> | undefined =>
+        at < size ? this.#blob.slice(at, Math.min(size, at + READ_SLICE)).arrayBuffer() : undefined;
+      let next = read(this.#next);
+      while (next) {
+        const bytes = new Uint8Array(await next);
+        next = read(this.#next + bytes.length);
+        next?.catch(() => undefined);
+        hasher.update(bytes);
+        this.#next += bytes.length;
       }
       return hasher.digest('binary');
     })();
