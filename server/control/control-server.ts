@@ -554,7 +554,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       ...(protocol === undefined ? {} : { protocol }),
     });
     const item = await store.getItem(itemId);
-    if (item && item.state !== 'stored') await store.putItem({ ...item, state: 'uploading' });
+    if (item && item.state !== 'stored') {
+      const planned = reason === 'publish' || reason === 'replan';
+      await store.putItem({ ...item, state: 'uploading', ...(planned ? { plan: ranges } : {}) });
+    }
     send(session.ws, {
       type: 'transmit',
       taskId,
@@ -808,7 +811,17 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   };
 
   const planNow = async (session: Session, meta: ItemMeta): Promise<void> => {
-    const ranges = plan(meta, candidatesFor(session));
+    // Published again before it was stored: back to the servers that hold some of it (not after
+    // a failure, which may have been theirs).
+    const known = await store.getItem(meta.itemId);
+    const previous = known?.state === 'failed' ? undefined : known?.plan;
+    const live = serverIds();
+    const ranges =
+      previous &&
+      previous.every((r) => live.has(r.serverId)) &&
+      validatePlan(meta, previous, live) === undefined
+        ? previous
+        : plan(meta, candidatesFor(session));
     if (meta.size === 0 || ranges.length === 0) {
       if (meta.size > 0)
         fail(session.ws, 'no-servers', 'no upload server can take this item', meta.itemId);

@@ -27,6 +27,12 @@ export interface ItemInfo {
   readonly bytesStored?: number;
   /** Whether the item came inline (its `meta.content` holds its bytes, base64). */
   readonly inline?: boolean;
+  /**
+   * Where its last `publish` or `replan` task sent its ranges. An item published again before it
+   * is stored (a reloaded page, another browser) goes back there while those servers are all live:
+   * they hold some of its bytes, and the browser sends only the rest.
+   */
+  readonly plan?: readonly TargetRange[];
 }
 
 /** A transmit task the control server sent and that has not ended. */

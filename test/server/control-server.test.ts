@@ -126,6 +126,43 @@ describe('control server', () => {
     expect((await control.items())[0]).to.deep.include({ state: 'uploading', userId: 'alice' });
   });
 
+  it('sends an item published again by a new page back to the servers of its last plan', async () => {
+    const first = await connect();
+    await first.nextOf('welcome');
+    await first.send({
+      type: 'probe',
+      results: [
+        { serverId: 'up-1', rttMs: 20 },
+        { serverId: 'up-2', rttMs: 3 },
+      ],
+    });
+    await first.send({ type: 'publish', items: [ITEM] });
+    expect((await first.nextOf('transmit')).ranges).to.deep.equal([
+      { start: 0, end: 1000, serverId: 'up-2' },
+    ]);
+    first.close();
+    // The reloaded page measures up-1 as the nearer one now; the item still goes to up-2, which
+    // holds some of it.
+    const second = await connect();
+    await second.nextOf('welcome');
+    await second.send({
+      type: 'probe',
+      results: [
+        { serverId: 'up-1', rttMs: 1 },
+        { serverId: 'up-2', rttMs: 30 },
+      ],
+    });
+    await second.send({ type: 'publish', items: [ITEM] });
+    expect((await second.nextOf('transmit')).ranges).to.deep.equal([
+      { start: 0, end: 1000, serverId: 'up-2' },
+    ]);
+    // A new item is planned afresh.
+    await second.send({ type: 'publish', items: [{ ...ITEM, itemId: 'item-2' }] });
+    expect((await second.nextOf('transmit')).ranges).to.deep.equal([
+      { start: 0, end: 1000, serverId: 'up-1' },
+    ]);
+  });
+
   it('waits for a probe of every server before planning', async () => {
     const peer = await connect();
     await peer.nextOf('welcome');
