@@ -61,6 +61,12 @@ export interface FaultProxyStats {
   readonly bytesDown: number;
 }
 
+/** Something the proxy did to a connection, and when (ms since the epoch). */
+export interface FaultProxyEvent {
+  readonly at: number;
+  readonly what: 'connection' | 'refused' | 'blackhole' | 'idle-close';
+}
+
 /** Bytes queued in one direction past which the proxy stops reading the sender. */
 const HIGH_WATER = 64 * 1024;
 
@@ -75,6 +81,7 @@ export class FaultProxy {
   readonly #options: FaultProxyOptions;
   #shape: FaultShape;
   readonly #connections = new Set<Connection>();
+  readonly #events: FaultProxyEvent[] = [];
   #down = false;
   readonly #stats = {
     connections: 0,
@@ -146,6 +153,11 @@ export class FaultProxy {
     return open.length;
   }
 
+  /** What the proxy did to connections so far, in order. */
+  events(): readonly FaultProxyEvent[] {
+    return this.#events;
+  }
+
   /** What the proxy did so far. */
   stats(): FaultProxyStats {
     const open = [...this.#connections].filter((c) => c.forwarding).length;
@@ -159,14 +171,20 @@ export class FaultProxy {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  #event(what: FaultProxyEvent['what']): void {
+    this.#events.push({ at: Date.now(), what });
+  }
+
   #accept(client: Socket): void {
     if (this.#down) {
       this.#stats.refused++;
+      this.#event('refused');
       client.on('error', () => undefined);
       client.resetAndDestroy();
       return;
     }
     this.#stats.connections++;
+    this.#event('connection');
     const upstream = connect({
       port: this.#options.targetPort,
       host: this.#options.targetHost ?? '127.0.0.1',
@@ -178,8 +196,14 @@ export class FaultProxy {
         if (up) this.#stats.bytesUp += n;
         else this.#stats.bytesDown += n;
       },
-      blackholed: () => this.#stats.blackholed++,
-      idleClosed: () => this.#stats.idleClosed++,
+      blackholed: () => {
+        this.#stats.blackholed++;
+        this.#event('blackhole');
+      },
+      idleClosed: () => {
+        this.#stats.idleClosed++;
+        this.#event('idle-close');
+      },
       gone: () => this.#connections.delete(connection),
     });
     this.#connections.add(connection);
@@ -338,6 +362,7 @@ class Direction {
     from.on('data', (chunk: Buffer) => {
       if (this.#dropped) return;
       const bytes = this.#filter ? this.#filter(chunk) : chunk;
+      if (bytes.length === 0) return;
       this.#queue.push(bytes);
       this.#queued += bytes.length;
       if (this.#queued > HIGH_WATER) from.pause();
@@ -350,12 +375,16 @@ class Direction {
     this.#left = bytes;
   }
 
-  /** Forgets what is queued and passes nothing any more; reads go on, into the void. */
+  /**
+   * Forgets what is queued and passes nothing any more. The sender is not read either, as a
+   * network that lost the route acknowledges nothing: its kernel buffers fill up and then its own
+   * send buffer (a browser's `bufferedAmount` stops going down).
+   */
   drop(): void {
     this.#dropped = true;
     this.#queue.length = 0;
     this.#queued = 0;
-    this.#from.resume();
+    this.#from.pause();
   }
 
   /** The sender half-closed: end the other side once the queue is out. */
@@ -393,7 +422,7 @@ class Direction {
       }
       const ok = this.#to.write(this.#take(n));
       this.#connection.passed(this.#up, n);
-      if (this.#queued <= HIGH_WATER / 2) this.#from.resume();
+      if (this.#queued <= HIGH_WATER / 2 && !this.#dropped) this.#from.resume();
       if (this.#left !== Infinity) {
         this.#left -= n;
         if (this.#left <= 0) {

@@ -7,9 +7,10 @@
 // they report demand (a reader waiting for missing bytes). `allow: { rooms }` lets browsers join or
 // message only those rooms (the control server's `allow` hook); the app's side of the control
 // server is reachable through `ws-servers:cancel-transmit`, `ws-servers:app-send` and
-// `ws-servers:tasks` (every step of every transmit task, from `onTask`).
+// `ws-servers:tasks` (every step of every transmit task, from `onTask`). `ws-servers:fault-proxy`
+// puts a FaultProxy (./fault-proxy.ts: black hole, bandwidth, slicer, idle cut) in front of the
+// control server or an upload server; `ws-servers:proxy` commands it.
 import { createHash, randomBytes } from 'node:crypto';
-import { connect as tcpConnect, createServer as createTcpServer } from 'node:net';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import { SignJWT } from 'jose';
 import { tsImport } from 'tsx/esm/api';
 
 const servers = await tsImport('../../server/index.ts', import.meta.url);
+const { FaultProxy } = await tsImport('./fault-proxy.ts', import.meta.url);
 const { CONTROL_AUDIENCE } = await tsImport('../../server/tokens.ts', import.meta.url);
 
 /** Running deployments by handle. */
@@ -120,7 +122,7 @@ async function stop({ handle }) {
   const d = running.get(handle);
   if (!d) return false;
   running.delete(handle);
-  for (const { proxy } of d.proxies ?? []) proxy.close();
+  await Promise.all((d.proxies ?? []).map((proxy) => proxy.close()));
   await d.control.close();
   await Promise.all(d.uploads.filter((s) => !s.killed).map((s) => s.close()));
   await rm(d.dir, { recursive: true, force: true });
@@ -204,78 +206,129 @@ function uploadLogs({ handle, serverId }) {
 }
 
 /**
- * A TCP proxy in front of one upload server that flips one byte in the payload of the
- * `frame`-th large binary WebSocket message from the browser (a DATA frame: past its 17-byte
- * header), as a faulty network would. Everything else passes unchanged.
+ * A proxy in front of one upload server that flips one byte in the payload of the `frame`-th large
+ * binary WebSocket message from the browser (a DATA frame: past its 17-byte header), as a faulty
+ * network would. Everything else passes unchanged.
  * @returns its WebSocket URL for `/dup`, and an id to ask how many bytes it corrupted
  */
 async function corruptingProxy({ handle, serverId, frame = 3 }) {
   const d = running.get(handle);
-  const target = d.uploads.find((s) => s.id === serverId).httpServer.address().port;
   const state = { corrupted: 0 };
-  const proxy = createTcpServer((client) => {
-    const upstream = tcpConnect(target, '127.0.0.1');
-    const kill = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', kill);
-    upstream.on('error', kill);
-    client.on('close', () => upstream.end());
-    upstream.on('close', () => client.end());
-    upstream.pipe(client);
-    let upgraded = false;
-    let pending = Buffer.alloc(0);
-    let large = 0;
-    client.on('data', (chunk) => {
-      pending = Buffer.concat([pending, chunk]);
-      if (!upgraded) {
-        const end = pending.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        upstream.write(pending.subarray(0, end + 4));
-        pending = pending.subarray(end + 4);
-        upgraded = true;
-      }
-      // Whole WebSocket frames (RFC 6455 §5.2), passed on one by one.
-      for (;;) {
-        if (pending.length < 2) return;
-        let length = pending[1] & 0x7f;
-        let offset = 2;
-        if (length === 126) {
-          if (pending.length < 4) return;
-          length = pending.readUInt16BE(2);
-          offset = 4;
-        } else if (length === 127) {
-          if (pending.length < 10) return;
-          length = Number(pending.readBigUInt64BE(2));
-          offset = 10;
-        }
-        if (pending[1] & 0x80) offset += 4;
-        if (pending.length < offset + length) return;
-        const message = pending.subarray(0, offset + length);
-        const binary = (pending[0] & 0x0f) === 2;
-        // Flipping masked bits flips the same bits of the payload once unmasked.
-        if (binary && length > 4096 && ++large === frame) {
-          message[offset + 50] ^= 0xff;
-          state.corrupted++;
-        }
-        upstream.write(message);
-        pending = pending.subarray(offset + length);
-      }
-    });
+  const proxy = await FaultProxy.start({
+    targetPort: portOf(d, serverId),
+    filterUp: () => corruptingFilter(frame, state),
   });
-  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  proxy.corruption = state;
   d.proxies ??= [];
-  d.proxies.push({ proxy, state });
+  d.proxies.push(proxy);
   return {
-    url: `ws://127.0.0.1:${proxy.address().port}/dup`,
+    url: `ws://127.0.0.1:${proxy.port}/dup`,
     proxyId: d.proxies.length - 1,
+  };
+}
+
+/**
+ * A filter of a browser's bytes that passes the HTTP upgrade, then whole WebSocket frames
+ * (RFC 6455 §5.2) one by one, flipping a byte of the `frame`-th large binary one.
+ */
+function corruptingFilter(frame, state) {
+  let upgraded = false;
+  let pending = Buffer.alloc(0);
+  let large = 0;
+  return (chunk) => {
+    pending = Buffer.concat([pending, chunk]);
+    const out = [];
+    if (!upgraded) {
+      const end = pending.indexOf('\r\n\r\n');
+      if (end < 0) return Buffer.alloc(0);
+      out.push(pending.subarray(0, end + 4));
+      pending = pending.subarray(end + 4);
+      upgraded = true;
+    }
+    for (;;) {
+      if (pending.length < 2) break;
+      let length = pending[1] & 0x7f;
+      let offset = 2;
+      if (length === 126) {
+        if (pending.length < 4) break;
+        length = pending.readUInt16BE(2);
+        offset = 4;
+      } else if (length === 127) {
+        if (pending.length < 10) break;
+        length = Number(pending.readBigUInt64BE(2));
+        offset = 10;
+      }
+      if (pending[1] & 0x80) offset += 4;
+      if (pending.length < offset + length) break;
+      const message = Buffer.from(pending.subarray(0, offset + length));
+      const binary = (pending[0] & 0x0f) === 2;
+      // Flipping masked bits flips the same bits of the payload once unmasked.
+      if (binary && length > 4096 && ++large === frame) {
+        message[offset + 50] ^= 0xff;
+        state.corrupted++;
+      }
+      out.push(message);
+      pending = pending.subarray(offset + length);
+    }
+    return Buffer.concat(out);
   };
 }
 
 /** How many bytes a corrupting proxy flipped. */
 function proxyCorrupted({ handle, proxyId }) {
-  return running.get(handle).proxies[proxyId].state.corrupted;
+  return running.get(handle).proxies[proxyId].corruption.corrupted;
+}
+
+/** The port of the control server (`to: 'control'`) or of an upload server of a deployment. */
+function portOf(d, to) {
+  const http =
+    to === 'control' ? d.control.httpServer : d.uploads.find((s) => s.id === to).httpServer;
+  return http.address().port;
+}
+
+/**
+ * A FaultProxy (./fault-proxy.ts) in front of the control server (`to: 'control'`) or an upload
+ * server, shaped by `shape` (bandwidth, slicer, idle cut).
+ * @returns its id and port
+ */
+async function faultProxy({ handle, to, shape = {} }) {
+  const d = running.get(handle);
+  const proxy = await FaultProxy.start({ targetPort: portOf(d, to), ...shape });
+  d.proxies ??= [];
+  d.proxies.push(proxy);
+  return { proxyId: d.proxies.length - 1, port: proxy.port };
+}
+
+/**
+ * Commands a fault proxy: `blackhole` (the open connections, after `afterBytes` more bytes of
+ * each client; answers how many), `shape` (new shaping), `down` (refuse new connections or not),
+ * `stats` (answers its counts and events).
+ */
+function proxyCommand({ handle, proxyId, action, afterBytes, shape, down }) {
+  const proxy = running.get(handle).proxies[proxyId];
+  switch (action) {
+    case 'blackhole':
+      return proxy.blackhole(afterBytes ?? 0);
+    case 'shape':
+      proxy.shape(shape ?? {});
+      return true;
+    case 'down':
+      proxy.down = Boolean(down);
+      return true;
+    case 'stats':
+      return { ...proxy.stats(), events: proxy.events() };
+    default:
+      return undefined;
+  }
+}
+
+/** The byte ranges an upload server holds of an item (`null` when it has none of it). */
+async function storedRanges({ handle, serverId, itemId }) {
+  const record = await running
+    .get(handle)
+    .uploads.find((s) => s.id === serverId)
+    .store.get(itemId);
+  return record ? record.ranges : null;
 }
 
 /** Stops one upload server (as if its process died: connections drop, its link ends). */
@@ -307,6 +360,9 @@ const COMMANDS = {
   'ws-servers:upload-logs': uploadLogs,
   'ws-servers:corrupting-proxy': corruptingProxy,
   'ws-servers:proxy-corrupted': proxyCorrupted,
+  'ws-servers:fault-proxy': faultProxy,
+  'ws-servers:proxy': proxyCommand,
+  'ws-servers:stored-ranges': storedRanges,
   'ws-servers:stored-sha256': storedSha256,
   'ws-servers:control-items': controlItems,
 };

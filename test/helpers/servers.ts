@@ -2,6 +2,9 @@
  * Browser-side handle on real servers started by the test runner (test/helpers/servers-plugin.mjs).
  */
 import { executeServerCommand } from '@web/test-runner-commands';
+import type { FaultProxyEvent, FaultProxyStats, FaultShape } from './fault-proxy.js';
+
+export type { FaultProxyEvent, FaultProxyStats, FaultShape };
 
 /** A deployment started for a test: one control server and upload servers, on loopback. */
 export interface TestDeployment {
@@ -20,6 +23,14 @@ export interface TestUploadOptions {
   readonly holdMs?: number;
   /** Data protocols the servers speak (`dup/2`, `dup/1`, `tus/1`, `http/1`). @default all */
   readonly protocols?: readonly string[];
+  /** A connection that sends no bytes for this long is closed with 4008, in ms. */
+  readonly idleTimeoutMs?: number;
+  /** Interval of WebSocket pings to browsers; one that misses one is dropped, in ms. */
+  readonly heartbeatMs?: number;
+  /** Largest DATA payload accepted, in bytes. */
+  readonly maxChunk?: number;
+  /** Unacknowledged bytes a client may have in flight per connection (at least `maxChunk`). */
+  readonly window?: number;
 }
 
 /** Options of the control server of a deployment (a subset of `ControlServerOptions`). */
@@ -32,6 +43,8 @@ export interface TestControlOptions {
   readonly verifyWaitMs?: number;
   /** How long a disconnected browser may resume its session, in ms. */
   readonly sessionResumeMs?: number;
+  /** Interval of WebSocket pings to browsers (and of linked upload servers' heartbeats), in ms. */
+  readonly heartbeatMs?: number;
 }
 
 /** What {@link startDeployment} starts. */
@@ -302,5 +315,76 @@ export async function controlItems(d: TestDeployment): Promise<ControlItem[]> {
     (await executeServerCommand<ControlItem[], object>('ws-servers:control-items', {
       handle: d.handle,
     })) ?? []
+  );
+}
+
+/** A fault proxy in front of a server of a deployment (see ./fault-proxy.ts). */
+export interface TestFaultProxy {
+  /** `url` (a server's URL) with its host and port replaced by the proxy's. */
+  via(url: string): string;
+  /**
+   * Black-holes the open connections: nothing more passes either way and no side is told.
+   * @param afterBytes first let this many more bytes of each connection's client through
+   * @returns how many connections it applies to
+   */
+  blackhole(afterBytes?: number): Promise<number>;
+  /** Changes the shaping of open and new connections. */
+  shape(shape: FaultShape): Promise<void>;
+  /** Refuses new connections (or takes them again). */
+  setDown(down: boolean): Promise<void>;
+  /** What it did so far. */
+  stats(): Promise<FaultProxyStats & { events: FaultProxyEvent[] }>;
+}
+
+/**
+ * Starts a fault proxy in front of the control server (`'control'`) or an upload server (its id):
+ * a black hole on command, a bandwidth limit, a slicer, an idle cut. The page reaches the server
+ * through it by connecting to `proxy.via(url)`.
+ */
+export async function faultProxy(
+  d: TestDeployment,
+  to: 'control' | string,
+  shape: FaultShape = {},
+): Promise<TestFaultProxy> {
+  const made = await executeServerCommand<{ proxyId: number; port: number }, object>(
+    'ws-servers:fault-proxy',
+    { handle: d.handle, to, shape },
+  );
+  if (!made) throw new Error('the test runner made no proxy');
+  const command = <T>(action: string, fields: object = {}): Promise<T | undefined> =>
+    executeServerCommand<T, object>('ws-servers:proxy', {
+      handle: d.handle,
+      proxyId: made.proxyId,
+      action,
+      ...fields,
+    });
+  return {
+    via: (url) => {
+      const u = new URL(url);
+      u.host = `127.0.0.1:${made.port}`;
+      return u.href;
+    },
+    blackhole: async (afterBytes = 0) => (await command<number>('blackhole', { afterBytes })) ?? -1,
+    shape: async (next) => void (await command('shape', { shape: next })),
+    setDown: async (down) => void (await command('down', { down })),
+    stats: async () => {
+      const stats = await command<FaultProxyStats & { events: FaultProxyEvent[] }>('stats');
+      if (!stats) throw new Error('no such proxy');
+      return stats;
+    },
+  };
+}
+
+/** The byte ranges an upload server holds of an item, or `null` when it has none of it. */
+export async function storedRanges(
+  d: TestDeployment,
+  serverId: string,
+  itemId: string,
+): Promise<{ start: number; end: number }[] | null> {
+  return (
+    (await executeServerCommand<{ start: number; end: number }[] | null, object>(
+      'ws-servers:stored-ranges',
+      { handle: d.handle, serverId, itemId },
+    )) ?? null
   );
 }
