@@ -322,15 +322,6 @@ function proxyCommand({ handle, proxyId, action, afterBytes, shape, down }) {
   }
 }
 
-/** The byte ranges an upload server holds of an item (`null` when it has none of it). */
-async function storedRanges({ handle, serverId, itemId }) {
-  const record = await running
-    .get(handle)
-    .uploads.find((s) => s.id === serverId)
-    .store.get(itemId);
-  return record ? record.ranges : null;
-}
-
 /** Stops one upload server (as if its process died: connections drop, its link ends). */
 async function killUpload({ handle, serverId }) {
   const d = running.get(handle);
@@ -362,7 +353,6 @@ const COMMANDS = {
   'ws-servers:proxy-corrupted': proxyCorrupted,
   'ws-servers:fault-proxy': faultProxy,
   'ws-servers:proxy': proxyCommand,
-  'ws-servers:stored-ranges': storedRanges,
   'ws-servers:stored-sha256': storedSha256,
   'ws-servers:control-items': controlItems,
 };

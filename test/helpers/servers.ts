@@ -374,17 +374,3 @@ export async function faultProxy(
     },
   };
 }
-
-/** The byte ranges an upload server holds of an item, or `null` when it has none of it. */
-export async function storedRanges(
-  d: TestDeployment,
-  serverId: string,
-  itemId: string,
-): Promise<{ start: number; end: number }[] | null> {
-  return (
-    (await executeServerCommand<{ start: number; end: number }[] | null, object>(
-      'ws-servers:stored-ranges',
-      { handle: d.handle, serverId, itemId },
-    )) ?? null
-  );
-}
