@@ -32,7 +32,7 @@ describe('a black hole between the page and an upload server (F2)', () => {
     d = undefined;
   });
 
-  it('F2: the engine finds the connection stalled (4000) within stallTimeoutMs and resumes on a new one; the server finds it dead by its idle timeout and keeps what it acknowledged', async () => {
+  it('F2: the engine finds the connection stalled (4000) within its stall budget and resumes on a new one; the server finds it dead by its idle timeout and keeps what it acknowledged', async () => {
     d = await startDeployment({
       uploadServers: 1,
       controlOptions: { inlineMax: 0 },
