@@ -88,15 +88,7 @@ describe('a slow network that slices the bytes (F4)', () => {
     await uploadSlowly(300_000, 32 * 1024);
   });
 
-  // Skipped: fails with the engine as it is. Its default 512 KiB chunk takes 4.1 s to cross
-  // 128 KB/s, and the server acknowledges whole chunks only, so the engine hears nothing for longer
-  // than its stall window (1.5 s, seen within 3 s); the bytes leave the page's socket buffer at once
-  // into the loopback TCP buffers, so "bytes leaving bufferedAmount" shows no progress either. Each
-  // connection is closed with 4000 after about 3 s and the half-sent chunk is dropped; the next one
-  // sends the same 512 KiB chunk again (the chunk size does not shrink after a stall). The item
-  // only completes when a chunk happens to land just after a close, after 4-5 connections. It
-  // should pass once the engine sizes chunks so that one crosses well within stallTimeoutMs.
-  it.skip('F4: with the default chunk size, a 600 KB item crosses 128 KB/s in 256-byte writes on one connection: no stall, no idle timeout, intact', async () => {
+  it('F4: with the default chunk size, a 600 KB item crosses 128 KB/s in 256-byte writes on one connection: no stall, no idle timeout, intact', async () => {
     await uploadSlowly(600_000);
   });
 });
