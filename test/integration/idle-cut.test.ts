@@ -1,7 +1,7 @@
 // F14: the page reaches its servers through a NAT (or proxy) that cuts connections idle for longer
 // than 1 s (60 s scaled down), and the user pauses an upload for several of those periods. Both
 // the control connection and the upload-server connection cross the NAT (a FaultProxy each, which
-// also slows the upload to 256 KB/s so that there is something to pause).
+// also slows the upload to 512 KB/s so that there is something to pause).
 import { expect } from '@open-wc/testing';
 import { WsUploaderEngine, type ConnectionState, type EngineOptions } from '../../src/index.js';
 import {
@@ -57,7 +57,7 @@ describe('a NAT that cuts idle connections while an upload is paused (F14)', () 
     });
     const server = d.servers[0]!;
     const control = await faultProxy(d, 'control', { idleCutMs: CUT_MS });
-    const upload = await faultProxy(d, server.id, { idleCutMs: CUT_MS, bytesPerSecond: 256_000 });
+    const upload = await faultProxy(d, server.id, { idleCutMs: CUT_MS, bytesPerSecond: 512_000 });
     engine = new WsUploaderEngine({
       controlUrl: control.via(d.controlUrl),
       authToken: d.token,
