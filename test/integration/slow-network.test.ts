@@ -1,8 +1,9 @@
 // F4: a slow network that also slices the bytes into tiny writes (toxiproxy `bandwidth` 5 KB/s and
-// `slicer`, scaled to 128 KB/s and 256-byte writes). One default chunk (512 KiB) takes about 4 s to
-// cross it: longer than the engine's stall timeout and the upload server's idle timeout and
-// heartbeat here. The upload must still go through, on one connection, without a stall. (The
-// upload server's part, bytes of a frame counting as activity, is test/server/slow-network.test.ts.)
+// `slicer`, scaled to 128 KB/s and 256-byte writes). A 512 KiB chunk would take about 4 s to cross
+// it: longer than the engine's stall timeout and the upload server's idle timeout and heartbeat
+// here, and the page's bytes leave its socket buffer at once into the loopback TCP buffers. The
+// upload must still go through, on one connection, without a stall. (The upload server's part,
+// bytes of a frame counting as activity, is test/server/slow-network.test.ts.)
 import { expect } from '@open-wc/testing';
 import { WsUploaderEngine } from '../../src/index.js';
 import {
