@@ -60,9 +60,8 @@ async function start({
     });
   };
   if (linked) await createControl([]);
-  for (let i = 1; i <= uploadServers; i++) {
-    const id = `up-${i}`;
-    const logs = [];
+  /** Starts upload server `id` on `port` (0: any), with its log and HTTP log. */
+  const startUpload = async (id, port = 0, logs = [], httpLog = []) => {
     const server = servers.createUploadServer({
       id,
       secret,
@@ -71,9 +70,10 @@ async function start({
       ...(linked ? { controlUrl: controlUrl.replace(/\/control$/, '/registry') } : {}),
       ...uploadOptions,
     });
-    const urls = await server.listen(0, '127.0.0.1');
+    const urls = await server.listen(port, '127.0.0.1');
+    server.urls = urls;
     // What the server answered, to check how browsers read items (for example, by ranges).
-    server.httpLog = [];
+    server.httpLog = httpLog;
     server.httpServer.on('request', (req, res) =>
       res.on('finish', () =>
         server.httpLog.push({
@@ -86,9 +86,19 @@ async function start({
         }),
       ),
     );
+    // Its TCP connections, so a test can cut them all at once (a crash).
+    server.tcp = new Set();
+    server.httpServer.on('connection', (socket) => {
+      server.tcp.add(socket);
+      socket.once('close', () => server.tcp.delete(socket));
+    });
     server.logs = logs;
+    return server;
+  };
+  for (let i = 1; i <= uploadServers; i++) {
+    const server = await startUpload(`up-${i}`);
     uploads.push(server);
-    endpoints.push({ id, url: urls.ws, httpUrl: urls.http });
+    endpoints.push({ id: server.id, url: server.urls.ws, httpUrl: server.urls.http });
   }
   if (linked) {
     // Listed once every upload server registered.
@@ -102,7 +112,7 @@ async function start({
   }
   const token = await servers.createUserToken(secret, 'test-user');
   const handle = nextHandle++;
-  running.set(handle, { dir, uploads, control, secret, tasks });
+  running.set(handle, { dir, uploads, control, secret, tasks, startUpload });
   const listed = linked
     ? control.servers().map(({ id, url, httpUrl }) => ({ id, url, httpUrl }))
     : endpoints;
@@ -323,12 +333,25 @@ function proxyCommand({ handle, proxyId, action, afterBytes, shape, down }) {
 }
 
 /** Stops one upload server (as if its process died: connections drop, its link ends). */
-async function killUpload({ handle, serverId }) {
+async function killUpload({ handle, serverId, crash = false }) {
   const d = running.get(handle);
   const server = d.uploads.find((s) => s.id === serverId);
   if (!server || server.killed) return false;
   server.killed = true;
+  // A crash: every connection cut at once, no close frame, nothing answered.
+  if (crash) for (const socket of server.tcp) socket.destroy();
   await server.close();
+  return true;
+}
+
+/** Starts a killed upload server again: same id, port and folder (what it stored is kept). */
+async function restartUpload({ handle, serverId }) {
+  const d = running.get(handle);
+  const at = d.uploads.findIndex((s) => s.id === serverId);
+  const old = d.uploads[at];
+  if (!old?.killed) return false;
+  const port = Number(new URL(old.urls.http).port);
+  d.uploads[at] = await d.startUpload(serverId, port, old.logs, old.httpLog);
   return true;
 }
 
@@ -347,6 +370,7 @@ const COMMANDS = {
   'ws-servers:start': start,
   'ws-servers:stop': stop,
   'ws-servers:kill-upload': killUpload,
+  'ws-servers:restart-upload': restartUpload,
   'ws-servers:drop-control': dropControl,
   'ws-servers:upload-logs': uploadLogs,
   'ws-servers:corrupting-proxy': corruptingProxy,

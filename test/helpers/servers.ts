@@ -159,9 +159,24 @@ export async function corruptingProxy(
 }
 
 /** Stops one upload server as if it died; whether it was running. */
-export async function killUpload(d: TestDeployment, serverId: string): Promise<boolean> {
+export async function killUpload(
+  d: TestDeployment,
+  serverId: string,
+  options: { crash?: boolean } = {},
+): Promise<boolean> {
   return (
     (await executeServerCommand<boolean, object>('ws-servers:kill-upload', {
+      handle: d.handle,
+      serverId,
+      crash: options.crash === true,
+    })) ?? false
+  );
+}
+
+/** Starts a killed upload server again on its port and folder; false when it was not killed. */
+export async function restartUpload(d: TestDeployment, serverId: string): Promise<boolean> {
+  return (
+    (await executeServerCommand<boolean, object>('ws-servers:restart-upload', {
       handle: d.handle,
       serverId,
     })) ?? false
