@@ -664,6 +664,7 @@ export class WsUploaderEngine extends EventTarget {
             priority: message.priority,
             reason: message.reason ?? 'publish',
             ...(message.deadline === undefined ? {} : { deadline: message.deadline }),
+            ...(message.protocol === undefined ? {} : { protocol: message.protocol }),
           },
           true,
         ).catch(() => undefined);
@@ -993,6 +994,8 @@ export class WsUploaderEngine extends EventTarget {
           priority: task.priority,
           urgent: task.reason === 'demand',
           ...(task.deadline === undefined ? {} : { deadline: task.deadline }),
+          // One multipart POST, as the control server asked, for a task of the whole item.
+          multipart: task.protocol === 'http/1',
           signal: controller.signal,
         },
       )

@@ -189,10 +189,17 @@ export class HttpTransport implements Transport {
       throw new TransportError('socket-closed', 'upload is gone', { serverId: this.info.id });
     const digest = `sha-256=:${toBase64(sha256)}:`;
     // The last byte again (unchanged bytes may be sent again), now with the item's digest.
-    const answer =
-      meta.size === 0
-        ? await this.#postEmpty(upload, sha256)
-        : await this.#put(upload, meta.size - 1, meta.size, meta.blob.slice(meta.size - 1), digest);
+    if (meta.size === 0) {
+      await this.post(meta, sha256, upload.abort.signal);
+      return;
+    }
+    const answer = await this.#put(
+      upload,
+      meta.size - 1,
+      meta.size,
+      meta.blob.slice(meta.size - 1),
+      digest,
+    );
     if (answer.complete !== true)
       throw new ServerError('incomplete', `${this.info.id} does not hold the whole item`, {
         serverId: this.info.id,
@@ -256,25 +263,27 @@ export class HttpTransport implements Transport {
     }
     if (!response.ok) throw await this.#error(response, meta.itemId);
     upload.created = true;
-    return (await response.json()) as { complete?: boolean };
+    return describe(response);
   }
 
-  /** An empty item: one multipart `POST`, which creates and completes it. */
-  async #postEmpty(upload: Upload, sha256: Uint8Array): Promise<{ complete?: boolean }> {
-    const { meta } = upload;
+  /**
+   * Sends a whole item as one `multipart/form-data` `POST` with its SHA-256, which the server checks
+   * as it stores the bytes: the short road for a small item, and the way an empty one is created.
+   * @throws {ServerError | TransportError} as a `PUT` would
+   */
+  async post(meta: UploadMeta, sha256: Uint8Array, signal?: AbortSignal): Promise<void> {
     const form = new FormData();
     form.append('itemId', meta.itemId);
-    form.append('size', '0');
+    form.append('size', String(meta.size));
     form.append('sha256', toHex(sha256));
-    form.append('file', new Blob([], { type: meta.mime }), meta.name || 'item');
+    form.append('file', meta.blob.slice(0, meta.size, meta.mime), meta.name || 'item');
     const response = await this.#fetch(this.#base, {
       method: 'POST',
       headers: this.#auth(),
       body: form,
-      signal: upload.abort.signal,
+      ...(signal ? { signal } : {}),
     });
     if (!response.ok) throw await this.#error(response, meta.itemId);
-    return (await response.json()) as { complete?: boolean };
   }
 
   /** `fetch`, with network failures as {@link TransportError}s. */
@@ -316,6 +325,16 @@ export class HttpTransport implements Transport {
 
   #auth(): Record<string, string> {
     return { Authorization: `Bearer ${this.info.token}` };
+  }
+}
+
+/** The item as a `2xx` answer describes it (nothing, when the body is not the JSON it should be). */
+async function describe(response: Response): Promise<{ complete?: boolean }> {
+  try {
+    const body: unknown = await response.json();
+    return typeof body === 'object' && body !== null ? (body as { complete?: boolean }) : {};
+  } catch {
+    return {};
   }
 }
 

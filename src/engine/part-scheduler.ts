@@ -49,6 +49,11 @@ export interface RunOptions {
   readonly deadline?: number;
   /** Aborts the task, queued or running: the promise rejects. */
   readonly signal?: AbortSignal;
+  /**
+   * Send the item whole as one `multipart/form-data` POST to the upload server of a task that
+   * covers all of it on one server (the control server asked for `http/1`); otherwise ignored.
+   */
+  readonly multipart?: boolean;
 }
 
 interface Entry {
@@ -60,6 +65,7 @@ interface Entry {
   readonly deadline: number;
   readonly seq: number;
   readonly signal: AbortSignal | undefined;
+  readonly multipart: boolean;
   readonly resolve: (result: UploadResult) => void;
   readonly reject: (error: unknown) => void;
   /** Aborts the current run (a preemption, or the task's own signal). */
@@ -114,6 +120,7 @@ export class PartScheduler {
         deadline: options.deadline ?? Infinity,
         seq: this.#seq++,
         signal,
+        multipart: options.multipart === true,
         resolve,
         reject,
         preempted: false,
@@ -190,7 +197,7 @@ export class PartScheduler {
     entry.signal?.addEventListener('abort', follow, { once: true });
     const { item, ranges, onProgress } = entry;
     new TaskRun(this.#options, this.#pool, item, ranges, onProgress, attempt.signal)
-      .run()
+      .run(entry.multipart)
       .then(
         (result) => {
           this.#running.delete(entry);
@@ -260,7 +267,8 @@ class TaskRun {
     this.#whole = covers(merged, { start: 0, end: item.blob.size });
   }
 
-  async run(): Promise<UploadResult> {
+  /** @param multipart send a task of the whole item on one server as one multipart POST */
+  async run(multipart = false): Promise<UploadResult> {
     const size = this.#item.blob.size;
     const byServer = new Map<string, ByteRange[]>();
     for (const r of this.#ranges) {
@@ -275,6 +283,15 @@ class TaskRun {
     }
     // Every server at once. Ranges going to several servers are hashed from the file alongside (the
     // bytes each server is sent do not come in the item's order).
+    if (multipart && byServer.size === 1 && this.#whole && size > 0) {
+      const [serverId] = byServer.keys();
+      try {
+        return await this.#post(serverId!);
+      } catch (e) {
+        // Broken off or refused: the bytes go by parts, from what the server stored.
+        if (this.#signal.aborted) throw e;
+      }
+    }
     if (byServer.size > 1) this.#hashAhead();
     let failure: { error: unknown } | undefined;
     await Promise.all(
@@ -424,6 +441,23 @@ class TaskRun {
       this.#signal.removeEventListener('abort', onAbort);
       transport.release(uploadId);
     }
+  }
+
+  /**
+   * The whole item as one `multipart/form-data` POST, with its SHA-256 for the server to check. A
+   * cancel breaks it off; what the server stored stays, and a later task sends the rest by parts.
+   */
+  async #post(serverId: string): Promise<UploadResult> {
+    const { itemId, name, blob } = this.#item;
+    const sha256 = await this.#abortable(this.#hasher.digest());
+    this.#sent = blob.size;
+    this.#report();
+    await this.#pool
+      .http(serverId)
+      .post({ itemId, size: blob.size, mime: blob.type, name, blob }, sha256, this.#signal);
+    this.#pool.stored(serverId, blob.size);
+    this.#addStored({ start: 0, end: blob.size });
+    return { itemId, name, size: blob.size, sha256: toHex(sha256), servers: [serverId] };
   }
 
   /**

@@ -69,6 +69,27 @@ export class SocketPool {
   }
 
   /**
+   * HTTP uploads to a server (its `http/1` endpoint), whatever protocol its connection speaks: for
+   * a whole item in one multipart POST.
+   * @param serverId the server
+   * @throws {TransportError} when the server is not in the list
+   */
+  http(serverId: string): HttpTransport {
+    const entry = this.#entries.get(serverId);
+    if (!entry)
+      throw new TransportError('no-servers', `upload server ${serverId} is not in the list`, {
+        serverId,
+      });
+    if (entry.transport instanceof HttpTransport) return entry.transport;
+    return new HttpTransport(
+      entry.info,
+      this.#options,
+      new URL('/uploads', entry.info.httpUrl).href,
+      undefined,
+    );
+  }
+
+  /**
    * Bytes per second a server stored lately, when it stored any.
    * @param serverId the server
    */

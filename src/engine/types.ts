@@ -93,6 +93,11 @@ export interface RunningTask extends Required<TransmitTask> {
   readonly reason: TransmitReason | 'page';
   /** When the control server wants it done, milliseconds since the epoch, when it said. */
   readonly deadline?: number;
+  /**
+   * The data protocol the control server asked for, when it did: `http/1` sends a small item whole
+   * as one `multipart/form-data` POST to its upload server.
+   */
+  readonly protocol?: string;
 }
 
 /** Who a message goes to: one browser (`clientId`), every browser of a user, or a room. */

@@ -45,6 +45,8 @@ export interface TestControlOptions {
   readonly sessionResumeMs?: number;
   /** Interval of WebSocket pings to browsers (and of linked upload servers' heartbeats), in ms. */
   readonly heartbeatMs?: number;
+  /** Items up to this size start as one multipart POST (`transmit.protocol` `http/1`). */
+  readonly multipartMax?: number;
 }
 
 /** What {@link startDeployment} starts. */

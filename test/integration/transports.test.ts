@@ -82,6 +82,34 @@ describe('transports', () => {
     });
   }
 
+  it('sends a small item as one multipart POST when the control server asks for http/1', async () => {
+    d = await startDeployment({
+      uploadServers: 1,
+      linked: true,
+      controlOptions: { multipartMax: 1 * MiB },
+    });
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    await engine.start();
+    await until(() => engine!.servers[0]?.state === 'open');
+    const protocols: (string | undefined)[] = [];
+    engine.on('transmit-request', (e) => protocols.push(e.detail.task.protocol));
+    const file = randomFile(300_000, 'small.bin');
+    const expected = await sha256Hex(await file.arrayBuffer());
+    const result = await upload(engine, file);
+    expect(protocols).to.deep.equal(['http/1']);
+    expect(result.sha256).to.equal(expected);
+    expect(await storedSha256(d, 'up-1', result.itemId)).to.deep.equal({
+      complete: true,
+      size: file.size,
+      sha256: expected,
+    });
+    // One POST of the whole item, and no parts.
+    const requests = (await httpLog(d, 'up-1')).filter((r) => r.method !== 'OPTIONS');
+    expect(requests.map((r) => [r.method, r.url, r.status])).to.deep.equal([
+      ['POST', '/uploads', 201],
+    ]);
+  });
+
   it('speaks dup/2 to a server that does not offer the preferred protocol', async () => {
     d = await startDeployment({
       uploadServers: 1,
