@@ -978,6 +978,9 @@ export class WsUploaderEngine extends EventTarget {
         bytesSent: Math.max(s.bytesSent, p.bytesSent),
         bytesStored: Math.max(s.bytesStored, p.bytesStored),
         bytesTotal: p.bytesTotal,
+        ...(Object.keys(p.bytesByServer).length === 0
+          ? {}
+          : { bytesByServer: maxByServer(s.bytesByServer, p.bytesByServer) }),
       }));
     };
     return this.#scheduler
@@ -1277,4 +1280,14 @@ function receivedItem(item: ItemMeta): ReceivedItem {
     ...(item.lastModified === undefined ? {} : { lastModified: item.lastModified }),
   });
   return raster ? { meta, blob, dataUrl: `data:${base};base64,${content}` } : { meta, blob };
+}
+
+/** Per-server byte counts, each the larger of the two. */
+function maxByServer(
+  a: Readonly<Record<string, number>> | undefined,
+  b: Readonly<Record<string, number>>,
+): Record<string, number> {
+  const out: Record<string, number> = { ...a };
+  for (const [id, bytes] of Object.entries(b)) out[id] = Math.max(out[id] ?? 0, bytes);
+  return out;
 }

@@ -32,6 +32,8 @@ export interface TaskProgress {
   readonly bytesStored: number;
   /** Bytes the task covers. */
   readonly bytesTotal: number;
+  /** Bytes each upload server of the task holds of its ranges there, by server id. */
+  readonly bytesByServer: Readonly<Record<string, number>>;
 }
 
 /** How a task is scheduled. */
@@ -243,6 +245,8 @@ class TaskRun {
   readonly #whole: boolean;
   readonly #total: number;
   #stored: ByteRange[] = [];
+  /** What each server holds of the task's ranges. */
+  readonly #storedBy = new Map<string, ByteRange[]>();
   #sent = 0;
 
   constructor(
@@ -350,7 +354,7 @@ class TaskRun {
       ack: (start, end) => {
         outstanding -= end - start;
         this.#pool.stored(serverId, end - start);
-        this.#addStored({ start, end });
+        this.#addStored({ start, end }, serverId);
         if (outstanding === 0) settle?.();
       },
       error: (error) => {
@@ -378,7 +382,8 @@ class TaskRun {
     this.#signal.addEventListener('abort', onAbort, { once: true });
     try {
       const held = opened.complete ? [{ start: 0, end: blob.size }] : opened.ranges;
-      for (const r of held) for (const mine of ranges) this.#addStored(intersect(r, mine));
+      for (const r of held)
+        for (const mine of ranges) this.#addStored(intersect(r, mine), serverId);
       // Blobs go out without being read here: the item's digest is read from the file alongside.
       if (transport.takesBlobs && this.#whole) this.#hashAhead();
       this.#pool.sending(serverId);
@@ -456,7 +461,7 @@ class TaskRun {
       .http(serverId)
       .post({ itemId, size: blob.size, mime: blob.type, name, blob }, sha256, this.#signal);
     this.#pool.stored(serverId, blob.size);
-    this.#addStored({ start: 0, end: blob.size });
+    this.#addStored({ start: 0, end: blob.size }, serverId);
     return { itemId, name, size: blob.size, sha256: toHex(sha256), servers: [serverId] };
   }
 
@@ -497,18 +502,22 @@ class TaskRun {
     this.#hasher.digest().catch(() => undefined);
   }
 
-  #addStored(range: ByteRange | undefined): void {
+  #addStored(range: ByteRange | undefined, serverId: string): void {
     if (!range) return;
     this.#stored = addRange(this.#stored, range);
+    this.#storedBy.set(serverId, addRange(this.#storedBy.get(serverId) ?? [], range));
     this.#report();
   }
 
   #report(): void {
     const bytesStored = rangeBytes(this.#stored);
+    const bytesByServer: Record<string, number> = {};
+    for (const [serverId, ranges] of this.#storedBy) bytesByServer[serverId] = rangeBytes(ranges);
     this.#onProgress({
       bytesSent: Math.max(this.#sent, bytesStored),
       bytesStored,
       bytesTotal: this.#total,
+      bytesByServer,
     });
   }
 

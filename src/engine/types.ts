@@ -63,6 +63,11 @@ export interface ItemStatus {
   readonly bytesStored: number;
   /** Bytes the current task covers. */
   readonly bytesTotal: number;
+  /**
+   * Bytes each upload server acknowledged as stored, by server id (for an item split across
+   * servers, or moved to another one); never going backwards. Absent before any was stored.
+   */
+  readonly bytesByServer?: Readonly<Record<string, number>>;
   /** Hex SHA-256, once complete. */
   readonly sha256: string | undefined;
   /** Servers that hold it, once complete. */

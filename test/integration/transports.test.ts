@@ -214,5 +214,10 @@ describe('transports', () => {
     expect(await gate).to.equal('progress');
     expect(result.sha256).to.equal(await sha256Hex(bytes));
     expect([...result.servers].sort()).to.deep.equal(['up-1', 'up-2']);
+    // Progress per server: what each holds of the item, adding up to all of it.
+    const byServer = engine.items.find((i) => i.itemId === result.itemId)!.bytesByServer!;
+    const ranges = tasks[0]!;
+    for (const r of ranges) expect(byServer[r.serverId]).to.equal(r.end - r.start);
+    expect(Object.values(byServer).reduce((a, b) => a + b, 0)).to.equal(bytes.length);
   });
 });
