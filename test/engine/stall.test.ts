@@ -153,13 +153,14 @@ describe('Dup2Transport stall detection', () => {
     expect(errors.map((e) => (e as TransportError).code)).to.deep.equal(['stalled']);
   });
 
-  it('counts bytes leaving the socket buffer as progress (a slow link), and stalls once they stop', async () => {
+  /** A welcomed transport with one open upload, on a fake socket and a fake clock. */
+  async function openUpload(stallTimeoutMs: number) {
     const clock = new FakeClock();
     let socket!: FakeServerSocket;
     const options = resolveOptions({
       controlUrl: 'ws://control.invalid/',
       authToken: 't',
-      stallTimeoutMs: 1000,
+      stallTimeoutMs,
       clock,
       createSocket: () => (socket = new FakeServerSocket()),
     });
@@ -176,12 +177,17 @@ describe('Dup2Transport stall detection', () => {
       () => undefined,
     );
     await transport.connect();
-    const opened = await transport.open(
+    const { uploadId } = await transport.open(
       { itemId: 'i', size: 1000, mime: '', name: 'i', blob: new Blob([new Uint8Array(1000)]) },
       { ack: () => undefined, error: () => undefined },
     );
+    return { clock, socket, transport, uploadId };
+  }
+
+  it('counts bytes leaving the socket buffer as progress (a slow link), and stalls once they stop', async () => {
+    const { clock, socket, transport, uploadId } = await openUpload(1000);
     socket.acks = false;
-    transport.sendData(opened.uploadId, 0, new Uint8Array(500));
+    transport.sendData(uploadId, 0, new Uint8Array(500));
     // No ACK for 3 stall times, but the buffer drains a little each time: alive.
     for (let i = 0; i < 3; i++) {
       socket.bufferedAmount = Math.max(0, socket.bufferedAmount - 100);
@@ -195,35 +201,10 @@ describe('Dup2Transport stall detection', () => {
   });
 
   it('finds a connection that went silent with its bytes already out of the buffer within two stall times', async () => {
-    const clock = new FakeClock();
-    let socket!: FakeServerSocket;
-    const options = resolveOptions({
-      controlUrl: 'ws://control.invalid/',
-      authToken: 't',
-      stallTimeoutMs: 1000,
-      clock,
-      createSocket: () => (socket = new FakeServerSocket()),
-    });
-    const transport = new Dup2Transport(
-      {
-        id: 'fake',
-        url: 'ws://fake.invalid/dup',
-        httpUrl: 'http://fake.invalid',
-        protocols: ['dup/2'],
-        token: 't',
-        tokenExpiresAt: 0,
-      },
-      options,
-      () => undefined,
-    );
-    await transport.connect();
-    const opened = await transport.open(
-      { itemId: 'i', size: 1000, mime: '', name: 'i', blob: new Blob([new Uint8Array(1000)]) },
-      { ack: () => undefined, error: () => undefined },
-    );
+    const { clock, socket, transport, uploadId } = await openUpload(1000);
     socket.acks = false;
     socket.holds = false;
-    transport.sendData(opened.uploadId, 0, new Uint8Array(500));
+    transport.sendData(uploadId, 0, new Uint8Array(500));
     clock.advance(1000);
     expect(transport.isOpen).to.equal(true); // the bytes left the buffer since the last look
     clock.advance(999);
@@ -234,37 +215,12 @@ describe('Dup2Transport stall detection', () => {
   });
 
   it('starts the stall clock when bytes go out after a quiet spell, not at the last ACK', async () => {
-    const clock = new FakeClock();
-    let socket!: FakeServerSocket;
-    const options = resolveOptions({
-      controlUrl: 'ws://control.invalid/',
-      authToken: 't',
-      stallTimeoutMs: 1000,
-      clock,
-      createSocket: () => (socket = new FakeServerSocket()),
-    });
-    const transport = new Dup2Transport(
-      {
-        id: 'fake',
-        url: 'ws://fake.invalid/dup',
-        httpUrl: 'http://fake.invalid',
-        protocols: ['dup/2'],
-        token: 't',
-        tokenExpiresAt: 0,
-      },
-      options,
-      () => undefined,
-    );
-    await transport.connect();
-    const opened = await transport.open(
-      { itemId: 'i', size: 1000, mime: '', name: 'i', blob: new Blob([new Uint8Array(1000)]) },
-      { ack: () => undefined, error: () => undefined },
-    );
-    transport.sendData(opened.uploadId, 0, new Uint8Array(100));
+    const { clock, socket, transport, uploadId } = await openUpload(1000);
+    transport.sendData(uploadId, 0, new Uint8Array(100));
     await tick(); // acknowledged
     clock.advance(5000); // quiet: nothing in flight
     socket.acks = false;
-    transport.sendData(opened.uploadId, 100, new Uint8Array(100));
+    transport.sendData(uploadId, 100, new Uint8Array(100));
     clock.advance(999);
     expect(transport.isOpen).to.equal(true); // counted from the send, not from the ACK 5 s ago
     clock.advance(1);
