@@ -42,7 +42,7 @@ async function start({
   // Linked upload servers need the control server first: they connect to it.
   let control;
   let controlUrl;
-  const createControl = async (uploadEndpoints) => {
+  const createControl = async (uploadEndpoints, port = 0) => {
     control = servers.createControlServer({
       secret,
       uploadServers: uploadEndpoints,
@@ -51,13 +51,14 @@ async function start({
       ...(plannerOptions ? { plan: servers.createPlanner(plannerOptions) } : {}),
       ...controlOptions,
     });
-    controlUrl = await control.listen(0, '127.0.0.1');
+    controlUrl = await control.listen(port, '127.0.0.1');
     // Its TCP connections, so a test can cut them all (a network blip).
     control.tcp = new Set();
     control.httpServer.on('connection', (socket) => {
       control.tcp.add(socket);
       socket.once('close', () => control.tcp.delete(socket));
     });
+    return control;
   };
   if (linked) await createControl([]);
   /** Starts upload server `id` on `port` (0: any), with its log and HTTP log. */
@@ -112,7 +113,9 @@ async function start({
   }
   const token = await servers.createUserToken(secret, 'test-user');
   const handle = nextHandle++;
-  running.set(handle, { dir, uploads, control, secret, tasks, startUpload });
+  // A new control server process on the same port: everything it knew is gone.
+  const restartControl = (port) => createControl(linked ? [] : endpoints, port);
+  running.set(handle, { dir, uploads, control, secret, tasks, startUpload, restartControl });
   const listed = linked
     ? control.servers().map(({ id, url, httpUrl }) => ({ id, url, httpUrl }))
     : endpoints;
@@ -344,6 +347,20 @@ async function killUpload({ handle, serverId, crash = false }) {
   return true;
 }
 
+/**
+ * Stops the control server as a crash would (every connection cut, nothing said), and starts a new
+ * one with the same options on the same port after `downMs`: all its state is gone.
+ */
+async function restartControl({ handle, downMs = 0 }) {
+  const d = running.get(handle);
+  const port = d.control.httpServer.address().port;
+  for (const socket of d.control.tcp) socket.destroy();
+  await d.control.close();
+  await new Promise((r) => setTimeout(r, downMs));
+  d.control = await d.restartControl(port);
+  return true;
+}
+
 /** Starts a killed upload server again: same id, port and folder (what it stored is kept). */
 async function restartUpload({ handle, serverId }) {
   const d = running.get(handle);
@@ -371,6 +388,7 @@ const COMMANDS = {
   'ws-servers:stop': stop,
   'ws-servers:kill-upload': killUpload,
   'ws-servers:restart-upload': restartUpload,
+  'ws-servers:restart-control': restartControl,
   'ws-servers:drop-control': dropControl,
   'ws-servers:upload-logs': uploadLogs,
   'ws-servers:corrupting-proxy': corruptingProxy,

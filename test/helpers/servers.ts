@@ -175,6 +175,19 @@ export async function killUpload(
   );
 }
 
+/**
+ * Crashes the control server and starts a new one (same options and port, no state) after
+ * `downMs`.
+ */
+export async function restartControl(d: TestDeployment, downMs = 0): Promise<boolean> {
+  return (
+    (await executeServerCommand<boolean, object>('ws-servers:restart-control', {
+      handle: d.handle,
+      downMs,
+    })) ?? false
+  );
+}
+
 /** Starts a killed upload server again on its port and folder; false when it was not killed. */
 export async function restartUpload(d: TestDeployment, serverId: string): Promise<boolean> {
   return (
