@@ -555,7 +555,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     });
     const item = await store.getItem(itemId);
     if (item && item.state !== 'stored') {
-      const planned = reason === 'publish' || reason === 'replan';
+      // A plan of the whole item (a demand's replan may cover only a reader's ranges).
+      const planned =
+        (reason === 'publish' || reason === 'replan') &&
+        validatePlan(item.meta, ranges, new Set(ranges.map((r) => r.serverId))) === undefined;
       await store.putItem({ ...item, state: 'uploading', ...(planned ? { plan: ranges } : {}) });
     }
     send(session.ws, {
@@ -816,12 +819,11 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     const known = await store.getItem(meta.itemId);
     const previous = known?.state === 'failed' ? undefined : known?.plan;
     const live = serverIds();
-    const ranges =
-      previous &&
+    const reused =
+      previous !== undefined &&
       previous.every((r) => live.has(r.serverId)) &&
-      validatePlan(meta, previous, live) === undefined
-        ? previous
-        : plan(meta, candidatesFor(session));
+      validatePlan(meta, previous, live) === undefined;
+    const ranges = reused ? previous : plan(meta, candidatesFor(session));
     if (meta.size === 0 || ranges.length === 0) {
       if (meta.size > 0)
         fail(session.ws, 'no-servers', 'no upload server can take this item', meta.itemId);
@@ -834,8 +836,9 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     }
     // A small item may go as one multipart POST (it switches to parts if a reader waits for it).
     const only = ranges.length === 1 ? registry.get(ranges[0]!.serverId) : undefined;
+    // (Not for an item going back to its servers: they hold some of it, only the rest goes.)
     const multipart =
-      meta.size <= multipartMax && only?.protocols?.includes(PROTOCOL.HTTP_1) === true;
+      !reused && meta.size <= multipartMax && only?.protocols?.includes(PROTOCOL.HTTP_1) === true;
     await transmit(
       session,
       meta.itemId,

@@ -170,7 +170,8 @@ interface Upload {
  * @internal
  */
 export class Dup1Transport implements Transport {
-  readonly info: ServerInfo;
+  /** The server, with this client's newest token. */
+  info: ServerInfo;
   readonly protocol = 'dup/1';
   readonly takesBlobs = false;
   stalled = false;

@@ -51,7 +51,8 @@ interface UploadSlot {
  * @internal
  */
 export class Dup2Transport implements Transport {
-  readonly info: ServerInfo;
+  /** The server, with this client's newest token. */
+  info: ServerInfo;
   readonly protocol = 'dup/2';
   readonly takesBlobs = false;
   /** Whether this connection was closed for stalling. */

@@ -45,7 +45,7 @@ interface Upload {
  * @internal
  */
 export class HttpTransport implements Transport {
-  readonly info: ServerInfo;
+  #info: ServerInfo;
   readonly protocol = 'http/1';
   readonly takesBlobs = true;
   readonly #options: ResolvedEngineOptions;
@@ -70,10 +70,20 @@ export class HttpTransport implements Transport {
     endpoint: string,
     live: Transport | undefined,
   ) {
-    this.info = info;
+    this.#info = info;
     this.#options = options;
     this.#base = endpoint.replace(/\/+$/, '');
     this.#live = live;
+  }
+
+  /** The server, with this client's newest token (passed on to the WebSocket kept for pings). */
+  get info(): ServerInfo {
+    return this.#info;
+  }
+
+  set info(info: ServerInfo) {
+    this.#info = info;
+    if (this.#live) this.#live.info = info;
   }
 
   get stalled(): boolean {
@@ -218,7 +228,14 @@ export class HttpTransport implements Transport {
   close(): void {
     this.#closed = true;
     this.#live?.close();
-    for (const id of [...this.#uploads.keys()]) this.release(id);
+    const error = new TransportError('socket-closed', 'closed by the page', {
+      serverId: this.info.id,
+    });
+    for (const [id, upload] of [...this.#uploads]) {
+      this.release(id);
+      // Its task is told, as a closed WebSocket tells its uploads.
+      upload.listener.error(error);
+    }
   }
 
   /** One `PUT` of `[start, end)`; resolves with the server's description of the item. */
@@ -242,7 +259,7 @@ export class HttpTransport implements Transport {
         headers['Item-Name'] = encodeURIComponent(truncateUtf8(meta.name, MAX_NAME_BYTES));
     }
     if (digest) headers['Repr-Digest'] = digest;
-    const timeout = this.#options.stallTimeoutMs + ((end - start) * 1000) / SLOWEST_RATE;
+    const timeout = this.#timeoutMs(end - start, upload.requests);
     const signal = AbortSignal.any([upload.abort.signal, AbortSignal.timeout(timeout)]);
     let response: Response;
     try {
@@ -253,12 +270,7 @@ export class HttpTransport implements Transport {
         signal,
       });
     } catch (e) {
-      if (signal.aborted && !upload.abort.signal.aborted) {
-        this.#stalled = true;
-        throw new TransportError('stalled', `${this.info.id} did not answer a part in time`, {
-          serverId: this.info.id,
-        });
-      }
+      if (signal.aborted && !upload.abort.signal.aborted) throw this.#stall();
       throw e;
     }
     if (!response.ok) throw await this.#error(response, meta.itemId);
@@ -277,13 +289,35 @@ export class HttpTransport implements Transport {
     form.append('size', String(meta.size));
     form.append('sha256', toHex(sha256));
     form.append('file', meta.blob.slice(0, meta.size, meta.mime), meta.name || 'item');
-    const response = await this.#fetch(this.#base, {
-      method: 'POST',
-      headers: this.#auth(),
-      body: form,
-      ...(signal ? { signal } : {}),
-    });
+    const timeout = AbortSignal.timeout(this.#timeoutMs(meta.size, 1));
+    let response: Response;
+    try {
+      response = await this.#fetch(this.#base, {
+        method: 'POST',
+        headers: this.#auth(),
+        body: form,
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+    } catch (e) {
+      if (timeout.aborted && !signal?.aborted) throw this.#stall();
+      throw e;
+    }
     if (!response.ok) throw await this.#error(response, meta.itemId);
+  }
+
+  /**
+   * How long a request of `bytes` may take: `stallTimeoutMs`, plus its bytes at the slowest rate
+   * the engine allows for, shared with the other requests in flight.
+   */
+  #timeoutMs(bytes: number, requests: number): number {
+    return this.#options.stallTimeoutMs + (bytes * 1000 * Math.max(1, requests)) / SLOWEST_RATE;
+  }
+
+  #stall(): TransportError {
+    this.#stalled = true;
+    return new TransportError('stalled', `${this.info.id} did not answer a request in time`, {
+      serverId: this.info.id,
+    });
   }
 
   /** `fetch`, with network failures as {@link TransportError}s. */
@@ -340,14 +374,23 @@ async function describe(response: Response): Promise<{ complete?: boolean }> {
 
 /** An `http/1` error code as the wire or control error of the same meaning. */
 function wireCode(code: string, status: number): ControlErrorCode {
-  if (code in WIRE_ERROR) return code as WireErrorCode;
+  if (Object.hasOwn(WIRE_ERROR, code)) return code as WireErrorCode;
   if (code === 'bad-request') return 'bad-frame';
   if (code === 'not-found') return 'unknown-upload';
-  if (code === 'forbidden' || status === 403) return 'forbidden';
-  if (status === 401) return 'unauthorized';
-  if (status === 423) return 'locked';
-  if (status === 507) return 'storage-full';
-  return 'internal';
+  if (code === 'forbidden') return 'forbidden';
+  // An answer without our JSON (a proxy's, say): by its status.
+  const byStatus: Record<number, ControlErrorCode> = {
+    400: 'bad-frame',
+    401: 'unauthorized',
+    403: 'forbidden',
+    404: 'unknown-upload',
+    409: 'conflict',
+    413: 'too-large',
+    422: 'digest-mismatch',
+    423: 'locked',
+    507: 'storage-full',
+  };
+  return byStatus[status] ?? 'internal';
 }
 
 /** `Upload-Ranges: 0-99,200-299` (inclusive pairs) as half-open ranges. */

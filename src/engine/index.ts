@@ -28,3 +28,4 @@ export {
   type UploadResult,
 } from './types.js';
 export type { ResumeOptions, ResumeRecord, ResumeStore } from './resume-store.js';
+export { DATA_PROTOCOLS, type DataProtocol } from './transport.js';

@@ -54,6 +54,9 @@ export class ItemHasher {
       }
       return hasher.digest('binary');
     })();
+    // A failed read (a file that cannot be read for a moment) is tried again by the next call,
+    // from where the hash got to.
+    this.#digest.catch(() => (this.#digest = undefined));
     return this.#digest;
   }
 }

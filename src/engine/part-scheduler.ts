@@ -247,6 +247,8 @@ class TaskRun {
   #stored: ByteRange[] = [];
   /** What each server holds of the task's ranges. */
   readonly #storedBy = new Map<string, ByteRange[]>();
+  /** Bytes each server acknowledged in this task (for its retry budget). */
+  readonly #ackedBy = new Map<string, number>();
   #sent = 0;
 
   constructor(
@@ -324,15 +326,15 @@ class TaskRun {
     const delays = this.#options.retryDelays;
     for (let attempt = 0; ; attempt++) {
       this.#checkAborted();
-      const storedBefore = rangeBytes(this.#stored);
+      const ackedBefore = this.#ackedBy.get(serverId) ?? 0;
       try {
         await this.#attempt(await this.#abortable(this.#pool.get(serverId)), ranges, serverId);
         return;
       } catch (e) {
         const error = e as WsUploaderError;
         if (this.#signal?.aborted) throw error;
-        // Bytes advanced since the last try: the connection is worth more tries (as tus does).
-        if (rangeBytes(this.#stored) > storedBefore) attempt = 0;
+        // This server stored more since the last try: it is worth more tries (as tus does).
+        if ((this.#ackedBy.get(serverId) ?? 0) > ackedBefore) attempt = 0;
         const retryable =
           (error instanceof TransportError || (error instanceof ServerError && error.retryable)) &&
           attempt < delays.length;
@@ -349,10 +351,15 @@ class TaskRun {
     let failure: WsUploaderError | undefined;
     let outstanding = 0;
     let settle: (() => void) | undefined;
+    // What this server holds now: what OPENED said plus this attempt's ACKs. (After a digest
+    // mismatch it forgot everything, and every byte goes again.)
+    let have: ByteRange[] = [];
     const meta = { itemId, size: blob.size, mime: blob.type, name: this.#item.name, blob };
     const opening = transport.open(meta, {
       ack: (start, end) => {
         outstanding -= end - start;
+        have = addRange(have, { start, end });
+        this.#ackedBy.set(serverId, (this.#ackedBy.get(serverId) ?? 0) + end - start);
         this.#pool.stored(serverId, end - start);
         this.#addStored({ start, end }, serverId);
         if (outstanding === 0) settle?.();
@@ -382,8 +389,10 @@ class TaskRun {
     this.#signal.addEventListener('abort', onAbort, { once: true });
     try {
       const held = opened.complete ? [{ start: 0, end: blob.size }] : opened.ranges;
-      for (const r of held)
+      for (const r of held) {
+        have = addRange(have, r);
         for (const mine of ranges) this.#addStored(intersect(r, mine), serverId);
+      }
       // Blobs go out without being read here: the item's digest is read from the file alongside.
       if (transport.takesBlobs && this.#whole) this.#hashAhead();
       this.#pool.sending(serverId);
@@ -403,7 +412,7 @@ class TaskRun {
       const chunkSize = (): number =>
         transport.chunkSize(this.#options.chunkSize, this.#pool.throughput(serverId));
       for (const range of ranges) {
-        for (const gap of missingRanges(range, this.#stored)) {
+        for (const gap of missingRanges(range, have)) {
           if (transport.takesBlobs) {
             for (let offset = gap.start; offset < gap.end;) {
               const end = Math.min(gap.end, offset + chunkSize());
@@ -455,11 +464,10 @@ class TaskRun {
   async #post(serverId: string): Promise<UploadResult> {
     const { itemId, name, blob } = this.#item;
     const sha256 = await this.#abortable(this.#hasher.digest());
-    this.#sent = blob.size;
-    this.#report();
     await this.#pool
       .http(serverId)
       .post({ itemId, size: blob.size, mime: blob.type, name, blob }, sha256, this.#signal);
+    this.#sent = blob.size;
     this.#pool.stored(serverId, blob.size);
     this.#addStored({ start: 0, end: blob.size }, serverId);
     return { itemId, name, size: blob.size, sha256: toHex(sha256), servers: [serverId] };

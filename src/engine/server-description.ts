@@ -11,6 +11,7 @@ const DESCRIBE_TIMEOUT_MS = 3000;
 
 /** The protocol to speak to a server and the URL of its endpoint. */
 export interface ProtocolChoice {
+  /** The protocol the bytes go over. */
   readonly protocol: DataProtocol;
   /** WebSocket URL (`dup/*`) or HTTP endpoint URL (`http/1`). */
   readonly url: string;

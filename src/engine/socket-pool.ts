@@ -133,6 +133,8 @@ export class SocketPool {
         if (entry.info.url !== info.url || entry.info.httpUrl !== info.httpUrl)
           entry.choice = undefined;
         entry.info = info;
+        // A renewed token: for the transport's next connections and requests.
+        if (entry.transport) entry.transport.info = info;
         continue;
       }
       const fresh: Entry = {

@@ -32,9 +32,13 @@ export interface OpenedUpload {
 
 /** What the scheduler tells a transport about the item when it opens an upload. */
 export interface UploadMeta {
+  /** The item's id. */
   readonly itemId: string;
+  /** Its size in bytes. */
   readonly size: number;
+  /** Its media type (empty when unknown). */
   readonly mime: string;
+  /** Its file name. */
   readonly name: string;
   /** The whole item. */
   readonly blob: Blob;
@@ -45,8 +49,11 @@ export interface UploadMeta {
  * @internal
  */
 export interface Transport {
-  /** The server, with this client's token. */
-  readonly info: ServerInfo;
+  /**
+   * The server, with this client's token: the newest one, as the control server renews it
+   * (new connections and HTTP requests use it).
+   */
+  info: ServerInfo;
   /** The protocol that carries the bytes. */
   readonly protocol: DataProtocol;
   /** Whether the last connection was closed for stalling. */

@@ -227,6 +227,32 @@ describe('Dup2Transport stall detection', () => {
     expect(transport.isOpen).to.equal(false);
   });
 
+  it('hands a renewed upload token to the open connection, for its next connections and requests', async () => {
+    const clock = new FakeClock();
+    const options = resolveOptions({
+      controlUrl: 'ws://control.invalid/',
+      authToken: 't',
+      clock,
+      createSocket: () => new FakeServerSocket(),
+    });
+    const pool = new SocketPool(options, { change: () => undefined, probe: () => undefined });
+    const info = {
+      id: 'fake',
+      url: 'ws://fake.invalid/dup',
+      httpUrl: 'http://fake.invalid',
+      protocols: ['dup/2'],
+      token: 'old',
+      tokenExpiresAt: 1,
+    };
+    pool.update([info]);
+    const transport = await pool.get('fake');
+    expect(transport.info.token).to.equal('old');
+    pool.update([{ ...info, token: 'new', tokenExpiresAt: 2 }]);
+    expect(transport.info.token).to.equal('new');
+    expect(await pool.get('fake')).to.equal(transport); // the same connection, not a new one
+    pool.close();
+  });
+
   it('marks a server degraded while its heartbeat goes unanswered, and open again when it answers', async () => {
     const clock = new FakeClock();
     let socket!: FakeServerSocket;
