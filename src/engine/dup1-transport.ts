@@ -23,6 +23,7 @@ import { truncateUtf8, utf8Length } from '../protocol/utf8.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import { adaptiveChunk } from './chunk-size.js';
 import type { ResolvedEngineOptions, SocketLike } from './options.js';
+import { REPLY_TIMEOUT_MS, waitForRoom, type Room } from './flow-control.js';
 import { StallWatch } from './stall-watch.js';
 import type {
   OpenedUpload,
@@ -31,13 +32,6 @@ import type {
   UploadListener,
   UploadMeta,
 } from './transport.js';
-
-/** Bytes the socket may buffer before the sender waits. */
-const HIGH_WATER = 4 * 1024 * 1024;
-/** How often to look at `bufferedAmount` while it is high, in ms (the browser has no drain event). */
-const DRAIN_POLL_MS = 4;
-/** Time to wait for a welcome, an `opened`, a `complete` or a pong, in ms. */
-const REPLY_TIMEOUT_MS = 15_000;
 
 /** One welcomed dup/1 connection. */
 class Dup1Connection {
@@ -158,6 +152,8 @@ interface Upload {
   readonly connection: Dup1Connection;
   readonly listener: UploadListener;
   readonly stall: StallWatch;
+  /** Its connection's window and socket buffer, for {@link waitForRoom}. */
+  readonly room: Room;
   inFlight: number;
   cursor: number;
   finished?: Waiter<void>;
@@ -253,6 +249,13 @@ export class Dup1Transport implements Transport {
       cursor: 0,
       roomWaiters: [],
       done: false,
+      room: {
+        open: () => !upload.done,
+        inFlight: () => upload.inFlight,
+        window: () => connection.window,
+        buffered: () => connection.bufferedAmount,
+        onAck: (wake) => upload.roomWaiters.push(wake),
+      },
       stall: new StallWatch(this.#options.clock, this.#options.stallTimeoutMs, {
         busy: () => upload.inFlight > 0,
         buffered: () => connection.bufferedAmount,
@@ -314,19 +317,7 @@ export class Dup1Transport implements Transport {
 
   async waitForRoom(uploadId: number, bytes: number, signal?: AbortSignal): Promise<void> {
     const upload = this.#uploads.get(uploadId);
-    while (upload && !upload.done && !signal?.aborted) {
-      const windowOk = upload.inFlight === 0 || upload.inFlight + bytes <= upload.connection.window;
-      if (windowOk && upload.connection.bufferedAmount < HIGH_WATER) return;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          signal?.removeEventListener('abort', done);
-          resolve();
-        };
-        signal?.addEventListener('abort', done, { once: true });
-        if (!windowOk) upload.roomWaiters.push(done);
-        else this.#options.clock.setTimeout(done, DRAIN_POLL_MS);
-      });
-    }
+    if (upload) await waitForRoom(upload.room, bytes, this.#options.clock, signal);
   }
 
   sendData(uploadId: number, offset: number, payload: Uint8Array | Blob): void {

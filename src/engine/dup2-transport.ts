@@ -23,15 +23,9 @@ import type { ServerInfo } from '../protocol/control.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import type { ResolvedEngineOptions, SocketLike } from './options.js';
 import { adaptiveChunk } from './chunk-size.js';
+import { REPLY_TIMEOUT_MS, waitForRoom, type Room } from './flow-control.js';
 import { StallWatch } from './stall-watch.js';
 import type { Transport, TransportCloseHandler, UploadListener, UploadMeta } from './transport.js';
-
-/** Bytes the socket may buffer before the sender waits. */
-const HIGH_WATER = 4 * 1024 * 1024;
-/** How often to look at `bufferedAmount` while it is high, in ms (the browser has no drain event). */
-const DRAIN_POLL_MS = 4;
-/** Time to wait for WELCOME, OPENED or a PONG, in ms. */
-const REPLY_TIMEOUT_MS = 15_000;
 
 interface Pending<T> {
   resolve(value: T): void;
@@ -70,6 +64,14 @@ export class Dup2Transport implements Transport {
   #waiters: (() => void)[] = [];
   /** Reused for every DATA frame (see {@link Dup2Transport.sendData}). */
   #frame = new Uint8Array(0);
+  /** The connection's window and socket buffer, for {@link waitForRoom}. */
+  readonly #room: Room = {
+    open: () => !this.#closed,
+    inFlight: () => this.#inFlight,
+    window: () => this.#window,
+    buffered: () => this.#socket?.bufferedAmount ?? 0,
+    onAck: (wake) => this.#waiters.push(wake),
+  };
   /** Closes the connection when bytes are in flight and nothing moves for `stallTimeoutMs`. */
   readonly #stall: StallWatch;
 
@@ -253,20 +255,7 @@ export class Dup2Transport implements Transport {
    * @param signal ends the wait early (the caller checks why)
    */
   async waitForRoom(_uploadId: number, bytes: number, signal?: AbortSignal): Promise<void> {
-    while (!this.#closed && !signal?.aborted) {
-      const socket = this.#socket;
-      const windowOk = this.#inFlight === 0 || this.#inFlight + bytes <= this.#window;
-      if (windowOk && (socket?.bufferedAmount ?? 0) < HIGH_WATER) return;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          signal?.removeEventListener('abort', done);
-          resolve();
-        };
-        signal?.addEventListener('abort', done, { once: true });
-        if (!windowOk) this.#waiters.push(done);
-        else this.#options.clock.setTimeout(done, DRAIN_POLL_MS);
-      });
-    }
+    await waitForRoom(this.#room, bytes, this.#options.clock, signal);
   }
 
   /**
