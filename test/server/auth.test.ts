@@ -138,9 +138,10 @@ describe('upload server tokens and limits', () => {
 
   it('A2: refuses to open or finish an upload once the token expired, with unauthorized', async () => {
     await start();
-    // Expired 29 s ago: inside the leeway at HELLO, outside it a few seconds later.
-    const p = await welcomed(await token({}, -29));
-    await new Promise((r) => setTimeout(r, 1500));
+    // Expired 28 to 29 s ago (whole seconds): inside the 30 s leeway at HELLO for one to two
+    // seconds more, outside it when OPEN comes 2.5 s later.
+    const p = await welcomed(await token({}, -28));
+    await new Promise((r) => setTimeout(r, 2500));
     await open(p, 1, 'late');
     expect(await p.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'unauthorized' });
   }).timeout(10_000);
