@@ -1,22 +1,37 @@
-// One minified ESM file of the element with lit inlined, for the demo and CDN users.
+// One minified ESM file of the element with lit inlined, for the demo and CDN users, and its hash
+// Worker.
 // The npm build is tsc's per-module output; this bundle is built from it.
 import { nodeResolve } from '@rollup/plugin-node-resolve';
 import terser from '@rollup/plugin-terser';
 
-export default {
-  input: 'dist/src/ws-uploader.js',
-  output: {
-    file: 'dist/bundle/ws-uploader.min.js',
-    format: 'es',
-    sourcemap: true,
-  },
-  onwarn(warning, warn) {
-    // tsc's decorator helper reads `this` at module level; it is undefined in ESM, as intended.
-    if (warning.code === 'THIS_IS_UNDEFINED') return;
-    warn(warning);
-  },
-  plugins: [
-    nodeResolve({ browser: true, exportConditions: ['production'] }),
-    terser({ ecma: 2022, module: true, format: { comments: false } }),
-  ],
+const onwarn = (warning, warn) => {
+  // tsc's decorator helper reads `this` at module level; it is undefined in ESM, as intended.
+  if (warning.code === 'THIS_IS_UNDEFINED') return;
+  warn(warning);
 };
+
+export default [
+  {
+    input: 'dist/src/ws-uploader.js',
+    output: {
+      file: 'dist/bundle/ws-uploader.min.js',
+      format: 'es',
+      sourcemap: true,
+    },
+    onwarn,
+    plugins: [
+      nodeResolve({ browser: true, exportConditions: ['production'] }),
+      terser({ ecma: 2022, module: true, format: { comments: false } }),
+    ],
+  },
+  // The hash Worker, which the bundle starts from `./hash-worker.js` next to itself.
+  {
+    input: 'dist/src/engine/hash-worker.js',
+    output: { file: 'dist/bundle/hash-worker.js', format: 'es', sourcemap: true },
+    onwarn,
+    plugins: [
+      nodeResolve({ browser: true, exportConditions: ['production'] }),
+      terser({ ecma: 2022, module: true, format: { comments: false } }),
+    ],
+  },
+];

@@ -1,5 +1,6 @@
 // Browser tests: headless Chromium from the machine (see scripts/ensure-chromium.mjs), TypeScript
 // through esbuild, real servers started on loopback by test/helpers/servers-plugin.mjs.
+import { existsSync } from 'node:fs';
 import { esbuildPlugin } from '@web/dev-server-esbuild';
 import { chromeLauncher } from '@web/test-runner-chrome';
 import { CHROMIUM_ARGS, findChromium } from './scripts/chromium.mjs';
@@ -20,6 +21,18 @@ export default {
     { name: 'engine', files: 'test/engine/**/*.test.ts' },
     { name: 'element', files: 'test/element/**/*.test.ts' },
     { name: 'integration', files: 'test/integration/**/*.test.ts' },
+  ],
+  // A Worker script is fetched by the `.js` name tsc gives it; here the source is TypeScript.
+  middleware: [
+    function typescriptWorkers(context, next) {
+      const path = context.path;
+      if (path.startsWith('/src/') && path.endsWith('.js')) {
+        const ts = path.replace(/\.js$/, '.ts');
+        if (!existsSync(`.${path}`) && existsSync(`.${ts}`))
+          context.url = context.url.replace(path, ts);
+      }
+      return next();
+    },
   ],
   plugins: [
     esbuildPlugin({ ts: true, target: 'es2022', tsconfig: 'tsconfig.base.json' }),

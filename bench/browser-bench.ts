@@ -232,21 +232,29 @@ class PageLink {
  * of its per-byte work (`crc32c` and `encodeDup2Frame` of the codec, hash-wasm's SHA-256) for the
  * page's measure of their costs.
  */
-async function bundleEngine(): Promise<string> {
+async function bundleEngine(): Promise<{ engine: string; hashWorker: string }> {
   const entry = here('bench/browser/engine-entry.js');
   const code = [
     `export { WsUploaderEngine } from ${JSON.stringify(here('dist/src/engine/index.js'))};`,
     `export { crc32c, encodeDup2Frame } from ${JSON.stringify(here('dist/src/protocol/index.js'))};`,
     `export { createSHA256 } from 'hash-wasm';`,
   ].join('\n');
+  return {
+    engine: await bundle(entry, code),
+    // Served at /hash-worker.js, next to /engine.js, where the engine starts it from.
+    hashWorker: await bundle(here('dist/src/engine/hash-worker.js')),
+  };
+}
+
+/** One ES module from an entry file, or from `code` given for an entry that exists only here. */
+async function bundle(entry: string, code?: string): Promise<string> {
   const bundle = await rollup({
     input: entry,
     plugins: [
-      // The entry exists only in memory.
       {
         name: 'bench-entry',
-        resolveId: (id) => (id === entry ? entry : null),
-        load: (id) => (id === entry ? code : null),
+        resolveId: (id) => (code !== undefined && id === entry ? entry : null),
+        load: (id) => (code !== undefined && id === entry ? code : null),
       },
       nodeResolve({ browser: true, exportConditions: ['production'] }),
     ],
@@ -269,7 +277,10 @@ async function body(req: IncomingMessage): Promise<string> {
 }
 
 /** Serves the page, its scripts, and the step exchange, on 127.0.0.1. */
-async function servePage(link: PageLink, engine: string): Promise<{ url: string; close(): void }> {
+async function servePage(
+  link: PageLink,
+  { engine, hashWorker }: { engine: string; hashWorker: string },
+): Promise<{ url: string; close(): void }> {
   const files: Record<string, { type: string; text: () => string }> = {
     '/': { type: 'text/html', text: () => readFileSync(here('bench/browser/index.html'), 'utf8') },
     '/bench.js': {
@@ -281,6 +292,7 @@ async function servePage(link: PageLink, engine: string): Promise<{ url: string;
       text: () => readFileSync(here('bench/browser/worker.js'), 'utf8'),
     },
     '/engine.js': { type: 'text/javascript', text: () => engine },
+    '/hash-worker.js': { type: 'text/javascript', text: () => hashWorker },
     '/tus.js': {
       type: 'text/javascript',
       text: () => readFileSync(here('node_modules/tus-js-client/dist/tus.min.js'), 'utf8'),

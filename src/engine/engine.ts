@@ -699,7 +699,6 @@ export class WsUploaderEngine extends EventTarget {
         // to send. An item this page is uploading completes through its own task.
         const held = this.#items.get(message.itemId);
         if (!held || held.status.state === ItemState.COMPLETE || this.#busy(message.itemId)) return;
-        held.hasher = undefined;
         this.#finished(held);
         const { itemId, name, size } = held.status;
         this.#update(itemId, (s) => ({
@@ -917,6 +916,7 @@ export class WsUploaderEngine extends EventTarget {
   #drop(itemId: string): void {
     const held = this.#items.get(itemId);
     if (!held || !this.#items.delete(itemId)) return;
+    held.hasher?.close();
     this.#resume?.unlock(itemId);
     for (const waiting of held.paused?.splice(0) ?? [])
       waiting.reject(new DOMException('the item was dropped', 'AbortError'));
@@ -989,7 +989,7 @@ export class WsUploaderEngine extends EventTarget {
           itemId: task.itemId,
           name: held.status.name,
           blob: held.blob,
-          hasher: () => (held.hasher ??= new ItemHasher(held.blob)),
+          hasher: () => (held.hasher ??= new ItemHasher(held.blob, this.#options.hashWorker)),
         },
         task.ranges as TargetRange[],
         onProgress,
@@ -1041,7 +1041,6 @@ export class WsUploaderEngine extends EventTarget {
       });
     }
     if (whole) {
-      held.hasher = undefined;
       this.#finished(held);
       this.#update(task.itemId, (s) => ({
         ...s,
@@ -1143,6 +1142,8 @@ export class WsUploaderEngine extends EventTarget {
   /** An item is stored: its record goes, and its lock. */
   #finished(held: Held): void {
     const { itemId } = held.status;
+    held.hasher?.close();
+    held.hasher = undefined;
     if (held.remembered) this.#resume?.drop(itemId);
     held.remembered = false;
     this.#resume?.unlock(itemId);

@@ -2,6 +2,7 @@
  * Options of the headless engine, their defaults and the adapters tests can replace.
  */
 import { ConfigError, type WsUploaderError } from '../errors.js';
+import { hashWorkerFactory, type HashWorkerFactory } from './item-hasher.js';
 import { resolveResume, type ResumeOptions } from './resume-store.js';
 import { DATA_PROTOCOLS, type DataProtocol } from './transport.js';
 
@@ -91,11 +92,25 @@ export interface EngineOptions {
    * @default on (database `ws-uploader`) where IndexedDB exists
    */
   resume?: boolean | ResumeOptions;
+  /**
+   * Where the SHA-256 of a large item (8 MiB and more) is computed: `true` in a Worker started
+   * from `hash-worker.js` next to the engine's module (the package ships it next to its modules
+   * and next to `dist/bundle/ws-uploader.min.js`), a URL string or `URL` for a Worker script of
+   * the page's own (a copy of that file served elsewhere), `false` on the page's thread. Where
+   * the Worker cannot start (no script at the URL, a Content-Security-Policy without
+   * `worker-src`), the page's thread hashes, so uploads never depend on it.
+   * @default true
+   */
+  hashWorker?: boolean | string | URL;
 }
 
 /** Options with every default filled in. */
-export type ResolvedEngineOptions = Required<Omit<EngineOptions, 'authToken' | 'auth'>> & {
+export type ResolvedEngineOptions = Required<
+  Omit<EngineOptions, 'authToken' | 'auth' | 'hashWorker'>
+> & {
   auth: () => string | Promise<string>;
+  /** Starts a hash Worker; none to hash on the page's thread. */
+  hashWorker: HashWorkerFactory | undefined;
 };
 
 /** Default engine options. */
@@ -129,6 +144,20 @@ function resolveProtocols(value: readonly DataProtocol[] | undefined): readonly 
   if (!Array.isArray(value) || value.length === 0 || value.some((p) => !DATA_PROTOCOLS.includes(p)))
     throw new ConfigError(`\`protocols\` must be a non-empty list of ${DATA_PROTOCOLS.join(', ')}`);
   return [...value];
+}
+
+/** The `hashWorker` option, checked. */
+function resolveHashWorker(
+  value: boolean | string | URL | undefined,
+): HashWorkerFactory | undefined {
+  if (
+    value !== undefined &&
+    typeof value !== 'boolean' &&
+    typeof value !== 'string' &&
+    !(value instanceof URL)
+  )
+    throw new ConfigError('`hashWorker` must be a boolean, a URL string or a URL');
+  return hashWorkerFactory(value ?? true);
 }
 
 /**
@@ -178,5 +207,6 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     random: options.random ?? Math.random,
     inlineMax: nonNegative('inlineMax', options.inlineMax),
     resume: resolveResume(options.resume),
+    hashWorker: resolveHashWorker(options.hashWorker),
   };
 }

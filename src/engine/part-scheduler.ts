@@ -267,7 +267,7 @@ class TaskRun {
     this.#signal = this.#stop.signal;
     if (signal?.aborted) this.#stop.abort();
     else signal?.addEventListener('abort', () => this.#stop.abort(), { once: true });
-    this.#hasher = item.hasher?.() ?? new ItemHasher(item.blob);
+    this.#hasher = item.hasher?.() ?? new ItemHasher(item.blob, options.hashWorker);
     this.#total = rangeBytes(ranges);
     const merged = ranges.reduce<ByteRange[]>((all, r) => addRange(all, r), []);
     this.#whole = covers(merged, { start: 0, end: item.blob.size });
@@ -298,7 +298,7 @@ class TaskRun {
         if (this.#signal.aborted) throw e;
       }
     }
-    if (byServer.size > 1) this.#hashAhead();
+    if (this.#whole && byServer.size > 1) this.#hasher.ahead();
     let failure: { error: unknown } | undefined;
     await Promise.all(
       [...byServer].map(([serverId, ranges]) =>
@@ -394,7 +394,7 @@ class TaskRun {
         for (const mine of ranges) this.#addStored(intersect(r, mine), serverId);
       }
       // Blobs go out without being read here: the item's digest is read from the file alongside.
-      if (transport.takesBlobs && this.#whole) this.#hashAhead();
+      if (transport.takesBlobs && this.#whole) this.#hasher.ahead();
       this.#pool.sending(serverId);
       const check = (): void => {
         this.#checkAborted();
@@ -506,10 +506,6 @@ class TaskRun {
   }
 
   /** Starts reading and hashing the whole item alongside the sending. */
-  #hashAhead(): void {
-    this.#hasher.digest().catch(() => undefined);
-  }
-
   #addStored(range: ByteRange | undefined, serverId: string): void {
     if (!range) return;
     this.#stored = addRange(this.#stored, range);
