@@ -242,7 +242,8 @@ export class Dup2Transport implements Transport {
     }
     const uploadId = this.#nextUploadId++;
     return new Promise((resolve, reject) => {
-      const slot: UploadSlot = { listener, inFlight: 0, opened: { resolve, reject } };
+      const slot: UploadSlot = { listener, inFlight: 0 };
+      slot.opened = this.#awaitReply(uploadId, 'OPENED', resolve, reject);
       this.#uploads.set(uploadId, slot);
       this.#send(encodeDup2Frame({ type: 'open', uploadId, itemId, size, mime, name }));
     });
@@ -294,9 +295,40 @@ export class Dup2Transport implements Transport {
         new TransportError('socket-closed', 'upload is gone', { serverId: this.info.id }),
       );
     return new Promise((resolve, reject) => {
-      slot.finished = { resolve, reject };
+      slot.finished = this.#awaitReply(uploadId, 'COMPLETE', resolve, reject);
       this.#send(encodeDup2Frame({ type: 'finish', uploadId, sha256 }));
     });
+  }
+
+  /**
+   * A reply the server owes for an upload, as dup/1 waits for its replies: none within
+   * `REPLY_TIMEOUT_MS` fails it (`connect-timeout`) and ends the upload id on both sides.
+   */
+  #awaitReply<T>(
+    uploadId: number,
+    what: string,
+    resolve: (value: T) => void,
+    reject: (error: WsUploaderError) => void,
+  ): Pending<T> {
+    const { clock } = this.#options;
+    const timer = clock.setTimeout(() => {
+      reject(
+        new TransportError('connect-timeout', `no ${what} from ${this.info.id}`, {
+          serverId: this.info.id,
+        }),
+      );
+      this.release(uploadId);
+    }, REPLY_TIMEOUT_MS);
+    return {
+      resolve: (value) => {
+        clock.clearTimeout(timer);
+        resolve(value);
+      },
+      reject: (error) => {
+        clock.clearTimeout(timer);
+        reject(error);
+      },
+    };
   }
 
   /** Forgets an upload (and tells the server). */

@@ -21,8 +21,33 @@ import { adaptiveChunk } from './chunk-size.js';
 import type { ResolvedEngineOptions } from './options.js';
 import type { OpenedUpload, Transport, UploadListener, UploadMeta } from './transport.js';
 
-/** Requests of one upload in flight at once. */
-const MAX_REQUESTS = 3;
+/** Requests of one upload in flight at once, at least (what a link of unknown delay gets)... */
+const MIN_REQUESTS = 3;
+/** ...and at most, however long the round trip. */
+const MAX_REQUESTS = 8;
+
+/** What the engine measured of the link to a server. */
+export interface LinkMeasure {
+  /** Smoothed round-trip time, in ms. */
+  readonly rttMs: number | undefined;
+  /** Bytes per second the server stored lately. */
+  readonly throughput: number | undefined;
+}
+
+/**
+ * Requests of one upload to keep in flight: each costs a round trip before its bytes flow and
+ * after, so enough to cover twice the round trip at the measured rate (the bandwidth-delay product,
+ * in parts), one more to be sending meanwhile, between {@link MIN_REQUESTS} and {@link MAX_REQUESTS}.
+ * @param link the link's measures
+ * @param partBytes size of the parts being sent
+ * @internal
+ */
+export function requestsInFlight(link: LinkMeasure, partBytes: number): number {
+  const { rttMs, throughput } = link;
+  if (!rttMs || !throughput || !(partBytes > 0)) return MIN_REQUESTS;
+  const parts = Math.ceil((((2 * rttMs) / 1000) * throughput) / partBytes);
+  return Math.min(MAX_REQUESTS, Math.max(MIN_REQUESTS, 1 + parts));
+}
 /** Bytes per request when the link's speed is not known yet. */
 const FIRST_PART = 1024 * 1024;
 /**
@@ -36,6 +61,8 @@ interface Upload {
   readonly listener: UploadListener;
   readonly abort: AbortController;
   requests: number;
+  /** Size of the latest part. */
+  partBytes: number;
   created: boolean;
   waiters: (() => void)[];
 }
@@ -52,6 +79,7 @@ export class HttpTransport implements Transport {
   /** `{httpUrl}{endpoint}`, without a trailing slash. */
   readonly #base: string;
   readonly #live: Transport | undefined;
+  readonly #link: () => LinkMeasure;
   readonly #uploads = new Map<number, Upload>();
   #nextUploadId = 1;
   #open = false;
@@ -63,17 +91,20 @@ export class HttpTransport implements Transport {
    * @param options engine options
    * @param endpoint the `http/1` endpoint's URL
    * @param live a WebSocket connection to the same server for pings and liveness, when it has one
+   * @param link what the engine measured of the link, for the number of requests in flight
    */
   constructor(
     info: ServerInfo,
     options: ResolvedEngineOptions,
     endpoint: string,
     live: Transport | undefined,
+    link: () => LinkMeasure = () => ({ rttMs: undefined, throughput: undefined }),
   ) {
     this.#info = info;
     this.#options = options;
     this.#base = endpoint.replace(/\/+$/, '');
     this.#live = live;
+    this.#link = link;
   }
 
   /** The server, with this client's newest token (passed on to the WebSocket kept for pings). */
@@ -131,6 +162,7 @@ export class HttpTransport implements Transport {
       listener,
       abort: new AbortController(),
       requests: 0,
+      partBytes: 0,
       created: false,
       waiters: [],
     };
@@ -159,7 +191,11 @@ export class HttpTransport implements Transport {
 
   async waitForRoom(uploadId: number, _bytes: number, signal?: AbortSignal): Promise<void> {
     const upload = this.#uploads.get(uploadId);
-    while (upload && this.#uploads.has(uploadId) && upload.requests >= MAX_REQUESTS) {
+    while (
+      upload &&
+      this.#uploads.has(uploadId) &&
+      upload.requests >= requestsInFlight(this.#link(), upload.partBytes)
+    ) {
       if (signal?.aborted) return;
       await new Promise<void>((resolve) => {
         const done = (): void => {
@@ -177,6 +213,7 @@ export class HttpTransport implements Transport {
     if (!upload) return;
     const end = offset + (payload instanceof Blob ? payload.size : payload.length);
     upload.requests++;
+    upload.partBytes = end - offset;
     this.#put(upload, offset, end, payload as BodyInit, undefined).then(
       () => {
         this.#done(upload);

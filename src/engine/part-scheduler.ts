@@ -464,9 +464,8 @@ class TaskRun {
   async #post(serverId: string): Promise<UploadResult> {
     const { itemId, name, blob } = this.#item;
     const sha256 = await this.#abortable(this.#hasher.digest());
-    await this.#pool
-      .http(serverId)
-      .post({ itemId, size: blob.size, mime: blob.type, name, blob }, sha256, this.#signal);
+    const http = await this.#abortable(this.#pool.http(serverId));
+    await http.post({ itemId, size: blob.size, mime: blob.type, name, blob }, sha256, this.#signal);
     this.#sent = blob.size;
     this.#pool.stored(serverId, blob.size);
     this.#addStored({ start: 0, end: blob.size }, serverId);

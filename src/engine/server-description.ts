@@ -60,6 +60,17 @@ export async function chooseProtocol(
   };
 }
 
+/**
+ * The URL of a server's `http/1` endpoint: from its `/.well-known/ws-uploader` document, else
+ * `/uploads` on its `httpUrl`.
+ * @param info the server as the control server lists it
+ * @internal
+ */
+export async function httpEndpoint(info: ServerInfo): Promise<string> {
+  const known = info.httpUrl ? await wellKnown(info.httpUrl) : undefined;
+  return new URL(known?.endpoints['http/1'] ?? '/uploads', info.httpUrl).href;
+}
+
 async function wellKnown(httpUrl: string): Promise<WellKnown | undefined> {
   try {
     const response = await fetch(new URL('/.well-known/ws-uploader', httpUrl), {

@@ -7,7 +7,7 @@ import { TransportError } from '../errors.js';
 import { Dup1Transport } from './dup1-transport.js';
 import { Dup2Transport } from './dup2-transport.js';
 import { HttpTransport } from './http-transport.js';
-import { chooseProtocol, type ProtocolChoice } from './server-description.js';
+import { chooseProtocol, httpEndpoint, type ProtocolChoice } from './server-description.js';
 import type { DataProtocol, Transport, TransportCloseHandler } from './transport.js';
 import { LatencyProbe } from './latency-probe.js';
 import { ThroughputMeter } from './throughput-meter.js';
@@ -21,6 +21,8 @@ interface Entry {
   info: ServerInfo;
   state: ConnectionState;
   transport: Transport | undefined;
+  /** Its `http/1` endpoint, once asked for. */
+  httpEndpoint?: Promise<string>;
   /** The protocol chosen for the server (again when its entry in the list changes). */
   choice: Promise<ProtocolChoice> | undefined;
   protocol: DataProtocol | undefined;
@@ -70,23 +72,20 @@ export class SocketPool {
 
   /**
    * HTTP uploads to a server (its `http/1` endpoint), whatever protocol its connection speaks: for
-   * a whole item in one multipart POST.
+   * a whole item in one multipart POST, to the endpoint the server's description names.
    * @param serverId the server
-   * @throws {TransportError} when the server is not in the list
+   * @throws {TransportError} (as a rejection) when the server is not in the list
    */
-  http(serverId: string): HttpTransport {
+  async http(serverId: string): Promise<HttpTransport> {
     const entry = this.#entries.get(serverId);
     if (!entry)
       throw new TransportError('no-servers', `upload server ${serverId} is not in the list`, {
         serverId,
       });
     if (entry.transport instanceof HttpTransport) return entry.transport;
-    return new HttpTransport(
-      entry.info,
-      this.#options,
-      new URL('/uploads', entry.info.httpUrl).href,
-      undefined,
-    );
+    // Read once per server from its description; a server that has none gets `/uploads`.
+    entry.httpEndpoint ??= httpEndpoint(entry.info);
+    return new HttpTransport(entry.info, this.#options, await entry.httpEndpoint, undefined);
   }
 
   /**
@@ -130,8 +129,10 @@ export class SocketPool {
     for (const info of servers) {
       const entry = this.#entries.get(info.id);
       if (entry) {
-        if (entry.info.url !== info.url || entry.info.httpUrl !== info.httpUrl)
+        if (entry.info.url !== info.url || entry.info.httpUrl !== info.httpUrl) {
           entry.choice = undefined;
+          delete entry.httpEndpoint;
+        }
         entry.info = info;
         // A renewed token: for the transport's next connections and requests.
         if (entry.transport) entry.transport.info = info;
@@ -231,7 +232,17 @@ export class SocketPool {
         ? new Dup1Transport(info, this.#options, lost)
         : new Dup2Transport(info, this.#options, lost);
     if (choice.protocol !== 'http/1') return ws(choice.protocol);
-    return new HttpTransport(info, this.#options, choice.url, choice.live && ws(choice.live));
+    const entry = this.#entries.get(info.id);
+    return new HttpTransport(
+      info,
+      this.#options,
+      choice.url,
+      choice.live && ws(choice.live),
+      () => ({
+        rttMs: entry?.probe.rttMs,
+        throughput: entry?.meter.rate(this.#options.clock.now()),
+      }),
+    );
   }
 
   async #probe(entry: Entry, transport: Transport, count: number): Promise<void> {

@@ -45,6 +45,10 @@ class FakeServerSocket extends EventTarget implements SocketLike {
   /** With acks off: whether sent bytes stay in the socket's buffer (a black hole) or drain. */
   holds = true;
   pongs = true;
+  /** Whether OPEN gets its OPENED. */
+  opens = true;
+  /** Frames the page sent. */
+  readonly frames: Dup2Frame[] = [];
   closedWith: number | undefined;
   constructor() {
     super();
@@ -60,6 +64,7 @@ class FakeServerSocket extends EventTarget implements SocketLike {
         : (data as ArrayBuffer),
     );
     const frame = decodeDup2Frame(bytes);
+    this.frames.push(frame);
     const reply = (f: Dup2Frame): void =>
       queueMicrotask(() => {
         const out = encodeDup2Frame(f);
@@ -76,7 +81,7 @@ class FakeServerSocket extends EventTarget implements SocketLike {
         window: 1 << 20,
         maxItemSize: 1 << 30,
       });
-    else if (frame.type === 'open')
+    else if (frame.type === 'open' && this.opens)
       reply({ type: 'opened', uploadId: frame.uploadId, complete: false, ranges: [] });
     else if (frame.type === 'ping' && this.pongs)
       reply({ type: 'pong', time: frame.time, serverTime: 0 });
@@ -225,6 +230,38 @@ describe('Dup2Transport stall detection', () => {
     expect(transport.isOpen).to.equal(true); // counted from the send, not from the ACK 5 s ago
     clock.advance(1);
     expect(transport.isOpen).to.equal(false);
+  });
+
+  it('fails an OPEN or a FINISH the server does not answer within 15 s, ending its upload id', async () => {
+    const { clock, socket, transport, uploadId } = await openUpload(60_000);
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => 'resolved',
+        (e: TransportError) => `${e.code}: ${e.message}`,
+      );
+    const finished = outcome(transport.finish(uploadId, new Uint8Array(32)));
+    let settled: string | undefined;
+    void finished.then((o) => (settled = o));
+    clock.advance(14_999);
+    await tick();
+    expect(settled).to.equal(undefined);
+    clock.advance(1);
+    expect(await finished).to.equal('connect-timeout: ws-uploader: no COMPLETE from fake');
+    // The upload id is given up on both sides; the connection stays.
+    expect(socket.frames.at(-1)).to.deep.equal({ type: 'cancel', uploadId });
+    expect(transport.isOpen).to.equal(true);
+
+    socket.opens = false;
+    const opened = outcome(
+      transport.open(
+        { itemId: 'j', size: 10, mime: '', name: 'j', blob: new Blob([new Uint8Array(10)]) },
+        { ack: () => undefined, error: () => undefined },
+      ),
+    );
+    clock.advance(15_000);
+    expect(await opened).to.equal('connect-timeout: ws-uploader: no OPENED from fake');
+    expect(socket.frames.at(-1)).to.include({ type: 'cancel' });
+    expect(transport.isOpen).to.equal(true);
   });
 
   it('hands a renewed upload token to the open connection, for its next connections and requests', async () => {

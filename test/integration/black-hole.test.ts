@@ -36,8 +36,15 @@ describe('a black hole between the page and an upload server (F2)', () => {
     d = await startDeployment({
       uploadServers: 1,
       controlOptions: { inlineMax: 0 },
-      // The heartbeat (WebSocket pings) would find the dead peer too; here the idle timer does.
-      uploadOptions: { idleTimeoutMs: IDLE_MS, heartbeatMs: 60_000 },
+      // The heartbeat (WebSocket pings) would find the dead peer too; here the idle timer does. A
+      // window of two chunks: the page cannot get 300 KB through before ACKs come back, however
+      // loaded the machine, so some acknowledged bytes are there to be kept.
+      uploadOptions: {
+        idleTimeoutMs: IDLE_MS,
+        heartbeatMs: 60_000,
+        maxChunk: CHUNK,
+        window: 2 * CHUNK,
+      },
     });
     const upload = d.servers[0]!;
     const proxy = await faultProxy(d, upload.id);

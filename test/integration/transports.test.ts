@@ -103,9 +103,11 @@ describe('transports', () => {
       size: file.size,
       sha256: expected,
     });
-    // One POST of the whole item, and no parts.
+    // The server's description (for its http/1 endpoint), then one POST of the whole item, and
+    // no parts.
     const requests = (await httpLog(d, 'up-1')).filter((r) => r.method !== 'OPTIONS');
     expect(requests.map((r) => [r.method, r.url, r.status])).to.deep.equal([
+      ['GET', '/.well-known/ws-uploader', 200],
       ['POST', '/uploads', 201],
     ]);
   });
