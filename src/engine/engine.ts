@@ -283,6 +283,61 @@ export class WsUploaderEngine extends EventTarget {
   }
 
   /**
+   * Adds a text snippet (UTF-8, `text/plain`) as an item of kind `text`, as
+   * {@link WsUploaderEngine.addFiles} does.
+   * @param text the text
+   * @param name its name @default 'text.txt'
+   * @returns the new item
+   * @throws {ConfigError} when `text` is not a string
+   */
+  addText(text: string, name = 'text.txt'): ItemStatus {
+    if (typeof text !== 'string') throw new ConfigError('addText takes a string');
+    return this.addFiles(
+      [new File([text], name, { type: 'text/plain;charset=utf-8' })],
+      'text',
+    )[0]!;
+  }
+
+  /**
+   * Adds bytes as an item of kind `file`, as {@link WsUploaderEngine.addFiles} does. The bytes are
+   * copied: changing them afterwards does not change the item.
+   * @param bytes the bytes
+   * @param options its name and media type @default `{ name: 'bytes.bin', type: 'application/octet-stream' }`
+   * @returns the new item
+   * @throws {ConfigError} when `bytes` is not an `ArrayBuffer` or a view of one
+   */
+  addBytes(
+    bytes: ArrayBuffer | ArrayBufferView,
+    options: { name?: string; type?: string } = {},
+  ): ItemStatus {
+    if (!(bytes instanceof ArrayBuffer) && !ArrayBuffer.isView(bytes))
+      throw new ConfigError('addBytes takes an ArrayBuffer or a view of one');
+    const copy = ArrayBuffer.isView(bytes)
+      ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength).slice()
+      : new Uint8Array(bytes.slice(0));
+    const { name = 'bytes.bin', type = 'application/octet-stream' } = options;
+    return this.addFiles([new File([copy], name, { type })])[0]!;
+  }
+
+  /**
+   * Adds what a paste or a drop carries (`ClipboardEvent.clipboardData`, `DragEvent.dataTransfer`)
+   * as items of kind `clipboard`: its files (a pasted screenshot is an `image/png` file), or, when
+   * it has none, its plain text.
+   * @param data the clipboard's or the drop's data
+   * @returns the new items (none when it carries neither files nor text)
+   */
+  addClipboard(data: DataTransfer): ItemStatus[] {
+    const files = Array.from(data.files);
+    if (files.length > 0) return this.addFiles(files, 'clipboard');
+    const text = data.getData('text/plain');
+    if (text === '') return [];
+    return this.addFiles(
+      [new File([text], 'pasted.txt', { type: 'text/plain;charset=utf-8' })],
+      'clipboard',
+    );
+  }
+
+  /**
    * Publishes items' metadata to the control server (again). While the control channel is not
    * open, items wait and are published on the next `welcome`.
    * @param itemIds items added earlier @default every item not yet complete

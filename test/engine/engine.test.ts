@@ -15,6 +15,7 @@ import {
   killUpload,
   type TestDeployment,
 } from '../helpers/servers.js';
+import { until } from '../helpers/until.js';
 
 function once<K extends 'complete' | 'servers' | 'error' | 'progress' | 'unpublished'>(
   engine: WsUploaderEngine,
@@ -92,6 +93,49 @@ describe('WsUploaderEngine', () => {
       bytesStored: 1_000_000,
       bytesTotal: 1_000_000,
     });
+  });
+
+  it('adds text, bytes and pasted data (files, else plain text) as items, and uploads them', async () => {
+    d = await startServers(1);
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token, inlineMax: 0 });
+    await engine.start();
+    const completes: UploadResult[] = [];
+    engine.on('complete', (e) => completes.push(e.detail));
+    const bytes = new Uint8Array([1, 2, 3, 250]);
+    const png = new File([new Uint8Array([137, 80, 78, 71, 1, 2])], 'image.png', {
+      type: 'image/png',
+    });
+    const withFile = new DataTransfer();
+    withFile.items.add(png);
+    withFile.setData('text/plain', 'not this: the file wins');
+    const withText = new DataTransfer();
+    withText.setData('text/plain', 'pasted words');
+    const text = engine.addText('héllo', 'note.txt');
+    const raw = engine.addBytes(bytes.subarray(1), { name: 'three.bin' });
+    bytes[1] = 0; // copied when added
+    const [pastedFile, ...more] = engine.addClipboard(withFile);
+    const [pastedText] = engine.addClipboard(withText);
+    expect(more).to.deep.equal([]);
+    expect(engine.addClipboard(new DataTransfer())).to.deep.equal([]);
+    expect(() => engine!.addText(5 as unknown as string)).to.throw(ConfigError);
+    expect(() => engine!.addBytes('x' as unknown as Uint8Array)).to.throw(ConfigError);
+    expect([text, raw, pastedFile, pastedText].map((i) => [i.name, i.kind, i.size])).to.deep.equal([
+      ['note.txt', 'text', 6],
+      ['three.bin', 'file', 3],
+      ['image.png', 'clipboard', 6],
+      ['pasted.txt', 'clipboard', 12],
+    ]);
+    await until(() => completes.length === 4);
+    const expected = new Map([
+      [text.itemId, await sha256Hex(new TextEncoder().encode('héllo'))],
+      [raw.itemId, await sha256Hex(new Uint8Array([2, 3, 250]))],
+      [pastedFile!.itemId, await sha256Hex(await png.arrayBuffer())],
+      [pastedText!.itemId, await sha256Hex(new TextEncoder().encode('pasted words'))],
+    ]);
+    for (const c of completes) {
+      expect(c.sha256).to.equal(expected.get(c.itemId));
+      expect(await storedSha256(d, c.servers[0]!, c.itemId)).to.deep.include({ complete: true });
+    }
   });
 
   it('uploads ranges by hand with transmit(), split over two servers', async () => {
