@@ -1160,7 +1160,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         if (!task || task.clientId !== session.clientId) return;
         await store.deleteTask(task.taskId);
         const item = await store.getItem(task.itemId);
-        if (item?.state === 'uploading') await store.putItem({ ...item, state: 'failed' });
+        // Declined by the page (its app vetoed the task): the item waits, it did not fail.
+        if (item?.state === 'uploading')
+          await store.putItem({
+            ...item,
+            state: message.code === 'declined' ? 'published' : 'failed',
+          });
         options.onTask?.({
           type: 'fail',
           taskId: task.taskId,

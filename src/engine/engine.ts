@@ -372,6 +372,26 @@ export class WsUploaderEngine extends EventTarget {
   }
 
   /**
+   * Tries failed items again: they are published again, and the control server plans them anew;
+   * the upload goes on from what the upload servers hold. While the control channel is down they
+   * wait, and are published on the next `welcome`.
+   * @param itemIds items @default every failed item
+   * @returns the items tried again
+   */
+  retry(itemIds?: readonly string[]): ItemStatus[] {
+    const ids = [...this.#items.values()]
+      .filter(
+        (h) =>
+          h.status.state === ItemState.FAILED && (!itemIds || itemIds.includes(h.status.itemId)),
+      )
+      .map((h) => h.status.itemId);
+    for (const id of ids)
+      this.#update(id, (s) => ({ ...s, state: ItemState.PUBLISHING, errorCode: undefined }));
+    if (ids.length > 0) this.publish(ids);
+    return ids.map((id) => this.#items.get(id)!.status);
+  }
+
+  /**
    * Stops offering items: their tasks stop (quietly), the engine forgets them, and the control
    * server is asked to forget them too (`unpublished` follows).
    * @param itemIds items of this user (ones this engine does not hold are passed on too)
@@ -1007,13 +1027,39 @@ export class WsUploaderEngine extends EventTarget {
         paused.push({ task, fromControl, resolve, reject }),
       );
     }
+    // The page may decline the task, or send its ranges to other servers, before it runs.
+    let ranges = task.ranges;
+    const accepted = this.dispatchEvent(
+      new EngineEvent(
+        'transmit-request',
+        {
+          task,
+          retarget: (next) => (ranges = checkRanges(next, held.status.size)),
+        },
+        { cancelable: true },
+      ),
+    );
+    if (!accepted) {
+      if (fromControl)
+        this.#control.send({
+          type: 'fail',
+          taskId: task.taskId,
+          itemId: task.itemId,
+          code: 'declined',
+          message: 'the page declined the task',
+        });
+      this.#settle(task);
+      return Promise.reject(
+        new DOMException(`the page declined task ${task.taskId}`, 'AbortError'),
+      );
+    }
+    if (ranges !== task.ranges) task = { ...task, ranges };
     const controller = new AbortController();
     const stopped = this.#abort.signal;
     const stop = (): void => controller.abort();
     stopped.addEventListener('abort', stop, { once: true });
     const active: Active = { task, controller, fromControl };
     this.#active.set(task.taskId, active);
-    this.#emit('transmit-request', { task });
     this.#update(task.itemId, (s) => ({ ...s, state: ItemState.UPLOADING, errorCode: undefined }));
     let reportedAt = -Infinity;
     const onProgress = (p: TaskProgress): void => {
@@ -1239,6 +1285,31 @@ export class WsUploaderEngine extends EventTarget {
   #emit<K extends EngineEventType>(type: K, detail: EngineEventDetails[K]): void {
     this.dispatchEvent(new EngineEvent(type, detail));
   }
+}
+
+/**
+ * Ranges given to `retarget()`, checked: each within the item, with a server id.
+ * @throws {ConfigError} when one is not
+ */
+function checkRanges(ranges: readonly TargetRange[], size: number): readonly TargetRange[] {
+  if (!Array.isArray(ranges) || ranges.length === 0)
+    throw new ConfigError('retarget() takes a non-empty array of ranges');
+  for (const r of ranges as unknown[]) {
+    const { start, end, serverId } = (r ?? {}) as Partial<TargetRange>;
+    if (
+      !Number.isSafeInteger(start) ||
+      !Number.isSafeInteger(end) ||
+      start! < 0 ||
+      end! <= start! ||
+      end! > size ||
+      typeof serverId !== 'string' ||
+      serverId === ''
+    )
+      throw new ConfigError(
+        `retarget(): bad range ${JSON.stringify(r)} for an item of ${size} bytes`,
+      );
+  }
+  return ranges.map(({ start, end, serverId }) => ({ start, end, serverId }));
 }
 
 /** Cancels of finished tasks remembered (to take their `unknown-task` answer quietly). */

@@ -2,7 +2,7 @@
  * Events the engine dispatches. They carry codes and numbers, never localized text; the element
  * turns them into `ws-*` DOM events.
  */
-import type { ItemMeta } from '../protocol/control.js';
+import type { ItemMeta, TargetRange } from '../protocol/control.js';
 import type { WsUploaderError } from '../protocol/errors.js';
 import type {
   ConnectionState,
@@ -21,8 +21,17 @@ export interface EngineEventDetails {
   servers: { readonly servers: readonly ServerStatus[] };
   /** Items were published to the control server. */
   publish: { readonly items: readonly ItemMeta[] };
-  /** A transmit task arrived (from the control server or `transmit()`). */
-  'transmit-request': { readonly task: RunningTask };
+  /**
+   * A transmit task is about to run (from the control server or `transmit()`). Cancelable:
+   * `preventDefault()` declines it (the control server is told, with code `declined`; the item
+   * waits again; `transmit()` rejects with an `AbortError`; not an error). `retarget(ranges)` sends
+   * it to other servers: the ranges replace the task's (checked: within the item, each with a
+   * server; a `ConfigError` otherwise).
+   */
+  'transmit-request': {
+    readonly task: RunningTask;
+    readonly retarget: (ranges: readonly TargetRange[]) => void;
+  };
   /**
    * The control server cancelled a task (the app cancelled it, or re-planned the item): it was
    * stopped, and its item waits again (`published`). Not an error.
@@ -56,9 +65,10 @@ export class EngineEvent<K extends EngineEventType = EngineEventType> extends Ev
   /**
    * @param type the event name
    * @param detail its detail
+   * @param init `cancelable` for `transmit-request`
    */
-  constructor(type: K, detail: EngineEventDetails[K]) {
-    super(type);
+  constructor(type: K, detail: EngineEventDetails[K], init: { cancelable?: boolean } = {}) {
+    super(type, init);
     this.detail = detail;
   }
 }

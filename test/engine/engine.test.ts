@@ -13,6 +13,9 @@ import {
   stopServers,
   storedSha256,
   killUpload,
+  restartUpload,
+  controlItems,
+  taskLog,
   type TestDeployment,
 } from '../helpers/servers.js';
 import { until } from '../helpers/until.js';
@@ -254,6 +257,76 @@ describe('WsUploaderEngine', () => {
     expect(error.code).to.equal('socket-closed');
     expect(asked).to.deep.equal([['socket-closed', 0, true]]);
     expect(engine.items.find((i) => i.itemId === item!.itemId)!.state).to.equal('failed');
+
+    // retry(): the failed item is published again and goes on where the server kept it.
+    expect(await restartUpload(d, 'up-1')).to.equal(true);
+    await until(() => engine!.servers[0]?.state === 'open');
+    const complete = once(engine, 'complete');
+    expect(engine.retry().map((i) => [i.itemId, i.state])).to.deep.equal([
+      [item!.itemId, 'publishing'],
+    ]);
+    expect(engine.retry()).to.deep.equal([]); // nothing failed any more
+    const result = (await complete).detail;
+    expect(result.itemId).to.equal(item!.itemId);
+    expect(await storedSha256(d, 'up-1', item!.itemId)).to.deep.include({ complete: true });
+  });
+
+  it('lets the page decline a task (no error; the item waits) or send it to another server', async () => {
+    d = await startServers(2);
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    await engine.start();
+    await until(() => engine!.servers.every((s) => s.state === 'open'));
+    const errors: unknown[] = [];
+    engine.on('error', (e) => errors.push(e.detail.error));
+    const file = randomFile(300_000, 'choose.bin');
+    const expected = await sha256Hex(await file.arrayBuffer());
+
+    // Declined: nothing is sent, the item is published (waiting) here and on the control server.
+    const declined = new Promise<string>((resolve) => {
+      const off = engine!.on('transmit-request', (e) => {
+        off();
+        e.preventDefault();
+        resolve(e.detail.task.ranges[0]!.serverId);
+      });
+    });
+    const [item] = engine.addFiles([file]);
+    const planned = await declined;
+    await until(() => engine!.items[0]?.state === 'published');
+    await until(async () => (await controlItems(d!))[0]?.state === 'published');
+    const fails = (await taskLog(d)).filter((t) => t.type === 'fail');
+    expect(fails.map((t) => [t.itemId, t.code])).to.deep.equal([[item!.itemId, 'declined']]);
+
+    // Sent elsewhere: the next task's ranges go to the other server.
+    const other = engine.servers.find((s) => s.id !== planned)!.id;
+    const off = engine.on('transmit-request', (e) => {
+      expect(() => e.detail.retarget([{ start: 0, end: file.size + 1, serverId: other }])).to.throw(
+        ConfigError,
+      );
+      e.detail.retarget([{ start: 0, end: file.size, serverId: other }]);
+    });
+    const complete = once(engine, 'complete');
+    engine.publish([item!.itemId]);
+    const result = (await complete).detail;
+    off();
+    expect(result).to.deep.include({ itemId: item!.itemId, sha256: expected });
+    expect(result.servers).to.deep.equal([other]);
+    expect(await storedSha256(d, other, item!.itemId)).to.deep.equal({
+      complete: true,
+      size: file.size,
+      sha256: expected,
+    });
+    expect(errors).to.deep.equal([]);
+
+    // transmit() by hand, declined: it rejects with an AbortError.
+    const off2 = engine.on('transmit-request', (e) => e.preventDefault());
+    const [second] = engine.addFiles([randomFile(1000, 'by-hand.bin')]);
+    let rejection: unknown;
+    await engine
+      .transmit({ itemId: second!.itemId, ranges: [{ start: 0, end: 1000, serverId: other }] })
+      .catch((e: unknown) => (rejection = e));
+    off2();
+    expect((rejection as DOMException).name).to.equal('AbortError');
+    expect(errors).to.deep.equal([]);
   });
 
   it('completes an empty file without sending anything', async () => {
