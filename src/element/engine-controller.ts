@@ -11,6 +11,7 @@ import {
   type ServerStatus,
   type UploadResult,
 } from '../engine/types.js';
+import { WsMessageEvent } from '../events/ws-message-event.js';
 import { WsPublishEvent } from '../events/ws-publish-event.js';
 import { WsServerChangeEvent } from '../events/ws-server-change-event.js';
 import { WsTransmitRequestEvent } from '../events/ws-transmit-request-event.js';
@@ -52,6 +53,12 @@ export class EngineController implements ReactiveController {
   /** Items. */
   get items(): readonly ItemStatus[] {
     return this.#items;
+  }
+
+  /** Takes the engine's items again (after a call that changed them). */
+  refresh(): void {
+    if (this.#engine) this.#items = this.#engine.items;
+    this.host.requestUpdate();
   }
 
   /** Control connection state. */
@@ -98,6 +105,10 @@ export class EngineController implements ReactiveController {
 
   #subscribe(engine: WsUploaderEngine): void {
     const host = this.host;
+    const refresh = (): void => {
+      this.#items = engine.items;
+      host.requestUpdate();
+    };
     this.#unsubscribe.push(
       engine.on('state', (e) => {
         this.#state = e.detail.state;
@@ -112,9 +123,18 @@ export class EngineController implements ReactiveController {
         host.dispatchEvent(new WsPublishEvent({ items: e.detail.items }));
       }),
       engine.on('transmit-request', (e) => {
-        const { taskId, itemId, ranges, priority } = e.detail.task;
-        host.dispatchEvent(new WsTransmitRequestEvent({ taskId, itemId, ranges, priority }));
+        const { taskId, itemId, ranges, priority, reason } = e.detail.task;
+        const event = new WsTransmitRequestEvent(
+          { taskId, itemId, ranges, priority, reason },
+          e.detail.retarget,
+        );
+        // The app may decline the task: the engine then does not run it.
+        if (!host.dispatchEvent(event)) e.preventDefault();
       }),
+      engine.on('message', (e) => host.dispatchEvent(new WsMessageEvent(e.detail))),
+      engine.on('cancel', refresh),
+      engine.on('unpublished', refresh),
+      engine.on('restore', refresh),
       engine.on('progress', (e) => {
         this.#items = engine.items;
         host.requestUpdate();
@@ -123,13 +143,16 @@ export class EngineController implements ReactiveController {
       }),
       engine.on('complete', (e) => {
         this.#flushProgress();
+        refresh();
         host.dispatchEvent(new WsUploadCompleteEvent(this.#completeDetail(e.detail)));
       }),
       engine.on('error', (e) => {
         const { error, itemId } = e.detail;
+        refresh();
         host.dispatchEvent(
           new WsUploadErrorEvent({
             itemId,
+            serverId: (error as { serverId?: string }).serverId,
             code: error.code,
             message: this.#message(error.code),
             error,
@@ -144,9 +167,9 @@ export class EngineController implements ReactiveController {
     this.#frame = 0;
     for (const item of this.#pendingProgress.values()) {
       if (item.bytesTotal === 0) continue;
-      const { itemId, bytesSent, bytesStored, bytesTotal } = item;
+      const { itemId, bytesSent, bytesStored, bytesTotal, bytesByServer = {} } = item;
       this.host.dispatchEvent(
-        new WsUploadProgressEvent({ itemId, bytesSent, bytesStored, bytesTotal }),
+        new WsUploadProgressEvent({ itemId, bytesSent, bytesStored, bytesTotal, bytesByServer }),
       );
     }
     this.#pendingProgress.clear();

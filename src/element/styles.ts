@@ -1,15 +1,24 @@
 import { css } from 'lit';
 
-/** Styles of `<ws-uploader>`. @internal */
+/**
+ * Styles of `<ws-uploader>`. Colors follow the page's `color-scheme` (`light-dark()`): a page
+ * with `color-scheme: light dark` gets the dark look on a dark system.
+ * @internal
+ */
 export const styles = css`
   :host {
     display: block;
     font: inherit;
     color: var(--ws-uploader-color, inherit);
-    --_accent: var(--ws-uploader-accent-color, #2563eb);
-    --_border: var(--ws-uploader-border-color, #94a3b8);
+    --_accent: var(--ws-uploader-accent-color, light-dark(#2563eb, #60a5fa));
+    --_border: var(--ws-uploader-border-color, light-dark(#94a3b8, #64748b));
+    --_error: var(--ws-uploader-error-color, light-dark(#b91c1c, #f87171));
+    --_background: var(--ws-uploader-background, transparent);
     --_gap: var(--ws-uploader-gap, 0.75rem);
     --_radius: var(--ws-uploader-radius, 0.5rem);
+    --_server-0: var(--ws-uploader-server-color-1, light-dark(#2563eb, #60a5fa));
+    --_server-1: var(--ws-uploader-server-color-2, light-dark(#16a34a, #4ade80));
+    --_server-2: var(--ws-uploader-server-color-3, light-dark(#d97706, #fbbf24));
   }
   :host([hidden]) {
     display: none;
@@ -21,20 +30,28 @@ export const styles = css`
     padding: 1.5rem;
     border: 2px dashed var(--_border);
     border-radius: var(--_radius);
+    background: var(--_background);
     cursor: pointer;
     text-align: center;
+    transition:
+      border-color 0.15s,
+      background-color 0.15s;
   }
-  [part='drop-area']:focus-visible {
+  [part='drop-area']:focus-visible,
+  button:focus-visible {
     outline: 3px solid var(--_accent);
     outline-offset: 2px;
   }
   :host([dragover]) [part='drop-area'] {
     border-color: var(--_accent);
-    background: color-mix(in srgb, var(--_accent) 8%, transparent);
+    background: color-mix(in srgb, var(--_accent) 10%, transparent);
   }
   :host([disabled]) [part='drop-area'] {
     opacity: 0.5;
     cursor: not-allowed;
+  }
+  .label {
+    font-weight: 600;
   }
   .hint {
     font-size: 0.875em;
@@ -43,53 +60,127 @@ export const styles = css`
   h3 {
     font-size: 0.875em;
     margin: var(--_gap) 0 0.25rem;
+    text-transform: uppercase;
+    letter-spacing: 0.04em;
+    opacity: 0.8;
   }
   ul {
     list-style: none;
     margin: 0;
     padding: 0;
     display: grid;
-    gap: 0.25rem;
+    gap: 0.4rem;
+  }
+  .waiting {
+    margin: 0;
+    opacity: 0.8;
   }
   [part~='server'] {
     display: flex;
-    gap: 0.5rem;
+    flex-wrap: wrap;
+    gap: 0.25rem 0.75rem;
     align-items: baseline;
+    font-variant-numeric: tabular-nums;
+  }
+  .server-id {
+    font-weight: 600;
   }
   .dot {
     width: 0.6em;
     height: 0.6em;
     border-radius: 50%;
-    background: #94a3b8;
+    background: var(--_border);
     align-self: center;
   }
-  [data-state='open'] .dot {
-    background: #16a34a;
+  [data-state='open'] > .dot {
+    background: light-dark(#16a34a, #4ade80);
   }
-  [data-state='down'] .dot {
-    background: #dc2626;
+  [data-state='degraded'] > .dot {
+    background: light-dark(#d97706, #fbbf24);
+  }
+  [data-state='down'] > .dot {
+    background: var(--_error);
+  }
+  [part~='protocol'] {
+    font-family: ui-monospace, monospace;
+    font-size: 0.85em;
+    padding: 0 0.3em;
+    border: 1px solid var(--_border);
+    border-radius: 0.25rem;
   }
   [part~='file'] {
     display: grid;
-    grid-template-columns: 1fr auto;
-    gap: 0.25rem 0.5rem;
+    grid-template-columns: minmax(0, 1fr) auto auto;
+    gap: 0.15rem 0.75rem;
+    align-items: baseline;
+    font-variant-numeric: tabular-nums;
   }
   .name {
     overflow: hidden;
     text-overflow: ellipsis;
     white-space: nowrap;
+    font-weight: 600;
   }
-  [part='progress'] {
+  .size,
+  .figures,
+  .shares {
+    font-size: 0.875em;
+    opacity: 0.85;
+  }
+  .figures {
+    grid-column: 1 / 3;
+  }
+  .shares {
     grid-column: 1 / -1;
-    height: 0.4rem;
-    border-radius: 0.2rem;
-    background: color-mix(in srgb, var(--_border) 40%, transparent);
+  }
+  [data-state='failed'] [part~='file-state'] {
+    color: var(--_error);
+  }
+  .actions {
+    grid-row: 1 / span 2;
+    grid-column: 3;
+    display: flex;
+    gap: 0.25rem;
+    align-self: center;
+  }
+  button {
+    font: inherit;
+    font-size: 0.875em;
+    color: inherit;
+    background: transparent;
+    border: 1px solid var(--_border);
+    border-radius: calc(var(--_radius) / 2);
+    padding: 0.15rem 0.6rem;
+    cursor: pointer;
+  }
+  button:hover {
+    border-color: var(--_accent);
+  }
+  [part~='progress'] {
+    grid-column: 1 / -1;
+    display: flex;
+    height: 0.45rem;
+    border-radius: 0.25rem;
+    background: color-mix(in srgb, var(--_border) 35%, transparent);
     overflow: hidden;
   }
-  [part='progress'] > div {
+  [part~='progress-segment'] {
     height: 100%;
     background: var(--_accent);
-    transition: width 0.1s linear;
+    transition: width 0.15s linear;
+  }
+  [data-state='complete'] [part~='progress-segment'] {
+    background: light-dark(#16a34a, #4ade80);
+  }
+  [data-state='failed'] [part~='progress-segment'] {
+    background: var(--_error);
+  }
+  [part='rejected-list'] li {
+    display: flex;
+    gap: 0.75rem;
+    align-items: baseline;
+    justify-content: space-between;
+    color: var(--_error);
   }
   .visually-hidden {
     position: absolute;
@@ -98,5 +189,11 @@ export const styles = css`
     overflow: hidden;
     clip: rect(0 0 0 0);
     white-space: nowrap;
+  }
+  @media (prefers-reduced-motion: reduce) {
+    [part='drop-area'],
+    [part~='progress-segment'] {
+      transition: none;
+    }
   }
 `;

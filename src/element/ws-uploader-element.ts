@@ -13,41 +13,76 @@ import {
   type TransmitTask,
   type UploadResult,
 } from '../engine/types.js';
+import type { ItemKind } from '../protocol/control.js';
+import { WsFileRejectEvent, type WsFileRejectReason } from '../events/ws-file-reject-event.js';
+import type { WsUploadErrorEvent } from '../events/ws-upload-error-event.js';
 import { EngineController } from './engine-controller.js';
+import { checkFiles } from './file-rules.js';
 import { DEFAULT_I18N, mergeI18n, type WsUploaderI18n } from './i18n.js';
+import { renderHeld, renderItem, type ItemAction } from './item-list.js';
+import { ItemSpeed } from './item-speed.js';
+import { renderServers } from './server-list.js';
 import { styles } from './styles.js';
+
+interface Held {
+  readonly key: string;
+  readonly file: File;
+  readonly kind: ItemKind;
+}
+
+interface Rejected {
+  readonly key: string;
+  readonly name: string;
+  readonly reason: WsFileRejectReason;
+}
+
+/** Rejected-file notices kept on screen, at most. */
+const MAX_REJECTED = 5;
 
 /**
  * A drop area that hands files to a control server, which decides what goes to which upload
- * server; shows the upload servers with their round-trip times and each file's progress.
+ * server; shows the upload servers' health and each file's progress, with pause, retry and cancel.
  *
  * @tagname ws-uploader
  * @summary Server-controlled uploads over WebSockets to several upload servers.
  *
  * @fires {WsPublishEvent} ws-publish - Items were published to the control server. Detail: `{ items }`.
- * @fires {WsTransmitRequestEvent} ws-transmit-request - The control server asked for ranges of an item. Detail: `{ taskId, itemId, ranges, priority }`.
- * @fires {WsUploadProgressEvent} ws-upload-progress - An upload advanced (at most once per frame per item). Detail: `{ itemId, bytesSent, bytesStored, bytesTotal }`.
+ * @fires {WsTransmitRequestEvent} ws-transmit-request - The control server (or `transmit()`) asked for ranges of an item; cancelable (`preventDefault()` declines it), and `retarget(ranges)` sends it to other servers. Detail: `{ taskId, itemId, ranges, priority, reason }`.
+ * @fires {WsUploadProgressEvent} ws-upload-progress - An upload advanced (at most once per frame per item). Detail: `{ itemId, bytesSent, bytesStored, bytesTotal, bytesByServer }`.
  * @fires {WsUploadCompleteEvent} ws-upload-complete - An item is stored and verified. Detail: `{ itemId, name, size, sha256, servers: [{ id, url }] }`.
- * @fires {WsUploadErrorEvent} ws-upload-error - An upload or connection failed. Detail: `{ itemId, code, message, error }`.
+ * @fires {WsUploadErrorEvent} ws-upload-error - An upload or connection failed. Detail: `{ itemId, serverId, code, message, error }`.
  * @fires {WsServerChangeEvent} ws-server-change - The upload servers or their state changed. Detail: `{ servers }`.
+ * @fires {WsMessageEvent} ws-message - A short message or an inline item arrived through the control server. Detail: `{ from, id, body, item }`.
+ * @fires {WsFileRejectEvent} ws-file-reject - A file was not added (`accept`, `max-file-size`, `max-files`). Detail: `{ file, name, reason, message }`.
  *
  * @slot - Content of the drop area, replacing the default label.
+ * @slot hint - A line under the label, replacing the default hint.
  *
  * @csspart drop-area - The drop area (also a button that opens the file picker).
+ * @csspart rejected-list - Notices of files that were not added.
  * @csspart server-list - The list of upload servers.
  * @csspart server - One upload server.
+ * @csspart protocol - The protocol a server's bytes go over.
  * @csspart file-list - The list of files.
  * @csspart file - One file.
+ * @csspart file-state - A file's state, or its error.
  * @csspart progress - A file's progress bar.
+ * @csspart progress-segment - The filled part of a progress bar; one per server for an item split across servers.
+ * @csspart button - Every button of a file (also `pause-button`, `resume-button`, `retry-button`, `cancel-button`, `dismiss-button`).
  *
- * @cssproperty [--ws-uploader-accent-color=#2563eb] - Progress bars, focus ring, drag-over state.
- * @cssproperty [--ws-uploader-border-color=#94a3b8] - Border of the drop area.
+ * @cssproperty [--ws-uploader-accent-color=light-dark(#2563eb, #60a5fa)] - Progress bars, focus ring, drag-over state.
+ * @cssproperty [--ws-uploader-border-color=light-dark(#94a3b8, #64748b)] - Borders and the empty part of progress bars.
  * @cssproperty [--ws-uploader-color=inherit] - Text color.
+ * @cssproperty [--ws-uploader-background=transparent] - Background of the drop area.
+ * @cssproperty [--ws-uploader-error-color=light-dark(#b91c1c, #f87171)] - Failed files and rejected-file notices.
+ * @cssproperty [--ws-uploader-server-color-1=light-dark(#2563eb, #60a5fa)] - First server's segment of a split progress bar.
+ * @cssproperty [--ws-uploader-server-color-2=light-dark(#16a34a, #4ade80)] - Second server's segment.
+ * @cssproperty [--ws-uploader-server-color-3=light-dark(#d97706, #fbbf24)] - Third server's segment (the fourth takes the first color again).
  * @cssproperty [--ws-uploader-gap=0.75rem] - Space between sections.
- * @cssproperty [--ws-uploader-radius=0.5rem] - Corner radius of the drop area.
+ * @cssproperty [--ws-uploader-radius=0.5rem] - Corner radius of the drop area and buttons.
  *
  * @example
- * <ws-uploader control-url="wss://app.example/control" auth-token="…"></ws-uploader>
+ * <ws-uploader control-url="wss://app.example/control" auth-token="…" multiple></ws-uploader>
  */
 export class WsUploader extends LitElement {
   static override styles = styles;
@@ -61,16 +96,25 @@ export class WsUploader extends LitElement {
   /** Returns a fresh credential for each connection; wins over `authToken`. */
   @property({ attribute: false }) auth: (() => string | Promise<string>) | undefined = undefined;
 
-  /** Accepted file types, as the `accept` attribute of a file input. */
+  /** Accepted file types, as the `accept` attribute of a file input (`image/*,.pdf`); others are rejected. */
   @property() accept = '';
+
+  /** Largest file taken, in bytes; `0` for no limit. */
+  @property({ type: Number, attribute: 'max-file-size' }) maxFileSize = 0;
+
+  /** Most files the element holds (done ones count); `0` for no limit. */
+  @property({ type: Number, attribute: 'max-files' }) maxFiles = 0;
 
   /** Lets the picker choose several files. */
   @property({ type: Boolean }) multiple = false;
 
-  /** Disables adding files (drop and picker). */
+  /** Holds added files back until `publish()` is called, instead of publishing them at once. */
+  @property({ type: Boolean, attribute: 'no-auto' }) noAuto = false;
+
+  /** Disables adding files (drop, paste and picker). */
   @property({ type: Boolean, reflect: true }) disabled = false;
 
-  /** Ignores dropped files (the picker still works). */
+  /** Ignores dropped files (the picker and paste still work). */
   @property({ type: Boolean, attribute: 'no-drop' }) noDrop = false;
 
   /** Largest DATA payload sent, in bytes (capped by each server's limit). */
@@ -81,13 +125,25 @@ export class WsUploader extends LitElement {
   @property({ type: Number, attribute: 'max-parallel' }) maxParallel: number =
     ENGINE_DEFAULTS.maxParallel;
 
+  /**
+   * Size in bytes under which an item takes the short road (its bytes inline in the control
+   * message, kept by the control server); `0` sends everything to upload servers. Absent: the
+   * control server's limit.
+   */
+  @property({ type: Number, attribute: 'inline-max' }) inlineMax: number | undefined = undefined;
+
   /** Strings shown by the element; a partial object is merged over the English defaults. */
   @property({ attribute: false }) i18n: Partial<WsUploaderI18n> = DEFAULT_I18N;
 
   /** Whether files are dragged over the drop area. Reflected for styling. */
   @property({ type: Boolean, reflect: true }) dragover = false;
 
+  /** Whether a file is uploading. Reflected for styling; set by the element. */
+  @property({ type: Boolean, reflect: true }) uploading = false;
+
   @state() private announcement = '';
+  @state() private held: readonly Held[] = [];
+  @state() private rejected: readonly Rejected[] = [];
 
   @query('input[type=file]') private input!: HTMLInputElement;
 
@@ -95,31 +151,61 @@ export class WsUploader extends LitElement {
     this,
     (code) => this.#strings.errors[code] ?? this.#strings.errors.default,
   );
+  readonly #speed = new ItemSpeed();
+  readonly #announced = new Set<string>();
+  #keys = 0;
 
   readonly #connection = new Task(this, {
-    task: async ([controlUrl, authToken, auth, chunkSize, maxParallel], { signal }) => {
+    task: async ([controlUrl, authToken, auth, chunkSize, maxParallel, inlineMax], { signal }) => {
       if (!controlUrl || (!authToken && !auth) || !this.isConnected) {
         this.#controller.stop();
         return false;
       }
-      await this.#controller.connect(
-        this.#options(controlUrl, authToken, auth, chunkSize, maxParallel),
-        signal,
-      );
+      const options: EngineOptions = {
+        controlUrl,
+        ...(auth ? { auth } : { authToken }),
+        chunkSize,
+        maxParallel,
+        ...(inlineMax === undefined ? {} : { inlineMax }),
+      };
+      await this.#controller.connect(options, signal);
+      // Files added before the engine existed go now, unless the app publishes them.
+      if (!this.noAuto) this.publish();
       return true;
     },
     args: () =>
-      [this.controlUrl, this.authToken, this.auth, this.chunkSize, this.maxParallel] as const,
+      [
+        this.controlUrl,
+        this.authToken,
+        this.auth,
+        this.chunkSize,
+        this.maxParallel,
+        this.inlineMax,
+      ] as const,
   });
 
-  /** The upload servers, their state and round-trip time. */
+  constructor() {
+    super();
+    this.addEventListener('paste', this.#onPaste);
+    this.addEventListener('ws-upload-error', (e: WsUploadErrorEvent) => {
+      const item = this.items.find((i) => i.itemId === e.detail.itemId);
+      if (item) this.announcement = this.#strings.failed(item.name, e.detail.message);
+    });
+  }
+
+  /** The upload servers: state, round-trip time, protocol in use, throughput. */
   get servers(): readonly ServerStatus[] {
     return this.#controller.servers;
   }
 
-  /** The files added to this element and their progress. */
+  /** The files added to this element and given to the engine, with their progress. */
   get items(): readonly ItemStatus[] {
     return this.#controller.items;
+  }
+
+  /** Files held back: added with `no-auto`, or before the element connected; `publish()` sends them. */
+  get heldFiles(): readonly File[] {
+    return this.held.map((h) => h.file);
   }
 
   /** Resolves once connected to the control server; rejects when the credential is refused. */
@@ -128,16 +214,37 @@ export class WsUploader extends LitElement {
   }
 
   /**
-   * Adds files and publishes them to the control server, which then asks for them.
+   * Adds files. Those that `accept`, `max-file-size` or `max-files` rule out fire
+   * `ws-file-reject` and are not added; the others are published to the control server, which
+   * then asks for them (with `no-auto`, or before the element is connected, they are held until
+   * `publish()`).
    * @param files the files
-   * @returns the new items
+   * @returns the new items (none for held files)
    */
   addFiles(files: Iterable<File | Blob> | ArrayLike<File | Blob>): ItemStatus[] {
+    return this.#add(Array.from(files as ArrayLike<File | Blob>), 'file');
+  }
+
+  /**
+   * Without arguments, publishes the files held back (`no-auto`, or added before the element
+   * connected); the control server then asks for them. With item ids, publishes those items again
+   * (a declined one, say).
+   * @param itemIds items to publish again
+   */
+  publish(itemIds?: readonly string[]): void {
     const engine = this.#controller.engine;
-    if (!engine || this.disabled) return [];
-    const added = engine.addFiles(files);
-    this.requestUpdate();
-    return added;
+    if (!engine) return;
+    if (itemIds !== undefined) engine.publish(itemIds);
+    else if (this.held.length > 0) {
+      const held = this.held;
+      this.held = [];
+      for (const kind of new Set(held.map((h) => h.kind)))
+        engine.addFiles(
+          held.filter((h) => h.kind === kind).map((h) => h.file),
+          kind,
+        );
+    }
+    this.#controller.refresh();
   }
 
   /**
@@ -150,6 +257,44 @@ export class WsUploader extends LitElement {
     return engine.transmit(task);
   }
 
+  /**
+   * Pauses uploads where they are (no error).
+   * @param itemIds items @default all
+   */
+  pause(itemIds?: readonly string[]): void {
+    this.#controller.engine?.pause(itemIds);
+    this.#controller.refresh();
+  }
+
+  /**
+   * Resumes paused uploads from what the servers hold.
+   * @param itemIds items @default all
+   */
+  resume(itemIds?: readonly string[]): void {
+    this.#controller.engine?.resume(itemIds);
+    this.#controller.refresh();
+  }
+
+  /**
+   * Cancels items: their uploads stop (no error) and they leave the list, here and on the control
+   * server.
+   * @param itemIds items
+   */
+  cancel(itemIds: readonly string[]): void {
+    this.#controller.engine?.cancel(itemIds);
+    for (const id of itemIds) this.#speed.forget(id);
+    this.#controller.refresh();
+  }
+
+  /**
+   * Tries failed items again, from what the servers hold.
+   * @param itemIds items @default every failed item
+   */
+  retry(itemIds?: readonly string[]): void {
+    this.#controller.engine?.retry(itemIds);
+    this.#controller.refresh();
+  }
+
   override connectedCallback(): void {
     super.connectedCallback();
     // Back in the document after the controller stopped the engine: connect again.
@@ -158,9 +303,21 @@ export class WsUploader extends LitElement {
 
   protected override willUpdate(changed: PropertyValues<this>): void {
     if (changed.has('chunkSize'))
-      this.chunkSize = sanitize('chunk-size', this.chunkSize, ENGINE_DEFAULTS.chunkSize);
+      this.chunkSize = positive('chunk-size', this.chunkSize, ENGINE_DEFAULTS.chunkSize);
     if (changed.has('maxParallel'))
-      this.maxParallel = sanitize('max-parallel', this.maxParallel, ENGINE_DEFAULTS.maxParallel);
+      this.maxParallel = positive('max-parallel', this.maxParallel, ENGINE_DEFAULTS.maxParallel);
+    if (changed.has('maxFileSize'))
+      this.maxFileSize = nonNegative('max-file-size', this.maxFileSize, 0);
+    if (changed.has('maxFiles')) this.maxFiles = nonNegative('max-files', this.maxFiles, 0);
+    if (changed.has('inlineMax') && this.inlineMax !== undefined)
+      this.inlineMax = nonNegative('inline-max', this.inlineMax, undefined);
+    const now = performance.now();
+    for (const item of this.items) {
+      if (item.state === ItemState.UPLOADING)
+        this.#speed.update(item.itemId, item.bytesStored, now);
+      else this.#speed.forget(item.itemId);
+    }
+    this.uploading = this.items.some((i) => i.state === ItemState.UPLOADING);
   }
 
   get #strings(): WsUploaderI18n {
@@ -169,20 +326,23 @@ export class WsUploader extends LitElement {
 
   override render() {
     const t = this.#strings;
+    const servers = this.servers;
+    const items = this.items;
     return html`
       <div
         part="drop-area"
         role="button"
         tabindex=${this.disabled ? -1 : 0}
         aria-disabled=${this.disabled ? 'true' : 'false'}
+        aria-describedby="hint"
         @click=${this.#openPicker}
         @keydown=${this.#onKeyDown}
         @dragover=${this.#onDragOver}
         @dragleave=${this.#onDragLeave}
         @drop=${this.#onDrop}
       >
-        <slot><span>${this.dragover ? t.dropActive : t.dropLabel}</span></slot>
-        <span class="hint">${t.dropHint}</span>
+        <slot><span class="label">${this.dragover ? t.dropActive : t.dropLabel}</span></slot>
+        <span id="hint" class="hint"><slot name="hint">${t.dropHint}</slot></span>
       </div>
       <input
         type="file"
@@ -193,6 +353,29 @@ export class WsUploader extends LitElement {
         ?multiple=${this.multiple}
         @change=${this.#onPick}
       />
+      ${
+        this.rejected.length === 0
+          ? nothing
+          : html`<section class="rejected" aria-labelledby="rejected-heading">
+              <h3 id="rejected-heading">${t.rejectedHeading}</h3>
+              <ul part="rejected-list">
+                ${this.rejected.map(
+                  (r) =>
+                    html`<li>
+                      <span>${t.rejected[r.reason](r.name)}</span>
+                      <button
+                        type="button"
+                        part="button dismiss-button"
+                        aria-label=${`${t.dismiss} ${r.name}`}
+                        @click=${() => (this.rejected = this.rejected.filter((x) => x !== r))}
+                      >
+                        ${t.dismiss}
+                      </button>
+                    </li>`,
+                )}
+              </ul>
+            </section>`
+      }
       <h3 id="servers-heading">${t.serversHeading}</h3>
       ${this.#connection.render({
         error: (e) =>
@@ -201,64 +384,45 @@ export class WsUploader extends LitElement {
           </p>`,
       })}
       ${
-        this.servers.length === 0
+        servers.length === 0
           ? this.#connection.status === TaskStatus.ERROR
             ? nothing
-            : html`<p>${t.noServers}</p>`
-          : html`<ul part="server-list" aria-labelledby="servers-heading">
-              ${this.servers.map(
-                (s) =>
-                  html`<li part="server" data-state=${s.state} data-server-id=${s.id}>
-                    <span class="dot" aria-hidden="true"></span>
-                    <span>${s.id}</span>
-                    <span>${t.connection[s.state]}</span>
-                    ${s.rttMs === undefined ? nothing : html`<span>${t.rtt(s.rttMs)}</span>`}
-                  </li>`,
-              )}
-            </ul>`
+            : html`<p class="waiting">${t.noServers}</p>`
+          : renderServers(servers, t)
       }
       ${
-        this.items.length === 0
+        items.length === 0 && this.held.length === 0
           ? nothing
           : html`<h3 id="files-heading">${t.filesHeading}</h3>
               <ul part="file-list" aria-labelledby="files-heading">
-                ${this.items.map((item) => this.#renderItem(item, t))}
+                ${this.held.map((h) =>
+                  renderHeld(
+                    h.file,
+                    h.key,
+                    t,
+                    () => (this.held = this.held.filter((x) => x !== h)),
+                  ),
+                )}
+                ${items.map((item) =>
+                  renderItem(item, {
+                    t,
+                    rate: this.#speed.rate(item.itemId),
+                    secondsLeft: this.#speed.secondsLeft(
+                      item.itemId,
+                      (item.bytesTotal || item.size) - item.bytesStored,
+                    ),
+                    serverIndex: (id) =>
+                      Math.max(
+                        0,
+                        servers.findIndex((s) => s.id === id),
+                      ),
+                    act: this.#act,
+                  }),
+                )}
               </ul>`
       }
       <div class="visually-hidden" role="status" aria-live="polite">${this.announcement}</div>
     `;
-  }
-
-  #renderItem(item: ItemStatus, t: WsUploaderI18n) {
-    const total = item.bytesTotal || item.size;
-    const pct =
-      total === 0
-        ? item.state === ItemState.COMPLETE
-          ? 100
-          : 0
-        : Math.floor((item.bytesStored / total) * 100);
-    const label = `${item.name}: ${t.itemState[item.state]}`;
-    return html`<li part="file" data-item-id=${item.itemId} data-state=${item.state}>
-      <span class="name">${item.name}</span>
-      <span
-        >${
-          item.state === ItemState.FAILED
-            ? (t.errors[item.errorCode ?? ''] ?? t.errors.default)
-            : t.itemState[item.state]
-        }</span
-      >
-      <div
-        part="progress"
-        role="progressbar"
-        aria-label=${label}
-        aria-valuemin="0"
-        aria-valuemax="100"
-        aria-valuenow=${item.state === ItemState.PUBLISHING ? nothing : pct}
-        aria-valuetext=${t.progress(item.bytesStored, total)}
-      >
-        <div style="width: ${pct}%"></div>
-      </div>
-    </li>`;
   }
 
   protected override updated(): void {
@@ -270,19 +434,38 @@ export class WsUploader extends LitElement {
     }
   }
 
-  readonly #announced = new Set<string>();
-
-  #options(
-    controlUrl: string,
-    authToken: string,
-    auth: (() => string | Promise<string>) | undefined,
-    chunkSize: number,
-    maxParallel: number,
-  ): EngineOptions {
-    return auth
-      ? { controlUrl, auth, chunkSize, maxParallel }
-      : { controlUrl, authToken, chunkSize, maxParallel };
+  #add(files: (File | Blob)[], kind: ItemKind): ItemStatus[] {
+    if (this.disabled || files.length === 0) return [];
+    const held = this.items.length + this.held.length;
+    const { accepted, rejected } = checkFiles(files, this, held);
+    const t = this.#strings;
+    for (const { file, reason } of rejected) {
+      const name = (file as Partial<File>).name ?? '';
+      this.dispatchEvent(
+        new WsFileRejectEvent({ file, name, reason, message: t.rejected[reason](name) }),
+      );
+      this.rejected = [...this.rejected, { key: String(++this.#keys), name, reason }].slice(
+        -MAX_REJECTED,
+      );
+      this.announcement = t.rejected[reason](name);
+    }
+    if (accepted.length === 0) return [];
+    const engine = this.#controller.engine;
+    if (!engine || this.noAuto) {
+      this.held = [
+        ...this.held,
+        ...accepted.map((blob) => ({ key: String(++this.#keys), file: asFile(blob), kind })),
+      ];
+      return [];
+    }
+    const added = engine.addFiles(accepted, kind);
+    this.#controller.refresh();
+    return added;
   }
+
+  #act = (action: ItemAction, item: ItemStatus): void => {
+    this[action]([item.itemId]);
+  };
 
   #openPicker = (): void => {
     if (!this.disabled) this.input.click();
@@ -319,12 +502,44 @@ export class WsUploader extends LitElement {
     if (files && files.length > 0) this.addFiles(files);
     this.input.value = '';
   };
+
+  #onPaste = (e: ClipboardEvent): void => {
+    const data = e.clipboardData;
+    if (this.disabled || !data) return;
+    // Files (a screenshot is an image file), else the plain text as a text item.
+    const files = Array.from(data.files);
+    const text = files.length === 0 ? data.getData('text/plain') : '';
+    if (files.length === 0 && text === '') return;
+    e.preventDefault();
+    this.#add(
+      files.length > 0
+        ? files
+        : [new File([text], 'pasted.txt', { type: 'text/plain;charset=utf-8' })],
+      'clipboard',
+    );
+  };
+}
+
+function asFile(blob: File | Blob): File {
+  return blob instanceof File ? blob : new File([blob], 'blob', { type: blob.type });
 }
 
 /** Bad attribute values warn and fall back to the default; they never throw. */
-function sanitize(name: string, value: number, fallback: number): number {
+function positive(name: string, value: number, fallback: number): number {
   if (Number.isSafeInteger(value) && value > 0) return value;
   console.warn(`ws-uploader: ignoring ${name}=${String(value)}; using ${fallback}`);
+  return fallback;
+}
+
+function nonNegative<F extends number | undefined>(
+  name: string,
+  value: number,
+  fallback: F,
+): number | F {
+  if (Number.isSafeInteger(value) && value >= 0) return value;
+  console.warn(
+    `ws-uploader: ignoring ${name}=${String(value)}; using ${String(fallback ?? 'the default')}`,
+  );
   return fallback;
 }
 

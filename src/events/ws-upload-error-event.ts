@@ -2,6 +2,8 @@
 export interface WsUploadErrorDetail {
   /** The item, when the error concerns one. */
   readonly itemId: string | undefined;
+  /** The upload server, when the error concerns one. */
+  readonly serverId: string | undefined;
   /** Stable error code (see docs/protocol.md). */
   readonly code: string;
   /** Localized message for people. */

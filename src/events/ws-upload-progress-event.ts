@@ -7,6 +7,8 @@ export interface WsUploadProgressDetail {
   readonly bytesStored: number;
   /** Bytes the upload covers. */
   readonly bytesTotal: number;
+  /** Bytes each upload server stored, by server id (several for an item split across servers). */
+  readonly bytesByServer: Readonly<Record<string, number>>;
 }
 
 /**

@@ -1,0 +1,36 @@
+/**
+ * The upload-server health list of `<ws-uploader>`: each server's state, round-trip time,
+ * protocol in use and throughput, updated live.
+ */
+import { html, nothing, type TemplateResult } from 'lit';
+import type { ServerStatus } from '../engine/types.js';
+import type { WsUploaderI18n } from './i18n.js';
+
+/**
+ * @param servers the servers
+ * @param t strings
+ * @internal
+ */
+export function renderServers(servers: readonly ServerStatus[], t: WsUploaderI18n): TemplateResult {
+  return html`<ul part="server-list" aria-labelledby="servers-heading">
+    ${servers.map(
+      (s) =>
+        html`<li part="server" data-state=${s.state} data-server-id=${s.id}>
+          <span class="dot" aria-hidden="true"></span>
+          <span class="server-id">${s.id}</span>
+          <span class="server-state">${t.connection[s.state]}</span>
+          ${
+            s.protocol === undefined
+              ? nothing
+              : html`<span class="protocol" part="protocol">${s.protocol}</span>`
+          }
+          ${s.rttMs === undefined ? nothing : html`<span class="rtt">${t.rtt(s.rttMs)}</span>`}
+          ${
+            s.throughput === undefined
+              ? nothing
+              : html`<span class="throughput">${t.rate(s.throughput)}</span>`
+          }
+        </li>`,
+    )}
+  </ul>`;
+}
