@@ -4,12 +4,7 @@
  * @module
  */
 export { WsUploader } from './element/ws-uploader-element.js';
-export {
-  DEFAULT_I18N,
-  mergeI18n,
-  type DisplayState,
-  type WsUploaderI18n,
-} from './element/i18n.js';
+export { DEFAULT_I18N, mergeI18n, type DisplayState, type WsUploaderI18n } from './element/i18n.js';
 export * from './engine/index.js';
 export * from './events/index.js';
 export {

@@ -68,7 +68,12 @@ const MAX_REJECTED = 5;
  * @csspart file-state - A file's state, or its error.
  * @csspart progress - A file's progress bar.
  * @csspart progress-segment - The filled part of a progress bar; one per server for an item split across servers.
- * @csspart button - Every button of a file (also `pause-button`, `resume-button`, `retry-button`, `cancel-button`, `dismiss-button`).
+ * @csspart button - Every button of a file or a notice.
+ * @csspart pause-button - A file's pause button.
+ * @csspart resume-button - A file's resume button.
+ * @csspart retry-button - A failed file's retry button.
+ * @csspart cancel-button - A file's cancel button.
+ * @csspart dismiss-button - Removes a rejected-file notice, or a file held back.
  *
  * @cssproperty [--ws-uploader-accent-color=light-dark(#2563eb, #60a5fa)] - Progress bars, focus ring, drag-over state.
  * @cssproperty [--ws-uploader-border-color=light-dark(#94a3b8, #64748b)] - Borders and the empty part of progress bars.
@@ -117,11 +122,17 @@ export class WsUploader extends LitElement {
   /** Ignores dropped files (the picker and paste still work). */
   @property({ type: Boolean, attribute: 'no-drop' }) noDrop = false;
 
-  /** Largest DATA payload sent, in bytes (capped by each server's limit). */
+  /**
+   * Largest DATA payload sent, in bytes (capped by each server's limit).
+   * @default 524288
+   */
   @property({ type: Number, attribute: 'chunk-size' }) chunkSize: number =
     ENGINE_DEFAULTS.chunkSize;
 
-  /** Uploads that run at the same time. */
+  /**
+   * Uploads that run at the same time.
+   * @default 3
+   */
   @property({ type: Number, attribute: 'max-parallel' }) maxParallel: number =
     ENGINE_DEFAULTS.maxParallel;
 
@@ -441,9 +452,7 @@ export class WsUploader extends LitElement {
     const t = this.#strings;
     for (const { file, reason } of rejected) {
       const name = (file as Partial<File>).name ?? '';
-      this.dispatchEvent(
-        new WsFileRejectEvent({ file, name, reason, message: t.rejected[reason](name) }),
-      );
+      fire(this, new WsFileRejectEvent({ file, name, reason, message: t.rejected[reason](name) }));
       this.rejected = [...this.rejected, { key: String(++this.#keys), name, reason }].slice(
         -MAX_REJECTED,
       );
@@ -518,6 +527,11 @@ export class WsUploader extends LitElement {
       'clipboard',
     );
   };
+}
+
+/** Dispatches an event (listed in the class's `@fires`, which documents it). */
+function fire(target: EventTarget, event: Event): void {
+  target.dispatchEvent(event);
 }
 
 function asFile(blob: File | Blob): File {

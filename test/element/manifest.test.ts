@@ -1,0 +1,126 @@
+// custom-elements.json (and the README tables made from it) describes the element as it is: its
+// attributes, events, slots, parts and CSS properties are exactly what the element has.
+import { expect, fixture, html } from '@open-wc/testing';
+import { render, type CSSResult } from 'lit';
+import '../../src/ws-uploader.js';
+import * as events from '../../src/events/index.js';
+import { WsUploader } from '../../src/index.js';
+import { DEFAULT_I18N } from '../../src/element/i18n.js';
+import { renderHeld, renderItem } from '../../src/element/item-list.js';
+import { renderServers } from '../../src/element/server-list.js';
+import type { ItemStatus } from '../../src/engine/types.js';
+
+interface Declaration {
+  tagName?: string;
+  attributes: { name: string; fieldName?: string }[];
+  events: { name?: string; type?: { text: string } }[];
+  slots: { name: string }[];
+  cssParts: { name: string }[];
+  cssProperties: { name: string }[];
+}
+
+async function declaration(): Promise<Declaration> {
+  const manifest = (await (await fetch('/custom-elements.json')).json()) as {
+    modules: { declarations?: Declaration[] }[];
+  };
+  const found = manifest.modules
+    .flatMap((m) => m.declarations ?? [])
+    .find((d) => d.tagName === 'ws-uploader');
+  if (!found) throw new Error('custom-elements.json has no <ws-uploader>');
+  return found;
+}
+
+const sorted = (values: Iterable<string>): string[] => [...new Set(values)].sort();
+
+/** Every `part` token in a tree (shadow roots included). */
+function partsIn(root: ParentNode): string[] {
+  return [...root.querySelectorAll('[part]')].flatMap((e) =>
+    (e.getAttribute('part') ?? '').split(/\s+/).filter(Boolean),
+  );
+}
+
+const item = (over: Partial<ItemStatus>): ItemStatus => ({
+  itemId: 'i',
+  name: 'a.bin',
+  size: 100,
+  mime: '',
+  kind: 'file',
+  state: 'uploading',
+  bytesSent: 50,
+  bytesStored: 40,
+  bytesTotal: 100,
+  sha256: undefined,
+  servers: [],
+  errorCode: undefined,
+  ...over,
+});
+
+describe('custom-elements.json describes <ws-uploader>', () => {
+  it('lists exactly its observed attributes, each for a property of the element', async () => {
+    const d = await declaration();
+    expect(sorted(d.attributes.map((a) => a.name))).to.deep.equal(
+      sorted(WsUploader.observedAttributes),
+    );
+    const el = document.createElement('ws-uploader');
+    for (const a of d.attributes) expect(a.fieldName! in el, a.name).to.equal(true);
+  });
+
+  it('lists exactly the ws-* events, by name and class', async () => {
+    const d = await declaration();
+    const classes = Object.entries(events).filter(([name]) => name.endsWith('Event')) as [
+      string,
+      new (detail: never) => Event,
+    ][];
+    const actual = classes.map(([name, Cls]) => `${new Cls({} as never).type} ${name}`);
+    expect(sorted(d.events.map((e) => `${e.name} ${e.type?.text}`))).to.deep.equal(sorted(actual));
+  });
+
+  it('lists exactly its slots, parts and CSS properties', async () => {
+    const d = await declaration();
+    const el = await fixture<WsUploader>(html`<ws-uploader accept="image/png"></ws-uploader>`);
+    el.addFiles([new File(['x'], 'x.txt', { type: 'text/plain' })]); // a rejected-file notice
+    await el.updateComplete;
+    const root = el.shadowRoot!;
+    expect(sorted([...root.querySelectorAll('slot')].map((s) => s.name))).to.deep.equal(
+      sorted(d.slots.map((s) => s.name)),
+    );
+    // The pieces that need servers and items, rendered by the element's own templates.
+    const box = document.createElement('div');
+    const servers = [
+      {
+        id: 'up-1',
+        url: 'ws://x/dup',
+        httpUrl: 'http://x',
+        state: 'open' as const,
+        rttMs: 1,
+        throughput: 1e6,
+        protocol: 'dup/2',
+      },
+    ];
+    const context = {
+      t: DEFAULT_I18N,
+      rate: 1000,
+      secondsLeft: 3,
+      serverIndex: () => 0,
+      act: () => undefined,
+    };
+    render(
+      html`${renderServers(servers, DEFAULT_I18N)}
+        <ul>
+          ${renderItem(item({ bytesByServer: { 'up-1': 20, 'up-2': 20 } }), context)}
+          ${renderItem(item({ state: 'paused' }), context)}
+          ${renderItem(item({ state: 'failed', errorCode: 'stalled' }), context)}
+          ${renderHeld(new File(['h'], 'h.txt'), 'k', DEFAULT_I18N, () => undefined)}
+        </ul>`,
+      box,
+    );
+    expect(sorted([...partsIn(root), ...partsIn(box), 'file-list'])).to.deep.equal(
+      sorted(d.cssParts.map((p) => p.name)),
+    );
+    // `file-list` is the element's own list, shown once it has files (the element tests see it).
+    const css = (WsUploader.styles as CSSResult).cssText;
+    expect(sorted(css.match(/--ws-uploader-[a-z0-9-]+/g) ?? [])).to.deep.equal(
+      sorted(d.cssProperties.map((p) => p.name)),
+    );
+  });
+});
