@@ -111,34 +111,48 @@ export const styles = css`
   [part~='file'] {
     display: grid;
     grid-template-columns: minmax(0, 1fr) auto auto;
+    grid-template-areas:
+      'name size actions'
+      'status figures actions'
+      'bar bar bar'
+      'shares shares shares';
     gap: 0.15rem 0.75rem;
     align-items: baseline;
     font-variant-numeric: tabular-nums;
   }
   .name {
+    grid-area: name;
     overflow: hidden;
     text-overflow: ellipsis;
     white-space: nowrap;
     font-weight: 600;
   }
+  .size {
+    grid-area: size;
+  }
+  [part~='file-state'] {
+    grid-area: status;
+  }
+  .figures {
+    grid-area: figures;
+    justify-self: end;
+  }
+  .shares {
+    grid-area: shares;
+  }
   .size,
   .figures,
-  .shares {
+  .shares,
+  [part~='file-state'] {
     font-size: 0.875em;
     opacity: 0.85;
   }
-  .figures {
-    grid-column: 1 / 3;
-  }
-  .shares {
-    grid-column: 1 / -1;
-  }
   [data-state='failed'] [part~='file-state'] {
     color: var(--_error);
+    opacity: 1;
   }
   .actions {
-    grid-row: 1 / span 2;
-    grid-column: 3;
+    grid-area: actions;
     display: flex;
     gap: 0.25rem;
     align-self: center;
@@ -157,7 +171,8 @@ export const styles = css`
     border-color: var(--_accent);
   }
   [part~='progress'] {
-    grid-column: 1 / -1;
+    grid-area: bar;
+    margin-top: 0.15rem;
     display: flex;
     height: 0.45rem;
     border-radius: 0.25rem;
