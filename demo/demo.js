@@ -130,9 +130,7 @@ async function attach(file) {
   remove.addEventListener('click', detach);
   box.replaceChildren(img, `${attachment.name}, ${formatBytes(attachment.size)}`, remove);
   box.hidden = false;
-  composeStatus(
-    attachment === file ? '' : `Scaled down to fit a message (${formatBytes(inlineMax)}).`,
-  );
+  composeStatus(attachment === file ? '' : 'Scaled down to fit in a message.');
 }
 
 function detach() {
