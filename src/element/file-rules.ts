@@ -31,7 +31,8 @@ export function acceptsType(
     .filter((t) => t !== '');
   if (tokens.length === 0) return true;
   const name = file.name.toLowerCase();
-  const type = file.type.toLowerCase();
+  // The MIME type's essence: a pasted text is `text/plain;charset=utf-8`.
+  const type = file.type.split(';')[0]!.trim().toLowerCase();
   return tokens.some((t) =>
     t.startsWith('.')
       ? name.endsWith(t)
