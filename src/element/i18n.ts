@@ -50,6 +50,21 @@ export interface WsUploaderI18n {
   errors: Record<string, string> & { default: string };
 }
 
+/** Groups of {@link WsUploaderI18n} a translation may give some keys of (as `errors`). */
+type WsUploaderI18nGroup = 'connection' | 'itemState' | 'rejected';
+
+/**
+ * A translation for the `i18n` property: any of the strings, and in each nested group
+ * (`connection`, `itemState`, `rejected`, `errors`) any of its keys.
+ */
+export type WsUploaderI18nOverrides = Partial<
+  Omit<WsUploaderI18n, WsUploaderI18nGroup | 'errors'>
+> & {
+  [G in WsUploaderI18nGroup]?: Partial<WsUploaderI18n[G]>;
+} & {
+  errors?: Record<string, string>;
+};
+
 /** English strings. */
 export const DEFAULT_I18N: WsUploaderI18n = {
   dropLabel: 'Drop files here, or press to choose files',
@@ -110,7 +125,7 @@ export const DEFAULT_I18N: WsUploaderI18n = {
  * Merges a partial translation over the defaults.
  * @param partial strings to replace
  */
-export function mergeI18n(partial: Partial<WsUploaderI18n> | undefined): WsUploaderI18n {
+export function mergeI18n(partial: WsUploaderI18nOverrides | undefined): WsUploaderI18n {
   if (!partial || partial === DEFAULT_I18N) return DEFAULT_I18N;
   return {
     ...DEFAULT_I18N,

@@ -18,7 +18,12 @@ import { WsFileRejectEvent, type WsFileRejectReason } from '../events/ws-file-re
 import type { WsUploadErrorEvent } from '../events/ws-upload-error-event.js';
 import { EngineController } from './engine-controller.js';
 import { checkFiles } from './file-rules.js';
-import { DEFAULT_I18N, mergeI18n, type WsUploaderI18n } from './i18n.js';
+import {
+  DEFAULT_I18N,
+  mergeI18n,
+  type WsUploaderI18n,
+  type WsUploaderI18nOverrides,
+} from './i18n.js';
 import { renderHeld, renderItem, type ItemAction } from './item-list.js';
 import { ItemSpeed } from './item-speed.js';
 import { renderServers } from './server-list.js';
@@ -144,7 +149,7 @@ export class WsUploader extends LitElement {
   @property({ type: Number, attribute: 'inline-max' }) inlineMax: number | undefined = undefined;
 
   /** Strings shown by the element; a partial object is merged over the English defaults. */
-  @property({ attribute: false }) i18n: Partial<WsUploaderI18n> = DEFAULT_I18N;
+  @property({ attribute: false }) i18n: WsUploaderI18nOverrides = DEFAULT_I18N;
 
   /** Whether files are dragged over the drop area. Reflected for styling. */
   @property({ type: Boolean, reflect: true }) dragover = false;
