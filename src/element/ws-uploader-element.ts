@@ -543,8 +543,12 @@ function asFile(blob: File | Blob): File {
   return blob instanceof File ? blob : new File([blob], 'blob', { type: blob.type });
 }
 
-/** Bad attribute values warn and fall back to the default; they never throw. */
-function positive(name: string, value: number, fallback: number): number {
+/**
+ * Bad attribute values warn and fall back to the default; they never throw. A removed attribute
+ * (Lit sets `null`) falls back quietly.
+ */
+function positive(name: string, value: number | null, fallback: number): number {
+  if (value === null) return fallback;
   if (Number.isSafeInteger(value) && value > 0) return value;
   console.warn(`ws-uploader: ignoring ${name}=${String(value)}; using ${fallback}`);
   return fallback;
@@ -552,9 +556,10 @@ function positive(name: string, value: number, fallback: number): number {
 
 function nonNegative<F extends number | undefined>(
   name: string,
-  value: number,
+  value: number | null,
   fallback: F,
 ): number | F {
+  if (value === null) return fallback;
   if (Number.isSafeInteger(value) && value >= 0) return value;
   console.warn(
     `ws-uploader: ignoring ${name}=${String(value)}; using ${String(fallback ?? 'the default')}`,
