@@ -2,7 +2,8 @@
 // `executeServerCommand('ws-servers:start', {...})` from a test starts one control server and
 // upload servers on loopback (port 0) with storage in a new temporary folder. `uploadOptions` go to
 // every createUploadServer (for example `readAccess` or `crossOriginResourcePolicy`), and
-// `ws-servers:read-token` mints read tokens for GET /files. With `linked: true` the upload servers
+// `ws-servers:read-token` mints read tokens for GET /files; `uploadOptionsById` adds options for
+// one upload server (by its id, `up-1`…). With `linked: true` the upload servers
 // are not listed by hand: they connect out to the control server's `/registry` (`controlUrl`), so
 // they report demand (a reader waiting for missing bytes). `allow: { rooms }` lets browsers join or
 // message only those rooms (the control server's `allow` hook); the app's side of the control
@@ -31,6 +32,7 @@ async function start({
   controlOptions = {},
   plannerOptions,
   uploadOptions = {},
+  uploadOptionsById = {},
   linked = false,
   allow,
 } = {}) {
@@ -70,6 +72,7 @@ async function start({
       logger: (entry) => logs.push(entry),
       ...(linked ? { controlUrl: controlUrl.replace(/\/control$/, '/registry') } : {}),
       ...uploadOptions,
+      ...uploadOptionsById[id],
     });
     const urls = await server.listen(port, '127.0.0.1');
     server.urls = urls;

@@ -31,6 +31,8 @@ export interface TestUploadOptions {
   readonly maxChunk?: number;
   /** Unacknowledged bytes a client may have in flight per connection (at least `maxChunk`). */
   readonly window?: number;
+  /** Largest item, in bytes (a larger one fails with `too-large`). */
+  readonly maxItemSize?: number;
 }
 
 /** Options of the control server of a deployment (a subset of `ControlServerOptions`). */
@@ -54,6 +56,8 @@ export interface TestDeploymentOptions {
   /** How many upload servers. @default 2 */
   readonly uploadServers?: number;
   readonly uploadOptions?: TestUploadOptions;
+  /** Options of one upload server (by id: `up-1`, `up-2`…), over `uploadOptions`. */
+  readonly uploadOptionsById?: Readonly<Record<string, TestUploadOptions>>;
   readonly controlOptions?: TestControlOptions;
   /** Options of the control server's planner (`createPlanner`), such as `{ splitMin }`. */
   readonly plannerOptions?: { readonly splitMin?: number; readonly align?: number };
