@@ -171,17 +171,20 @@ export class WsUploader extends LitElement {
   readonly #announced = new Set<string>();
   #keys = 0;
 
+  // A new engine only for a new control server or credential; the other options are changed on
+  // the running engine (configure()), so items and uploads carry on.
   readonly #connection = new Task(this, {
-    task: async ([controlUrl, authToken, auth, chunkSize, maxParallel, inlineMax], { signal }) => {
+    task: async ([controlUrl, authToken, auth], { signal }) => {
       if (!controlUrl || (!authToken && !auth) || !this.isConnected) {
         this.#controller.stop();
         return false;
       }
+      const inlineMax = this.inlineMax;
       const options: EngineOptions = {
         controlUrl,
         ...(auth ? { auth } : { authToken }),
-        chunkSize,
-        maxParallel,
+        chunkSize: this.chunkSize,
+        maxParallel: this.maxParallel,
         ...(inlineMax === undefined ? {} : { inlineMax }),
       };
       await this.#controller.connect(options, signal);
@@ -189,15 +192,7 @@ export class WsUploader extends LitElement {
       if (!this.noAuto) this.publish();
       return true;
     },
-    args: () =>
-      [
-        this.controlUrl,
-        this.authToken,
-        this.auth,
-        this.chunkSize,
-        this.maxParallel,
-        this.inlineMax,
-      ] as const,
+    args: () => [this.controlUrl, this.authToken, this.auth] as const,
   });
 
   constructor() {
@@ -327,6 +322,15 @@ export class WsUploader extends LitElement {
     if (changed.has('maxFiles')) this.maxFiles = nonNegative('max-files', this.maxFiles, 0);
     if (changed.has('inlineMax') && this.inlineMax !== undefined)
       this.inlineMax = nonNegative('inline-max', this.inlineMax, undefined);
+    if (
+      this.#controller.engine &&
+      (changed.has('chunkSize') || changed.has('maxParallel') || changed.has('inlineMax'))
+    )
+      this.#controller.engine.configure({
+        chunkSize: this.chunkSize,
+        maxParallel: this.maxParallel,
+        inlineMax: this.inlineMax,
+      });
     const now = performance.now();
     for (const item of this.items) {
       if (item.state === ItemState.UPLOADING)

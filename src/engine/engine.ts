@@ -269,6 +269,25 @@ export class WsUploaderEngine extends EventTarget {
   }
 
   /**
+   * Changes the options that need no new connection, for what runs from now on: `chunkSize` (the
+   * next chunks), `maxParallel` (more tasks start at once when it grows; running ones go on when
+   * it shrinks) and `inlineMax` (the next items added). Items and uploads carry on.
+   * @param options the options to change; absent ones stay
+   * @throws {ConfigError} on an invalid value (nothing changes then)
+   */
+  configure(options: Pick<EngineOptions, 'chunkSize' | 'maxParallel' | 'inlineMax'>): void {
+    const checked = resolveOptions({
+      controlUrl: this.#options.controlUrl,
+      auth: this.#options.auth,
+      ...options,
+    });
+    if (options.chunkSize !== undefined) this.#options.chunkSize = checked.chunkSize;
+    if (options.maxParallel !== undefined) this.#options.maxParallel = checked.maxParallel;
+    if ('inlineMax' in options) this.#options.inlineMax = checked.inlineMax;
+    this.#scheduler.pump();
+  }
+
+  /**
    * Adds files (or blobs) and publishes their metadata to the control server. Those of at most
    * `inlineMax` bytes (the option, capped by the control server's) are published inline, with
    * their bytes: the control server keeps them and nothing is uploaded.

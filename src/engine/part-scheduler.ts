@@ -143,6 +143,11 @@ export class PartScheduler {
     });
   }
 
+  /** Starts queued tasks that fit now (after `maxParallel` grew). */
+  pump(): void {
+    this.#pump();
+  }
+
   #enqueue(entry: Entry): void {
     this.#queue.push(entry);
     this.#queue.sort((a, b) => b.priority - a.priority || a.deadline - b.deadline || a.seq - b.seq);

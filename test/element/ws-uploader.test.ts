@@ -1,7 +1,12 @@
 import { expect, fixture, html, oneEvent } from '@open-wc/testing';
 import '../../src/ws-uploader.js';
 import type { WsUploader } from '../../src/index.js';
-import { startServers, stopServers, type TestDeployment } from '../helpers/servers.js';
+import {
+  startDeployment,
+  startServers,
+  stopServers,
+  type TestDeployment,
+} from '../helpers/servers.js';
 
 function setupParts(el: WsUploader) {
   const root = el.shadowRoot;
@@ -182,6 +187,27 @@ describe('<ws-uploader>', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(el.items).to.deep.equal([]);
     other.remove();
+  });
+
+  it('applies chunk-size, max-parallel and inline-max to the running engine: its files stay', async () => {
+    d = await startDeployment({ uploadServers: 1 }); // inline items up to 64 KiB
+    const el = await fixture<WsUploader>(
+      html`<ws-uploader control-url=${d.controlUrl} auth-token=${d.token}></ws-uploader>`,
+    );
+    await el.connected;
+    let done = oneEvent(el, 'ws-upload-complete');
+    el.addFiles([new File(['small'], 'first.txt')]);
+    expect((await done).detail.servers).to.deep.equal([]); // inline
+    el.chunkSize = 64 * 1024;
+    el.maxParallel = 1;
+    el.inlineMax = 0;
+    await el.updateComplete;
+    await el.connected;
+    expect(el.items.map((i) => i.name)).to.deep.equal(['first.txt']);
+    done = oneEvent(el, 'ws-upload-complete');
+    el.addFiles([new File(['small too'], 'second.txt')]);
+    expect((await done).detail.servers.map((s: { id: string }) => s.id)).to.deep.equal(['up-1']);
+    expect(el.items.map((i) => i.name)).to.deep.equal(['first.txt', 'second.txt']);
   });
 
   it('fires ws-upload-error and shows an alert when the credential is refused', async () => {

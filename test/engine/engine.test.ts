@@ -379,6 +379,14 @@ describe('WsUploaderEngine', () => {
     expect((error as ServerError).code).to.equal('auth-failed');
   });
 
+  it('changes chunkSize, maxParallel and inlineMax on a running engine, refusing bad values', () => {
+    engine = new WsUploaderEngine({ controlUrl: 'ws://127.0.0.1:1', authToken: 't' });
+    expect(() => engine!.configure({ chunkSize: -1 })).to.throw(ConfigError, /chunkSize/);
+    expect(() => engine!.configure({ maxParallel: 0 })).to.throw(ConfigError, /maxParallel/);
+    expect(() => engine!.configure({ inlineMax: 1.5 })).to.throw(ConfigError, /inlineMax/);
+    engine.configure({ chunkSize: 1024, maxParallel: 5, inlineMax: 0 });
+  });
+
   it('throws ConfigError for missing or invalid options', () => {
     expect(() => new WsUploaderEngine({ controlUrl: 'http://x', authToken: 't' })).to.throw(
       ConfigError,
