@@ -4,8 +4,11 @@
 // Needs the build (`npm run screenshots` builds first, then runs this). Starts the demo in this
 // process on a free port with a temporary data folder, opens the page in headless Chromium, waits
 // for the three upload servers, sends a message with a small image and uploads a generated image of
-// a few MB through <ws-uploader>, waits until the downloader verified it, and takes the picture.
-// The dark one is taken with upload-3 switched off, to show the switch.
+// a few MB through <ws-uploader>, waits until the downloader verified it, then adds a generated
+// file of about 90 MB, which the control server splits across the upload servers, pauses it
+// part-way (its row shows the split bar, each server's share, and Resume/Cancel), and takes the
+// picture. The dark one is taken with upload-3 switched off, to show the switch: the large file is
+// then split across the two servers left.
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -98,8 +101,35 @@ async function shoot(theme) {
       () => document.querySelector('#servers li:nth-child(3)')?.dataset.state === 'stopped',
     );
     // The element hears that the server left.
+    await page.waitForFunction(() =>
+      document.getElementById('uploader').servers.every((s) => s.id !== 'upload-3'),
+    );
     await new Promise((r) => setTimeout(r, 1000));
   }
+
+  // A large file, which the control server splits across the servers (from 64 MiB), paused
+  // part-way so its row shows one bar segment and one share per server.
+  const { itemId, stored, segments } = await page.evaluate(splitAndPause, {
+    servers: theme === 'dark' ? 2 : 3,
+  });
+  console.log(
+    `screenshots (${theme}): paused ${itemId} at ${Math.round(stored * 100)} % on ${segments} servers`,
+  );
+  await page.waitForFunction(
+    (id) => {
+      const row = document
+        .getElementById('uploader')
+        .shadowRoot.querySelector(`[part~="file"][data-item-id="${id}"]`);
+      return (
+        row?.dataset.state === 'paused' &&
+        row.querySelectorAll('[part~="progress-segment"][data-server-id]').length >= 2 &&
+        row.querySelector('[part~="resume-button"]') !== null
+      );
+    },
+    {},
+    itemId,
+  );
+
   await page.evaluate(() => document.activeElement?.blur());
   await page.screenshot({ path: join(outDir, `demo-${theme}.png`), type: 'png' });
   if (theme === 'dark') await demo.restart('upload-3');
@@ -107,6 +137,44 @@ async function shoot(theme) {
 }
 
 /* global document, window */
+// Runs in the page: adds a generated file of about 90 MB (one random chunk of 4 MiB, repeated) to
+// the uploader, with small chunks so it is caught part-way, and pauses it once it is at least 40 %
+// stored and on at least two servers (on `servers` of them when it gets there before 70 %).
+// Resolves with its id, the part stored and the number of servers holding bytes; rejects when the
+// file completes or fails first.
+async function splitAndPause({ servers }) {
+  const MiB = 1024 * 1024;
+  const el = document.getElementById('uploader');
+  const chunk = new Uint8Array(4 * MiB);
+  for (let i = 0; i < chunk.length; i += 65536)
+    crypto.getRandomValues(chunk.subarray(i, i + 65536));
+  const blob = new Blob(new Array(22).fill(chunk));
+  const file = new File([blob], 'lake-timelapse.mp4', { type: 'video/mp4' });
+  el.setAttribute('chunk-size', String(64 * 1024));
+  const [{ itemId }] = el.addFiles([file]);
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const item = el.items.find((i) => i.itemId === itemId);
+      if (!item) return;
+      if (item.state === 'complete' || item.state === 'failed') {
+        el.removeEventListener('ws-upload-progress', check);
+        clearInterval(timer);
+        reject(new Error(`the large file was ${item.state} before it could be paused`));
+        return;
+      }
+      const stored = item.bytesStored / (item.bytesTotal || item.size);
+      const holders = Object.values(item.bytesByServer ?? {}).filter((n) => n > 0).length;
+      if (stored < 0.4 || holders < 2 || (holders < servers && stored < 0.7)) return;
+      el.pause([itemId]);
+      el.removeEventListener('ws-upload-progress', check);
+      clearInterval(timer);
+      resolve({ itemId, stored, segments: holders });
+    };
+    el.addEventListener('ws-upload-progress', check);
+    const timer = setInterval(check, 5);
+  });
+}
+
 // Runs in the page (its source is sent there): a landscape, with grain when `grain` is set (which
 // makes the PNG a few MB).
 function drawPicture(width, height, grain) {
