@@ -41,7 +41,10 @@ export function renderItem(item: ItemStatus, c: ItemRowContext): TemplateResult 
   const total = item.bytesTotal || item.size;
   const stored = item.state === ItemState.COMPLETE ? total : item.bytesStored;
   const pct = total === 0 ? (item.state === ItemState.COMPLETE ? 100 : 0) : (stored / total) * 100;
-  const shares = Object.entries(item.bytesByServer ?? {}).filter(([, n]) => n > 0);
+  // In the order of the server list, so the colors and the shares line keep their places.
+  const shares = Object.entries(item.bytesByServer ?? {})
+    .filter(([, n]) => n > 0)
+    .sort(([a], [b]) => c.serverIndex(a) - c.serverIndex(b));
   const split = shares.length > 1 && item.state !== ItemState.COMPLETE;
   const uploading = item.state === ItemState.UPLOADING;
   const status =

@@ -9,9 +9,15 @@ import type { WsUploaderI18n } from './i18n.js';
 /**
  * @param servers the servers
  * @param t strings
+ * @param sending servers an upload is going to now: only theirs is a current throughput (the
+ *   engine keeps the last rate it measured of the others)
  * @internal
  */
-export function renderServers(servers: readonly ServerStatus[], t: WsUploaderI18n): TemplateResult {
+export function renderServers(
+  servers: readonly ServerStatus[],
+  t: WsUploaderI18n,
+  sending?: ReadonlySet<string>,
+): TemplateResult {
   return html`<ul part="server-list" aria-labelledby="servers-heading">
     ${servers.map(
       (s) =>
@@ -26,7 +32,7 @@ export function renderServers(servers: readonly ServerStatus[], t: WsUploaderI18
           }
           ${s.rttMs === undefined ? nothing : html`<span class="rtt">${t.rtt(s.rttMs)}</span>`}
           ${
-            s.throughput === undefined
+            s.throughput === undefined || !sending?.has(s.id)
               ? nothing
               : html`<span class="throughput">${t.rate(s.throughput)}</span>`
           }

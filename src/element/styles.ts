@@ -108,9 +108,14 @@ export const styles = css`
     border: 1px solid var(--_border);
     border-radius: 0.25rem;
   }
+  [part~='file-list'] {
+    grid-template-columns: minmax(0, 1fr) auto auto;
+  }
   [part~='file'] {
     display: grid;
-    grid-template-columns: minmax(0, 1fr) auto auto;
+    grid-column: 1 / -1;
+    /* The rows share the list's columns, so sizes and buttons line up from row to row. */
+    grid-template-columns: subgrid;
     grid-template-areas:
       'name size actions'
       'status figures actions'

@@ -408,7 +408,15 @@ export class WsUploader extends LitElement {
           ? this.#connection.status === TaskStatus.ERROR
             ? nothing
             : html`<p class="waiting">${t.noServers}</p>`
-          : renderServers(servers, t)
+          : renderServers(
+              servers,
+              t,
+              new Set(
+                items
+                  .filter((i) => i.state === ItemState.UPLOADING)
+                  .flatMap((i) => Object.keys(i.bytesByServer ?? {})),
+              ),
+            )
       }
       ${
         items.length === 0 && this.held.length === 0
