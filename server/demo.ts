@@ -161,11 +161,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     server: page,
     secret,
     inlineMax: INLINE_MAX,
-    // Users may join the demo room and message it; nothing else.
+    // Users may join the demo room and message it, and read every item; nothing else.
     allow: (request) =>
-      request.action === 'join'
+      request.action === 'read' ||
+      (request.action === 'join'
         ? request.room === ROOM
-        : 'room' in request.to && request.to.room === ROOM,
+        : 'room' in request.to && request.to.room === ROOM),
   });
   let registryUrl = '';
 

@@ -104,7 +104,9 @@ export interface ControlClient {
 /** What a browser asks that the app may refuse (see {@link ControlServerOptions.allow}). */
 export type ClientRequest =
   | { readonly action: 'message'; readonly to: MessageTarget }
-  | { readonly action: 'join'; readonly room: string };
+  | { readonly action: 'join'; readonly room: string }
+  /** `locate`: read an item; `ownerId` is the user who published it. */
+  | { readonly action: 'read'; readonly itemId: string; readonly ownerId: string };
 
 /** A message the app sends to browsers with {@link ControlServer.send}. */
 export interface AppMessage {
@@ -201,6 +203,11 @@ export interface ControlServerOptions {
   readonly onTask?: (event: TaskEvent) => void;
   /** Lifetime of upload tokens, in seconds. @default 3600 */
   readonly uploadTokenTtlSeconds?: number;
+  /**
+   * Lifetime of the read tokens `located` hands out, in seconds: long enough for a `<video>` to
+   * read by ranges. @default 3600
+   */
+  readonly readTokenTtlSeconds?: number;
   /** Time a browser has to send `hello`, in ms. @default 10000 */
   readonly helloTimeoutMs?: number;
   /** How long to wait for a browser's first probe before planning without it, in ms. @default 1500 */
@@ -318,6 +325,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   const path = options.path ?? '/control';
   const plan = options.plan ?? defaultPlanner;
   const ttl = options.uploadTokenTtlSeconds ?? 3600;
+  const readTtl = options.readTokenTtlSeconds ?? 3600;
   const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
   const probeWaitMs = options.probeWaitMs ?? 1500;
   const maxItemSize = options.maxItemSize ?? DEFAULT_MAX_ITEM_SIZE;
@@ -520,6 +528,45 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         };
       }),
     );
+
+  /**
+   * The live upload servers that hold an item, or are receiving it, with their ranges and a read
+   * token for it each: a stored item's plan when its servers stored it (the whole item on each of
+   * its servers otherwise), an uploading item's plan (a range not there yet is demanded).
+   */
+  const holdersOf = async (item: ItemInfo, userId: string) => {
+    if (item.inline || item.meta.size === 0) return [];
+    const whole = (serverId: string): TargetRange => ({ start: 0, end: item.meta.size, serverId });
+    const planned = item.plan ?? [];
+    const ranges =
+      item.state === 'stored'
+        ? planned.length > 0 && planned.every((r) => item.servers.includes(r.serverId))
+          ? planned
+          : item.servers.map(whole)
+        : item.state === 'uploading'
+          ? planned
+          : [];
+    const byServer = new Map<string, ByteRange[]>();
+    for (const { start, end, serverId } of ranges)
+      byServer.set(serverId, addRange(byServer.get(serverId) ?? [], { start, end }));
+    const holders = [];
+    for (const [serverId, held] of byServer) {
+      const server = registry.get(serverId);
+      if (!server) continue; // not live: a reader cannot reach it
+      const { token, expiresAt } = await signToken(key, userId, uploadAudience(serverId), readTtl, {
+        scope: 'read',
+        items: [item.meta.itemId],
+      });
+      holders.push({
+        serverId,
+        httpUrl: server.httpUrl,
+        ranges: held,
+        token,
+        tokenExpiresAt: expiresAt,
+      });
+    }
+    return holders;
+  };
 
   /** An item whose last task ended without storing it waits again: `uploading` → `published`. */
   const settle = async (itemId: string): Promise<void> => {
@@ -1072,6 +1119,29 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           ...(item === undefined ? {} : { item }),
         });
         if (ref !== undefined) send(session.ws, { type: 'sent', id: ref, delivered });
+        return;
+      }
+      case 'locate': {
+        const ref = message.id;
+        const client = { clientId: session.clientId, userId: session.userId };
+        const item = await store.getItem(message.itemId);
+        if (!item) {
+          fail(session.ws, 'unknown-item', `no item ${message.itemId}`, ref);
+          return;
+        }
+        const request = { action: 'read' as const, itemId: item.meta.itemId, ownerId: item.userId };
+        if (!(await allow(request, client))) {
+          fail(session.ws, 'forbidden', 'the app does not allow reading this item', ref);
+          return;
+        }
+        send(session.ws, {
+          type: 'located',
+          id: ref,
+          item: item.meta,
+          state: item.state,
+          ...(item.sha256 === undefined ? {} : { sha256: item.sha256 }),
+          holders: await holdersOf(item, session.userId),
+        });
         return;
       }
       case 'join': {

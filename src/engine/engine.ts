@@ -33,6 +33,7 @@ import { SocketPool } from './socket-pool.js';
 import {
   ConnectionState,
   ItemState,
+  type ItemLocation,
   type ItemStatus,
   type OutgoingMessage,
   type ReceivedItem,
@@ -133,6 +134,11 @@ export class WsUploaderEngine extends EventTarget {
   #openWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** Messages sent with an id, waiting for `sent`. */
   readonly #sends = new Map<string, PendingSend>();
+  /** `locate` requests waiting for `located`, by request id. */
+  readonly #locates = new Map<
+    string,
+    { resolve(location: ItemLocation): void; reject(error: unknown): void }
+  >();
   /** Items whose message will come back `unknown-item` after their inline publish was refused. */
   readonly #refusedInline = new Map<string, number>();
   /** Items asked to be unpublished, until the control server answers. */
@@ -667,6 +673,31 @@ export class WsUploaderEngine extends EventTarget {
   }
 
   /**
+   * Asks the control server where an item can be read: any user's item, as the app allows
+   * (`allow` with action `read` on the reference control server). The answer names the live
+   * upload servers that hold it, each with its byte ranges and a read token; an item still
+   * uploading is located too (a range not uploaded yet, read from a holder, is demanded from the
+   * uploading browser), and an inline item comes with its bytes.
+   * @param itemId the item
+   * @returns where it is
+   * @throws {ConfigError} (as a rejection) when `itemId` is not an item id
+   * @throws {ServerError} (as a rejection) `unknown-item`, or `forbidden` when the app does not
+   *   let this user read it
+   * @throws {TransportError} (as a rejection) `socket-closed` when the engine is not started or
+   *   the connection closed before the answer
+   */
+  async locate(itemId: string): Promise<ItemLocation> {
+    if (typeof itemId !== 'string' || !ITEM_ID_PATTERN.test(itemId))
+      throw new ConfigError(`${JSON.stringify(itemId)} is not an item id`);
+    await this.#whenOpen();
+    const id = newItemId();
+    return new Promise<ItemLocation>((resolve, reject) => {
+      this.#locates.set(id, { resolve, reject });
+      this.#control.send({ type: 'locate', id, itemId });
+    });
+  }
+
+  /**
    * Uploads ranges of an item to the servers named, without the control server asking.
    * @param task the item, ranges and targets
    * @returns the item's digest and servers once every range is stored; rejects with an
@@ -823,6 +854,13 @@ export class WsUploaderEngine extends EventTarget {
         });
         return;
       }
+      case 'located': {
+        const pending = this.#locates.get(message.id);
+        this.#locates.delete(message.id);
+        const { item, state, sha256, holders } = message;
+        pending?.resolve({ item, state, ...(sha256 === undefined ? {} : { sha256 }), holders });
+        return;
+      }
       case 'sent': {
         const pending = this.#sends.get(message.id);
         this.#sends.delete(message.id);
@@ -843,6 +881,12 @@ export class WsUploaderEngine extends EventTarget {
     });
     if (ref === undefined) {
       this.#emit('error', { error });
+      return;
+    }
+    const locating = this.#locates.get(ref);
+    if (locating) {
+      this.#locates.delete(ref);
+      locating.reject(error);
       return;
     }
     // A message with this id.
@@ -911,8 +955,9 @@ export class WsUploaderEngine extends EventTarget {
   }
 
   #rejectSends(error: unknown): void {
-    const pending = [...this.#sends.values()];
+    const pending = [...this.#sends.values(), ...this.#locates.values()];
     this.#sends.clear();
+    this.#locates.clear();
     for (const p of pending) p.reject(error);
   }
 

@@ -15,6 +15,7 @@ export { LatencyProbe } from './latency-probe.js';
 export {
   ConnectionState,
   ItemState,
+  type ItemLocation,
   type ItemStatus,
   type MessageSender,
   type MessageTarget,

@@ -2,6 +2,7 @@
  * Public data shapes of the engine.
  */
 import type {
+  ItemHolder,
   ItemKind,
   ItemMeta,
   MessageSender,
@@ -147,6 +148,18 @@ export interface ReceivedMessageDetail {
   readonly body?: string;
   /** The inline item, when there is one. */
   readonly item?: ReceivedItem;
+}
+
+/**
+ * Where an item can be read, from {@link WsUploaderEngine.locate}: its metadata (an inline item's
+ * bytes too, as `item.content`, base64), its state and digest, and the live upload servers that
+ * hold it, each with its byte ranges and a read token for `GET {httpUrl}/files/{itemId}`.
+ */
+export interface ItemLocation {
+  readonly item: ItemMeta;
+  readonly state: 'published' | 'uploading' | 'stored' | 'failed';
+  readonly sha256?: string;
+  readonly holders: readonly ItemHolder[];
 }
 
 /** What a finished task produced. */

@@ -133,6 +133,13 @@ export interface LeaveMessage {
   readonly type: 'leave';
   readonly room: string;
 }
+/** locate: where can this browser read an item (any user's, as the app allows)? */
+export interface LocateMessage {
+  readonly type: 'locate';
+  /** Chosen by the browser; echoed in `located`, or as the `ref` of an `error`. */
+  readonly id: string;
+  readonly itemId: string;
+}
 /** probe: measured round-trip times to upload servers. */
 export interface ProbeMessage {
   readonly type: 'probe';
@@ -210,6 +217,34 @@ export interface SentMessage {
   readonly type: 'sent';
   readonly id: string;
   readonly delivered: number;
+}
+/** An upload server that holds (or is receiving) ranges of an item, and a read token for it. */
+export interface ItemHolder {
+  readonly serverId: string;
+  /** HTTP base URL: the item is at `{httpUrl}/files/{itemId}`. */
+  readonly httpUrl: string;
+  /** The byte ranges it holds, or will hold once the upload reaches them; sorted, not overlapping. */
+  readonly ranges: readonly ByteRange[];
+  /** A read token for this item on this server (`Authorization: Bearer` or `access_token`). */
+  readonly token: string;
+  /** When the token expires, milliseconds since the epoch. */
+  readonly tokenExpiresAt: number;
+}
+/** located: where an item can be read, answering `locate`. */
+export interface LocatedMessage {
+  readonly type: 'located';
+  readonly id: string;
+  /** The item's metadata; an inline item's `content` too. */
+  readonly item: ItemMeta;
+  /**
+   * `stored` (verified on its servers), `uploading` (a missing range read from a holder is
+   * demanded from the uploading browser), `published` (waiting to be planned), `failed`.
+   */
+  readonly state: 'published' | 'uploading' | 'stored' | 'failed';
+  /** Hex SHA-256, once stored. */
+  readonly sha256?: string;
+  /** Live upload servers that hold it, each with its ranges; none for an inline item. */
+  readonly holders: readonly ItemHolder[];
 }
 /** cancel: stop a task (its item was unpublished, re-planned or the app cancelled it). */
 export interface CancelMessage {
@@ -289,6 +324,7 @@ export type ControlClientMessage =
   | JoinMessage
   | LeaveMessage
   | ProbeMessage
+  | LocateMessage
   | AcceptMessage
   | ProgressMessage
   | CompleteMessage
@@ -305,6 +341,7 @@ export type ControlServerMessage =
   | CompletedMessage
   | ReceivedMessage
   | SentMessage
+  | LocatedMessage
   | ControlErrorMessage;
 
 /**
@@ -364,6 +401,8 @@ export function decodeControlClientMessage(text: string): ControlClientMessage {
       });
       return { type: 'probe', results };
     }
+    case 'locate':
+      return { type: 'locate', id: str(o, 'id', 1, 200), itemId: id(o, 'itemId') };
     case 'accept':
       return { type: 'accept', taskId: id(o, 'taskId'), itemId: id(o, 'itemId') };
     case 'progress':
@@ -480,6 +519,42 @@ export function decodeControlServerMessage(text: string): ControlServerMessage {
         ...(o['deadline'] === undefined ? {} : { deadline: num(o, 'deadline', 0, 8.64e15) }),
         ...(reason === undefined ? {} : { reason }),
         ...(o['protocol'] === undefined ? {} : { protocol: str(o, 'protocol', 1, 32) }),
+      };
+    }
+    case 'located': {
+      const state = o['state'];
+      if (
+        state !== 'published' &&
+        state !== 'uploading' &&
+        state !== 'stored' &&
+        state !== 'failed'
+      )
+        bad('state must be published, uploading, stored or failed');
+      return {
+        type: 'located',
+        id: str(o, 'id', 1, 200),
+        item: itemMeta(o['item'], 'item'),
+        state,
+        ...(o['sha256'] === undefined ? {} : { sha256: sha(o, 'sha256') }),
+        holders: arr(o, 'holders', 1000).map((v, i) => {
+          const h = obj(v, `holders[${i}]`);
+          const httpUrl = str(h, 'httpUrl', 1, 2048);
+          if (!/^https?:\/\//.test(httpUrl))
+            bad(`holders[${i}].httpUrl must be an http: or https: URL`);
+          return {
+            serverId: id(h, 'serverId'),
+            httpUrl,
+            ranges: arr(h, 'ranges', 10_000).map((r, j) => {
+              const range = obj(r, `holders[${i}].ranges[${j}]`);
+              const start = int(range, 'start');
+              const end = int(range, 'end');
+              if (end <= start) bad(`holders[${i}].ranges[${j}]: end must be greater than start`);
+              return { start, end };
+            }),
+            token: str(h, 'token', 1, MAX_TOKEN_BYTES),
+            tokenExpiresAt: int(h, 'tokenExpiresAt'),
+          };
+        }),
       };
     }
     case 'completed':

@@ -43,7 +43,7 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
         const room =
           request.action === 'join'
             ? request.room
-            : 'room' in request.to
+            : request.action === 'message' && 'room' in request.to
               ? request.to.room
               : undefined;
         return room !== 'secret';
@@ -154,6 +154,47 @@ describe('control server: messages, rooms, inline items, unpublish, auth, cancel
     const received = await b.peer.nextOf('message');
     expect(received.item).to.deep.equal(item);
     expect(Buffer.from(received.item!.content!, 'base64').equals(bytes)).to.equal(true);
+  });
+
+  it('answers locate with the item and where it is, as the allow hook lets each user read it', async () => {
+    await control.close();
+    await start({
+      allow: (request) => {
+        requests.push(request);
+        return request.action !== 'read' || request.itemId !== 'private';
+      },
+    });
+    const a = await connect('alice');
+    const b = await connect('bob');
+    const bytes = randomBytes(300);
+    const content = bytes.toString('base64');
+    const meta = { size: bytes.length, mime: 'text/plain', kind: 'text' as const, content };
+    await a.peer.send({
+      type: 'publish',
+      items: [
+        { itemId: 'note', name: 'note.txt', ...meta },
+        { itemId: 'private', name: 'private.txt', ...meta },
+      ],
+    });
+    await a.peer.nextOf('published');
+    await b.peer.send({ type: 'locate', id: 'q1', itemId: 'note' });
+    expect(await b.peer.nextOf('located')).to.deep.equal({
+      type: 'located',
+      id: 'q1',
+      item: { itemId: 'note', name: 'note.txt', ...meta },
+      state: 'stored',
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      holders: [],
+    });
+    expect(requests).to.deep.include({ action: 'read', itemId: 'note', ownerId: 'alice' });
+    await b.peer.send({ type: 'locate', id: 'q2', itemId: 'private' });
+    expect(await b.peer.nextOf('error')).to.deep.include({ code: 'forbidden', ref: 'q2' });
+    await b.peer.send({ type: 'locate', id: 'q3', itemId: 'nothing-here' });
+    expect(await b.peer.nextOf('error')).to.deep.include({ code: 'unknown-item', ref: 'q3' });
+    // A locate without an id is malformed.
+    await b.peer.sendRaw(JSON.stringify({ type: 'locate', itemId: 'note' }));
+    expect(await b.peer.nextOf('error')).to.deep.include({ code: 'bad-message' });
+    expect((await b.peer.closed).code).to.equal(CLOSE.PROTOCOL_VIOLATION);
   });
 
   it('refuses inline items over inlineMax or over the total, and messages naming an item that is not inline', async () => {
