@@ -115,6 +115,47 @@ export class ResumeError extends WsUploaderError {
   }
 }
 
+/** Codes of {@link DownloadError}. */
+export type DownloadErrorCode =
+  /** No live upload server holds some of the item's bytes (and the store does not have them). */
+  | 'unavailable'
+  /** A part could not be read from any server that holds it, after retries. */
+  | 'fetch-failed'
+  /** The whole item's SHA-256 differs from the one the control server recorded. */
+  | 'digest-mismatch'
+  /** The browser's storage has no room for the item. */
+  | 'quota-exceeded'
+  /** The store could not write or read (evicted by the browser, say). */
+  | 'storage-failed';
+
+/**
+ * Downloading an item failed. Parts stored before the failure stay: a later download of the same
+ * item fetches only the rest.
+ */
+export class DownloadError extends WsUploaderError {
+  declare readonly code: DownloadErrorCode;
+  /** The item. */
+  readonly itemId: string;
+  /** The upload server involved, when there is one. */
+  readonly serverId: string | undefined;
+
+  /**
+   * @param code what failed
+   * @param message details
+   * @param context the item, the server and the cause
+   */
+  constructor(
+    code: DownloadErrorCode,
+    message: string,
+    context: { itemId: string; serverId?: string; cause?: unknown },
+  ) {
+    super(code, message, { cause: context.cause });
+    this.name = 'DownloadError';
+    this.itemId = context.itemId;
+    this.serverId = context.serverId;
+  }
+}
+
 /**
  * An option is missing, of the wrong type or contradicts another. Thrown at construction.
  */

@@ -1,24 +1,33 @@
 /**
- * ws-uploader: the element class, the headless engine, events, errors and protocol types.
+ * ws-uploader: the element class, the headless engine and downloader, events, errors and protocol
+ * types.
  * Importing this module has no side effects (it does not define the tag).
  * @module
  */
 export { WsUploader } from './element/ws-uploader-element.js';
 export { DEFAULT_I18N, mergeI18n, type DisplayState, type WsUploaderI18n } from './element/i18n.js';
 export * from './engine/index.js';
+export * from './download/index.js';
 export * from './events/index.js';
 export {
   TransportError,
   ServerError,
   ConfigError,
   ResumeError,
+  DownloadError,
   WsUploaderError,
   ProtocolError,
 } from './errors.js';
-export type { TransportErrorCode, ProtocolErrorCode, ResumeErrorCode } from './errors.js';
+export type {
+  TransportErrorCode,
+  ProtocolErrorCode,
+  ResumeErrorCode,
+  DownloadErrorCode,
+} from './errors.js';
 export type {
   ItemMeta,
   ItemKind,
+  ItemHolder,
   ServerInfo,
   TargetRange,
   ByteRange,

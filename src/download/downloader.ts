@@ -1,0 +1,387 @@
+/**
+ * The headless downloader: gets an item back, by parts, from every upload server that holds some
+ * of it at once, into browser storage, and verifies it. Never holds the item in memory; parts
+ * stored survive a reload, and a stored item is there with every server down.
+ */
+import { ConfigError, DownloadError } from '../errors.js';
+import { hashWorkerFactory, ItemHasher } from '../engine/item-hasher.js';
+import type { ItemLocation } from '../engine/types.js';
+import type { ItemHolder, ItemMeta } from '../protocol/control.js';
+import { toHex } from '../protocol/hex.js';
+import { rangeBytes, type ByteRange } from '../protocol/ranges.js';
+import { defaultItemStore, type ItemStore } from './item-store.js';
+import { planParts, uncovered, type PartToFetch } from './part-plan.js';
+
+/** Options of {@link WsDownloader}. */
+export interface DownloaderOptions {
+  /**
+   * Where an item can be read: an engine (its `locate()`, which asks the control server), or a
+   * function that answers the same way.
+   */
+  readonly locate:
+    { locate(itemId: string): Promise<ItemLocation> } | ((itemId: string) => Promise<ItemLocation>);
+  /** Where items are kept. @default the origin private file system, else IndexedDB */
+  readonly store?: ItemStore;
+  /** Bytes per part (one `Range` request each). @default 4194304 */
+  readonly partSize?: number;
+  /** Parts in flight per upload server. @default 3 */
+  readonly perServer?: number;
+  /** Delays between attempts at a part, in ms; one attempt more than delays. @default [250, 1000, 3000] */
+  readonly retryDelays?: readonly number[];
+  /** Where the SHA-256 is computed, as the engine's `hashWorker` option. @default true */
+  readonly hashWorker?: boolean | string | URL;
+}
+
+/** An item in the store. */
+export interface DownloadedItem {
+  readonly meta: ItemMeta;
+  /** Hex SHA-256 the bytes were verified against. */
+  readonly sha256: string;
+  /** The bytes, read from the store (no copy in memory). */
+  readonly blob: Blob;
+}
+
+/** Details of each downloader event. */
+export interface DownloaderEventDetails {
+  /** More of an item is stored. */
+  progress: {
+    readonly itemId: string;
+    readonly bytesStored: number;
+    readonly bytesTotal: number;
+    /** Bytes fetched from each upload server in this download. */
+    readonly bytesByServer: Readonly<Record<string, number>>;
+  };
+  /** An item is stored and verified. */
+  complete: { readonly item: DownloadedItem };
+}
+
+/** A downloader event. */
+export class DownloaderEvent<K extends keyof DownloaderEventDetails> extends Event {
+  /** What happened. */
+  readonly detail: DownloaderEventDetails[K];
+
+  /**
+   * @param type the event name
+   * @param detail its detail
+   */
+  constructor(type: K, detail: DownloaderEventDetails[K]) {
+    super(type);
+    this.detail = detail;
+  }
+}
+
+const DEFAULTS = { partSize: 4 * 1024 * 1024, perServer: 3, retryDelays: [250, 1000, 3000] };
+
+/**
+ * Downloads items into browser storage and gives them back offline.
+ * @example
+ * const downloader = new WsDownloader({ locate: engine });
+ * downloader.on('progress', (e) => bar.value = e.detail.bytesStored / e.detail.bytesTotal);
+ * const { blob } = await downloader.download(itemId);
+ * video.src = URL.createObjectURL(blob);
+ */
+export class WsDownloader extends EventTarget {
+  readonly #locate: (itemId: string) => Promise<ItemLocation>;
+  readonly #store: Promise<ItemStore>;
+  readonly #partSize: number;
+  readonly #perServer: number;
+  readonly #retryDelays: readonly number[];
+  readonly #hashWorker: boolean | string | URL;
+  readonly #running = new Map<string, Promise<DownloadedItem>>();
+
+  /** @param options see {@link DownloaderOptions} */
+  constructor(options: DownloaderOptions) {
+    super();
+    const { locate } = options;
+    this.#locate = typeof locate === 'function' ? locate : (id) => locate.locate(id);
+    this.#store = options.store ? Promise.resolve(options.store) : defaultItemStore();
+    this.#partSize = positive(options.partSize, DEFAULTS.partSize, 'partSize');
+    this.#perServer = positive(options.perServer, DEFAULTS.perServer, 'perServer');
+    this.#retryDelays = options.retryDelays ?? DEFAULTS.retryDelays;
+    this.#hashWorker = options.hashWorker ?? true;
+  }
+
+  /** The store the downloader keeps items in. */
+  get store(): Promise<ItemStore> {
+    return this.#store;
+  }
+
+  /**
+   * Gets an item into the store (only the parts not stored yet), verifies it, and gives it back.
+   * A verified item already stored is given back at once, without asking any server.
+   * @param itemId the item
+   * @param options `signal` stops it (parts stored stay)
+   * @throws {DownloadError} (as a rejection) `unavailable`, `fetch-failed`, `digest-mismatch`,
+   *   `quota-exceeded` or `storage-failed`
+   * @throws {ServerError} (as a rejection) the control server's refusal (`unknown-item`, `forbidden`)
+   */
+  download(itemId: string, options: { signal?: AbortSignal } = {}): Promise<DownloadedItem> {
+    let running = this.#running.get(itemId);
+    if (!running) {
+      running = this.#download(itemId, options.signal).finally(() => this.#running.delete(itemId));
+      this.#running.set(itemId, running);
+    }
+    return running;
+  }
+
+  /**
+   * A verified item from the store, without the network; `undefined` when the store does not hold
+   * all of it (never stored, or evicted by the browser).
+   * @param itemId the item
+   */
+  async get(itemId: string): Promise<DownloadedItem | undefined> {
+    const store = await this.#store;
+    const stored = await store.get(itemId);
+    if (!stored?.sha256 || rangeBytes(stored.ranges) !== stored.meta.size) return undefined;
+    const blob = await store.blob(itemId);
+    if (blob.size !== stored.meta.size) return undefined;
+    return { meta: stored.meta, sha256: stored.sha256, blob };
+  }
+
+  /**
+   * Forgets a stored item and its bytes.
+   * @param itemId the item
+   */
+  async delete(itemId: string): Promise<void> {
+    await (await this.#store).delete(itemId);
+  }
+
+  /**
+   * Adds a typed listener.
+   * @param type event name
+   * @param listener receives a {@link DownloaderEvent}
+   * @returns a function that removes the listener
+   */
+  on<K extends keyof DownloaderEventDetails>(
+    type: K,
+    listener: (event: DownloaderEvent<K>) => void,
+  ): () => void {
+    const l = listener as EventListener;
+    this.addEventListener(type, l);
+    return () => this.removeEventListener(type, l);
+  }
+
+  async #download(itemId: string, signal: AbortSignal | undefined): Promise<DownloadedItem> {
+    const ready = await this.get(itemId);
+    if (ready) return ready;
+    const store = await this.#store;
+    let location = await this.#locate(itemId);
+    const meta = location.item;
+    const fail = (code: DownloadError['code'], message: string, more: object = {}) =>
+      new DownloadError(code, message, { itemId, ...more });
+    const storage = async <T>(work: () => Promise<T>): Promise<T> => {
+      try {
+        return await work();
+      } catch (e) {
+        if ((e as DOMException).name === 'QuotaExceededError')
+          throw fail('quota-exceeded', `no room to store ${meta.name}`, { cause: e });
+        throw fail('storage-failed', `the store failed: ${String(e)}`, { cause: e });
+      }
+    };
+    await storage(() => store.begin(meta));
+    if (meta.content !== undefined) {
+      // Inline: the bytes came with the answer.
+      const bytes = Uint8Array.from(atob(meta.content), (c) => c.charCodeAt(0));
+      await storage(() => store.put(itemId, 0, bytes));
+    } else {
+      await this.#checkRoom(itemId, meta, store);
+      location = await this.#fetchParts(itemId, location, store, signal, storage);
+    }
+    const blob = await storage(() => store.blob(itemId));
+    if (blob.size !== meta.size)
+      throw fail(
+        'storage-failed',
+        `${meta.name}: the store gave back ${blob.size} of ${meta.size} bytes`,
+      );
+    const hasher = new ItemHasher(blob, hashWorkerFactory(this.#hashWorker));
+    hasher.ahead();
+    const sha256 = toHex(await hasher.digest());
+    // An item read while it was uploading has its digest once it is stored.
+    const expected = location.sha256 ?? (await this.#locate(itemId)).sha256;
+    if (expected === undefined)
+      throw fail('unavailable', `${meta.name} is not stored yet: its digest is not known`);
+    if (sha256 !== expected) {
+      await store.delete(itemId).catch(() => undefined);
+      throw fail('digest-mismatch', `${meta.name} has SHA-256 ${sha256}, not ${expected}`);
+    }
+    await storage(() => store.verified(itemId, sha256));
+    const { content: _content, ...plain } = meta;
+    const item: DownloadedItem = { meta: plain, sha256, blob };
+    this.dispatchEvent(new DownloaderEvent('complete', { item }));
+    return item;
+  }
+
+  async #checkRoom(itemId: string, meta: ItemMeta, store: ItemStore): Promise<void> {
+    const stored = rangeBytes((await store.get(itemId))?.ranges ?? []);
+    const estimate = await navigator.storage?.estimate?.().catch(() => undefined);
+    if (estimate?.quota !== undefined && estimate.usage !== undefined) {
+      const room = estimate.quota - estimate.usage;
+      if (room < meta.size - stored)
+        throw new DownloadError(
+          'quota-exceeded',
+          `${meta.name} needs ${meta.size - stored} bytes; the browser allows ${room} more`,
+          { itemId },
+        );
+    }
+    // Ask that stored items not be evicted under storage pressure (best effort, never a prompt
+    // in Chromium).
+    void navigator.storage?.persist?.().catch(() => undefined);
+  }
+
+  /** Fetches the parts not stored from the holders, at once; gives the last location back. */
+  async #fetchParts(
+    itemId: string,
+    first: ItemLocation,
+    store: ItemStore,
+    signal: AbortSignal | undefined,
+    storage: <T>(work: () => Promise<T>) => Promise<T>,
+  ): Promise<ItemLocation> {
+    let location = first;
+    const size = location.item.size;
+    const stored = (await store.get(itemId))?.ranges ?? [];
+    const missing = uncovered(size, location.holders, stored);
+    if (missing.length > 0)
+      throw new DownloadError(
+        'unavailable',
+        `no live upload server holds bytes ${missing[0]!.start}..${missing[0]!.end} of ${location.item.name}`,
+        { itemId },
+      );
+    const queue: (PartToFetch & { attempt: number; tried: Set<string> })[] = planParts(
+      size,
+      location.holders,
+      stored,
+      this.#partSize,
+    ).map((p) => ({ ...p, attempt: 0, tried: new Set<string>() }));
+    const stop = new AbortController();
+    signal?.addEventListener('abort', () => stop.abort(signal.reason), { once: true });
+    let bytesStored = rangeBytes(stored);
+    const byServer: Record<string, number> = {};
+    const report = (): void => {
+      this.dispatchEvent(
+        new DownloaderEvent('progress', {
+          itemId,
+          bytesStored,
+          bytesTotal: size,
+          bytesByServer: { ...byServer },
+        }),
+      );
+    };
+    report();
+    let failure: unknown;
+    let relocating: Promise<void> | undefined;
+    const holder = (serverId: string): ItemHolder | undefined =>
+      location.holders.find((h) => h.serverId === serverId);
+    // Fresh tokens (and holders) when one expires, once for all parts that need them.
+    const relocate = (): Promise<void> =>
+      (relocating ??= this.#locate(itemId).then((l) => {
+        location = l;
+        relocating = undefined;
+      }));
+    const worker = async (serverId: string): Promise<void> => {
+      for (;;) {
+        if (failure !== undefined || stop.signal.aborted) return;
+        // A part this server holds and has not failed yet.
+        const index = queue.findIndex(
+          (p) => p.serverIds.includes(serverId) && !p.tried.has(serverId),
+        );
+        if (index < 0) return;
+        const part = queue.splice(index, 1)[0]!;
+        try {
+          const h = holder(serverId);
+          if (!h) throw new Error(`${serverId} no longer holds it`);
+          if (h.tokenExpiresAt - Date.now() < 30_000) await relocate();
+          const bytes = await this.#fetchPart(itemId, holder(serverId) ?? h, part, stop.signal);
+          await storage(() => store.put(itemId, part.start, bytes));
+          bytesStored += bytes.length;
+          byServer[serverId] = (byServer[serverId] ?? 0) + bytes.length;
+          report();
+        } catch (e) {
+          if (stop.signal.aborted) return;
+          if (e instanceof DownloadError && e.code !== 'fetch-failed') {
+            failure ??= e;
+            stop.abort();
+            return;
+          }
+          part.tried.add(serverId);
+          part.attempt++;
+          if (part.attempt > this.#retryDelays.length) {
+            failure ??= new DownloadError(
+              'fetch-failed',
+              `bytes ${part.start}..${part.end} of ${location.item.name} could not be read: ${String(e)}`,
+              { itemId, serverId, cause: e },
+            );
+            stop.abort();
+            return;
+          }
+          if (/\b40[13]\b/.test(String(e))) await relocate().catch(() => undefined);
+          await delay(this.#retryDelays[part.attempt - 1]!, stop.signal);
+          // Another holder takes it if there is one; else this one again.
+          if (part.serverIds.every((id) => part.tried.has(id))) part.tried.clear();
+          queue.unshift(part);
+        }
+      }
+    };
+    // Workers stop when nothing is left for their server; a part given back after they stopped
+    // gets new ones.
+    while (queue.length > 0 && failure === undefined && !stop.signal.aborted) {
+      const workers: Promise<void>[] = [];
+      for (const h of location.holders)
+        for (let i = 0; i < this.#perServer; i++) workers.push(worker(h.serverId));
+      await Promise.all(workers);
+    }
+    if (signal?.aborted) throw signal.reason;
+    if (failure !== undefined) throw failure;
+    return location;
+  }
+
+  async #fetchPart(
+    itemId: string,
+    holder: ItemHolder,
+    part: ByteRange,
+    signal: AbortSignal,
+  ): Promise<Uint8Array> {
+    const response = await fetch(`${holder.httpUrl.replace(/\/$/, '')}/files/${itemId}`, {
+      headers: {
+        Authorization: `Bearer ${holder.token}`,
+        Range: `bytes=${part.start}-${part.end - 1}`,
+      },
+      cache: 'no-store',
+      credentials: 'omit',
+      signal,
+    });
+    if (response.status !== 206) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new Error(`${holder.serverId} answered ${response.status}`);
+    }
+    const range = /^bytes (\d+)-(\d+)\//.exec(response.headers.get('Content-Range') ?? '');
+    if (!range || Number(range[1]) !== part.start || Number(range[2]) !== part.end - 1)
+      throw new Error(
+        `${holder.serverId} sent another range: ${response.headers.get('Content-Range')}`,
+      );
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (bytes.length !== part.end - part.start)
+      throw new Error(`${holder.serverId} sent ${bytes.length} of ${part.end - part.start} bytes`);
+    return bytes;
+  }
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new ConfigError(`\`${name}\` must be a positive integer`);
+  return value;
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}

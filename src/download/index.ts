@@ -1,0 +1,18 @@
+/**
+ * The download side, headless: items back from the upload servers into browser storage, by parts,
+ * verified, kept for offline use.
+ * @module
+ */
+export {
+  WsDownloader,
+  DownloaderEvent,
+  type DownloadedItem,
+  type DownloaderEventDetails,
+  type DownloaderOptions,
+} from './downloader.js';
+export {
+  IndexedDbItemStore,
+  OpfsItemStore,
+  type ItemStore,
+  type StoredItem,
+} from './item-store.js';

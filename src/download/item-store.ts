@@ -1,0 +1,315 @@
+/**
+ * Where downloaded items are kept, for offline use: each item as its parts (one record or file per
+ * fetched part, written whole or not at all, so a crash loses at most the parts in flight), its
+ * metadata and, once verified, its SHA-256. The item is read back as one `Blob` made of the
+ * parts, never copied into memory. The origin private file system where the browser has it,
+ * IndexedDB otherwise.
+ */
+import type { ItemMeta } from '../protocol/control.js';
+import { addRange, type ByteRange } from '../protocol/ranges.js';
+
+/** What the store knows of an item. */
+export interface StoredItem {
+  /** The item's metadata (without inline `content`). */
+  readonly meta: ItemMeta;
+  /** The parts stored, sorted and merged. */
+  readonly ranges: readonly ByteRange[];
+  /** Hex SHA-256, once the whole item was verified against it. */
+  readonly sha256?: string;
+}
+
+/** A store for downloaded items. */
+export interface ItemStore {
+  /** Where it keeps the bytes: `opfs`, `indexeddb`, or another name. */
+  readonly kind: string;
+  /** The item's record, or `undefined` when the store has none. */
+  get(itemId: string): Promise<StoredItem | undefined>;
+  /** Every item the store holds. */
+  list(): Promise<StoredItem[]>;
+  /** Starts keeping an item (again): its metadata; parts stored earlier stay. */
+  begin(meta: ItemMeta): Promise<void>;
+  /** Stores one part; once this resolves the part survives a reload. */
+  put(itemId: string, start: number, bytes: Uint8Array): Promise<void>;
+  /** Marks the whole item verified. */
+  verified(itemId: string, sha256: string): Promise<void>;
+  /** The stored bytes of the item, parts in order (gaps are missing from the `Blob`). */
+  blob(itemId: string): Promise<Blob>;
+  /** Forgets an item and its bytes. */
+  delete(itemId: string): Promise<void>;
+}
+
+const ROOT = 'ws-uploader-items';
+const META = 'meta.json';
+const PART = /^(\d+)-(\d+)\.part$/;
+
+function mergeAll(ranges: readonly ByteRange[]): ByteRange[] {
+  return [...ranges].sort((a, b) => a.start - b.start).reduce<ByteRange[]>(addRange, []);
+}
+
+/** Parts as files of the origin private file system: `ws-uploader-items/{itemId}/{start}-{end}.part`. */
+export class OpfsItemStore implements ItemStore {
+  readonly kind = 'opfs';
+
+  async #dir(itemId: string, create: boolean): Promise<FileSystemDirectoryHandle | undefined> {
+    const root = await (
+      await navigator.storage.getDirectory()
+    ).getDirectoryHandle(ROOT, {
+      create: true,
+    });
+    try {
+      return await root.getDirectoryHandle(itemId, { create });
+    } catch (e) {
+      if ((e as DOMException).name === 'NotFoundError') return undefined;
+      throw e;
+    }
+  }
+
+  async #write(
+    dir: FileSystemDirectoryHandle,
+    name: string,
+    data: Blob | Uint8Array,
+  ): Promise<void> {
+    const file = await dir.getFileHandle(name, { create: true });
+    // Written to a swap file and moved into place on close: all or nothing.
+    const w = await file.createWritable();
+    try {
+      await w.write(data as FileSystemWriteChunkType);
+      await w.close();
+    } catch (e) {
+      await w.abort().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async #parts(dir: FileSystemDirectoryHandle): Promise<{ range: ByteRange; name: string }[]> {
+    const parts: { range: ByteRange; name: string }[] = [];
+    for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+      const m = PART.exec(name);
+      if (m) parts.push({ range: { start: Number(m[1]), end: Number(m[2]) }, name });
+    }
+    return parts.sort((a, b) => a.range.start - b.range.start);
+  }
+
+  async get(itemId: string): Promise<StoredItem | undefined> {
+    const dir = await this.#dir(itemId, false);
+    if (!dir) return undefined;
+    let record: { meta: ItemMeta; sha256?: string };
+    try {
+      record = JSON.parse(await (await (await dir.getFileHandle(META)).getFile()).text()) as {
+        meta: ItemMeta;
+        sha256?: string;
+      };
+    } catch {
+      return undefined;
+    }
+    const ranges = mergeAll((await this.#parts(dir)).map((p) => p.range));
+    return { ...record, ranges };
+  }
+
+  async list(): Promise<StoredItem[]> {
+    const root = await (
+      await navigator.storage.getDirectory()
+    ).getDirectoryHandle(ROOT, {
+      create: true,
+    });
+    const out: StoredItem[] = [];
+    for await (const name of (root as unknown as { keys(): AsyncIterable<string> }).keys()) {
+      const item = await this.get(name);
+      if (item) out.push(item);
+    }
+    return out;
+  }
+
+  async begin(meta: ItemMeta): Promise<void> {
+    const dir = (await this.#dir(meta.itemId, true))!;
+    const existing = await this.get(meta.itemId);
+    const { content: _content, ...plain } = meta;
+    await this.#write(
+      dir,
+      META,
+      new TextEncoder().encode(
+        JSON.stringify({ meta: plain, ...(existing?.sha256 ? { sha256: existing.sha256 } : {}) }),
+      ),
+    );
+  }
+
+  async put(itemId: string, start: number, bytes: Uint8Array): Promise<void> {
+    const dir = await this.#dir(itemId, false);
+    if (!dir) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
+    await this.#write(dir, `${start}-${start + bytes.length}.part`, bytes);
+  }
+
+  async verified(itemId: string, sha256: string): Promise<void> {
+    const dir = await this.#dir(itemId, false);
+    const item = await this.get(itemId);
+    if (!dir || !item) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
+    await this.#write(
+      dir,
+      META,
+      new TextEncoder().encode(JSON.stringify({ meta: item.meta, sha256 })),
+    );
+  }
+
+  async blob(itemId: string): Promise<Blob> {
+    const dir = await this.#dir(itemId, false);
+    if (!dir) return new Blob([]);
+    const item = await this.get(itemId);
+    const files: Blob[] = [];
+    let at = 0;
+    for (const { range, name } of await this.#parts(dir)) {
+      if (range.end <= at) continue; // a part stored twice
+      const file = await (await dir.getFileHandle(name)).getFile();
+      files.push(range.start < at ? file.slice(at - range.start) : file);
+      at = range.end;
+    }
+    return new Blob(files, { type: item?.meta.mime ?? '' });
+  }
+
+  async delete(itemId: string): Promise<void> {
+    const root = await (
+      await navigator.storage.getDirectory()
+    ).getDirectoryHandle(ROOT, {
+      create: true,
+    });
+    await root.removeEntry(itemId, { recursive: true }).catch((e: DOMException) => {
+      if (e.name !== 'NotFoundError') throw e;
+    });
+  }
+}
+
+/** Parts as `Blob` records in IndexedDB: for browsers without the origin private file system. */
+export class IndexedDbItemStore implements ItemStore {
+  readonly kind = 'indexeddb';
+  readonly #name: string;
+  #db: Promise<IDBDatabase> | undefined;
+
+  /** @param name the database @default 'ws-uploader-items' */
+  constructor(name = 'ws-uploader-items') {
+    this.#name = name;
+  }
+
+  #open(): Promise<IDBDatabase> {
+    this.#db ??= new Promise((resolve, reject) => {
+      const req = indexedDB.open(this.#name, 1);
+      req.onupgradeneeded = () => {
+        req.result.createObjectStore('items', { keyPath: 'meta.itemId' });
+        req.result.createObjectStore('parts', { keyPath: ['itemId', 'start'] });
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    return this.#db;
+  }
+
+  async #run<T>(
+    stores: string[],
+    mode: IDBTransactionMode,
+    work: (tx: IDBTransaction) => IDBRequest<T> | undefined,
+  ): Promise<T | undefined> {
+    const db = await this.#open();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction(stores, mode);
+      const req = work(tx);
+      tx.oncomplete = () => resolve(req?.result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  }
+
+  async #parts(itemId: string): Promise<{ start: number; end: number; bytes: Blob }[]> {
+    const range = IDBKeyRange.bound([itemId, 0], [itemId, Number.MAX_SAFE_INTEGER]);
+    const parts =
+      (await this.#run(['parts'], 'readonly', (tx) => tx.objectStore('parts').getAll(range))) ?? [];
+    return (parts as { start: number; end: number; bytes: Blob }[]).sort(
+      (a, b) => a.start - b.start,
+    );
+  }
+
+  async get(itemId: string): Promise<StoredItem | undefined> {
+    const record = (await this.#run(['items'], 'readonly', (tx) =>
+      tx.objectStore('items').get(itemId),
+    )) as { meta: ItemMeta; sha256?: string } | undefined;
+    if (!record) return undefined;
+    const ranges = mergeAll((await this.#parts(itemId)).map(({ start, end }) => ({ start, end })));
+    return { ...record, ranges };
+  }
+
+  async list(): Promise<StoredItem[]> {
+    const records = ((await this.#run(['items'], 'readonly', (tx) =>
+      tx.objectStore('items').getAll(),
+    )) ?? []) as { meta: ItemMeta }[];
+    const out: StoredItem[] = [];
+    for (const r of records) {
+      const item = await this.get(r.meta.itemId);
+      if (item) out.push(item);
+    }
+    return out;
+  }
+
+  async begin(meta: ItemMeta): Promise<void> {
+    const existing = await this.get(meta.itemId);
+    const { content: _content, ...plain } = meta;
+    await this.#run(['items'], 'readwrite', (tx) =>
+      tx
+        .objectStore('items')
+        .put({ meta: plain, ...(existing?.sha256 ? { sha256: existing.sha256 } : {}) }),
+    );
+  }
+
+  async put(itemId: string, start: number, bytes: Uint8Array): Promise<void> {
+    const part = {
+      itemId,
+      start,
+      end: start + bytes.length,
+      bytes: new Blob([bytes as Uint8Array<ArrayBuffer>]),
+    };
+    await this.#run(['parts'], 'readwrite', (tx) => tx.objectStore('parts').put(part));
+  }
+
+  async verified(itemId: string, sha256: string): Promise<void> {
+    const item = await this.get(itemId);
+    if (!item) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
+    await this.#run(['items'], 'readwrite', (tx) =>
+      tx.objectStore('items').put({ meta: item.meta, sha256 }),
+    );
+  }
+
+  async blob(itemId: string): Promise<Blob> {
+    const item = await this.get(itemId);
+    const blobs: Blob[] = [];
+    let at = 0;
+    for (const { start, end, bytes } of await this.#parts(itemId)) {
+      if (end <= at) continue;
+      blobs.push(start < at ? bytes.slice(at - start) : bytes);
+      at = end;
+    }
+    return new Blob(blobs, { type: item?.meta.mime ?? '' });
+  }
+
+  async delete(itemId: string): Promise<void> {
+    const range = IDBKeyRange.bound([itemId, 0], [itemId, Number.MAX_SAFE_INTEGER]);
+    await this.#run(['items', 'parts'], 'readwrite', (tx) => {
+      tx.objectStore('parts').delete(range);
+      return tx.objectStore('items').delete(itemId);
+    });
+  }
+}
+
+/**
+ * The best store this browser has: the origin private file system, else IndexedDB.
+ * @internal
+ */
+export async function defaultItemStore(): Promise<ItemStore> {
+  try {
+    if (
+      typeof FileSystemFileHandle !== 'undefined' &&
+      'createWritable' in FileSystemFileHandle.prototype
+    ) {
+      await navigator.storage.getDirectory(); // refused in some private windows
+      return new OpfsItemStore();
+    }
+  } catch {
+    // No origin private file system here.
+  }
+  return new IndexedDbItemStore();
+}

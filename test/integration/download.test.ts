@@ -1,0 +1,152 @@
+// The downloader gets an item back by parts from every upload server that holds some of it, into
+// browser storage, verifies it, and gives it back offline. Real servers, real bytes, real OPFS and
+// IndexedDB.
+import { expect } from '@open-wc/testing';
+import {
+  DownloadError,
+  IndexedDbItemStore,
+  OpfsItemStore,
+  WsDownloader,
+  WsUploaderEngine,
+  type UploadResult,
+} from '../../src/index.js';
+import {
+  randomFile,
+  sha256Hex,
+  startDeployment,
+  stopServers,
+  userToken,
+  type TestDeployment,
+} from '../helpers/servers.js';
+
+const MiB = 1024 * 1024;
+
+describe('downloader', () => {
+  let d: TestDeployment | undefined;
+  const engines: WsUploaderEngine[] = [];
+
+  afterEach(async () => {
+    for (const e of engines.splice(0)) e.stop();
+    await stopServers(d);
+    d = undefined;
+  });
+
+  async function engine(token: string): Promise<WsUploaderEngine> {
+    const e = new WsUploaderEngine({ controlUrl: d!.controlUrl, authToken: token });
+    engines.push(e);
+    await e.start();
+    return e;
+  }
+
+  function upload(e: WsUploaderEngine, file: File): Promise<UploadResult> {
+    return new Promise((resolve) => {
+      const off = e.on('complete', (ev) => {
+        off();
+        resolve(ev.detail);
+      });
+      e.addFiles([file]);
+    });
+  }
+
+  async function blobSha256(blob: Blob): Promise<string> {
+    return sha256Hex(await blob.arrayBuffer());
+  }
+
+  it('downloads a 100 MB item split across two servers into OPFS, verified, and has it with every server stopped', async () => {
+    d = await startDeployment({ uploadServers: 2, linked: true });
+    const alice = await engine(d.token);
+    const file = randomFile(100 * MiB + 123, 'big.bin');
+    const expected = await blobSha256(file);
+    const { itemId, servers } = await upload(alice, file);
+    expect(servers).to.have.length(2);
+
+    const bob = await engine(await userToken(d, 'bob'));
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    const downloader = new WsDownloader({ locate: bob, store });
+    const progress: { bytesStored: number; bytesByServer: Record<string, number> }[] = [];
+    downloader.on('progress', (e) => progress.push(e.detail));
+    const item = await downloader.download(itemId);
+    expect(item.sha256).to.equal(expected);
+    expect(item.meta).to.deep.include({ itemId, name: 'big.bin', size: file.size });
+    expect(item.blob.size).to.equal(file.size);
+    expect(await blobSha256(item.blob)).to.equal(expected);
+    // Parts came from both servers, and progress never went backwards.
+    const last = progress.at(-1)!;
+    expect(last.bytesStored).to.equal(file.size);
+    expect(Object.keys(last.bytesByServer).sort()).to.deep.equal(['up-1', 'up-2']);
+    for (let i = 1; i < progress.length; i++)
+      expect(progress[i]!.bytesStored).to.be.at.least(progress[i - 1]!.bytesStored);
+
+    // Every server stopped; a new downloader (as after a reload) gives it back from the store.
+    engines.splice(0).forEach((e) => e.stop());
+    await stopServers(d);
+    d = undefined;
+    const offline = new WsDownloader({
+      locate: () => Promise.reject(new Error('offline')),
+      store: new OpfsItemStore(),
+    });
+    const again = await offline.download(itemId);
+    expect(again.sha256).to.equal(expected);
+    expect(await blobSha256(again.blob)).to.equal(expected);
+    await offline.delete(itemId);
+    expect(await offline.get(itemId)).to.equal(undefined);
+  });
+
+  it('keeps the parts of a stopped download and fetches only the rest; works on IndexedDB', async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await engine(d.token);
+    const file = randomFile(6 * MiB + 7, 'resume.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await upload(alice, file);
+    const bob = await engine(await userToken(d, 'bob'));
+    const store = new IndexedDbItemStore('ws-uploader-download-test');
+    await store.delete(itemId);
+    const downloader = new WsDownloader({ locate: bob, store, partSize: 1 * MiB, perServer: 1 });
+
+    const stop = new AbortController();
+    const off = downloader.on('progress', (e) => {
+      if (e.detail.bytesStored >= 2 * MiB) stop.abort();
+    });
+    let stopped: unknown;
+    await downloader.download(itemId, { signal: stop.signal }).catch((e: unknown) => (stopped = e));
+    off();
+    expect(stopped).to.not.equal(undefined);
+    const kept = (await store.get(itemId))!.ranges;
+    const keptBytes = kept.reduce((n, r) => n + r.end - r.start, 0);
+    expect(keptBytes)
+      .to.be.at.least(2 * MiB)
+      .and.below(file.size);
+
+    let fetched = 0;
+    downloader.on('progress', (e) => (fetched = e.detail.bytesByServer['up-1'] ?? 0));
+    const item = await downloader.download(itemId);
+    expect(item.sha256).to.equal(expected);
+    expect(fetched).to.equal(file.size - keptBytes);
+    expect(await blobSha256(item.blob)).to.equal(expected);
+    await store.delete(itemId);
+  });
+
+  it('takes an inline item from the answer, and refuses an item no live server holds', async () => {
+    d = await startDeployment({ uploadServers: 1 }); // inline items up to 64 KiB
+    const alice = await engine(d.token);
+    const { itemId } = await upload(alice, new File(['inline bytes'], 'small.txt'));
+    const bob = await engine(await userToken(d, 'bob'));
+    const downloader = new WsDownloader({ locate: bob, store: new OpfsItemStore() });
+    const item = await downloader.download(itemId);
+    expect(await item.blob.text()).to.equal('inline bytes');
+    await downloader.delete(itemId);
+
+    // A stored item whose only server is gone.
+    const big = await upload(alice, randomFile(200_000, 'gone.bin'));
+    const gone = new WsDownloader({
+      locate: async (id) => ({ ...(await bob.locate(id)), holders: [] }),
+      store: new OpfsItemStore(),
+    });
+    let error: unknown;
+    await gone.download(big.itemId).catch((e: unknown) => (error = e));
+    expect(error).to.be.instanceOf(DownloadError);
+    expect((error as DownloadError).code).to.equal('unavailable');
+    await gone.delete(big.itemId);
+  });
+});
