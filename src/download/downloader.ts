@@ -9,7 +9,7 @@ import type { ItemLocation } from '../engine/types.js';
 import type { ItemHolder, ItemMeta } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
 import { rangeBytes, type ByteRange } from '../protocol/ranges.js';
-import { defaultItemStore, type ItemStore } from './item-store.js';
+import { defaultItemStore, withoutContent, type ItemStore } from './item-store.js';
 import { planParts, uncovered, type PartToFetch } from './part-plan.js';
 
 /** Options of {@link WsDownloader}. */
@@ -205,8 +205,7 @@ export class WsDownloader extends EventTarget {
       throw fail('digest-mismatch', `${meta.name} has SHA-256 ${sha256}, not ${expected}`);
     }
     await storage(() => store.verified(itemId, sha256));
-    const { content: _content, ...plain } = meta;
-    const item: DownloadedItem = { meta: plain, sha256, blob };
+    const item: DownloadedItem = { meta: withoutContent(meta), sha256, blob };
     this.dispatchEvent(new DownloaderEvent('complete', { item }));
     return item;
   }

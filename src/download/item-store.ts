@@ -42,6 +42,16 @@ const ROOT = 'ws-uploader-items';
 const META = 'meta.json';
 const PART = /^(\d+)-(\d+)\.part$/;
 
+/**
+ * An item's metadata without inline `content`.
+ * @internal
+ */
+export function withoutContent(meta: ItemMeta): ItemMeta {
+  const plain: { -readonly [K in keyof ItemMeta]: ItemMeta[K] } = { ...meta };
+  delete plain.content;
+  return plain;
+}
+
 function mergeAll(ranges: readonly ByteRange[]): ByteRange[] {
   return [...ranges].sort((a, b) => a.start - b.start).reduce<ByteRange[]>(addRange, []);
 }
@@ -123,7 +133,7 @@ export class OpfsItemStore implements ItemStore {
   async begin(meta: ItemMeta): Promise<void> {
     const dir = (await this.#dir(meta.itemId, true))!;
     const existing = await this.get(meta.itemId);
-    const { content: _content, ...plain } = meta;
+    const plain = withoutContent(meta);
     await this.#write(
       dir,
       META,
@@ -248,7 +258,7 @@ export class IndexedDbItemStore implements ItemStore {
 
   async begin(meta: ItemMeta): Promise<void> {
     const existing = await this.get(meta.itemId);
-    const { content: _content, ...plain } = meta;
+    const plain = withoutContent(meta);
     await this.#run(['items'], 'readwrite', (tx) =>
       tx
         .objectStore('items')
