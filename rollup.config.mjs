@@ -24,6 +24,16 @@ export default [
       terser({ ecma: 2022, module: true, format: { comments: false } }),
     ],
   },
+  // The downloader's service worker, for pages to serve at the scope they want it to control.
+  {
+    input: 'dist/src/download/service-worker.js',
+    output: { file: 'dist/bundle/ws-uploader-sw.js', format: 'es', sourcemap: true },
+    onwarn,
+    plugins: [
+      nodeResolve({ browser: true, exportConditions: ['production'] }),
+      terser({ ecma: 2022, module: true, format: { comments: false } }),
+    ],
+  },
   // The hash Worker, which the bundle starts from `./hash-worker.js` next to itself.
   {
     input: 'dist/src/engine/hash-worker.js',

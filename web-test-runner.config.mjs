@@ -33,13 +33,26 @@ export default {
       }
       return next();
     },
+    // The downloader's service worker may control the whole test page (scope `/`).
+    async function serviceWorkerScope(context, next) {
+      await next();
+      if (context.path === '/src/download/service-worker.ts')
+        context.set('Service-Worker-Allowed', '/');
+    },
   ],
   plugins: [
     esbuildPlugin({ ts: true, target: 'es2022', tsconfig: 'tsconfig.base.json' }),
     testServersPlugin(),
   ],
   browsers: [
-    chromeLauncher({ launchOptions: { executablePath, headless: true, args: CHROMIUM_ARGS } }),
+    chromeLauncher({
+      launchOptions: {
+        executablePath,
+        headless: true,
+        // Media elements in the tests play without a click.
+        args: [...CHROMIUM_ARGS, '--autoplay-policy=no-user-gesture-required'],
+      },
+    }),
   ],
   concurrency: 1,
   coverage: true,

@@ -11,6 +11,7 @@ import { toHex } from '../protocol/hex.js';
 import { rangeBytes, type ByteRange } from '../protocol/ranges.js';
 import { defaultItemStore, withoutContent, type ItemStore } from './item-store.js';
 import { planParts, uncovered, type PartToFetch } from './part-plan.js';
+import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
 
 /** Options of {@link WsDownloader}. */
 export interface DownloaderOptions {
@@ -144,6 +145,55 @@ export class WsDownloader extends EventTarget {
    */
   async delete(itemId: string): Promise<void> {
     await (await this.#store).delete(itemId);
+  }
+
+  /**
+   * A URL where the downloader's service worker (see `service-worker.ts`) serves the item with
+   * `Range`, for `<video src>`, `<audio src>`, `<img src>` or a link: stored parts from the store,
+   * missing ones fetched from the upload servers as they are asked for (while the item is still
+   * uploading too), so playback and seeking start at once. The page must be controlled by the
+   * worker.
+   * @param itemId the item
+   * @param registration the worker's registration @default `navigator.serviceWorker.ready`
+   * @throws {TypeError} (as a rejection) when no service worker is active
+   */
+  async url(itemId: string, registration?: ServiceWorkerRegistration): Promise<string> {
+    const reg = registration ?? (await navigator.serviceWorker.ready);
+    const worker = reg.active;
+    if (!worker) throw new TypeError('ws-uploader: no active service worker');
+    this.#answerWorker();
+    const location = await this.#locate(itemId).catch(() => undefined); // offline: the store only
+    if (location) {
+      const notice: ItemNotice = { type: 'ws-uploader-item', location, partSize: this.#partSize };
+      await new Promise<void>((resolve) => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => resolve();
+        worker.postMessage(notice, [channel.port2]);
+        setTimeout(resolve, 2000);
+      });
+    }
+    return new URL(`${ITEMS_PATH}${encodeURIComponent(itemId)}`, reg.scope).href;
+  }
+
+  #answering = false;
+
+  /** Answers the service worker when, restarted, it asks where an item is. */
+  #answerWorker(): void {
+    if (this.#answering || typeof navigator === 'undefined' || !navigator.serviceWorker) return;
+    this.#answering = true;
+    navigator.serviceWorker.addEventListener('message', (e: MessageEvent<LocateRequest>) => {
+      if (e.data?.type !== 'ws-uploader-locate' || !e.ports[0]) return;
+      const port = e.ports[0];
+      this.#locate(e.data.itemId).then(
+        (location) =>
+          port.postMessage({
+            type: 'ws-uploader-item',
+            location,
+            partSize: this.#partSize,
+          } satisfies ItemNotice),
+        () => port.postMessage(null),
+      );
+    });
   }
 
   /**

@@ -34,6 +34,8 @@ export interface ItemStore {
   verified(itemId: string, sha256: string): Promise<void>;
   /** The stored bytes of the item, parts in order (gaps are missing from the `Blob`). */
   blob(itemId: string): Promise<Blob>;
+  /** Bytes `[start, end)` of the item when the store has all of them, else `undefined`. */
+  slice(itemId: string, start: number, end: number): Promise<Blob | undefined>;
   /** Forgets an item and its bytes. */
   delete(itemId: string): Promise<void>;
 }
@@ -50,6 +52,32 @@ export function withoutContent(meta: ItemMeta): ItemMeta {
   const plain: { -readonly [K in keyof ItemMeta]: ItemMeta[K] } = { ...meta };
   delete plain.content;
   return plain;
+}
+
+/** A stored part: its range and how to get its bytes. */
+interface Piece {
+  readonly start: number;
+  readonly end: number;
+  bytes(): Promise<Blob>;
+}
+
+/** Bytes `[start, end)` from parts sorted by start, or `undefined` when some are missing. */
+async function sliceOf(
+  pieces: readonly Piece[],
+  start: number,
+  end: number,
+): Promise<Blob | undefined> {
+  const out: Blob[] = [];
+  let at = start;
+  for (const p of pieces) {
+    if (at >= end) break;
+    if (p.end <= at || p.start > at) continue;
+    const bytes = await p.bytes();
+    const to = Math.min(end, p.end);
+    out.push(bytes.slice(at - p.start, to - p.start));
+    at = to;
+  }
+  return at >= end ? new Blob(out) : undefined;
 }
 
 function mergeAll(ranges: readonly ByteRange[]): ByteRange[] {
@@ -175,6 +203,16 @@ export class OpfsItemStore implements ItemStore {
     return new Blob(files, { type: item?.meta.mime ?? '' });
   }
 
+  async slice(itemId: string, start: number, end: number): Promise<Blob | undefined> {
+    const dir = await this.#dir(itemId, false);
+    if (!dir) return undefined;
+    const pieces = (await this.#parts(dir)).map(({ range, name }) => ({
+      ...range,
+      bytes: async () => (await dir.getFileHandle(name)).getFile(),
+    }));
+    return sliceOf(pieces, start, end);
+  }
+
   async delete(itemId: string): Promise<void> {
     const root = await (
       await navigator.storage.getDirectory()
@@ -294,6 +332,15 @@ export class IndexedDbItemStore implements ItemStore {
       at = end;
     }
     return new Blob(blobs, { type: item?.meta.mime ?? '' });
+  }
+
+  async slice(itemId: string, start: number, end: number): Promise<Blob | undefined> {
+    const pieces = (await this.#parts(itemId)).map((p) => ({
+      start: p.start,
+      end: p.end,
+      bytes: () => Promise.resolve(p.bytes),
+    }));
+    return sliceOf(pieces, start, end);
   }
 
   async delete(itemId: string): Promise<void> {

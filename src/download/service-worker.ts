@@ -1,0 +1,183 @@
+/**
+ * The service worker: serves items of the downloader's store to `<video>`, `<audio>`, `<img>` and
+ * links at `{scope}ws-uploader/items/{itemId}`, with HTTP `Range` semantics (`206` and
+ * `Content-Range`). Bytes the store does not have are fetched from an upload server that holds
+ * them (a part at a time, stored on the way), so a video plays and seeks before it is downloaded,
+ * and, when the item is still uploading, the upload server asks the uploading browser for them.
+ * The page tells it where items are (`WsDownloader.url()`); when it was restarted and forgot, it
+ * asks the pages it controls.
+ *
+ * Register it as a module: `navigator.serviceWorker.register('/ws-uploader-sw.js', { type: 'module' })`.
+ * @module
+ */
+import type { ItemLocation } from '../engine/types.js';
+import { defaultItemStore, type ItemStore } from './item-store.js';
+import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
+
+/** The most bytes one response carries: a media element asks again for the rest. */
+const MAX_RESPONSE = 4 * 1024 * 1024;
+/** How long to wait for a page to say where an item is, in ms. */
+const ASK_TIMEOUT_MS = 5000;
+
+// The worker's global scope, typed by what is used here (the project compiles against the DOM lib).
+interface FetchEvent extends Event {
+  readonly request: Request;
+  respondWith(response: Promise<Response>): void;
+}
+interface WorkerScope {
+  readonly registration: { readonly scope: string };
+  readonly clients: {
+    claim(): Promise<void>;
+    matchAll(options: {
+      type: 'window';
+    }): Promise<readonly { postMessage(m: unknown, t: Transferable[]): void }[]>;
+  };
+  skipWaiting(): Promise<void>;
+  addEventListener(
+    type: 'install' | 'activate',
+    l: (e: Event & { waitUntil(p: Promise<unknown>): void }) => void,
+  ): void;
+  addEventListener(type: 'fetch', l: (e: FetchEvent) => void): void;
+  addEventListener(type: 'message', l: (e: MessageEvent<ItemNotice>) => void): void;
+}
+const scope = globalThis as unknown as WorkerScope;
+
+const known = new Map<string, { location: ItemLocation; partSize: number }>();
+let store: Promise<ItemStore> | undefined;
+
+scope.addEventListener('install', (e) => e.waitUntil(scope.skipWaiting()));
+scope.addEventListener('activate', (e) => e.waitUntil(scope.clients.claim()));
+scope.addEventListener('message', (e) => {
+  const notice = e.data;
+  if (notice?.type !== 'ws-uploader-item') return;
+  known.set(notice.location.item.itemId, { location: notice.location, partSize: notice.partSize });
+  e.ports[0]?.postMessage('ok');
+});
+scope.addEventListener('fetch', (e) => {
+  const url = new URL(e.request.url);
+  const base = new URL(ITEMS_PATH, scope.registration.scope);
+  if (url.origin !== base.origin || !url.pathname.startsWith(base.pathname)) return;
+  if (e.request.method !== 'GET' && e.request.method !== 'HEAD') return;
+  const itemId = decodeURIComponent(url.pathname.slice(base.pathname.length));
+  e.respondWith(
+    serve(itemId, e.request).catch(
+      (error: unknown) => new Response(`ws-uploader: ${String(error)}`, { status: 502 }),
+    ),
+  );
+});
+
+/** Asks the pages where an item is; the first answer wins. */
+async function ask(
+  itemId: string,
+): Promise<{ location: ItemLocation; partSize: number } | undefined> {
+  const pages = await scope.clients.matchAll({ type: 'window' });
+  const answers = pages.map(
+    (page) =>
+      new Promise<{ location: ItemLocation; partSize: number } | undefined>((resolve) => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = (m: MessageEvent<ItemNotice | null>) =>
+          resolve(m.data ? { location: m.data.location, partSize: m.data.partSize } : undefined);
+        page.postMessage({ type: 'ws-uploader-locate', itemId } satisfies LocateRequest, [
+          channel.port2,
+        ]);
+        setTimeout(() => resolve(undefined), ASK_TIMEOUT_MS);
+      }),
+  );
+  for (const answer of answers) {
+    const found = await answer;
+    if (found) {
+      known.set(itemId, found);
+      return found;
+    }
+  }
+  return undefined;
+}
+
+/** Parses `bytes=a-b`, `bytes=a-`, `bytes=-n` (one range); `undefined` for none or another form. */
+function parseRange(
+  header: string | null,
+  size: number,
+): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    return n === 0 ? 'unsatisfiable' : { start: Math.max(0, size - n), end: size };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size : Math.min(size, Number(m[2]) + 1);
+  if (start >= size || end <= start) return 'unsatisfiable';
+  return { start, end };
+}
+
+async function serve(itemId: string, request: Request): Promise<Response> {
+  const items = await (store ??= defaultItemStore());
+  const record = await items.get(itemId);
+  const where = known.get(itemId) ?? (record?.sha256 ? undefined : await ask(itemId));
+  const meta = record?.meta ?? where?.location.item;
+  if (!meta) return new Response('ws-uploader: unknown item', { status: 404 });
+  const size = meta.size;
+  const type = meta.mime || 'application/octet-stream';
+  const range = parseRange(request.headers.get('Range'), size);
+  if (range === 'unsatisfiable')
+    return new Response(null, { status: 416, headers: { 'Content-Range': `bytes */${size}` } });
+  const start = range?.start ?? 0;
+  const wanted = range?.end ?? size;
+  if (size === 0)
+    return new Response(new Blob([]), { status: 200, headers: { 'Content-Type': type } });
+  const body = await bytes(items, itemId, start, Math.min(wanted, start + MAX_RESPONSE), where);
+  const headers = {
+    'Content-Type': type,
+    'Accept-Ranges': 'bytes',
+    'Content-Length': String(body.size),
+    'Cache-Control': 'no-store',
+  };
+  // Without Range, a whole small item is a 200; otherwise a part of it, as a 206.
+  if (!range && body.size === size)
+    return new Response(request.method === 'HEAD' ? null : body, { status: 200, headers });
+  return new Response(request.method === 'HEAD' ? null : body, {
+    status: 206,
+    headers: { ...headers, 'Content-Range': `bytes ${start}-${start + body.size - 1}/${size}` },
+  });
+}
+
+/**
+ * Bytes from `start`, at most to `end`: from the store, else the part of the item that holds
+ * `start` is fetched from an upload server that holds it and stored first.
+ */
+async function bytes(
+  items: ItemStore,
+  itemId: string,
+  start: number,
+  end: number,
+  where: { location: ItemLocation; partSize: number } | undefined,
+): Promise<Blob> {
+  const stored = await items.slice(itemId, start, end);
+  if (stored) return stored;
+  const info = where ?? (await ask(itemId));
+  if (!info) throw new Error(`no page says where ${itemId} is, and the store does not have it`);
+  const { location, partSize } = info;
+  const size = location.item.size;
+  const partStart = Math.floor(start / partSize) * partSize;
+  const partEnd = Math.min(size, partStart + partSize);
+  const holder = location.holders.find((h) =>
+    h.ranges.some((r) => r.start <= partStart && r.end >= partEnd),
+  );
+  if (!holder) throw new Error(`no live upload server holds bytes ${partStart}..${partEnd}`);
+  const response = await fetch(`${holder.httpUrl.replace(/\/$/, '')}/files/${itemId}`, {
+    headers: {
+      Authorization: `Bearer ${holder.token}`,
+      Range: `bytes=${partStart}-${partEnd - 1}`,
+    },
+    cache: 'no-store',
+    credentials: 'omit',
+  });
+  if (response.status !== 206) throw new Error(`${holder.serverId} answered ${response.status}`);
+  const part = new Uint8Array(await response.arrayBuffer());
+  if (part.length !== partEnd - partStart)
+    throw new Error(`${holder.serverId} sent ${part.length} of ${partEnd - partStart} bytes`);
+  // Kept for the next seek and for offline use; the downloader checks the whole item later.
+  if (!(await items.get(itemId))) await items.begin(location.item);
+  await items.put(itemId, partStart, part);
+  return new Blob([part]).slice(start - partStart, Math.min(end, partEnd) - partStart);
+}

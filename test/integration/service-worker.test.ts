@@ -1,0 +1,135 @@
+// The downloader's service worker serves items with Range to fetch() and to <audio>: stored parts
+// from the store, missing ones fetched from the upload server on the way. Real service worker,
+// real servers.
+import { expect } from '@open-wc/testing';
+import {
+  OpfsItemStore,
+  WsDownloader,
+  WsUploaderEngine,
+  type UploadResult,
+} from '../../src/index.js';
+import {
+  startDeployment,
+  stopServers,
+  userToken,
+  type TestDeployment,
+} from '../helpers/servers.js';
+
+/** A mono 16-bit PCM WAV of `seconds` of a tone: seekable by byte offset, made here. */
+function wav(seconds: number, rate = 22_050): File {
+  const samples = seconds * rate;
+  const bytes = new Uint8Array(44 + samples * 2);
+  const v = new DataView(bytes.buffer);
+  const text = (at: number, s: string) =>
+    [...s].forEach((c, i) => v.setUint8(at + i, c.charCodeAt(0)));
+  text(0, 'RIFF');
+  v.setUint32(4, 36 + samples * 2, true);
+  text(8, 'WAVE');
+  text(12, 'fmt ');
+  v.setUint32(16, 16, true);
+  v.setUint16(20, 1, true); // PCM
+  v.setUint16(22, 1, true); // mono
+  v.setUint32(24, rate, true);
+  v.setUint32(28, rate * 2, true);
+  v.setUint16(32, 2, true);
+  v.setUint16(34, 16, true);
+  text(36, 'data');
+  v.setUint32(40, samples * 2, true);
+  for (let i = 0; i < samples; i++)
+    v.setInt16(44 + i * 2, Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), true);
+  return new File([bytes], 'tone.wav', { type: 'audio/wav' });
+}
+
+function once(target: EventTarget, type: string): Promise<Event> {
+  return new Promise((resolve, reject) => {
+    target.addEventListener(type, resolve, { once: true });
+    target.addEventListener('error', () => reject(new Error(`${type}: an error came first`)), {
+      once: true,
+    });
+  });
+}
+
+describe('service worker: items with Range', () => {
+  let d: TestDeployment | undefined;
+  const engines: WsUploaderEngine[] = [];
+  let registration: ServiceWorkerRegistration | undefined;
+
+  before(async () => {
+    registration = await navigator.serviceWorker.register('/src/download/service-worker.js', {
+      type: 'module',
+      scope: '/',
+    });
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller)
+      await once(navigator.serviceWorker, 'controllerchange');
+  });
+
+  after(async () => {
+    await registration?.unregister();
+  });
+
+  afterEach(async () => {
+    for (const e of engines.splice(0)) e.stop();
+    await stopServers(d);
+    d = undefined;
+  });
+
+  async function engine(token: string): Promise<WsUploaderEngine> {
+    const e = new WsUploaderEngine({ controlUrl: d!.controlUrl, authToken: token });
+    engines.push(e);
+    await e.start();
+    return e;
+  }
+
+  it('serves ranges from the upload server and the store, and an <audio> plays and seeks', async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await engine(d.token);
+    const file = wav(40); // 1.76 MB
+    const { itemId } = await new Promise<UploadResult>((resolve) => {
+      alice.on('complete', (e) => resolve(e.detail));
+      alice.addFiles([file]);
+    });
+    const bob = await engine(await userToken(d, 'bob'));
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    const downloader = new WsDownloader({ locate: bob, store, partSize: 256 * 1024 });
+    const url = await downloader.url(itemId);
+    expect(new URL(url).pathname).to.equal(`/ws-uploader/items/${itemId}`);
+
+    // A range nothing stored yet: fetched from the upload server, a part at a time, and kept.
+    const response = await fetch(url, { headers: { Range: 'bytes=300000-300099' } });
+    expect(response.status).to.equal(206);
+    expect(response.headers.get('Content-Range')).to.equal(`bytes 300000-300099/${file.size}`);
+    expect(response.headers.get('Content-Type')).to.equal('audio/wav');
+    const got = new Uint8Array(await response.arrayBuffer());
+    expect(got).to.deep.equal(new Uint8Array(await file.slice(300000, 300100).arrayBuffer()));
+    expect((await store.get(itemId))!.ranges).to.deep.equal([{ start: 262144, end: 524288 }]);
+    // Past the end: 416.
+    const past = await fetch(url, { headers: { Range: `bytes=${file.size}-` } });
+    expect(past.status).to.equal(416);
+
+    // The media element reads it by ranges, plays, and seeks.
+    const audio = document.createElement('audio');
+    audio.muted = true;
+    audio.preload = 'auto';
+    audio.src = url;
+    await once(audio, 'loadedmetadata');
+    expect(audio.duration).to.be.closeTo(40, 0.1);
+    audio.currentTime = 31;
+    await once(audio, 'seeked');
+    expect(audio.currentTime).to.be.closeTo(31, 0.1);
+    await audio.play();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(audio.currentTime).to.be.above(31);
+    audio.pause();
+    audio.removeAttribute('src');
+    audio.load();
+
+    // The parts the worker stored count for the download: it fetches only the rest.
+    const item = await downloader.download(itemId);
+    expect(item.blob.size).to.equal(file.size);
+    const again = await fetch(url, { headers: { Range: 'bytes=0-3' } });
+    expect(await again.text()).to.equal('RIFF');
+    await store.delete(itemId);
+  });
+});
