@@ -24,6 +24,7 @@ import {
   userToken,
   type TestDeployment,
 } from '../helpers/servers.js';
+import { Gate, gatedFile } from '../helpers/gated-file.js';
 import { until } from '../helpers/until.js';
 
 const MiB = 1024 * 1024;
@@ -116,48 +117,6 @@ function paste(target: HTMLElement, data: DataTransfer): ClipboardEvent {
   });
   target.dispatchEvent(e);
   return e;
-}
-
-/** Reads the test holds back: a slow disk, as the test controls it. */
-class Gate {
-  #open = false;
-  #waiters: (() => void)[] = [];
-  get waiting(): number {
-    return this.#waiters.length;
-  }
-  wait(): Promise<void> {
-    return this.#open ? Promise.resolve() : new Promise((r) => this.#waiters.push(r));
-  }
-  open(): void {
-    this.#open = true;
-    for (const w of this.#waiters.splice(0)) w();
-  }
-}
-
-/**
- * A file of random bytes whose reads that touch one of `stalls` wait for the gate: its upload
- * stops there until the gate opens.
- */
-function gatedFile(
-  size: number,
-  name: string,
-  stalls: readonly (readonly [number, number])[],
-  gate: Gate,
-): File {
-  const file = randomFile(size, name);
-  const slice = file.slice.bind(file);
-  file.slice = (start = 0, end = file.size, type?: string): Blob => {
-    const part = slice(start, end, type);
-    if (stalls.some(([from, to]) => start < to && from < end)) {
-      const read = part.arrayBuffer.bind(part);
-      part.arrayBuffer = async () => {
-        await gate.wait();
-        return read();
-      };
-    }
-    return part;
-  };
-  return file;
 }
 
 /** A PNG drawn on a canvas. */
@@ -720,8 +679,7 @@ describe('<ws-uploader> features', () => {
       const gate = new Gate();
       // Each half stops after its first block.
       const file = gatedFile(
-        size,
-        'split.bin',
+        randomFile(size, 'split.bin'),
         [
           [BLOCK, half],
           [half + BLOCK, size],
@@ -784,7 +742,11 @@ describe('<ws-uploader> features', () => {
       const { root, row, button, dropArea } = parts(el);
       const errors = record(el, 'ws-upload-error');
       const gate = new Gate();
-      const file = gatedFile(BLOCK + 2 * MiB, 'paused.bin', [[BLOCK, BLOCK + MiB]], gate);
+      const file = gatedFile(
+        randomFile(BLOCK + 2 * MiB, 'paused.bin'),
+        [[BLOCK, BLOCK + MiB]],
+        gate,
+      );
       const [added] = el.addFiles([file]);
       const itemId = added!.itemId;
       await until(() => item(el, itemId)!.bytesStored === BLOCK && gate.waiting > 0, 10_000);
@@ -853,7 +815,7 @@ describe('<ws-uploader> features', () => {
       const errors = record(el, 'ws-upload-error');
       const gate = new Gate();
       const [added] = el.addFiles([
-        gatedFile(BLOCK + MiB, 'cancelled.bin', [[BLOCK, BLOCK + MiB]], gate),
+        gatedFile(randomFile(BLOCK + MiB, 'cancelled.bin'), [[BLOCK, BLOCK + MiB]], gate),
       ]);
       const itemId = added!.itemId;
       await until(() => item(el, itemId)!.bytesStored === BLOCK && gate.waiting > 0, 10_000);
@@ -990,7 +952,7 @@ describe('<ws-uploader> features', () => {
       expect((await reject).detail.message).to.equal('riesig.bin: zu groß');
       const gate = new Gate();
       const [added] = el.addFiles([
-        gatedFile(BLOCK + MiB, 'datei.bin', [[BLOCK, BLOCK + MiB]], gate),
+        gatedFile(randomFile(BLOCK + MiB, 'datei.bin'), [[BLOCK, BLOCK + MiB]], gate),
       ]);
       const itemId = added!.itemId;
       await until(() => item(el, itemId)!.bytesStored === BLOCK && gate.waiting > 0, 10_000);

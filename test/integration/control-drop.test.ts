@@ -111,6 +111,7 @@ describe('control channel drop', () => {
     });
     expect(states).to.include('down');
     expect(states.at(-1)).to.equal('open');
-    expect(errors.every((code) => code === 'socket-closed')).to.equal(true);
+    // Only the lost connection itself; the codes show in a failure.
+    expect(errors.filter((code) => code !== 'socket-closed')).to.deep.equal([]);
   });
 });

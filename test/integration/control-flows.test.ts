@@ -21,6 +21,7 @@ import {
   type TestDeployment,
 } from '../helpers/servers.js';
 import type * as EngineApi from '../../src/engine/index.js';
+import { Gate, gatedFile } from '../helpers/gated-file.js';
 
 type EngineModule = typeof EngineApi;
 
@@ -78,50 +79,6 @@ async function canvasPng(): Promise<Blob> {
   ctx.arc(32, 24, 16, 0, Math.PI * 2);
   ctx.fill();
   return new Promise((resolve) => canvas.toBlob((b) => resolve(b!), 'image/png'));
-}
-
-/** Bytes the engine cannot read while the gate is shut: a slow disk, say, as a test controls it. */
-class Gate {
-  #open = false;
-  #waiters: (() => void)[] = [];
-  /** How many reads are waiting. */
-  get waiting(): number {
-    return this.#waiters.length;
-  }
-  wait(): Promise<void> {
-    return this.#open ? Promise.resolve() : new Promise((r) => this.#waiters.push(r));
-  }
-  open(): void {
-    this.#open = true;
-    for (const w of this.#waiters.splice(0)) w();
-  }
-}
-
-/**
- * A file whose reads that touch `[from, to)` wait for the gate (every other byte reads at once):
- * an upload of it stalls at `from` until the gate opens.
- */
-function gatedFile(
-  bytes: Uint8Array<ArrayBuffer>,
-  name: string,
-  from: number,
-  to: number,
-  gate: Gate,
-): File {
-  const file = new File([bytes], name, { type: 'application/octet-stream' });
-  const slice = file.slice.bind(file);
-  file.slice = (start = 0, end = file.size, type?: string): Blob => {
-    const part = slice(start, end, type);
-    if (start < to && from < end) {
-      const read = part.arrayBuffer.bind(part);
-      part.arrayBuffer = async () => {
-        await gate.wait();
-        return read();
-      };
-    }
-    return part;
-  };
-  return file;
 }
 
 function randomBytes(size: number): Uint8Array<ArrayBuffer> {
@@ -271,7 +228,13 @@ describe('control flows between pages, readers and the app', () => {
     const bytes = randomBytes(BLOCK + 3 * MiB);
     const gate = new Gate();
     // The publish task stalls after its first block: its reads of the next MiB wait.
-    const [item] = a.addFiles([gatedFile(bytes, 'slow.bin', BLOCK, BLOCK + MiB, gate)]);
+    const [item] = a.addFiles([
+      gatedFile(
+        new File([bytes], 'slow.bin', { type: 'application/octet-stream' }),
+        [[BLOCK, BLOCK + MiB]],
+        gate,
+      ),
+    ]);
     const itemId = item!.itemId;
     await until(() => status(a, itemId).bytesStored === BLOCK && gate.waiting > 0);
     expect(tasks.map((t) => [t.reason, t.priority])).to.deep.equal([['publish', 0]]);
@@ -317,7 +280,13 @@ describe('control flows between pages, readers and the app', () => {
     const bytes = randomBytes(BLOCK + 2 * MiB);
     const gate = new Gate();
     const requested = next(a, 'transmit-request');
-    const [item] = a.addFiles([gatedFile(bytes, 'cancelled.bin', BLOCK, BLOCK + MiB, gate)]);
+    const [item] = a.addFiles([
+      gatedFile(
+        new File([bytes], 'cancelled.bin', { type: 'application/octet-stream' }),
+        [[BLOCK, BLOCK + MiB]],
+        gate,
+      ),
+    ]);
     const itemId = item!.itemId;
     const { task } = await requested;
     await until(() => status(a, itemId).bytesStored === BLOCK && gate.waiting > 0);
@@ -356,7 +325,7 @@ describe('control flows between pages, readers and the app', () => {
     const qBytes = randomBytes(BLOCK + 2 * MiB);
     const qGate = new Gate();
     const qRequested = next(a, 'transmit-request');
-    const [q] = a.addFiles([gatedFile(qBytes, 'q.bin', BLOCK, BLOCK + MiB, qGate)]);
+    const [q] = a.addFiles([gatedFile(new File([qBytes], 'q.bin'), [[BLOCK, BLOCK + MiB]], qGate)]);
     const qTask = (await qRequested).task;
     await until(() => status(a, q!.itemId).bytesStored === BLOCK && qGate.waiting > 0);
     const cancelled = next(a, 'cancel');
@@ -365,7 +334,7 @@ describe('control flows between pages, readers and the app', () => {
     // P: takes the only slot and stalls.
     const pBytes = randomBytes(BLOCK + MiB);
     const pGate = new Gate();
-    const [p] = a.addFiles([gatedFile(pBytes, 'p.bin', BLOCK, BLOCK + MiB, pGate)]);
+    const [p] = a.addFiles([gatedFile(new File([pBytes], 'p.bin'), [[BLOCK, BLOCK + MiB]], pGate)]);
     await until(() => status(a, p!.itemId).bytesStored === BLOCK && pGate.waiting > 0);
 
     const [start, end] = [BLOCK + 1_500_000, BLOCK + 1_600_000];
@@ -404,7 +373,13 @@ describe('control flows between pages, readers and the app', () => {
     await a.start();
     const bytes = randomBytes(BLOCK + MiB);
     const gate = new Gate();
-    const [item] = a.addFiles([gatedFile(bytes, 'again.bin', BLOCK, BLOCK + MiB, gate)]);
+    const [item] = a.addFiles([
+      gatedFile(
+        new File([bytes], 'again.bin', { type: 'application/octet-stream' }),
+        [[BLOCK, BLOCK + MiB]],
+        gate,
+      ),
+    ]);
     const itemId = item!.itemId;
     await until(() => status(a, itemId).bytesStored === BLOCK && gate.waiting > 0);
     const firstClient = a.clientId;

@@ -8,6 +8,8 @@ import {
   WsUploaderEngine,
   type UploadResult,
 } from '../../src/index.js';
+import { Gate, gatedFile } from '../helpers/gated-file.js';
+import { until } from '../helpers/until.js';
 import {
   startDeployment,
   stopServers,
@@ -130,6 +132,59 @@ describe('service worker: items with Range', () => {
     expect(item.blob.size).to.equal(file.size);
     const again = await fetch(url, { headers: { Range: 'bytes=0-3' } });
     expect(await again.text()).to.equal('RIFF');
+    await store.delete(itemId);
+  });
+
+  it('seeks into a range the uploading page has not sent yet: the upload server demands it', async () => {
+    d = await startDeployment({ uploadServers: 1, linked: true });
+    const alice = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 256 * 1024,
+    });
+    engines.push(alice);
+    await alice.start();
+    const source = wav(120); // 5.3 MB: 44 100 bytes a second
+    const expected = new Uint8Array(await source.arrayBuffer());
+    const MiB = 1024 * 1024;
+    // The upload stops after its first 4 MiB block, until the test opens the gate.
+    const gate = new Gate();
+    const [item] = alice.addFiles([gatedFile(source, [[4 * MiB, 4.5 * MiB]], gate)]);
+    const itemId = item!.itemId;
+    await until(() => alice.items[0]?.bytesStored === 4 * MiB && gate.waiting > 0, 20_000);
+
+    const bob = await engine(await userToken(d, 'bob'));
+    expect((await bob.locate(itemId)).state).to.equal('uploading');
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    const downloader = new WsDownloader({ locate: bob, store, partSize: 256 * 1024 });
+    const audio = document.createElement('audio');
+    audio.muted = true;
+    audio.src = await downloader.url(itemId);
+    await once(audio, 'loadedmetadata');
+    expect(audio.duration).to.be.closeTo(120, 0.1);
+    // 110 s is byte 4 851 044: past what the upload sent (4 MiB) and past its stall (4.5 MiB).
+    audio.currentTime = 110;
+    await once(audio, 'seeked');
+    expect(audio.currentTime).to.be.closeTo(110, 0.1);
+    await audio.play();
+    await until(() => audio.currentTime > 110.2, 10_000);
+    audio.pause();
+    // What it played came from a demand: the uploading page sent that range first.
+    const served = await fetch(audio.src, { headers: { Range: 'bytes=4851044-4851143' } });
+    expect(new Uint8Array(await served.arrayBuffer())).to.deep.equal(
+      expected.subarray(4851044, 4851144),
+    );
+    expect(alice.items[0]!.state).to.equal('uploading');
+    audio.removeAttribute('src');
+    audio.load();
+
+    // The upload goes on once the gate opens; the download then completes, verified.
+    const complete = new Promise((resolve) => alice.on('complete', resolve));
+    gate.open();
+    await complete;
+    const done = await downloader.download(itemId);
+    expect(new Uint8Array(await done.blob.arrayBuffer())).to.deep.equal(expected);
     await store.delete(itemId);
   });
 });
