@@ -70,7 +70,9 @@ type Transport = 'dup/2' | 'dup/1' | 'http';
 interface Case {
   readonly key: string;
   readonly name: string;
-  readonly kind: 'ws-raw' | 'fetch-raw' | 'tus' | 'engine';
+  readonly kind: 'ws-raw' | 'fetch-raw' | 'tus' | 'engine' | 'download';
+  /** download: the downloader, or one raw `fetch` GET of the whole item (the baseline). */
+  readonly reader?: 'downloader' | 'fetch';
   /** Upload servers (tus, engine). */
   readonly servers?: number;
   readonly chunkSize?: number;
@@ -131,6 +133,28 @@ const CASES: readonly Case[] = [
       ? {}
       : { unavailable: `the engine does not speak ${transport} yet` }),
   })),
+  // Downloads: the item is uploaded first (not timed), then read back into OPFS.
+  {
+    key: 'get',
+    name: 'raw fetch GET of the item into OPFS (download baseline)',
+    kind: 'download',
+    servers: 1,
+    reader: 'fetch',
+  },
+  {
+    key: 'download',
+    name: 'downloader, 1 server, into OPFS',
+    kind: 'download',
+    servers: 1,
+    reader: 'downloader',
+  },
+  {
+    key: 'download-x2',
+    name: 'downloader, 2 servers, into OPFS',
+    kind: 'download',
+    servers: 2,
+    reader: 'downloader',
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -236,6 +260,7 @@ async function bundleEngine(): Promise<{ engine: string; hashWorker: string }> {
   const entry = here('bench/browser/engine-entry.js');
   const code = [
     `export { WsUploaderEngine } from ${JSON.stringify(here('dist/src/engine/index.js'))};`,
+    `export { WsDownloader, OpfsItemStore } from ${JSON.stringify(here('dist/src/download/index.js'))};`,
     `export { crc32c, encodeDup2Frame } from ${JSON.stringify(here('dist/src/protocol/index.js'))};`,
     `export { createSHA256 } from 'hash-wasm';`,
   ].join('\n');
@@ -728,7 +753,8 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
         });
         roles.push(control);
         step = {
-          type: 'engine',
+          type: kase.kind === 'download' ? 'download' : 'engine',
+          ...(kase.reader ? { reader: kase.reader } : {}),
           ...common,
           controlUrl: control.urls.control,
           token: control.token,
@@ -929,6 +955,16 @@ function report(
         `the spread between runs): ` +
         `${fixed((split?.mibps ?? NaN) / (dup2?.mibps ?? NaN), 2)}× of dup/2 to one server`,
       ok((split?.mibps ?? NaN) / (dup2?.mibps ?? NaN), 1 - SPLIT_NOISE),
+    );
+  }
+  const get = by.get('get');
+  for (const key of ['download', 'download-x2']) {
+    const down = by.get(key);
+    if (!down || !get) continue;
+    verdicts.push(
+      `info  ${down.kase.name}: ${fixed(down.mibps, 1)} MiB/s, ` +
+        `${fixed(down.mibps / get.mibps, 2)}× the raw fetch GET (${fixed(get.mibps, 1)} MiB/s); ` +
+        `JS heap peak ${mib(down.heapPeak)}`,
     );
   }
   const engines = summaries.filter((s) => s.kase.kind === 'engine' && !s.kase.unavailable);

@@ -143,6 +143,65 @@ async function engineUpload({ controlUrl, token, name, servers, options, profile
 }
 
 /**
+ * A download: the engine uploads the source file (not timed), then the item is read back into the
+ * origin private file system and timed: by the downloader (parts from every server that holds
+ * some, verified), or by one raw `fetch` GET of the whole item from its first server, piped into
+ * an OPFS file (the baseline).
+ */
+async function download({ controlUrl, token, name, servers, options, reader }) {
+  enginePromise ??= import('/engine.js');
+  const { WsUploaderEngine, WsDownloader, OpfsItemStore } = await enginePromise;
+  const file = await sourceFile(name);
+  const engine = new WsUploaderEngine({ controlUrl, authToken: token, ...options });
+  try {
+    const ready = new Promise((resolve) => {
+      const off = engine.on('servers', (e) => {
+        const list = e.detail.servers;
+        if (list.length === servers && list.every((s) => s.state === 'open' && s.rttMs >= 0)) {
+          off();
+          resolve();
+        }
+      });
+    });
+    await engine.start();
+    await ready;
+    const { itemId, sha256 } = await new Promise((resolve, reject) => {
+      engine.on('complete', (e) => resolve(e.detail));
+      engine.on('error', (e) => reject(e.detail.error));
+      engine.addFiles([file]);
+    });
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    const root = await navigator.storage.getDirectory();
+    globalThis.gc?.();
+    const heap = heapSampler();
+    const t0 = performance.now();
+    if (reader === 'fetch') {
+      const { holders } = await engine.locate(itemId);
+      const h = holders[0];
+      const response = await fetch(`${h.httpUrl}/files/${itemId}`, {
+        headers: { Authorization: `Bearer ${h.token}` },
+      });
+      const out = await (
+        await root.getFileHandle('bench-get.bin', { create: true })
+      ).createWritable();
+      await response.body.pipeTo(out);
+    } else {
+      const downloader = new WsDownloader({ locate: engine, store });
+      const item = await downloader.download(itemId);
+      if (item.sha256 !== sha256) throw new Error(`downloaded ${item.sha256}, uploaded ${sha256}`);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const heapPeak = heap();
+    await store.delete(itemId);
+    await root.removeEntry('bench-get.bin').catch(() => undefined);
+    return { bytes: file.size, seconds, heapPeak, sha256, servers };
+  } finally {
+    engine.stop();
+  }
+}
+
+/**
  * What the engine's per-byte work costs on this page's main thread, each step alone: reading the
  * file in slices (the engine reads `chunkSize`, 512 KiB by default, then awaits), SHA-256
  * (hash-wasm), CRC-32C (the codec's, in JavaScript) and encoding a DATA frame (a copy). In ms per
@@ -226,6 +285,7 @@ const STEPS = {
   'fetch-raw': fetchRaw,
   tus: tusUpload,
   engine: engineUpload,
+  download,
 };
 
 async function main() {
