@@ -149,4 +149,45 @@ describe('downloader', () => {
     expect((error as DownloadError).code).to.equal('unavailable');
     await gone.delete(big.itemId);
   });
+
+  it('refuses an item the quota has no room for, and fetches again parts the browser evicted', async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await engine(d.token);
+    const file = randomFile(3 * MiB, 'evicted.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await upload(alice, file);
+    const bob = await engine(await userToken(d, 'bob'));
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    const downloader = new WsDownloader({ locate: bob, store, partSize: 1 * MiB });
+
+    // The browser says there is room for 1 MiB only (a fake of the browser's answer).
+    const estimate = navigator.storage.estimate.bind(navigator.storage);
+    navigator.storage.estimate = () => Promise.resolve({ quota: 11 * MiB, usage: 10 * MiB });
+    let refused: unknown;
+    try {
+      await downloader.download(itemId).catch((e: unknown) => (refused = e));
+    } finally {
+      navigator.storage.estimate = estimate;
+    }
+    expect(refused).to.be.instanceOf(DownloadError);
+    expect((refused as DownloadError).code).to.equal('quota-exceeded');
+    expect((await store.get(itemId))?.ranges ?? []).to.deep.equal([]);
+
+    // Stored, then one part evicted (as the browser may under storage pressure).
+    await downloader.download(itemId);
+    const root = await navigator.storage.getDirectory();
+    const dir = await (
+      await root.getDirectoryHandle('ws-uploader-items')
+    ).getDirectoryHandle(itemId);
+    await dir.removeEntry(`${MiB}-${2 * MiB}.part`);
+    expect(await downloader.get(itemId)).to.equal(undefined);
+    let fetched = 0;
+    downloader.on('progress', (e) => (fetched = e.detail.bytesByServer['up-1'] ?? 0));
+    const again = await downloader.download(itemId);
+    expect(fetched).to.equal(MiB);
+    expect(again.sha256).to.equal(expected);
+    expect(await blobSha256(again.blob)).to.equal(expected);
+    await store.delete(itemId);
+  });
 });
