@@ -1,11 +1,18 @@
 /**
- * ws-uploader: the element class, the headless engine and downloader, events, errors and protocol
+ * ws-uploader: the element classes, the headless engine and downloader, events, errors and protocol
  * types.
- * Importing this module has no side effects (it does not define the tag).
+ * Importing this module has no side effects (it defines no tag).
  * @module
  */
 export { WsUploader } from './element/ws-uploader-element.js';
+export { WsDownload, type WsDownloadState } from './element/ws-download-element.js';
 export { DEFAULT_I18N, mergeI18n, type DisplayState, type WsUploaderI18n } from './element/i18n.js';
+export {
+  DEFAULT_DOWNLOAD_I18N,
+  mergeDownloadI18n,
+  type WsDownloadI18n,
+  type WsDownloadI18nOverrides,
+} from './element/download-i18n.js';
 export * from './engine/index.js';
 export * from './download/index.js';
 export * from './events/index.js';

@@ -1,5 +1,5 @@
 /**
- * The DOM events `<ws-uploader>` dispatches. All bubble and are composed.
+ * The DOM events `<ws-uploader>` and `<ws-download>` dispatch. All bubble and are composed.
  * @module
  */
 export { WsPublishEvent } from './ws-publish-event.js';
@@ -17,3 +17,12 @@ export {
   type WsFileRejectDetail,
   type WsFileRejectReason,
 } from './ws-file-reject-event.js';
+export {
+  WsDownloadProgressEvent,
+  type WsDownloadProgressDetail,
+} from './ws-download-progress-event.js';
+export {
+  WsDownloadCompleteEvent,
+  type WsDownloadCompleteDetail,
+} from './ws-download-complete-event.js';
+export { WsDownloadErrorEvent, type WsDownloadErrorDetail } from './ws-download-error-event.js';

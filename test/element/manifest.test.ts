@@ -3,8 +3,9 @@
 import { expect, fixture, html } from '@open-wc/testing';
 import { render, type CSSResult } from 'lit';
 import '../../src/ws-uploader.js';
+import '../../src/ws-download.js';
 import * as events from '../../src/events/index.js';
-import { WsUploader } from '../../src/index.js';
+import { WsDownload, WsUploader, type WsDownloader } from '../../src/index.js';
 import { DEFAULT_I18N } from '../../src/element/i18n.js';
 import { renderHeld, renderItem } from '../../src/element/item-list.js';
 import { renderServers } from '../../src/element/server-list.js';
@@ -19,18 +20,29 @@ interface Declaration {
   cssProperties: { name: string }[];
 }
 
-async function declaration(): Promise<Declaration> {
+async function declaration(tagName = 'ws-uploader'): Promise<Declaration> {
   const manifest = (await (await fetch('/custom-elements.json')).json()) as {
     modules: { declarations?: Declaration[] }[];
   };
   const found = manifest.modules
     .flatMap((m) => m.declarations ?? [])
-    .find((d) => d.tagName === 'ws-uploader');
-  if (!found) throw new Error('custom-elements.json has no <ws-uploader>');
+    .find((d) => d.tagName === tagName);
+  if (!found) throw new Error(`custom-elements.json has no <${tagName}>`);
   return found;
 }
 
 const sorted = (values: Iterable<string>): string[] => [...new Set(values)].sort();
+
+/** The event classes of `src/events`, as `type ClassName`, those of `<ws-download>` or the others. */
+function eventClasses(download: boolean): string[] {
+  const classes = Object.entries(events).filter(([name]) => name.endsWith('Event')) as [
+    string,
+    new (detail: never) => Event,
+  ][];
+  return classes
+    .map(([name, Cls]) => `${new Cls({} as never).type} ${name}`)
+    .filter((e) => e.startsWith('ws-download-') === download);
+}
 
 /** Every `part` token in a tree (shadow roots included). */
 function partsIn(root: ParentNode): string[] {
@@ -67,12 +79,9 @@ describe('custom-elements.json describes <ws-uploader>', () => {
 
   it('lists exactly the ws-* events, by name and class', async () => {
     const d = await declaration();
-    const classes = Object.entries(events).filter(([name]) => name.endsWith('Event')) as [
-      string,
-      new (detail: never) => Event,
-    ][];
-    const actual = classes.map(([name, Cls]) => `${new Cls({} as never).type} ${name}`);
-    expect(sorted(d.events.map((e) => `${e.name} ${e.type?.text}`))).to.deep.equal(sorted(actual));
+    expect(sorted(d.events.map((e) => `${e.name} ${e.type?.text}`))).to.deep.equal(
+      sorted(eventClasses(false)),
+    );
   });
 
   it('lists exactly its slots, parts and CSS properties', async () => {
@@ -122,5 +131,62 @@ describe('custom-elements.json describes <ws-uploader>', () => {
     expect(sorted(css.match(/--ws-uploader-[a-z0-9-]+/g) ?? [])).to.deep.equal(
       sorted(d.cssProperties.map((p) => p.name)),
     );
+  });
+});
+
+describe('custom-elements.json describes <ws-download>', () => {
+  it('lists exactly its observed attributes, each for a property of the element', async () => {
+    const d = await declaration('ws-download');
+    expect(sorted(d.attributes.map((a) => a.name))).to.deep.equal(
+      sorted(WsDownload.observedAttributes),
+    );
+    const el = document.createElement('ws-download');
+    for (const a of d.attributes) expect(a.fieldName! in el, a.name).to.equal(true);
+  });
+
+  it('lists exactly the ws-download-* events, by name and class', async () => {
+    const d = await declaration('ws-download');
+    expect(sorted(d.events.map((e) => `${e.name} ${e.type?.text}`))).to.deep.equal(
+      sorted(eventClasses(true)),
+    );
+  });
+
+  it('lists exactly its CSS properties, and parts the element renders', async () => {
+    const d = await declaration('ws-download');
+    const css = (WsDownload.styles as CSSResult).cssText;
+    expect(sorted(css.match(/--ws-uploader-[a-z0-9-]+/g) ?? [])).to.deep.equal(
+      sorted(d.cssProperties.map((p) => p.name)),
+    );
+    expect(d.slots ?? []).to.deep.equal([]);
+    // Every part the element renders in its states is documented, and the other way round.
+    const fake = (mime: string, fail = false) =>
+      ({
+        on: () => () => undefined,
+        store: new Promise(() => undefined),
+        download: () =>
+          fail
+            ? Promise.reject(new Error('no'))
+            : Promise.resolve({
+                meta: { itemId: 'i', name: 'i', size: 1, mime, kind: 'file' },
+                sha256: '',
+                blob: new Blob(['x']),
+              }),
+      }) as unknown as WsDownloader;
+    const pending = { ...fake(''), download: () => new Promise(() => undefined) };
+    const states = [
+      html`<ws-download no-auto item-id="i" .downloader=${fake('')}></ws-download>`,
+      html`<ws-download item-id="i" .downloader=${pending}></ws-download>`,
+      html`<ws-download item-id="i" .downloader=${fake('', true)}></ws-download>`,
+      html`<ws-download item-id="i" .downloader=${fake('image/png')}></ws-download>`,
+      html`<ws-download item-id="i" .downloader=${fake('text/plain')}></ws-download>`,
+    ];
+    const parts: string[] = [];
+    for (const state of states) {
+      const el = await fixture<WsDownload>(state);
+      await new Promise((r) => setTimeout(r, 20));
+      await el.updateComplete;
+      parts.push(...partsIn(el.shadowRoot!));
+    }
+    expect(sorted(parts)).to.deep.equal(sorted(d.cssParts.map((p) => p.name)));
   });
 });

@@ -18,7 +18,7 @@ const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as Record<string, u
 describe('custom-elements.json', () => {
   const element = manifest.modules
     .flatMap((m) => m.declarations ?? [])
-    .find((d) => d.customElement);
+    .find((d) => d.customElement && d.tagName === 'ws-uploader');
 
   it('describes <ws-uploader>', () => {
     expect(element?.tagName).to.equal('ws-uploader');

@@ -1,0 +1,102 @@
+import { css } from 'lit';
+
+/**
+ * Styles of `<ws-download>`: the custom properties of `<ws-uploader>`, so one theme styles both.
+ * Colors follow the page's `color-scheme` (`light-dark()`).
+ * @internal
+ */
+export const downloadStyles = css`
+  :host {
+    display: block;
+    font: inherit;
+    color: var(--ws-uploader-color, inherit);
+    --_accent: var(--ws-uploader-accent-color, light-dark(#2563eb, #60a5fa));
+    --_border: var(--ws-uploader-border-color, light-dark(#94a3b8, #64748b));
+    --_error: var(--ws-uploader-error-color, light-dark(#b91c1c, #f87171));
+    --_radius: var(--ws-uploader-radius, 0.5rem);
+  }
+  :host([hidden]) {
+    display: none;
+  }
+  .head {
+    display: flex;
+    flex-wrap: wrap;
+    gap: 0.25rem 0.75rem;
+    align-items: baseline;
+  }
+  [part~='name'] {
+    font-weight: 600;
+    overflow-wrap: anywhere;
+  }
+  .size {
+    font-size: 0.875em;
+    opacity: 0.8;
+    font-variant-numeric: tabular-nums;
+  }
+  .actions {
+    display: flex;
+    gap: 0.25rem;
+    margin-inline-start: auto;
+  }
+  [part~='progress'] {
+    margin-top: 0.35rem;
+    height: 0.45rem;
+    border-radius: 0.25rem;
+    background: color-mix(in srgb, var(--_border) 35%, transparent);
+    overflow: hidden;
+  }
+  .bar {
+    height: 100%;
+    background: var(--_accent);
+    transition: width 0.15s linear;
+  }
+  [part~='media'] {
+    display: block;
+    max-width: 100%;
+    margin-top: 0.5rem;
+    border-radius: var(--_radius);
+  }
+  audio[part~='media'] {
+    width: 100%;
+  }
+  [part~='save-link'] {
+    display: inline-block;
+    margin-top: 0.5rem;
+    color: var(--_accent);
+  }
+  [part~='error'] {
+    margin: 0.35rem 0 0;
+    color: var(--_error);
+  }
+  button {
+    font: inherit;
+    font-size: 0.875em;
+    color: inherit;
+    background: transparent;
+    border: 1px solid var(--_border);
+    border-radius: calc(var(--_radius) / 2);
+    padding: 0.15rem 0.6rem;
+    cursor: pointer;
+  }
+  button:hover {
+    border-color: var(--_accent);
+  }
+  button:focus-visible,
+  a:focus-visible {
+    outline: 3px solid var(--_accent);
+    outline-offset: 2px;
+  }
+  .visually-hidden {
+    position: absolute;
+    width: 1px;
+    height: 1px;
+    overflow: hidden;
+    clip: rect(0 0 0 0);
+    white-space: nowrap;
+  }
+  @media (prefers-reduced-motion: reduce) {
+    .bar {
+      transition: none;
+    }
+  }
+`;
