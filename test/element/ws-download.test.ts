@@ -40,6 +40,41 @@ async function drawnPng(name = 'drawing.png'): Promise<File> {
   return new File([blob], name, { type: 'image/png' });
 }
 
+/** A mono 16-bit PCM WAV of `seconds` of a tone. */
+function wav(seconds: number, rate = 8000): File {
+  const samples = seconds * rate;
+  const bytes = new Uint8Array(44 + samples * 2);
+  const v = new DataView(bytes.buffer);
+  const text = (at: number, t: string) =>
+    [...t].forEach((c, i) => v.setUint8(at + i, c.charCodeAt(0)));
+  text(0, 'RIFF');
+  v.setUint32(4, 36 + samples * 2, true);
+  text(8, 'WAVE');
+  text(12, 'fmt ');
+  v.setUint32(16, 16, true);
+  v.setUint16(20, 1, true); // PCM
+  v.setUint16(22, 1, true); // mono
+  v.setUint32(24, rate, true);
+  v.setUint32(28, rate * 2, true);
+  v.setUint16(32, 2, true);
+  v.setUint16(34, 16, true);
+  text(36, 'data');
+  v.setUint32(40, samples * 2, true);
+  for (let i = 0; i < samples; i++)
+    v.setInt16(44 + i * 2, Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), true);
+  return new File([bytes], 'tone.wav', { type: 'audio/wav' });
+}
+
+function loaded(media: HTMLMediaElement): Promise<void> {
+  if (media.readyState >= HTMLMediaElement.HAVE_METADATA) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    media.addEventListener('loadedmetadata', () => resolve(), { once: true });
+    media.addEventListener('error', () => reject(new Error('the media did not load')), {
+      once: true,
+    });
+  });
+}
+
 function part<T extends Element = HTMLElement>(el: WsDownload, name: string): T | null {
   return el.shadowRoot!.querySelector<T>(`[part~="${name}"]`);
 }
@@ -280,6 +315,71 @@ describe('<ws-download>', () => {
     expect(retry.getAttribute('aria-label')).to.equal('Nochmal missing');
   });
 
+  it('with stream but no service worker, downloads audio and plays it from the store', async () => {
+    expect(navigator.serviceWorker.controller).to.equal(null);
+    const file = wav(2);
+    const { itemId, downloader } = await uploaded(file);
+    const el = await fixture<WsDownload>(
+      html`<ws-download stream item-id=${itemId} .downloader=${downloader}></ws-download>`,
+    );
+    const { detail } = await oneEvent(el, 'ws-download-complete');
+    expect(detail.mime).to.equal('audio/wav');
+    await el.updateComplete;
+    const audio = part<HTMLAudioElement>(el, 'media')!;
+    expect(audio.localName).to.equal('audio');
+    expect(audio.controls).to.equal(true);
+    expect(audio.src).to.match(/^blob:/);
+    await loaded(audio);
+    expect(audio.duration).to.be.closeTo(2, 0.05);
+    await expect(el).to.be.accessible();
+  });
+
+  it('shows video/* as a <video> with controls', async () => {
+    const file = new File([new Uint8Array(2000)], 'clip.webm', { type: 'video/webm' });
+    const { itemId, downloader } = await uploaded(file);
+    const el = await fixture<WsDownload>(
+      html`<ws-download item-id=${itemId} .downloader=${downloader}></ws-download>`,
+    );
+    await oneEvent(el, 'ws-download-complete');
+    await el.updateComplete;
+    const video = part<HTMLVideoElement>(el, 'media')!;
+    expect(video.localName).to.equal('video');
+    expect(video.controls).to.equal(true);
+    expect(video.getAttribute('aria-label')).to.equal('clip.webm');
+  });
+
+  it('never shows SVG as an image: a save link instead', async () => {
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>';
+    const file = new File([svg], 'x.svg', { type: 'image/svg+xml' });
+    const { itemId, downloader } = await uploaded(file);
+    const el = await fixture<WsDownload>(
+      html`<ws-download item-id=${itemId} .downloader=${downloader}></ws-download>`,
+    );
+    await oneEvent(el, 'ws-download-complete');
+    await el.updateComplete;
+    expect(part(el, 'media')).to.equal(null);
+    expect(part(el, 'save-link')!.getAttribute('download')).to.equal('x.svg');
+  });
+
+  it('forgets the item shown when item-id changes, and revokes its object URL', async () => {
+    const { itemId, downloader } = await uploaded(new File(['one'], 'one.txt'));
+    const el = await fixture<WsDownload>(
+      html`<ws-download item-id=${itemId} .downloader=${downloader}></ws-download>`,
+    );
+    await oneEvent(el, 'ws-download-complete');
+    await el.updateComplete;
+    const url = part<HTMLAnchorElement>(el, 'save-link')!.href;
+    el.noAuto = true;
+    el.itemId = 'another';
+    await el.updateComplete;
+    expect(el.state).to.equal('idle');
+    expect(part(el, 'save-link')).to.equal(null);
+    expect(part(el, 'name')!.textContent).to.equal('another');
+    let failed = false;
+    await fetch(url).catch(() => (failed = true));
+    expect(failed).to.equal(true);
+  });
+
   it('warns and ignores a bad item-id', async () => {
     const warnings: string[] = [];
     const warn = console.warn;
@@ -295,5 +395,69 @@ describe('<ws-download>', () => {
     } finally {
       console.warn = warn;
     }
+  });
+});
+
+describe('<ws-download stream> with the service worker', () => {
+  let d: TestDeployment | undefined;
+  const engines: WsUploaderEngine[] = [];
+  let registration: ServiceWorkerRegistration | undefined;
+
+  before(async () => {
+    registration = await navigator.serviceWorker.register('/src/download/service-worker.js', {
+      type: 'module',
+      scope: '/',
+    });
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller)
+      await new Promise((r) =>
+        navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }),
+      );
+  });
+
+  after(async () => {
+    for (const e of engines.splice(0)) e.stop();
+    await stopServers(d);
+    await registration?.unregister();
+  });
+
+  it('plays audio through the worker at once, without downloading it whole', async () => {
+    d = await startServers(1);
+    const alice = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    engines.push(alice);
+    await alice.start();
+    const file = wav(30); // 480 kB
+    const { itemId } = await new Promise<UploadResult>((resolve) => {
+      alice.on('complete', (e) => resolve(e.detail));
+      alice.addFiles([file]);
+    });
+    const bob = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: await userToken(d, 'bob'),
+    });
+    engines.push(bob);
+    await bob.start();
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    const downloader = new WsDownloader({ locate: bob, store, partSize: 64 * KiB });
+    let completed = 0;
+    const el = await fixture<WsDownload>(
+      html`<ws-download
+        stream
+        item-id=${itemId}
+        .downloader=${downloader}
+        @ws-download-complete=${() => completed++}
+      ></ws-download>`,
+    );
+    await waitUntil(() => el.state === 'done', 'the stream did not start', { timeout: 20_000 });
+    const audio = part<HTMLAudioElement>(el, 'media')!;
+    expect(audio.localName).to.equal('audio');
+    expect(new URL(audio.src).pathname).to.equal(`/ws-uploader/items/${itemId}`);
+    await loaded(audio);
+    expect(audio.duration).to.be.closeTo(30, 0.1);
+    expect(part(el, 'name')!.textContent).to.equal('tone.wav');
+    expect(completed).to.equal(0);
+    // Not verified as a whole: no complete event, and the downloader has no stored item yet.
+    expect(await downloader.get(itemId)).to.equal(undefined);
   });
 });
