@@ -106,7 +106,8 @@ export class WsDownload extends LitElement {
   @state() private shown: ShownItem | undefined = undefined;
   @state() private blob: Blob | undefined = undefined;
   @state() private streamUrl: string | undefined = undefined;
-  @state() private failure: { code: string; message: string } | undefined = undefined;
+  /** The error code of a failed download; its message follows `i18n`. */
+  @state() private failure: string | undefined = undefined;
   @state() private announcement = '';
 
   #run: AbortController | undefined;
@@ -217,8 +218,8 @@ export class WsDownload extends LitElement {
       </div>
       ${this.phase === 'downloading' ? this.#renderProgress(t, name) : nothing}
       ${
-        this.phase === 'failed' && this.failure
-          ? html`<p part="error">${this.failure.message}</p>`
+        this.phase === 'failed' && this.failure !== undefined
+          ? html`<p part="error">${t.errors[this.failure] ?? t.errors.default}</p>`
           : nothing
       }
       ${this.phase === 'done' ? this.#renderItem(t, name) : nothing}
@@ -357,7 +358,7 @@ export class WsDownload extends LitElement {
       const code = typeof raw === 'string' ? raw : 'unknown';
       const t = this.#strings;
       const message = t.errors[code] ?? t.errors.default;
-      this.failure = { code, message };
+      this.failure = code;
       this.phase = 'failed';
       this.announcement = t.failed(this.#name, message);
       fire(this, new WsDownloadErrorEvent({ itemId, code, message, error }));

@@ -310,6 +310,12 @@ describe('<ws-download>', () => {
     expect((await failed).detail.message).to.equal('Diese Datei gibt es nicht');
     await el.updateComplete;
     expect(part(el, 'error')!.textContent).to.equal('Diese Datei gibt es nicht');
+    // A translation given later applies to the error shown.
+    el.i18n = { errors: { 'unknown-item': 'Fichier inconnu' } };
+    await el.updateComplete;
+    expect(part(el, 'error')!.textContent).to.equal('Fichier inconnu');
+    el.i18n = { retry: 'Nochmal', errors: { 'unknown-item': 'Diese Datei gibt es nicht' } };
+    await el.updateComplete;
     const retry = part(el, 'retry-button')!;
     expect(retry.textContent!.trim()).to.equal('Nochmal');
     expect(retry.getAttribute('aria-label')).to.equal('Nochmal missing');
@@ -378,6 +384,28 @@ describe('<ws-download>', () => {
     let failed = false;
     await fetch(url).catch(() => (failed = true));
     expect(failed).to.equal(true);
+  });
+
+  it('shows the item again when moved in the document (a new object URL)', async () => {
+    const png = await drawnPng('moved.png');
+    const { itemId, downloader } = await uploaded(png);
+    const el = await fixture<WsDownload>(
+      html`<ws-download item-id=${itemId} .downloader=${downloader}></ws-download>`,
+    );
+    await oneEvent(el, 'ws-download-complete');
+    await el.updateComplete;
+    const before = part<HTMLImageElement>(el, 'media')!.src;
+    const parent = el.parentElement!;
+    el.remove();
+    parent.append(el);
+    await el.updateComplete;
+    expect(el.state).to.equal('done');
+    const img = part<HTMLImageElement>(el, 'media')!;
+    expect(img.src)
+      .to.match(/^blob:/)
+      .and.not.equal(before);
+    await img.decode();
+    expect(img.naturalWidth).to.equal(40);
   });
 
   it('warns and ignores a bad item-id', async () => {
