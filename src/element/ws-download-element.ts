@@ -378,8 +378,15 @@ export class WsDownload extends LitElement {
   async #streamed(downloader: WsDownloader, itemId: string, signal: AbortSignal): Promise<boolean> {
     if (typeof navigator === 'undefined' || !navigator.serviceWorker?.controller) return false;
     if (await downloader.get(itemId)) return false; // stored: shown from the store, verified
-    const url = await downloader.url(itemId);
-    const head = await fetch(url, { method: 'HEAD', headers: { Range: 'bytes=0-0' }, signal });
+    let url: string;
+    let head: Response;
+    try {
+      url = await downloader.url(itemId);
+      head = await fetch(url, { method: 'HEAD', headers: { Range: 'bytes=0-0' }, signal });
+    } catch (e) {
+      if (signal.aborted) throw e;
+      return false; // the worker could not serve it: download it instead
+    }
     if (!head.ok) return false;
     const mime = (head.headers.get('Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (!mime.startsWith('audio/') && !mime.startsWith('video/')) return false;
