@@ -219,9 +219,18 @@ export class OpfsItemStore implements ItemStore {
     ).getDirectoryHandle(ROOT, {
       create: true,
     });
-    await root.removeEntry(itemId, { recursive: true }).catch((e: DOMException) => {
-      if (e.name !== 'NotFoundError') throw e;
-    });
+    // A part being written (by the service worker, say) keeps the folder busy for a moment.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await root.removeEntry(itemId, { recursive: true });
+        return;
+      } catch (e) {
+        const name = (e as DOMException).name;
+        if (name === 'NotFoundError') return;
+        if (name !== 'NoModificationAllowedError' || attempt >= 20) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   }
 }
 
