@@ -8,8 +8,9 @@ import { hashWorkerFactory, ItemHasher } from '../engine/item-hasher.js';
 import type { ItemLocation } from '../engine/types.js';
 import type { ItemHolder, ItemMeta } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
-import { rangeBytes, type ByteRange } from '../protocol/ranges.js';
+import { rangeBytes } from '../protocol/ranges.js';
 import { defaultItemStore, withoutContent, type ItemStore } from './item-store.js';
+import { fetchPart } from './fetch-part.js';
 import { planParts, uncovered, type PartToFetch } from './part-plan.js';
 import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
 
@@ -339,7 +340,7 @@ export class WsDownloader extends EventTarget {
           const h = holder(serverId);
           if (!h) throw new Error(`${serverId} no longer holds it`);
           if (h.tokenExpiresAt - Date.now() < 30_000) await relocate();
-          const bytes = await this.#fetchPart(itemId, holder(serverId) ?? h, part, stop.signal);
+          const bytes = await fetchPart(itemId, holder(serverId) ?? h, part, stop.signal);
           await storage(() => store.put(itemId, part.start, bytes));
           bytesStored += bytes.length;
           byServer[serverId] = (byServer[serverId] ?? 0) + bytes.length;
@@ -381,36 +382,6 @@ export class WsDownloader extends EventTarget {
     if (signal?.aborted) throw signal.reason;
     if (failure !== undefined) throw failure;
     return location;
-  }
-
-  async #fetchPart(
-    itemId: string,
-    holder: ItemHolder,
-    part: ByteRange,
-    signal: AbortSignal,
-  ): Promise<Uint8Array> {
-    const response = await fetch(`${holder.httpUrl.replace(/\/$/, '')}/files/${itemId}`, {
-      headers: {
-        Authorization: `Bearer ${holder.token}`,
-        Range: `bytes=${part.start}-${part.end - 1}`,
-      },
-      cache: 'no-store',
-      credentials: 'omit',
-      signal,
-    });
-    if (response.status !== 206) {
-      await response.body?.cancel().catch(() => undefined);
-      throw new Error(`${holder.serverId} answered ${response.status}`);
-    }
-    const range = /^bytes (\d+)-(\d+)\//.exec(response.headers.get('Content-Range') ?? '');
-    if (!range || Number(range[1]) !== part.start || Number(range[2]) !== part.end - 1)
-      throw new Error(
-        `${holder.serverId} sent another range: ${response.headers.get('Content-Range')}`,
-      );
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    if (bytes.length !== part.end - part.start)
-      throw new Error(`${holder.serverId} sent ${bytes.length} of ${part.end - part.start} bytes`);
-    return bytes;
   }
 }
 

@@ -11,6 +11,7 @@
  * @module
  */
 import type { ItemLocation } from '../engine/types.js';
+import { fetchPart } from './fetch-part.js';
 import { defaultItemStore, type ItemStore } from './item-store.js';
 import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
 
@@ -164,18 +165,7 @@ async function bytes(
     h.ranges.some((r) => r.start <= partStart && r.end >= partEnd),
   );
   if (!holder) throw new Error(`no live upload server holds bytes ${partStart}..${partEnd}`);
-  const response = await fetch(`${holder.httpUrl.replace(/\/$/, '')}/files/${itemId}`, {
-    headers: {
-      Authorization: `Bearer ${holder.token}`,
-      Range: `bytes=${partStart}-${partEnd - 1}`,
-    },
-    cache: 'no-store',
-    credentials: 'omit',
-  });
-  if (response.status !== 206) throw new Error(`${holder.serverId} answered ${response.status}`);
-  const part = new Uint8Array(await response.arrayBuffer());
-  if (part.length !== partEnd - partStart)
-    throw new Error(`${holder.serverId} sent ${part.length} of ${partEnd - partStart} bytes`);
+  const part = await fetchPart(itemId, holder, { start: partStart, end: partEnd });
   // Kept for the next seek and for offline use; the downloader checks the whole item later.
   if (!(await items.get(itemId))) await items.begin(location.item);
   await items.put(itemId, partStart, part);
