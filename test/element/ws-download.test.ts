@@ -19,6 +19,8 @@ import {
   userToken,
   type TestDeployment,
 } from '../helpers/servers.js';
+import { startedEngine, uploadFile } from '../helpers/engines.js';
+import { wav } from '../helpers/wav.js';
 
 const KiB = 1024;
 
@@ -38,31 +40,6 @@ async function drawnPng(name = 'drawing.png'): Promise<File> {
     canvas.toBlob((b) => (b ? resolve(b) : reject(new Error('no PNG'))), 'image/png'),
   );
   return new File([blob], name, { type: 'image/png' });
-}
-
-/** A mono 16-bit PCM WAV of `seconds` of a tone. */
-function wav(seconds: number, rate = 8000): File {
-  const samples = seconds * rate;
-  const bytes = new Uint8Array(44 + samples * 2);
-  const v = new DataView(bytes.buffer);
-  const text = (at: number, t: string) =>
-    [...t].forEach((c, i) => v.setUint8(at + i, c.charCodeAt(0)));
-  text(0, 'RIFF');
-  v.setUint32(4, 36 + samples * 2, true);
-  text(8, 'WAVE');
-  text(12, 'fmt ');
-  v.setUint32(16, 16, true);
-  v.setUint16(20, 1, true); // PCM
-  v.setUint16(22, 1, true); // mono
-  v.setUint32(24, rate, true);
-  v.setUint32(28, rate * 2, true);
-  v.setUint16(32, 2, true);
-  v.setUint16(34, 16, true);
-  text(36, 'data');
-  v.setUint32(40, samples * 2, true);
-  for (let i = 0; i < samples; i++)
-    v.setInt16(44 + i * 2, Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), true);
-  return new File([bytes], 'tone.wav', { type: 'audio/wav' });
 }
 
 function loaded(media: HTMLMediaElement): Promise<void> {
@@ -89,28 +66,15 @@ describe('<ws-download>', () => {
     d = undefined;
   });
 
-  async function engine(token: string): Promise<WsUploaderEngine> {
-    const e = new WsUploaderEngine({ controlUrl: d!.controlUrl, authToken: token });
-    engines.push(e);
-    await e.start();
-    return e;
-  }
-
   /** Alice uploads the file; Bob gets a downloader over a fresh OPFS store. */
   async function uploaded(
     file: File,
     options: { partSize?: number; perServer?: number } = {},
   ): Promise<{ itemId: string; downloader: WsDownloader }> {
     d ??= await startServers(1);
-    const alice = await engine(d.token);
-    const { itemId } = await new Promise<UploadResult>((resolve) => {
-      const off = alice.on('complete', (ev) => {
-        off();
-        resolve(ev.detail);
-      });
-      alice.addFiles([file]);
-    });
-    const bob = await engine(await userToken(d, 'bob'));
+    const alice = await startedEngine(d, d.token, engines);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d!, 'bob'), engines);
     const store = new OpfsItemStore();
     await store.delete(itemId);
     return { itemId, downloader: new WsDownloader({ locate: bob, store, ...options }) };
@@ -243,7 +207,7 @@ describe('<ws-download>', () => {
 
   it("shows the control server's error for an unknown item, with a retry button, and is accessible", async () => {
     d = await startServers(1);
-    const bob = await engine(await userToken(d, 'bob'));
+    const bob = await startedEngine(d!, await userToken(d!, 'bob'), engines);
     const downloader = new WsDownloader({ locate: bob, store: new OpfsItemStore() });
     const el = await fixture<WsDownload>(
       html`<ws-download no-auto item-id="no-such-item" .downloader=${downloader}></ws-download>`,
@@ -294,7 +258,7 @@ describe('<ws-download>', () => {
 
   it('takes an i18n override merged over the English strings', async () => {
     d = await startServers(1);
-    const bob = await engine(await userToken(d, 'bob'));
+    const bob = await startedEngine(d!, await userToken(d!, 'bob'), engines);
     const downloader = new WsDownloader({ locate: bob, store: new OpfsItemStore() });
     const el = await fixture<WsDownload>(
       html`<ws-download
@@ -323,7 +287,7 @@ describe('<ws-download>', () => {
 
   it('with stream but no service worker, downloads audio and plays it from the store', async () => {
     expect(navigator.serviceWorker.controller).to.equal(null);
-    const file = wav(2);
+    const file = wav(2, 8000);
     const { itemId, downloader } = await uploaded(file);
     const el = await fixture<WsDownload>(
       html`<ws-download stream item-id=${itemId} .downloader=${downloader}></ws-download>`,
@@ -454,7 +418,7 @@ describe('<ws-download stream> with the service worker', () => {
     const alice = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
     engines.push(alice);
     await alice.start();
-    const file = wav(30); // 480 kB
+    const file = wav(30, 8000); // 480 kB
     const { itemId } = await new Promise<UploadResult>((resolve) => {
       alice.on('complete', (e) => resolve(e.detail));
       alice.addFiles([file]);

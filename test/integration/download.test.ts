@@ -2,14 +2,8 @@
 // browser storage, verifies it, and gives it back offline. Real servers, real bytes, real OPFS and
 // IndexedDB.
 import { expect } from '@open-wc/testing';
-import {
-  DownloadError,
-  IndexedDbItemStore,
-  OpfsItemStore,
-  WsDownloader,
-  WsUploaderEngine,
-  type UploadResult,
-} from '../../src/index.js';
+import type { WsUploaderEngine } from '../../src/index.js';
+import { DownloadError, IndexedDbItemStore, OpfsItemStore, WsDownloader } from '../../src/index.js';
 import {
   randomFile,
   sha256Hex,
@@ -18,6 +12,7 @@ import {
   userToken,
   type TestDeployment,
 } from '../helpers/servers.js';
+import { startedEngine, uploadFile } from '../helpers/engines.js';
 
 const MiB = 1024 * 1024;
 
@@ -31,36 +26,19 @@ describe('downloader', () => {
     d = undefined;
   });
 
-  async function engine(token: string): Promise<WsUploaderEngine> {
-    const e = new WsUploaderEngine({ controlUrl: d!.controlUrl, authToken: token });
-    engines.push(e);
-    await e.start();
-    return e;
-  }
-
-  function upload(e: WsUploaderEngine, file: File): Promise<UploadResult> {
-    return new Promise((resolve) => {
-      const off = e.on('complete', (ev) => {
-        off();
-        resolve(ev.detail);
-      });
-      e.addFiles([file]);
-    });
-  }
-
   async function blobSha256(blob: Blob): Promise<string> {
     return sha256Hex(await blob.arrayBuffer());
   }
 
   it('downloads a 100 MB item split across two servers into OPFS, verified, and has it with every server stopped', async () => {
     d = await startDeployment({ uploadServers: 2, linked: true });
-    const alice = await engine(d.token);
+    const alice = await startedEngine(d!, d!.token, engines);
     const file = randomFile(100 * MiB + 123, 'big.bin');
     const expected = await blobSha256(file);
-    const { itemId, servers } = await upload(alice, file);
+    const { itemId, servers } = await uploadFile(alice, file);
     expect(servers).to.have.length(2);
 
-    const bob = await engine(await userToken(d, 'bob'));
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const store = new OpfsItemStore();
     await store.delete(itemId);
     const downloader = new WsDownloader({ locate: bob, store });
@@ -95,11 +73,11 @@ describe('downloader', () => {
 
   it('keeps the parts of a stopped download and fetches only the rest; works on IndexedDB', async () => {
     d = await startDeployment({ uploadServers: 1 });
-    const alice = await engine(d.token);
+    const alice = await startedEngine(d!, d!.token, engines);
     const file = randomFile(6 * MiB + 7, 'resume.bin');
     const expected = await blobSha256(file);
-    const { itemId } = await upload(alice, file);
-    const bob = await engine(await userToken(d, 'bob'));
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const store = new IndexedDbItemStore('ws-uploader-download-test');
     await store.delete(itemId);
     const downloader = new WsDownloader({ locate: bob, store, partSize: 1 * MiB, perServer: 1 });
@@ -129,16 +107,16 @@ describe('downloader', () => {
 
   it('takes an inline item from the answer, and refuses an item no live server holds', async () => {
     d = await startDeployment({ uploadServers: 1 }); // inline items up to 64 KiB
-    const alice = await engine(d.token);
-    const { itemId } = await upload(alice, new File(['inline bytes'], 'small.txt'));
-    const bob = await engine(await userToken(d, 'bob'));
+    const alice = await startedEngine(d!, d!.token, engines);
+    const { itemId } = await uploadFile(alice, new File(['inline bytes'], 'small.txt'));
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const downloader = new WsDownloader({ locate: bob, store: new OpfsItemStore() });
     const item = await downloader.download(itemId);
     expect(await item.blob.text()).to.equal('inline bytes');
     await downloader.delete(itemId);
 
     // A stored item whose only server is gone.
-    const big = await upload(alice, randomFile(200_000, 'gone.bin'));
+    const big = await uploadFile(alice, randomFile(200_000, 'gone.bin'));
     const gone = new WsDownloader({
       locate: async (id) => ({ ...(await bob.locate(id)), holders: [] }),
       store: new OpfsItemStore(),
@@ -152,11 +130,11 @@ describe('downloader', () => {
 
   it('refuses an item the quota has no room for, and fetches again parts the browser evicted', async () => {
     d = await startDeployment({ uploadServers: 1 });
-    const alice = await engine(d.token);
+    const alice = await startedEngine(d!, d!.token, engines);
     const file = randomFile(3 * MiB, 'evicted.bin');
     const expected = await blobSha256(file);
-    const { itemId } = await upload(alice, file);
-    const bob = await engine(await userToken(d, 'bob'));
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const store = new OpfsItemStore();
     await store.delete(itemId);
     const downloader = new WsDownloader({ locate: bob, store, partSize: 1 * MiB });

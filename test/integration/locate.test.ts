@@ -1,7 +1,8 @@
 // A browser asks the control server where an item is (`locate`) and reads it from the upload
 // servers that hold it, with the read tokens the answer carries. Real servers, real bytes.
 import { expect } from '@open-wc/testing';
-import { ConfigError, ServerError, WsUploaderEngine, type UploadResult } from '../../src/index.js';
+import type { WsUploaderEngine } from '../../src/index.js';
+import { ConfigError, ServerError } from '../../src/index.js';
 import {
   randomFile,
   sha256Hex,
@@ -10,6 +11,7 @@ import {
   userToken,
   type TestDeployment,
 } from '../helpers/servers.js';
+import { startedEngine, uploadFile } from '../helpers/engines.js';
 
 const MiB = 1024 * 1024;
 
@@ -23,37 +25,20 @@ describe('locate: where an item can be read', () => {
     d = undefined;
   });
 
-  async function engine(token: string): Promise<WsUploaderEngine> {
-    const e = new WsUploaderEngine({ controlUrl: d!.controlUrl, authToken: token });
-    engines.push(e);
-    await e.start();
-    return e;
-  }
-
-  function upload(e: WsUploaderEngine, file: File): Promise<UploadResult> {
-    return new Promise((resolve) => {
-      const off = e.on('complete', (ev) => {
-        off();
-        resolve(ev.detail);
-      });
-      e.addFiles([file]);
-    });
-  }
-
   it('names each server of a split item with its ranges and a read token that reads them', async () => {
     d = await startDeployment({
       uploadServers: 2,
       linked: true,
       plannerOptions: { splitMin: 1 * MiB, align: 64 * 1024 },
     });
-    const alice = await engine(d.token);
+    const alice = await startedEngine(d!, d!.token, engines);
     const file = randomFile(3 * MiB + 5, 'split.bin');
     const expected = await sha256Hex(await file.arrayBuffer());
-    const { itemId, servers } = await upload(alice, file);
+    const { itemId, servers } = await uploadFile(alice, file);
     expect(servers).to.have.length(2);
 
     // Another user's browser.
-    const bob = await engine(await userToken(d, 'bob'));
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const where = await bob.locate(itemId);
     expect(where.state).to.equal('stored');
     expect(where.sha256).to.equal(expected);
@@ -86,10 +71,10 @@ describe('locate: where an item can be read', () => {
 
   it('gives an inline item with its bytes, and refuses an unknown item or a bad id', async () => {
     d = await startDeployment({ uploadServers: 1 }); // inline items up to 64 KiB
-    const alice = await engine(d.token);
+    const alice = await startedEngine(d!, d!.token, engines);
     const small = new File(['hello, bob'], 'note.txt', { type: 'text/plain' });
-    const { itemId } = await upload(alice, small);
-    const bob = await engine(await userToken(d, 'bob'));
+    const { itemId } = await uploadFile(alice, small);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const where = await bob.locate(itemId);
     expect(where.state).to.equal('stored');
     expect(where.holders).to.deep.equal([]);

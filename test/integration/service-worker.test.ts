@@ -2,46 +2,18 @@
 // from the store, missing ones fetched from the upload server on the way. Real service worker,
 // real servers.
 import { expect } from '@open-wc/testing';
-import {
-  OpfsItemStore,
-  WsDownloader,
-  WsUploaderEngine,
-  type UploadResult,
-} from '../../src/index.js';
+import { OpfsItemStore, WsDownloader, WsUploaderEngine } from '../../src/index.js';
 import { Gate, gatedFile } from '../helpers/gated-file.js';
 import { makeWebm } from '../helpers/make-video.js';
 import { until } from '../helpers/until.js';
+import { wav } from '../helpers/wav.js';
 import {
   startDeployment,
   stopServers,
   userToken,
   type TestDeployment,
 } from '../helpers/servers.js';
-
-/** A mono 16-bit PCM WAV of `seconds` of a tone: seekable by byte offset, made here. */
-function wav(seconds: number, rate = 22_050): File {
-  const samples = seconds * rate;
-  const bytes = new Uint8Array(44 + samples * 2);
-  const v = new DataView(bytes.buffer);
-  const text = (at: number, s: string) =>
-    [...s].forEach((c, i) => v.setUint8(at + i, c.charCodeAt(0)));
-  text(0, 'RIFF');
-  v.setUint32(4, 36 + samples * 2, true);
-  text(8, 'WAVE');
-  text(12, 'fmt ');
-  v.setUint32(16, 16, true);
-  v.setUint16(20, 1, true); // PCM
-  v.setUint16(22, 1, true); // mono
-  v.setUint32(24, rate, true);
-  v.setUint32(28, rate * 2, true);
-  v.setUint16(32, 2, true);
-  v.setUint16(34, 16, true);
-  text(36, 'data');
-  v.setUint32(40, samples * 2, true);
-  for (let i = 0; i < samples; i++)
-    v.setInt16(44 + i * 2, Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), true);
-  return new File([bytes], 'tone.wav', { type: 'audio/wav' });
-}
+import { startedEngine, uploadFile } from '../helpers/engines.js';
 
 function once(target: EventTarget, type: string): Promise<Event> {
   return new Promise((resolve, reject) => {
@@ -77,22 +49,12 @@ describe('service worker: items with Range', () => {
     d = undefined;
   });
 
-  async function engine(token: string): Promise<WsUploaderEngine> {
-    const e = new WsUploaderEngine({ controlUrl: d!.controlUrl, authToken: token });
-    engines.push(e);
-    await e.start();
-    return e;
-  }
-
   it('serves ranges from the upload server and the store, and an <audio> plays and seeks', async () => {
     d = await startDeployment({ uploadServers: 1 });
-    const alice = await engine(d.token);
+    const alice = await startedEngine(d!, d!.token, engines);
     const file = wav(40); // 1.76 MB
-    const { itemId } = await new Promise<UploadResult>((resolve) => {
-      alice.on('complete', (e) => resolve(e.detail));
-      alice.addFiles([file]);
-    });
-    const bob = await engine(await userToken(d, 'bob'));
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const store = new OpfsItemStore();
     await store.delete(itemId);
     const downloader = new WsDownloader({ locate: bob, store, partSize: 256 * 1024 });
@@ -154,7 +116,7 @@ describe('service worker: items with Range', () => {
     const itemId = item!.itemId;
     await until(() => alice.items[0]?.bytesStored === 4 * MiB && gate.waiting > 0, 20_000);
 
-    const bob = await engine(await userToken(d, 'bob'));
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     expect((await bob.locate(itemId)).state).to.equal('uploading');
     const store = new OpfsItemStore();
     await store.delete(itemId);
@@ -191,13 +153,10 @@ describe('service worker: items with Range', () => {
 
   it('plays a real video (VP8 in WebM, made here) and seeks in it through the worker', async () => {
     d = await startDeployment({ uploadServers: 1 });
-    const alice = await engine(d.token);
+    const alice = await startedEngine(d!, d!.token, engines);
     const file = new File([await makeWebm(30)], 'clip.webm', { type: 'video/webm' });
-    const { itemId } = await new Promise<UploadResult>((resolve) => {
-      alice.on('complete', (e) => resolve(e.detail));
-      alice.addFiles([file]);
-    });
-    const bob = await engine(await userToken(d, 'bob'));
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const store = new OpfsItemStore();
     await store.delete(itemId);
     const downloader = new WsDownloader({ locate: bob, store, partSize: 128 * 1024 });
