@@ -97,6 +97,21 @@ async function tusUpload({ endpoint, token, name, chunkSize }) {
 
 let enginePromise;
 
+/** Starts an engine and waits until every upload server is connected and probed. */
+async function connected(engine, servers) {
+  const ready = new Promise((resolve) => {
+    const off = engine.on('servers', (e) => {
+      const list = e.detail.servers;
+      if (list.length === servers && list.every((s) => s.state === 'open' && s.rttMs >= 0)) {
+        off();
+        resolve();
+      }
+    });
+  });
+  await engine.start();
+  await ready;
+}
+
 /**
  * The engine: connects to the control server (which lists the upload servers and plans each item
  * as equal ranges, one per upload server), waits until every upload server is connected and
@@ -109,17 +124,7 @@ async function engineUpload({ controlUrl, token, name, servers, options, profile
   const file = await sourceFile(name);
   const engine = new WsUploaderEngine({ controlUrl, authToken: token, ...options });
   try {
-    const ready = new Promise((resolve) => {
-      const off = engine.on('servers', (e) => {
-        const list = e.detail.servers;
-        if (list.length === servers && list.every((s) => s.state === 'open' && s.rttMs >= 0)) {
-          off();
-          resolve();
-        }
-      });
-    });
-    await engine.start();
-    await ready;
+    await connected(engine, servers);
     const heap = heapSampler();
     const profiler = profile ? startProfiler() : undefined;
     const t0 = performance.now();
@@ -154,17 +159,7 @@ async function download({ controlUrl, token, name, servers, options, reader }) {
   const file = await sourceFile(name);
   const engine = new WsUploaderEngine({ controlUrl, authToken: token, ...options });
   try {
-    const ready = new Promise((resolve) => {
-      const off = engine.on('servers', (e) => {
-        const list = e.detail.servers;
-        if (list.length === servers && list.every((s) => s.state === 'open' && s.rttMs >= 0)) {
-          off();
-          resolve();
-        }
-      });
-    });
-    await engine.start();
-    await ready;
+    await connected(engine, servers);
     const { itemId, sha256 } = await new Promise((resolve, reject) => {
       engine.on('complete', (e) => resolve(e.detail));
       engine.on('error', (e) => reject(e.detail.error));
