@@ -111,6 +111,14 @@ export class Dup2Peer extends Peer<Dup2ServerFrame, Dup2ClientFrame> {
     this.ws.send(bytes);
   }
 
+  /** The next frame that is not an ACK (ACKs come whenever writes turn durable). */
+  async nextNonAck(timeoutMs?: number): Promise<Dup2ServerFrame> {
+    for (;;) {
+      const frame = await this.next(timeoutMs);
+      if (frame.type !== 'ack') return frame;
+    }
+  }
+
   /** Sends OPEN without a media type or name. */
   open(uploadId: number, itemId: string, size: number): Promise<void> {
     return this.send({ type: 'open', uploadId, itemId, size, mime: '', name: '' });
