@@ -36,11 +36,13 @@ export const FRAME = {
   FINISH: 0x04,
   CANCEL: 0x05,
   PING: 0x06,
+  READ: 0x07,
   WELCOME: 0x81,
   OPENED: 0x82,
   ACK: 0x83,
   COMPLETE: 0x84,
   PONG: 0x85,
+  BYTES: 0x86,
   ERROR: 0x8f,
 } as const;
 /** A dup/2 frame type byte. */
@@ -104,6 +106,7 @@ export const WIRE_ERROR = {
   locked: 18,
   superseded: 19,
   fragmented: 20,
+  'not-found': 21,
 } as const;
 /** Name of a wire error code, such as `'checksum-mismatch'`. */
 export type WireErrorCode = keyof typeof WIRE_ERROR;

@@ -62,6 +62,18 @@ export interface PingFrame {
   readonly type: 'ping';
   readonly time: number;
 }
+/**
+ * READ: asks for the stored bytes `start..end` (half-open) of an item, under a client-chosen id
+ * from the same space as upload ids. Answered by BYTES frames covering the range in order, or by
+ * an ERROR with the id.
+ */
+export interface ReadFrame {
+  readonly type: 'read';
+  readonly readId: number;
+  readonly itemId: string;
+  readonly start: number;
+  readonly end: number;
+}
 /** WELCOME: the server accepted the token; states its id and limits. */
 export interface WelcomeFrame {
   readonly type: 'welcome';
@@ -96,7 +108,18 @@ export interface PongFrame {
   readonly time: number;
   readonly serverTime: number;
 }
-/** ERROR: something failed; `uploadId` 0 means the connection as a whole. */
+/** BYTES: stored bytes of an item for a READ, at an offset, with the CRC-32C of the payload. */
+export interface BytesFrame {
+  readonly type: 'bytes';
+  readonly readId: number;
+  readonly offset: number;
+  readonly crc32c: number;
+  readonly payload: Uint8Array;
+}
+/**
+ * ERROR: something failed; `uploadId` is the upload or read id it ends, 0 for the connection as a
+ * whole.
+ */
 export interface ErrorFrame {
   readonly type: 'error';
   readonly uploadId: number;
@@ -106,16 +129,16 @@ export interface ErrorFrame {
 
 /** Frames a client sends. */
 export type Dup2ClientFrame =
-  HelloFrame | OpenFrame | DataFrame | FinishFrame | CancelFrame | PingFrame;
+  HelloFrame | OpenFrame | DataFrame | FinishFrame | CancelFrame | PingFrame | ReadFrame;
 /** Frames a server sends. */
 export type Dup2ServerFrame =
-  WelcomeFrame | OpenedFrame | AckFrame | CompleteFrame | PongFrame | ErrorFrame;
+  WelcomeFrame | OpenedFrame | AckFrame | CompleteFrame | PongFrame | ErrorFrame | BytesFrame;
 /** Any dup/2 frame. */
 export type Dup2Frame = Dup2ClientFrame | Dup2ServerFrame;
 
 /** Limits checked while decoding. */
 export interface Dup2DecodeLimits {
-  /** Largest DATA payload accepted. @default DEFAULT_MAX_CHUNK (1 MiB) */
+  /** Largest DATA (or BYTES) payload accepted. @default DEFAULT_MAX_CHUNK (1 MiB) */
   readonly maxChunk?: number;
 }
 
@@ -174,6 +197,23 @@ export function encodeDup2Frame(frame: Dup2Frame, target?: Uint8Array): Uint8Arr
     case 'ping':
       w.u8(FRAME.PING);
       w.f64(frame.time, 'time');
+      break;
+    case 'read':
+      w.u8(FRAME.READ);
+      w.uploadId(frame.readId);
+      w.u64(frame.start, 'start');
+      w.u64(frame.end, 'end');
+      if (!(frame.end > frame.start)) invalid('READ end must be greater than start');
+      w.string16(checkItemId(frame.itemId), MAX_ITEM_ID_LENGTH, 'itemId', 1);
+      break;
+    case 'bytes':
+      if (frame.payload.length === 0) invalid('BYTES payload is empty');
+      w.u8(FRAME.BYTES);
+      w.uploadId(frame.readId);
+      w.u64(frame.offset, 'offset');
+      if (frame.offset + frame.payload.length > Number.MAX_SAFE_INTEGER) invalid('offset + length');
+      w.u32(frame.crc32c, 'crc32c');
+      w.bytes(frame.payload);
       break;
     case 'welcome':
       w.u8(FRAME.WELCOME);
@@ -250,10 +290,14 @@ export function decodeDup2ClientFrame(
 /**
  * Decodes a frame that a server sent (what a client receives).
  * @param bytes one binary WebSocket message
+ * @param limits limits to enforce (`maxChunk` bounds BYTES payloads)
  * @throws {ProtocolError} for anything that is not a valid server frame
  */
-export function decodeDup2ServerFrame(bytes: Uint8Array): Dup2ServerFrame {
-  const frame = decodeDup2Frame(bytes);
+export function decodeDup2ServerFrame(
+  bytes: Uint8Array,
+  limits?: Dup2DecodeLimits,
+): Dup2ServerFrame {
+  const frame = decodeDup2Frame(bytes, limits);
   if (!(bytes[0]! & 0x80))
     throw new ProtocolError('frame-unknown-type', `type 0x${hex(bytes[0]!)} is a client frame`);
   return frame as Dup2ServerFrame;
@@ -284,16 +328,31 @@ export function decodeDup2Frame(bytes: Uint8Array, limits: Dup2DecodeLimits = {}
       frame = { type: 'open', uploadId, itemId, size, mime, name };
       break;
     }
-    case FRAME.DATA: {
-      const uploadId = r.uploadId();
+    case FRAME.DATA:
+    case FRAME.BYTES: {
+      const name = type === FRAME.DATA ? 'DATA' : 'BYTES';
+      const id = r.uploadId();
       const offset = r.u64('offset');
       const crc = r.u32();
       const payload = r.rest();
       const max = limits.maxChunk ?? DEFAULT_MAX_CHUNK;
-      if (payload.length === 0) invalid('DATA payload is empty');
-      if (payload.length > max) tooLarge(`DATA payload of ${payload.length} bytes is over ${max}`);
+      if (payload.length === 0) invalid(`${name} payload is empty`);
+      if (payload.length > max)
+        tooLarge(`${name} payload of ${payload.length} bytes is over ${max}`);
       if (offset + payload.length > Number.MAX_SAFE_INTEGER) invalid('offset + length');
-      return { type: 'data', uploadId, offset, crc32c: crc, payload };
+      return type === FRAME.DATA
+        ? { type: 'data', uploadId: id, offset, crc32c: crc, payload }
+        : { type: 'bytes', readId: id, offset, crc32c: crc, payload };
+    }
+    case FRAME.READ: {
+      const readId = r.uploadId();
+      const start = r.u64('start');
+      const end = r.u64('end');
+      if (!(end > start)) invalid('READ end must be greater than start');
+      const itemId = r.string16(MAX_ITEM_ID_LENGTH, 'itemId', 1);
+      if (!ITEM_ID_PATTERN.test(itemId)) invalid('itemId has characters outside [A-Za-z0-9_-]');
+      frame = { type: 'read', readId, itemId, start, end };
+      break;
     }
     case FRAME.FINISH:
       frame = { type: 'finish', uploadId: r.uploadId(), sha256: r.digest() };
@@ -373,7 +432,10 @@ function frameSize(frame: Dup2Frame): number {
         1 + 4 + 8 + 6 + utf8Length(frame.itemId) + utf8Length(frame.mime) + utf8Length(frame.name)
       );
     case 'data':
+    case 'bytes':
       return DATA_HEADER_BYTES + frame.payload.length;
+    case 'read':
+      return 1 + 4 + 8 + 8 + 2 + utf8Length(frame.itemId);
     case 'finish':
     case 'complete':
       return 1 + 4 + SHA256_BYTES;

@@ -29,6 +29,11 @@ const VECTORS: [string, Dup2Frame, string][] = [
   ['CANCEL', { type: 'cancel', uploadId: 7 }, '05 00000007'],
   ['PING', { type: 'ping', time: 1.5 }, '06 3ff8000000000000'],
   [
+    'READ',
+    { type: 'read', readId: 9, itemId: 'item-1', start: 4096, end: 8192 },
+    '07 00000009 0000000000001000 0000000000002000 0006 6974656d2d31',
+  ],
+  [
     'WELCOME',
     { type: 'welcome', serverId: 's1', maxChunk: 1048576, window: 8388608, maxItemSize: 524288000 },
     '81 00100000 00800000 000000001f400000 0002 7331',
@@ -54,6 +59,11 @@ const VECTORS: [string, Dup2Frame, string][] = [
   ['COMPLETE', { type: 'complete', uploadId: 1, sha256: SHA }, `84 00000001 ${SHA_HEX}`],
   ['PONG', { type: 'pong', time: 1, serverTime: 2 }, '85 3ff0000000000000 4000000000000000'],
   [
+    'BYTES',
+    { type: 'bytes', readId: 9, offset: 4096, crc32c: 0xf130f21e, payload: hex('010203') },
+    '86 00000009 0000000000001000 f130f21e 010203',
+  ],
+  [
     'ERROR',
     { type: 'error', uploadId: 0, code: 'checksum-mismatch', message: 'bad' },
     '8f 00000000 0004 0003 626164',
@@ -72,8 +82,8 @@ describe('dup/2 codec', () => {
 
     it(`rejects ${name} cut short at every length`, () => {
       const full = hex(bytes);
-      // DATA has its payload last, so any cut inside the payload is another valid DATA frame.
-      const minimum = frame.type === 'data' ? 18 : full.length;
+      // DATA and BYTES have their payload last: any cut inside the payload is another valid frame.
+      const minimum = frame.type === 'data' || frame.type === 'bytes' ? 18 : full.length;
       for (let n = 1; n < minimum; n++) {
         expect(
           codeOf(() => decodeDup2Frame(full.subarray(0, n))),
@@ -150,6 +160,33 @@ describe('dup/2 codec', () => {
     expect(codeOf(() => decodeDup2Frame(hex('03 00000001 0000000000000000 00000000')))).to.equal(
       'frame-invalid-field',
     );
+  });
+
+  it('rejects a READ whose end is not after its start, or with a bad item id', () => {
+    expect(
+      codeOf(() => decodeDup2Frame(hex('07 00000001 0000000000000005 0000000000000005 0001 61'))),
+    ).to.equal('frame-invalid-field');
+    expect(
+      codeOf(() => decodeDup2Frame(hex('07 00000001 0000000000000000 0000000000000005 0002 2e2f'))),
+    ).to.equal('frame-invalid-field');
+    expect(() =>
+      encodeDup2Frame({ type: 'read', readId: 1, itemId: 'a', start: 5, end: 5 }),
+    ).to.throw();
+  });
+
+  it('bounds a BYTES payload by the limit given to the client decoder', () => {
+    const frame = encodeDup2Frame({
+      type: 'bytes',
+      readId: 1,
+      offset: 0,
+      crc32c: 0,
+      payload: new Uint8Array(11),
+    });
+    expect(codeOf(() => decodeDup2ServerFrame(frame, { maxChunk: 10 }))).to.equal(
+      'frame-too-large',
+    );
+    expect(decodeDup2ServerFrame(frame, { maxChunk: 11 }).type).to.equal('bytes');
+    expect(codeOf(() => decodeDup2ClientFrame(frame))).to.equal('frame-unknown-type');
   });
 
   it('rejects an ACK whose end is not after its start', () => {

@@ -58,6 +58,23 @@ const frame: fc.Arbitrary<Dup2Frame> = fc.oneof(
   fc.record({ type: fc.constant('finish' as const), uploadId, sha256: digest }),
   fc.record({ type: fc.constant('cancel' as const), uploadId }),
   fc.record({ type: fc.constant('ping' as const), time: finite }),
+  fc
+    .tuple(uploadId, itemId, u64, u64)
+    .filter(([, , a, b]) => a !== b)
+    .map(([readId, id, a, b]) => ({
+      type: 'read' as const,
+      readId,
+      itemId: id,
+      start: Math.min(a, b),
+      end: Math.max(a, b),
+    })),
+  fc.record({
+    type: fc.constant('bytes' as const),
+    readId: uploadId,
+    offset: fc.nat(2 ** 40),
+    crc32c: fc.nat(0xffff_ffff),
+    payload: fc.uint8Array({ minLength: 1, maxLength: 512 }),
+  }),
   fc.record({
     type: fc.constant('welcome' as const),
     serverId: fc.string({ minLength: 1, maxLength: 30 }),
