@@ -560,6 +560,9 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       holders.push({
         serverId,
         httpUrl: server.httpUrl,
+        ...((server.protocols ?? [PROTOCOL.DUP_2]).includes(PROTOCOL.DUP_2)
+          ? { wsUrl: server.url }
+          : {}),
         ranges: held,
         token,
         tokenExpiresAt: expiresAt,

@@ -3,13 +3,14 @@
  * of it at once, into browser storage, and verifies it. Never holds the item in memory; parts
  * stored survive a reload, and a stored item is there with every server down.
  */
-import { ConfigError, DownloadError } from '../errors.js';
+import { ConfigError, DownloadError, ServerError } from '../errors.js';
 import { hashWorkerFactory, ItemHasher } from '../engine/item-hasher.js';
 import type { ItemLocation } from '../engine/types.js';
 import type { ItemHolder, ItemMeta } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
 import { rangeBytes } from '../protocol/ranges.js';
 import { defaultItemStore, withoutContent, type ItemStore } from './item-store.js';
+import { Dup2Reader } from './dup2-reader.js';
 import { fetchPart } from './fetch-part.js';
 import { planParts, uncovered, type PartToFetch } from './part-plan.js';
 import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
@@ -24,7 +25,7 @@ export interface DownloaderOptions {
     { locate(itemId: string): Promise<ItemLocation> } | ((itemId: string) => Promise<ItemLocation>);
   /** Where items are kept. @default the origin private file system, else IndexedDB */
   readonly store?: ItemStore;
-  /** Bytes per part (one `Range` request each). @default 4194304 */
+  /** Bytes per part (one `Range` request, or `READ`s within the server's window, each). @default 4194304 */
   readonly partSize?: number;
   /** Parts in flight per upload server. @default 3 */
   readonly perServer?: number;
@@ -32,7 +33,16 @@ export interface DownloaderOptions {
   readonly retryDelays?: readonly number[];
   /** Where the SHA-256 is computed, as the engine's `hashWorker` option. @default true */
   readonly hashWorker?: boolean | string | URL;
+  /**
+   * How parts are read: `'auto'` reads over `dup/2` (`READ`, each chunk's CRC-32C checked) from a
+   * server that speaks it and over HTTP `Range` from the others; `'http'` always uses HTTP `Range`.
+   * @default 'auto'
+   */
+  readonly transport?: DownloadTransport;
 }
+
+/** How the downloader reads parts: see {@link DownloaderOptions.transport}. */
+export type DownloadTransport = 'auto' | 'http';
 
 /** An item in the store. */
 export interface DownloadedItem {
@@ -89,6 +99,7 @@ export class WsDownloader extends EventTarget {
   readonly #perServer: number;
   readonly #retryDelays: readonly number[];
   readonly #hashWorker: boolean | string | URL;
+  readonly #transport: DownloadTransport;
   readonly #running = new Map<string, Promise<DownloadedItem>>();
 
   /** @param options see {@link DownloaderOptions} */
@@ -101,6 +112,9 @@ export class WsDownloader extends EventTarget {
     this.#perServer = positive(options.perServer, DEFAULTS.perServer, 'perServer');
     this.#retryDelays = options.retryDelays ?? DEFAULTS.retryDelays;
     this.#hashWorker = options.hashWorker ?? true;
+    this.#transport = options.transport ?? 'auto';
+    if (this.#transport !== 'auto' && this.#transport !== 'http')
+      throw new ConfigError("`transport` must be 'auto' or 'http'");
   }
 
   /** The store the downloader keeps items in. */
@@ -327,6 +341,20 @@ export class WsDownloader extends EventTarget {
         location = l;
         relocating = undefined;
       }));
+    // One dup/2 connection per holder, made when its first part is read, and made again when it
+    // closed or its token was renewed.
+    const readers = new Map<string, Dup2Reader>();
+    const read = (h: ItemHolder, part: PartToFetch): Promise<Uint8Array<ArrayBuffer>> => {
+      if (this.#transport === 'http' || h.wsUrl === undefined)
+        return fetchPart(itemId, h, part, stop.signal);
+      let reader = readers.get(h.serverId);
+      if (!reader || reader.closed || reader.token !== h.token) {
+        reader?.close();
+        reader = new Dup2Reader(h.serverId, h.wsUrl, h.token);
+        readers.set(h.serverId, reader);
+      }
+      return reader.read(itemId, part, stop.signal);
+    };
     const worker = async (serverId: string): Promise<void> => {
       for (;;) {
         if (failure !== undefined || stop.signal.aborted) return;
@@ -340,7 +368,7 @@ export class WsDownloader extends EventTarget {
           const h = holder(serverId);
           if (!h) throw new Error(`${serverId} no longer holds it`);
           if (h.tokenExpiresAt - Date.now() < 30_000) await relocate();
-          const bytes = await fetchPart(itemId, holder(serverId) ?? h, part, stop.signal);
+          const bytes = await read(holder(serverId) ?? h, part);
           await storage(() => store.put(itemId, part.start, bytes));
           bytesStored += bytes.length;
           byServer[serverId] = (byServer[serverId] ?? 0) + bytes.length;
@@ -363,7 +391,12 @@ export class WsDownloader extends EventTarget {
             stop.abort();
             return;
           }
-          if (/\b40[13]\b/.test(String(e))) await relocate().catch(() => undefined);
+          // A refused token (HTTP 401/403, dup/2 unauthorized) may have expired: renew it.
+          if (
+            /\b40[13]\b/.test(String(e)) ||
+            (e instanceof ServerError && e.code === 'unauthorized')
+          )
+            await relocate().catch(() => undefined);
           await delay(this.#retryDelays[part.attempt - 1]!, stop.signal);
           // Another holder takes it if there is one; else this one again.
           if (part.serverIds.every((id) => part.tried.has(id))) part.tried.clear();
@@ -373,11 +406,15 @@ export class WsDownloader extends EventTarget {
     };
     // Workers stop when nothing is left for their server; a part given back after they stopped
     // gets new ones.
-    while (queue.length > 0 && failure === undefined && !stop.signal.aborted) {
-      const workers: Promise<void>[] = [];
-      for (const h of location.holders)
-        for (let i = 0; i < this.#perServer; i++) workers.push(worker(h.serverId));
-      await Promise.all(workers);
+    try {
+      while (queue.length > 0 && failure === undefined && !stop.signal.aborted) {
+        const workers: Promise<void>[] = [];
+        for (const h of location.holders)
+          for (let i = 0; i < this.#perServer; i++) workers.push(worker(h.serverId));
+        await Promise.all(workers);
+      }
+    } finally {
+      for (const reader of readers.values()) reader.close();
     }
     if (signal?.aborted) throw signal.reason;
     if (failure !== undefined) throw failure;

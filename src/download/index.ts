@@ -9,6 +9,7 @@ export {
   type DownloadedItem,
   type DownloaderEventDetails,
   type DownloaderOptions,
+  type DownloadTransport,
 } from './downloader.js';
 export {
   IndexedDbItemStore,

@@ -223,6 +223,8 @@ export interface ItemHolder {
   readonly serverId: string;
   /** HTTP base URL: the item is at `{httpUrl}/files/{itemId}`. */
   readonly httpUrl: string;
+  /** Its `dup/2` WebSocket URL, when it speaks `dup/2`: the item can be read there with `READ`. */
+  readonly wsUrl?: string;
   /** The byte ranges it holds, or will hold once the upload reaches them; sorted, not overlapping. */
   readonly ranges: readonly ByteRange[];
   /** A read token for this item on this server (`Authorization: Bearer` or `access_token`). */
@@ -541,9 +543,13 @@ export function decodeControlServerMessage(text: string): ControlServerMessage {
           const httpUrl = str(h, 'httpUrl', 1, 2048);
           if (!/^https?:\/\//.test(httpUrl))
             bad(`holders[${i}].httpUrl must be an http: or https: URL`);
+          const wsUrl = optStr(h, 'wsUrl', 2048);
+          if (wsUrl !== undefined && !/^wss?:\/\//.test(wsUrl))
+            bad(`holders[${i}].wsUrl must be a ws: or wss: URL`);
           return {
             serverId: id(h, 'serverId'),
             httpUrl,
+            ...(wsUrl === undefined ? {} : { wsUrl }),
             ranges: arr(h, 'ranges', 10_000).map((r, j) => {
               const range = obj(r, `holders[${i}].ranges[${j}]`);
               const start = int(range, 'start');

@@ -12,7 +12,7 @@
  *   forgotten (`'silent'`, a NAT that dropped its mapping: a black hole);
  * - **down**: new connections are refused (reset at once).
  *
- * A filter can also rewrite the client's bytes (see `corruptingFilter` in servers-plugin.mjs).
+ * Filters can also rewrite the bytes of either side (see `corruptingFilter` in servers-plugin.mjs).
  * Shaping options can be changed while connections are open ({@link FaultProxy.shape}).
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -42,6 +42,8 @@ export interface FaultProxyOptions extends FaultShape {
   readonly targetHost?: string;
   /** Makes, for each new connection, a function that rewrites the client's bytes. */
   readonly filterUp?: () => (chunk: Buffer) => Buffer;
+  /** Makes, for each new connection, a function that rewrites the server's bytes. */
+  readonly filterDown?: () => (chunk: Buffer) => Buffer;
 }
 
 /** What a proxy did so far. */
@@ -190,7 +192,8 @@ export class FaultProxy {
       host: this.#options.targetHost ?? '127.0.0.1',
       noDelay: true,
     });
-    const connection = new Connection(client, upstream, this.#options.filterUp?.(), {
+    const filters = { up: this.#options.filterUp?.(), down: this.#options.filterDown?.() };
+    const connection = new Connection(client, upstream, filters, {
       shape: () => this.#shape,
       counted: (up, n) => {
         if (up) this.#stats.bytesUp += n;
@@ -233,14 +236,17 @@ class Connection {
   constructor(
     client: Socket,
     upstream: Socket,
-    filter: ((chunk: Buffer) => Buffer) | undefined,
+    filters: {
+      up: ((chunk: Buffer) => Buffer) | undefined;
+      down: ((chunk: Buffer) => Buffer) | undefined;
+    },
     hooks: ConnectionHooks,
   ) {
     this.#client = client;
     this.#upstream = upstream;
     this.#hooks = hooks;
-    this.#up = new Direction(client, upstream, this, true, filter);
-    this.#down = new Direction(upstream, client, this, false, undefined);
+    this.#up = new Direction(client, upstream, this, true, filters.up);
+    this.#down = new Direction(upstream, client, this, false, filters.down);
     const lost = (): void => {
       // A black-holed connection tells neither side about the other's end.
       if (!this.forwarding) {

@@ -223,16 +223,17 @@ function uploadLogs({ handle, serverId }) {
 
 /**
  * A proxy in front of one upload server that flips one byte in the payload of the `frame`-th large
- * binary WebSocket message from the browser (a DATA frame: past its 17-byte header), as a faulty
- * network would. Everything else passes unchanged.
+ * binary WebSocket message from the browser (a DATA frame: past its 17-byte header), or from the
+ * server (`down`: a BYTES frame), as a faulty network would. Everything else passes unchanged.
  * @returns its WebSocket URL for `/dup`, and an id to ask how many bytes it corrupted
  */
-async function corruptingProxy({ handle, serverId, frame = 3 }) {
+async function corruptingProxy({ handle, serverId, frame = 3, down = false }) {
   const d = running.get(handle);
   const state = { corrupted: 0 };
+  const filter = () => corruptingFilter(frame, state);
   const proxy = await FaultProxy.start({
     targetPort: portOf(d, serverId),
-    filterUp: () => corruptingFilter(frame, state),
+    ...(down ? { filterDown: filter } : { filterUp: filter }),
   });
   proxy.corruption = state;
   d.proxies ??= [];
@@ -244,8 +245,8 @@ async function corruptingProxy({ handle, serverId, frame = 3 }) {
 }
 
 /**
- * A filter of a browser's bytes that passes the HTTP upgrade, then whole WebSocket frames
- * (RFC 6455 §5.2) one by one, flipping a byte of the `frame`-th large binary one.
+ * A filter of one side's bytes that passes the HTTP upgrade (request or response), then whole
+ * WebSocket frames (RFC 6455 §5.2) one by one, flipping a byte of the `frame`-th large binary one.
  */
 function corruptingFilter(frame, state) {
   let upgraded = false;

@@ -141,17 +141,18 @@ export async function uploadLogs(
 
 /**
  * Starts a TCP proxy in front of an upload server that flips one byte in the payload of the
- * `frame`-th large binary message from the browser. Returns its `/dup` URL and a function telling
- * how many bytes it flipped.
+ * `frame`-th large binary message from the browser (or from the server, with `down`). Returns its
+ * `/dup` URL and a function telling how many bytes it flipped.
  */
 export async function corruptingProxy(
   d: TestDeployment,
   serverId: string,
   frame = 3,
+  down = false,
 ): Promise<{ url: string; corrupted: () => Promise<number> }> {
   const made = await executeServerCommand<{ url: string; proxyId: number }, object>(
     'ws-servers:corrupting-proxy',
-    { handle: d.handle, serverId, frame },
+    { handle: d.handle, serverId, frame, down },
   );
   if (!made) throw new Error('the test runner made no proxy');
   return {

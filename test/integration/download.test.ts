@@ -5,10 +5,12 @@ import { expect } from '@open-wc/testing';
 import type { WsUploaderEngine } from '../../src/index.js';
 import { DownloadError, IndexedDbItemStore, OpfsItemStore, WsDownloader } from '../../src/index.js';
 import {
+  corruptingProxy,
   randomFile,
   sha256Hex,
   startDeployment,
   stopServers,
+  uploadLogs,
   userToken,
   type TestDeployment,
 } from '../helpers/servers.js';
@@ -166,6 +168,49 @@ describe('downloader', () => {
     expect(fetched).to.equal(MiB);
     expect(again.sha256).to.equal(expected);
     expect(await blobSha256(again.blob)).to.equal(expected);
+    await store.delete(itemId);
+  });
+
+  it('reads over dup/2 where a holder speaks it, checks every chunk, and reads a damaged chunk again; HTTP Range with transport http', async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(6 * MiB + 99, 'read.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
+    const location = await bob.locate(itemId);
+    expect(location.holders[0]!.wsUrl).to.match(/^ws:\/\/.*\/dup$/);
+    const fileGets = async (): Promise<number> =>
+      (await uploadLogs(d!, 'up-1')).filter(
+        (e) =>
+          e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
+      ).length;
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+
+    // HTTP Range only: GET requests.
+    const http = new WsDownloader({ locate: bob, store, transport: 'http', partSize: 2 * MiB });
+    expect((await http.download(itemId)).sha256).to.equal(expected);
+    expect(await fileGets()).to.equal(4);
+    await store.delete(itemId);
+
+    // dup/2, through a proxy that flips a byte of the third large BYTES frame on its way.
+    const proxy = await corruptingProxy(d!, 'up-1', 3, true);
+    const downloader = new WsDownloader({
+      locate: async (id) => {
+        const l = await bob.locate(id);
+        return { ...l, holders: l.holders.map((h) => ({ ...h, wsUrl: proxy.url })) };
+      },
+      store,
+      partSize: 2 * MiB,
+      retryDelays: [10, 10, 10],
+    });
+    const item = await downloader.download(itemId);
+    expect(await proxy.corrupted()).to.equal(1);
+    expect(item.sha256).to.equal(expected);
+    expect(await blobSha256(item.blob)).to.equal(expected);
+    // No HTTP request for the bytes this time.
+    expect(await fileGets()).to.equal(4);
     await store.delete(itemId);
   });
 });

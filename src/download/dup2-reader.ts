@@ -1,0 +1,291 @@
+/**
+ * Reads parts of an item from one upload server over a `dup/2` connection: `READ` frames answered
+ * by `BYTES`, each chunk's CRC-32C and offset checked. The connection says `HELLO` with the item's
+ * read token; reads wait their turn so the bytes asked for stay within the server's window.
+ */
+import { ServerError, TransportError } from '../errors.js';
+import { SUBPROTOCOL_DUP_2 } from '../protocol/constants.js';
+import { crc32c } from '../protocol/crc32c.js';
+import { decodeDup2ServerFrame, encodeDup2Frame, type Dup2ServerFrame } from '../protocol/dup2.js';
+import type { ByteRange } from '../protocol/ranges.js';
+
+/** How long the connection waits for `WELCOME`, in ms. */
+const WELCOME_TIMEOUT_MS = 15_000;
+/** How long a read may go without a byte, in ms. */
+const SILENCE_TIMEOUT_MS = 30_000;
+
+interface Read {
+  readonly itemId: string;
+  readonly part: ByteRange;
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** Bytes received so far. */
+  received: number;
+  resolve(bytes: Uint8Array<ArrayBuffer>): void;
+  reject(error: unknown): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * One `dup/2` connection that reads.
+ * @internal
+ */
+export class Dup2Reader {
+  /** The upload server. */
+  readonly serverId: string;
+  /** The read token the connection said `HELLO` with. */
+  readonly token: string;
+  readonly #socket: WebSocket;
+  readonly #welcome: Promise<{ window: number; maxChunk: number }>;
+  readonly #reads = new Map<number, Read>();
+  /** Reads waiting for room in the window. */
+  readonly #waiting: (() => void)[] = [];
+  #nextId = 1;
+  #outstanding = 0;
+  #window = 0;
+  #maxChunk = 0;
+  #closed: Error | undefined;
+
+  /**
+   * @param serverId the upload server
+   * @param url its `dup/2` URL
+   * @param token a read token for the item, for `HELLO`
+   */
+  constructor(serverId: string, url: string, token: string) {
+    this.serverId = serverId;
+    this.token = token;
+    this.#socket = new WebSocket(url, [SUBPROTOCOL_DUP_2]);
+    this.#socket.binaryType = 'arraybuffer';
+    this.#welcome = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#fail(
+          new TransportError('connect-timeout', `no WELCOME from ${serverId}`, { serverId }),
+        );
+      }, WELCOME_TIMEOUT_MS);
+      this.#socket.addEventListener('open', () =>
+        this.#send({ type: 'hello', token }, (e) => this.#fail(e)),
+      );
+      this.#socket.addEventListener('message', (event: MessageEvent<ArrayBuffer | string>) => {
+        if (typeof event.data === 'string') return this.#fail(this.#violation('a text message'));
+        let frame: Dup2ServerFrame;
+        try {
+          frame = decodeDup2ServerFrame(new Uint8Array(event.data), {
+            maxChunk: this.#maxChunk || undefined,
+          });
+        } catch (e) {
+          return this.#fail(this.#violation(String(e)));
+        }
+        if (frame.type === 'welcome') {
+          clearTimeout(timer);
+          this.#window = frame.window;
+          this.#maxChunk = frame.maxChunk;
+          resolve({ window: frame.window, maxChunk: frame.maxChunk });
+          return;
+        }
+        this.#onFrame(frame);
+      });
+      this.#socket.addEventListener('close', (event) => {
+        clearTimeout(timer);
+        const error = new TransportError(
+          event.code === 1006 && !this.#window ? 'socket-failed' : 'socket-closed',
+          `${serverId} closed the connection (${event.code}${event.reason ? ` ${event.reason}` : ''})`,
+          { serverId, closeCode: event.code },
+        );
+        this.#fail(error);
+        reject(this.#closed ?? error);
+      });
+    });
+    // A failure before WELCOME rejects the wait (`#fail` closes, and `close` rejects it); reads
+    // see it when they await the wait.
+    this.#welcome.catch(() => undefined);
+  }
+
+  /** Whether the connection is gone (or going): a new one is needed. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /**
+   * Reads `part` of the item.
+   * @param itemId the item
+   * @param part the bytes wanted (split into reads that fit the server's window)
+   * @param signal stops the read (`CANCEL`)
+   * @returns exactly the bytes of `part`
+   * @throws {ServerError} the server's `ERROR` for the read
+   * @throws {TransportError} the connection failed or closed
+   * @throws {Error} a chunk failed its CRC-32C or came at another offset
+   */
+  async read(
+    itemId: string,
+    part: ByteRange,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    const { window } = await this.#welcome;
+    const bytes = new Uint8Array(part.end - part.start);
+    for (let start = part.start; start < part.end; start += window) {
+      const piece = { start, end: Math.min(part.end, start + window) };
+      await this.#room(piece.end - piece.start, signal);
+      const got = await this.#readOnce(itemId, piece, signal);
+      bytes.set(got, start - part.start);
+    }
+    return bytes;
+  }
+
+  /** Closes the connection; reads still running fail with `socket-closed`. */
+  close(): void {
+    this.#fail(
+      new TransportError('socket-closed', `reading from ${this.serverId} stopped`, {
+        serverId: this.serverId,
+      }),
+    );
+  }
+
+  /** Waits until `length` more bytes fit in the window. */
+  async #room(length: number, signal: AbortSignal | undefined): Promise<void> {
+    while (this.#outstanding > 0 && this.#outstanding + length > this.#window) {
+      if (this.#closed) throw this.#closed;
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        this.#waiting.push(resolve);
+        signal?.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+    if (this.#closed) throw this.#closed;
+    signal?.throwIfAborted();
+    this.#outstanding += length;
+  }
+
+  #readOnce(
+    itemId: string,
+    part: ByteRange,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    const readId = this.#nextId++;
+    return new Promise<Uint8Array<ArrayBuffer>>((resolve, reject) => {
+      const onAbort = (): void => this.#end(readId, signal!.reason, true);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#reads.set(readId, {
+        itemId,
+        part,
+        bytes: new Uint8Array(part.end - part.start),
+        received: 0,
+        resolve: (bytes) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(bytes);
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+        timer: this.#silence(readId),
+      });
+      this.#send({ type: 'read', readId, itemId, start: part.start, end: part.end }, (e) =>
+        this.#end(readId, e, false),
+      );
+    });
+  }
+
+  /** Fails a read that gets no byte for `SILENCE_TIMEOUT_MS`. */
+  #silence(readId: number): ReturnType<typeof setTimeout> {
+    return setTimeout(
+      () =>
+        this.#end(
+          readId,
+          new TransportError('stalled', `${this.serverId} sent nothing for a read`, {
+            serverId: this.serverId,
+          }),
+          true,
+        ),
+      SILENCE_TIMEOUT_MS,
+    );
+  }
+
+  #onFrame(frame: Dup2ServerFrame): void {
+    if (frame.type === 'bytes') {
+      const read = this.#reads.get(frame.readId);
+      // BYTES of a read given up (CANCEL) may still come.
+      if (!read) return;
+      const at = read.part.start + read.received;
+      if (frame.offset !== at || frame.offset + frame.payload.length > read.part.end) {
+        this.#end(
+          frame.readId,
+          new Error(
+            `${this.serverId} sent bytes at ${frame.offset} for a read at ${at}..${read.part.end}`,
+          ),
+          true,
+        );
+        return;
+      }
+      if (crc32c(frame.payload) !== frame.crc32c) {
+        this.#end(
+          frame.readId,
+          new Error(`bytes ${frame.offset}.. from ${this.serverId} fail their CRC-32C`),
+          true,
+        );
+        return;
+      }
+      read.bytes.set(frame.payload, read.received);
+      read.received += frame.payload.length;
+      clearTimeout(read.timer);
+      if (read.received === read.bytes.length) this.#end(frame.readId, undefined, false);
+      else read.timer = this.#silence(frame.readId);
+      return;
+    }
+    if (frame.type === 'error') {
+      const itemId = this.#reads.get(frame.uploadId)?.itemId;
+      const error = new ServerError(frame.code, frame.message, {
+        serverId: this.serverId,
+        ...(itemId === undefined ? {} : { itemId }),
+      });
+      if (frame.uploadId === 0) this.#fail(error);
+      else this.#end(frame.uploadId, error, false);
+    }
+    // PONG, and upload frames, are not for a reader.
+  }
+
+  /**
+   * Ends a read: resolves it with its bytes, or rejects it (sending `CANCEL` when the server may
+   * still be sending), and gives its bytes back to the window.
+   */
+  #end(readId: number, error: unknown, cancel: boolean): void {
+    const read = this.#reads.get(readId);
+    if (!read) return;
+    this.#reads.delete(readId);
+    clearTimeout(read.timer);
+    this.#outstanding -= read.part.end - read.part.start;
+    for (const wake of this.#waiting.splice(0)) wake();
+    if (error === undefined) {
+      read.resolve(read.bytes);
+      return;
+    }
+    if (cancel && !this.#closed) this.#send({ type: 'cancel', uploadId: readId }, () => undefined);
+    read.reject(error);
+  }
+
+  #violation(what: string): Error {
+    return new TransportError('socket-closed', `${this.serverId} broke the protocol: ${what}`, {
+      serverId: this.serverId,
+    });
+  }
+
+  #send(frame: Parameters<typeof encodeDup2Frame>[0], onError: (e: Error) => void): void {
+    try {
+      this.#socket.send(encodeDup2Frame(frame));
+    } catch (e) {
+      onError(
+        new TransportError('socket-closed', `cannot send to ${this.serverId}`, {
+          serverId: this.serverId,
+          cause: e,
+        }),
+      );
+    }
+  }
+
+  /** The connection is done: every read fails with `error`. */
+  #fail(error: Error): void {
+    if (this.#closed) return;
+    this.#closed = error;
+    for (const id of [...this.#reads.keys()]) this.#end(id, error, false);
+    for (const wake of this.#waiting.splice(0)) wake();
+    if (this.#socket.readyState <= WebSocket.OPEN) this.#socket.close();
+  }
+}
