@@ -73,6 +73,8 @@ interface Case {
   readonly kind: 'ws-raw' | 'fetch-raw' | 'tus' | 'engine' | 'download';
   /** download: the downloader, or one raw `fetch` GET of the whole item (the baseline). */
   readonly reader?: 'downloader' | 'fetch';
+  /** download: the downloader's `transport` option (its default reads over dup/2). */
+  readonly downloadTransport?: 'http';
   /** Upload servers (tus, engine). */
   readonly servers?: number;
   readonly chunkSize?: number;
@@ -143,14 +145,22 @@ const CASES: readonly Case[] = [
   },
   {
     key: 'download',
-    name: 'downloader, 1 server, into OPFS',
+    name: 'downloader, dup/2 READ, 1 server, into OPFS',
     kind: 'download',
     servers: 1,
     reader: 'downloader',
   },
   {
+    key: 'download-http',
+    name: 'downloader, HTTP Range, 1 server, into OPFS',
+    kind: 'download',
+    servers: 1,
+    reader: 'downloader',
+    downloadTransport: 'http',
+  },
+  {
     key: 'download-x2',
-    name: 'downloader, 2 servers, into OPFS',
+    name: 'downloader, dup/2 READ, 2 servers, into OPFS',
     kind: 'download',
     servers: 2,
     reader: 'downloader',
@@ -755,6 +765,7 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
         step = {
           type: kase.kind === 'download' ? 'download' : 'engine',
           ...(kase.reader ? { reader: kase.reader } : {}),
+          ...(kase.downloadTransport ? { transport: kase.downloadTransport } : {}),
           ...common,
           controlUrl: control.urls.control,
           token: control.token,
@@ -958,7 +969,7 @@ function report(
     );
   }
   const get = by.get('get');
-  for (const key of ['download', 'download-x2']) {
+  for (const key of ['download', 'download-http', 'download-x2']) {
     const down = by.get(key);
     if (!down || !get) continue;
     verdicts.push(

@@ -150,10 +150,10 @@ async function engineUpload({ controlUrl, token, name, servers, options, profile
 /**
  * A download: the engine uploads the source file (not timed), then the item is read back into the
  * origin private file system and timed: by the downloader (parts from every server that holds
- * some, verified), or by one raw `fetch` GET of the whole item from its first server, piped into
+ * some, verified; over dup/2, or HTTP `Range` with `transport: 'http'`), or by one raw `fetch` GET of the whole item from its first server, piped into
  * an OPFS file (the baseline).
  */
-async function download({ controlUrl, token, name, servers, options, reader }) {
+async function download({ controlUrl, token, name, servers, options, reader, transport }) {
   enginePromise ??= import('/engine.js');
   const { WsUploaderEngine, WsDownloader, OpfsItemStore } = await enginePromise;
   const file = await sourceFile(name);
@@ -182,7 +182,11 @@ async function download({ controlUrl, token, name, servers, options, reader }) {
       ).createWritable();
       await response.body.pipeTo(out);
     } else {
-      const downloader = new WsDownloader({ locate: engine, store });
+      const downloader = new WsDownloader({
+        locate: engine,
+        store,
+        ...(transport ? { transport } : {}),
+      });
       const item = await downloader.download(itemId);
       if (item.sha256 !== sha256) throw new Error(`downloaded ${item.sha256}, uploaded ${sha256}`);
     }
