@@ -4,13 +4,15 @@
  * `Content-Range`). Bytes the store does not have are fetched from an upload server that holds
  * them (a part at a time, stored on the way), so a video plays and seeks before it is downloaded,
  * and, when the item is still uploading, the upload server asks the uploading browser for them.
- * The page tells it where items are (`WsDownloader.url()`); when it was restarted and forgot, it
- * asks the pages it controls.
+ * The page tells it where items are (`WsDownloader.url()`); when it was restarted and forgot, when
+ * the read tokens it has are about to expire or are refused, or when no server it knows holds a
+ * part, it asks the pages it controls.
  *
  * Register it as a module: `navigator.serviceWorker.register('/ws-uploader-sw.js', { type: 'module' })`.
  * @module
  */
 import type { ItemLocation } from '../engine/types.js';
+import type { ItemHolder } from '../protocol/control.js';
 import { fetchPart } from './fetch-part.js';
 import { defaultItemStore, type ItemStore } from './item-store.js';
 import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
@@ -19,6 +21,10 @@ import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messag
 const MAX_RESPONSE = 4 * 1024 * 1024;
 /** How long to wait for a page to say where an item is, in ms. */
 const ASK_TIMEOUT_MS = 5000;
+/** How long a page's "not known here" waits for another answer from the same page, in ms. */
+const NULL_GRACE_MS = 250;
+/** Read tokens this close to their expiry are renewed first, in ms. */
+const RENEW_BEFORE_MS = 30_000;
 
 // The worker's global scope, typed by what is used here (the project compiles against the DOM lib).
 interface FetchEvent extends Event {
@@ -76,8 +82,12 @@ async function ask(
     (page) =>
       new Promise<{ location: ItemLocation; partSize: number } | undefined>((resolve) => {
         const channel = new MessageChannel();
-        channel.port1.onmessage = (m: MessageEvent<ItemNotice | null>) =>
-          resolve(m.data ? { location: m.data.location, partSize: m.data.partSize } : undefined);
+        // Each downloader of the page answers; one that does not know the item says null, and
+        // another may still know it: a null answer waits a little for a better one.
+        channel.port1.onmessage = (m: MessageEvent<ItemNotice | null>) => {
+          if (m.data) resolve({ location: m.data.location, partSize: m.data.partSize });
+          else setTimeout(() => resolve(undefined), NULL_GRACE_MS);
+        };
         page.postMessage({ type: 'ws-uploader-locate', itemId } satisfies LocateRequest, [
           channel.port2,
         ]);
@@ -155,19 +165,38 @@ async function bytes(
 ): Promise<Blob> {
   const stored = await items.slice(itemId, start, end);
   if (stored) return stored;
-  const info = where ?? (await ask(itemId));
+  let info = where ?? (await ask(itemId));
   if (!info) throw new Error(`no page says where ${itemId} is, and the store does not have it`);
-  const { location, partSize } = info;
-  const size = location.item.size;
+  // Read tokens run out (an hour by default): a page gives fresh ones, as when the worker forgot.
+  if (info.location.holders.some((h) => h.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS))
+    info = (await ask(itemId)) ?? info;
+  const { partSize } = info;
+  const size = info.location.item.size;
   const partStart = Math.floor(start / partSize) * partSize;
   const partEnd = Math.min(size, partStart + partSize);
-  const holder = location.holders.find((h) =>
-    h.ranges.some((r) => r.start <= partStart && r.end >= partEnd),
-  );
+  const part = { start: partStart, end: partEnd };
+  const holderOf = (location: ItemLocation): ItemHolder | undefined =>
+    location.holders.find((h) => h.ranges.some((r) => r.start <= partStart && r.end >= partEnd));
+  let holder = holderOf(info.location);
+  if (!holder) {
+    // The upload may have moved on to other servers since the page said where the item was.
+    info = (await ask(itemId)) ?? info;
+    holder = holderOf(info.location);
+  }
   if (!holder) throw new Error(`no live upload server holds bytes ${partStart}..${partEnd}`);
-  const part = await fetchPart(itemId, holder, { start: partStart, end: partEnd });
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    bytes = await fetchPart(itemId, holder, part);
+  } catch (e) {
+    // A refused token (revoked, or a clock that ran ahead): once more with a fresh one.
+    if (!/\b40[13]\b/.test(String(e))) throw e;
+    const again = await ask(itemId);
+    const other = again && holderOf(again.location);
+    if (!other) throw e;
+    bytes = await fetchPart(itemId, other, part);
+  }
   // Kept for the next seek and for offline use; the downloader checks the whole item later.
-  if (!(await items.get(itemId))) await items.begin(location.item);
-  await items.put(itemId, partStart, part);
-  return new Blob([part]).slice(start - partStart, Math.min(end, partEnd) - partStart);
+  if (!(await items.get(itemId))) await items.begin(info.location.item);
+  await items.put(itemId, partStart, bytes);
+  return new Blob([bytes]).slice(start - partStart, Math.min(end, partEnd) - partStart);
 }

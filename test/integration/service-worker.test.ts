@@ -98,6 +98,35 @@ describe('service worker: items with Range', () => {
     await store.delete(itemId);
   });
 
+  it('asks the page for fresh read tokens when the upload server refuses the ones it has', async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = wav(4);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    // The first answer carries tokens the server refuses (as a revoked or expired one would be).
+    let calls = 0;
+    const downloader = new WsDownloader({
+      locate: async (id) => {
+        const location = await bob.locate(id);
+        if (calls++ > 0) return location;
+        return { ...location, holders: location.holders.map((h) => ({ ...h, token: 'x.y.z' })) };
+      },
+      store,
+      partSize: 64 * 1024,
+    });
+    const url = await downloader.url(itemId);
+    const response = await fetch(url, { headers: { Range: 'bytes=100000-100009' } });
+    expect(response.status).to.equal(206);
+    expect(new Uint8Array(await response.arrayBuffer())).to.deep.equal(
+      new Uint8Array(await file.slice(100000, 100010).arrayBuffer()),
+    );
+    expect(calls).to.equal(2);
+    await store.delete(itemId);
+  });
+
   it('seeks into a range the uploading page has not sent yet: the upload server demands it', async () => {
     d = await startDeployment({ uploadServers: 1, linked: true });
     const alice = new WsUploaderEngine({
