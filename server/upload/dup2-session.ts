@@ -1,22 +1,28 @@
 /**
  * One dup/2 WebSocket connection on the upload server: authenticates the HELLO, binds
- * upload ids to items, stores DATA, acknowledges stored ranges and verifies FINISH.
+ * upload ids to items, stores DATA, acknowledges stored ranges and verifies FINISH; and serves
+ * READs with BYTES frames, to a connection whose token allows reading.
  */
 import type { Readable } from 'node:stream';
 import type { WebSocket, RawData } from 'ws';
 import {
   CLOSE,
+  covers,
   decodeDup2ClientFrame,
   encodeDup2Frame,
+  missingRanges,
   ProtocolError,
   toHex,
+  type ByteRange,
   type Dup2ClientFrame,
   type Dup2ServerFrame,
   type WireErrorCode,
 } from '../../src/protocol/index.js';
 import { crc32c } from '../internal/crc32c.js';
-import { StoreError, type ItemStore } from './file-store.js';
-import { allowsWrite, type Grant } from './grant.js';
+import { StoreError, type ItemRecord, type ItemStore } from './file-store.js';
+import type { Demand } from './file-route.js';
+import { allowsWrite, type Grant, type ReadGrant } from './grant.js';
+import type { ReadAccess } from './read-access.js';
 import type { BufferBudget } from './buffer-budget.js';
 import type { ItemLocks, LockHolder } from './item-locks.js';
 import {
@@ -38,6 +44,20 @@ export interface Dup2SessionContext {
   readonly authTimeoutMs: number;
   /** Resolves to what the token allows, or `undefined` when it is not valid here. */
   readonly verify: (token: string) => Promise<Grant | undefined>;
+  /**
+   * Resolves to what a read token allows, or `undefined` when the token is not a read token valid
+   * here. Without it, HELLO takes upload tokens only.
+   */
+  readonly verifyRead?: (token: string) => Promise<ReadGrant | undefined>;
+  /**
+   * Who may READ: `token` (a connection whose HELLO carried a read token) or `public` (any
+   * welcomed connection, any item). @default 'token'
+   */
+  readonly readAccess?: ReadAccess;
+  /** How long a READ of bytes not stored yet waits for them before `not-ready`, in ms. @default 10000 */
+  readonly holdMs?: number;
+  /** Told when a READ waits for bytes not stored yet, so they can be asked for first. */
+  readonly onDemand?: (demand: Demand) => void;
   /** Upload ids bound at once per client (token `sub`), across its connections. */
   readonly maxUploadsPerClient: number;
   /** Bound upload ids by client id, shared by the server's sessions. */
@@ -71,13 +91,37 @@ interface Upload {
   unlock?: () => void;
 }
 
+/** A READ being answered: bound to its id from the READ until its last BYTES or its end. */
+interface Read {
+  readonly itemId: string;
+  readonly end: number;
+  /** The next byte to send. */
+  at: number;
+  /** Whether `end - at` counts in the connection's outstanding read bytes (after the checks). */
+  counted: boolean;
+  /** Ended by its last BYTES, an ERROR, CANCEL or the connection closing: sends nothing more. */
+  ended: boolean;
+  /** Resolves when it ends. */
+  readonly stopped: Promise<void>;
+  readonly stop: () => void;
+}
+
 /** Handles one connection until it closes. */
 export class Dup2Session {
   readonly #ws: WebSocket;
   readonly #ctx: Dup2SessionContext;
   readonly #uploads = new Map<number, Upload>();
   readonly #holders = new Map<string, LockHolder>();
+  readonly #reads = new Map<number, Read>();
+  /** Bytes of the reads, past their checks, not sent yet: at most `window`. */
+  #readOutstanding = 0;
+  /** Settles once the last BYTES frame sent has left for the socket (`undefined` when it has). */
+  #lastSend: Promise<void> | undefined;
+  /** The upload token's rights; `undefined` on a connection that said HELLO with a read token. */
   #grant: Grant | undefined;
+  /** The read token's rights, on a connection that said HELLO with one. */
+  #reader: ReadGrant | undefined;
+  #welcomed = false;
   #authenticating = false;
   #inFlight = 0;
   #closed = false;
@@ -102,6 +146,7 @@ export class Dup2Session {
         close: () => {
           this.#closed = true;
           for (const id of [...this.#uploads.keys()]) this.#end(id);
+          for (const id of [...this.#reads.keys()]) this.#endRead(id);
         },
       },
       socket,
@@ -152,7 +197,7 @@ export class Dup2Session {
       this.#fatal(e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'undecodable frame');
       return;
     }
-    if (this.#grant === undefined) {
+    if (!this.#welcomed) {
       if (frame.type !== 'hello' || this.#authenticating) {
         this.#fatal('the first frame must be HELLO');
         return;
@@ -176,23 +221,31 @@ export class Dup2Session {
         return;
       case 'cancel':
         this.#end(frame.uploadId);
+        this.#endRead(frame.uploadId);
         return;
       case 'ping':
         this.#send({ type: 'pong', time: frame.time, serverTime: Date.now() });
+        return;
+      case 'read':
+        this.#read(frame.readId, frame.itemId, frame.start, frame.end);
         return;
     }
   }
 
   async #hello(token: string): Promise<void> {
     let grant: Grant | undefined;
+    let reader: ReadGrant | undefined;
     try {
       grant = await this.#ctx.verify(token);
+      // Not an upload token valid here: maybe a read token, for a connection that only reads.
+      if (grant === undefined) reader = await this.#ctx.verifyRead?.(token);
     } catch {
       grant = undefined;
+      reader = undefined;
     }
     if (this.#closed) return;
     clearTimeout(this.#authTimer);
-    if (grant === undefined) {
+    if (grant === undefined && reader === undefined) {
       this.#send({
         type: 'error',
         uploadId: 0,
@@ -204,6 +257,8 @@ export class Dup2Session {
       return;
     }
     this.#grant = grant;
+    this.#reader = reader;
+    this.#welcomed = true;
     const { serverId, maxChunk, window, maxItemSize } = this.#ctx;
     this.#send({ type: 'welcome', serverId, maxChunk, window, maxItemSize });
   }
@@ -211,6 +266,14 @@ export class Dup2Session {
   #open(uploadId: number, itemId: string, size: number, mime: string, name: string): void {
     if (this.#uploads.has(uploadId)) {
       this.#error(uploadId, 'upload-id-in-use', `upload id ${uploadId} is bound to another item`);
+      return;
+    }
+    if (this.#reads.has(uploadId)) {
+      this.#readError(uploadId, 'upload-id-in-use', `id ${uploadId} is bound to a read`);
+      return;
+    }
+    if (this.#grant === undefined) {
+      this.#error(uploadId, 'unauthorized', 'a read token does not allow uploading');
       return;
     }
     if (size > this.#ctx.maxItemSize) {
@@ -221,7 +284,7 @@ export class Dup2Session {
       );
       return;
     }
-    const grant = this.#grant!;
+    const grant = this.#grant;
     if (!this.#current(uploadId)) return;
     if (grant.items && !grant.items.has(itemId)) {
       this.#error(uploadId, 'unauthorized', `the token does not allow writing item ${itemId}`);
@@ -356,6 +419,228 @@ export class Dup2Session {
     });
   }
 
+  /**
+   * READ: checks the id, then who may read (before anything about the item, so a refused reader
+   * learns nothing of it), binds the id, then answers with BYTES or an ERROR.
+   */
+  #read(readId: number, itemId: string, start: number, end: number): void {
+    if (this.#uploads.has(readId) || this.#reads.has(readId)) {
+      this.#readError(readId, 'upload-id-in-use', `id ${readId} is bound`, itemId);
+      return;
+    }
+    const refusal = this.#readRefusal(itemId);
+    if (refusal !== undefined) {
+      this.#readError(readId, 'unauthorized', refusal, itemId);
+      return;
+    }
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
+    const read: Read = { itemId, end, at: start, counted: false, ended: false, stopped, stop };
+    this.#reads.set(readId, read);
+    this.#serve(readId, read, start, end).catch((e: unknown) => {
+      if (!read.ended) this.#readFailure(readId, read, e);
+    });
+  }
+
+  /** Why this connection may not read the item now, or `undefined` when it may. */
+  #readRefusal(itemId: string): string | undefined {
+    if ((this.#ctx.readAccess ?? 'token') === 'public') return undefined;
+    const reader = this.#reader;
+    if (reader === undefined)
+      return 'the token does not allow reading: say HELLO with a read token (scope "read")';
+    if (!isCurrent(reader)) return 'the token expired; connect again with a fresh one';
+    if (reader.items && !reader.items.has(itemId))
+      return `the read token does not allow reading item ${itemId}`;
+    return undefined;
+  }
+
+  /** Checks the item and the window, waits for bytes not stored yet, then streams them. */
+  async #serve(readId: number, read: Read, start: number, end: number): Promise<void> {
+    const { store, window } = this.#ctx;
+    const record = await store.get(read.itemId);
+    if (read.ended) return;
+    if (!record) {
+      this.#readError(readId, 'not-found', `item ${read.itemId} is not here`);
+      return;
+    }
+    if (end > record.size) {
+      this.#readError(
+        readId,
+        'out-of-range',
+        `bytes ${start}..${end} are past size ${record.size}`,
+      );
+      return;
+    }
+    if (end - start > window) {
+      this.#readError(readId, 'too-large', `a read of ${end - start} bytes is over the window`);
+      return;
+    }
+    if (this.#readOutstanding + (end - start) > window) {
+      this.#readError(
+        readId,
+        'window-exceeded',
+        `more than ${window} bytes asked for and not yet sent`,
+      );
+      return;
+    }
+    read.counted = true;
+    this.#readOutstanding += end - start;
+    const want = { start, end };
+    if (!covers(record.ranges, want)) {
+      const ready = await this.#waitForBytes(read, want, record);
+      if (read.ended) return;
+      if (!ready) {
+        this.#readError(readId, 'not-ready', `bytes ${start}..${end} are not uploaded yet`);
+        return;
+      }
+    }
+    await this.#stream(readId, read, start, end);
+  }
+
+  /**
+   * Waits until `want` of the item is stored, raising a demand (as `GET /files` does), at most
+   * `holdMs`; `undefined` when the bytes did not come, or the read ended.
+   */
+  #waitForBytes(read: Read, want: ByteRange, record: ItemRecord): Promise<ItemRecord | undefined> {
+    const { store } = this.#ctx;
+    this.#ctx.onDemand?.({ itemId: read.itemId, ranges: missingRanges(want, record.ranges) });
+    return new Promise((resolve) => {
+      let settled = false;
+      const done = (value: ItemRecord | undefined): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        unwatch();
+        resolve(value);
+      };
+      const check = (r: ItemRecord | undefined): void => {
+        if (r && covers(r.ranges, want)) done(r);
+      };
+      const unwatch = store.watch(read.itemId, check);
+      const timer = setTimeout(() => done(undefined), this.#ctx.holdMs ?? 10_000);
+      void read.stopped.then(() => done(undefined));
+      // Bytes stored between the first look and the watch.
+      store.get(read.itemId).then(check, () => undefined);
+    });
+  }
+
+  /**
+   * Sends `[start, end)` of the item as BYTES frames of `maxChunk` bytes (the last one shorter):
+   * the store's pieces are merged or split, so frames are large whatever the item was stored in.
+   * Bytes changed at rest: the BYTES before them, then ERROR `storage-failed`.
+   */
+  async #stream(readId: number, read: Read, start: number, end: number): Promise<void> {
+    const max = this.#ctx.maxChunk;
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    /** The first `n` bytes held, as one buffer (a view when they are in one piece). */
+    const take = (n: number): Buffer => {
+      heldBytes -= n;
+      const first = held[0]!;
+      if (first.length >= n) {
+        if (first.length === n) held.shift();
+        else held[0] = first.subarray(n);
+        return first.subarray(0, n);
+      }
+      const out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const piece = held[0]!;
+        const used = Math.min(piece.length, n - filled);
+        out.set(piece.subarray(0, used), filled);
+        filled += used;
+        if (used === piece.length) held.shift();
+        else held[0] = piece.subarray(used);
+      }
+      return out;
+    };
+    let failure: { error: unknown } | undefined;
+    try {
+      for await (const chunk of this.#ctx.store.read(read.itemId, start, end)) {
+        if (read.ended) return;
+        const bytes = chunk as Uint8Array;
+        held.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        heldBytes += bytes.byteLength;
+        while (heldBytes >= max) if (!(await this.#sendBytes(readId, read, take(max)))) return;
+      }
+    } catch (error) {
+      failure = { error };
+    }
+    // The good bytes read before a failure are sent first.
+    while (heldBytes > 0)
+      if (!(await this.#sendBytes(readId, read, take(Math.min(max, heldBytes))))) return;
+    if (read.ended) return;
+    if (failure) this.#readFailure(readId, read, failure.error);
+    else this.#readFailure(readId, read, new StoreError('storage-failed', 'bytes missing'));
+  }
+
+  /**
+   * Sends one BYTES frame of a read once the socket's send buffer holds less than two `maxChunk`
+   * (a slow reader slows the reading of the disk instead of filling memory). The last one ends the
+   * read, its id free again.
+   * @returns whether the read goes on
+   */
+  async #sendBytes(readId: number, read: Read, payload: Buffer): Promise<boolean> {
+    const limit = 2 * this.#ctx.maxChunk;
+    while (!read.ended && this.#ws.bufferedAmount >= limit) {
+      // The send callback of the last frame, else (a relayed socket, whose buffer is the link's,
+      // shared) a short poll.
+      await Promise.race([this.#lastSend ?? delay(4), read.stopped]);
+    }
+    if (read.ended || this.#closed) return false;
+    const offset = read.at;
+    read.at += payload.length;
+    this.#readOutstanding -= payload.length;
+    const last = read.at === read.end;
+    if (last) this.#endRead(readId);
+    this.#sendTracked(
+      encodeDup2Frame({ type: 'bytes', readId, offset, crc32c: crc32c(payload), payload }),
+    );
+    return !last;
+  }
+
+  /** Sends a frame, and notes when it has left for the socket. */
+  #sendTracked(bytes: Uint8Array): void {
+    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return;
+    const sent = new Promise<void>((resolve) => this.#ws.send(bytes, () => resolve()));
+    this.#lastSend = sent;
+    void sent.then(() => {
+      if (this.#lastSend === sent) this.#lastSend = undefined;
+    });
+  }
+
+  /** A read failed in the store: `storage-failed`, or `not-ready` for bytes no longer stored. */
+  #readFailure(readId: number, read: Read, e: unknown): void {
+    if (read.ended) return;
+    if (e instanceof StoreError && e.code === 'out-of-range')
+      this.#readError(readId, 'not-ready', e.message);
+    else if (e instanceof StoreError) this.#readError(readId, 'storage-failed', e.message);
+    else this.#readError(readId, 'storage-failed', 'reading the item failed');
+  }
+
+  /** Sends an ERROR for a read id, which ends whatever the id is bound to. */
+  #readError(readId: number, code: WireErrorCode, message: string, itemId?: string): void {
+    this.#ctx.log('read-error', {
+      readId,
+      code,
+      itemId: itemId ?? this.#reads.get(readId)?.itemId,
+    });
+    this.#send({ type: 'error', uploadId: readId, code, message });
+    this.#end(readId);
+    this.#endRead(readId);
+  }
+
+  /** Forgets a read id: the read sends nothing more, and its unsent bytes leave the window. */
+  #endRead(readId: number): void {
+    const read = this.#reads.get(readId);
+    if (!read) return;
+    this.#reads.delete(readId);
+    read.ended = true;
+    if (read.counted) this.#readOutstanding -= read.end - read.at;
+    read.counted = false;
+    read.stop();
+  }
+
   /** Runs store work for an upload after the work before it, turning failures into ERROR frames. */
   #enqueue(uploadId: number, upload: Upload, fn: () => Promise<void>): void {
     upload.queue = upload.queue.then(async () => {
@@ -433,6 +718,10 @@ export class Dup2Session {
     clearTimeout(this.#authTimer);
     this.#ws.close(code, reason);
   }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function toBytes(data: RawData): Uint8Array {

@@ -1,8 +1,10 @@
 /**
  * What an upload token allows on this upload server: its claims, checked once at HELLO and then
- * at every OPEN, DATA and FINISH.
+ * at every OPEN, DATA and FINISH; and what a read token allows on a dup/2 connection, checked at
+ * HELLO and then at every READ.
  */
 import type { ByteRange } from '../../src/protocol/index.js';
+import { READ_SCOPE } from '../tokens.js';
 
 /** The rights a verified upload token grants. */
 export interface Grant {
@@ -75,4 +77,32 @@ export function allowsWrite(grant: Grant, itemId: string, start: number, end: nu
   if (grant.items && !grant.items.has(itemId)) return false;
   const granted = grant.ranges?.get(itemId);
   return !granted || granted.some((r) => r.start <= start && end <= r.end);
+}
+
+/** The rights a verified read token grants (a connection that only reads). */
+export interface ReadGrant {
+  /** The reader (the token's `sub`). */
+  readonly clientId: string;
+  /** Expiry, milliseconds since the epoch (the token's `exp`). */
+  readonly expiresAt: number;
+  /** Items it may read; `undefined` for any item of the server. */
+  readonly items: ReadonlySet<string> | undefined;
+}
+
+/**
+ * Reads a read grant from verified claims; `undefined` unless `scope` is `read` and `items`, when
+ * present, is an array of strings.
+ */
+export function readGrantOf(
+  claims: Record<string, unknown> & { sub: string; exp: number },
+): ReadGrant | undefined {
+  if (claims['scope'] !== READ_SCOPE) return undefined;
+  const items = claims['items'];
+  if (items !== undefined && (!Array.isArray(items) || !items.every((i) => typeof i === 'string')))
+    return undefined;
+  return {
+    clientId: claims.sub,
+    expiresAt: claims.exp * 1000,
+    items: items === undefined ? undefined : new Set(items as string[]),
+  };
 }

@@ -139,7 +139,7 @@ export function unlockWhenSettled(
 }
 
 /** Whether the token is still valid, with the servers' clock leeway. */
-export function isCurrent(grant: Grant): boolean {
+export function isCurrent(grant: Pick<Grant, 'expiresAt'>): boolean {
   return Date.now() <= grant.expiresAt + CLOCK_LEEWAY_SECONDS * 1000;
 }
 

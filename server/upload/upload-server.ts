@@ -20,7 +20,7 @@ import {
 import { listen, pathOf, shutdown, upgradeOn } from '../internal/http-server.js';
 import { logFor, type Logger } from '../internal/log.js';
 import { CLOCK_LEEWAY_SECONDS, secretKey, uploadAudience, verifyToken } from '../tokens.js';
-import { grantOf } from './grant.js';
+import { grantOf, readGrantOf } from './grant.js';
 import { BufferBudget } from './buffer-budget.js';
 import { ControlLink, type ControlLinkOptions } from './control-link.js';
 import { Dup1Session } from './dup1-session.js';
@@ -99,7 +99,8 @@ export interface UploadServerOptions {
   /** Called when an item becomes complete and verified. */
   readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
   /**
-   * Called when a reader asks `GET /files/{itemId}` for bytes not stored yet and waits for them:
+   * Called when a reader asks `GET /files/{itemId}` (or a dup/2 `READ`) for bytes not stored yet
+   * and waits for them:
    * the hook that lets the control server ask the uploading browser for those ranges first.
    */
   readonly onDemand?: (demand: Demand) => void;
@@ -108,7 +109,9 @@ export interface UploadServerOptions {
    * `scope: "read"`, this server's upload audience, optionally `items`) in
    * `Authorization: Bearer` or in the `access_token` query parameter; without one `401`, with an
    * upload token or one for other items `403`. `public`: anyone who knows the URL (item ids from the
-   * reference client are 128 random bits, but a leaked URL stays readable). @default 'token'
+   * reference client are 128 random bits, but a leaked URL stays readable). The same goes for a
+   * dup/2 `READ`: with `token`, only a connection whose `HELLO` carried a read token reads (and
+   * cannot upload); with `public`, any welcomed connection reads. @default 'token'
    */
   readonly readAccess?: ReadAccess;
   /**
@@ -117,7 +120,10 @@ export interface UploadServerOptions {
    * `cross-origin`, or browsers refuse to show the items on its pages. @default 'same-site'
    */
   readonly crossOriginResourcePolicy?: CrossOriginResourcePolicy;
-  /** How long such a reader waits before a 503 with `Retry-After`, in ms. @default 10000 */
+  /**
+   * How long such a reader waits before a 503 with `Retry-After` (dup/2: `ERROR` `not-ready`), in
+   * ms. @default 10000
+   */
   readonly holdMs?: number;
   /** `Retry-After` of that 503, in seconds. @default 2 */
   readonly retryAfterSeconds?: number;
@@ -300,6 +306,13 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     relay && { channels: relay, maxMessage: maxPayload },
   );
   const refuse = (_req: IncomingMessage, socket: Duplex): void => void socket.destroy();
+  const holdMs = positive(options.holdMs, 10_000, 'holdMs');
+  // A reader (GET /files or a dup/2 READ) waits for bytes not stored yet: ask for them first.
+  const onDemand = (demand: Demand): void => {
+    log('demand', { itemId: demand.itemId, ranges: demand.ranges });
+    options.onDemand?.(demand);
+    link?.demand(demand.itemId, demand.ranges);
+  };
   const ctx = {
     log,
     serverId: options.id,
@@ -321,6 +334,14 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       }
       return grant;
     },
+    // A dup/2 connection that only reads says HELLO with a read token.
+    verifyRead: async (token: string) => {
+      const claims = await verifyToken(key, token, audience);
+      return claims && readGrantOf(claims);
+    },
+    readAccess,
+    holdMs,
+    onDemand,
     maxUploadsPerClient: positive(options.maxUploadsPerClient, 64, 'maxUploadsPerClient'),
     uploadsByClient: new Map<string, number>(),
     idleTimeoutMs: positive(options.idleTimeoutMs, 120_000, 'idleTimeoutMs'),
@@ -393,13 +414,9 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
   const files: FileRouteOptions = {
     store,
     maxRanges: positive(options.maxRanges, 16, 'maxRanges'),
-    holdMs: positive(options.holdMs, 10_000, 'holdMs'),
+    holdMs,
     retryAfterSeconds: positive(options.retryAfterSeconds, 2, 'retryAfterSeconds'),
-    onDemand: (demand) => {
-      log('demand', { itemId: demand.itemId, ranges: demand.ranges });
-      options.onDemand?.(demand);
-      link?.demand(demand.itemId, demand.ranges);
-    },
+    onDemand,
     crossOriginResourcePolicy,
     tokenProtected: readAccess === 'token',
   };

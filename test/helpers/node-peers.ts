@@ -128,6 +128,11 @@ export class Dup2Peer extends Peer<Dup2ServerFrame, Dup2ClientFrame> {
   data(uploadId: number, offset: number, payload: Uint8Array): Promise<void> {
     return this.send({ type: 'data', uploadId, offset, crc32c: crc32c(payload), payload });
   }
+
+  /** Sends READ for `[start, end)` of an item. */
+  read(readId: number, itemId: string, start: number, end: number): Promise<void> {
+    return this.send({ type: 'read', readId, itemId, start, end });
+  }
 }
 
 /** A raw control-protocol client. */
