@@ -29,6 +29,8 @@ import {
   type TransmitReason,
   MAX_INLINE_BYTES,
   MAX_MESSAGE_BODY_LENGTH,
+  MAX_RELAY_MESSAGE,
+  RELAY_HEADER_BYTES,
   addRange,
   covers,
 } from '../../src/protocol/index.js';
@@ -1395,7 +1397,8 @@ export function createControlServer(options: ControlServerOptions): ControlServe
 
   const registryWss = new WebSocketServer({
     noServer: true,
-    maxPayload: 1024 * 1024,
+    // A relayed server sends the browsers' BYTES frames (up to its `maxMessage`) over its link.
+    maxPayload: Math.max(1024 * 1024, MAX_RELAY_MESSAGE + RELAY_HEADER_BYTES),
     handleProtocols: (protocols) =>
       protocols.has(SUBPROTOCOL_REGISTRY_1) ? SUBPROTOCOL_REGISTRY_1 : false,
   });

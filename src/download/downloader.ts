@@ -3,7 +3,7 @@
  * of it at once, into browser storage, and verifies it. Never holds the item in memory; parts
  * stored survive a reload, and a stored item is there with every server down.
  */
-import { ConfigError, DownloadError, ServerError } from '../errors.js';
+import { ConfigError, DownloadError } from '../errors.js';
 import { hashWorkerFactory, ItemHasher } from '../engine/item-hasher.js';
 import type { ItemLocation } from '../engine/types.js';
 import type { ItemHolder, ItemMeta } from '../protocol/control.js';
@@ -310,12 +310,15 @@ export class WsDownloader extends EventTarget {
         `no live upload server holds bytes ${missing[0]!.start}..${missing[0]!.end} of ${location.item.name}`,
         { itemId },
       );
-    const queue: (PartToFetch & { attempt: number; tried: Set<string> })[] = planParts(
-      size,
-      location.holders,
-      stored,
-      this.#partSize,
-    ).map((p) => ({ ...p, attempt: 0, tried: new Set<string>() }));
+    const queue: (PartToFetch & {
+      serverIds: readonly string[];
+      attempt: number;
+      tried: Set<string>;
+    })[] = planParts(size, location.holders, stored, this.#partSize).map((p) => ({
+      ...p,
+      attempt: 0,
+      tried: new Set<string>(),
+    }));
     const stop = new AbortController();
     signal?.addEventListener('abort', () => stop.abort(signal.reason), { once: true });
     let bytesStored = rangeBytes(stored);
@@ -391,12 +394,9 @@ export class WsDownloader extends EventTarget {
             stop.abort();
             return;
           }
-          // A refused token (HTTP 401/403, dup/2 unauthorized) may have expired: renew it.
-          if (
-            /\b40[13]\b/.test(String(e)) ||
-            (e instanceof ServerError && e.code === 'unauthorized')
-          )
-            await relocate().catch(() => undefined);
+          // Ask again where the item is: a refused token (HTTP 401/403, dup/2 unauthorized) may
+          // have expired, and a server that went down may be back at another address, or gone.
+          await relocate().catch(() => undefined);
           await delay(this.#retryDelays[part.attempt - 1]!, stop.signal);
           // Another holder takes it if there is one; else this one again.
           if (part.serverIds.every((id) => part.tried.has(id))) part.tried.clear();
@@ -412,6 +412,21 @@ export class WsDownloader extends EventTarget {
         for (const h of location.holders)
           for (let i = 0; i < this.#perServer; i++) workers.push(worker(h.serverId));
         await Promise.all(workers);
+        // Parts given back whose servers are no longer holders go to those that hold them now.
+        for (const part of queue) {
+          const ids = location.holders
+            .filter((h) => h.ranges.some((r) => r.start <= part.start && r.end >= part.end))
+            .map((h) => h.serverId);
+          if (ids.length === 0) {
+            failure ??= new DownloadError(
+              'unavailable',
+              `no live upload server holds bytes ${part.start}..${part.end} of ${location.item.name} any more`,
+              { itemId },
+            );
+            break;
+          }
+          part.serverIds = ids;
+        }
       }
     } finally {
       for (const reader of readers.values()) reader.close();

@@ -446,9 +446,7 @@ describe('dup/2 READ and BYTES on the upload server', () => {
         durability: 'write',
         controlUrl: `${base}/registry`,
         relay: true,
-        // BYTES travel to the control server as link messages of 22 + payload bytes, and its
-        // registry link takes messages of at most 1 MiB: a full 1 MiB payload does not fit.
-        maxChunk: 256 * 1024,
+        // BYTES of a full 1 MiB payload travel to the control server as larger link messages.
       });
       await until(() => control.servers().some((s) => s.id === 'up-1'));
       const bytes = new Uint8Array(randomBytes(6 * 1024 * 1024 + 5));
