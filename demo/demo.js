@@ -1,13 +1,9 @@
-/* global document, fetch, customElements, URL, Blob, File, AbortController, AbortSignal, createImageBitmap, OffscreenCanvas, performance, setTimeout */
+/* global document, fetch, customElements, URL, Blob, File, createImageBitmap, OffscreenCanvas, performance */
 // The demo page: the uploader (left), the upload servers' health and switches (top), and a second
 // browser that downloads (right). Both browsers are engines of this page, each with its own user.
 import { WsUploaderEngine } from 'ws-uploader/engine.js';
-import { createSHA256 } from 'hash-wasm';
+import { WsDownloader } from 'ws-uploader/download.js';
 
-const MiB = 1024 * 1024;
-/** Bytes per HTTP Range request of the downloader, and how many run at once. */
-const PART_SIZE = 4 * MiB;
-const PARALLEL = 4;
 /** What the uploader page sends to the room when a file is stored, as a JSON message body. */
 const FILE_NOTE = 'ws-uploader-demo/file';
 /** The engine's `protocols` default, best first: each server gets the first one it speaks. */
@@ -35,19 +31,17 @@ const messenger = new WsUploaderEngine({
 });
 messenger.start().catch((e) => composeStatus(`Cannot send messages: ${e.message}`));
 
-/** Each item's type (from `ws-publish`) and where its ranges went (from `ws-transmit-request`). */
+/** Each item's type, from `ws-publish`. */
 const mimes = new Map();
-const plans = new Map();
 uploader.addEventListener('ws-publish', (e) => {
   for (const item of e.detail.items) mimes.set(item.itemId, item.mime);
 });
-uploader.addEventListener('ws-transmit-request', (e) => {
-  const { itemId, ranges } = e.detail;
-  plans.set(itemId, overlay(plans.get(itemId) ?? [], ranges));
-});
 uploader.addEventListener('ws-upload-complete', (e) => void announce(e.detail));
 
-/** Tells the room about a stored file, so the downloader can fetch it. */
+/**
+ * Tells the room about a stored file, so the downloader can fetch it (it asks the control server
+ * where the parts are).
+ */
 async function announce({ itemId, name, size, sha256, servers }) {
   try {
     if (servers.length === 0 && size > 0) {
@@ -59,33 +53,13 @@ async function announce({ itemId, name, size, sha256, servers }) {
       if (!res.ok) throw new Error(`the app answered ${res.status}`);
       return;
     }
-    const holders = new Set(servers.map((s) => s.id));
-    const ranges = (plans.get(itemId) ?? []).filter((r) => holders.has(r.serverId));
-    const note = { type: FILE_NOTE, itemId, name, size, sha256, servers, ranges };
+    const note = { type: FILE_NOTE, itemId, name, size, sha256, servers };
     await messenger.send({ room }, { body: JSON.stringify({ ...note, mime: mimes.get(itemId) }) });
   } catch (e) {
     composeStatus(`Could not tell the room about ${name}: ${e.message}`);
   } finally {
-    plans.delete(itemId);
     mimes.delete(itemId);
   }
-}
-
-/** A plan with `ranges` laid over it: the newer target wins where they overlap. */
-function overlay(plan, ranges) {
-  let out = plan;
-  for (const r of ranges) {
-    out = out.flatMap((p) =>
-      p.end <= r.start || p.start >= r.end
-        ? [p]
-        : [
-            ...(p.start < r.start ? [{ ...p, end: r.start }] : []),
-            ...(p.end > r.end ? [{ ...p, start: r.end }] : []),
-          ],
-    );
-    out.push({ start: r.start, end: r.end, serverId: r.serverId });
-  }
-  return out.sort((a, b) => a.start - b.start);
 }
 
 // The message box: text and an image (picked or pasted), sent inline to the room.
@@ -390,11 +364,18 @@ function saveLink(blob, name, text = 'Save') {
   return a;
 }
 
+/** Waits between attempts at a part, in ms: a stopped server has time to come back. */
+const RETRY_DELAYS = [500, 1000, 2000, 4000, 8000, 15_000];
+
 /**
- * Downloads a stored file by parts: HTTP Range requests of 4 MiB, a few at a time, each from the
- * server its range went to (the others when that one fails), with the SHA-256 computed in order as
- * parts arrive. The parts stay Blobs, which the browser may keep on disk.
+ * The second browser's downloader: it asks the control server where an item is (which servers hold
+ * which ranges, with read tokens), reads the parts from all of them at once over dup/2 (or HTTP
+ * Range from a server that speaks only HTTP), writes them into the origin private file system and
+ * checks the SHA-256. Items stay there across reloads.
  */
+const downloader = new WsDownloader({ locate: viewer, retryDelays: RETRY_DELAYS });
+
+/** Downloads a stored file by parts, shows where they came from, then shows or offers the file. */
 async function download(note, from) {
   const li = entry(from, 'by parts, from the upload servers', 'file');
   li.dataset.state = 'downloading';
@@ -416,78 +397,46 @@ async function download(note, from) {
   result.className = 'result';
   li.append(title, bar, detail, result);
 
-  const parts = partsOf(note);
-  const blobs = new Array(parts.length);
-  const byServer = new Map();
-  const abort = new AbortController();
-  const hasher = await createSHA256();
-  hasher.init();
-  let received = 0;
-  let next = 0;
-  let hashed = 0;
-  let hashing = Promise.resolve();
-  let retrying = '';
   const started = performance.now();
-  const show = () => {
-    bar.value = received;
+  let first;
+  const off = downloader.on('progress', (e) => {
+    const { itemId, bytesStored, bytesByServer } = e.detail;
+    if (itemId !== note.itemId) return;
+    first ??= bytesStored; // kept from an earlier visit
+    bar.value = bytesStored;
     const seconds = (performance.now() - started) / 1000;
-    const rate = seconds > 0.2 ? `${formatBytes(received / seconds)}/s` : '';
-    const sources = [...byServer].map(([id, n]) => `${id} ${formatBytes(n)}`).join(', ');
+    const fetched = bytesStored - first;
+    const rate = seconds > 0.2 && fetched > 0 ? `${formatBytes(fetched / seconds)}/s` : '';
+    const sources = Object.entries(bytesByServer)
+      .map(([id, n]) => `${id} ${formatBytes(n)}`)
+      .join(', ');
     detail.textContent = [
-      `${formatBytes(received)} of ${formatBytes(note.size)} in ${parts.length} part${parts.length === 1 ? '' : 's'}`,
-      retrying ? `retrying: ${retrying}` : rate,
+      `${formatBytes(bytesStored)} of ${formatBytes(note.size)}`,
+      rate,
       sources && `from ${sources}`,
     ]
       .filter(Boolean)
       .join(' · ');
-  };
-  show();
-
-  const worker = async () => {
-    while (next < parts.length && !abort.signal.aborted) {
-      const part = parts[next++];
-      const { blob, serverId } = await fetchPart(note, part, abort.signal, (e) => {
-        retrying = e.message;
-        show();
-      });
-      retrying = '';
-      blobs[part.index] = blob;
-      received += blob.size;
-      byServer.set(serverId, (byServer.get(serverId) ?? 0) + blob.size);
-      show();
-      // Hash in order: each part once every part before it is hashed.
-      hashing = hashing.then(async () => {
-        while (hashed < parts.length && blobs[hashed]) {
-          hasher.update(new Uint8Array(await blobs[hashed].arrayBuffer()));
-          hashed++;
-        }
-      });
-    }
-  };
+  });
+  let item;
   try {
-    await Promise.all(
-      Array.from({ length: Math.min(PARALLEL, parts.length) }, () =>
-        worker().catch((e) => {
-          abort.abort(e);
-          throw e;
-        }),
-      ),
-    );
-    await hashing;
+    item = await downloader.download(note.itemId);
   } catch (e) {
     li.dataset.state = 'failed';
     result.textContent = `Download failed: ${e.message}`;
     return;
+  } finally {
+    off();
   }
-  const type = VIEWABLE.test(note.mime ?? '') ? note.mime : 'application/octet-stream';
-  const file = new Blob(blobs, { type });
-  const digest = hasher.digest('hex');
-  const verified = digest === note.sha256;
+  bar.value = note.size;
+  const verified = item.sha256 === note.sha256;
   li.dataset.state = verified ? 'verified' : 'failed';
   result.textContent = verified
-    ? '✓ SHA-256 matches the uploader’s'
-    : `✗ SHA-256 differs: ${digest.slice(0, 12)}…, expected ${String(note.sha256).slice(0, 12)}…`;
+    ? '✓ SHA-256 matches the uploader’s · kept in this browser'
+    : `✗ SHA-256 differs: ${item.sha256.slice(0, 12)}…, expected ${String(note.sha256).slice(0, 12)}…`;
   if (!verified) return;
+  const type = VIEWABLE.test(note.mime ?? '') ? note.mime : 'application/octet-stream';
+  const file = new Blob([item.blob], { type });
   result.append(saveLink(file, note.name));
   if (type.startsWith('image/')) {
     const img = document.createElement('img');
@@ -500,79 +449,6 @@ async function download(note, from) {
     media.controls = true;
     li.append(media);
   }
-}
-
-/**
- * The file's parts: its ranges as the uploader planned them, cut into PART_SIZE pieces, each with
- * the servers to ask, the planned holder first. Bytes without a known holder go to every server
- * that holds some of the file, in turn.
- */
-function partsOf({ size, servers, ranges }) {
-  const ids = servers.map((s) => s.id);
-  const spans = [];
-  let at = 0;
-  for (const r of [...(ranges ?? [])].sort((a, b) => a.start - b.start)) {
-    const start = Math.max(r.start, at);
-    const end = Math.min(r.end, size);
-    if (end <= start) continue;
-    if (start > at) spans.push({ start: at, end: start });
-    spans.push({ start, end, serverId: r.serverId });
-    at = end;
-  }
-  if (at < size) spans.push({ start: at, end: size });
-  const parts = [];
-  for (const span of spans) {
-    for (let start = span.start; start < span.end; start += PART_SIZE) {
-      const index = parts.length;
-      const others = ids.filter((id) => id !== span.serverId);
-      const turn = others.map((_, k) => others[(index + k) % others.length]);
-      parts.push({
-        index,
-        start,
-        end: Math.min(start + PART_SIZE, span.end),
-        servers: span.serverId ? [span.serverId, ...turn] : turn,
-      });
-    }
-  }
-  return parts;
-}
-
-/** Waits between rounds over a part's servers, in ms: a stopped server has time to come back. */
-const RETRY_DELAYS = [500, 1000, 2000, 4000, 8000, 15_000];
-
-/**
- * One part, from the first of its servers that serves it; when none does, every server again
- * after each of RETRY_DELAYS (`retrying` hears why).
- */
-async function fetchPart(note, part, signal, retrying) {
-  const urls = new Map(note.servers.map((s) => [s.id, s.url]));
-  let last;
-  for (let round = 0; round <= RETRY_DELAYS.length; round++) {
-    if (round > 0) {
-      retrying(last);
-      await new Promise((r) => setTimeout(r, RETRY_DELAYS[round - 1]));
-    }
-    for (const serverId of part.servers) {
-      if (signal.aborted) throw signal.reason;
-      try {
-        const res = await fetch(urls.get(serverId), {
-          headers: {
-            Range: `bytes=${part.start}-${part.end - 1}`,
-            Authorization: `Bearer ${config.readTokens[serverId]}`,
-          },
-          signal: AbortSignal.any([signal, AbortSignal.timeout(60_000)]),
-        });
-        const whole = res.status === 200 && part.start === 0 && part.end === note.size;
-        if (res.status !== 206 && !whole) throw new Error(`${serverId} answered ${res.status}`);
-        const blob = await res.blob();
-        if (blob.size !== part.end - part.start) throw new Error(`${serverId} sent a short part`);
-        return { blob, serverId };
-      } catch (e) {
-        last = e instanceof TypeError ? new Error(`${serverId} is unreachable`) : e;
-      }
-    }
-  }
-  throw last;
 }
 
 /** Bytes in SI units, as the element shows them. */
