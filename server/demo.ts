@@ -13,13 +13,7 @@ import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createControlServer, type ControlServer } from './control/control-server.js';
 import { bearerToken } from './internal/http-server.js';
-import {
-  CONTROL_AUDIENCE,
-  createReadToken,
-  createUserToken,
-  secretKey,
-  verifyToken,
-} from './tokens.js';
+import { CONTROL_AUDIENCE, createUserToken, secretKey, verifyToken } from './tokens.js';
 import { createUploadServer, type UploadServer } from './upload/upload-server.js';
 
 /** Options of {@link startDemo}. */
@@ -273,9 +267,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     return true;
   };
 
-  // What the page needs: who it is, where to connect, and read tokens for the upload servers, as an
-  // app would hand them out with each page load (one per upload server, for any item: the demo's
-  // users share everything).
+  // What the page needs: who it is and where to connect (read tokens come with `located`).
   const config = async (): Promise<string> =>
     JSON.stringify({
       controlUrl,
@@ -284,17 +276,6 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       room: ROOM,
       inlineMax: INLINE_MAX,
       servers: servers(),
-      readTokens: Object.fromEntries(
-        await Promise.all(
-          slots.map(
-            async (s) =>
-              [
-                s.id,
-                await createReadToken(secret, s.id, { subject: 'demo-viewer', ttlSeconds: 86_400 }),
-              ] as const,
-          ),
-        ),
-      ),
     });
 
   // Host names the page may be asked for: a loopback demo answers only its own, so that another
