@@ -4,7 +4,7 @@
  * stored survive a reload, and a stored item is there with every server down.
  */
 import { ConfigError, DownloadError } from '../errors.js';
-import { hashWorkerFactory, ItemHasher } from '../engine/item-hasher.js';
+import { HASH_WORKER_MIN, hashWorkerFactory, ItemHasher } from '../engine/item-hasher.js';
 import type { ItemLocation } from '../engine/types.js';
 import type { ItemHolder, ItemMeta } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
@@ -12,6 +12,7 @@ import { rangeBytes } from '../protocol/ranges.js';
 import { defaultItemStore, withoutContent, type ItemStore } from './item-store.js';
 import { Dup2Reader } from './dup2-reader.js';
 import { fetchPart } from './fetch-part.js';
+import { PartHasher } from './part-hasher.js';
 import { planParts, uncovered, type PartToFetch } from './part-plan.js';
 import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
 
@@ -248,9 +249,34 @@ export class WsDownloader extends EventTarget {
       // Inline: the bytes came with the answer.
       const bytes = Uint8Array.from(atob(meta.content), (c) => c.charCodeAt(0));
       await storage(() => store.put(itemId, 0, bytes));
-    } else {
-      await this.#checkRoom(itemId, meta, store);
-      location = await this.#fetchParts(itemId, location, store, signal, storage);
+    }
+    // Parts are hashed as they are stored, in order; what was stored before is read back.
+    const hasher = new PartHasher(
+      meta.size,
+      async (start, end) => {
+        const slice = await storage(() => store.slice(itemId, start, end));
+        const bytes = slice && new Uint8Array(await storage(() => slice.arrayBuffer()));
+        if (bytes?.length !== end - start)
+          throw fail('storage-failed', `${meta.name}: bytes ${start}..${end} are not in the store`);
+        return bytes;
+      },
+      meta.size >= HASH_WORKER_MIN ? hashWorkerFactory(this.#hashWorker) : undefined,
+    );
+    let sha256: string;
+    try {
+      if (meta.content === undefined) {
+        await this.#checkRoom(itemId, meta, store);
+        location = await this.#fetchParts(itemId, location, store, signal, storage, hasher);
+      }
+      sha256 = toHex(
+        await hasher.digest().catch(async (e: unknown) => {
+          if (e instanceof DownloadError) throw e;
+          // The Worker failed: the page's thread hashes the stored item.
+          return new ItemHasher(await storage(() => store.blob(itemId))).digest();
+        }),
+      );
+    } finally {
+      hasher.close();
     }
     const blob = await storage(() => store.blob(itemId));
     if (blob.size !== meta.size)
@@ -258,9 +284,6 @@ export class WsDownloader extends EventTarget {
         'storage-failed',
         `${meta.name}: the store gave back ${blob.size} of ${meta.size} bytes`,
       );
-    const hasher = new ItemHasher(blob, hashWorkerFactory(this.#hashWorker));
-    hasher.ahead();
-    const sha256 = toHex(await hasher.digest());
     // An item read while it was uploading has its digest once it is stored.
     const expected = location.sha256 ?? (await this.#locate(itemId)).sha256;
     if (expected === undefined)
@@ -299,6 +322,7 @@ export class WsDownloader extends EventTarget {
     store: ItemStore,
     signal: AbortSignal | undefined,
     storage: <T>(work: () => Promise<T>) => Promise<T>,
+    hasher: PartHasher,
   ): Promise<ItemLocation> {
     let location = first;
     const size = location.item.size;
@@ -373,8 +397,10 @@ export class WsDownloader extends EventTarget {
           if (h.tokenExpiresAt - Date.now() < 30_000) await relocate();
           const bytes = await read(holder(serverId) ?? h, part);
           await storage(() => store.put(itemId, part.start, bytes));
-          bytesStored += bytes.length;
-          byServer[serverId] = (byServer[serverId] ?? 0) + bytes.length;
+          const length = bytes.length;
+          hasher.offer(part.start, bytes); // hands the bytes over
+          bytesStored += length;
+          byServer[serverId] = (byServer[serverId] ?? 0) + length;
           report();
         } catch (e) {
           if (stop.signal.aborted) return;

@@ -1,18 +1,21 @@
 /**
- * The hash Worker: computes the SHA-256 of a `Blob` (a `File`) off the page's main thread, so the
- * thread that sends is not the one that hashes. One message in, `{ blob }`; one message out,
- * `{ digest }` (32 bytes) or `{ error }`. Built as `hash-worker.js` next to the engine's modules,
+ * The hash Worker: computes the SHA-256 of a `Blob` (a `File`), or of chunks sent in order, off the
+ * page's main thread, so the thread that sends (or downloads) is not the one that hashes. One
+ * message `{ blob }`, or messages `{ chunk }` then `{ end }`, in; one message out, `{ digest }`
+ * (32 bytes) or `{ error }`. Built as `hash-worker.js` next to the engine's modules,
  * and as `dist/bundle/hash-worker.js` next to the bundle; `ItemHasher` starts it.
  * @module
  */
-import { createSHA256 } from 'hash-wasm';
+import { createSHA256, type IHasher } from 'hash-wasm';
 
-/** What the hash Worker is sent. */
-export interface HashRequest {
-  readonly blob: Blob;
-}
+/**
+ * What the hash Worker is sent: a `Blob` to hash whole (one message), or an item's bytes in order,
+ * chunk by chunk (their buffers transferred), then `end`.
+ */
+export type HashRequest =
+  { readonly blob: Blob } | { readonly chunk: Uint8Array } | { readonly end: true };
 
-/** What the hash Worker answers. */
+/** What the hash Worker answers, to a `blob` or an `end`. */
 export type HashReply = { readonly digest: Uint8Array } | { readonly error: string };
 
 // The Worker's global scope, typed by what is used here (the project compiles against the DOM lib).
@@ -33,10 +36,32 @@ async function hash(blob: Blob): Promise<Uint8Array> {
   }
 }
 
-scope.onmessage = (event) => {
-  hash(event.data.blob).then(
+const answer = (work: Promise<Uint8Array>): void => {
+  work.then(
     (digest) => scope.postMessage({ digest }),
     (error: unknown) =>
       scope.postMessage({ error: error instanceof Error ? error.message : String(error) }),
   );
+};
+
+/** The hash of the chunks sent so far; chunks are hashed in the order they came. */
+let stream: Promise<IHasher> | undefined;
+
+scope.onmessage = (event) => {
+  const request = event.data;
+  if ('blob' in request) {
+    answer(hash(request.blob));
+    return;
+  }
+  stream ??= createSHA256().then((h) => {
+    h.init();
+    return h;
+  });
+  if ('chunk' in request) {
+    const chunk = request.chunk;
+    stream = stream.then((h) => h.update(chunk));
+    return;
+  }
+  answer(stream.then((h) => h.digest('binary')));
+  stream = undefined;
 };

@@ -32,6 +32,41 @@ describe('downloader', () => {
     return sha256Hex(await blob.arrayBuffer());
   }
 
+  /** The SHA-256 of a stored item as a new page of the site reads it, with no server to ask. */
+  async function sha256InNewPage(itemId: string): Promise<string> {
+    const frame = document.createElement('iframe');
+    const answer = new Promise<{ sha256?: string; error?: string }>((resolve) => {
+      window.addEventListener('message', function on(e: MessageEvent) {
+        if (e.source !== frame.contentWindow) return;
+        window.removeEventListener('message', on);
+        resolve(e.data as { sha256?: string; error?: string });
+      });
+    });
+    frame.srcdoc = `<script type="module">
+      try {
+        const { WsDownloader, OpfsItemStore } = await import('/src/download/index.js');
+        const downloader = new WsDownloader({
+          locate: () => Promise.reject(new Error('offline')),
+          store: new OpfsItemStore(),
+        });
+        const item = await downloader.get(${JSON.stringify(itemId)});
+        const digest = await crypto.subtle.digest('SHA-256', await item.blob.arrayBuffer());
+        const sha256 = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+        parent.postMessage({ sha256 }, '*');
+      } catch (e) {
+        parent.postMessage({ error: String(e) }, '*');
+      }
+    </script>`;
+    document.body.append(frame);
+    try {
+      const { sha256, error } = await answer;
+      if (error) throw new Error(error);
+      return sha256!;
+    } finally {
+      frame.remove();
+    }
+  }
+
   it('downloads a 100 MB item split across two servers into OPFS, verified, and has it with every server stopped', async () => {
     d = await startDeployment({ uploadServers: 2, linked: true });
     const alice = await startedEngine(d!, d!.token, engines);
@@ -69,6 +104,8 @@ describe('downloader', () => {
     const again = await offline.download(itemId);
     expect(again.sha256).to.equal(expected);
     expect(await blobSha256(again.blob)).to.equal(expected);
+    // And a new page of the site (a fresh document, with modules of its own) has it too.
+    expect(await sha256InNewPage(itemId)).to.equal(expected);
     await offline.delete(itemId);
     expect(await offline.get(itemId)).to.equal(undefined);
   });
