@@ -120,6 +120,10 @@ export class Dup2Reader {
     signal?: AbortSignal,
   ): Promise<Uint8Array<ArrayBuffer>> {
     const { window } = await this.#welcome;
+    if (part.end - part.start <= window) {
+      await this.#room(part.end - part.start, signal);
+      return this.#readOnce(itemId, part, signal);
+    }
     const bytes = new Uint8Array(part.end - part.start);
     for (let start = part.start; start < part.end; start += window) {
       const piece = { start, end: Math.min(part.end, start + window) };

@@ -10,7 +10,7 @@ import type { HashWorkerFactory } from '../engine/item-hasher.js';
 import type { HashReply, HashRequest } from '../engine/hash-worker.js';
 
 /** Bytes of later parts held for their turn at most. */
-const MAX_HELD = 32 * 1024 * 1024;
+const MAX_HELD = 16 * 1024 * 1024;
 /** Slice size when reading back from the store. */
 const READ_SLICE = 4 * 1024 * 1024;
 
