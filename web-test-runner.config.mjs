@@ -20,6 +20,7 @@ export default {
     { name: 'protocol', files: 'test/protocol/**/*.test.ts' },
     { name: 'engine', files: 'test/engine/**/*.test.ts' },
     { name: 'element', files: 'test/element/**/*.test.ts' },
+    { name: 'download', files: 'test/download/**/*.test.ts' },
     { name: 'integration', files: 'test/integration/**/*.test.ts' },
   ],
   // A Worker script is fetched by the `.js` name tsc gives it; here the source is TypeScript.
