@@ -3,7 +3,7 @@
  * of it at once, into browser storage, and verifies it. Never holds the item in memory; parts
  * stored survive a reload, and a stored item is there with every server down.
  */
-import { ConfigError, DownloadError } from '../errors.js';
+import { ConfigError, DownloadError, TransportError } from '../errors.js';
 import { HASH_WORKER_MIN, hashWorkerFactory, ItemHasher } from '../engine/item-hasher.js';
 import type { ItemLocation } from '../engine/types.js';
 import type { ItemHolder, ItemMeta } from '../protocol/control.js';
@@ -82,6 +82,11 @@ export class DownloaderEvent<K extends keyof DownloaderEventDetails> extends Eve
     this.detail = detail;
   }
 }
+
+/** Read tokens this close to their expiry are renewed first (and a new connection made), in ms. */
+const RENEW_BEFORE_MS = 30_000;
+/** Failed `dup/2` connections to a holder after which it is read over HTTP `Range`. */
+const WS_FAILURES_BEFORE_HTTP = 2;
 
 const DEFAULTS = { partSize: 4 * 1024 * 1024, perServer: 3, retryDelays: [250, 1000, 3000] };
 
@@ -364,24 +369,41 @@ export class WsDownloader extends EventTarget {
       location.holders.find((h) => h.serverId === serverId);
     // Fresh tokens (and holders) when one expires, once for all parts that need them.
     const relocate = (): Promise<void> =>
-      (relocating ??= this.#locate(itemId).then((l) => {
-        location = l;
-        relocating = undefined;
-      }));
+      (relocating ??= this.#locate(itemId)
+        .then((l) => {
+          location = l;
+        })
+        .finally(() => {
+          relocating = undefined;
+        }));
     // One dup/2 connection per holder, made when its first part is read, and made again when it
-    // closed or its token was renewed.
+    // closed or its token is about to expire (the one before finishes its reads). A holder whose
+    // WebSocket keeps failing is read over HTTP for the rest of the download.
     const readers = new Map<string, Dup2Reader>();
-    const read = (h: ItemHolder, part: PartToFetch): Promise<Uint8Array<ArrayBuffer>> => {
-      if (this.#transport === 'http' || h.wsUrl === undefined)
+    const opened: Dup2Reader[] = [];
+    const wsFailures = new Map<string, number>();
+    const read = async (h: ItemHolder, part: PartToFetch): Promise<Uint8Array<ArrayBuffer>> => {
+      if (
+        this.#transport === 'http' ||
+        h.wsUrl === undefined ||
+        (wsFailures.get(h.serverId) ?? 0) >= WS_FAILURES_BEFORE_HTTP
+      )
         return fetchPart(itemId, h, part, stop.signal);
       let reader = readers.get(h.serverId);
-      if (!reader || reader.closed || reader.token !== h.token) {
-        reader?.close();
-        reader = new Dup2Reader(h.serverId, h.wsUrl, h.token);
+      if (!reader || reader.closed || reader.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS) {
+        reader = new Dup2Reader(h.serverId, h.wsUrl, h.token, h.tokenExpiresAt);
         readers.set(h.serverId, reader);
+        opened.push(reader);
       }
-      return reader.read(itemId, part, stop.signal);
+      try {
+        return await reader.read(itemId, part, stop.signal);
+      } catch (e) {
+        if (e instanceof TransportError)
+          wsFailures.set(h.serverId, (wsFailures.get(h.serverId) ?? 0) + 1);
+        throw e;
+      }
     };
+    let taken = 0;
     const worker = async (serverId: string): Promise<void> => {
       for (;;) {
         if (failure !== undefined || stop.signal.aborted) return;
@@ -391,10 +413,11 @@ export class WsDownloader extends EventTarget {
         );
         if (index < 0) return;
         const part = queue.splice(index, 1)[0]!;
+        taken++;
         try {
           const h = holder(serverId);
           if (!h) throw new Error(`${serverId} no longer holds it`);
-          if (h.tokenExpiresAt - Date.now() < 30_000) await relocate();
+          if (h.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS) await relocate();
           const bytes = await read(holder(serverId) ?? h, part);
           await storage(() => store.put(itemId, part.start, bytes));
           const length = bytes.length;
@@ -435,9 +458,20 @@ export class WsDownloader extends EventTarget {
     try {
       while (queue.length > 0 && failure === undefined && !stop.signal.aborted) {
         const workers: Promise<void>[] = [];
+        taken = 0;
         for (const h of location.holders)
           for (let i = 0; i < this.#perServer; i++) workers.push(worker(h.serverId));
         await Promise.all(workers);
+        if (taken === 0 && queue.length > 0) {
+          // No server could be asked for what is left (never expected: the parts are moved to
+          // the holders below): fail rather than go round without end.
+          failure ??= new DownloadError(
+            'fetch-failed',
+            `no upload server could be asked for bytes ${queue[0]!.start}..${queue[0]!.end} of ${location.item.name}`,
+            { itemId },
+          );
+          break;
+        }
         // Parts given back whose servers are no longer holders go to those that hold them now.
         for (const part of queue) {
           const ids = location.holders
@@ -452,10 +486,14 @@ export class WsDownloader extends EventTarget {
             break;
           }
           part.serverIds = ids;
+          // Servers tried that are no longer holders do not count; when every holder was tried,
+          // they are all tried again.
+          for (const id of [...part.tried]) if (!ids.includes(id)) part.tried.delete(id);
+          if (ids.every((id) => part.tried.has(id))) part.tried.clear();
         }
       }
     } finally {
-      for (const reader of readers.values()) reader.close();
+      for (const reader of opened) reader.close();
     }
     if (signal?.aborted) throw signal.reason;
     if (failure !== undefined) throw failure;

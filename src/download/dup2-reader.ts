@@ -11,8 +11,12 @@ import type { ByteRange } from '../protocol/ranges.js';
 
 /** How long the connection waits for `WELCOME`, in ms. */
 const WELCOME_TIMEOUT_MS = 15_000;
-/** How long a read may go without a byte, in ms. */
-const SILENCE_TIMEOUT_MS = 30_000;
+/**
+ * How long the connection may go without a frame while reads are open, in ms: 30 s, or the time
+ * two frames of the server's `maxChunk` take at 16 KiB/s (a slow link), whichever is longer.
+ */
+const silenceTimeout = (maxChunk: number): number =>
+  Math.max(30_000, ((2 * maxChunk) / (16 * 1024)) * 1000);
 
 interface Read {
   readonly itemId: string;
@@ -22,7 +26,6 @@ interface Read {
   received: number;
   resolve(bytes: Uint8Array<ArrayBuffer>): void;
   reject(error: unknown): void;
-  timer: ReturnType<typeof setTimeout>;
 }
 
 /**
@@ -32,8 +35,8 @@ interface Read {
 export class Dup2Reader {
   /** The upload server. */
   readonly serverId: string;
-  /** The read token the connection said `HELLO` with. */
-  readonly token: string;
+  /** When the read token the connection said `HELLO` with expires, ms since the epoch. */
+  readonly tokenExpiresAt: number;
   readonly #socket: WebSocket;
   readonly #welcome: Promise<{ window: number; maxChunk: number }>;
   readonly #reads = new Map<number, Read>();
@@ -44,15 +47,19 @@ export class Dup2Reader {
   #window = 0;
   #maxChunk = 0;
   #closed: Error | undefined;
+  /** When the last frame came, for the silence watch. */
+  #lastFrame = 0;
+  #watch: ReturnType<typeof setInterval> | undefined;
 
   /**
    * @param serverId the upload server
    * @param url its `dup/2` URL
    * @param token a read token for the item, for `HELLO`
+   * @param tokenExpiresAt when it expires, ms since the epoch
    */
-  constructor(serverId: string, url: string, token: string) {
+  constructor(serverId: string, url: string, token: string, tokenExpiresAt: number) {
     this.serverId = serverId;
-    this.token = token;
+    this.tokenExpiresAt = tokenExpiresAt;
     this.#socket = new WebSocket(url, [SUBPROTOCOL_DUP_2]);
     this.#socket.binaryType = 'arraybuffer';
     this.#welcome = new Promise((resolve, reject) => {
@@ -65,6 +72,7 @@ export class Dup2Reader {
         this.#send({ type: 'hello', token }, (e) => this.#fail(e)),
       );
       this.#socket.addEventListener('message', (event: MessageEvent<ArrayBuffer | string>) => {
+        this.#lastFrame = performance.now();
         if (typeof event.data === 'string') return this.#fail(this.#violation('a text message'));
         let frame: Dup2ServerFrame;
         try {
@@ -119,7 +127,7 @@ export class Dup2Reader {
     part: ByteRange,
     signal?: AbortSignal,
   ): Promise<Uint8Array<ArrayBuffer>> {
-    const { window } = await this.#welcome;
+    const { window } = await abortable(this.#welcome, signal);
     if (part.end - part.start <= window) {
       await this.#room(part.end - part.start, signal);
       return this.#readOnce(itemId, part, signal);
@@ -149,8 +157,12 @@ export class Dup2Reader {
       if (this.#closed) throw this.#closed;
       signal?.throwIfAborted();
       await new Promise<void>((resolve) => {
-        this.#waiting.push(resolve);
-        signal?.addEventListener('abort', () => resolve(), { once: true });
+        const wake = (): void => {
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.#waiting.push(wake);
+        signal?.addEventListener('abort', wake, { once: true });
       });
     }
     if (this.#closed) throw this.#closed;
@@ -180,26 +192,36 @@ export class Dup2Reader {
           signal?.removeEventListener('abort', onAbort);
           reject(error);
         },
-        timer: this.#silence(readId),
       });
+      this.#watchSilence();
       this.#send({ type: 'read', readId, itemId, start: part.start, end: part.end }, (e) =>
         this.#end(readId, e, false),
       );
     });
   }
 
-  /** Fails a read that gets no byte for `SILENCE_TIMEOUT_MS`. */
-  #silence(readId: number): ReturnType<typeof setTimeout> {
-    return setTimeout(
-      () =>
-        this.#end(
-          readId,
-          new TransportError('stalled', `${this.serverId} sent nothing for a read`, {
-            serverId: this.serverId,
-          }),
-          true,
-        ),
-      SILENCE_TIMEOUT_MS,
+  /**
+   * While reads are open, a connection that sends no frame for the silence timeout is taken for
+   * dead (a half-open TCP connection): it is closed, and its reads fail with `stalled`.
+   */
+  #watchSilence(): void {
+    if (this.#watch !== undefined) return;
+    this.#lastFrame = performance.now();
+    const timeout = silenceTimeout(this.#maxChunk);
+    this.#watch = setInterval(
+      () => {
+        if (this.#reads.size === 0) {
+          clearInterval(this.#watch);
+          this.#watch = undefined;
+        } else if (performance.now() - this.#lastFrame > timeout) {
+          this.#fail(
+            new TransportError('stalled', `${this.serverId} sent nothing for ${timeout} ms`, {
+              serverId: this.serverId,
+            }),
+          );
+        }
+      },
+      Math.min(5000, timeout / 4),
     );
   }
 
@@ -229,9 +251,7 @@ export class Dup2Reader {
       }
       read.bytes.set(frame.payload, read.received);
       read.received += frame.payload.length;
-      clearTimeout(read.timer);
       if (read.received === read.bytes.length) this.#end(frame.readId, undefined, false);
-      else read.timer = this.#silence(frame.readId);
       return;
     }
     if (frame.type === 'error') {
@@ -254,7 +274,6 @@ export class Dup2Reader {
     const read = this.#reads.get(readId);
     if (!read) return;
     this.#reads.delete(readId);
-    clearTimeout(read.timer);
     this.#outstanding -= read.part.end - read.part.start;
     for (const wake of this.#waiting.splice(0)) wake();
     if (error === undefined) {
@@ -288,8 +307,29 @@ export class Dup2Reader {
   #fail(error: Error): void {
     if (this.#closed) return;
     this.#closed = error;
+    clearInterval(this.#watch);
     for (const id of [...this.#reads.keys()]) this.#end(id, error, false);
     for (const wake of this.#waiting.splice(0)) wake();
     if (this.#socket.readyState <= WebSocket.OPEN) this.#socket.close();
   }
+}
+
+/** Waits for `promise`, or rejects with the signal's reason when it aborts first. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }

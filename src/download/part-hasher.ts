@@ -22,7 +22,10 @@ interface Sink {
   close(): void;
 }
 
-/** @internal */
+/**
+ * Hashes an item's parts as they are stored: see the module's description.
+ * @internal
+ */
 export class PartHasher {
   readonly #size: number;
   readonly #read: (start: number, end: number) => Promise<Uint8Array<ArrayBuffer>>;

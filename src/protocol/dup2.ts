@@ -177,14 +177,18 @@ export function encodeDup2Frame(frame: Dup2Frame, target?: Uint8Array): Uint8Arr
       w.string16(frame.name, MAX_NAME_BYTES, 'name', 0);
       break;
     case 'data':
-      if (frame.payload.length === 0) invalid('DATA payload is empty');
-      w.u8(FRAME.DATA);
-      w.uploadId(frame.uploadId);
+    case 'bytes': {
+      // One layout: DATA from a client, BYTES (for a READ) from a server.
+      const data = frame.type === 'data';
+      if (frame.payload.length === 0) invalid(`${data ? 'DATA' : 'BYTES'} payload is empty`);
+      w.u8(data ? FRAME.DATA : FRAME.BYTES);
+      w.uploadId(data ? frame.uploadId : frame.readId);
       w.u64(frame.offset, 'offset');
       if (frame.offset + frame.payload.length > Number.MAX_SAFE_INTEGER) invalid('offset + length');
       w.u32(frame.crc32c, 'crc32c');
       w.bytes(frame.payload);
       break;
+    }
     case 'finish':
       w.u8(FRAME.FINISH);
       w.uploadId(frame.uploadId);
@@ -205,15 +209,6 @@ export function encodeDup2Frame(frame: Dup2Frame, target?: Uint8Array): Uint8Arr
       w.u64(frame.end, 'end');
       if (!(frame.end > frame.start)) invalid('READ end must be greater than start');
       w.string16(checkItemId(frame.itemId), MAX_ITEM_ID_LENGTH, 'itemId', 1);
-      break;
-    case 'bytes':
-      if (frame.payload.length === 0) invalid('BYTES payload is empty');
-      w.u8(FRAME.BYTES);
-      w.uploadId(frame.readId);
-      w.u64(frame.offset, 'offset');
-      if (frame.offset + frame.payload.length > Number.MAX_SAFE_INTEGER) invalid('offset + length');
-      w.u32(frame.crc32c, 'crc32c');
-      w.bytes(frame.payload);
       break;
     case 'welcome':
       w.u8(FRAME.WELCOME);
