@@ -29,8 +29,7 @@ import {
   type TransmitReason,
   MAX_INLINE_BYTES,
   MAX_MESSAGE_BODY_LENGTH,
-  MAX_RELAY_MESSAGE,
-  RELAY_HEADER_BYTES,
+  MAX_REGISTRY_MESSAGE,
   addRange,
   covers,
 } from '../../src/protocol/index.js';
@@ -1397,8 +1396,9 @@ export function createControlServer(options: ControlServerOptions): ControlServe
 
   const registryWss = new WebSocketServer({
     noServer: true,
-    // A relayed server sends the browsers' BYTES frames (up to its `maxMessage`) over its link.
-    maxPayload: Math.max(1024 * 1024, MAX_RELAY_MESSAGE + RELAY_HEADER_BYTES),
+    // Before it registers, a peer is nobody: its messages stay small. A relayed server keeps the
+    // BYTES it sends its browsers within this too (see the upload server's relayed sessions).
+    maxPayload: MAX_REGISTRY_MESSAGE,
     handleProtocols: (protocols) =>
       protocols.has(SUBPROTOCOL_REGISTRY_1) ? SUBPROTOCOL_REGISTRY_1 : false,
   });

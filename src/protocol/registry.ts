@@ -165,6 +165,11 @@ export type RegistryServerMessage = RegisteredMessage | RegistryErrorMessage | R
  * DATA frame of the default 1 MiB chunk.
  */
 export const DEFAULT_RELAY_MAX_MESSAGE = 1024 * 1024 + 17;
+/**
+ * Largest message on the registry link from an upload server, in bytes: 1 MiB. A relayed server's
+ * messages to its browsers (relay frames of `RELAY_HEADER_BYTES` and a `dup/2` frame) stay within it.
+ */
+export const MAX_REGISTRY_MESSAGE = 1024 * 1024;
 /** Largest `maxMessage` a server may register: 64 MiB. */
 export const MAX_RELAY_MESSAGE = 64 * 1024 * 1024;
 /** Bytes of a relay frame before its payload: `u32` channel, `u8` kind. */

@@ -231,10 +231,14 @@ describe('downloader', () => {
     expect(await fileGets()).to.equal(4);
     await store.delete(itemId);
 
-    // dup/2, through a proxy that flips a byte of the third large BYTES frame on its way.
+    // dup/2, through a proxy that flips a byte of the third large BYTES frame on its way. After
+    // the damaged part the downloader asks where the item is again; that answer fails (a control
+    // server briefly away), and the download goes on with what it knew.
     const proxy = await corruptingProxy(d!, 'up-1', 3, true);
+    let locates = 0;
     const downloader = new WsDownloader({
       locate: async (id) => {
+        if (++locates === 2) throw new Error('control server away');
         const l = await bob.locate(id);
         return { ...l, holders: l.holders.map((h) => ({ ...h, wsUrl: proxy.url })) };
       },
@@ -242,10 +246,18 @@ describe('downloader', () => {
       partSize: 2 * MiB,
       retryDelays: [10, 10, 10],
     });
+    const connections = async (): Promise<number> =>
+      (await uploadLogs(d!, 'up-1')).filter(
+        (e) => e.event === 'connection' && e['protocol'] === 'ws-uploader.dup.v2',
+      ).length;
+    const before = await connections();
     const item = await downloader.download(itemId);
     expect(await proxy.corrupted()).to.equal(1);
     expect(item.sha256).to.equal(expected);
     expect(await blobSha256(item.blob)).to.equal(expected);
+    expect(locates).to.be.at.least(2);
+    // One connection for the whole download: the damaged read was asked again on it.
+    expect((await connections()) - before).to.equal(1);
     // No HTTP request for the bytes this time.
     expect(await fileGets()).to.equal(4);
     await store.delete(itemId);
