@@ -8,19 +8,17 @@ import type { WebSocket, RawData } from 'ws';
 import {
   CLOSE,
   covers,
+  DATA_HEADER_BYTES,
   decodeDup2ClientFrame,
   encodeDup2Frame,
-  missingRanges,
   ProtocolError,
   toHex,
-  type ByteRange,
   type Dup2ClientFrame,
   type Dup2ServerFrame,
   type WireErrorCode,
 } from '../../src/protocol/index.js';
 import { crc32c } from '../internal/crc32c.js';
-import { StoreError, type ItemRecord, type ItemStore } from './file-store.js';
-import type { Demand } from './file-route.js';
+import { StoreError, type ItemStore } from './file-store.js';
 import { allowsWrite, type Grant, type ReadGrant } from './grant.js';
 import type { ReadAccess } from './read-access.js';
 import type { BufferBudget } from './buffer-budget.js';
@@ -33,6 +31,13 @@ import {
   unbindUpload,
   unlockWhenSettled,
 } from './session-support.js';
+import { waitForBytes, type Demand } from './wait-for-bytes.js';
+
+/**
+ * Reads open at once on one connection (bound, waiting for bytes or streaming): a READ past them
+ * gets ERROR `window-exceeded` for its id, and the connection stays open.
+ */
+export const MAX_OPEN_READS = 64;
 
 /** What a session needs from its server. */
 export interface Dup2SessionContext {
@@ -62,7 +67,10 @@ export interface Dup2SessionContext {
   readonly maxUploadsPerClient: number;
   /** Bound upload ids by client id, shared by the server's sessions. */
   readonly uploadsByClient: Map<string, number>;
-  /** A connection that sends no bytes for this long is closed (4008), in ms. */
+  /**
+   * A connection that sends no bytes for this long is closed (4008), in ms; one with a read open
+   * is not idle, and its clock starts again when its last read ends.
+   */
   readonly idleTimeoutMs: number;
   /** Interval of WebSocket pings; a peer that misses one is dropped, in ms. */
   readonly heartbeatMs: number;
@@ -101,9 +109,10 @@ interface Read {
   counted: boolean;
   /** Ended by its last BYTES, an ERROR, CANCEL or the connection closing: sends nothing more. */
   ended: boolean;
+  /** Aborted when it ends: stops a wait for bytes not stored yet. */
+  readonly stop: AbortController;
   /** Resolves when it ends. */
   readonly stopped: Promise<void>;
-  readonly stop: () => void;
 }
 
 /** Handles one connection until it closes. */
@@ -113,6 +122,10 @@ export class Dup2Session {
   readonly #uploads = new Map<number, Upload>();
   readonly #holders = new Map<string, LockHolder>();
   readonly #reads = new Map<number, Read>();
+  /** When the last read ended (`performance.now()`), for the idle clock. */
+  #readsEndedAt = -Infinity;
+  /** Largest BYTES payload: `maxChunk`, or less when the connection's messages are capped. */
+  readonly #maxBytes: number;
   /** Bytes of the reads, past their checks, not sent yet: at most `window`. */
   #readOutstanding = 0;
   /** Settles once the last BYTES frame sent has left for the socket (`undefined` when it has). */
@@ -132,10 +145,16 @@ export class Dup2Session {
    * @param ctx the server's settings and storage
    * @param socket the TCP connection under `ws` (none when relayed): bytes arriving on it are
    *   activity, whole messages or not
+   * @param maxMessage the largest message `ws` can send (a relayed socket: what fits in a message
+   *   of the registry link), when it has a limit: BYTES frames are cut to fit
    */
-  constructor(ws: WebSocket, ctx: Dup2SessionContext, socket?: Readable) {
+  constructor(ws: WebSocket, ctx: Dup2SessionContext, socket?: Readable, maxMessage?: number) {
     this.#ws = ws;
     this.#ctx = ctx;
+    this.#maxBytes =
+      maxMessage === undefined
+        ? ctx.maxChunk
+        : Math.min(ctx.maxChunk, maxMessage - DATA_HEADER_BYTES);
     this.#authTimer = superviseConnection(
       ws,
       ctx,
@@ -148,6 +167,8 @@ export class Dup2Session {
           for (const id of [...this.#uploads.keys()]) this.#end(id);
           for (const id of [...this.#reads.keys()]) this.#endRead(id);
         },
+        // The client of a read sends nothing while its BYTES stream (or wait for bytes).
+        lastBusy: () => (this.#reads.size > 0 ? Infinity : this.#readsEndedAt),
       },
       socket,
     );
@@ -330,7 +351,7 @@ export class Dup2Session {
   #data(uploadId: number, offset: number, crc: number, payload: Uint8Array): void {
     const upload = this.#uploads.get(uploadId);
     if (!upload) {
-      this.#error(uploadId, 'unknown-upload', `upload id ${uploadId} is not open`);
+      this.#notAnUpload(uploadId);
       return;
     }
     if (offset + payload.length > upload.size) {
@@ -397,7 +418,7 @@ export class Dup2Session {
   #finish(uploadId: number, sha256: Uint8Array): void {
     const upload = this.#uploads.get(uploadId);
     if (!upload) {
-      this.#error(uploadId, 'unknown-upload', `upload id ${uploadId} is not open`);
+      this.#notAnUpload(uploadId);
       return;
     }
     if (!this.#current(uploadId)) return;
@@ -420,12 +441,31 @@ export class Dup2Session {
   }
 
   /**
-   * READ: checks the id, then who may read (before anything about the item, so a refused reader
-   * learns nothing of it), binds the id, then answers with BYTES or an ERROR.
+   * DATA or FINISH for an id that is no open upload: ERROR `unknown-upload`, which ends whatever
+   * the id is bound to (a read stops).
+   */
+  #notAnUpload(id: number): void {
+    if (this.#reads.has(id))
+      this.#readError(id, 'unknown-upload', `id ${id} is bound to a read, not an upload`);
+    else this.#error(id, 'unknown-upload', `upload id ${id} is not open`);
+  }
+
+  /**
+   * READ: checks the id and the reads open, then who may read (before anything about the item, so
+   * a refused reader learns nothing of it), binds the id, then answers with BYTES or an ERROR.
    */
   #read(readId: number, itemId: string, start: number, end: number): void {
     if (this.#uploads.has(readId) || this.#reads.has(readId)) {
       this.#readError(readId, 'upload-id-in-use', `id ${readId} is bound`, itemId);
+      return;
+    }
+    if (this.#reads.size >= MAX_OPEN_READS) {
+      this.#readError(
+        readId,
+        'window-exceeded',
+        `at most ${MAX_OPEN_READS} reads open at once`,
+        itemId,
+      );
       return;
     }
     const refusal = this.#readRefusal(itemId);
@@ -433,9 +473,11 @@ export class Dup2Session {
       this.#readError(readId, 'unauthorized', refusal, itemId);
       return;
     }
-    let stop!: () => void;
-    const stopped = new Promise<void>((resolve) => (stop = resolve));
-    const read: Read = { itemId, end, at: start, counted: false, ended: false, stopped, stop };
+    const stop = new AbortController();
+    const stopped = new Promise<void>((resolve) =>
+      stop.signal.addEventListener('abort', () => resolve(), { once: true }),
+    );
+    const read: Read = { itemId, end, at: start, counted: false, ended: false, stop, stopped };
     this.#reads.set(readId, read);
     this.#serve(readId, read, start, end).catch((e: unknown) => {
       if (!read.ended) this.#readFailure(readId, read, e);
@@ -487,7 +529,15 @@ export class Dup2Session {
     this.#readOutstanding += end - start;
     const want = { start, end };
     if (!covers(record.ranges, want)) {
-      const ready = await this.#waitForBytes(read, want, record);
+      const ready = await waitForBytes({
+        store,
+        itemId: read.itemId,
+        ranges: [want],
+        record,
+        holdMs: this.#ctx.holdMs ?? 10_000,
+        onDemand: this.#ctx.onDemand,
+        signal: read.stop.signal,
+      });
       if (read.ended) return;
       if (!ready) {
         this.#readError(readId, 'not-ready', `bytes ${start}..${end} are not uploaded yet`);
@@ -498,39 +548,13 @@ export class Dup2Session {
   }
 
   /**
-   * Waits until `want` of the item is stored, raising a demand (as `GET /files` does), at most
-   * `holdMs`; `undefined` when the bytes did not come, or the read ended.
-   */
-  #waitForBytes(read: Read, want: ByteRange, record: ItemRecord): Promise<ItemRecord | undefined> {
-    const { store } = this.#ctx;
-    this.#ctx.onDemand?.({ itemId: read.itemId, ranges: missingRanges(want, record.ranges) });
-    return new Promise((resolve) => {
-      let settled = false;
-      const done = (value: ItemRecord | undefined): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        unwatch();
-        resolve(value);
-      };
-      const check = (r: ItemRecord | undefined): void => {
-        if (r && covers(r.ranges, want)) done(r);
-      };
-      const unwatch = store.watch(read.itemId, check);
-      const timer = setTimeout(() => done(undefined), this.#ctx.holdMs ?? 10_000);
-      void read.stopped.then(() => done(undefined));
-      // Bytes stored between the first look and the watch.
-      store.get(read.itemId).then(check, () => undefined);
-    });
-  }
-
-  /**
-   * Sends `[start, end)` of the item as BYTES frames of `maxChunk` bytes (the last one shorter):
+   * Sends `[start, end)` of the item as BYTES frames of `maxChunk` bytes, or fewer when the
+   * connection's messages are capped (the last one shorter):
    * the store's pieces are merged or split, so frames are large whatever the item was stored in.
    * Bytes changed at rest: the BYTES before them, then ERROR `storage-failed`.
    */
   async #stream(readId: number, read: Read, start: number, end: number): Promise<void> {
-    const max = this.#ctx.maxChunk;
+    const max = this.#maxBytes;
     const held: Buffer[] = [];
     let heldBytes = 0;
     /** The first `n` bytes held, as one buffer (a view when they are in one piece). */
@@ -638,7 +662,8 @@ export class Dup2Session {
     read.ended = true;
     if (read.counted) this.#readOutstanding -= read.end - read.at;
     read.counted = false;
-    read.stop();
+    if (this.#reads.size === 0) this.#readsEndedAt = performance.now();
+    read.stop.abort();
   }
 
   /** Runs store work for an upload after the work before it, turning failures into ERROR frames. */

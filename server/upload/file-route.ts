@@ -5,18 +5,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { covers, missingRanges, type ByteRange } from '../../src/protocol/index.js';
+import type { ByteRange } from '../../src/protocol/index.js';
 import { contentHeaders } from './content-policy.js';
 import type { ItemRecord, ItemStore } from './file-store.js';
 import { parseRange } from './range-header.js';
 import type { CrossOriginResourcePolicy } from './read-access.js';
+import { waitForBytes, type Demand } from './wait-for-bytes.js';
 
-/** A reader waits for ranges of an item that are not stored yet. */
-export interface Demand {
-  readonly itemId: string;
-  /** The missing ranges the reader asked for, sorted, half-open. */
-  readonly ranges: readonly ByteRange[];
-}
+export type { Demand } from './wait-for-bytes.js';
 
 /** What serving needs from the upload server. */
 export interface FileRouteOptions {
@@ -169,7 +165,10 @@ export async function serveItem(
     });
 }
 
-/** Waits until `ranges` of the item are stored, raising a demand; `undefined` after `holdMs`. */
+/**
+ * Waits until `ranges` of the item are stored, raising a demand; `undefined` after `holdMs`, or
+ * once the request is gone.
+ */
 async function waitForRanges(
   req: IncomingMessage,
   itemId: string,
@@ -177,26 +176,22 @@ async function waitForRanges(
   record: ItemRecord,
   options: FileRouteOptions,
 ): Promise<ItemRecord | undefined> {
-  const isReady = (r: ItemRecord): boolean => ranges.every((want) => covers(r.ranges, want));
-  if (isReady(record)) return record;
-  options.onDemand?.({
-    itemId,
-    ranges: ranges.flatMap((want) => missingRanges(want, record.ranges)),
-  });
-  return new Promise((resolve) => {
-    const done = (value: ItemRecord | undefined): void => {
-      clearTimeout(timer);
-      stop();
-      req.off('close', onClose);
-      resolve(value);
-    };
-    const onClose = (): void => done(undefined);
-    const stop = options.store.watch(itemId, (r) => {
-      if (isReady(r)) done(r);
+  const gone = new AbortController();
+  const onClose = (): void => gone.abort();
+  req.on('close', onClose);
+  try {
+    return await waitForBytes({
+      store: options.store,
+      itemId,
+      ranges,
+      record,
+      holdMs: options.holdMs,
+      onDemand: options.onDemand,
+      signal: gone.signal,
     });
-    const timer = setTimeout(() => done(undefined), options.holdMs);
-    req.on('close', onClose);
-  });
+  } finally {
+    req.off('close', onClose);
+  }
 }
 
 /** Streams ranges of the item, each after its multipart header when there are several. */

@@ -17,6 +17,12 @@ import {
   type RelayServerMessage,
 } from '../../src/protocol/index.js';
 
+/**
+ * Largest message the control server takes on a registry link (its WebSocket's `maxPayload`): a
+ * relay frame to a browser, header included, must fit, or the control server drops the whole link.
+ */
+export const REGISTRY_MAX_MESSAGE = 1024 * 1024;
+
 /** What a relay channel needs of the registry link it travels on. */
 export interface RelayPort {
   /** Sends a relay message (JSON text) on the link. */
@@ -51,6 +57,11 @@ export class RelaySocket extends EventEmitter {
   /** The channel on the registry link. */
   readonly channel: number;
   readonly #port: RelayPort;
+  /**
+   * Largest message this socket can send to the browser: what fits in one message of the registry
+   * link with its relay header. A session sending large messages (dup/2 BYTES) keeps under it.
+   */
+  readonly maxMessage: number;
   readonly #maxPayload: number;
   readonly #maxQueued: number;
   readonly #onClosed: () => void;
@@ -82,6 +93,7 @@ export class RelaySocket extends EventEmitter {
     super();
     this.channel = channel;
     this.protocol = protocol;
+    this.maxMessage = REGISTRY_MAX_MESSAGE - RELAY_HEADER_BYTES;
     this.#port = port;
     this.#maxPayload = limits.maxPayload;
     this.#maxQueued = limits.maxQueued;
@@ -104,9 +116,12 @@ export class RelaySocket extends EventEmitter {
   }
 
   /**
-   * Sends a message to the browser: text for a string, binary otherwise.
+   * Sends a message to the browser: text for a string, binary otherwise. One over
+   * {@link maxMessage} is not sent (the control server would drop the link, and every channel on
+   * it): the channel is dropped instead.
    * @param data the message
-   * @param cb called once it is on the link, or with an error when the socket is not open
+   * @param cb called once it is on the link, or with an error when the socket is not open or the
+   *   message too large
    */
   send(
     data: string | Uint8Array | ArrayBuffer,
@@ -124,6 +139,15 @@ export class RelaySocket extends EventEmitter {
       : data instanceof ArrayBuffer
         ? new Uint8Array(data)
         : data;
+    if (payload.length > this.maxMessage) {
+      const error = new RangeError(
+        `relay channel: a message of ${payload.length} bytes is over ${this.maxMessage}`,
+      );
+      this.#error(error);
+      this.terminate();
+      done?.(error);
+      return;
+    }
     this.#frame(text ? RELAY_KIND.TEXT : RELAY_KIND.BINARY, payload, done);
   }
 

@@ -15,6 +15,12 @@ export interface ConnectionEvents {
   idle(): void;
   message(data: RawData, isBinary: boolean): void;
   close(): void;
+  /**
+   * When the connection was last busy sending to the client of its own accord (dup/2 reads, whose
+   * client sends nothing while BYTES stream), as `performance.now()`: `Infinity` while it is,
+   * `-Infinity` when never. A busy connection is not idle; its idle clock starts when it stops.
+   */
+  lastBusy?(): number;
 }
 
 /**
@@ -26,6 +32,7 @@ export interface ConnectionEvents {
  * on a slow link a large DATA frame takes longer to arrive than the idle timeout (1 MiB at 5 KB/s
  * is 200 s), and the peer's pong waits behind it. A ping or pong that arrives alone is a sign of
  * life but not activity. A relayed connection has no socket of its own; its messages count.
+ * A connection busy sending ({@link ConnectionEvents.lastBusy}) is not idle either.
  * @param socket the TCP connection under `ws`, when it has one
  * @returns the auth timer, to clear once the client is welcomed
  */
@@ -54,7 +61,13 @@ export function superviseConnection(
   let idle: NodeJS.Timeout;
   const watchIdle = (ms: number): void => {
     idle = setTimeout(() => {
-      const quiet = performance.now() - lastActivity;
+      const busy = on.lastBusy?.() ?? -Infinity;
+      // Busy now: looked at again a whole timeout later (it may end any time before).
+      if (busy === Infinity) {
+        watchIdle(ctx.idleTimeoutMs);
+        return;
+      }
+      const quiet = performance.now() - Math.max(lastActivity, busy);
       if (quiet >= ctx.idleTimeoutMs) on.idle();
       else watchIdle(ctx.idleTimeoutMs - quiet);
     }, ms);

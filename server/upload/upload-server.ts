@@ -30,7 +30,7 @@ import { serveItem, type Demand, type FileRouteOptions } from './file-route.js';
 import { handleUploads, type HttpUploadOptions } from './http-uploads.js';
 import { handleTus, TUS_PATH, type TusOptions } from './tus.js';
 import { ItemLocks } from './item-locks.js';
-import { RelayChannels } from './relay.js';
+import { RelayChannels, RelaySocket } from './relay.js';
 import {
   authorizeRead,
   CROSS_ORIGIN_RESOURCE_POLICIES,
@@ -373,9 +373,12 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     }
     // The TCP connection, whose bytes count as activity; a relayed browser has none of its own.
     const socket = req.socket instanceof Socket ? req.socket : undefined;
+    // A relayed socket sends over the registry link, whose messages the control server caps.
+    const relayed: unknown = ws;
+    const maxMessage = relayed instanceof RelaySocket ? relayed.maxMessage : undefined;
     const session =
       ws.protocol === SUBPROTOCOL_DUP_2
-        ? new Dup2Session(ws, ctx, socket)
+        ? new Dup2Session(ws, ctx, socket, maxMessage)
         : new Dup1Session(ws, ctx, socket);
     sessions.add(session);
     ws.on('close', () => sessions.delete(session));

@@ -5,14 +5,22 @@ import { mkdtemp, open as openFile, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32c, type Dup2ServerFrame } from '../../src/protocol/index.js';
+import {
+  crc32c,
+  DATA_HEADER_BYTES,
+  RELAY_HEADER_BYTES,
+  type Dup2ServerFrame,
+} from '../../src/protocol/index.js';
 import {
   createControlServer,
   createUploadServer,
+  FileStore,
   type Demand,
+  type ItemRecord,
   type UploadServer,
   type UploadServerOptions,
 } from '../../server/index.js';
+import { MAX_OPEN_READS } from '../../server/upload/dup2-session.js';
 import type { LogEntry } from '../../server/internal/log.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
@@ -40,6 +48,42 @@ function readToken(items?: string[], expiresIn = 60, serverId = 'up-1'): Promise
 type Bytes = Extract<Dup2ServerFrame, { type: 'bytes' }>;
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The most a relayed BYTES payload may be: its frame, with the relay header, fits in 1 MiB. */
+const RELAYED_MAX_BYTES = 1024 * 1024 - RELAY_HEADER_BYTES - DATA_HEADER_BYTES;
+
+/** A FileStore that counts the watches in place (a read waiting for bytes holds one). */
+class CountingStore extends FileStore {
+  watching = 0;
+
+  override watch(itemId: string, listener: (record: ItemRecord) => void): () => void {
+    const unwatch = super.watch(itemId, listener);
+    this.watching++;
+    let removed = false;
+    return () => {
+      if (!removed) this.watching--;
+      removed = true;
+      unwatch();
+    };
+  }
+}
+
+/**
+ * A FileStore whose first look at an item named in `stale` answers as before its bytes were
+ * stored: as if they were stored between a reader's first look and its watch.
+ */
+class StaleStore extends FileStore {
+  readonly stale = new Set<string>();
+
+  override async get(itemId: string): Promise<ItemRecord | undefined> {
+    const record = await super.get(itemId);
+    if (!record || !this.stale.delete(itemId)) return record;
+    return { ...record, ranges: [] };
+  }
+}
+
+/** Timers and intervals in place in this process. */
+const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 describe('dup/2 READ and BYTES on the upload server', () => {
   let dir: string;
@@ -355,6 +399,144 @@ describe('dup/2 READ and BYTES on the upload server', () => {
     await pingPong(p);
   });
 
+  it(`at most ${MAX_OPEN_READS} reads open on a connection: one more gets window-exceeded for its id, the others wait; CANCEL ends them and their watches`, async () => {
+    const store = new CountingStore(dir, { durability: 'write' });
+    await start({ store, holdMs: 60_000 });
+    await seed('song', song, songPieces);
+    await store.open('later', 100_000, { owner: 'alice' });
+    const p = await peer(await readToken());
+    const over = MAX_OPEN_READS + 1;
+    for (let id = 1; id <= over; id++) await p.read(id, 'later', id * 100, id * 100 + 100);
+    expect(await p.next()).to.deep.include({
+      type: 'error',
+      uploadId: over,
+      code: 'window-exceeded',
+    });
+    await until(() => store.watching === MAX_OPEN_READS);
+    // Exactly one refused: the others still wait, and the connection is open.
+    await pingPong(p);
+    for (let id = 1; id <= MAX_OPEN_READS; id++) await p.send({ type: 'cancel', uploadId: id });
+    await pingPong(p);
+    expect(store.watching).to.equal(0);
+    // No not-ready comes for the cancelled reads, and the refused id is free.
+    await p.read(over, 'song', 0, 100);
+    expect((await readAll(p, over, 0, 100)).bytes.equals(song.subarray(0, 100))).to.equal(true);
+    await pingPong(p);
+  });
+
+  it('a connection that closes with reads waiting for bytes leaves no store watch and no timer behind', async () => {
+    const store = new CountingStore(dir, { durability: 'write' });
+    await start({ store, holdMs: 60_000 });
+    await store.open('later', 100_000, { owner: 'alice' });
+    const before = timers();
+    const p = await peer(await readToken());
+    for (let id = 1; id <= 10; id++) await p.read(id, 'later', id * 100, id * 100 + 100);
+    await until(() => store.watching === 10);
+    // Each wait holds its holdMs timer.
+    expect(timers()).to.be.at.least(before + 10);
+    p.ws.terminate();
+    await p.closed;
+    await until(() => store.watching === 0);
+    await until(() => timers() <= before);
+  });
+
+  it('DATA or FINISH on an id bound to a read: ERROR unknown-upload, which ends the read', async () => {
+    const store = new CountingStore(dir, { durability: 'write' });
+    await start({ store, readAccess: 'public', holdMs: 800 });
+    await seed('song', song, songPieces);
+    await store.open('later', 1000, { owner: 'alice' });
+    const p = await peer(await uploadToken());
+    await p.read(5, 'later', 0, 100);
+    await p.read(6, 'later', 0, 100);
+    await until(() => store.watching === 2);
+    await p.data(5, 0, new Uint8Array(10));
+    expect(await p.next()).to.deep.include({ type: 'error', uploadId: 5, code: 'unknown-upload' });
+    expect(store.watching).to.equal(1);
+    await p.send({ type: 'finish', uploadId: 6, sha256: new Uint8Array(32) });
+    expect(await p.next()).to.deep.include({ type: 'error', uploadId: 6, code: 'unknown-upload' });
+    expect(store.watching).to.equal(0);
+    // Nothing was stored, and no not-ready comes after holdMs: both reads ended.
+    expect((await store.get('later'))!.ranges).to.deep.equal([]);
+    await delay(1000);
+    await pingPong(p);
+    // The ids are free again.
+    await p.read(5, 'song', 0, 100);
+    expect((await readAll(p, 5, 0, 100)).bytes.equals(song.subarray(0, 100))).to.equal(true);
+    await p.open(6, 'mine', 10);
+    expect(await p.next()).to.deep.include({ type: 'opened', uploadId: 6 });
+  });
+
+  it('a read waiting for bytes keeps its connection from idling past idleTimeoutMs; the idle clock starts when the read ends; a connection with no read is closed 4008', async () => {
+    await start({ idleTimeoutMs: 1000, holdMs: 2500 });
+    await server!.store.open('later', 1000, { owner: 'alice' });
+    const idler = await peer(await readToken());
+    const idlerSince = Date.now();
+    const reader = await peer(await readToken());
+    const t0 = Date.now();
+    await reader.read(1, 'later', 0, 100);
+    expect((await idler.closed).code).to.equal(4008);
+    expect(Date.now() - idlerSince).to.be.within(900, 2400);
+    expect(await reader.next(5000)).to.deep.include({
+      type: 'error',
+      uploadId: 1,
+      code: 'not-ready',
+    });
+    const ended = Date.now();
+    expect(ended - t0).to.be.at.least(2400);
+    expect((await reader.closed).code).to.equal(4008);
+    expect(Date.now() - ended).to.be.within(900, 2000);
+  }).timeout(10_000);
+
+  it('a slow reader whose BYTES stream for longer than idleTimeoutMs is not closed as idle', async () => {
+    const CHUNK = 64 * 1024;
+    const SIZE = 32 * 1024 * 1024;
+    const big = new Uint8Array(randomBytes(SIZE));
+    await start({ maxChunk: CHUNK, window: SIZE, idleTimeoutMs: 1000 });
+    await seed('big', big, Array<number>(SIZE / (1024 * 1024)).fill(1024 * 1024));
+    const p = await peer(await readToken(['big']));
+    const client = (p.ws as unknown as { _socket: Socket })._socket;
+    client.pause();
+    await p.read(1, 'big', 0, SIZE);
+    // The client sends nothing for 2.5 idle timeouts, while the server waits to send.
+    await delay(2500);
+    client.resume();
+    const frames: Bytes[] = [];
+    let at = 0;
+    while (at < SIZE) {
+      const f = (await p.next()) as Bytes;
+      expect(f).to.deep.include({ type: 'bytes', readId: 1, offset: at });
+      frames.push(f);
+      at += f.payload.length;
+    }
+    expect(sha256(Buffer.concat(frames.map((f) => f.payload))).hex).to.equal(sha256(big).hex);
+    await pingPong(p);
+  }).timeout(30_000);
+
+  it('bytes stored between the first look and the watch are served at once, by a READ and by GET /files', async () => {
+    const store = new StaleStore(dir, { durability: 'write' });
+    await start({ store, holdMs: 5000 });
+    const bytes = new Uint8Array(randomBytes(1000));
+    await store.open('racy', 1000, { owner: 'alice' });
+    await store.write('racy', 0, bytes.subarray(0, 600));
+    const token = await readToken(['racy']);
+    const p = await peer(token);
+    store.stale.add('racy');
+    let t0 = Date.now();
+    await p.read(1, 'racy', 100, 500);
+    expect((await readAll(p, 1, 100, 500)).bytes.equals(bytes.subarray(100, 500))).to.equal(true);
+    expect(Date.now() - t0).to.be.below(1000);
+    store.stale.add('racy');
+    t0 = Date.now();
+    const res = await fetch(`${urls.http}/files/racy`, {
+      headers: { Authorization: `Bearer ${token}`, Range: 'bytes=100-499' },
+    });
+    expect(res.status).to.equal(206);
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes.subarray(100, 500))).to.equal(true);
+    expect(Date.now() - t0).to.be.below(1000);
+    // Each looked as if waiting, so each raised a demand.
+    expect(demands).to.have.length(2);
+  });
+
   it('not-ready after holdMs for bytes not stored, with a demand raised for the missing ranges', async () => {
     await start({ holdMs: 300 });
     const bytes = new Uint8Array(randomBytes(1000));
@@ -446,7 +628,8 @@ describe('dup/2 READ and BYTES on the upload server', () => {
         durability: 'write',
         controlUrl: `${base}/registry`,
         relay: true,
-        // BYTES of a full 1 MiB payload travel to the control server as larger link messages.
+        // The default maxChunk (1 MiB): a BYTES frame of a full one, with its relay header, would
+        // be over the 1 MiB the control server takes on a registry link.
       });
       await until(() => control.servers().some((s) => s.id === 'up-1'));
       const bytes = new Uint8Array(randomBytes(6 * 1024 * 1024 + 5));
@@ -457,6 +640,7 @@ describe('dup/2 READ and BYTES on the upload server', () => {
       const welcome = await p.next();
       expect(welcome.type).to.equal('welcome');
       const { maxChunk } = welcome as Extract<Dup2ServerFrame, { type: 'welcome' }>;
+      expect(maxChunk).to.equal(1024 * 1024);
       // Two reads at once, filling most of the 8 MiB window.
       const half = 3 * 1024 * 1024;
       await p.read(1, 'far', 0, half);
@@ -468,7 +652,8 @@ describe('dup/2 READ and BYTES on the upload server', () => {
       for (let left = bytes.length; left > 0;) {
         const f = (await p.next()) as Bytes;
         expect(f.type).to.equal('bytes');
-        expect(f.payload.length).to.be.within(1, maxChunk);
+        // Each relayed link message (relay header, BYTES header, payload) fits in 1 MiB.
+        expect(f.payload.length).to.be.within(1, RELAYED_MAX_BYTES);
         expect(crc32c(f.payload) >>> 0).to.equal(f.crc32c >>> 0);
         const list = parts.get(f.readId)!;
         const last = list.at(-1);
@@ -480,6 +665,9 @@ describe('dup/2 READ and BYTES on the upload server', () => {
       }
       const got = Buffer.concat([...parts.get(1)!, ...parts.get(2)!].map((f) => f.payload));
       expect(got.equals(bytes)).to.equal(true);
+      // Re-chunked to the cap: every frame of a read but its last is as large as it may be.
+      for (const list of parts.values())
+        for (const f of list.slice(0, -1)) expect(f.payload.length).to.equal(RELAYED_MAX_BYTES);
       p.close();
       await p.closed;
       await server.close();
