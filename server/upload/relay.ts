@@ -15,13 +15,8 @@ import {
   type RelayClientMessage,
   type RelayKind,
   type RelayServerMessage,
+  MAX_REGISTRY_MESSAGE,
 } from '../../src/protocol/index.js';
-
-/**
- * Largest message the control server takes on a registry link (its WebSocket's `maxPayload`): a
- * relay frame to a browser, header included, must fit, or the control server drops the whole link.
- */
-export const REGISTRY_MAX_MESSAGE = 1024 * 1024;
 
 /** What a relay channel needs of the registry link it travels on. */
 export interface RelayPort {
@@ -93,7 +88,7 @@ export class RelaySocket extends EventEmitter {
     super();
     this.channel = channel;
     this.protocol = protocol;
-    this.maxMessage = REGISTRY_MAX_MESSAGE - RELAY_HEADER_BYTES;
+    this.maxMessage = MAX_REGISTRY_MESSAGE - RELAY_HEADER_BYTES;
     this.#port = port;
     this.#maxPayload = limits.maxPayload;
     this.#maxQueued = limits.maxQueued;
