@@ -262,4 +262,43 @@ describe('downloader', () => {
     expect(await fileGets()).to.equal(4);
     await store.delete(itemId);
   });
+
+  it('asks again where the item is when parts fail, and moves them from a holder that went away to the ones left', async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(5 * MiB + 1, 'moved.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
+    // The first answer names a second holder that is gone (nothing listens there), and gives the
+    // real one a WebSocket address where nothing listens either; later answers are the truth.
+    let locates = 0;
+    const downloader = new WsDownloader({
+      locate: async (id) => {
+        const l = await bob.locate(id);
+        if (++locates > 1) return l;
+        const real = l.holders[0]!;
+        const nowhere = { wsUrl: 'ws://127.0.0.1:9/dup', httpUrl: 'http://127.0.0.1:9' };
+        return {
+          ...l,
+          holders: [
+            { ...real, wsUrl: nowhere.wsUrl },
+            { ...real, serverId: 'gone', ...nowhere },
+          ],
+        };
+      },
+      store: new OpfsItemStore(),
+      partSize: 1 * MiB,
+      retryDelays: [10, 10, 10],
+    });
+    await downloader.delete(itemId);
+    let byServer: Record<string, number> = {};
+    downloader.on('progress', (e) => (byServer = e.detail.bytesByServer));
+    const item = await downloader.download(itemId);
+    expect(item.sha256).to.equal(expected);
+    expect(await blobSha256(item.blob)).to.equal(expected);
+    expect(locates).to.be.at.least(2);
+    expect(byServer).to.deep.equal({ 'up-1': file.size });
+    await downloader.delete(itemId);
+  });
 });
