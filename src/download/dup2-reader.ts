@@ -3,6 +3,7 @@
  * by `BYTES`, each chunk's CRC-32C and offset checked. The connection says `HELLO` with the item's
  * read token; reads wait their turn so the bytes asked for stay within the server's window.
  */
+import { abortable } from '../engine/abortable.js';
 import { ServerError, TransportError } from '../errors.js';
 import { SUBPROTOCOL_DUP_2 } from '../protocol/constants.js';
 import { crc32c } from '../protocol/crc32c.js';
@@ -312,24 +313,4 @@ export class Dup2Reader {
     for (const wake of this.#waiting.splice(0)) wake();
     if (this.#socket.readyState <= WebSocket.OPEN) this.#socket.close();
   }
-}
-
-/** Waits for `promise`, or rejects with the signal's reason when it aborts first. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }

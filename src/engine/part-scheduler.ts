@@ -7,6 +7,7 @@ import type { TargetRange } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import type { OpenedUpload, Transport } from './transport.js';
+import { abortable } from './abortable.js';
 import { ItemHasher } from './item-hasher.js';
 import type { ResolvedEngineOptions } from './options.js';
 import type { SocketPool } from './socket-pool.js';
@@ -535,26 +536,7 @@ class TaskRun {
 
   /** `promise`, or a rejection as soon as the task is aborted (a slow read, a server that hangs). */
   #abortable<T>(promise: Promise<T>): Promise<T> {
-    const signal = this.#signal;
-    if (!signal) return promise;
-    return new Promise<T>((resolve, reject) => {
-      if (signal.aborted) {
-        reject(abortedError());
-        return;
-      }
-      const onAbort = (): void => reject(abortedError());
-      signal.addEventListener('abort', onAbort, { once: true });
-      promise.then(
-        (value) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(value);
-        },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error as Error);
-        },
-      );
-    });
+    return abortable(promise, this.#signal, abortedError);
   }
 
   #sleep(ms: number): Promise<void> {
