@@ -1,22 +1,14 @@
 import { css } from 'lit';
 
 /**
- * Styles of `<ws-download>`: the custom properties of `<ws-uploader>`, so one theme styles both.
+ * Styles of `<ws-download>`, after `sharedStyles`: the custom properties of `<ws-uploader>`, so one
+ * theme styles both.
  * Colors follow the page's `color-scheme` (`light-dark()`).
  * @internal
  */
 export const downloadStyles = css`
   :host {
     display: block;
-    font: inherit;
-    color: var(--ws-uploader-color, inherit);
-    --_accent: var(--ws-uploader-accent-color, light-dark(#2563eb, #60a5fa));
-    --_border: var(--ws-uploader-border-color, light-dark(#94a3b8, #64748b));
-    --_error: var(--ws-uploader-error-color, light-dark(#b91c1c, #f87171));
-    --_radius: var(--ws-uploader-radius, 0.5rem);
-  }
-  :host([hidden]) {
-    display: none;
   }
   .head {
     display: flex;
@@ -67,32 +59,6 @@ export const downloadStyles = css`
   [part~='error'] {
     margin: 0.35rem 0 0;
     color: var(--_error);
-  }
-  button {
-    font: inherit;
-    font-size: 0.875em;
-    color: inherit;
-    background: transparent;
-    border: 1px solid var(--_border);
-    border-radius: calc(var(--_radius) / 2);
-    padding: 0.15rem 0.6rem;
-    cursor: pointer;
-  }
-  button:hover {
-    border-color: var(--_accent);
-  }
-  button:focus-visible,
-  a:focus-visible {
-    outline: 3px solid var(--_accent);
-    outline-offset: 2px;
-  }
-  .visually-hidden {
-    position: absolute;
-    width: 1px;
-    height: 1px;
-    overflow: hidden;
-    clip: rect(0 0 0 0);
-    white-space: nowrap;
   }
   @media (prefers-reduced-motion: reduce) {
     .bar {

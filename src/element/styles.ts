@@ -8,20 +8,11 @@ import { css } from 'lit';
 export const styles = css`
   :host {
     display: block;
-    font: inherit;
-    color: var(--ws-uploader-color, inherit);
-    --_accent: var(--ws-uploader-accent-color, light-dark(#2563eb, #60a5fa));
-    --_border: var(--ws-uploader-border-color, light-dark(#94a3b8, #64748b));
-    --_error: var(--ws-uploader-error-color, light-dark(#b91c1c, #f87171));
     --_background: var(--ws-uploader-background, transparent);
     --_gap: var(--ws-uploader-gap, 0.75rem);
-    --_radius: var(--ws-uploader-radius, 0.5rem);
     --_server-0: var(--ws-uploader-server-color-1, light-dark(#2563eb, #60a5fa));
     --_server-1: var(--ws-uploader-server-color-2, light-dark(#16a34a, #4ade80));
     --_server-2: var(--ws-uploader-server-color-3, light-dark(#d97706, #fbbf24));
-  }
-  :host([hidden]) {
-    display: none;
   }
   [part='drop-area'] {
     display: grid;
@@ -37,8 +28,7 @@ export const styles = css`
       border-color 0.15s,
       background-color 0.15s;
   }
-  [part='drop-area']:focus-visible,
-  button:focus-visible {
+  [part='drop-area']:focus-visible {
     outline: 3px solid var(--_accent);
     outline-offset: 2px;
   }
@@ -162,19 +152,6 @@ export const styles = css`
     gap: 0.25rem;
     align-self: center;
   }
-  button {
-    font: inherit;
-    font-size: 0.875em;
-    color: inherit;
-    background: transparent;
-    border: 1px solid var(--_border);
-    border-radius: calc(var(--_radius) / 2);
-    padding: 0.15rem 0.6rem;
-    cursor: pointer;
-  }
-  button:hover {
-    border-color: var(--_accent);
-  }
   [part~='progress'] {
     grid-area: bar;
     margin-top: 0.15rem;
@@ -201,14 +178,6 @@ export const styles = css`
     align-items: baseline;
     justify-content: space-between;
     color: var(--_error);
-  }
-  .visually-hidden {
-    position: absolute;
-    width: 1px;
-    height: 1px;
-    overflow: hidden;
-    clip: rect(0 0 0 0);
-    white-space: nowrap;
   }
   @media (prefers-reduced-motion: reduce) {
     [part='drop-area'],

@@ -18,6 +18,7 @@ import {
   type WsDownloadI18nOverrides,
 } from './download-i18n.js';
 import { downloadStyles } from './download-styles.js';
+import { sharedStyles } from './shared-styles.js';
 
 /** Where a `<ws-download>` is; reflected as its `state` attribute. */
 export type WsDownloadState = 'idle' | 'downloading' | 'done' | 'failed';
@@ -78,7 +79,7 @@ const ITEM_ID = /^[A-Za-z0-9_-]{1,128}$/;
  * </script>
  */
 export class WsDownload extends LitElement {
-  static override styles = downloadStyles;
+  static override styles = [sharedStyles, downloadStyles];
 
   /** The item to download: an id as the control server gives (`[A-Za-z0-9_-]{1,128}`). */
   @property({ attribute: 'item-id' }) itemId = '';

@@ -28,6 +28,7 @@ import { renderHeld, renderItem, type ItemAction } from './item-list.js';
 import { ItemSpeed } from './item-speed.js';
 import { renderServers } from './server-list.js';
 import { styles } from './styles.js';
+import { sharedStyles } from './shared-styles.js';
 
 interface Held {
   readonly key: string;
@@ -95,7 +96,7 @@ const MAX_REJECTED = 5;
  * <ws-uploader control-url="wss://app.example/control" auth-token="…" multiple></ws-uploader>
  */
 export class WsUploader extends LitElement {
-  static override styles = styles;
+  static override styles = [sharedStyles, styles];
 
   /** WebSocket URL of the control server. */
   @property({ attribute: 'control-url' }) controlUrl = '';

@@ -67,6 +67,11 @@ const item = (over: Partial<ItemStatus>): ItemStatus => ({
   ...over,
 });
 
+/** The text of an element's style sheets, in order. */
+function cssOf(styles: CSSResult[]): string {
+  return styles.map((sheet) => sheet.cssText).join('\n');
+}
+
 describe('custom-elements.json describes <ws-uploader>', () => {
   it('lists exactly its observed attributes, each for a property of the element', async () => {
     const d = await declaration();
@@ -127,7 +132,7 @@ describe('custom-elements.json describes <ws-uploader>', () => {
       sorted(d.cssParts.map((p) => p.name)),
     );
     // `file-list` is the element's own list, shown once it has files (the element tests see it).
-    const css = (WsUploader.styles as CSSResult).cssText;
+    const css = cssOf(WsUploader.styles as CSSResult[]);
     expect(sorted(css.match(/--ws-uploader-[a-z0-9-]+/g) ?? [])).to.deep.equal(
       sorted(d.cssProperties.map((p) => p.name)),
     );
@@ -153,7 +158,7 @@ describe('custom-elements.json describes <ws-download>', () => {
 
   it('lists exactly its CSS properties, and parts the element renders', async () => {
     const d = await declaration('ws-download');
-    const css = (WsDownload.styles as CSSResult).cssText;
+    const css = cssOf(WsDownload.styles as CSSResult[]);
     expect(sorted(css.match(/--ws-uploader-[a-z0-9-]+/g) ?? [])).to.deep.equal(
       sorted(d.cssProperties.map((p) => p.name)),
     );
