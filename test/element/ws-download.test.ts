@@ -19,6 +19,7 @@ import {
   userToken,
   type TestDeployment,
 } from '../helpers/servers.js';
+import { registerItemWorker } from '../helpers/media.js';
 import { startedEngine, uploadFile } from '../helpers/engines.js';
 import { wav } from '../helpers/wav.js';
 
@@ -396,15 +397,7 @@ describe('<ws-download stream> with the service worker', () => {
   let registration: ServiceWorkerRegistration | undefined;
 
   before(async () => {
-    registration = await navigator.serviceWorker.register('/src/download/service-worker.js', {
-      type: 'module',
-      scope: '/',
-    });
-    await navigator.serviceWorker.ready;
-    if (!navigator.serviceWorker.controller)
-      await new Promise((r) =>
-        navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }),
-      );
+    registration = await registerItemWorker();
   });
 
   after(async () => {

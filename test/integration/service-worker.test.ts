@@ -5,6 +5,7 @@ import { expect } from '@open-wc/testing';
 import { OpfsItemStore, WsDownloader, WsUploaderEngine } from '../../src/index.js';
 import { Gate, gatedFile } from '../helpers/gated-file.js';
 import { makeWebm } from '../helpers/make-video.js';
+import { nextEvent, registerItemWorker } from '../helpers/media.js';
 import { until } from '../helpers/until.js';
 import { wav } from '../helpers/wav.js';
 import {
@@ -15,28 +16,13 @@ import {
 } from '../helpers/servers.js';
 import { startedEngine, uploadFile } from '../helpers/engines.js';
 
-function once(target: EventTarget, type: string): Promise<Event> {
-  return new Promise((resolve, reject) => {
-    target.addEventListener(type, resolve, { once: true });
-    target.addEventListener('error', () => reject(new Error(`${type}: an error came first`)), {
-      once: true,
-    });
-  });
-}
-
 describe('service worker: items with Range', () => {
   let d: TestDeployment | undefined;
   const engines: WsUploaderEngine[] = [];
   let registration: ServiceWorkerRegistration | undefined;
 
   before(async () => {
-    registration = await navigator.serviceWorker.register('/src/download/service-worker.js', {
-      type: 'module',
-      scope: '/',
-    });
-    await navigator.serviceWorker.ready;
-    if (!navigator.serviceWorker.controller)
-      await once(navigator.serviceWorker, 'controllerchange');
+    registration = await registerItemWorker();
   });
 
   after(async () => {
@@ -78,10 +64,10 @@ describe('service worker: items with Range', () => {
     audio.muted = true;
     audio.preload = 'auto';
     audio.src = url;
-    await once(audio, 'loadedmetadata');
+    await nextEvent(audio, 'loadedmetadata');
     expect(audio.duration).to.be.closeTo(40, 0.1);
     audio.currentTime = 31;
-    await once(audio, 'seeked');
+    await nextEvent(audio, 'seeked');
     expect(audio.currentTime).to.be.closeTo(31, 0.1);
     await audio.play();
     await new Promise((r) => setTimeout(r, 300));
@@ -153,11 +139,11 @@ describe('service worker: items with Range', () => {
     const audio = document.createElement('audio');
     audio.muted = true;
     audio.src = await downloader.url(itemId);
-    await once(audio, 'loadedmetadata');
+    await nextEvent(audio, 'loadedmetadata');
     expect(audio.duration).to.be.closeTo(120, 0.1);
     // 110 s is byte 4 851 044: past what the upload sent (4 MiB) and past its stall (4.5 MiB).
     audio.currentTime = 110;
-    await once(audio, 'seeked');
+    await nextEvent(audio, 'seeked');
     expect(audio.currentTime).to.be.closeTo(110, 0.1);
     await audio.play();
     await until(() => audio.currentTime > 110.2, 10_000);
@@ -192,11 +178,11 @@ describe('service worker: items with Range', () => {
     const video = document.createElement('video');
     video.muted = true;
     video.src = await downloader.url(itemId);
-    await once(video, 'loadedmetadata');
+    await nextEvent(video, 'loadedmetadata');
     expect(video.videoWidth).to.equal(320);
     expect(video.duration).to.be.closeTo(30, 0.5);
     video.currentTime = 22;
-    await once(video, 'seeked');
+    await nextEvent(video, 'seeked');
     expect(video.currentTime).to.be.closeTo(22, 0.5);
     await video.play();
     const at = video.currentTime;

@@ -1,5 +1,6 @@
 import { expect } from '@open-wc/testing';
 import { WsUploaderEngine } from '../../src/index.js';
+import { nextEvent } from '../helpers/media.js';
 import { makeWebm } from '../helpers/make-video.js';
 import {
   httpLog,
@@ -8,20 +9,6 @@ import {
   stopServers,
   type TestDeployment,
 } from '../helpers/servers.js';
-
-function event(target: EventTarget, type: string, timeoutMs = 15_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} in ${timeoutMs} ms`)), timeoutMs);
-    target.addEventListener(
-      type,
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
-}
 
 describe('a video uploaded with ws-uploader', () => {
   let d: TestDeployment | undefined;
@@ -66,17 +53,17 @@ describe('a video uploaded with ws-uploader', () => {
     el.src = `${url}?access_token=${encodeURIComponent(token)}`;
     document.body.append(el);
     try {
-      await event(el, 'loadedmetadata');
+      await nextEvent(el, 'loadedmetadata');
       expect(el.duration).to.be.closeTo(4, 0.2);
       el.currentTime = 2.5;
-      await event(el, 'seeked');
+      await nextEvent(el, 'seeked');
       expect(el.currentTime).to.be.closeTo(2.5, 0.1);
       await el.play();
       const from = el.currentTime;
       await new Promise((r) => setTimeout(r, 400));
       expect(el.currentTime).to.be.greaterThan(from);
       el.currentTime = 0.5;
-      await event(el, 'seeked');
+      await nextEvent(el, 'seeked');
       expect(el.currentTime).to.be.closeTo(0.5, 0.2);
       expect(el.error).to.equal(null);
       // The player read the item by ranges, and the server answered them as ranges.
