@@ -1,5 +1,5 @@
-// One minified ESM file of the element with lit inlined, for the demo and CDN users, and its hash
-// Worker.
+// One minified ESM file of the element with lit inlined, for the demo and CDN users, and its data
+// and hash Workers.
 // The npm build is tsc's per-module output; this bundle is built from it.
 import { nodeResolve } from '@rollup/plugin-node-resolve';
 import terser from '@rollup/plugin-terser';
@@ -28,6 +28,16 @@ export default [
   {
     input: 'dist/src/download/service-worker.js',
     output: { file: 'dist/bundle/ws-uploader-sw.js', format: 'es', sourcemap: true },
+    onwarn,
+    plugins: [
+      nodeResolve({ browser: true, exportConditions: ['production'] }),
+      terser({ ecma: 2022, module: true, format: { comments: false } }),
+    ],
+  },
+  // The data Worker, which the bundle starts from `./data-worker.js` next to itself.
+  {
+    input: 'dist/src/engine/data-worker.js',
+    output: { file: 'dist/bundle/data-worker.js', format: 'es', sourcemap: true },
     onwarn,
     plugins: [
       nodeResolve({ browser: true, exportConditions: ['production'] }),

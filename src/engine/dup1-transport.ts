@@ -18,7 +18,7 @@ import {
   type Dup1ServerMessage,
 } from '../protocol/dup1.js';
 import type { ServerInfo } from '../protocol/control.js';
-import { toHex } from '../protocol/hex.js';
+import { fromHex, toHex } from '../protocol/hex.js';
 import { truncateUtf8, utf8Length } from '../protocol/utf8.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import { adaptiveChunk } from './chunk-size.js';
@@ -156,7 +156,7 @@ interface Upload {
   readonly room: Room;
   inFlight: number;
   cursor: number;
-  finished?: Waiter<void>;
+  finished?: Waiter<Uint8Array>;
   roomWaiters: (() => void)[];
   done: boolean;
 }
@@ -331,7 +331,7 @@ export class Dup1Transport implements Transport {
     upload.connection.sendBytes(payload);
   }
 
-  finish(uploadId: number, sha256: Uint8Array): Promise<void> {
+  finish(uploadId: number, sha256: Uint8Array | undefined): Promise<Uint8Array> {
     const upload = this.#uploads.get(uploadId);
     if (!upload || upload.done)
       return Promise.reject(
@@ -349,7 +349,9 @@ export class Dup1Transport implements Transport {
         REPLY_TIMEOUT_MS,
       );
       upload.finished = { resolve, reject, timer };
-      upload.connection.send({ type: 'finish', sha256: toHex(sha256) });
+      upload.connection.send(
+        sha256 ? { type: 'finish', sha256: toHex(sha256) } : { type: 'finish' },
+      );
     });
   }
 
@@ -384,7 +386,7 @@ export class Dup1Transport implements Transport {
         if (!finished) return;
         delete upload.finished;
         this.#options.clock.clearTimeout(finished.timer);
-        finished.resolve();
+        finished.resolve(fromHex(message.sha256));
         return;
       }
       case 'error':

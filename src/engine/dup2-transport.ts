@@ -37,7 +37,7 @@ interface UploadSlot {
   readonly listener: UploadListener;
   inFlight: number;
   opened?: Pending<OpenedFrame>;
-  finished?: Pending<void>;
+  finished?: Pending<Uint8Array>;
 }
 
 /**
@@ -285,10 +285,10 @@ export class Dup2Transport implements Transport {
   }
 
   /**
-   * Asks the server to verify the whole item.
-   * @param sha256 digest of the whole item
+   * Completes the item: the server verifies it against `sha256`, or computes its digest.
+   * @param sha256 digest of the whole item, when the page attests one
    */
-  finish(uploadId: number, sha256: Uint8Array): Promise<void> {
+  finish(uploadId: number, sha256: Uint8Array | undefined): Promise<Uint8Array> {
     const slot = this.#uploads.get(uploadId);
     if (!slot)
       return Promise.reject(
@@ -296,7 +296,7 @@ export class Dup2Transport implements Transport {
       );
     return new Promise((resolve, reject) => {
       slot.finished = this.#awaitReply(uploadId, 'COMPLETE', resolve, reject);
-      this.#send(encodeDup2Frame({ type: 'finish', uploadId, sha256 }));
+      this.#send(encodeDup2Frame({ type: 'finish', uploadId, ...(sha256 ? { sha256 } : {}) }));
     });
   }
 
@@ -384,7 +384,7 @@ export class Dup2Transport implements Transport {
       }
       case 'complete': {
         const slot = this.#uploads.get(frame.uploadId);
-        slot?.finished?.resolve();
+        slot?.finished?.resolve(frame.sha256);
         if (slot) delete slot.finished;
         return;
       }

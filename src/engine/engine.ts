@@ -24,12 +24,12 @@ import {
 } from '../errors.js';
 import { ControlChannel } from './control-channel.js';
 import { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
-import { ItemHasher } from './item-hasher.js';
 import { resolveOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
-import { PartScheduler, type TaskProgress } from './part-scheduler.js';
+import { LocalDataPlane, type DataPlane } from './data-plane.js';
+import { WorkerDataPlane } from './data-worker-client.js';
+import type { TaskProgress } from './part-scheduler.js';
 import { checkFile, fileOf, itemMime, itemName, lockItem, ResumeKeeper } from './resume-keeper.js';
 import { isFileHandle } from './resume-store.js';
-import { SocketPool } from './socket-pool.js';
 import {
   ConnectionState,
   ItemState,
@@ -47,8 +47,6 @@ import {
 interface Held {
   readonly blob: Blob;
   status: ItemStatus;
-  /** The item's SHA-256 so far, shared by its tasks; dropped once it is complete. */
-  hasher?: ItemHasher;
   /** Published (or being published) inline. */
   inline?: boolean;
   /** Made by `send()`: inline whatever the `inlineMax` option says, and only inline. */
@@ -120,8 +118,8 @@ const RASTER_IMAGE_TYPES = new Set([
 export class WsUploaderEngine extends EventTarget {
   readonly #options: ResolvedEngineOptions;
   readonly #control: ControlChannel;
-  readonly #pool: SocketPool;
-  readonly #scheduler: PartScheduler;
+  /** Connections to the upload servers and the tasks sending over them (in the data Worker). */
+  readonly #plane: DataPlane;
   readonly #items = new Map<string, Held>();
   #servers: readonly ServerStatus[] = [];
   #abort = new AbortController();
@@ -167,14 +165,30 @@ export class WsUploaderEngine extends EventTarget {
       typeof resume === 'object'
         ? new ResumeKeeper(resume.store!, (error) => this.#emit('error', { error }))
         : undefined;
-    this.#pool = new SocketPool(this.#options, {
-      change: (servers) => {
+    const handlers = {
+      change: (servers: ServerStatus[]) => {
         this.#servers = servers;
         this.#emit('servers', { servers });
       },
-      probe: (results) => this.#control.send({ type: 'probe', results }),
-    });
-    this.#scheduler = new PartScheduler(this.#options, this.#pool);
+      probe: (results: { serverId: string; rttMs: number; throughput?: number }[]) =>
+        this.#control.send({ type: 'probe', results }),
+    };
+    const script = this.#options.dataWorker;
+    this.#plane = script
+      ? new WorkerDataPlane(
+          script,
+          this.#options,
+          {
+            hashWorker:
+              options.hashWorker instanceof URL ? options.hashWorker.href : (options.hashWorker ?? true),
+            askRetry: options.onShouldRetry !== undefined,
+          },
+          {
+            ...handlers,
+            degraded: (message) => this.#emit('degraded', { reason: 'data-worker', message }),
+          },
+        )
+      : new LocalDataPlane(this.#options, handlers);
     this.#control = new ControlChannel(this.#options, {
       message: (m) => this.#onControl(m),
       state: (state) => {
@@ -215,7 +229,16 @@ export class WsUploaderEngine extends EventTarget {
   /** The upload servers: their state, RTT and throughput. */
   get servers(): readonly ServerStatus[] {
     // Measured now: throughput moves with every acknowledgement, between `servers` events.
-    return this.#servers.length === 0 ? this.#servers : this.#pool.statuses();
+    return this.#servers.length === 0 ? this.#servers : this.#plane.statuses();
+  }
+
+  /**
+   * Where the bytes are read, checked and sent: `'worker'` in the data Worker, `'page'` on the
+   * page's main thread (the `dataWorker` option is off, or the Worker could not start: see the
+   * `degraded` event).
+   */
+  get dataThread(): 'worker' | 'page' {
+    return this.#plane instanceof WorkerDataPlane && this.#plane.inWorker ? 'worker' : 'page';
   }
 
   /** Items added to this engine. */
@@ -270,7 +293,7 @@ export class WsUploaderEngine extends EventTarget {
     }
     this.#abort.abort();
     this.#control.close();
-    this.#pool.close();
+    this.#plane.close();
     this.#started = undefined;
   }
 
@@ -290,7 +313,10 @@ export class WsUploaderEngine extends EventTarget {
     if (options.chunkSize !== undefined) this.#options.chunkSize = checked.chunkSize;
     if (options.maxParallel !== undefined) this.#options.maxParallel = checked.maxParallel;
     if ('inlineMax' in options) this.#options.inlineMax = checked.inlineMax;
-    this.#scheduler.pump();
+    this.#plane.configure({
+      ...(options.chunkSize === undefined ? {} : { chunkSize: checked.chunkSize }),
+      ...(options.maxParallel === undefined ? {} : { maxParallel: checked.maxParallel }),
+    });
   }
 
   /**
@@ -733,7 +759,7 @@ export class WsUploaderEngine extends EventTarget {
       case 'welcome': {
         this.#clientId = message.clientId;
         this.#serverInlineMax = message.limits.inlineMax ?? 0;
-        this.#pool.update(message.servers);
+        this.#plane.update(message.servers);
         this.#resolveStarted?.();
         for (const room of this.#rooms) this.#control.send({ type: 'join', room });
         // Items added while disconnected; after a reconnect that did not resume the session (the
@@ -760,7 +786,7 @@ export class WsUploaderEngine extends EventTarget {
       case 'authed':
         return;
       case 'servers':
-        this.#pool.update(message.servers);
+        this.#plane.update(message.servers);
         return;
       case 'published':
         for (const id of message.itemIds)
@@ -1055,7 +1081,7 @@ export class WsUploaderEngine extends EventTarget {
   #drop(itemId: string): void {
     const held = this.#items.get(itemId);
     if (!held || !this.#items.delete(itemId)) return;
-    held.hasher?.close();
+    this.#plane.forget(itemId);
     this.#resume?.unlock(itemId);
     for (const waiting of held.paused?.splice(0) ?? [])
       waiting.reject(new DOMException('the item was dropped', 'AbortError'));
@@ -1148,14 +1174,9 @@ export class WsUploaderEngine extends EventTarget {
           : { bytesByServer: maxByServer(s.bytesByServer, p.bytesByServer) }),
       }));
     };
-    return this.#scheduler
+    return this.#plane
       .run(
-        {
-          itemId: task.itemId,
-          name: held.status.name,
-          blob: held.blob,
-          hasher: () => (held.hasher ??= new ItemHasher(held.blob, this.#options.hashWorker)),
-        },
+        { itemId: task.itemId, name: held.status.name, blob: held.blob },
         task.ranges as TargetRange[],
         onProgress,
         {
@@ -1307,8 +1328,7 @@ export class WsUploaderEngine extends EventTarget {
   /** An item is stored: its record goes, and its lock. */
   #finished(held: Held): void {
     const { itemId } = held.status;
-    held.hasher?.close();
-    held.hasher = undefined;
+    this.#plane.forget(itemId);
     if (held.remembered) this.#resume?.drop(itemId);
     held.remembered = false;
     this.#resume?.unlock(itemId);

@@ -50,6 +50,12 @@ export interface EngineEventDetails {
    * their ids, and are published again: the upload goes on from what the servers hold.
    */
   restore: { readonly items: readonly ItemStatus[] };
+  /**
+   * The engine works, but less well than it could: `data-worker` when its data Worker could not
+   * start (a Content-Security-Policy without `worker-src`, a script that is not served) or died,
+   * so the page's main thread reads, checksums and sends the bytes. Uploads go on.
+   */
+  degraded: { readonly reason: 'data-worker'; readonly message: string };
   /** Something failed; `room` names a room the control server did not let this browser join. */
   error: { readonly error: WsUploaderError; readonly itemId?: string; readonly room?: string };
 }

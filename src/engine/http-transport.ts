@@ -14,7 +14,7 @@ import {
   type WireErrorCode,
 } from '../protocol/constants.js';
 import type { ControlErrorCode } from '../protocol/control.js';
-import { toHex } from '../protocol/hex.js';
+import { fromHex, toHex } from '../protocol/hex.js';
 import { truncateUtf8, utf8Length } from '../protocol/utf8.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import { adaptiveChunk } from './chunk-size.js';
@@ -229,29 +229,38 @@ export class HttpTransport implements Transport {
     );
   }
 
-  async finish(uploadId: number, sha256: Uint8Array): Promise<void> {
+  async finish(uploadId: number, sha256: Uint8Array | undefined): Promise<Uint8Array> {
     const upload = this.#uploads.get(uploadId);
     const { meta } = upload ?? {};
     if (!upload || !meta)
       throw new TransportError('socket-closed', 'upload is gone', { serverId: this.info.id });
-    const digest = `sha-256=:${toBase64(sha256)}:`;
-    // The last byte again (unchanged bytes may be sent again), now with the item's digest.
-    if (meta.size === 0) {
-      await this.post(meta, sha256, upload.abort.signal);
-      return;
-    }
+    if (meta.size === 0) return this.post(meta, sha256, upload.abort.signal);
+    // The last byte again (unchanged bytes may be sent again), now with the item's digest, or
+    // asking the server to compute it.
     const answer = await this.#put(
       upload,
       meta.size - 1,
       meta.size,
       meta.blob.slice(meta.size - 1),
-      digest,
+      sha256 ? `sha-256=:${toBase64(sha256)}:` : COMPUTE_DIGEST,
     );
     if (answer.complete !== true)
       throw new ServerError('incomplete', `${this.info.id} does not hold the whole item`, {
         serverId: this.info.id,
         itemId: meta.itemId,
       });
+    return this.#digestOf(answer, sha256, meta.itemId);
+  }
+
+  /** The SHA-256 a completing answer reports (the page's own, when it attested one). */
+  #digestOf(answer: Described, sha256: Uint8Array | undefined, itemId: string): Uint8Array {
+    if (typeof answer.sha256 === 'string' && /^[0-9a-f]{64}$/.test(answer.sha256))
+      return fromHex(answer.sha256);
+    if (sha256) return sha256;
+    throw new ServerError('internal', `${this.info.id} completed the item without its SHA-256`, {
+      serverId: this.info.id,
+      itemId,
+    });
   }
 
   release(uploadId: number): void {
@@ -282,7 +291,7 @@ export class HttpTransport implements Transport {
     end: number,
     body: BodyInit,
     digest: string | undefined,
-  ): Promise<{ complete?: boolean }> {
+  ): Promise<Described> {
     const { meta } = upload;
     const headers: Record<string, string> = {
       ...this.#auth(),
@@ -295,7 +304,8 @@ export class HttpTransport implements Transport {
       if (meta.name)
         headers['Item-Name'] = encodeURIComponent(truncateUtf8(meta.name, MAX_NAME_BYTES));
     }
-    if (digest) headers['Repr-Digest'] = digest;
+    if (digest === COMPUTE_DIGEST) headers['Upload-Complete'] = '?1';
+    else if (digest) headers['Repr-Digest'] = digest;
     const timeout = this.#timeoutMs(end - start, upload.requests);
     const signal = AbortSignal.any([upload.abort.signal, AbortSignal.timeout(timeout)]);
     let response: Response;
@@ -316,15 +326,21 @@ export class HttpTransport implements Transport {
   }
 
   /**
-   * Sends a whole item as one `multipart/form-data` `POST` with its SHA-256, which the server checks
-   * as it stores the bytes: the short road for a small item, and the way an empty one is created.
+   * Sends a whole item as one `multipart/form-data` `POST`, with its SHA-256 for the server to check
+   * when the page attests one (else the server computes it): the short road for a small item, and
+   * the way an empty one is created.
+   * @returns the SHA-256 the server verified or computed
    * @throws {ServerError | TransportError} as a `PUT` would
    */
-  async post(meta: UploadMeta, sha256: Uint8Array, signal?: AbortSignal): Promise<void> {
+  async post(
+    meta: UploadMeta,
+    sha256: Uint8Array | undefined,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
     const form = new FormData();
     form.append('itemId', meta.itemId);
     form.append('size', String(meta.size));
-    form.append('sha256', toHex(sha256));
+    if (sha256) form.append('sha256', toHex(sha256));
     form.append('file', meta.blob.slice(0, meta.size, meta.mime), meta.name || 'item');
     const timeout = AbortSignal.timeout(this.#timeoutMs(meta.size, 1));
     let response: Response;
@@ -340,6 +356,7 @@ export class HttpTransport implements Transport {
       throw e;
     }
     if (!response.ok) throw await this.#error(response, meta.itemId);
+    return this.#digestOf(await describe(response), sha256, meta.itemId);
   }
 
   /**
@@ -399,11 +416,20 @@ export class HttpTransport implements Transport {
   }
 }
 
+/** What a `2xx` answer says of the item. */
+interface Described {
+  readonly complete?: boolean;
+  readonly sha256?: unknown;
+}
+
+/** `#put`'s `digest` that asks the server to complete the item with a digest of its own. */
+const COMPUTE_DIGEST = 'compute';
+
 /** The item as a `2xx` answer describes it (nothing, when the body is not the JSON it should be). */
-async function describe(response: Response): Promise<{ complete?: boolean }> {
+async function describe(response: Response): Promise<Described> {
   try {
     const body: unknown = await response.json();
-    return typeof body === 'object' && body !== null ? (body as { complete?: boolean }) : {};
+    return typeof body === 'object' && body !== null ? (body as Described) : {};
   } catch {
     return {};
   }

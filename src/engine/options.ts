@@ -102,15 +102,47 @@ export interface EngineOptions {
    * @default true
    */
   hashWorker?: boolean | string | URL;
+  /**
+   * What guards the bytes of an item, besides TLS:
+   * - `'transport'`: the page computes no digest of the whole item. Each `dup/2` chunk carries a
+   *   CRC-32C; HTTP parts go as `Blob` bodies the browser streams from the file. The upload server
+   *   computes the item's SHA-256 from the bytes it stored and reports it, and `complete` carries it.
+   *   An item split over several servers is still hashed by the page (no one server has all of it).
+   * - `'sha256'`: the page also computes the item's SHA-256 from the file and the server verifies it
+   *   before the item counts as stored: proof, end to end, that the server holds what the page read.
+   * @default 'transport'
+   */
+  integrity?: Integrity;
+  /**
+   * Where the sockets to the upload servers, the file reads, checksums, hashing and framing run:
+   * `true` in a dedicated Worker started from `data-worker.js` next to the engine's module (and
+   * next to `dist/bundle/ws-uploader.min.js`), a URL string or `URL` for a copy served elsewhere,
+   * `false` on the page's thread. Where the Worker cannot start (a Content-Security-Policy without
+   * `worker-src`, say), the page's thread does the work and a `degraded` event says so. Options
+   * that are functions of the page's (`createSocket`, `clock`, `random`) keep the work on the
+   * page's thread. @default true
+   */
+  dataWorker?: boolean | string | URL;
 }
+
+/** The `integrity` option: see {@link EngineOptions.integrity}. */
+export type Integrity = 'sha256' | 'transport';
 
 /** Options with every default filled in. */
 export type ResolvedEngineOptions = Required<
-  Omit<EngineOptions, 'authToken' | 'auth' | 'hashWorker'>
+  Omit<EngineOptions, 'authToken' | 'auth' | 'hashWorker' | 'dataWorker' | 'onShouldRetry'>
 > & {
+  /** The `onShouldRetry` hook, or the engine's answer; it may answer later (from another thread). */
+  onShouldRetry: (
+    error: WsUploaderError,
+    attempt: number,
+    retryable: boolean,
+  ) => boolean | Promise<boolean>;
   auth: () => string | Promise<string>;
   /** Starts a hash Worker; none to hash on the page's thread. */
   hashWorker: HashWorkerFactory | undefined;
+  /** The data Worker's script; none to do the data work on the page's thread. */
+  dataWorker: URL | string | undefined;
 };
 
 /** Default engine options. */
@@ -158,6 +190,30 @@ function resolveHashWorker(
   )
     throw new ConfigError('`hashWorker` must be a boolean, a URL string or a URL');
   return hashWorkerFactory(value ?? true);
+}
+
+/** The `integrity` option, checked. */
+function resolveIntegrity(value: Integrity | undefined): Integrity {
+  if (value === undefined) return 'transport';
+  if (value !== 'sha256' && value !== 'transport')
+    throw new ConfigError("`integrity` must be 'sha256' or 'transport'");
+  return value;
+}
+
+/** The `dataWorker` option, checked: the Worker's script, or none. */
+function resolveDataWorker(options: EngineOptions): URL | string | undefined {
+  const value = options.dataWorker;
+  if (
+    value !== undefined &&
+    typeof value !== 'boolean' &&
+    typeof value !== 'string' &&
+    !(value instanceof URL)
+  )
+    throw new ConfigError('`dataWorker` must be a boolean, a URL string or a URL');
+  if (value === false || typeof Worker === 'undefined') return undefined;
+  // The page's own functions cannot cross into a Worker: the work stays with them.
+  if (options.createSocket || options.clock || options.random) return undefined;
+  return value === undefined || value === true ? new URL('./data-worker.js', import.meta.url) : value;
 }
 
 /**
@@ -208,5 +264,7 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     inlineMax: nonNegative('inlineMax', options.inlineMax),
     resume: resolveResume(options.resume),
     hashWorker: resolveHashWorker(options.hashWorker),
+    integrity: resolveIntegrity(options.integrity),
+    dataWorker: resolveDataWorker(options),
   };
 }

@@ -246,9 +246,16 @@ class TaskRun {
   /** Aborted when the task is, or when sending to one of its servers failed for good. */
   readonly #stop = new AbortController();
   readonly #signal: AbortSignal;
-  readonly #hasher: ItemHasher;
+  #itemHasher: ItemHasher | undefined;
   /** Whether the task covers the whole item (then it has the item's digest). */
   readonly #whole: boolean;
+  /**
+   * Whether the page computes the item's SHA-256: integrity `sha256`, or a whole item split over
+   * several servers (no one server can compute it). Set by {@link TaskRun.run}.
+   */
+  #hashing = false;
+  /** The item's SHA-256 as a server verified or computed it (at `finish`). */
+  #serverDigest: Uint8Array | undefined;
   readonly #total: number;
   #stored: ByteRange[] = [];
   /** What each server holds of the task's ranges. */
@@ -273,7 +280,6 @@ class TaskRun {
     this.#signal = this.#stop.signal;
     if (signal?.aborted) this.#stop.abort();
     else signal?.addEventListener('abort', () => this.#stop.abort(), { once: true });
-    this.#hasher = item.hasher?.() ?? new ItemHasher(item.blob, options.hashWorker);
     this.#total = rangeBytes(ranges);
     const merged = ranges.reduce<ByteRange[]>((all, r) => addRange(all, r), []);
     this.#whole = covers(merged, { start: 0, end: item.blob.size });
@@ -295,6 +301,8 @@ class TaskRun {
     }
     // Every server at once. Ranges going to several servers are hashed from the file alongside (the
     // bytes each server is sent do not come in the item's order).
+    this.#hashing =
+      this.#whole && (this.#options.integrity === 'sha256' || byServer.size > 1 || size === 0);
     if (multipart && byServer.size === 1 && this.#whole && size > 0) {
       const [serverId] = byServer.keys();
       try {
@@ -304,7 +312,7 @@ class TaskRun {
         if (this.#signal.aborted) throw e;
       }
     }
-    if (this.#whole && byServer.size > 1) this.#hasher.ahead();
+    if (this.#hashing && byServer.size > 1) this.#hasher.ahead();
     let failure: { error: unknown } | undefined;
     await Promise.all(
       [...byServer].map(([serverId, ranges]) =>
@@ -318,7 +326,12 @@ class TaskRun {
     if (failure) throw failure.error;
     // The item's digest only for a task that covers all of it: for a part (a reader's ranges) it
     // would mean reading the rest of the file, for nothing.
-    const sha256 = this.#whole ? toHex(await this.#abortable(this.#hasher.digest())) : undefined;
+    const digest = !this.#whole
+      ? undefined
+      : this.#hashing
+        ? await this.#abortable(this.#hasher.digest())
+        : this.#serverDigest;
+    const sha256 = digest && toHex(digest);
     return {
       itemId: this.#item.itemId,
       name: this.#item.name,
@@ -344,7 +357,7 @@ class TaskRun {
         const retryable =
           (error instanceof TransportError || (error instanceof ServerError && error.retryable)) &&
           attempt < delays.length;
-        if (!this.#options.onShouldRetry(error, attempt, retryable)) throw error;
+        if (!(await this.#options.onShouldRetry(error, attempt, retryable))) throw error;
         // Past the last delay (the hook asked for more tries), the last one again.
         const delay = delays[Math.min(attempt, delays.length - 1)]!;
         await this.#sleep(Math.floor(this.#options.random() * delay));
@@ -400,7 +413,7 @@ class TaskRun {
         for (const mine of ranges) this.#addStored(intersect(r, mine), serverId);
       }
       // Blobs go out without being read here: the item's digest is read from the file alongside.
-      if (transport.takesBlobs && this.#whole) this.#hasher.ahead();
+      if (transport.takesBlobs && this.#hashing) this.#hasher.ahead();
       this.#pool.sending(serverId);
       const check = (): void => {
         this.#checkAborted();
@@ -434,7 +447,7 @@ class TaskRun {
               const current = await this.#abortable(next);
               if (!current) break;
               next = blocks.next();
-              await this.#hasher.update(current.offset, current.bytes);
+              if (this.#hashing) await this.#hasher.update(current.offset, current.bytes);
               check();
               const { offset: base, bytes } = current;
               for (let at = 0; at < bytes.length;) {
@@ -453,9 +466,10 @@ class TaskRun {
       // A server that holds the whole item verifies it, even one that had it already.
       const whole = covers(ranges.reduce<ByteRange[]>(addRange, []), { start: 0, end: blob.size });
       if (whole) {
-        const digest = await this.#abortable(this.#hasher.digest());
+        const digest = this.#hashing ? await this.#abortable(this.#hasher.digest()) : undefined;
         if (failure) throw failure;
-        await this.#abortable(transport.finish(uploadId, digest));
+        const verified = await this.#abortable(transport.finish(uploadId, digest));
+        this.#serverDigest ??= verified;
       }
     } finally {
       this.#signal.removeEventListener('abort', onAbort);
@@ -469,13 +483,14 @@ class TaskRun {
    */
   async #post(serverId: string): Promise<UploadResult> {
     const { itemId, name, blob } = this.#item;
-    const sha256 = await this.#abortable(this.#hasher.digest());
+    const sha256 = this.#hashing ? await this.#abortable(this.#hasher.digest()) : undefined;
     const http = await this.#abortable(this.#pool.http(serverId));
-    await http.post({ itemId, size: blob.size, mime: blob.type, name, blob }, sha256, this.#signal);
+    const meta = { itemId, size: blob.size, mime: blob.type, name, blob };
+    const verified = await http.post(meta, sha256, this.#signal);
     this.#sent = blob.size;
     this.#pool.stored(serverId, blob.size);
     this.#addStored({ start: 0, end: blob.size }, serverId);
-    return { itemId, name, size: blob.size, sha256: toHex(sha256), servers: [serverId] };
+    return { itemId, name, size: blob.size, sha256: toHex(verified), servers: [serverId] };
   }
 
   /**
@@ -528,6 +543,12 @@ class TaskRun {
       bytesTotal: this.#total,
       bytesByServer,
     });
+  }
+
+  /** The item's running SHA-256 (shared with the item's other tasks), made when first needed. */
+  get #hasher(): ItemHasher {
+    return (this.#itemHasher ??=
+      this.#item.hasher?.() ?? new ItemHasher(this.#item.blob, this.#options.hashWorker));
   }
 
   #checkAborted(): void {

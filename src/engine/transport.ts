@@ -85,8 +85,12 @@ export interface Transport {
   waitForRoom(uploadId: number, bytes: number, signal?: AbortSignal): Promise<void>;
   /** Sends a slice of an open upload: bytes, or a `Blob` when {@link Transport.takesBlobs}. */
   sendData(uploadId: number, offset: number, payload: Uint8Array | Blob): void;
-  /** Asks the server to verify the whole item against its SHA-256. */
-  finish(uploadId: number, sha256: Uint8Array): Promise<void>;
+  /**
+   * Completes the item on the server: with `sha256`, the server verifies the whole item against it
+   * (integrity `sha256`); without, it computes the digest itself (integrity `transport`).
+   * @returns the SHA-256 the server verified or computed
+   */
+  finish(uploadId: number, sha256: Uint8Array | undefined): Promise<Uint8Array>;
   /** Forgets an upload (and tells the server). */
   release(uploadId: number): void;
   /** Closes the connection. */

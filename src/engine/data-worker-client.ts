@@ -1,0 +1,242 @@
+/**
+ * The page's side of the data Worker: a {@link DataPlane} whose sockets, reads and hashing run in
+ * the Worker (`data-worker.ts`). Until the Worker answers it queues what it is asked; where the
+ * Worker cannot start, or dies, it carries on with a {@link LocalDataPlane} on the page's thread
+ * (tasks that were running there run again, from what the servers hold) and says so once.
+ */
+import type { ServerInfo, TargetRange } from '../protocol/control.js';
+import { LocalDataPlane, type DataPlane, type PlaneItem, type PlaneSettings } from './data-plane.js';
+import {
+  errorFrom,
+  type FromWorker,
+  type ToWorker,
+  type WorkerOptions,
+} from './data-worker-messages.js';
+import type { ResolvedEngineOptions } from './options.js';
+import type { RunOptions, TaskProgress } from './part-scheduler.js';
+import type { SocketPoolHandlers } from './socket-pool.js';
+import type { ServerStatus, UploadResult } from './types.js';
+import type { WsUploaderError } from '../errors.js';
+
+/** Time the Worker has to answer `init` before the page does the work itself, in ms. */
+const READY_TIMEOUT_MS = 10_000;
+
+/** Callbacks of a {@link WorkerDataPlane}. */
+export interface WorkerPlaneHandlers extends SocketPoolHandlers {
+  /** The Worker could not start, or died: the page's thread does the data work from now on. */
+  degraded(reason: string): void;
+}
+
+interface Run {
+  readonly item: PlaneItem;
+  readonly ranges: readonly TargetRange[];
+  readonly onProgress: (p: TaskProgress) => void;
+  readonly options: RunOptions;
+  readonly resolve: (result: UploadResult) => void;
+  readonly reject: (error: unknown) => void;
+  readonly onAbort: () => void;
+}
+
+/**
+ * A data plane in a dedicated Worker.
+ * @internal
+ */
+export class WorkerDataPlane implements DataPlane {
+  readonly #options: ResolvedEngineOptions;
+  readonly #handlers: WorkerPlaneHandlers;
+  #worker: Worker | undefined;
+  #ready = false;
+  /** Messages waiting for the Worker's `ready`. */
+  #queue: ToWorker[] = [];
+  /** The page's own plane, once the Worker failed. */
+  #local: LocalDataPlane | undefined;
+  readonly #runs = new Map<number, Run>();
+  #nextRun = 1;
+  #servers: ServerStatus[] = [];
+  /** The last server list given, for a plane started later. */
+  #serverList: readonly ServerInfo[] | undefined;
+  #closed = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * @param script the data Worker's module script
+   * @param options the engine's options
+   * @param given what the Worker needs of the options as the page gave them
+   * @param handlers told of server changes, RTTs, and a Worker that could not do the work
+   */
+  constructor(
+    script: URL | string,
+    options: ResolvedEngineOptions,
+    given: Pick<WorkerOptions, 'hashWorker' | 'askRetry'>,
+    handlers: WorkerPlaneHandlers,
+  ) {
+    this.#options = options;
+    this.#handlers = handlers;
+    let worker: Worker;
+    try {
+      worker = new Worker(script, { type: 'module', name: 'ws-uploader-data' });
+    } catch (e) {
+      // A Content-Security-Policy may refuse it at once.
+      this.#fallBack(`the data Worker could not start: ${String(e)}`);
+      return;
+    }
+    this.#worker = worker;
+    worker.onmessage = (event: MessageEvent<FromWorker>) => this.#onMessage(event.data);
+    worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.#fallBack(`the data Worker failed: ${event.message || 'it could not be loaded'}`);
+    };
+    worker.onmessageerror = () => this.#fallBack('the data Worker sent a message that cannot be read');
+    this.#timer = setTimeout(
+      () => this.#fallBack(`the data Worker did not start within ${READY_TIMEOUT_MS} ms`),
+      READY_TIMEOUT_MS,
+    );
+    this.#post({ type: 'init', options: { ...workerOptions(options), ...given } }, true);
+  }
+
+  /** Whether the work is done in the Worker (`false` once the page took it over). */
+  get inWorker(): boolean {
+    return this.#local === undefined;
+  }
+
+  statuses(): ServerStatus[] {
+    return this.#local ? this.#local.statuses() : this.#servers;
+  }
+
+  update(servers: readonly ServerInfo[]): void {
+    this.#closed = false;
+    this.#serverList = servers;
+    if (this.#local) this.#local.update(servers);
+    else this.#post({ type: 'update', servers });
+  }
+
+  configure(settings: PlaneSettings): void {
+    if (this.#local) this.#local.configure(settings);
+    else this.#post({ type: 'configure', settings });
+  }
+
+  run(
+    item: PlaneItem,
+    ranges: readonly TargetRange[],
+    onProgress: (p: TaskProgress) => void,
+    options: RunOptions,
+  ): Promise<UploadResult> {
+    if (this.#local) return this.#local.run(item, ranges, onProgress, options);
+    return new Promise<UploadResult>((resolve, reject) => {
+      const runId = this.#nextRun++;
+      const { signal } = options;
+      const onAbort = (): void => this.#post({ type: 'abort', runId });
+      const run: Run = { item, ranges, onProgress, options, resolve, reject, onAbort };
+      this.#runs.set(runId, run);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#post({
+        type: 'run',
+        runId,
+        item: { itemId: item.itemId, name: item.name, blob: item.blob },
+        ranges,
+        options: {
+          priority: options.priority,
+          urgent: options.urgent === true,
+          multipart: options.multipart === true,
+          ...(options.deadline === undefined ? {} : { deadline: options.deadline }),
+        },
+      });
+      if (signal?.aborted) onAbort();
+    });
+  }
+
+  forget(itemId: string): void {
+    if (this.#local) this.#local.forget(itemId);
+    else this.#post({ type: 'forget', itemId });
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#serverList = undefined;
+    if (this.#local) this.#local.close();
+    else this.#post({ type: 'close' });
+  }
+
+  #post(message: ToWorker, now = false): void {
+    if (!this.#worker) return;
+    if (this.#ready || now) this.#worker.postMessage(message);
+    else this.#queue.push(message);
+  }
+
+  #onMessage(message: FromWorker): void {
+    switch (message.type) {
+      case 'ready': {
+        clearTimeout(this.#timer);
+        this.#ready = true;
+        for (const m of this.#queue.splice(0)) this.#worker!.postMessage(m);
+        return;
+      }
+      case 'servers':
+        this.#servers = message.servers;
+        if (message.changed) this.#handlers.change(message.servers);
+        return;
+      case 'probe':
+        this.#handlers.probe(message.results);
+        return;
+      case 'progress':
+        this.#runs.get(message.runId)?.onProgress(message.progress);
+        return;
+      case 'done':
+      case 'failed': {
+        const run = this.#runs.get(message.runId);
+        if (!run) return;
+        this.#runs.delete(message.runId);
+        run.options.signal?.removeEventListener('abort', run.onAbort);
+        if (message.type === 'done') run.resolve(message.result);
+        else run.reject(errorFrom(message.error));
+        return;
+      }
+      case 'should-retry': {
+        const { askId, attempt, retryable } = message;
+        const error = errorFrom(message.error) as WsUploaderError;
+        Promise.resolve()
+          .then(() => this.#options.onShouldRetry(error, attempt, retryable))
+          .then(
+            (retry) => this.#post({ type: 'retry-answer', askId, retry: retry === true }),
+            () => this.#post({ type: 'retry-answer', askId, retry: false }),
+          );
+        return;
+      }
+    }
+  }
+
+  /** The page's thread takes over: running tasks run again there, from what the servers hold. */
+  #fallBack(reason: string): void {
+    if (this.#local) return;
+    clearTimeout(this.#timer);
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    this.#queue = [];
+    const local = new LocalDataPlane(this.#options, this.#handlers);
+    this.#local = local;
+    this.#handlers.degraded(reason);
+    if (this.#serverList && !this.#closed) local.update(this.#serverList);
+    for (const run of this.#runs.values()) {
+      run.options.signal?.removeEventListener('abort', run.onAbort);
+      local.run(run.item, run.ranges, run.onProgress, run.options).then(run.resolve, run.reject);
+    }
+    this.#runs.clear();
+  }
+}
+
+/** The options the Worker runs with. */
+function workerOptions(
+  options: ResolvedEngineOptions,
+): Omit<WorkerOptions, 'hashWorker' | 'askRetry'> {
+  return {
+    chunkSize: options.chunkSize,
+    partSize: options.partSize,
+    protocols: options.protocols,
+    maxParallel: options.maxParallel,
+    probeCount: options.probeCount,
+    probeIntervalMs: options.probeIntervalMs,
+    stallTimeoutMs: options.stallTimeoutMs,
+    retryDelays: options.retryDelays,
+    integrity: options.integrity,
+  };
+}
