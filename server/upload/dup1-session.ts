@@ -260,7 +260,8 @@ export class Dup1Session {
     upload.writes.add(write);
   }
 
-  #finish(sha256: string): void {
+  /** `finish`: verifies `sha256`, or without it computes the digest; `complete` carries it. */
+  #finish(sha256: string | undefined): void {
     const upload = this.#upload;
     if (!upload) return this.#error('unknown-upload', 'no upload is open');
     const grant = this.#grant!;
@@ -272,8 +273,9 @@ export class Dup1Session {
       try {
         const before = await this.#ctx.store.get(upload.itemId);
         const record = await this.#ctx.store.finish(upload.itemId, sha256);
+        const digest = record.sha256!;
         if (upload.ended) return;
-        this.#send({ type: 'complete', sha256 });
+        this.#send({ type: 'complete', sha256: digest });
         this.#end();
         if (before && !before.complete) {
           this.#ctx.log('item-complete', {
@@ -281,8 +283,9 @@ export class Dup1Session {
             size: record.size,
             owner: grant.owner,
             protocol: 'dup/1',
+            ...(sha256 === undefined ? { digest: 'computed' } : {}),
           });
-          this.#ctx.onComplete?.(upload.itemId, sha256, record.size);
+          this.#ctx.onComplete?.(upload.itemId, digest, record.size);
         }
       } catch (e) {
         if (!upload.ended) this.#storeError(e);

@@ -1,6 +1,7 @@
 /**
  * One dup/2 WebSocket connection on the upload server: authenticates the HELLO, binds
- * upload ids to items, stores DATA, acknowledges stored ranges and verifies FINISH; and serves
+ * upload ids to items, stores DATA, acknowledges stored ranges and verifies FINISH (or, for a
+ * FINISH without a digest, computes the item's SHA-256); and serves
  * READs with BYTES frames, to a connection whose token allows reading.
  */
 import type { Readable } from 'node:stream';
@@ -11,6 +12,7 @@ import {
   DATA_HEADER_BYTES,
   decodeDup2ClientFrame,
   encodeDup2Frame,
+  fromHex,
   ProtocolError,
   toHex,
   type Dup2ClientFrame,
@@ -415,7 +417,12 @@ export class Dup2Session {
     });
   }
 
-  #finish(uploadId: number, sha256: Uint8Array): void {
+  /**
+   * FINISH: with `sha256`, verifies the item against it; without, the server computes the item's
+   * SHA-256 itself (from the stored bytes, checked against their CRC-32C). Either way COMPLETE
+   * carries the digest the item is now complete with.
+   */
+  #finish(uploadId: number, sha256: Uint8Array | undefined): void {
     const upload = this.#uploads.get(uploadId);
     if (!upload) {
       this.#notAnUpload(uploadId);
@@ -425,15 +432,19 @@ export class Dup2Session {
     this.#enqueue(uploadId, upload, async () => {
       await Promise.all(upload.writes);
       if (upload.ended) return;
-      const hex = toHex(sha256);
       const before = await this.#ctx.store.get(upload.itemId);
-      const record = await this.#ctx.store.finish(upload.itemId, hex);
-      if (!upload.ended) this.#send({ type: 'complete', uploadId, sha256 });
+      const record = await this.#ctx.store.finish(
+        upload.itemId,
+        sha256 === undefined ? undefined : toHex(sha256),
+      );
+      const hex = record.sha256!;
+      if (!upload.ended) this.#send({ type: 'complete', uploadId, sha256: fromHex(hex) });
       if (before && !before.complete) {
         this.#ctx.log('item-complete', {
           itemId: upload.itemId,
           size: record.size,
           owner: this.#grant?.owner,
+          ...(sha256 === undefined ? { digest: 'computed' } : {}),
         });
         this.#ctx.onComplete?.(upload.itemId, hex, record.size);
       }

@@ -116,7 +116,10 @@ export interface ItemStore {
   write(itemId: string, offset: number, bytes: Uint8Array, crc?: number): Promise<ItemRecord>;
   /**
    * Verifies the whole item against `sha256` (hex) and marks it complete; without `sha256`, marks
-   * it complete with the digest of what is stored (for protocols that send none, such as tus).
+   * it complete with the digest of what is stored (a client that sends none: a dup/2 FINISH without
+   * a digest, an http/1 completion without `Repr-Digest`, tus), each byte it reads back checked
+   * against the checksum it was stored with first (bytes changed at rest: `storage-failed`, and the
+   * item forgets them). `incomplete` while any byte is missing.
    */
   finish(itemId: string, sha256?: string): Promise<ItemRecord>;
   /** Deletes a partial item; `false` when there is none (or it is complete). */
@@ -339,7 +342,8 @@ export class FileStore implements ItemStore {
           await slot.handle.close();
           delete slot.handle;
         }
-        actual = await this.#digest(slot);
+        // Nothing to compare with: what is read back is checked against the chunks' CRC-32C.
+        actual = await this.#digest(slot, expected === undefined);
       } catch (e) {
         throw storageError(e, `could not read back ${itemId}`);
       }
@@ -512,19 +516,44 @@ export class FileStore implements ItemStore {
     }
   }
 
-  /** The SHA-256 of the whole item: the running digest, finished from disk, or all from disk. */
-  async #digest(slot: Slot): Promise<string> {
+  /**
+   * The SHA-256 of the whole item: the running digest, finished from disk, or all from disk. Runs
+   * in the item's queue, with every byte stored.
+   * @param checked whether the bytes read back are checked against their chunks' CRC-32C first
+   *   (when the digest is not compared with the client's, nothing else would catch bytes changed
+   *   at rest): a chunk that does not match is forgotten, and `storage-failed` thrown
+   */
+  async #digest(slot: Slot, checked: boolean): Promise<string> {
     await slot.hashing;
     const { size, itemId } = slot.record;
     const hash = slot.hash && slot.hashedTo <= size ? slot.hash : createHash('sha256');
     const from = hash === slot.hash ? slot.hashedTo : 0;
     slot.hash = undefined;
-    if (from < size) {
+    if (from < size && !checked) {
       for await (const chunk of createReadStream(this.#dataPath(itemId), {
         start: from,
         end: size - 1,
       }))
         hash.update(chunk as Buffer);
+    } else if (from < size) {
+      const fh = await open(this.#dataPath(itemId), 'r');
+      try {
+        for (const c of chunksOverlapping(slot.chunks, from, size)) {
+          const bytes = Buffer.allocUnsafe(c.end - c.start);
+          const { bytesRead } = await fh.read(bytes, 0, bytes.length, c.start);
+          if (bytesRead !== bytes.length || crc32c(bytes) !== c.crc32c) {
+            await this.#forget(slot, [c]);
+            this.#onCorrupt?.(itemId, { start: c.start, end: c.end });
+            throw new StoreError(
+              'storage-failed',
+              `bytes ${c.start}..${c.end} of ${itemId} changed at rest; they must be uploaded again`,
+            );
+          }
+          hash.update(bytes.subarray(Math.max(from, c.start) - c.start));
+        }
+      } finally {
+        await fh.close();
+      }
     }
     return hash.digest('hex');
   }

@@ -33,6 +33,8 @@ export interface HttpUploadOptions {
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
   /** Write locks on items, shared by every protocol of the server. */
   readonly locks: ItemLocks;
+  /** Called when an item becomes complete and verified (its SHA-256 in hex). */
+  readonly onComplete?: (itemId: string, sha256: string, size: number) => void;
 }
 
 /** HTTP status of each error code. */
@@ -188,7 +190,7 @@ async function storeMultipartFile(
   const actual = hash.digest('hex');
   if (sha256 !== undefined && sha256 !== actual)
     throw new HttpError('digest-mismatch', 'the file does not match field sha256');
-  return options.store.finish(itemId, actual);
+  return completeItem(itemId, actual, options);
 }
 
 async function putPart(
@@ -223,11 +225,34 @@ async function putPart(
       record.ranges[0]!.start === 0 &&
       record.ranges[0]!.end === size
     ) {
-      record = await options.store.finish(itemId, hex);
+      record = await completeItem(itemId, hex, options);
     }
   }
   res.writeHead(200, { 'Content-Type': 'application/json', ...rangeHeaders(record) });
   res.end(JSON.stringify(describe(record)));
+}
+
+/**
+ * Completes an item whose every byte is stored: verified against `sha256` (hex), or without it
+ * with the digest the store computes; tells `onComplete` when it was not complete before.
+ */
+export async function completeItem(
+  itemId: string,
+  sha256: string | undefined,
+  options: HttpUploadOptions,
+): Promise<ItemRecord> {
+  const before = await options.store.get(itemId);
+  const record = await options.store.finish(itemId, sha256);
+  if (before && !before.complete && record.complete && record.sha256 !== undefined) {
+    options.log('item-complete', {
+      itemId,
+      size: record.size,
+      owner: record.owner,
+      ...(sha256 === undefined ? { digest: 'computed' } : {}),
+    });
+    options.onComplete?.(itemId, record.sha256, record.size);
+  }
+  return record;
 }
 
 async function headItem(

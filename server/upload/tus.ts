@@ -16,7 +16,13 @@ import {
 import { bearerToken } from '../internal/http-server.js';
 import { StoreError, type ItemRecord } from './file-store.js';
 import type { Grant } from './grant.js';
-import { HTTP_STATUS, HttpError, writeStream, type HttpUploadOptions } from './http-uploads.js';
+import {
+  completeItem,
+  HTTP_STATUS,
+  HttpError,
+  writeStream,
+  type HttpUploadOptions,
+} from './http-uploads.js';
 
 /** Path prefix of the tus endpoint. */
 export const TUS_PATH = '/tus/';
@@ -173,7 +179,7 @@ async function create(
   } else {
     req.resume();
   }
-  if (length === 0) record = await options.store.finish(itemId);
+  if (length === 0) record = await completeItem(itemId, undefined, options);
   res.writeHead(201, { Location: location, ...describe(record, options) }).end();
 }
 
@@ -236,7 +242,7 @@ async function concatenate(
       undefined,
     );
   }
-  const record = await options.store.finish(itemId);
+  const record = await completeItem(itemId, undefined, options);
   res.writeHead(201, { Location: `${TUS_PATH}${itemId}`, ...describe(record, options) }).end();
 }
 
@@ -308,7 +314,7 @@ async function receive(
   await writeStream(body, itemId, offset, size, grant, options, undefined);
   const latest = (await options.store.get(itemId))!;
   if (latest.size > 0 && offsetOf(latest) === latest.size && !latest.complete)
-    return options.store.finish(itemId);
+    return completeItem(itemId, undefined, options);
   return latest;
 }
 

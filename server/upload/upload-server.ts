@@ -362,6 +362,8 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
     verify: ctx.verify,
     log,
     locks,
+    // Items completed over HTTP are reported like those of dup/2 and dup/1.
+    onComplete: ctx.onComplete,
   };
   const tus: TusOptions = { ...uploads, partialTtlMs };
   const sessions = new Set<Dup2Session | Dup1Session>();

@@ -1,7 +1,8 @@
 /**
  * Codec of the Data Upload Protocol, version 1 (`dup/1`): the older, simpler protocol. One upload
  * per WebSocket; JSON text frames for control, binary frames for the bytes, written where the last
- * `open` or `seek` put the cursor. No per-chunk checksum: the SHA-256 at `finish` guards the item.
+ * `open` or `seek` put the cursor. No per-chunk checksum: the SHA-256 at `finish` guards the item
+ * (a `finish` without one asks the server to compute it, and then nothing but the transport does).
  */
 import {
   ITEM_ID_PATTERN,
@@ -26,7 +27,8 @@ export type Dup1ClientMessage =
       readonly name: string;
     }
   | { readonly type: 'seek'; readonly offset: number }
-  | { readonly type: 'finish'; readonly sha256: string }
+  /** Without `sha256`, the server computes the item's SHA-256 and reports it in `complete`. */
+  | { readonly type: 'finish'; readonly sha256?: string | undefined }
   | { readonly type: 'ping'; readonly time: number };
 
 /** Messages a dup/1 server sends as text frames. */
@@ -86,7 +88,9 @@ export function decodeDup1ClientMessage(text: string): Dup1ClientMessage {
     case 'seek':
       return { type: 'seek', offset: int(o, 'offset') };
     case 'finish': {
+      // Absent: the server computes the digest.
       const sha256 = o['sha256'];
+      if (sha256 === undefined) return { type: 'finish' };
       if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256))
         bad('sha256 must be 64 lowercase hex digits');
       return { type: 'finish', sha256 };

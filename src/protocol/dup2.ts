@@ -46,11 +46,15 @@ export interface DataFrame {
   readonly crc32c: number;
   readonly payload: Uint8Array;
 }
-/** FINISH: the client has sent every byte; the server verifies the SHA-256 of the whole item. */
+/**
+ * FINISH: the client has sent every byte. With `sha256`, the server verifies the SHA-256 of the
+ * whole item against it; without (a 5-byte frame), the server computes the SHA-256 of what it
+ * stores and reports it in COMPLETE.
+ */
 export interface FinishFrame {
   readonly type: 'finish';
   readonly uploadId: number;
-  readonly sha256: Uint8Array;
+  readonly sha256?: Uint8Array | undefined;
 }
 /** CANCEL: the client gives up an upload; the server forgets the upload id. */
 export interface CancelFrame {
@@ -96,7 +100,10 @@ export interface AckFrame {
   readonly start: number;
   readonly end: number;
 }
-/** COMPLETE: the item is whole and its SHA-256 verified. */
+/**
+ * COMPLETE: the item is whole; `sha256` is its SHA-256, verified against FINISH's or, after a
+ * FINISH without one, computed by the server.
+ */
 export interface CompleteFrame {
   readonly type: 'complete';
   readonly uploadId: number;
@@ -192,7 +199,7 @@ export function encodeDup2Frame(frame: Dup2Frame, target?: Uint8Array): Uint8Arr
     case 'finish':
       w.u8(FRAME.FINISH);
       w.uploadId(frame.uploadId);
-      w.digest(frame.sha256);
+      if (frame.sha256 !== undefined) w.digest(frame.sha256);
       break;
     case 'cancel':
       w.u8(FRAME.CANCEL);
@@ -349,9 +356,14 @@ export function decodeDup2Frame(bytes: Uint8Array, limits: Dup2DecodeLimits = {}
       frame = { type: 'read', readId, itemId, start, end };
       break;
     }
-    case FRAME.FINISH:
-      frame = { type: 'finish', uploadId: r.uploadId(), sha256: r.digest() };
+    case FRAME.FINISH: {
+      // 5 bytes: no digest, the server computes it; else 37, with the digest.
+      const uploadId = r.uploadId();
+      frame = r.atEnd()
+        ? { type: 'finish', uploadId }
+        : { type: 'finish', uploadId, sha256: r.digest() };
       break;
+    }
     case FRAME.CANCEL:
       frame = { type: 'cancel', uploadId: r.uploadId() };
       break;
@@ -432,6 +444,7 @@ function frameSize(frame: Dup2Frame): number {
     case 'read':
       return 1 + 4 + 8 + 8 + 2 + utf8Length(frame.itemId);
     case 'finish':
+      return frame.sha256 === undefined ? 5 : 1 + 4 + SHA256_BYTES;
     case 'complete':
       return 1 + 4 + SHA256_BYTES;
     case 'cancel':
@@ -616,6 +629,10 @@ class Reader {
     } catch {
       return invalid(`${field} is not valid UTF-8`);
     }
+  }
+
+  atEnd(): boolean {
+    return this.#pos === this.#buf.length;
   }
 
   rest(): Uint8Array {

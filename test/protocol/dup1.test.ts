@@ -17,6 +17,7 @@ const CLIENT: Dup1ClientMessage[] = [
   { type: 'open', itemId: 'a', size: 10, mime: 'video/webm', name: 'clip.webm' },
   { type: 'seek', offset: 5 },
   { type: 'finish', sha256: SHA },
+  { type: 'finish' },
   { type: 'ping', time: 1.5 },
 ];
 
@@ -31,7 +32,7 @@ const SERVER: Dup1ServerMessage[] = [
 
 describe('dup/1 codec', () => {
   for (const m of CLIENT) {
-    it(`round-trips client message ${m.type}`, () => {
+    it(`round-trips client message ${m.type}${'sha256' in m || m.type !== 'finish' ? '' : ' without sha256'}`, () => {
       expect(decodeDup1ClientMessage(encodeDup1Message(m))).to.deep.equal(m);
     });
   }
@@ -40,6 +41,20 @@ describe('dup/1 codec', () => {
       expect(decodeDup1ServerMessage(encodeDup1Message(m))).to.deep.equal(m);
     });
   }
+
+  it('reads a finish without sha256 as one that asks the server for the digest, and refuses a sha256 that is not 64 lowercase hex digits', () => {
+    expect(encodeDup1Message({ type: 'finish' })).to.equal('{"type":"finish"}');
+    expect(decodeDup1ClientMessage('{"type":"finish"}')).to.deep.equal({ type: 'finish' });
+    for (const bad of ['null', '""', '"AB"', `"${'AB'.repeat(32)}"`, '1', `"${'a'.repeat(63)}"`])
+      expect(
+        codeOf(() => decodeDup1ClientMessage(`{"type":"finish","sha256":${bad}}`)),
+        bad,
+      ).to.equal('message-invalid');
+    // The server's complete always carries the digest.
+    expect(codeOf(() => decodeDup1ServerMessage('{"type":"complete"}'))).to.equal(
+      'message-invalid',
+    );
+  });
 
   it('sends ranges as [start, end] pairs', () => {
     expect(encodeDup1Message(SERVER[1]!)).to.equal(

@@ -26,6 +26,7 @@ const VECTORS: [string, Dup2Frame, string][] = [
     '03 00000002 0000000100000005 f130f21e 010203',
   ],
   ['FINISH', { type: 'finish', uploadId: 1, sha256: SHA }, `04 00000001 ${SHA_HEX}`],
+  ['FINISH without digest', { type: 'finish', uploadId: 1 }, '04 00000001'],
   ['CANCEL', { type: 'cancel', uploadId: 7 }, '05 00000007'],
   ['PING', { type: 'ping', time: 1.5 }, '06 3ff8000000000000'],
   [
@@ -85,6 +86,8 @@ describe('dup/2 codec', () => {
       // DATA and BYTES have their payload last: any cut inside the payload is another valid frame.
       const minimum = frame.type === 'data' || frame.type === 'bytes' ? 18 : full.length;
       for (let n = 1; n < minimum; n++) {
+        // A FINISH cut right after its upload id is the FINISH without a digest.
+        if (frame.type === 'finish' && n === 5) continue;
         expect(
           codeOf(() => decodeDup2Frame(full.subarray(0, n))),
           `length ${n}`,
@@ -110,6 +113,49 @@ describe('dup/2 codec', () => {
     const small = new Uint8Array(10);
     expect(encodeDup2Frame(frame, small).buffer).to.not.equal(small.buffer);
     expect([...small]).to.deep.equal(new Array(10).fill(0));
+  });
+
+  it('decodes a FINISH of 5 bytes as one without a digest and one of 37 with it; any other length is refused', () => {
+    const full = hex(`04 00000009 ${SHA_HEX}`);
+    expect(decodeDup2ClientFrame(full.subarray(0, 5))).to.deep.equal({
+      type: 'finish',
+      uploadId: 9,
+    });
+    expect((decodeDup2ClientFrame(full.subarray(0, 5)) as { sha256?: unknown }).sha256).to.equal(
+      undefined,
+    );
+    expect(decodeDup2ClientFrame(full)).to.deep.equal({ type: 'finish', uploadId: 9, sha256: SHA });
+    const longer = new Uint8Array(64).fill(0xcd);
+    longer.set(full);
+    for (let n = 1; n <= longer.length; n++) {
+      if (n === 5 || n === 37) continue;
+      const expected = n < 5 || n < 37 ? 'frame-truncated' : 'frame-trailing-bytes';
+      expect(
+        codeOf(() => decodeDup2ClientFrame(longer.subarray(0, n))),
+        `length ${n}`,
+      ).to.equal(expected);
+    }
+    // Upload id 0 is refused in both forms.
+    expect(codeOf(() => decodeDup2Frame(hex('04 00000000')))).to.equal('frame-invalid-field');
+  });
+
+  it('encodes a FINISH without a digest in 5 bytes, with one in 37, and no other digest length', () => {
+    expect(encodeDup2Frame({ type: 'finish', uploadId: 2 })).to.have.length(5);
+    expect(encodeDup2Frame({ type: 'finish', uploadId: 2, sha256: undefined })).to.have.length(5);
+    expect(encodeDup2Frame({ type: 'finish', uploadId: 2, sha256: SHA })).to.have.length(37);
+    for (const length of [0, 1, 31, 33])
+      expect(
+        codeOf(() =>
+          encodeDup2Frame({ type: 'finish', uploadId: 2, sha256: new Uint8Array(length) }),
+        ),
+        `digest of ${length} bytes`,
+      ).to.equal('frame-invalid-field');
+    // Into a reused buffer too: exactly 5 bytes, nothing past them.
+    const target = new Uint8Array(64).fill(0xee);
+    expect([...encodeDup2Frame({ type: 'finish', uploadId: 2 }, target)]).to.deep.equal([
+      4, 0, 0, 0, 2,
+    ]);
+    expect(target[5]).to.equal(0xee);
   });
 
   it('rejects an empty frame with frame-empty', () => {

@@ -55,7 +55,11 @@ const frame: fc.Arbitrary<Dup2Frame> = fc.oneof(
     crc32c: fc.nat(0xffff_ffff),
     payload: fc.uint8Array({ minLength: 1, maxLength: 512 }),
   }),
-  fc.record({ type: fc.constant('finish' as const), uploadId, sha256: digest }),
+  // With a digest (37 bytes) or without (5 bytes): the key is absent, not undefined.
+  fc.record(
+    { type: fc.constant('finish' as const), uploadId, sha256: digest },
+    { requiredKeys: ['type', 'uploadId'] },
+  ),
   fc.record({ type: fc.constant('cancel' as const), uploadId }),
   fc.record({ type: fc.constant('ping' as const), time: finite }),
   fc

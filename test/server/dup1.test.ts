@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -122,6 +122,45 @@ describe('upload server (dup/1)', () => {
     const read = await createReadToken(SECRET, 'up-1', { subject: 'reader', items: ['old'] });
     const res = await fetch(`${http}/files/old?access_token=${read}`);
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
+  });
+
+  it('completes an item on a finish without sha256 with the SHA-256 it computes, and serves it with that digest', async () => {
+    const p = await connect();
+    const bytes = new Uint8Array(randomBytes(150_000));
+    const digest = sha256(bytes).hex;
+    await p.send({ type: 'open', itemId: 'computed', size: bytes.length, mime: '', name: '' });
+    await p.next();
+    // The end first, then the start: some bytes are read back to compute the digest.
+    await p.send({ type: 'seek', offset: 100_000 });
+    await p.send(bytes.subarray(100_000));
+    await p.send({ type: 'seek', offset: 0 });
+    for (let o = 0; o < 100_000; o += 50_000) await p.send(bytes.subarray(o, o + 50_000));
+    for (let i = 0; i < 3; i++) expect((await p.next()).type).to.equal('ack');
+    p.ws.send('{"type":"finish"}');
+    expect(await p.next()).to.deep.equal({ type: 'complete', sha256: digest });
+    expect(Buffer.from(await readFile(join(dir, 'computed', 'data'))).equals(bytes)).to.equal(true);
+    const meta = JSON.parse(await readFile(join(dir, 'computed', 'meta.json'), 'utf8')) as object;
+    expect(meta).to.deep.include({ complete: true, sha256: digest });
+    const read = await createReadToken(SECRET, 'up-1', { subject: 'reader', items: ['computed'] });
+    const res = await fetch(`${http}/files/computed?access_token=${read}`);
+    expect(res.status).to.equal(200);
+    expect(res.headers.get('etag')).to.equal(`"sha256-${digest}"`);
+    expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(digest);
+  });
+
+  it('refuses a finish without sha256 while bytes are missing with incomplete, and marks nothing complete', async () => {
+    const p = await connect();
+    await p.send({ type: 'open', itemId: 'gap', size: 100, mime: '', name: '' });
+    await p.next();
+    await p.send(new Uint8Array(60).fill(1));
+    expect(await p.next()).to.deep.equal({ type: 'ack', start: 0, end: 60 });
+    await p.send({ type: 'finish' });
+    expect(await p.next()).to.deep.include({ type: 'error', code: 'incomplete' });
+    const record = (await server.store.get('gap'))!;
+    expect(record).to.deep.include({ complete: false, ranges: [{ start: 0, end: 60 }] });
+    expect(record.sha256).to.equal(undefined);
+    const meta = JSON.parse(await readFile(join(dir, 'gap', 'meta.json'), 'utf8')) as object;
+    expect(meta).to.not.have.property('sha256');
   });
 
   it('reports stored ranges on a new connection, so an upload resumes', async () => {

@@ -167,6 +167,55 @@ describe('registry link (upload servers that connect out to the control server)'
     expect(states).to.deep.equal({ honest: 'stored', liar: 'failed' });
   });
 
+  it('completes an item sent over http/1 (a multipart POST, or PUT parts with Repr-Digest) once the linked server reports it, as over dup/2', async () => {
+    const urls = await startUpload('up-1');
+    await until(() => control.servers().length === 1);
+    const { peer } = await browser();
+    const bytes = randomBytes(5000);
+    const digest = sha256(bytes).hex;
+    const auth = { Authorization: `Bearer ${await uploadToken('up-1')}` };
+    for (const itemId of ['posted', 'parts']) {
+      await peer.send({
+        type: 'publish',
+        items: [{ itemId, name: 'a', size: bytes.length, mime: '', kind: 'file' }],
+      });
+      const task = await peer.nextOf('transmit');
+      let answer: Response;
+      if (itemId === 'posted') {
+        const form = new FormData();
+        form.append('itemId', itemId);
+        form.append('size', String(bytes.length));
+        form.append('sha256', digest);
+        form.append('file', new Blob([bytes]), 'a');
+        answer = await fetch(`${urls.http}/uploads`, { method: 'POST', headers: auth, body: form });
+      } else {
+        const put = (first: number, last: number, headers: Record<string, string> = {}) =>
+          fetch(`${urls.http}/uploads/${itemId}`, {
+            method: 'PUT',
+            headers: { ...auth, 'Content-Range': `bytes ${first}-${last}/5000`, ...headers },
+            body: bytes.subarray(first, last + 1),
+          });
+        expect((await put(0, 2999)).status).to.equal(200);
+        const base64 = Buffer.from(sha256(bytes).bytes).toString('base64');
+        answer = await put(3000, 4999, { 'Repr-Digest': `sha-256=:${base64}:` });
+      }
+      expect(await answer.json(), itemId).to.deep.include({ complete: true, sha256: digest });
+      await peer.send({
+        type: 'complete',
+        taskId: task.taskId,
+        itemId,
+        sha256: digest,
+        servers: ['up-1'],
+      });
+      expect(await peer.nextOf('completed'), itemId).to.deep.include({ itemId, sha256: digest });
+    }
+    const items = await control.items();
+    expect(items.map((i) => [i.meta.itemId, i.state, i.sha256])).to.deep.equal([
+      ['posted', 'stored', digest],
+      ['parts', 'stored', digest],
+    ]);
+  });
+
   it('fails an item with unverified when the browser says complete but the server never stored it', async () => {
     await startUpload('up-1');
     await until(() => control.servers().length === 1);

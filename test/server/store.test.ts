@@ -95,6 +95,107 @@ describe('file store', () => {
     await again.close();
   });
 
+  it('completes an item without a digest with the SHA-256 of its bytes, whether it hashed them as they came, read them back, or both', async () => {
+    const store = new FileStore(dir, { durability: 'write' });
+    const bytes = new Uint8Array(randomBytes(3000));
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    // In order: all hashed as they came.
+    await store.open('in-order', 3000);
+    for (let at = 0; at < 3000; at += 1000)
+      await store.write('in-order', at, bytes.subarray(at, at + 1000));
+    // Out of order: the prefix [0, 1000) hashed as it came, [1000, 3000) read back.
+    await store.open('out-of-order', 3000);
+    await store.write('out-of-order', 2000, bytes.subarray(2000));
+    await store.write('out-of-order', 1000, bytes.subarray(1000, 2000));
+    await store.write('out-of-order', 0, bytes.subarray(0, 1000));
+    for (const itemId of ['in-order', 'out-of-order']) {
+      const record = await store.finish(itemId);
+      expect(record, itemId).to.deep.include({ complete: true, sha256: sha });
+      const meta = JSON.parse(await readFile(join(dir, itemId, 'meta.json'), 'utf8')) as object;
+      expect(meta, itemId).to.deep.include({ complete: true, sha256: sha });
+      // Again: the same digest, and a digest given then must be that one.
+      expect((await store.finish(itemId)).sha256).to.equal(sha);
+      expect((await store.finish(itemId, sha)).sha256).to.equal(sha);
+    }
+    await store.close();
+    // After a restart, the bytes stored before it are read back.
+    const again = new FileStore(dir, { durability: 'write' });
+    await again.open('restarted', 3000);
+    await again.write('restarted', 0, bytes.subarray(0, 1500));
+    await again.close();
+    const third = new FileStore(dir, { durability: 'write' });
+    await third.open('restarted', 3000);
+    await third.write('restarted', 1500, bytes.subarray(1500));
+    expect((await third.finish('restarted')).sha256).to.equal(sha);
+    await third.close();
+  });
+
+  it('refuses to complete without a digest while a byte is missing, with incomplete, and marks nothing', async () => {
+    const store = new FileStore(dir, { durability: 'write' });
+    await store.open('gap', 30);
+    await store.write('gap', 0, new Uint8Array(10).fill(1));
+    await store.write('gap', 20, new Uint8Array(10).fill(3));
+    const error = await store.finish('gap').then(
+      () => undefined,
+      (e: { code: string }) => e.code,
+    );
+    expect(error).to.equal('incomplete');
+    expect(await store.get('gap')).to.deep.include({
+      complete: false,
+      ranges: [
+        { start: 0, end: 10 },
+        { start: 20, end: 30 },
+      ],
+    });
+    expect((await store.get('gap'))!.sha256).to.equal(undefined);
+    const meta = JSON.parse(await readFile(join(dir, 'gap', 'meta.json'), 'utf8')) as object;
+    expect(meta).to.deep.include({ complete: false }).and.not.have.property('sha256');
+    await store.close();
+  });
+
+  it('checks the bytes it reads back to compute a digest against their CRC-32C: a changed run is forgotten, storage-failed, and once sent again the item completes', async () => {
+    const corrupt: { itemId: string; range: { start: number; end: number } }[] = [];
+    const store = new FileStore(dir, {
+      durability: 'write',
+      onCorrupt: (itemId, range) => corrupt.push({ itemId, range }),
+    });
+    const bytes = new Uint8Array(randomBytes(3000));
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    await store.open('rot', 3000);
+    // [2000, 3000) first: it is not in the running digest, and is read back at completion.
+    await store.write('rot', 2000, bytes.subarray(2000));
+    await store.write('rot', 0, bytes.subarray(0, 2000));
+    const fh = await open(join(dir, 'rot', 'data'), 'r+');
+    await fh.write(new Uint8Array([bytes[2500]! ^ 0xff]), 0, 1, 2500);
+    await fh.close();
+    const error = await store.finish('rot').then(
+      () => undefined,
+      (e: { code: string }) => e.code,
+    );
+    expect(error).to.equal('storage-failed');
+    expect(corrupt).to.deep.equal([{ itemId: 'rot', range: { start: 2000, end: 3000 } }]);
+    expect(await store.get('rot')).to.deep.include({
+      complete: false,
+      ranges: [{ start: 0, end: 2000 }],
+    });
+    await store.write('rot', 2000, bytes.subarray(2000));
+    expect(await store.finish('rot')).to.deep.include({ complete: true, sha256: sha });
+    // With a digest to compare with, the same damage is a digest mismatch, as always.
+    await store.open('rot-2', 3000);
+    await store.write('rot-2', 2000, bytes.subarray(2000));
+    await store.write('rot-2', 0, bytes.subarray(0, 2000));
+    const fh2 = await open(join(dir, 'rot-2', 'data'), 'r+');
+    await fh2.write(new Uint8Array([bytes[2500]! ^ 0xff]), 0, 1, 2500);
+    await fh2.close();
+    const mismatch = await store.finish('rot-2', sha).then(
+      () => undefined,
+      (e: { code: string }) => e.code,
+    );
+    expect(mismatch).to.equal('digest-mismatch');
+    expect((await store.get('rot-2'))!.ranges).to.deep.equal([]);
+    await store.close();
+  });
+
   it('F15: expiry deletes an item only under its lock; a writer that comes meanwhile gets a fresh item', async () => {
     const store = new FileStore(dir, { durability: 'write' });
     await store.open('busy', 20);

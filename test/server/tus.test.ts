@@ -15,11 +15,20 @@ describe('upload server tus 1.0.0 (tus/1)', () => {
   let server: UploadServer;
   let base: string;
   let auth: Record<string, string>;
+  /** What the server's `onComplete` was told: item id, SHA-256, size. */
+  const completions: [string, string, number][] = [];
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ws-uploader-tus-'));
+    completions.length = 0;
     // Items are read back without a token: these tests are about uploading.
-    server = createUploadServer({ id: 'up-1', secret: SECRET, dataDir: dir, readAccess: 'public' });
+    server = createUploadServer({
+      id: 'up-1',
+      secret: SECRET,
+      dataDir: dir,
+      readAccess: 'public',
+      onComplete: (itemId, sha, size) => completions.push([itemId, sha, size]),
+    });
     base = (await server.listen(0)).http;
     const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
       uid: 'alice',
@@ -82,6 +91,8 @@ describe('upload server tus 1.0.0 (tus/1)', () => {
     const res = await fetch(`${base}/files/${itemId}`);
     expect(res.headers.get('content-type')).to.equal('video/webm');
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
+    // Reported complete once, with the digest of its bytes.
+    expect(completions).to.deep.equal([[itemId, sha256(bytes).hex, bytes.length]]);
   });
 
   it('takes a parallel upload from tus-js-client (partial uploads concatenated into one)', async () => {
@@ -93,6 +104,9 @@ describe('upload server tus 1.0.0 (tus/1)', () => {
     const res = await fetch(`${base}/files/${itemId}`);
     expect(Number(res.headers.get('content-length'))).to.equal(bytes.length);
     expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(sha256(bytes).hex);
+    // The concatenation is reported complete with its digest (as are its parts, each once).
+    expect(completions).to.deep.include([itemId, sha256(bytes).hex, bytes.length]);
+    expect(completions).to.have.length(4);
   });
 
   it('answers OPTIONS with its version, extensions and limits', async () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c, CLOSE, SUBPROTOCOL_DUP_2 } from '../../src/protocol/index.js';
@@ -21,6 +21,8 @@ describe('upload server (dup/2)', () => {
   let server: UploadServer;
   let urls: { http: string; ws: string };
   const peers: Dup2Peer[] = [];
+  /** What the server's `onComplete` was told. */
+  const completions: [string, string, number][] = [];
 
   const token = async (serverId = 'up-1', secret = SECRET, uid = 'alice') =>
     (await signToken(secretKey(secret), 'client-1', uploadAudience(serverId), 60, { uid })).token;
@@ -74,11 +76,13 @@ describe('upload server (dup/2)', () => {
       maxChunk: 128 * 1024,
       window: 256 * 1024,
       holdMs: 200,
+      onComplete: (itemId, sha, size) => completions.push([itemId, sha, size]),
     });
     urls = await server.listen(0);
   });
 
   afterEach(async () => {
+    completions.length = 0;
     for (const p of peers.splice(0)) p.close();
     await server.close();
     await rm(dir, { recursive: true, force: true });
@@ -182,6 +186,8 @@ describe('upload server (dup/2)', () => {
       ['CANCEL of upload id 0', Buffer.from([0x05, 0, 0, 0, 0]), 'frame-invalid-field'],
       ['CANCEL with a byte after it', Buffer.from([0x05, 0, 0, 0, 1, 0]), 'frame-trailing-bytes'],
       ['OPEN cut short', Buffer.from([0x02, 0, 0, 0, 1, 0, 0]), 'frame-truncated'],
+      ['FINISH of 6 bytes', Buffer.from([0x04, 0, 0, 0, 1, 0xab]), 'frame-truncated'],
+      ['FINISH of 38 bytes', Buffer.alloc(38, 0x04).fill(0, 1, 4), 'frame-trailing-bytes'],
     ];
     for (const [name, bytes, code] of cases) {
       const peer = await connect();
@@ -336,6 +342,114 @@ describe('upload server (dup/2)', () => {
     });
     expect((await getFile('item-f')).status).to.equal(503);
     expect((await server.store.get('item-f'))?.ranges).to.deep.equal([]);
+  });
+
+  it('completes an item on a FINISH without a digest (5 bytes) with the SHA-256 it computes: COMPLETE, the bytes on disk, meta.json, onComplete and GET /files all agree', async () => {
+    const peer = await connect();
+    const bytes = new Uint8Array(randomBytes(300_000));
+    const digest = sha256(bytes);
+    await peer.send({
+      type: 'open',
+      uploadId: 4,
+      itemId: 'computed',
+      size: 300_000,
+      mime: '',
+      name: '',
+    });
+    expect(await peer.next()).to.deep.include({ type: 'opened', complete: false });
+    // The second half first: the first half is hashed as it comes, the second read back.
+    for (const offset of [200_000, 100_000, 0]) {
+      await peer.data(4, offset, bytes.subarray(offset, offset + 100_000));
+      expect(await peer.next()).to.deep.include({ type: 'ack', start: offset });
+    }
+    await peer.sendRaw(new Uint8Array([0x04, 0, 0, 0, 4]));
+    expect(await peer.next()).to.deep.equal({
+      type: 'complete',
+      uploadId: 4,
+      sha256: digest.bytes,
+    });
+    expect(completions).to.deep.equal([['computed', digest.hex, 300_000]]);
+    expect(Buffer.from(await readFile(join(dir, 'computed', 'data'))).equals(bytes)).to.equal(true);
+    const meta = JSON.parse(await readFile(join(dir, 'computed', 'meta.json'), 'utf8')) as object;
+    expect(meta).to.deep.include({ complete: true, size: 300_000, sha256: digest.hex });
+    const res = await getFile('computed');
+    expect(res.status).to.equal(200);
+    expect(res.headers.get('etag')).to.equal(`"sha256-${digest.hex}"`);
+    expect(sha256(new Uint8Array(await res.arrayBuffer())).hex).to.equal(digest.hex);
+    // The item is complete for everyone: a new OPEN says so.
+    await peer.open(5, 'computed', 300_000);
+    expect(await peer.next()).to.deep.include({ type: 'opened', uploadId: 5, complete: true });
+  });
+
+  it('completes an empty item on a FINISH without a digest with the SHA-256 of no bytes', async () => {
+    const peer = await connect();
+    await peer.open(1, 'empty', 0);
+    await peer.next();
+    await peer.send({ type: 'finish', uploadId: 1 });
+    expect(await peer.next()).to.deep.equal({
+      type: 'complete',
+      uploadId: 1,
+      sha256: sha256(new Uint8Array(0)).bytes,
+    });
+  });
+
+  it('refuses a FINISH without a digest while bytes are missing with incomplete, marks nothing complete, and completes once they come', async () => {
+    const peer = await connect();
+    const bytes = new Uint8Array(randomBytes(3000));
+    await peer.open(1, 'gap', 3000);
+    await peer.next();
+    await peer.data(1, 0, bytes.subarray(0, 1000));
+    await peer.data(1, 2000, bytes.subarray(2000));
+    expect((await peer.next()).type).to.equal('ack');
+    expect((await peer.next()).type).to.equal('ack');
+    await peer.send({ type: 'finish', uploadId: 1 });
+    expect(await peer.next()).to.deep.include({ type: 'error', uploadId: 1, code: 'incomplete' });
+    const record = (await server.store.get('gap'))!;
+    expect(record.complete).to.equal(false);
+    expect(record.sha256).to.equal(undefined);
+    expect(record.ranges).to.deep.equal([
+      { start: 0, end: 1000 },
+      { start: 2000, end: 3000 },
+    ]);
+    const meta = JSON.parse(await readFile(join(dir, 'gap', 'meta.json'), 'utf8')) as object;
+    expect(meta).to.deep.include({ complete: false }).and.not.have.property('sha256');
+    expect(completions).to.deep.equal([]);
+    expect((await getFile('gap')).status).to.equal(503);
+    // The ERROR ended upload id 1: open again, send the gap, FINISH without a digest again.
+    await peer.open(2, 'gap', 3000);
+    expect(await peer.next()).to.deep.include({ type: 'opened', uploadId: 2, complete: false });
+    await peer.data(2, 1000, bytes.subarray(1000, 2000));
+    expect((await peer.next()).type).to.equal('ack');
+    await peer.send({ type: 'finish', uploadId: 2 });
+    expect(await peer.next()).to.deep.equal({
+      type: 'complete',
+      uploadId: 2,
+      sha256: sha256(bytes).bytes,
+    });
+  });
+
+  it('answers a FINISH without a digest for a complete item with COMPLETE and its digest; a FINISH with another digest still gets digest-mismatch and the item stays', async () => {
+    const peer = await connect();
+    const bytes = new Uint8Array(randomBytes(1000));
+    await upload(peer, 1, 'done', bytes);
+    await peer.send({ type: 'finish', uploadId: 1, sha256: sha256(bytes).bytes });
+    expect((await peer.next()).type).to.equal('complete');
+    await peer.open(2, 'done', 1000);
+    expect(await peer.next()).to.deep.include({ type: 'opened', complete: true });
+    await peer.send({ type: 'finish', uploadId: 2 });
+    expect(await peer.next()).to.deep.equal({
+      type: 'complete',
+      uploadId: 2,
+      sha256: sha256(bytes).bytes,
+    });
+    await peer.send({ type: 'finish', uploadId: 2, sha256: new Uint8Array(32) });
+    expect(await peer.next()).to.deep.include({ type: 'error', code: 'digest-mismatch' });
+    expect(await server.store.get('done')).to.deep.include({
+      complete: true,
+      sha256: sha256(bytes).hex,
+    });
+    // Reported once, when it became complete.
+    expect(completions).to.deep.equal([['done', sha256(bytes).hex, 1000]]);
   });
 
   it('closes a client that overruns the window with window-exceeded', async () => {
