@@ -17,6 +17,7 @@ import { WsServerChangeEvent } from '../events/ws-server-change-event.js';
 import { WsTransmitRequestEvent } from '../events/ws-transmit-request-event.js';
 import { WsUploadCompleteEvent } from '../events/ws-upload-complete-event.js';
 import { WsUploadErrorEvent } from '../events/ws-upload-error-event.js';
+import { WsDegradedEvent } from '../events/ws-degraded-event.js';
 import { WsUploadProgressEvent } from '../events/ws-upload-progress-event.js';
 
 /** @internal */
@@ -145,6 +146,10 @@ export class EngineController implements ReactiveController {
         this.#flushProgress();
         refresh();
         host.dispatchEvent(new WsUploadCompleteEvent(this.#completeDetail(e.detail)));
+      }),
+      engine.on('degraded', (e) => {
+        console.warn(`ws-uploader: ${e.detail.message}; the page's thread sends the bytes`);
+        host.dispatchEvent(new WsDegradedEvent(e.detail));
       }),
       engine.on('error', (e) => {
         const { error, itemId } = e.detail;

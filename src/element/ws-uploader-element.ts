@@ -5,7 +5,7 @@
 import { html, LitElement, nothing, type PropertyValues } from 'lit';
 import { property, query, state } from 'lit/decorators.js';
 import { Task, TaskStatus } from '@lit/task';
-import { ENGINE_DEFAULTS, type EngineOptions } from '../engine/options.js';
+import { ENGINE_DEFAULTS, type EngineOptions, type Integrity } from '../engine/options.js';
 import {
   ItemState,
   type ItemStatus,
@@ -57,6 +57,7 @@ const MAX_REJECTED = 5;
  * @fires {WsUploadProgressEvent} ws-upload-progress - An upload advanced (at most once per frame per item). Detail: `{ itemId, bytesSent, bytesStored, bytesTotal, bytesByServer }`.
  * @fires {WsUploadCompleteEvent} ws-upload-complete - An item is stored and verified. Detail: `{ itemId, name, size, sha256, servers: [{ id, url }] }`.
  * @fires {WsUploadErrorEvent} ws-upload-error - An upload or connection failed. Detail: `{ itemId, serverId, code, message, error }`.
+ * @fires {WsDegradedEvent} ws-degraded - Uploads go on, but less well: the data Worker could not start, so the page's thread sends the bytes. Detail: `{ reason, message }`.
  * @fires {WsServerChangeEvent} ws-server-change - The upload servers or their state changed. Detail: `{ servers }`.
  * @fires {WsMessageEvent} ws-message - A short message or an inline item arrived through the control server. Detail: `{ from, id, body, item }`.
  * @fires {WsFileRejectEvent} ws-file-reject - A file was not added (`accept`, `max-file-size`, `max-files`). Detail: `{ file, name, reason, message }`.
@@ -149,6 +150,14 @@ export class WsUploader extends LitElement {
    */
   @property({ type: Number, attribute: 'inline-max' }) inlineMax: number | undefined = undefined;
 
+  /**
+   * What guards an item's bytes besides TLS: `transport` (a CRC-32C per chunk; the upload server
+   * computes the item's SHA-256) or `sha256` (the page also hashes the file, and the server
+   * verifies that digest). Either way `ws-upload-complete` carries the SHA-256. Read when the
+   * element connects. @default 'transport'
+   */
+  @property() integrity: Integrity = 'transport';
+
   /** Strings shown by the element; a partial object is merged over the English defaults. */
   @property({ attribute: false }) i18n: WsUploaderI18nOverrides = DEFAULT_I18N;
 
@@ -186,6 +195,7 @@ export class WsUploader extends LitElement {
         ...(auth ? { auth } : { authToken }),
         chunkSize: this.chunkSize,
         maxParallel: this.maxParallel,
+        integrity: this.integrity === 'sha256' ? 'sha256' : 'transport',
         ...(inlineMax === undefined ? {} : { inlineMax }),
       };
       await this.#controller.connect(options, signal);
@@ -321,6 +331,12 @@ export class WsUploader extends LitElement {
     if (changed.has('maxFileSize'))
       this.maxFileSize = nonNegative('max-file-size', this.maxFileSize, 0);
     if (changed.has('maxFiles')) this.maxFiles = nonNegative('max-files', this.maxFiles, 0);
+    if (changed.has('integrity') && this.integrity !== 'sha256' && this.integrity !== 'transport') {
+      console.warn(
+        `ws-uploader: integrity="${String(this.integrity)}" is not sha256 or transport; using transport`,
+      );
+      this.integrity = 'transport';
+    }
     if (changed.has('inlineMax') && this.inlineMax !== undefined)
       this.inlineMax = nonNegative('inline-max', this.inlineMax, undefined);
     if (

@@ -5,7 +5,12 @@
  * (tasks that were running there run again, from what the servers hold) and says so once.
  */
 import type { ServerInfo, TargetRange } from '../protocol/control.js';
-import { LocalDataPlane, type DataPlane, type PlaneItem, type PlaneSettings } from './data-plane.js';
+import {
+  LocalDataPlane,
+  type DataPlane,
+  type PlaneItem,
+  type PlaneSettings,
+} from './data-plane.js';
 import {
   errorFrom,
   type FromWorker,
@@ -86,7 +91,8 @@ export class WorkerDataPlane implements DataPlane {
       event.preventDefault?.();
       this.#fallBack(`the data Worker failed: ${event.message || 'it could not be loaded'}`);
     };
-    worker.onmessageerror = () => this.#fallBack('the data Worker sent a message that cannot be read');
+    worker.onmessageerror = () =>
+      this.#fallBack('the data Worker sent a message that cannot be read');
     this.#timer = setTimeout(
       () => this.#fallBack(`the data Worker did not start within ${READY_TIMEOUT_MS} ms`),
       READY_TIMEOUT_MS,

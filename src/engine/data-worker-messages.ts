@@ -88,9 +88,10 @@ const PREFIX = 'ws-uploader: ';
 /** An error's fields, to post. */
 export function errorFields(error: unknown): ErrorFields {
   if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
-  const e = error as Error & Partial<Record<'code' | 'serverId' | 'itemId', string>> & {
-    closeCode?: number;
-  };
+  const e = error as Error &
+    Partial<Record<'code' | 'serverId' | 'itemId', string>> & {
+      closeCode?: number;
+    };
   return {
     name: e.name,
     message: e.message.startsWith(PREFIX) ? e.message.slice(PREFIX.length) : e.message,

@@ -180,7 +180,9 @@ export class WsUploaderEngine extends EventTarget {
           this.#options,
           {
             hashWorker:
-              options.hashWorker instanceof URL ? options.hashWorker.href : (options.hashWorker ?? true),
+              options.hashWorker instanceof URL
+                ? options.hashWorker.href
+                : (options.hashWorker ?? true),
             askRetry: options.onShouldRetry !== undefined,
           },
           {

@@ -10,6 +10,7 @@ export {
   type SocketLike,
   type SocketFactory,
   type Clock,
+  type Integrity,
 } from './options.js';
 export { LatencyProbe } from './latency-probe.js';
 export {

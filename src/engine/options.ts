@@ -213,7 +213,9 @@ function resolveDataWorker(options: EngineOptions): URL | string | undefined {
   if (value === false || typeof Worker === 'undefined') return undefined;
   // The page's own functions cannot cross into a Worker: the work stays with them.
   if (options.createSocket || options.clock || options.random) return undefined;
-  return value === undefined || value === true ? new URL('./data-worker.js', import.meta.url) : value;
+  return value === undefined || value === true
+    ? new URL('./data-worker.js', import.meta.url)
+    : value;
 }
 
 /**

@@ -11,6 +11,7 @@ export { WsUploadProgressEvent, type WsUploadProgressDetail } from './ws-upload-
 export { WsUploadCompleteEvent, type WsUploadCompleteDetail } from './ws-upload-complete-event.js';
 export { WsUploadErrorEvent, type WsUploadErrorDetail } from './ws-upload-error-event.js';
 export { WsServerChangeEvent } from './ws-server-change-event.js';
+export { WsDegradedEvent, type WsDegradedDetail } from './ws-degraded-event.js';
 export { WsMessageEvent, type WsMessageDetail } from './ws-message-event.js';
 export {
   WsFileRejectEvent,

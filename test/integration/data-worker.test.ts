@@ -41,8 +41,7 @@ describe('the data Worker', () => {
     d = undefined;
   });
 
-  const cases: { protocol: 'dup/2' | 'dup/1' | 'http/1'; integrity: 'sha256' | 'transport' }[] =
-    [];
+  const cases: { protocol: 'dup/2' | 'dup/1' | 'http/1'; integrity: 'sha256' | 'transport' }[] = [];
   for (const protocol of ['dup/2', 'dup/1', 'http/1'] as const)
     for (const integrity of ['transport', 'sha256'] as const) cases.push({ protocol, integrity });
 
