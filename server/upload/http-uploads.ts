@@ -3,7 +3,8 @@
  * - `POST /uploads`: `multipart/form-data` with fields `itemId` and `size` (and optionally `sha256`)
  *   before one file part; the item is stored and, with `sha256`, verified.
  * - `PUT /uploads/{itemId}`: one part per request, placed by `Content-Range: bytes a-b/size`; a
- *   `Repr-Digest: sha-256=:<base64>:` header completes the item once every byte is stored.
+ *   `Repr-Digest: sha-256=:<base64>:` header completes the item once every byte is stored, and so
+ *   does `Upload-Complete: ?1` without one, the server computing the SHA-256 (in the answer).
  * - `HEAD /uploads/{itemId}`: which ranges are stored (`Upload-Ranges`).
  * Every request carries an upload token in `Authorization: Bearer …` (never in the URL).
  */
@@ -210,6 +211,8 @@ async function putPart(
   if (length !== undefined && Number(length) !== last - first + 1) {
     throw new HttpError('bad-request', 'Content-Length differs from Content-Range');
   }
+  // Checked before the body is stored: a malformed request stores nothing.
+  const completion = completionOf(req);
   const mime = headerText(req.headers['item-type'], MAX_MIME_BYTES);
   const name = headerText(req.headers['item-name'], MAX_NAME_BYTES);
   await openItem(itemId, size, grant, mime, name, options);
@@ -217,19 +220,36 @@ async function putPart(
   if (written !== last - first + 1)
     throw new HttpError('bad-request', `the body has ${written} bytes, not ${last - first + 1}`);
   let record = (await options.store.get(itemId))!;
-  const digest = /sha-256=:([A-Za-z0-9+/=]+):/.exec(String(req.headers['repr-digest'] ?? ''));
-  if (digest) {
-    const hex = Buffer.from(digest[1]!, 'base64').toString('hex');
-    if (
-      record.ranges.length === 1 &&
-      record.ranges[0]!.start === 0 &&
-      record.ranges[0]!.end === size
-    ) {
-      record = await completeItem(itemId, hex, options);
-    }
+  const whole =
+    record.ranges.length === 1 && record.ranges[0]!.start === 0 && record.ranges[0]!.end === size;
+  // With `Repr-Digest`, the item is verified against it; with `Upload-Complete: ?1` alone, the
+  // server computes its digest. Either way only once every byte is stored (`complete: false` else).
+  if (completion.digest !== undefined || completion.complete) {
+    if (whole) record = await completeItem(itemId, completion.digest, options);
   }
   res.writeHead(200, { 'Content-Type': 'application/json', ...rangeHeaders(record) });
   res.end(JSON.stringify(describe(record)));
+}
+
+/**
+ * What a `PUT` asks about completion: `digest`, the hex SHA-256 of `Repr-Digest: sha-256=:…:`,
+ * and `complete`, `Upload-Complete: ?1`. A `Repr-Digest` without a `sha-256` of 32 bytes is
+ * ignored, unless `Upload-Complete: ?1` asks to complete the item (then it is `bad-request`, so a
+ * digest meant to be checked is never dropped for one the server computes).
+ */
+function completionOf(req: IncomingMessage): { digest?: string; complete: boolean } {
+  const header = req.headers['upload-complete'];
+  const flag = header === undefined ? undefined : String(header).trim();
+  if (flag !== undefined && flag !== '?1' && flag !== '?0')
+    throw new HttpError('bad-request', 'Upload-Complete must be ?1 or ?0');
+  const complete = flag === '?1';
+  const digest = req.headers['repr-digest'];
+  const m = /sha-256=:([A-Za-z0-9+/=]+):/.exec(String(digest ?? ''));
+  const bytes = m ? Buffer.from(m[1]!, 'base64') : undefined;
+  if (complete && digest !== undefined && bytes?.length !== 32)
+    throw new HttpError('bad-request', 'Repr-Digest must carry sha-256=:<base64 of 32 bytes>:');
+  if (bytes === undefined) return { complete };
+  return { digest: bytes.toString('hex'), complete };
 }
 
 /**

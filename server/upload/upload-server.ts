@@ -544,7 +544,7 @@ async function handleHttp(
       .writeHead(204, {
         'Access-Control-Allow-Methods': 'GET, HEAD, POST, PUT',
         'Access-Control-Allow-Headers':
-          'Range, If-Range, If-None-Match, Authorization, Content-Range, Content-Type, Repr-Digest, Item-Type, Item-Name',
+          'Range, If-Range, If-None-Match, Authorization, Content-Range, Content-Type, Repr-Digest, Upload-Complete, Item-Type, Item-Name',
         'Access-Control-Max-Age': '600',
       })
       .end();

@@ -135,6 +135,8 @@ describe('dup/2 codec', () => {
         `length ${n}`,
       ).to.equal(expected);
     }
+    // The documented example: a digest of 2 bytes.
+    expect(codeOf(() => decodeDup2Frame(hex('04 00000001 abab')))).to.equal('frame-truncated');
     // Upload id 0 is refused in both forms.
     expect(codeOf(() => decodeDup2Frame(hex('04 00000000')))).to.equal('frame-invalid-field');
   });

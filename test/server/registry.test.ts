@@ -9,7 +9,9 @@ import {
   CLOSE,
   decodeRegistryServerMessage,
   encodeRegistryMessage,
+  SUBPROTOCOL_DUP_1,
   SUBPROTOCOL_REGISTRY_1,
+  toHex,
   type RegistryServerMessage,
 } from '../../src/protocol/index.js';
 import {
@@ -214,6 +216,114 @@ describe('registry link (upload servers that connect out to the control server)'
       ['posted', 'stored', digest],
       ['parts', 'stored', digest],
     ]);
+  });
+
+  it('records an item completed without a digest (dup/2 FINISH of 5 bytes, dup/1 finish without sha256, http/1 Upload-Complete: ?1 or a POST without sha256) with the SHA-256 the upload server computed and reported', async () => {
+    const urls = await startUpload('up-1');
+    await until(() => control.servers().length === 1);
+    const { peer } = await browser();
+    const bytes = new Uint8Array(randomBytes(6000));
+    const digest = sha256(bytes).hex;
+    const token = await uploadToken('up-1');
+    const auth = { Authorization: `Bearer ${token}` };
+    /** Sends the item over one protocol without a digest; resolves with the server's digest. */
+    const send: Record<string, (itemId: string) => Promise<string>> = {
+      'dup/2': async (itemId) => {
+        const dup = new Dup2Peer(urls.ws);
+        peers.push(dup);
+        await dup.send({ type: 'hello', token });
+        expect((await dup.next()).type).to.equal('welcome');
+        await dup.open(1, itemId, bytes.length);
+        expect((await dup.next()).type).to.equal('opened');
+        await dup.data(1, 3000, bytes.subarray(3000));
+        await dup.data(1, 0, bytes.subarray(0, 3000));
+        expect((await dup.next()).type).to.equal('ack');
+        expect((await dup.next()).type).to.equal('ack');
+        await dup.sendRaw(new Uint8Array([0x04, 0, 0, 0, 1]));
+        const complete = await dup.next();
+        expect(complete.type).to.equal('complete');
+        return toHex((complete as { sha256: Uint8Array }).sha256);
+      },
+      'dup/1': async (itemId) => {
+        const ws = new WebSocket(urls.ws, SUBPROTOCOL_DUP_1);
+        const inbox: Record<string, unknown>[] = [];
+        let wake = (): void => undefined;
+        ws.on('message', (data) => {
+          inbox.push(JSON.parse(String(data)) as Record<string, unknown>);
+          wake();
+        });
+        const next = async (): Promise<Record<string, unknown>> => {
+          while (inbox.length === 0) await new Promise<void>((r) => (wake = r));
+          return inbox.shift()!;
+        };
+        await new Promise((resolve) => ws.once('open', resolve));
+        try {
+          ws.send(JSON.stringify({ type: 'hello', token }));
+          expect((await next())['type']).to.equal('welcome');
+          ws.send(JSON.stringify({ type: 'open', itemId, size: bytes.length }));
+          expect((await next())['type']).to.equal('opened');
+          ws.send(bytes);
+          expect((await next())['type']).to.equal('ack');
+          ws.send('{"type":"finish"}');
+          const complete = await next();
+          expect(complete['type']).to.equal('complete');
+          return complete['sha256'] as string;
+        } finally {
+          ws.close();
+        }
+      },
+      'http/1 PUT': async (itemId) => {
+        const put = (first: number, last: number, headers: Record<string, string> = {}) =>
+          fetch(`${urls.http}/uploads/${itemId}`, {
+            method: 'PUT',
+            headers: { ...auth, 'Content-Range': `bytes ${first}-${last}/6000`, ...headers },
+            body: bytes.subarray(first, last + 1),
+          });
+        expect((await put(0, 5999)).status).to.equal(200);
+        const answer = await put(5999, 5999, { 'Upload-Complete': '?1' });
+        const body = (await answer.json()) as { complete: boolean; sha256: string };
+        expect(body.complete).to.equal(true);
+        return body.sha256;
+      },
+      'http/1 POST': async (itemId) => {
+        const form = new FormData();
+        form.append('itemId', itemId);
+        form.append('size', String(bytes.length));
+        form.append('file', new Blob([bytes]), 'a');
+        const answer = await fetch(`${urls.http}/uploads`, {
+          method: 'POST',
+          headers: auth,
+          body: form,
+        });
+        expect(answer.status).to.equal(201);
+        return ((await answer.json()) as { sha256: string }).sha256;
+      },
+    };
+    const itemIds = Object.keys(send).map((name) => name.replace(/\W+/g, '-'));
+    for (const [n, [name, upload]] of Object.entries(send).entries()) {
+      const itemId = itemIds[n]!;
+      await peer.send({
+        type: 'publish',
+        items: [{ itemId, name: 'a', size: bytes.length, mime: '', kind: 'file' }],
+      });
+      const task = await peer.nextOf('transmit');
+      expect(task.ranges, name).to.deep.equal([{ start: 0, end: 6000, serverId: 'up-1' }]);
+      const computed = await upload(itemId);
+      expect(computed, name).to.equal(digest);
+      // The browser reports the digest the server gave it; the server's own report decides.
+      await peer.send({
+        type: 'complete',
+        taskId: task.taskId,
+        itemId,
+        sha256: computed,
+        servers: ['up-1'],
+      });
+      expect(await peer.nextOf('completed'), name).to.deep.include({ itemId, sha256: digest });
+    }
+    const items = await control.items();
+    expect(items.map((i) => [i.meta.itemId, i.state, i.sha256])).to.deep.equal(
+      itemIds.map((itemId) => [itemId, 'stored', digest]),
+    );
   });
 
   it('fails an item with unverified when the browser says complete but the server never stored it', async () => {
