@@ -13,6 +13,7 @@ import { ProtocolError } from '../protocol/errors.js';
 import { ServerError, TransportError } from '../errors.js';
 import type { ResolvedEngineOptions, SocketLike } from './options.js';
 import { ConnectionState } from './types.js';
+import { Backoff } from './retry.js';
 
 /** Largest number of messages kept while disconnected. */
 const MAX_BUFFERED = 1000;
@@ -40,7 +41,7 @@ export class ControlChannel {
   #state: ConnectionState = ConnectionState.CLOSED;
   #welcomed = false;
   #sessionId: string | undefined;
-  #attempt = 0;
+  readonly #backoff: Backoff;
   #timer: unknown;
   #stopped = false;
   /** The credential the session runs on (from `hello`, or the last `auth` sent). */
@@ -51,6 +52,7 @@ export class ControlChannel {
   constructor(options: ResolvedEngineOptions, handlers: ControlChannelHandlers) {
     this.#options = options;
     this.#handlers = handlers;
+    this.#backoff = new Backoff(() => options.reconnectDelays, options.random);
   }
 
   /** Current state. */
@@ -136,7 +138,7 @@ export class ControlChannel {
       }
       if (message.type === 'welcome') {
         this.#welcomed = true;
-        this.#attempt = 0;
+        this.#backoff.reset();
         this.#sessionId = message.sessionId;
         this.#setState(ConnectionState.OPEN);
         this.#scheduleRenewal(socket);
@@ -245,12 +247,8 @@ export class ControlChannel {
   #retry(): void {
     if (this.#stopped) return;
     this.#setState(ConnectionState.DOWN);
-    const delays = this.#options.retryDelays;
-    const cap = delays[Math.min(this.#attempt, delays.length - 1)]!;
-    this.#attempt++;
     // Full jitter: spreads reconnecting browsers out after a server restart.
-    const delay = Math.floor(this.#options.random() * cap);
-    this.#timer = this.#options.clock.setTimeout(() => void this.#connect(), delay);
+    this.#timer = this.#options.clock.setTimeout(() => void this.#connect(), this.#backoff.next());
   }
 
   #setState(state: ConnectionState): void {

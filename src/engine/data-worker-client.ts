@@ -243,6 +243,7 @@ function workerOptions(
     probeIntervalMs: options.probeIntervalMs,
     stallTimeoutMs: options.stallTimeoutMs,
     retryDelays: options.retryDelays,
+    reconnectDelays: options.reconnectDelays,
     integrity: options.integrity,
   };
 }

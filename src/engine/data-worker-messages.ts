@@ -22,6 +22,7 @@ export interface WorkerOptions {
   readonly probeIntervalMs: number;
   readonly stallTimeoutMs: number;
   readonly retryDelays: readonly number[];
+  readonly reconnectDelays: readonly number[];
   readonly integrity: Integrity;
   /** The `hashWorker` option as given (a URL as its string). */
   readonly hashWorker: boolean | string;

@@ -50,6 +50,7 @@ function start(given: WorkerOptions): void {
       probeIntervalMs: given.probeIntervalMs,
       stallTimeoutMs: given.stallTimeoutMs,
       retryDelays: [...given.retryDelays],
+      reconnectDelays: [...given.reconnectDelays],
       integrity: given.integrity,
       hashWorker: given.hashWorker,
       resume: false,

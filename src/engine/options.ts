@@ -62,8 +62,18 @@ export interface EngineOptions {
    * Stalls are found by progress, not by `navigator.onLine`. @default 30000
    */
   stallTimeoutMs?: number;
-  /** Delays between control-channel reconnects (full jitter is applied), in ms. @default [500, 1000, 2000, 5000, 10000] */
+  /**
+   * Delays before sending to an upload server again after a failed try (full jitter is applied:
+   * a random wait up to the delay), in ms; the tries stop when they are used up (unless
+   * `onShouldRetry` asks for more). @default [500, 1000, 2000, 5000, 10000]
+   */
   retryDelays?: number[];
+  /**
+   * Delays between reconnects of the control channel and of each upload server's connection
+   * (full jitter is applied), in ms; past the last, the last again, without end.
+   * @default the `retryDelays`
+   */
+  reconnectDelays?: number[];
   /**
    * Decides whether a failed attempt to send to an upload server is tried again (after the next
    * of `retryDelays`); `retryable` is the engine's own answer (connection errors and retryable
@@ -248,6 +258,14 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
   ) {
     throw new ConfigError('`retryDelays` must be a non-empty array of non-negative numbers');
   }
+  const reconnectDelays = options.reconnectDelays ?? retryDelays;
+  if (
+    !Array.isArray(reconnectDelays) ||
+    reconnectDelays.length === 0 ||
+    reconnectDelays.some((d) => !(d >= 0))
+  ) {
+    throw new ConfigError('`reconnectDelays` must be a non-empty array of non-negative numbers');
+  }
   return {
     controlUrl: options.controlUrl,
     auth: auth ?? (() => authToken!),
@@ -259,6 +277,7 @@ export function resolveOptions(options: EngineOptions): ResolvedEngineOptions {
     probeIntervalMs: positive('probeIntervalMs', options.probeIntervalMs),
     stallTimeoutMs: positive('stallTimeoutMs', options.stallTimeoutMs),
     retryDelays,
+    reconnectDelays,
     onShouldRetry: options.onShouldRetry ?? ((_error, _attempt, retryable) => retryable),
     createSocket: options.createSocket ?? ((url, protocols) => new WebSocket(url, protocols)),
     clock: options.clock ?? defaultClock,

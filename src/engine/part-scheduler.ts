@@ -8,6 +8,7 @@ import { toHex } from '../protocol/hex.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import type { OpenedUpload, Transport } from './transport.js';
 import { abortable } from './abortable.js';
+import { backoff, shouldRetry } from './retry.js';
 import { ItemHasher } from './item-hasher.js';
 import type { ResolvedEngineOptions } from './options.js';
 import type { SocketPool } from './socket-pool.js';
@@ -354,13 +355,10 @@ class TaskRun {
         if (this.#signal?.aborted) throw error;
         // This server stored more since the last try: it is worth more tries (as tus does).
         if ((this.#ackedBy.get(serverId) ?? 0) > ackedBefore) attempt = 0;
-        const retryable =
-          (error instanceof TransportError || (error instanceof ServerError && error.retryable)) &&
-          attempt < delays.length;
+        const retryable = shouldRetry(error, attempt, delays);
         if (!(await this.#options.onShouldRetry(error, attempt, retryable))) throw error;
         // Past the last delay (the hook asked for more tries), the last one again.
-        const delay = delays[Math.min(attempt, delays.length - 1)]!;
-        await this.#sleep(Math.floor(this.#options.random() * delay));
+        await this.#sleep(backoff(delays, attempt, this.#options.random));
       }
     }
   }

@@ -11,6 +11,7 @@ import { chooseProtocol, httpEndpoint, type ProtocolChoice } from './server-desc
 import type { DataProtocol, Transport, TransportCloseHandler } from './transport.js';
 import { LatencyProbe } from './latency-probe.js';
 import { ThroughputMeter } from './throughput-meter.js';
+import { Backoff } from './retry.js';
 import type { ResolvedEngineOptions } from './options.js';
 import { ConnectionState, type ServerStatus } from './types.js';
 
@@ -28,7 +29,7 @@ interface Entry {
   protocol: DataProtocol | undefined;
   readonly probe: LatencyProbe;
   readonly meter: ThroughputMeter;
-  attempt: number;
+  readonly backoff: Backoff;
   timer: unknown;
   waiters: (() => void)[];
 }
@@ -146,7 +147,7 @@ export class SocketPool {
         protocol: undefined,
         probe: new LatencyProbe(),
         meter: new ThroughputMeter(),
-        attempt: 0,
+        backoff: new Backoff(() => this.#options.reconnectDelays, this.#options.random),
         timer: undefined,
         waiters: [],
       };
@@ -220,7 +221,7 @@ export class SocketPool {
       this.#lost(entry);
       return;
     }
-    entry.attempt = 0;
+    entry.backoff.reset();
     this.#setState(entry, ConnectionState.OPEN);
     await this.#probe(entry, transport, this.#options.probeCount);
   }
@@ -271,13 +272,10 @@ export class SocketPool {
   #lost(entry: Entry): void {
     if (this.#closed || this.#entries.get(entry.info.id) !== entry) return;
     this.#setState(entry, ConnectionState.DOWN);
-    const delays = this.#options.retryDelays;
-    const cap = delays[Math.min(entry.attempt, delays.length - 1)]!;
-    entry.attempt++;
     this.#options.clock.clearTimeout(entry.timer);
     entry.timer = this.#options.clock.setTimeout(
       () => void this.#connect(entry),
-      Math.floor(this.#options.random() * cap),
+      entry.backoff.next(),
     );
   }
 
