@@ -97,10 +97,12 @@ function run(message: Extract<ToWorker, { type: 'run' }>): void {
     .then(
       (result) => {
         flush();
+        postStatuses();
         post({ type: 'done', runId, result });
       },
       (error: unknown) => {
         flush();
+        postStatuses();
         post({ type: 'failed', runId, error: errorFields(error) });
       },
     )
@@ -110,13 +112,14 @@ function run(message: Extract<ToWorker, { type: 'run' }>): void {
     });
 }
 
+/** The servers' statuses as they are now (their throughput), for `engine.servers`. */
+function postStatuses(): void {
+  post({ type: 'servers', servers: plane!.statuses(), changed: false });
+}
+
 /** While tasks run, the servers' throughput goes to the page now and then. */
 function watchStatuses(on: boolean): void {
-  if (on && statusTimer === undefined)
-    statusTimer = setInterval(
-      () => post({ type: 'servers', servers: plane!.statuses(), changed: false }),
-      STATUS_MS,
-    );
+  if (on && statusTimer === undefined) statusTimer = setInterval(postStatuses, STATUS_MS);
   else if (!on && statusTimer !== undefined) {
     clearInterval(statusTimer);
     statusTimer = undefined;

@@ -1033,9 +1033,7 @@ export class WsUploaderEngine extends EventTarget {
     try {
       bytes = new Uint8Array(await held.blob.arrayBuffer());
     } catch (e) {
-      const error = new TransportError('socket-failed', `cannot read item ${meta.itemId}`, {
-        cause: e,
-      });
+      const error = failureOf(e, meta.itemId);
       this.#fail(meta.itemId, error);
       throw error;
     }
@@ -1258,10 +1256,7 @@ export class WsUploaderEngine extends EventTarget {
         });
       throw controller.signal.reason;
     }
-    const error =
-      e instanceof WsUploaderError
-        ? e
-        : new TransportError('socket-failed', String(e), { cause: e });
+    const error = failureOf(e, task.itemId);
     if (fromControl) this.#reportFail(task, error);
     this.#fail(task.itemId, error);
     throw error;
@@ -1503,4 +1498,20 @@ function maxByServer(
   const out: Record<string, number> = { ...a };
   for (const [id, bytes] of Object.entries(b)) out[id] = Math.max(out[id] ?? 0, bytes);
   return out;
+}
+
+/**
+ * What a failure is, as the engine reports it: its own errors as they are; a file that cannot be
+ * read (gone, changed, no permission) `file-unreadable`; anything else `internal`, never a
+ * connection's code.
+ */
+function failureOf(e: unknown, itemId: string): WsUploaderError {
+  if (e instanceof WsUploaderError) return e;
+  const name = e instanceof DOMException || e instanceof Error ? e.name : '';
+  if (name === 'NotReadableError' || name === 'NotFoundError' || name === 'NotAllowedError')
+    return new ResumeError('file-unreadable', `cannot read the file of item ${itemId}`, {
+      itemId,
+      cause: e,
+    });
+  return new WsUploaderError('internal', `item ${itemId}: ${String(e)}`, { cause: e });
 }

@@ -5,7 +5,7 @@
 import { addRange, covers, missingRanges, rangeBytes, type ByteRange } from '../protocol/ranges.js';
 import type { TargetRange } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
-import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
+import { ServerError, type WsUploaderError } from '../errors.js';
 import type { OpenedUpload, Transport } from './transport.js';
 import { abortable } from './abortable.js';
 import { backoff, shouldRetry } from './retry.js';
@@ -234,8 +234,8 @@ export class PartScheduler {
 const READ_BLOCK = 4 * 1024 * 1024;
 
 /** What an aborted (cancelled, preempted or stopped) run throws. */
-function abortedError(): TransportError {
-  return new TransportError('socket-closed', 'aborted');
+function abortedError(): DOMException {
+  return new DOMException('the task was stopped', 'AbortError');
 }
 
 class TaskRun {
@@ -365,7 +365,7 @@ class TaskRun {
 
   async #attempt(transport: Transport, ranges: ByteRange[], serverId: string): Promise<void> {
     const { itemId, blob } = this.#item;
-    let failure: WsUploaderError | undefined;
+    let failure: WsUploaderError | DOMException | undefined;
     let outstanding = 0;
     let settle: (() => void) | undefined;
     // What this server holds now: what OPENED said plus this attempt's ACKs. (After a digest
