@@ -266,7 +266,7 @@ class PageLink {
  * of its per-byte work (`crc32c` and `encodeDup2Frame` of the codec, hash-wasm's SHA-256) for the
  * page's measure of their costs.
  */
-async function bundleEngine(): Promise<{ engine: string; hashWorker: string }> {
+async function bundleEngine(): Promise<{ engine: string; hashWorker: string; dataWorker: string }> {
   const entry = here('bench/browser/engine-entry.js');
   const code = [
     `export { WsUploaderEngine } from ${JSON.stringify(here('dist/src/engine/index.js'))};`,
@@ -278,6 +278,8 @@ async function bundleEngine(): Promise<{ engine: string; hashWorker: string }> {
     engine: await bundle(entry, code),
     // Served at /hash-worker.js, next to /engine.js, where the engine starts it from.
     hashWorker: await bundle(here('dist/src/engine/hash-worker.js')),
+    // Served at /data-worker.js, next to /engine.js, where the engine starts it from.
+    dataWorker: await bundle(here('dist/src/engine/data-worker.js')),
   };
 }
 
@@ -314,7 +316,7 @@ async function body(req: IncomingMessage): Promise<string> {
 /** Serves the page, its scripts, and the step exchange, on 127.0.0.1. */
 async function servePage(
   link: PageLink,
-  { engine, hashWorker }: { engine: string; hashWorker: string },
+  { engine, hashWorker, dataWorker }: { engine: string; hashWorker: string; dataWorker: string },
 ): Promise<{ url: string; close(): void }> {
   const files: Record<string, { type: string; text: () => string }> = {
     '/': { type: 'text/html', text: () => readFileSync(here('bench/browser/index.html'), 'utf8') },
@@ -328,6 +330,7 @@ async function servePage(
     },
     '/engine.js': { type: 'text/javascript', text: () => engine },
     '/hash-worker.js': { type: 'text/javascript', text: () => hashWorker },
+    '/data-worker.js': { type: 'text/javascript', text: () => dataWorker },
     '/tus.js': {
       type: 'text/javascript',
       text: () => readFileSync(here('node_modules/tus-js-client/dist/tus.min.js'), 'utf8'),

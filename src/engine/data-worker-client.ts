@@ -55,6 +55,8 @@ export class WorkerDataPlane implements DataPlane {
   #queue: ToWorker[] = [];
   /** The page's own plane, once the Worker failed. */
   #local: LocalDataPlane | undefined;
+  /** A plane on the page for items whose reads the page overrides (see {@link crossesIntact}). */
+  #pageOnly: LocalDataPlane | undefined;
   readonly #runs = new Map<number, Run>();
   #nextRun = 1;
   #servers: ServerStatus[] = [];
@@ -112,11 +114,13 @@ export class WorkerDataPlane implements DataPlane {
   update(servers: readonly ServerInfo[]): void {
     this.#closed = false;
     this.#serverList = servers;
+    this.#pageOnly?.update(servers);
     if (this.#local) this.#local.update(servers);
     else this.#post({ type: 'update', servers });
   }
 
   configure(settings: PlaneSettings): void {
+    this.#pageOnly?.configure(settings);
     if (this.#local) this.#local.configure(settings);
     else this.#post({ type: 'configure', settings });
   }
@@ -128,6 +132,8 @@ export class WorkerDataPlane implements DataPlane {
     options: RunOptions,
   ): Promise<UploadResult> {
     if (this.#local) return this.#local.run(item, ranges, onProgress, options);
+    if (!crossesIntact(item.blob))
+      return this.#pagePlane().run(item, ranges, onProgress, options);
     return new Promise<UploadResult>((resolve, reject) => {
       const runId = this.#nextRun++;
       const { signal } = options;
@@ -152,6 +158,7 @@ export class WorkerDataPlane implements DataPlane {
   }
 
   forget(itemId: string): void {
+    this.#pageOnly?.forget(itemId);
     if (this.#local) this.#local.forget(itemId);
     else this.#post({ type: 'forget', itemId });
   }
@@ -159,8 +166,19 @@ export class WorkerDataPlane implements DataPlane {
   close(): void {
     this.#closed = true;
     this.#serverList = undefined;
+    this.#pageOnly?.close();
     if (this.#local) this.#local.close();
     else this.#post({ type: 'close' });
+  }
+
+  /** The page's plane for items that cannot cross, started on first use. */
+  #pagePlane(): LocalDataPlane {
+    if (!this.#pageOnly) {
+      // Its own connections; the servers' state shown is the Worker's.
+      this.#pageOnly = new LocalDataPlane(this.#options, { change: () => {}, probe: () => {} });
+      if (this.#serverList && !this.#closed) this.#pageOnly.update(this.#serverList);
+    }
+    return this.#pageOnly;
   }
 
   #post(message: ToWorker, now = false): void {
@@ -228,6 +246,22 @@ export class WorkerDataPlane implements DataPlane {
     }
     this.#runs.clear();
   }
+}
+
+/**
+ * Whether a Blob reaches the Worker as the page sees it: a `File` or `Blob` of the browser's own
+ * does; one whose `slice()` or `arrayBuffer()` the page overrides (its own properties, or a
+ * subclass) would arrive as a plain copy without them, so it is read on the page's thread.
+ */
+function crossesIntact(blob: Blob): boolean {
+  if (Reflect.ownKeys(blob).length > 0) return false;
+  // The browser's own classes, of this realm or another (a frame's File).
+  const ctor = (Object.getPrototypeOf(blob) as { constructor?: unknown } | null)?.constructor;
+  return (
+    typeof ctor === 'function' &&
+    (ctor.name === 'File' || ctor.name === 'Blob') &&
+    Function.prototype.toString.call(ctor).includes('[native code]')
+  );
 }
 
 /** The options the Worker runs with. */

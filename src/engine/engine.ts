@@ -7,27 +7,21 @@ import type {
   ItemKind,
   ItemMeta,
   MessageTarget,
-  TargetRange,
 } from '../protocol/control.js';
 import {
   ITEM_ID_PATTERN,
   MAX_MESSAGE_BODY_LENGTH,
   MAX_PUBLISH_ITEMS,
 } from '../protocol/constants.js';
-import { addRange, covers, type ByteRange } from '../protocol/ranges.js';
-import {
-  ConfigError,
-  ResumeError,
-  ServerError,
-  TransportError,
-  WsUploaderError,
-} from '../errors.js';
+import type { WsUploaderError } from '../errors.js';
+import { ConfigError, ResumeError, ServerError, TransportError } from '../errors.js';
 import { ControlChannel } from './control-channel.js';
 import { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
 import { resolveOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { LocalDataPlane, type DataPlane } from './data-plane.js';
 import { WorkerDataPlane } from './data-worker-client.js';
-import type { TaskProgress } from './part-scheduler.js';
+import { TaskRunner } from './task-runner.js';
+import { checkItemId, failureOf, isBlob, metaOf, newItemId, type Held } from './held-item.js';
 import { checkFile, fileOf, itemMime, itemName, lockItem, ResumeKeeper } from './resume-keeper.js';
 import { isFileHandle } from './resume-store.js';
 import {
@@ -37,50 +31,11 @@ import {
   type ItemStatus,
   type OutgoingMessage,
   type ReceivedItem,
-  type RunningTask,
   type ServerStatus,
   type TransmitTask,
   type UnfinishedItem,
   type UploadResult,
 } from './types.js';
-
-interface Held {
-  readonly blob: Blob;
-  status: ItemStatus;
-  /** Published (or being published) inline. */
-  inline?: boolean;
-  /** Made by `send()`: inline whatever the `inlineMax` option says, and only inline. */
-  forInline?: boolean;
-  /** The control server refused it inline: it is uploaded instead. */
-  noInline?: boolean;
-  /** The inline `publish` being read and sent. */
-  publishing?: Promise<void>;
-  /** Set by `pause()`: the item's tasks wait here for `resume()`. */
-  paused?: PausedTask[];
-  /** The file handle it was added from: remembered with it, to read it again after a reload. */
-  handle?: FileSystemFileHandle;
-  /** Whether its resume record was written (`true`) or must not be (`false`); unset: not yet. */
-  remembered?: boolean;
-}
-
-/** A task the engine runs (queued or running). */
-interface Active {
-  readonly task: RunningTask;
-  readonly controller: AbortController;
-  readonly fromControl: boolean;
-  /** The control server's reason, once it cancelled the task. */
-  cancelled?: string;
-  /** Stopped by `pause()`: it runs again on `resume()`. */
-  paused?: boolean;
-}
-
-/** A task waiting for `resume()`, and how to settle the promise of whoever is waiting for it. */
-interface PausedTask {
-  readonly task: RunningTask;
-  readonly fromControl: boolean;
-  readonly resolve: (result: UploadResult) => void;
-  readonly reject: (error: unknown) => void;
-}
 
 /** A `message` waiting for its `sent` (or `error`). */
 interface PendingSend {
@@ -126,8 +81,8 @@ export class WsUploaderEngine extends EventTarget {
   #started: Promise<void> | undefined;
   #resolveStarted: (() => void) | undefined;
   #rejectStarted: ((e: unknown) => void) | undefined;
-  /** Tasks queued or running, by task id. */
-  readonly #active = new Map<string, Active>();
+  /** Transmit tasks queued or running. */
+  readonly #tasks: TaskRunner;
   /** Calls waiting for the control channel to be open. */
   #openWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** Messages sent with an id, waiting for `sent`. */
@@ -141,8 +96,6 @@ export class WsUploaderEngine extends EventTarget {
   readonly #refusedInline = new Map<string, number>();
   /** Items asked to be unpublished, until the control server answers. */
   readonly #unpublishing = new Set<string>();
-  /** Tasks the control server cancelled after this page finished them. */
-  readonly #lateCancels = new Set<string>();
   /** Rooms joined; joined again after every reconnect (the control server forgets them). */
   readonly #rooms = new Set<string>();
   #clientId: string | undefined;
@@ -191,6 +144,15 @@ export class WsUploaderEngine extends EventTarget {
           },
         )
       : new LocalDataPlane(this.#options, handlers);
+    this.#tasks = new TaskRunner(this.#plane, this.#options.clock, {
+      held: (itemId) => this.#items.get(itemId),
+      update: (itemId, fn) => this.#update(itemId, fn),
+      fail: (itemId, error) => this.#fail(itemId, error),
+      finished: (held) => this.#finished(held),
+      send: (message) => this.#control.send(message),
+      dispatch: (event) => this.dispatchEvent(event),
+      stopped: () => this.#abort.signal,
+    });
     this.#control = new ControlChannel(this.#options, {
       message: (m) => this.#onControl(m),
       state: (state) => {
@@ -472,11 +434,7 @@ export class WsUploaderEngine extends EventTarget {
     for (const held of this.#select(itemIds)) {
       if (held.paused || held.status.state === ItemState.COMPLETE) continue;
       held.paused = [];
-      for (const active of this.#active.values()) {
-        if (active.task.itemId !== held.status.itemId) continue;
-        active.paused = true;
-        active.controller.abort();
-      }
+      this.#tasks.pauseItem(held.status.itemId);
       this.#update(held.status.itemId, (s) => ({ ...s, state: ItemState.PAUSED }));
     }
   }
@@ -494,7 +452,7 @@ export class WsUploaderEngine extends EventTarget {
         s.state === ItemState.PAUSED ? { ...s, state: ItemState.PUBLISHED } : s,
       );
       for (const { task, fromControl, resolve, reject } of waiting)
-        this.#execute(task, fromControl).then(resolve, reject);
+        this.#tasks.execute(task, fromControl).then(resolve, reject);
     }
   }
 
@@ -732,7 +690,7 @@ export class WsUploaderEngine extends EventTarget {
    *   `AbortError` when the task is stopped (engine stopped, item unpublished)
    */
   transmit(task: TransmitTask): Promise<UploadResult> {
-    return this.#execute(
+    return this.#tasks.execute(
       {
         taskId: task.taskId ?? newItemId(),
         itemId: task.itemId,
@@ -775,11 +733,7 @@ export class WsUploaderEngine extends EventTarget {
           this.items.filter((s) => waiting.includes(s.state)).map((s) => s.itemId),
         );
         if (message.resumed === false) {
-          for (const active of this.#active.values()) {
-            if (!active.fromControl) continue;
-            active.controller.abort();
-            again.add(active.task.itemId);
-          }
+          for (const itemId of this.#tasks.stopControlTasks()) again.add(itemId);
         }
         this.publish([...again]);
         for (const w of this.#openWaiters.splice(0)) w.resolve();
@@ -805,53 +759,35 @@ export class WsUploaderEngine extends EventTarget {
         this.#emit('unpublished', { itemIds: message.itemIds });
         return;
       case 'transmit': {
-        if (this.#active.has(message.taskId)) return; // The same task again.
+        if (this.#tasks.has(message.taskId)) return; // The same task again.
         // Taken: the control server knows the task reached a page that holds the item.
         if (this.#items.has(message.itemId))
           this.#control.send({ type: 'accept', taskId: message.taskId, itemId: message.itemId });
-        this.#execute(
-          {
-            taskId: message.taskId,
-            itemId: message.itemId,
-            ranges: message.ranges,
-            priority: message.priority,
-            reason: message.reason ?? 'publish',
-            ...(message.deadline === undefined ? {} : { deadline: message.deadline }),
-            ...(message.protocol === undefined ? {} : { protocol: message.protocol }),
-          },
-          true,
-        ).catch(() => undefined);
+        this.#tasks
+          .execute(
+            {
+              taskId: message.taskId,
+              itemId: message.itemId,
+              ranges: message.ranges,
+              priority: message.priority,
+              reason: message.reason ?? 'publish',
+              ...(message.deadline === undefined ? {} : { deadline: message.deadline }),
+              ...(message.protocol === undefined ? {} : { protocol: message.protocol }),
+            },
+            true,
+          )
+          .catch(() => undefined);
         return;
       }
-      case 'cancel': {
-        const active = this.#active.get(message.taskId);
-        // A paused task the control server no longer wants: it will not run on resume().
-        const paused = this.#items.get(message.itemId)?.paused;
-        const waiting = paused?.findIndex((p) => p.task.taskId === message.taskId) ?? -1;
-        if (!active && paused && waiting >= 0) {
-          paused.splice(waiting, 1)[0]!.reject(new DOMException(message.reason, 'AbortError'));
-          this.#emit('cancel', {
-            taskId: message.taskId,
-            itemId: message.itemId,
-            reason: message.reason,
-          });
-          return;
-        }
-        if (!active || active.task.itemId !== message.itemId) {
-          this.#lateCancels.add(message.taskId);
-          if (this.#lateCancels.size > MAX_LATE_CANCELS)
-            this.#lateCancels.delete(this.#lateCancels.values().next().value!);
-          return;
-        }
-        active.cancelled = message.reason;
-        active.controller.abort();
+      case 'cancel':
+        this.#tasks.cancel(message.taskId, message.itemId, message.reason);
         return;
-      }
       case 'completed': {
         // The control server knows the item is stored (inline, empty, or stored earlier): nothing
         // to send. An item this page is uploading completes through its own task.
         const held = this.#items.get(message.itemId);
-        if (!held || held.status.state === ItemState.COMPLETE || this.#busy(message.itemId)) return;
+        if (!held || held.status.state === ItemState.COMPLETE || this.#tasks.busy(message.itemId))
+          return;
         this.#finished(held);
         const { itemId, name, size } = held.status;
         this.#update(itemId, (s) => ({
@@ -936,7 +872,7 @@ export class WsUploaderEngine extends EventTarget {
       // Unpublishing an item the control server did not know: forgotten all the same.
       if (this.#unpublishing.delete(ref)) return;
     }
-    if (code === 'unknown-task' && this.#lateCancels.delete(ref)) return;
+    if (code === 'unknown-task' && this.#tasks.lateCancelAnswered(ref)) return;
     if (code === 'forbidden' && this.#rooms.has(ref)) {
       this.#rooms.delete(ref);
       this.#emit('error', { error, room: ref });
@@ -1085,203 +1021,10 @@ export class WsUploaderEngine extends EventTarget {
     this.#resume?.unlock(itemId);
     for (const waiting of held.paused?.splice(0) ?? [])
       waiting.reject(new DOMException('the item was dropped', 'AbortError'));
-    for (const active of this.#active.values())
-      if (active.task.itemId === itemId) active.controller.abort();
+    this.#tasks.stopItem(itemId);
   }
 
   /** Whether a task of the item is queued or running. */
-  #busy(itemId: string, except?: string): boolean {
-    for (const active of this.#active.values())
-      if (active.task.itemId === itemId && active.task.taskId !== except) return true;
-    return false;
-  }
-
-  /**
-   * Queues a task. The scheduler runs one task of an item at a time (a later one resumes from
-   * what the earlier stored); a `demand` task (a reader waits) preempts lower-priority ones.
-   */
-  #execute(task: RunningTask, fromControl: boolean): Promise<UploadResult> {
-    const held = this.#items.get(task.itemId);
-    if (!held) {
-      const error = new ServerError('unknown-item', `no item ${task.itemId} in this page`, {
-        serverId: 'control',
-        itemId: task.itemId,
-      });
-      if (fromControl) this.#reportFail(task, error);
-      return Promise.reject(error);
-    }
-    if (held.paused) {
-      // Waits for resume(), which runs it and settles this promise.
-      const paused = held.paused;
-      return new Promise<UploadResult>((resolve, reject) =>
-        paused.push({ task, fromControl, resolve, reject }),
-      );
-    }
-    // The page may decline the task, or send its ranges to other servers, before it runs.
-    let ranges = task.ranges;
-    const accepted = this.dispatchEvent(
-      new EngineEvent(
-        'transmit-request',
-        {
-          task,
-          retarget: (next) => (ranges = checkRanges(next, held.status.size)),
-        },
-        { cancelable: true },
-      ),
-    );
-    if (!accepted) {
-      if (fromControl)
-        this.#control.send({
-          type: 'fail',
-          taskId: task.taskId,
-          itemId: task.itemId,
-          code: 'declined',
-          message: 'the page declined the task',
-        });
-      this.#settle(task);
-      return Promise.reject(
-        new DOMException(`the page declined task ${task.taskId}`, 'AbortError'),
-      );
-    }
-    if (ranges !== task.ranges) task = { ...task, ranges };
-    const controller = new AbortController();
-    const stopped = this.#abort.signal;
-    const stop = (): void => controller.abort();
-    stopped.addEventListener('abort', stop, { once: true });
-    const active: Active = { task, controller, fromControl };
-    this.#active.set(task.taskId, active);
-    this.#update(task.itemId, (s) => ({ ...s, state: ItemState.UPLOADING, errorCode: undefined }));
-    let reportedAt = -Infinity;
-    const onProgress = (p: TaskProgress): void => {
-      // The control server hears about progress at most once a second per task.
-      const now = this.#options.clock.now();
-      if (fromControl && now - reportedAt >= PROGRESS_REPORT_MS && p.bytesStored < p.bytesTotal) {
-        reportedAt = now;
-        this.#control.send({
-          type: 'progress',
-          taskId: task.taskId,
-          itemId: task.itemId,
-          bytesStored: p.bytesStored,
-        });
-      }
-      this.#update(task.itemId, (s) => ({
-        ...s,
-        bytesSent: Math.max(s.bytesSent, p.bytesSent),
-        bytesStored: Math.max(s.bytesStored, p.bytesStored),
-        bytesTotal: p.bytesTotal,
-        ...(Object.keys(p.bytesByServer).length === 0
-          ? {}
-          : { bytesByServer: maxByServer(s.bytesByServer, p.bytesByServer) }),
-      }));
-    };
-    return this.#plane
-      .run(
-        { itemId: task.itemId, name: held.status.name, blob: held.blob },
-        task.ranges as TargetRange[],
-        onProgress,
-        {
-          priority: task.priority,
-          urgent: task.reason === 'demand',
-          ...(task.deadline === undefined ? {} : { deadline: task.deadline }),
-          // One multipart POST, as the control server asked, for a task of the whole item.
-          multipart: task.protocol === 'http/1',
-          signal: controller.signal,
-        },
-      )
-      .then(
-        (result) => this.#taskDone(active, held, result),
-        (e: unknown) => {
-          // Paused: not an error; the task waits and runs again on resume().
-          const paused = active.paused ? held.paused : undefined;
-          if (paused && this.#items.get(task.itemId) === held) {
-            stopped.removeEventListener('abort', stop);
-            if (this.#active.get(task.taskId) === active) this.#active.delete(task.taskId);
-            return new Promise<UploadResult>((resolve, reject) =>
-              paused.push({ task, fromControl, resolve, reject }),
-            );
-          }
-          return this.#taskFailed(active, e);
-        },
-      )
-      .finally(() => {
-        stopped.removeEventListener('abort', stop);
-        // A paused task that ran again on resume() is a new entry under the same id.
-        if (this.#active.get(task.taskId) === active) this.#active.delete(task.taskId);
-      });
-  }
-
-  #taskDone(active: Active, held: Held, result: UploadResult): UploadResult {
-    const { task, fromControl } = active;
-    const whole = covers(task.ranges.reduce<ByteRange[]>(addRange, []), {
-      start: 0,
-      end: held.status.size,
-    });
-    if (fromControl) {
-      // The item's digest goes with a task that covers all of it; a part needs none.
-      this.#control.send({
-        type: 'complete',
-        taskId: task.taskId,
-        itemId: task.itemId,
-        ...(whole ? { sha256: result.sha256 } : {}),
-        servers: [...result.servers],
-      });
-    }
-    if (whole) {
-      this.#finished(held);
-      this.#update(task.itemId, (s) => ({
-        ...s,
-        state: ItemState.COMPLETE,
-        sha256: result.sha256,
-        servers: result.servers,
-      }));
-      this.#emit('complete', result);
-    } else {
-      // Some ranges (a reader's, say): the item is not complete for that.
-      this.#settle(task);
-    }
-    return result;
-  }
-
-  #taskFailed(active: Active, e: unknown): never {
-    const { task, controller, fromControl } = active;
-
-    if (controller.signal.aborted) {
-      // Cancelled, unpublished or stopped: not an error. The item waits again.
-      this.#settle(task);
-      if (active.cancelled !== undefined)
-        this.#emit('cancel', {
-          taskId: task.taskId,
-          itemId: task.itemId,
-          reason: active.cancelled,
-        });
-      throw controller.signal.reason;
-    }
-    const error = failureOf(e, task.itemId);
-    if (fromControl) this.#reportFail(task, error);
-    this.#fail(task.itemId, error);
-    throw error;
-  }
-
-  /** After a task that did not complete its item: `uploading` while another runs, else `published`. */
-  #settle(task: RunningTask): void {
-    this.#update(task.itemId, (s) =>
-      s.state === ItemState.UPLOADING && !this.#busy(task.itemId, task.taskId)
-        ? { ...s, state: ItemState.PUBLISHED }
-        : s,
-    );
-  }
-
-  /** Tells the control server a task failed (within the message's limits). */
-  #reportFail(task: Required<TransmitTask>, error: WsUploaderError): void {
-    this.#control.send({
-      type: 'fail',
-      taskId: task.taskId,
-      itemId: task.itemId,
-      code: error.code.slice(0, 64),
-      message: error.message.slice(0, 1024),
-    });
-  }
-
   #fail(itemId: string, error: WsUploaderError): void {
     this.#update(itemId, (s) => ({ ...s, state: ItemState.FAILED, errorCode: error.code }));
     this.#emit('error', { error, itemId });
@@ -1368,71 +1111,6 @@ export class WsUploaderEngine extends EventTarget {
   }
 }
 
-/**
- * Ranges given to `retarget()`, checked: each within the item, with a server id.
- * @throws {ConfigError} when one is not
- */
-function checkRanges(ranges: readonly TargetRange[], size: number): readonly TargetRange[] {
-  if (!Array.isArray(ranges) || ranges.length === 0)
-    throw new ConfigError('retarget() takes a non-empty array of ranges');
-  for (const r of ranges as unknown[]) {
-    const { start, end, serverId } = (r ?? {}) as Partial<TargetRange>;
-    if (
-      !Number.isSafeInteger(start) ||
-      !Number.isSafeInteger(end) ||
-      start! < 0 ||
-      end! <= start! ||
-      end! > size ||
-      typeof serverId !== 'string' ||
-      serverId === ''
-    )
-      throw new ConfigError(
-        `retarget(): bad range ${JSON.stringify(r)} for an item of ${size} bytes`,
-      );
-  }
-  return ranges.map(({ start, end, serverId }) => ({ start, end, serverId }));
-}
-
-/** Cancels of finished tasks remembered (to take their `unknown-task` answer quietly). */
-const MAX_LATE_CANCELS = 100;
-
-/** Least time between two `progress` reports of one task to the control server, in ms. */
-const PROGRESS_REPORT_MS = 1000;
-
-/** A random item id: 16 random bytes in base64url (22 characters). */
-function newItemId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-/** The metadata of a held item, as published. */
-function metaOf(held: Held): ItemMeta {
-  const { itemId, name, size, mime, kind } = held.status;
-  const lastModified = (held.blob as Partial<File>).lastModified;
-  return typeof lastModified === 'number'
-    ? { itemId, name, size, mime, kind, lastModified }
-    : { itemId, name, size, mime, kind };
-}
-
-/** A Blob, from this realm or another (a frame's). */
-function isBlob(v: unknown): v is Blob {
-  const b = v as Partial<Blob> | null;
-  return (
-    typeof b === 'object' &&
-    b !== null &&
-    typeof b.size === 'number' &&
-    typeof b.arrayBuffer === 'function' &&
-    typeof b.slice === 'function'
-  );
-}
-
-function checkItemId(id: string): void {
-  if (typeof id !== 'string' || !ITEM_ID_PATTERN.test(id))
-    throw new ConfigError(`${JSON.stringify(id)} is not an item id`);
-}
-
 function checkRoom(room: string): void {
   if (typeof room !== 'string' || !ITEM_ID_PATTERN.test(room))
     throw new ConfigError(`a room name matches ${String(ITEM_ID_PATTERN)}`);
@@ -1488,30 +1166,4 @@ function receivedItem(item: ItemMeta): ReceivedItem {
     ...(item.lastModified === undefined ? {} : { lastModified: item.lastModified }),
   });
   return raster ? { meta, blob, dataUrl: `data:${base};base64,${content}` } : { meta, blob };
-}
-
-/** Per-server byte counts, each the larger of the two. */
-function maxByServer(
-  a: Readonly<Record<string, number>> | undefined,
-  b: Readonly<Record<string, number>>,
-): Record<string, number> {
-  const out: Record<string, number> = { ...a };
-  for (const [id, bytes] of Object.entries(b)) out[id] = Math.max(out[id] ?? 0, bytes);
-  return out;
-}
-
-/**
- * What a failure is, as the engine reports it: its own errors as they are; a file that cannot be
- * read (gone, changed, no permission) `file-unreadable`; anything else `internal`, never a
- * connection's code.
- */
-function failureOf(e: unknown, itemId: string): WsUploaderError {
-  if (e instanceof WsUploaderError) return e;
-  const name = e instanceof DOMException || e instanceof Error ? e.name : '';
-  if (name === 'NotReadableError' || name === 'NotFoundError' || name === 'NotAllowedError')
-    return new ResumeError('file-unreadable', `cannot read the file of item ${itemId}`, {
-      itemId,
-      cause: e,
-    });
-  return new WsUploaderError('internal', `item ${itemId}: ${String(e)}`, { cause: e });
 }

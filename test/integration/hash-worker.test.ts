@@ -131,8 +131,10 @@ describe('hash Worker', () => {
       d = undefined;
     });
 
-    // dup/2 reads what it sends, in order, and hashes it as it goes: no Worker. HTTP parts are
-    // streamed from the file by the browser: the page's thread is free only if a Worker hashes.
+    // With integrity sha256 and the data work on the page (dataWorker: false): dup/2 reads what
+    // it sends, in order, and hashes it as it goes: no Worker. HTTP parts are streamed from the
+    // file by the browser: the page's thread is free only if a Worker hashes. (In the data Worker
+    // the same choice is made there.)
     const cases = [
       { name: 'dup/2', protocols: ['dup/2'], hashWorker: undefined, worker: false },
       { name: 'HTTP parts', protocols: ['http/1'], hashWorker: undefined, worker: true },
@@ -156,6 +158,8 @@ describe('hash Worker', () => {
           controlUrl: d.controlUrl,
           authToken: d.token,
           protocols: [...c.protocols],
+          integrity: 'sha256',
+          dataWorker: false,
           ...(c.hashWorker === undefined ? {} : { hashWorker: c.hashWorker }),
         });
         const errors: unknown[] = [];
