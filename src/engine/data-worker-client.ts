@@ -132,8 +132,7 @@ export class WorkerDataPlane implements DataPlane {
     options: RunOptions,
   ): Promise<UploadResult> {
     if (this.#local) return this.#local.run(item, ranges, onProgress, options);
-    if (!crossesIntact(item.blob))
-      return this.#pagePlane().run(item, ranges, onProgress, options);
+    if (!crossesIntact(item.blob)) return this.#pagePlane().run(item, ranges, onProgress, options);
     return new Promise<UploadResult>((resolve, reject) => {
       const runId = this.#nextRun++;
       const { signal } = options;

@@ -21,7 +21,10 @@ import { resolveOptions, type EngineOptions, type ResolvedEngineOptions } from '
 import { LocalDataPlane, type DataPlane } from './data-plane.js';
 import { WorkerDataPlane } from './data-worker-client.js';
 import { TaskRunner } from './task-runner.js';
-import { checkItemId, failureOf, isBlob, metaOf, newItemId, type Held } from './held-item.js';
+import { ControlRequests } from './control-requests.js';
+import { InlinePublisher } from './inline-publisher.js';
+import { checkRoom, checkTarget, receivedItem } from './message-content.js';
+import { checkItemId, isBlob, metaOf, newItemId, type Held } from './held-item.js';
 import { checkFile, fileOf, itemMime, itemName, lockItem, ResumeKeeper } from './resume-keeper.js';
 import { isFileHandle } from './resume-store.js';
 import {
@@ -30,28 +33,11 @@ import {
   type ItemLocation,
   type ItemStatus,
   type OutgoingMessage,
-  type ReceivedItem,
   type ServerStatus,
   type TransmitTask,
   type UnfinishedItem,
   type UploadResult,
 } from './types.js';
-
-/** A `message` waiting for its `sent` (or `error`). */
-interface PendingSend {
-  readonly resolve: (delivered: number) => void;
-  readonly reject: (error: unknown) => void;
-  readonly itemId: string | undefined;
-}
-
-/** Media types whose received bytes get a `data:` URL: raster images (never SVG or HTML). */
-const RASTER_IMAGE_TYPES = new Set([
-  'image/png',
-  'image/jpeg',
-  'image/gif',
-  'image/webp',
-  'image/avif',
-]);
 
 /**
  * Uploads what a control server asks for, to the upload servers it names; sends and receives
@@ -83,24 +69,15 @@ export class WsUploaderEngine extends EventTarget {
   #rejectStarted: ((e: unknown) => void) | undefined;
   /** Transmit tasks queued or running. */
   readonly #tasks: TaskRunner;
-  /** Calls waiting for the control channel to be open. */
-  #openWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
-  /** Messages sent with an id, waiting for `sent`. */
-  readonly #sends = new Map<string, PendingSend>();
-  /** `locate` requests waiting for `located`, by request id. */
-  readonly #locates = new Map<
-    string,
-    { resolve(location: ItemLocation): void; reject(error: unknown): void }
-  >();
-  /** Items whose message will come back `unknown-item` after their inline publish was refused. */
-  readonly #refusedInline = new Map<string, number>();
+  /** Messages waiting for `sent`, `locate`s for `located`, calls for the channel to open. */
+  readonly #requests = new ControlRequests();
   /** Items asked to be unpublished, until the control server answers. */
   readonly #unpublishing = new Set<string>();
   /** Rooms joined; joined again after every reconnect (the control server forgets them). */
   readonly #rooms = new Set<string>();
   #clientId: string | undefined;
-  /** The control server's `inlineMax`, from the last `welcome`. */
-  #serverInlineMax = 0;
+  /** Small items published with their bytes. */
+  readonly #inline: InlinePublisher;
   /** Resume records of the items held; none when the `resume` option is off. */
   readonly #resume: ResumeKeeper | undefined;
   /** The last `start()`'s pass over the records, taking up items whose handles can be read. */
@@ -153,12 +130,26 @@ export class WsUploaderEngine extends EventTarget {
       dispatch: (event) => this.dispatchEvent(event),
       stopped: () => this.#abort.signal,
     });
+    this.#inline = new InlinePublisher({
+      items: () => this.#items.values(),
+      held: (itemId) => this.#items.get(itemId),
+      hold: (blob, kind, forInline) => this.#hold(blob, kind, forInline),
+      forget: (itemId) => this.#items.delete(itemId),
+      publish: (itemIds) => this.publish(itemIds),
+      isOpen: () => this.#control.state === ConnectionState.OPEN,
+      send: (message) => this.#control.send(message),
+      published: (items) => this.#emit('publish', { items }),
+      update: (itemId, fn) => this.#update(itemId, fn),
+      fail: (itemId, error) => this.#fail(itemId, error),
+      refuseMessages: (itemId, error) => this.#requests.refuseItem(itemId, error),
+      inlineMax: () => this.#options.inlineMax,
+    });
     this.#control = new ControlChannel(this.#options, {
       message: (m) => this.#onControl(m),
       state: (state) => {
         // Answers to what was sent on a lost connection never come.
         if (state === ConnectionState.DOWN || state === ConnectionState.CLOSED)
-          this.#rejectSends(
+          this.#requests.refuseAll(
             new TransportError('socket-closed', 'the control connection closed', {
               serverId: 'control',
             }),
@@ -168,7 +159,7 @@ export class WsUploaderEngine extends EventTarget {
       error: (error, fatal) => {
         if (fatal) {
           this.#rejectStarted?.(error);
-          this.#rejectOpenWaiters(error);
+          this.#requests.refuseWaiters(error);
         }
         this.#emit('error', { error });
       },
@@ -243,8 +234,8 @@ export class WsUploaderEngine extends EventTarget {
     this.#rejectStarted?.(stopped);
     this.#resolveStarted = undefined;
     this.#rejectStarted = undefined;
-    this.#rejectOpenWaiters(stopped);
-    this.#rejectSends(stopped);
+    this.#requests.refuseWaiters(stopped);
+    this.#requests.refuseAll(stopped);
     // Paused tasks do not outlive the engine: they are the control server's again on a new start.
     for (const held of this.#items.values()) {
       for (const waiting of held.paused?.splice(0) ?? []) waiting.reject(stopped);
@@ -370,10 +361,8 @@ export class WsUploaderEngine extends EventTarget {
     for (const id of ids) {
       const held = this.#items.get(id);
       if (!held) continue;
-      if (this.#goesInline(held)) {
-        held.inline = true;
-        held.publishing = this.#publishInline(held);
-        held.publishing.catch(() => undefined);
+      if (this.#inline.goesInline(held)) {
+        void this.#inline.start(held);
       } else {
         this.#remember(held);
         items.push(metaOf(held));
@@ -641,21 +630,23 @@ export class WsUploaderEngine extends EventTarget {
         `a message body is a string of at most ${MAX_MESSAGE_BODY_LENGTH} characters`,
       );
     await this.#whenOpen();
-    const itemId = item === undefined ? undefined : await this.#inlineItem(item);
+    const itemId = item === undefined ? undefined : await this.#inline.itemFor(item);
     await this.#whenOpen();
     // Published again after a reconnect meanwhile: the message goes after it.
     if (itemId !== undefined) await this.#items.get(itemId)?.publishing;
     const id = newItemId();
-    return new Promise<number>((resolve, reject) => {
-      this.#sends.set(id, { resolve, reject, itemId });
-      this.#control.send({
-        type: 'message',
-        id,
-        to: target,
-        ...(body === undefined ? {} : { body }),
-        ...(itemId === undefined ? {} : { itemId }),
-      });
-    });
+    return this.#requests.wait<number>(
+      id,
+      () =>
+        this.#control.send({
+          type: 'message',
+          id,
+          to: target,
+          ...(body === undefined ? {} : { body }),
+          ...(itemId === undefined ? {} : { itemId }),
+        }),
+      itemId,
+    );
   }
 
   /**
@@ -677,10 +668,9 @@ export class WsUploaderEngine extends EventTarget {
       throw new ConfigError(`${JSON.stringify(itemId)} is not an item id`);
     await this.#whenOpen();
     const id = newItemId();
-    return new Promise<ItemLocation>((resolve, reject) => {
-      this.#locates.set(id, { resolve, reject });
-      this.#control.send({ type: 'locate', id, itemId });
-    });
+    return this.#requests.wait<ItemLocation>(id, () =>
+      this.#control.send({ type: 'locate', id, itemId }),
+    );
   }
 
   /**
@@ -718,7 +708,7 @@ export class WsUploaderEngine extends EventTarget {
     switch (message.type) {
       case 'welcome': {
         this.#clientId = message.clientId;
-        this.#serverInlineMax = message.limits.inlineMax ?? 0;
+        this.#inline.serverMax = message.limits.inlineMax ?? 0;
         this.#plane.update(message.servers);
         this.#resolveStarted?.();
         for (const room of this.#rooms) this.#control.send({ type: 'join', room });
@@ -736,7 +726,7 @@ export class WsUploaderEngine extends EventTarget {
           for (const itemId of this.#tasks.stopControlTasks()) again.add(itemId);
         }
         this.publish([...again]);
-        for (const w of this.#openWaiters.splice(0)) w.resolve();
+        this.#requests.opened();
         return;
       }
       case 'authed':
@@ -819,16 +809,18 @@ export class WsUploaderEngine extends EventTarget {
         return;
       }
       case 'located': {
-        const pending = this.#locates.get(message.id);
-        this.#locates.delete(message.id);
         const { item, state, sha256, holders } = message;
-        pending?.resolve({ item, state, ...(sha256 === undefined ? {} : { sha256 }), holders });
+        const location: ItemLocation = {
+          item,
+          state,
+          ...(sha256 === undefined ? {} : { sha256 }),
+          holders,
+        };
+        this.#requests.answer(message.id, location);
         return;
       }
       case 'sent': {
-        const pending = this.#sends.get(message.id);
-        this.#sends.delete(message.id);
-        pending?.resolve(message.delivered);
+        this.#requests.answer(message.id, message.delivered);
         return;
       }
       case 'error':
@@ -847,28 +839,12 @@ export class WsUploaderEngine extends EventTarget {
       this.#emit('error', { error });
       return;
     }
-    const locating = this.#locates.get(ref);
-    if (locating) {
-      this.#locates.delete(ref);
-      locating.reject(error);
-      return;
-    }
-    // A message with this id.
-    const pending = this.#sends.get(ref);
-    if (pending) {
-      this.#sends.delete(ref);
-      pending.reject(error);
-      return;
-    }
+    // A `locate` or a message with this id.
+    if (this.#requests.refuse(ref, error)) return;
     if (code === 'unknown-item') {
       // A message's item is refused under the item's id, not the message's.
-      const refused = this.#refusedInline.get(ref);
-      if (refused !== undefined) {
-        if (refused > 1) this.#refusedInline.set(ref, refused - 1);
-        else this.#refusedInline.delete(ref);
-        return;
-      }
-      if (this.#rejectSendsOf(ref, error) > 0) return;
+      if (this.#inline.answersRefusal(ref)) return;
+      if (this.#requests.refuseItem(ref, error) > 0) return;
       // Unpublishing an item the control server did not know: forgotten all the same.
       if (this.#unpublishing.delete(ref)) return;
     }
@@ -880,114 +856,19 @@ export class WsUploaderEngine extends EventTarget {
     }
     const held = this.#items.get(ref);
     if (held?.inline && (code === 'too-large' || code === 'quota-exceeded')) {
-      this.#inlineRefused(held, error);
+      this.#inline.refused(held, error);
       return;
     }
     if (held) this.#fail(ref, error);
     else this.#emit('error', { error });
   }
 
-  /**
-   * The control server would not keep an item inline: messages waiting for it reject; an item
-   * added with `addFiles` is uploaded instead, one made by `send()` is dropped.
-   */
-  #inlineRefused(held: Held, error: ServerError): void {
-    const { itemId } = held.status;
-    const rejected = this.#rejectSendsOf(itemId, error);
-    // Those messages were sent after the publish: each will be refused with unknown-item.
-    if (rejected > 0) this.#refusedInline.set(itemId, rejected);
-    held.inline = false;
-    if (held.forInline) {
-      this.#items.delete(itemId);
-      return;
-    }
-    held.noInline = true;
-    this.#update(itemId, (s) => ({ ...s, state: ItemState.PUBLISHING, inline: false }));
-    this.publish([itemId]);
-  }
-
-  /** Rejects the messages waiting that carry an item; how many. */
-  #rejectSendsOf(itemId: string, error: unknown): number {
-    let n = 0;
-    for (const [id, pending] of this.#sends) {
-      if (pending.itemId !== itemId) continue;
-      this.#sends.delete(id);
-      pending.reject(error);
-      n++;
-    }
-    return n;
-  }
-
-  #rejectSends(error: unknown): void {
-    const pending = [...this.#sends.values(), ...this.#locates.values()];
-    this.#sends.clear();
-    this.#locates.clear();
-    for (const p of pending) p.reject(error);
-  }
-
-  #rejectOpenWaiters(error: unknown): void {
-    for (const w of this.#openWaiters.splice(0)) w.reject(error);
-  }
-
   /** Resolves once the control channel is open (now, or after the reconnect under way). */
   #whenOpen(): Promise<void> {
-    if (this.#control.state === ConnectionState.OPEN) return Promise.resolve();
-    if (!this.#started)
-      return Promise.reject(
-        new TransportError('socket-closed', 'start() the engine first', { serverId: 'control' }),
-      );
-    return new Promise((resolve, reject) => this.#openWaiters.push({ resolve, reject }));
-  }
-
-  /** The id of an inline item holding `item`, published inline now when it is not yet. */
-  async #inlineItem(item: Blob | string): Promise<string> {
-    const blob =
-      typeof item === 'string' ? new Blob([item], { type: 'text/plain;charset=utf-8' }) : item;
-    if (!isBlob(blob)) throw new ConfigError('a message item is a Blob, a File or a string');
-    for (const held of this.#items.values()) {
-      if (held.blob !== blob || !held.inline || held.status.state === ItemState.FAILED) continue;
-      await held.publishing;
-      return held.status.itemId;
-    }
-    if (this.#serverInlineMax === 0 || blob.size > this.#serverInlineMax)
-      throw new ServerError(
-        'too-large',
-        `inline items are limited to ${this.#serverInlineMax} bytes by the control server`,
-        { serverId: 'control' },
-      );
-    const held = this.#hold(blob, typeof item === 'string' ? 'text' : 'file', true);
-    held.inline = true;
-    held.publishing = this.#publishInline(held);
-    await held.publishing;
-    return held.status.itemId;
-  }
-
-  /** Reads an item and publishes it with its bytes. */
-  async #publishInline(held: Held): Promise<void> {
-    const meta = metaOf(held);
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(await held.blob.arrayBuffer());
-    } catch (e) {
-      const error = failureOf(e, meta.itemId);
-      this.#fail(meta.itemId, error);
-      throw error;
-    }
-    if (this.#control.state !== ConnectionState.OPEN || this.#items.get(meta.itemId) !== held)
-      throw new TransportError('socket-closed', 'the control connection closed', {
-        serverId: 'control',
-      });
-    this.#update(meta.itemId, (s) => ({ ...s, inline: true }));
-    this.#control.send({ type: 'publish', items: [{ ...meta, content: toBase64(bytes) }] });
-    this.#emit('publish', { items: [meta] });
-  }
-
-  #goesInline(held: Held): boolean {
-    if (held.noInline) return false;
-    if (held.forInline || held.inline) return true;
-    const limit = Math.min(this.#options.inlineMax, this.#serverInlineMax);
-    // 0 turns inline items off, even empty ones.
-    return limit > 0 && held.status.size <= limit;
+    return this.#requests.whenOpen(
+      this.#control.state === ConnectionState.OPEN,
+      this.#started !== undefined,
+    );
   }
 
   /** Adds an item (under a new id, or the one it had before a reload). */
@@ -1109,61 +990,4 @@ export class WsUploaderEngine extends EventTarget {
   #emit<K extends EngineEventType>(type: K, detail: EngineEventDetails[K]): void {
     this.dispatchEvent(new EngineEvent(type, detail));
   }
-}
-
-function checkRoom(room: string): void {
-  if (typeof room !== 'string' || !ITEM_ID_PATTERN.test(room))
-    throw new ConfigError(`a room name matches ${String(ITEM_ID_PATTERN)}`);
-}
-
-/** A copy of a message target holding exactly one of clientId, userId or room. */
-function checkTarget(to: MessageTarget): MessageTarget {
-  const t = (to ?? {}) as Partial<Record<'clientId' | 'userId' | 'room', unknown>>;
-  const keys = (['clientId', 'userId', 'room'] as const).filter((k) => t[k] !== undefined);
-  if (keys.length !== 1)
-    throw new ConfigError('a message goes to exactly one of clientId, userId or room');
-  const key = keys[0]!;
-  const value = t[key];
-  if (key === 'room') {
-    checkRoom(value as string);
-    return { room: value as string };
-  }
-  if (typeof value !== 'string' || value.length === 0 || value.length > 200)
-    throw new ConfigError(`\`${key}\` is a string of 1 to 200 characters`);
-  return key === 'clientId' ? { clientId: value } : { userId: value };
-}
-
-/** Base64 (with padding) of bytes. */
-function toBase64(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i += 0x8000)
-    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
-
-/** The bytes of base64 text. */
-function fromBase64(text: string): Uint8Array<ArrayBuffer> {
-  const s = atob(text);
-  const bytes = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-  return bytes;
-}
-
-/** An inline item as the page gets it: its bytes as a File and, for raster images, a data: URL. */
-function receivedItem(item: ItemMeta): ReceivedItem {
-  const { content, ...meta } = item;
-  if (content === undefined) return { meta };
-  const base = item.mime.split(';')[0]!.trim().toLowerCase();
-  const raster = RASTER_IMAGE_TYPES.has(base);
-  // Only types that never run script when opened: a blob: URL has the page's origin.
-  const type = raster
-    ? base
-    : /^text\/plain(\s*;\s*charset=[A-Za-z0-9_-]+)?$/i.test(item.mime.trim())
-      ? item.mime.trim()
-      : 'application/octet-stream';
-  const blob = new File([fromBase64(content)], item.name, {
-    type,
-    ...(item.lastModified === undefined ? {} : { lastModified: item.lastModified }),
-  });
-  return raster ? { meta, blob, dataUrl: `data:${base};base64,${content}` } : { meta, blob };
 }
