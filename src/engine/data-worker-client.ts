@@ -12,6 +12,7 @@ import {
   type PlaneSettings,
 } from './data-plane.js';
 import {
+  CLONED_OPTIONS,
   errorFrom,
   type FromWorker,
   type ToWorker,
@@ -267,16 +268,5 @@ function crossesIntact(blob: Blob): boolean {
 function workerOptions(
   options: ResolvedEngineOptions,
 ): Omit<WorkerOptions, 'hashWorker' | 'askRetry'> {
-  return {
-    chunkSize: options.chunkSize,
-    partSize: options.partSize,
-    protocols: options.protocols,
-    maxParallel: options.maxParallel,
-    probeCount: options.probeCount,
-    probeIntervalMs: options.probeIntervalMs,
-    stallTimeoutMs: options.stallTimeoutMs,
-    retryDelays: options.retryDelays,
-    reconnectDelays: options.reconnectDelays,
-    integrity: options.integrity,
-  };
+  return Object.fromEntries(CLONED_OPTIONS.map((key) => [key, options[key]]));
 }

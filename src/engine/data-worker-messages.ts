@@ -6,29 +6,35 @@
  */
 import type { ServerInfo, TargetRange } from '../protocol/control.js';
 import { ServerError, TransportError, WsUploaderError } from '../errors.js';
-import type { Integrity } from './options.js';
+import type { EngineOptions } from './options.js';
 import type { PlaneItem, PlaneSettings } from './data-plane.js';
 import type { TaskProgress } from './part-scheduler.js';
-import type { DataProtocol } from './transport.js';
 import type { ServerStatus, UploadResult } from './types.js';
 
-/** The engine options the data Worker runs with: those that can be cloned. */
-export interface WorkerOptions {
-  readonly chunkSize: number;
-  readonly partSize: number;
-  readonly protocols: readonly DataProtocol[];
-  readonly maxParallel: number;
-  readonly probeCount: number;
-  readonly probeIntervalMs: number;
-  readonly stallTimeoutMs: number;
-  readonly retryDelays: readonly number[];
-  readonly reconnectDelays: readonly number[];
-  readonly integrity: Integrity;
+/**
+ * The engine options that cross to the data Worker as they are (plain values): an option the data
+ * plane reads must be listed here, or the Worker runs with its default.
+ */
+export const CLONED_OPTIONS = [
+  'chunkSize',
+  'partSize',
+  'protocols',
+  'maxParallel',
+  'probeCount',
+  'probeIntervalMs',
+  'stallTimeoutMs',
+  'retryDelays',
+  'reconnectDelays',
+  'integrity',
+] as const satisfies readonly (keyof EngineOptions)[];
+
+/** The engine options the data Worker runs with. */
+export type WorkerOptions = Pick<EngineOptions, (typeof CLONED_OPTIONS)[number]> & {
   /** The `hashWorker` option as given (a URL as its string). */
   readonly hashWorker: boolean | string;
   /** Whether the page has an `onShouldRetry` hook the Worker must ask. */
   readonly askRetry: boolean;
-}
+};
 
 /** How a task runs, as it crosses (its abort goes as an `abort` message). */
 export interface WorkerRunOptions {

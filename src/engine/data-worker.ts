@@ -37,27 +37,16 @@ let nextAsk = 1;
 let statusTimer: ReturnType<typeof setInterval> | undefined;
 
 function start(given: WorkerOptions): void {
-  const options: ResolvedEngineOptions = {
-    ...resolveOptions({
-      // The control channel stays on the page; these two only pass the check.
-      controlUrl: 'ws://data-worker.invalid',
-      authToken: 'unused',
-      chunkSize: given.chunkSize,
-      partSize: given.partSize,
-      protocols: given.protocols,
-      maxParallel: given.maxParallel,
-      probeCount: given.probeCount,
-      probeIntervalMs: given.probeIntervalMs,
-      stallTimeoutMs: given.stallTimeoutMs,
-      retryDelays: [...given.retryDelays],
-      reconnectDelays: [...given.reconnectDelays],
-      integrity: given.integrity,
-      hashWorker: given.hashWorker,
-      resume: false,
-      dataWorker: false,
-    }),
-  };
-  if (given.askRetry)
+  const { askRetry, ...cloned } = given;
+  const options: ResolvedEngineOptions = resolveOptions({
+    ...cloned,
+    // The control channel stays on the page: these two only pass the check.
+    controlUrl: 'ws://data-worker.invalid',
+    authToken: 'unused',
+    resume: false,
+    dataWorker: false,
+  });
+  if (askRetry)
     options.onShouldRetry = (error: WsUploaderError, attempt: number, retryable: boolean) =>
       new Promise<boolean>((resolve) => {
         const askId = nextAsk++;

@@ -905,7 +905,7 @@ export class WsUploaderEngine extends EventTarget {
     this.#tasks.stopItem(itemId);
   }
 
-  /** Whether a task of the item is queued or running. */
+  /** An item failed: its state says so, and an `error` event tells the page. */
   #fail(itemId: string, error: WsUploaderError): void {
     this.#update(itemId, (s) => ({ ...s, state: ItemState.FAILED, errorCode: error.code }));
     this.#emit('error', { error, itemId });

@@ -523,7 +523,7 @@ class TaskRun {
     };
   }
 
-  /** Starts reading and hashing the whole item alongside the sending. */
+  /** Counts a range a server holds, for the task's progress. */
   #addStored(range: ByteRange | undefined, serverId: string): void {
     if (!range) return;
     this.#stored = addRange(this.#stored, range);
