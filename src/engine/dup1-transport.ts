@@ -131,7 +131,7 @@ class Dup1Connection {
     if (this.isOpen || message.type === 'hello') this.#socket?.send(encodeDup1Message(message));
   }
 
-  sendBytes(bytes: Uint8Array): void {
+  sendBytes(bytes: Uint8Array | Blob): void {
     if (this.isOpen) this.#socket!.send(bytes);
   }
 
@@ -169,7 +169,11 @@ export class Dup1Transport implements Transport {
   /** The server, with this client's newest token. */
   info: ServerInfo;
   readonly protocol = 'dup/1';
-  readonly takesBlobs = false;
+  /**
+   * `dup/1` has no per-chunk checksum: with integrity `transport` nothing needs the bytes in the
+   * engine, and the browser reads each slice of the file itself as it sends it.
+   */
+  readonly takesBlobs: boolean;
   stalled = false;
   readonly #options: ResolvedEngineOptions;
   readonly #onClose: TransportCloseHandler;
@@ -188,6 +192,7 @@ export class Dup1Transport implements Transport {
     this.info = info;
     this.#options = options;
     this.#onClose = onClose;
+    this.takesBlobs = options.integrity === 'transport';
     this.#main = new Dup1Connection(info, options);
     this.#main.onMessage = (message) => {
       if (message.type !== 'pong') return;
@@ -321,13 +326,13 @@ export class Dup1Transport implements Transport {
   }
 
   sendData(uploadId: number, offset: number, payload: Uint8Array | Blob): void {
-    if (payload instanceof Blob) throw new TypeError('dup/1 sends bytes, not Blobs');
     const upload = this.#uploads.get(uploadId);
     if (!upload || upload.done) return;
+    const length = payload instanceof Blob ? payload.size : payload.length;
     if (upload.cursor !== offset) upload.connection.send({ type: 'seek', offset });
-    upload.stall.sending(payload.length);
-    upload.inFlight += payload.length;
-    upload.cursor = offset + payload.length;
+    upload.stall.sending(length);
+    upload.inFlight += length;
+    upload.cursor = offset + length;
     upload.connection.sendBytes(payload);
   }
 

@@ -12,7 +12,7 @@ export interface SocketLike {
   readonly readyState: number;
   readonly bufferedAmount: number;
   readonly protocol: string;
-  send(data: string | ArrayBufferLike | ArrayBufferView): void;
+  send(data: string | ArrayBufferLike | ArrayBufferView | Blob): void;
   close(code?: number, reason?: string): void;
   addEventListener(
     type: 'open' | 'close' | 'error' | 'message',
