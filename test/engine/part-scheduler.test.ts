@@ -719,6 +719,7 @@ describe('PartScheduler', () => {
       await a.answerFinish(SERVER_DIGEST);
       expect((await low.result).sha256).to.equal(toHex(SERVER_DIGEST));
       expect(a.callsOf('open').map((c) => c.itemId)).to.deep.equal(['low', 'urgent', 'low']);
+      expectSteadyProgress(low.progress, 300);
     });
 
     it('an urgent task of the same item preempts its lower-priority running task', async () => {
