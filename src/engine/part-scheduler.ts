@@ -76,6 +76,9 @@ interface Entry {
   attempt?: AbortController;
   /** Set while a preempted run unwinds; it is then queued again. */
   preempted: boolean;
+  /** The highest progress reported, kept across runs (a run after a preemption counts anew). */
+  bytesSent: number;
+  bytesStored: number;
 }
 
 /**
@@ -128,6 +131,8 @@ export class PartScheduler {
         resolve,
         reject,
         preempted: false,
+        bytesSent: 0,
+        bytesStored: 0,
       };
       signal?.addEventListener(
         'abort',
@@ -204,7 +209,14 @@ export class PartScheduler {
     entry.attempt = attempt;
     const follow = (): void => attempt.abort();
     entry.signal?.addEventListener('abort', follow, { once: true });
-    const { item, ranges, onProgress } = entry;
+    const { item, ranges } = entry;
+    // A run after a preemption starts again from what the servers said they hold: the task's
+    // progress does not go back.
+    const onProgress = (p: TaskProgress): void => {
+      entry.bytesSent = Math.max(entry.bytesSent, p.bytesSent);
+      entry.bytesStored = Math.max(entry.bytesStored, p.bytesStored);
+      entry.onProgress({ ...p, bytesSent: entry.bytesSent, bytesStored: entry.bytesStored });
+    };
     new TaskRun(this.#options, this.#pool, item, ranges, onProgress, attempt.signal)
       .run(entry.multipart)
       .then(

@@ -1,106 +1,11 @@
 import { expect } from '@open-wc/testing';
-import { decodeDup2Frame, encodeDup2Frame, type Dup2Frame } from '../../src/protocol/dup2.js';
 import type { TransportError } from '../../src/errors.js';
 import { Dup2Transport } from '../../src/engine/dup2-transport.js';
-import { resolveOptions, type Clock, type SocketLike } from '../../src/engine/options.js';
+import { resolveOptions } from '../../src/engine/options.js';
 import { SocketPool } from '../../src/engine/socket-pool.js';
 import type { ServerStatus } from '../../src/engine/types.js';
-
-/** A clock the test moves by hand. */
-class FakeClock implements Clock {
-  time = 0;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.time + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  advance(ms: number): void {
-    this.time += ms;
-    for (const [id, t] of [...this.#timers].sort((a, b) => a[1].at - b[1].at)) {
-      if (t.at > this.time || !this.#timers.has(id)) continue;
-      this.#timers.delete(id);
-      t.fn();
-    }
-  }
-}
-
-/**
- * A dup/2 server in the page: it welcomes, opens uploads, and acknowledges DATA only while `acks`
- * is on (off: a connection that went silent without closing).
- */
-class FakeServerSocket extends EventTarget implements SocketLike {
-  binaryType: BinaryType = 'arraybuffer';
-  readyState = 0;
-  bufferedAmount = 0;
-  protocol = 'ws-uploader.dup.v2';
-  acks = true;
-  /** With acks off: whether sent bytes stay in the socket's buffer (a black hole) or drain. */
-  holds = true;
-  pongs = true;
-  /** Whether OPEN gets its OPENED. */
-  opens = true;
-  /** Frames the page sent. */
-  readonly frames: Dup2Frame[] = [];
-  closedWith: number | undefined;
-  constructor() {
-    super();
-    queueMicrotask(() => {
-      this.readyState = 1;
-      this.dispatchEvent(new Event('open'));
-    });
-  }
-  send(data: string | ArrayBufferLike | ArrayBufferView): void {
-    const bytes = new Uint8Array(
-      ArrayBuffer.isView(data)
-        ? data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)
-        : (data as ArrayBuffer),
-    );
-    const frame = decodeDup2Frame(bytes);
-    this.frames.push(frame);
-    const reply = (f: Dup2Frame): void =>
-      queueMicrotask(() => {
-        const out = encodeDup2Frame(f);
-        const message = new MessageEvent('message', {
-          data: out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength),
-        });
-        this.dispatchEvent(message);
-      });
-    if (frame.type === 'hello')
-      reply({
-        type: 'welcome',
-        serverId: 'fake',
-        maxChunk: 65536,
-        window: 1 << 20,
-        maxItemSize: 1 << 30,
-      });
-    else if (frame.type === 'open' && this.opens)
-      reply({ type: 'opened', uploadId: frame.uploadId, complete: false, ranges: [] });
-    else if (frame.type === 'ping' && this.pongs)
-      reply({ type: 'pong', time: frame.time, serverTime: 0 });
-    else if (frame.type === 'data' && !this.acks && this.holds) this.bufferedAmount += bytes.length;
-    else if (frame.type === 'data' && this.acks)
-      reply({
-        type: 'ack',
-        uploadId: frame.uploadId,
-        start: frame.offset,
-        end: frame.offset + frame.payload.length,
-      });
-  }
-  close(code?: number): void {
-    if (this.readyState === 3) return;
-    this.closedWith = code;
-    this.readyState = 3;
-    queueMicrotask(() => this.dispatchEvent(new CloseEvent('close', { code: code ?? 1005 })));
-  }
-}
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FakeServerSocket } from '../helpers/fake-socket.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
 
