@@ -275,7 +275,8 @@ class TaskRun {
   readonly #storedBy = new Map<string, ByteRange[]>();
   /** Bytes each server acknowledged in this task (for its retry budget). */
   readonly #ackedBy = new Map<string, number>();
-  #sent = 0;
+  /** What this run sent (to any server), for `bytesSent` with what the servers held before. */
+  #sent: ByteRange[] = [];
 
   constructor(
     options: ResolvedEngineOptions,
@@ -435,7 +436,7 @@ class TaskRun {
         check();
         outstanding += length;
         transport.sendData(uploadId, offset, payload);
-        this.#sent = Math.min(this.#total, this.#sent + length);
+        this.#sent = addRange(this.#sent, { start: offset, end: offset + length });
         this.#report();
       };
       const chunkSize = (): number =>
@@ -497,7 +498,7 @@ class TaskRun {
     const http = await this.#abortable(this.#pool.http(serverId));
     const meta = { itemId, size: blob.size, mime: blob.type, name, blob };
     const verified = await http.post(meta, sha256, this.#signal);
-    this.#sent = blob.size;
+    this.#sent = [{ start: 0, end: blob.size }];
     this.#pool.stored(serverId, blob.size);
     this.#addStored({ start: 0, end: blob.size }, serverId);
     return { itemId, name, size: blob.size, sha256: toHex(verified), servers: [serverId] };
@@ -548,7 +549,8 @@ class TaskRun {
     const bytesByServer: Record<string, number> = {};
     for (const [serverId, ranges] of this.#storedBy) bytesByServer[serverId] = rangeBytes(ranges);
     this.#onProgress({
-      bytesSent: Math.max(this.#sent, bytesStored),
+      // Bytes held or sent, each once (a resumed upload's bytes in flight count too).
+      bytesSent: Math.min(this.#total, rangeBytes(this.#sent.reduce(addRange, this.#stored))),
       bytesStored,
       bytesTotal: this.#total,
       bytesByServer,

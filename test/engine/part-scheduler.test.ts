@@ -221,6 +221,8 @@ describe('PartScheduler', () => {
       });
       await sentAll(a, up, 150);
       expect(sent(up)).to.deep.equal(['100-164', '164-200', '250-300']);
+      // Held and sent (not acknowledged yet): every byte is out.
+      expect(task.progress.at(-1)).to.deep.include({ bytesSent: 300, bytesStored: 150 });
       a.ackSent(up);
       await a.answerFinish(SERVER_DIGEST);
       expect((await task.result).sha256).to.equal(toHex(SERVER_DIGEST));
