@@ -15,7 +15,7 @@ import {
 import { until } from '../helpers/until.js';
 
 /** Resolves with the next `ws-upload-complete` of an element, rejects on `ws-upload-error`. */
-function completion(el: EventTarget): Promise<WsUploadCompleteDetail> {
+function completion(el: WsUploader): Promise<WsUploadCompleteDetail> {
   return new Promise((resolve, reject) => {
     el.addEventListener('ws-upload-complete', (e) => resolve(e.detail), { once: true });
     el.addEventListener('ws-upload-error', (e) => reject(e.detail.error), { once: true });
