@@ -48,7 +48,9 @@ interface Run {
  * @internal
  */
 export class WorkerDataPlane implements DataPlane {
+  readonly #script: URL | string;
   readonly #options: ResolvedEngineOptions;
+  readonly #given: Pick<WorkerOptions, 'hashWorker' | 'askRetry'>;
   readonly #handlers: WorkerPlaneHandlers;
   #worker: Worker | undefined;
   #ready = false;
@@ -78,29 +80,44 @@ export class WorkerDataPlane implements DataPlane {
     given: Pick<WorkerOptions, 'hashWorker' | 'askRetry'>,
     handlers: WorkerPlaneHandlers,
   ) {
+    this.#script = script;
     this.#options = options;
+    this.#given = given;
     this.#handlers = handlers;
+    this.#spawn();
+  }
+
+  /** Starts the Worker (again, after {@link WorkerDataPlane.close}). */
+  #spawn(): void {
     let worker: Worker;
     try {
-      worker = new Worker(script, { type: 'module', name: 'ws-uploader-data' });
+      worker = new Worker(this.#script, { type: 'module', name: 'ws-uploader-data' });
     } catch (e) {
       // A Content-Security-Policy may refuse it at once.
       this.#fallBack(`the data Worker could not start: ${String(e)}`);
       return;
     }
     this.#worker = worker;
-    worker.onmessage = (event: MessageEvent<FromWorker>) => this.#onMessage(event.data);
+    this.#ready = false;
+    // A Worker closed by close() may still speak: only the current one is heard.
+    worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      if (this.#worker === worker) this.#onMessage(event.data);
+    };
     worker.onerror = (event) => {
       event.preventDefault?.();
-      this.#fallBack(`the data Worker failed: ${event.message || 'it could not be loaded'}`);
+      if (this.#worker === worker)
+        this.#fallBack(`the data Worker failed: ${event.message || 'it could not be loaded'}`);
     };
-    worker.onmessageerror = () =>
-      this.#fallBack('the data Worker sent a message that cannot be read');
+    worker.onmessageerror = () => {
+      if (this.#worker === worker)
+        this.#fallBack('the data Worker sent a message that cannot be read');
+    };
     this.#timer = setTimeout(
       () => this.#fallBack(`the data Worker did not start within ${READY_TIMEOUT_MS} ms`),
       READY_TIMEOUT_MS,
     );
-    this.#post({ type: 'init', options: { ...workerOptions(options), ...given } }, true);
+    const options = { ...workerOptions(this.#options), ...this.#given };
+    this.#post({ type: 'init', options }, true);
   }
 
   /** Whether the work is done in the Worker (`false` once the page took it over). */
@@ -116,8 +133,12 @@ export class WorkerDataPlane implements DataPlane {
     this.#closed = false;
     this.#serverList = servers;
     this.#pageOnly?.update(servers);
-    if (this.#local) this.#local.update(servers);
-    else this.#post({ type: 'update', servers });
+    if (this.#local) {
+      this.#local.update(servers);
+      return;
+    }
+    if (!this.#worker) this.#spawn();
+    this.#post({ type: 'update', servers });
   }
 
   configure(settings: PlaneSettings): void {
@@ -134,6 +155,7 @@ export class WorkerDataPlane implements DataPlane {
   ): Promise<UploadResult> {
     if (this.#local) return this.#local.run(item, ranges, onProgress, options);
     if (!crossesIntact(item.blob)) return this.#pagePlane().run(item, ranges, onProgress, options);
+    if (!this.#worker) this.#spawn();
     return new Promise<UploadResult>((resolve, reject) => {
       const runId = this.#nextRun++;
       const { signal } = options;
@@ -167,8 +189,22 @@ export class WorkerDataPlane implements DataPlane {
     this.#closed = true;
     this.#serverList = undefined;
     this.#pageOnly?.close();
-    if (this.#local) this.#local.close();
-    else this.#post({ type: 'close' });
+    if (this.#local) {
+      this.#local.close();
+      return;
+    }
+    // The Worker closes its connections and ends itself; tasks still waiting end here.
+    this.#post({ type: 'close' }, true);
+    clearTimeout(this.#timer);
+    this.#worker = undefined;
+    this.#ready = false;
+    this.#queue = [];
+    this.#servers = [];
+    for (const run of this.#runs.values()) {
+      run.options.signal?.removeEventListener('abort', run.onAbort);
+      run.reject(new DOMException('the data plane was closed', 'AbortError'));
+    }
+    this.#runs.clear();
   }
 
   /** The page's plane for items that cannot cross, started on first use. */

@@ -143,6 +143,9 @@ scope.onmessage = (event) => {
     case 'close':
       for (const controller of runs.values()) controller.abort();
       plane?.close();
+      watchStatuses(false);
+      // The page starts a new Worker if it needs one again.
+      (globalThis as unknown as { close(): void }).close();
       return;
   }
 };

@@ -115,6 +115,24 @@ describe('the data Worker', () => {
     expect((await storedSha256(d, d.servers[0]!.id, result.itemId))?.sha256).to.equal(expected);
   });
 
+  it('ends its Worker on stop(), and starts a new one when started again', async () => {
+    d = await startServers(1);
+    engine = new WsUploaderEngine({ controlUrl: d.controlUrl, authToken: d.token });
+    await engine.start();
+    const first = randomFile(200_000, 'first.bin');
+    expect((await upload(engine, first).done).sha256).to.equal(
+      await sha256Hex(await first.arrayBuffer()),
+    );
+    engine.stop();
+    expect(engine.servers).to.deep.equal([]);
+    await engine.start();
+    expect(engine.dataThread).to.equal('worker');
+    const second = randomFile(300_000, 'second.bin');
+    const result = await upload(engine, second).done;
+    expect(result.sha256).to.equal(await sha256Hex(await second.arrayBuffer()));
+    expect((await storedSha256(d, d.servers[0]!.id, result.itemId))?.complete).to.equal(true);
+  });
+
   it('keeps the work on the page with dataWorker: false, without a degraded event', async () => {
     d = await startServers(1);
     engine = new WsUploaderEngine({
