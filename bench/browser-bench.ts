@@ -1,18 +1,21 @@
 /**
  * Browser benchmark: the engine uploading one large file from Chromium, against what the browser
- * can do at all (a raw WebSocket sender and a raw `fetch` PUT, each to a bare sink) and against
- * tus-js-client, measured in the same run, on loopback, with the bytes written to disk. See
+ * can do at all (raw WebSocket senders, raw `fetch` PUTs, each to a bare sink), against
+ * tus-js-client, and the downloader against raw `fetch` GETs, measured in the same run, on
+ * loopback, with the bytes written to disk; then a WAN table, each server behind a proxy that caps
+ * its bandwidth and adds latency, where splitting an item across servers earns its keep. See
  * bench/README.md and docs/benchmarks.md.
  *
  * This process serves the benchmark page (bench/browser/) on 127.0.0.1, starts Chromium on it
  * directly (no DevTools protocol: a page driven through it sends WebSocket data several times
  * slower) and hands the page one step at a time over HTTP; the page reports each result back the
- * same way. Every case starts fresh server processes (`browser-role.mjs`, hosting the bare sinks
- * or the reference servers as built in `dist/`) that sample their own RSS; this process samples
- * Chromium's memory and CPU from /proc.
+ * same way. Every case starts fresh server processes (`browser-role.mjs`, hosting the bare sinks,
+ * the reference servers as built in `dist/`, or the WAN's proxies) that sample their own RSS; this
+ * process samples Chromium's memory and CPU from /proc.
  *
- * Environment: BENCH_SCALE (default 1) divides the 500 MiB size, BENCH_RUNS (default 3) sets the
- * runs per case (the table shows medians); more knobs in bench/README.md.
+ * Environment: BENCH_SCALE (default 1) divides the 500 MiB and 100 MiB (WAN) sizes, BENCH_RUNS
+ * (default 3) sets the runs per case (the tables show medians), BENCH_CASES picks the rows; more
+ * knobs in bench/README.md.
  */
 import { fork, spawn, type ChildProcess, type Serializable } from 'node:child_process';
 import { once } from 'node:events';
@@ -21,7 +24,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeResolve } from '@rollup/plugin-node-resolve';
 import { rollup } from 'rollup';
@@ -31,9 +34,18 @@ const MiB = 1024 * 1024;
 const SECRET = 'bench-secret-of-at-least-32-bytes-0123456789';
 /** The size of the item, divided by BENCH_SCALE. */
 const FULL_SIZE = 500 * MiB;
-/** The raw WebSocket sender's messages, and the bytes it keeps unacknowledged. */
+/** The size of the WAN rows' item, divided by BENCH_SCALE. */
+const WAN_FULL_SIZE = 100 * MiB;
+/** The WAN: each server's bandwidth, each way (MiB/s), and the latency added each way (ms). */
+const WAN_MIBPS = Number(process.env.BENCH_WAN_MIBPS || 20);
+const WAN_LATENCY_MS = Number(process.env.BENCH_WAN_LATENCY_MS ?? 25);
+/**
+ * The raw WebSocket senders' messages (reads, for the framed one), the bytes the acknowledged ones
+ * keep unacknowledged, and the `bufferedAmount` under which the others go on sending.
+ */
 const WS_MESSAGE = Number(process.env.BENCH_WS_MESSAGE || 4 * MiB);
 const WS_WINDOW = Number(process.env.BENCH_WS_WINDOW || 16 * MiB);
+const WS_BUFFERED = Number(process.env.BENCH_WS_BUFFERED || 16 * MiB);
 /** tus-js-client's chunked mode. */
 const TUS_CHUNK = 8 * MiB;
 /** The engine's default `chunkSize`: the slices it reads and sends. */
@@ -49,8 +61,19 @@ const STEP_TIMEOUT_MS = 600_000;
 
 /** Targets of the issue. */
 const TARGET = {
-  dup2VsWs: 0.9,
+  /** The engine's fastest transport (`transport` integrity) ÷ raw fetch. */
   engineVsFetch: 0.85,
+  /** The engine's fastest transport (`sha256` integrity) ÷ fetch with a Worker hashing. */
+  sha256VsCeiling: 0.9,
+  /** Engine dup/2 ÷ the raw WebSocket sender doing the same per-byte work. */
+  dup2VsWs: 0.9,
+  /** The downloader ÷ the raw GET into OPFS through a sync access handle. */
+  downloadVsGet: 0.8,
+  /** WAN: the engine split across 3 servers ÷ the engine to one. */
+  wanSplit3: 2.5,
+  /** Page and memory, for every engine row. */
+  longTaskMs: 50,
+  mainThreadShare: 0.1,
   heapMiB: 64,
   serverRssMiB: 150,
 } as const;
@@ -66,23 +89,45 @@ const here = (path: string): string => join(root, path);
 
 /** A transport of the engine, as the page names it in the engine's options. */
 type Transport = 'dup/2' | 'dup/1' | 'http';
+/** The engine's `integrity` option. */
+type Integrity = 'sha256' | 'transport';
+/** The table a case is in: uploads and downloads on loopback, or uploads over the WAN. */
+type Section = 'upload' | 'download' | 'wan';
 
 interface Case {
   readonly key: string;
   readonly name: string;
+  readonly section: Section;
   readonly kind: 'ws-raw' | 'fetch-raw' | 'tus' | 'engine' | 'download';
-  /** download: the downloader, or one raw `fetch` GET of the whole item (the baseline). */
-  readonly reader?: 'downloader' | 'fetch';
+  /** The row this one is compared with in the `÷ baseline` column. */
+  readonly baseline?: string;
+  /** The share of the baseline this row should reach (a target line). */
+  readonly target?: number;
+  /** raw WebSocket: how the Worker hands the slices to `send`. */
+  readonly mode?: 'buffer' | 'blob';
+  /** raw WebSocket: whether the sink acknowledges each message (else `bufferedAmount` paces). */
+  readonly acks?: boolean;
+  /** raw WebSocket: each read cut into DATA frames of this many payload bytes, with a CRC-32C. */
+  readonly frame?: number;
+  /** raw fetch: a Worker hashes the file (SHA-256) meanwhile. */
+  readonly hash?: boolean;
+  /**
+   * download: the downloader, or one raw `fetch` GET of the whole item piped into an OPFS
+   * writable (`fetch`), written through a sync access handle in the Worker (`sync`, the
+   * baseline), or read and dropped (`discard`).
+   */
+  readonly reader?: 'downloader' | 'fetch' | 'sync' | 'discard';
   /** download: the downloader's `transport` option (its default reads over dup/2). */
   readonly downloadTransport?: 'http';
-  /** Upload servers (tus, engine). */
+  /** Upload servers (tus, engine, download). */
   readonly servers?: number;
   readonly chunkSize?: number;
   readonly transport?: Transport;
+  readonly integrity?: Integrity;
+  /** Every server (and sink) behind a proxy shaped as the WAN. */
+  readonly wan?: boolean;
   /** Why the case cannot run: printed in its row instead of numbers. */
   readonly unavailable?: string;
-  /** raw WebSocket: how the Worker hands the slices to `send`. */
-  readonly mode?: 'buffer' | 'blob';
 }
 
 /**
@@ -99,73 +144,328 @@ const ENGINE_OPTIONS = JSON.parse(process.env.BENCH_ENGINE_OPTIONS || '{}') as R
   string,
   unknown
 >;
+/** BENCH_WAN_ENGINE_OPTIONS: engine options of the WAN rows only (default: the engine's own). */
+const WAN_ENGINE_OPTIONS = JSON.parse(process.env.BENCH_WAN_ENGINE_OPTIONS || '{}') as Record<
+  string,
+  unknown
+>;
+/** BENCH_DATA_WORKER=0: the engine's `dataWorker` option off (its sockets, reads and hashing on the page). */
+const DATA_WORKER = process.env.BENCH_DATA_WORKER !== '0';
+
+/** The engine's options for a case: the transport and integrity of its row over the knobs. */
+function engineOptions(kase: Case): Record<string, unknown> {
+  return {
+    dataWorker: DATA_WORKER,
+    ...ENGINE_OPTIONS,
+    ...(kase.wan ? WAN_ENGINE_OPTIONS : {}),
+    ...(kase.transport ? ENGINE_TRANSPORTS[kase.transport] : {}),
+    ...(kase.integrity ? { integrity: kase.integrity } : {}),
+  };
+}
+
+const transportKey = (t: Transport): string => t.replace('/', '');
+const transportName = (t: Transport): string => (t === 'http' ? 'HTTP parts' : t);
+const serversName = (n: number): string => `${n} server${n > 1 ? 's' : ''}`;
+
+/** The engine's rows on loopback: each transport in each integrity mode, then the splits. */
+const ENGINE_CASES: readonly Case[] = [
+  ...(['dup/2', 'dup/1', 'http'] as const).flatMap((transport) =>
+    (['sha256', 'transport'] as const).map((integrity): Case => {
+      // What each row is held to: the ceiling of the same work done by raw senders.
+      const baseline =
+        integrity === 'sha256'
+          ? 'fetch-hash'
+          : transport === 'dup/2'
+            ? 'ws-crc'
+            : transport === 'dup/1'
+              ? 'ws-buffered'
+              : 'fetch';
+      return {
+        key: `engine-${transportKey(transport)}-${integrity}`,
+        name: `engine, ${transportName(transport)}, ${integrity} integrity, 1 server`,
+        section: 'upload',
+        kind: 'engine',
+        servers: 1,
+        transport,
+        integrity,
+        baseline,
+        ...(baseline === 'ws-crc' ? { target: TARGET.dup2VsWs } : {}),
+      };
+    }),
+  ),
+  ...(['dup/2', 'http'] as const).flatMap((transport) =>
+    [2, 3].map((servers): Case => ({
+      key: `engine-${transportKey(transport)}-transport-x${servers}`,
+      name: `engine, ${transportName(transport)}, transport integrity, split over ${serversName(servers)}`,
+      section: 'upload',
+      kind: 'engine',
+      servers,
+      transport,
+      integrity: 'transport',
+      baseline: `engine-${transportKey(transport)}-transport`,
+      target: 1 - SPLIT_NOISE,
+    })),
+  ),
+];
 
 const CASES: readonly Case[] = [
+  // Uploads on loopback: the raw senders (baselines), tus-js-client, the engine.
   {
     key: 'ws-buffer',
-    name: 'raw WebSocket, Worker, 4 MiB ArrayBuffers',
+    name: 'raw WebSocket, Worker, 4 MiB ArrayBuffers, each acknowledged',
+    section: 'upload',
     kind: 'ws-raw',
     mode: 'buffer',
+    acks: true,
+    baseline: 'ws-buffered',
   },
-  { key: 'ws-blob', name: 'raw WebSocket, Worker, 4 MiB Blobs', kind: 'ws-raw', mode: 'blob' },
-  { key: 'fetch', name: 'raw fetch PUT of the file', kind: 'fetch-raw' },
-  { key: 'tus', name: 'tus-js-client, default (one PATCH)', kind: 'tus', servers: 1 },
+  {
+    key: 'ws-blob',
+    name: 'raw WebSocket, Worker, 4 MiB Blobs, each acknowledged',
+    section: 'upload',
+    kind: 'ws-raw',
+    mode: 'blob',
+    acks: true,
+    baseline: 'ws-buffered',
+  },
+  {
+    key: 'ws-buffered',
+    name: 'raw WebSocket, Worker, 4 MiB Blobs, paced by bufferedAmount',
+    section: 'upload',
+    kind: 'ws-raw',
+    mode: 'blob',
+    acks: false,
+  },
+  {
+    key: 'ws-crc',
+    name: 'raw WebSocket, Worker, 4 MiB reads, CRC-32C and DATA frame per 512 KiB',
+    section: 'upload',
+    kind: 'ws-raw',
+    mode: 'buffer',
+    acks: false,
+    frame: ENGINE_CHUNK,
+    baseline: 'ws-buffered',
+  },
+  { key: 'fetch', name: 'raw fetch PUT of the file', section: 'upload', kind: 'fetch-raw' },
+  {
+    key: 'fetch-hash',
+    name: 'raw fetch PUT, and SHA-256 of the file in a Worker',
+    section: 'upload',
+    kind: 'fetch-raw',
+    hash: true,
+    baseline: 'fetch',
+  },
+  {
+    key: 'tus',
+    name: 'tus-js-client, default (one PATCH)',
+    section: 'upload',
+    kind: 'tus',
+    servers: 1,
+    baseline: 'fetch',
+  },
   {
     key: 'tus-8',
     name: 'tus-js-client, 8 MiB chunks',
+    section: 'upload',
     kind: 'tus',
     servers: 1,
     chunkSize: TUS_CHUNK,
+    baseline: 'fetch',
   },
-  ...(
-    [
-      ['dup2', 'dup/2', 1],
-      ['dup1', 'dup/1', 1],
-      ['http', 'http', 1],
-      ['dup2-x2', 'dup/2', 2],
-      ['dup2-x3', 'dup/2', 3],
-    ] as const
-  ).map(([key, transport, servers]): Case => ({
-    key,
-    name: `engine, ${transport === 'http' ? 'HTTP parts' : transport}, ${servers} server${servers > 1 ? 's' : ''}`,
-    kind: 'engine',
-    servers,
-    transport,
-    ...(ENGINE_TRANSPORTS[transport]
-      ? {}
-      : { unavailable: `the engine does not speak ${transport} yet` }),
-  })),
-  // Downloads: the item is uploaded first (not timed), then read back into OPFS.
+  ...ENGINE_CASES.map((c) =>
+    c.transport && !ENGINE_TRANSPORTS[c.transport]
+      ? { ...c, unavailable: `the engine does not speak ${c.transport} yet` }
+      : c,
+  ),
+  // Downloads: the item is uploaded first (not timed), then read back.
+  {
+    key: 'get-discard',
+    name: 'raw fetch GET of the item, read and dropped',
+    section: 'download',
+    kind: 'download',
+    servers: 1,
+    reader: 'discard',
+    baseline: 'get-sync',
+  },
+  {
+    key: 'get-sync',
+    name: 'raw fetch GET into OPFS, sync access handle, Worker',
+    section: 'download',
+    kind: 'download',
+    servers: 1,
+    reader: 'sync',
+  },
   {
     key: 'get',
-    name: 'raw fetch GET of the item into OPFS (download baseline)',
+    name: 'raw fetch GET piped into an OPFS writable, page',
+    section: 'download',
     kind: 'download',
     servers: 1,
     reader: 'fetch',
+    baseline: 'get-sync',
   },
   {
     key: 'download',
     name: 'downloader, dup/2 READ, 1 server, into OPFS',
+    section: 'download',
     kind: 'download',
     servers: 1,
     reader: 'downloader',
+    baseline: 'get-sync',
+    target: TARGET.downloadVsGet,
   },
   {
     key: 'download-http',
     name: 'downloader, HTTP Range, 1 server, into OPFS',
+    section: 'download',
     kind: 'download',
     servers: 1,
     reader: 'downloader',
     downloadTransport: 'http',
+    baseline: 'get-sync',
+    target: TARGET.downloadVsGet,
   },
   {
     key: 'download-x2',
     name: 'downloader, dup/2 READ, 2 servers, into OPFS',
+    section: 'download',
     kind: 'download',
     servers: 2,
     reader: 'downloader',
+    baseline: 'download',
+    target: 1 - SPLIT_NOISE,
+  },
+  // The WAN: every server and sink behind its own shaped proxy.
+  { key: 'wan-fetch', name: 'WAN raw fetch PUT', section: 'wan', kind: 'fetch-raw', wan: true },
+  {
+    key: 'wan-tus',
+    name: 'WAN tus-js-client, default (one PATCH)',
+    section: 'wan',
+    kind: 'tus',
+    servers: 1,
+    wan: true,
+    baseline: 'wan-fetch',
+  },
+  {
+    key: 'wan-tus-8',
+    name: 'WAN tus-js-client, 8 MiB chunks',
+    section: 'wan',
+    kind: 'tus',
+    servers: 1,
+    chunkSize: TUS_CHUNK,
+    wan: true,
+    baseline: 'wan-fetch',
+  },
+  {
+    key: 'wan-engine',
+    name: 'WAN engine, 1 server',
+    section: 'wan',
+    kind: 'engine',
+    servers: 1,
+    wan: true,
+    baseline: 'wan-tus-8',
+  },
+  {
+    key: 'wan-engine-x2',
+    name: 'WAN engine, split 2 servers',
+    section: 'wan',
+    kind: 'engine',
+    servers: 2,
+    wan: true,
+    baseline: 'wan-engine',
+    target: 1 - SPLIT_NOISE,
+  },
+  {
+    key: 'wan-engine-x3',
+    name: 'WAN engine, split 3 servers',
+    section: 'wan',
+    kind: 'engine',
+    servers: 3,
+    wan: true,
+    baseline: 'wan-engine',
+    target: TARGET.wanSplit3,
   },
 ];
+
+/** Groups BENCH_CASES knows besides the keys. */
+const GROUPS: Record<string, (c: Case) => boolean> = {
+  uploads: (c) => c.section === 'upload',
+  downloads: (c) => c.section === 'download',
+  wan: (c) => c.section === 'wan',
+  engine: (c) => c.kind === 'engine',
+  baselines: (c) => c.kind !== 'engine' && c.kind !== 'tus' && c.reader !== 'downloader',
+};
+
+/**
+ * The cases BENCH_CASES picks, in the table's order: comma-separated keys, groups (`uploads`,
+ * `downloads`, `wan`, `engine`, `baselines`) or patterns with `*` (`engine-*-transport`); a term
+ * starting with `!` takes cases out (alone, out of every case).
+ */
+function selectCases(spec: string | undefined): readonly Case[] {
+  const terms = (spec ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (terms.length === 0) return CASES;
+  const matcher = (term: string): ((c: Case) => boolean) => {
+    const group = GROUPS[term];
+    if (group) return group;
+    const re = new RegExp(
+      `^${term
+        .split('*')
+        .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+    );
+    return (c) => re.test(c.key);
+  };
+  const include = terms.filter((t) => !t.startsWith('!'));
+  const exclude = terms.filter((t) => t.startsWith('!')).map((t) => t.slice(1));
+  for (const term of [...include, ...exclude]) {
+    if (!CASES.some(matcher(term))) {
+      throw new Error(
+        `BENCH_CASES: ${term} names no case; cases: ${CASES.map((c) => c.key).join(', ')}; ` +
+          `groups: ${Object.keys(GROUPS).join(', ')}`,
+      );
+    }
+  }
+  return CASES.filter(
+    (c) =>
+      (include.length === 0 || include.some((t) => matcher(t)(c))) &&
+      !exclude.some((t) => matcher(t)(c)),
+  );
+}
+
+/** Roughly the MiB/s a case reaches on a 2-core machine, for the time the run will take. */
+function expectedMiBps(kase: Case): number {
+  if (kase.wan) {
+    const cap = WAN_MIBPS * (kase.servers ?? 1);
+    return kase.chunkSize !== undefined ? cap * 0.85 : cap * 0.95;
+  }
+  switch (kase.kind) {
+    case 'ws-raw':
+      return 65;
+    case 'fetch-raw':
+      return 160;
+    case 'tus':
+      return 100;
+    case 'engine':
+      return 60;
+    case 'download':
+      return kase.reader === 'discard' ? 120 : 35;
+  }
+}
+
+/** Roughly the seconds one run of a case takes, with its server processes and waits. */
+function expectedSeconds(kase: Case, size: number, wanSize: number): number {
+  const bytes = kase.wan ? wanSize : size;
+  const processes =
+    (kase.servers ?? 1) + (kase.kind === 'engine' || kase.kind === 'download' ? 1 : 0);
+  // Starting and stopping the processes, the wait for a quiet machine, the engine's connections.
+  const overhead = 2 + 0.6 * processes + (kase.wan ? 1 : 0);
+  // A download uploads its item first.
+  const upload = kase.kind === 'download' ? bytes / MiB / 60 : 0;
+  return overhead + upload + bytes / MiB / expectedMiBps(kase);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The page link: the page asks for a step, runs it and reports back
@@ -178,6 +478,14 @@ interface PageReport {
     readonly bytes?: number;
     readonly seconds: number;
     readonly heapPeak?: number;
+    /** The longest task of 50 ms or more on the page's main thread, and how many (longtask). */
+    readonly longestTask?: number;
+    readonly longTasks?: number;
+    /** The most a 10 ms timer of the page fired late, in ms. */
+    readonly maxLagMs?: number;
+    /** fetch-hash: the Worker's time to hash the file, and the reads of its stream. */
+    readonly hashSeconds?: number;
+    readonly hashReads?: number;
     readonly sha256?: string;
     readonly servers?: readonly string[];
     readonly profile?: JsProfile;
@@ -198,6 +506,8 @@ class PageLink {
   #early: PageReport | undefined;
   #failure: Error | undefined;
   readonly logs: string[] = [];
+  /** Called when the page marks the start or the end of a step's timed part (`POST /mark`). */
+  onMark: ((phase: string) => void) | undefined;
 
   /** A `POST /next` from the page: the report of the last step; answered with the next step. */
   next(report: PageReport, response: ServerResponse): void {
@@ -261,26 +571,58 @@ class PageLink {
   }
 }
 
+/** The scripts the page loads that are bundled from `dist/`. */
+interface Bundles {
+  /** The engine and the downloader, with the codec's and hash-wasm's pieces for `costs`. */
+  readonly engine: string;
+  /** The codec's CRC-32C and frame encoder and hash-wasm, for the page's Worker. */
+  readonly workerLib: string;
+  /** Every Worker script of the engine and the downloader, by file name. */
+  readonly workers: Record<string, string>;
+}
+
 /**
  * The engine (`dist/src/engine/index.js`, as built) in one ES module for the page, with the pieces
  * of its per-byte work (`crc32c` and `encodeDup2Frame` of the codec, hash-wasm's SHA-256) for the
- * page's measure of their costs.
+ * page's measure of their costs; the same pieces for the Worker; and each Worker script the engine
+ * or the downloader starts (`*worker.js` in `dist/src/`), served next to `/engine.js`, where they
+ * start them from (`new URL('./hash-worker.js', import.meta.url)`).
  */
-async function bundleEngine(): Promise<{ engine: string; hashWorker: string; dataWorker: string }> {
-  const entry = here('bench/browser/engine-entry.js');
-  const code = [
-    `export { WsUploaderEngine } from ${JSON.stringify(here('dist/src/engine/index.js'))};`,
-    `export { WsDownloader, OpfsItemStore } from ${JSON.stringify(here('dist/src/download/index.js'))};`,
-    `export { crc32c, encodeDup2Frame } from ${JSON.stringify(here('dist/src/protocol/index.js'))};`,
-    `export { createSHA256 } from 'hash-wasm';`,
-  ].join('\n');
-  return {
-    engine: await bundle(entry, code),
-    // Served at /hash-worker.js, next to /engine.js, where the engine starts it from.
-    hashWorker: await bundle(here('dist/src/engine/hash-worker.js')),
-    // Served at /data-worker.js, next to /engine.js, where the engine starts it from.
-    dataWorker: await bundle(here('dist/src/engine/data-worker.js')),
-  };
+async function bundleAll(): Promise<Bundles> {
+  const protocol = JSON.stringify(here('dist/src/protocol/index.js'));
+  const engine = await bundle(
+    here('bench/browser/engine-entry.js'),
+    [
+      `export { WsUploaderEngine } from ${JSON.stringify(here('dist/src/engine/index.js'))};`,
+      `export { WsDownloader, OpfsItemStore } from ${JSON.stringify(here('dist/src/download/index.js'))};`,
+      `export { crc32c, encodeDup2Frame } from ${protocol};`,
+      `export { createSHA256 } from 'hash-wasm';`,
+    ].join('\n'),
+  );
+  const workerLib = await bundle(
+    here('bench/browser/worker-lib.js'),
+    [
+      `export { crc32c, encodeDup2Frame, DATA_HEADER_BYTES } from ${protocol};`,
+      `export { createSHA256 } from 'hash-wasm';`,
+    ].join('\n'),
+  );
+  const workers: Record<string, string> = {};
+  const scripts = readdirSync(here('dist/src'), { recursive: true, encoding: 'utf8' })
+    .filter((path) => path.endsWith('worker.js'))
+    .sort();
+  for (const path of scripts) {
+    const name = basename(path);
+    if (workers[name] !== undefined) {
+      process.stderr.write(`  two Worker scripts named ${name}: serving the first\n`);
+      continue;
+    }
+    try {
+      workers[name] = await bundle(here(join('dist/src', path)));
+    } catch (e) {
+      process.stderr.write(`  cannot bundle ${path}: ${String(e)}\n`);
+    }
+  }
+  return { engine, workerLib, workers };
 }
 
 /** One ES module from an entry file, or from `code` given for an entry that exists only here. */
@@ -316,7 +658,7 @@ async function body(req: IncomingMessage): Promise<string> {
 /** Serves the page, its scripts, and the step exchange, on 127.0.0.1. */
 async function servePage(
   link: PageLink,
-  { engine, hashWorker, dataWorker }: { engine: string; hashWorker: string; dataWorker: string },
+  { engine, workerLib, workers }: Bundles,
 ): Promise<{ url: string; close(): void }> {
   const files: Record<string, { type: string; text: () => string }> = {
     '/': { type: 'text/html', text: () => readFileSync(here('bench/browser/index.html'), 'utf8') },
@@ -329,8 +671,13 @@ async function servePage(
       text: () => readFileSync(here('bench/browser/worker.js'), 'utf8'),
     },
     '/engine.js': { type: 'text/javascript', text: () => engine },
-    '/hash-worker.js': { type: 'text/javascript', text: () => hashWorker },
-    '/data-worker.js': { type: 'text/javascript', text: () => dataWorker },
+    '/worker-lib.js': { type: 'text/javascript', text: () => workerLib },
+    ...Object.fromEntries(
+      Object.entries(workers).map(([name, code]) => [
+        `/${name}`,
+        { type: 'text/javascript', text: () => code },
+      ]),
+    ),
     '/tus.js': {
       type: 'text/javascript',
       text: () => readFileSync(here('node_modules/tus-js-client/dist/tus.min.js'), 'utf8'),
@@ -343,6 +690,13 @@ async function servePage(
         (text) => link.next(JSON.parse(text) as PageReport, res),
         () => res.destroy(),
       );
+      return;
+    }
+    if (req.method === 'POST' && path === '/mark') {
+      void body(req).then((phase) => {
+        link.onMark?.(phase);
+        res.writeHead(204).end();
+      });
       return;
     }
     if (req.method === 'POST' && path === '/log') {
@@ -477,17 +831,49 @@ function threadCpu(pids: readonly number[]): Map<string, number> {
 interface BrowserUse {
   /** Peak of the summed PSS of Chromium's processes, in bytes. */
   readonly pssPeak: number;
+  /**
+   * Summed PSS of the renderer processes (the page, its Workers and their buffers) at the start of
+   * the case and at its peak, in bytes.
+   */
+  readonly rendererStart: number;
+  readonly rendererPeak: number;
   /** CPU time of Chromium's processes, in seconds. */
   readonly cpu: number;
   /** The busiest threads: name and CPU seconds. */
   readonly threads: readonly [string, number][];
 }
 
-/** Samples Chromium's processes until the returned function is called. */
-async function sampleBrowser(rootPid: number): Promise<() => Promise<BrowserUse>> {
+/** A reading of the renderers' main threads (where the page's JavaScript runs). */
+interface MainThreadMark {
+  /** `performance.now()` of this process, in ms. */
+  readonly at: number;
+  /** CPU time of the renderer processes' main threads, in seconds. */
+  readonly cpu: number;
+  /** CPU time of every thread of Chromium, by `process type / thread name`, in seconds. */
+  readonly threads: Map<string, number>;
+}
+
+interface BrowserSampler {
+  /** Reads the CPU time of the renderers' main threads now. */
+  mark(): MainThreadMark;
+  /** Stops sampling: what Chromium used since the start. */
+  stop(): Promise<BrowserUse>;
+}
+
+/** Samples Chromium's processes until `stop` is called. */
+async function sampleBrowser(rootPid: number): Promise<BrowserSampler> {
   let pids = await processTree(rootPid);
+  const types = new Map<number, string>();
+  const typeOf = (pid: number): string => {
+    let type = types.get(pid);
+    if (type === undefined) types.set(pid, (type = processType(pid)));
+    return type;
+  };
+  const renderers = (): number[] => pids.filter((pid) => typeOf(pid) === 'renderer');
   const before = threadCpu(pids);
   let pssPeak = 0;
+  let rendererPeak = 0;
+  let rendererStart: number | undefined;
   let busy = false;
   let ticks = 0;
   const tick = async (): Promise<void> => {
@@ -496,6 +882,9 @@ async function sampleBrowser(rootPid: number): Promise<() => Promise<BrowserUse>
     try {
       // The process list changes rarely: walking /proc once a second is enough.
       if (++ticks % 5 === 0) pids = await processTree(rootPid);
+      const renderer = renderers().reduce((sum, pid) => sum + pss(pid), 0);
+      rendererStart ??= renderer;
+      rendererPeak = Math.max(rendererPeak, renderer);
       pssPeak = Math.max(
         pssPeak,
         pids.reduce((sum, pid) => sum + pss(pid), 0),
@@ -506,19 +895,36 @@ async function sampleBrowser(rootPid: number): Promise<() => Promise<BrowserUse>
   };
   await tick();
   const timer = setInterval(() => void tick(), SAMPLE_MS);
-  return async () => {
-    clearInterval(timer);
-    await tick();
-    const after = threadCpu(pids);
-    const used: [string, number][] = [];
-    for (const [key, cpu] of after) used.push([key, cpu - (before.get(key) ?? 0)]);
-    used.sort((a, b) => b[1] - a[1]);
-    return {
-      pssPeak,
-      cpu: used.reduce((sum, [, c]) => sum + c, 0),
-      threads: used.slice(0, 4),
-    };
+  return {
+    mark: () => ({
+      at: performance.now(),
+      threads: threadCpu(pids),
+      // A process's first thread (its tid is its pid) is its main thread.
+      cpu: renderers().reduce(
+        (sum, pid) => sum + (readStat(`/proc/${pid}/task/${pid}/stat`)?.cpu ?? 0),
+        0,
+      ),
+    }),
+    async stop() {
+      clearInterval(timer);
+      await tick();
+      const used = busiest(before, threadCpu(pids));
+      return {
+        pssPeak,
+        rendererStart: rendererStart ?? 0,
+        rendererPeak,
+        cpu: used.reduce((sum, [, c]) => sum + c, 0),
+        threads: used.slice(0, 4),
+      };
+    },
   };
+}
+
+/** CPU time each thread used between two readings of `threadCpu`, the busiest first. */
+function busiest(before: Map<string, number>, after: Map<string, number>): [string, number][] {
+  const used: [string, number][] = [];
+  for (const [key, cpu] of after) used.push([key, cpu - (before.get(key) ?? 0)]);
+  return used.sort((a, b) => b[1] - a[1]);
 }
 
 interface Browser {
@@ -660,17 +1066,28 @@ interface Run {
   readonly mibps: number;
   readonly seconds: number;
   readonly heapPeak: number | undefined;
+  /** The page's main thread during the timed part: longest task (0: none of 50 ms or more). */
+  readonly longestTask: number;
+  readonly longTasks: number;
+  /** The most a 10 ms timer of the page fired late, in ms. */
+  readonly maxLagMs: number;
+  /** CPU time of the renderers' main threads ÷ the time of the timed part. */
+  readonly mainShare: number;
+  /** The busiest threads of Chromium during the timed part: name and CPU seconds. */
+  readonly timedThreads: readonly [string, number][] | undefined;
   readonly browser: BrowserUse;
   /** Peak RSS of the busiest server process (the sinks, or the upload servers). */
   readonly serverRssPeak: number;
   readonly serverRssStart: number;
-  /** CPU time of the server processes (sinks or upload servers and control server). */
+  /** CPU time of the server processes (sinks or upload servers, control server, proxies). */
   readonly serverCpu: number;
   /**
    * CPU time the rest of the machine used meanwhile (all CPUs busy, from /proc/stat, minus
    * Chromium, the servers and this process): other work that competed with the run.
    */
   readonly otherCpu: number;
+  readonly hashSeconds?: number | undefined;
+  readonly hashReads?: number | undefined;
   readonly profile?: JsProfile | undefined;
   readonly error?: string | undefined;
 }
@@ -705,8 +1122,25 @@ interface Context {
   readonly link: PageLink;
   readonly browser: Browser;
   readonly dir: string;
+  /** The OPFS source files and their sizes: on loopback, and for the WAN rows. */
   readonly source: string;
   readonly size: number;
+  readonly wanSource: string;
+  readonly wanSize: number;
+}
+
+/** The shaping of the WAN's proxies: each proxy is one server's link. */
+const WAN_SHAPE = {
+  bytesPerSecond: WAN_MIBPS * MiB,
+  shareBandwidth: true,
+  latencyMs: WAN_LATENCY_MS,
+};
+
+/** Puts more servers behind a running proxy role. */
+function proxied(proxy: Role, urls: Record<string, string>): Promise<Record<string, string>> {
+  return request<{ urls: Record<string, string> }>(proxy.child, { kind: 'proxy', urls }).then(
+    (r) => r.urls,
+  );
 }
 
 async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
@@ -714,25 +1148,41 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
   await mkdir(dir, { recursive: true });
   const roles: Role[] = [];
   const uploads: Role[] = [];
+  const name = kase.wan ? ctx.wanSource : ctx.source;
+  const size = kase.wan ? ctx.wanSize : ctx.size;
+  /** The URLs of the servers as the page reaches them: through proxies for the WAN. */
+  let reach = async (urls: Record<string, string>): Promise<Record<string, string>> => urls;
+  if (kase.wan) {
+    let proxy: Role | undefined;
+    reach = async (urls) => {
+      if (proxy) return proxied(proxy, urls);
+      proxy = await startRole({ kind: 'proxy', urls, shape: WAN_SHAPE });
+      roles.push(proxy);
+      return proxy.urls;
+    };
+  }
   let step: Record<string, unknown>;
+  let sampler: BrowserSampler | undefined;
   try {
-    const common = { label, name: ctx.source };
+    const common = { label, name };
     if (kase.kind === 'ws-raw' || kase.kind === 'fetch-raw') {
       const sinks = await startRole({ kind: 'sinks', dir });
       roles.push(sinks);
       uploads.push(sinks);
+      const urls = await reach(sinks.urls);
       step =
         kase.kind === 'ws-raw'
           ? {
               type: 'ws-raw',
               ...common,
-              url: sinks.urls.ws,
+              url: urls.ws,
               message: WS_MESSAGE,
-              window: WS_WINDOW,
+              window: kase.acks ? WS_WINDOW : WS_BUFFERED,
               mode: kase.mode,
-              acks: process.env.BENCH_WS_ACKS !== '0',
+              acks: kase.acks,
+              frame: kase.frame ?? 0,
             }
-          : { type: 'fetch-raw', ...common, url: sinks.urls.put };
+          : { type: 'fetch-raw', ...common, url: urls.put, hash: kase.hash === true };
     } else {
       for (let i = 1; i <= (kase.servers ?? 1); i++) {
         const role = await startRole({
@@ -740,73 +1190,99 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
           dir: join(dir, `up-${i}`),
           id: `up-${i}`,
           secret: SECRET,
-          maxItemSize: Math.max(ctx.size, FULL_SIZE),
+          maxItemSize: Math.max(size, FULL_SIZE),
         });
         roles.push(role);
         uploads.push(role);
+      }
+      const servers: { id: string; url: string; httpUrl: string }[] = [];
+      for (const [i, u] of uploads.entries()) {
+        const urls = await reach({ ws: u.urls.ws!, http: u.urls.http! });
+        servers.push({ id: `up-${i + 1}`, url: urls.ws!, httpUrl: urls.http! });
       }
       if (kase.kind === 'tus') {
         step = {
           type: 'tus',
           ...common,
-          endpoint: `${uploads[0]!.urls.http}/tus/`,
+          endpoint: `${servers[0]!.httpUrl}/tus/`,
           token: uploads[0]!.token,
           ...(kase.chunkSize === undefined ? {} : { chunkSize: kase.chunkSize }),
         };
       } else {
+        // The control server's planner splits every item into equal ranges, one per server.
         const control = await startRole({
           kind: 'control',
           secret: SECRET,
-          maxItemSize: Math.max(ctx.size, FULL_SIZE),
-          uploadServers: uploads.map((u, i) => ({
-            id: `up-${i + 1}`,
-            url: u.urls.ws,
-            httpUrl: u.urls.http,
-          })),
+          maxItemSize: Math.max(size, FULL_SIZE),
+          uploadServers: servers,
         });
         roles.push(control);
+        const controlUrl = (await reach({ control: control.urls.control! })).control;
         step = {
           type: kase.kind === 'download' ? 'download' : 'engine',
           ...(kase.reader ? { reader: kase.reader } : {}),
           ...(kase.downloadTransport ? { transport: kase.downloadTransport } : {}),
           ...common,
-          controlUrl: control.urls.control,
+          controlUrl,
           token: control.token,
           servers: uploads.length,
-          options: { ...ENGINE_OPTIONS, ...ENGINE_TRANSPORTS[kase.transport!] },
+          options:
+            kase.kind === 'download'
+              ? { dataWorker: DATA_WORKER, ...ENGINE_OPTIONS }
+              : engineOptions(kase),
           profile: process.env.BENCH_JS_PROFILE === '1',
         };
       }
     }
-    const sampler = await sampleBrowser(ctx.browser.pid);
+    sampler = await sampleBrowser(ctx.browser.pid);
+    const marks = new Map<string, MainThreadMark>();
+    const markWith = sampler;
+    ctx.link.onMark = (phase) => marks.set(phase, markWith.mark());
     const busyBefore = machineBusy();
     const ownBefore = process.cpuUsage();
     const report = await ctx.link.run(step);
     const busy = machineBusy() - busyBefore;
     const own = process.cpuUsage(ownBefore);
-    const browser = await sampler();
+    ctx.link.onMark = undefined;
+    const browser = await sampler.stop();
+    sampler = undefined;
     const reports = await Promise.all(roles.splice(0).map(stopRole));
     const uploadReports = reports.slice(0, uploads.length);
     const stored = uploadReports.reduce((sum, r) => sum + r.bytesStored, 0);
-    const seconds = report.result?.seconds ?? NaN;
+    const result = report.result;
+    const seconds = result?.seconds ?? NaN;
     const serverCpu = reports.reduce((sum, r) => sum + r.cpuSeconds, 0);
     let error = report.error;
-    if (error === undefined && stored !== ctx.size) {
-      error = `the servers stored ${stored} bytes of ${ctx.size}`;
+    if (error === undefined && stored !== size) {
+      error = `the servers stored ${stored} bytes of ${size}`;
     }
+    const start = marks.get('start');
+    const end = marks.get('end');
     return {
-      mibps: error === undefined ? ctx.size / MiB / seconds : NaN,
+      mibps: error === undefined ? size / MiB / seconds : NaN,
       seconds,
-      heapPeak: report.result?.heapPeak,
+      heapPeak: result?.heapPeak,
+      longestTask: result?.longestTask ?? NaN,
+      longTasks: result?.longTasks ?? NaN,
+      maxLagMs: result?.maxLagMs ?? NaN,
+      mainShare:
+        start && end && end.at > start.at
+          ? (end.cpu - start.cpu) / ((end.at - start.at) / 1000)
+          : NaN,
+      timedThreads: start && end ? busiest(start.threads, end.threads).slice(0, 4) : undefined,
       browser,
       serverRssPeak: Math.max(...uploadReports.map((r) => r.rssPeak)),
       serverRssStart: Math.max(...uploadReports.map((r) => r.rssStart)),
       serverCpu,
       otherCpu: Math.max(0, busy - browser.cpu - serverCpu - (own.user + own.system) / 1e6),
-      profile: report.result?.profile,
+      hashSeconds: result?.hashSeconds,
+      hashReads: result?.hashReads,
+      profile: result?.profile,
       error,
     };
   } finally {
+    ctx.link.onMark = undefined;
+    await sampler?.stop();
     for (const role of roles) role.child.kill();
     await rm(dir, { recursive: true, force: true });
   }
@@ -858,140 +1334,299 @@ interface Summary {
   readonly errors: number;
   readonly heapPeak: number;
   readonly serverRssPeak: number;
+  readonly longestTask: number;
+  readonly longTasks: number;
+  readonly maxLagMs: number;
+  readonly mainShare: number;
+  readonly rendererPeak: number;
+  readonly rendererGrowth: number;
+  readonly browserPeak: number;
 }
 
 function summarize(kase: Case, runs: readonly Run[]): Summary {
+  const of = (f: (r: Run) => number | undefined): number => median(runs.map((r) => f(r) ?? NaN));
   return {
     kase,
     runs,
-    mibps: median(runs.map((r) => r.mibps)),
+    mibps: of((r) => r.mibps),
     errors: runs.filter((r) => r.error !== undefined).length,
-    heapPeak: median(runs.map((r) => r.heapPeak ?? NaN)),
-    serverRssPeak: median(runs.map((r) => r.serverRssPeak)),
+    heapPeak: of((r) => r.heapPeak),
+    serverRssPeak: of((r) => r.serverRssPeak),
+    longestTask: of((r) => r.longestTask),
+    longTasks: of((r) => r.longTasks),
+    maxLagMs: of((r) => r.maxLagMs),
+    mainShare: of((r) => r.mainShare),
+    rendererPeak: of((r) => r.browser.rendererPeak),
+    rendererGrowth: of((r) => r.browser.rendererPeak - r.browser.rendererStart),
+    browserPeak: of((r) => r.browser.pssPeak),
   };
 }
 
-/** The result table, the target lines and the details, as Markdown. */
+/** The row every row of a section is divided by in its `÷` column. */
+const SECTION_REFERENCE: Record<Section, string> = {
+  upload: 'fetch',
+  download: 'get-sync',
+  wan: 'wan-fetch',
+};
+
+/** Whether a page-and-memory value of an engine row meets its target. */
+const PAGE_TARGETS = {
+  longestTask: (s: Summary): boolean | undefined =>
+    Number.isNaN(s.longTasks) ? undefined : s.longTasks === 0 || s.longestTask < TARGET.longTaskMs,
+  mainShare: (s: Summary): boolean | undefined =>
+    Number.isNaN(s.mainShare) ? undefined : s.mainShare < TARGET.mainThreadShare,
+  heapPeak: (s: Summary): boolean | undefined =>
+    Number.isNaN(s.heapPeak) ? undefined : s.heapPeak < TARGET.heapMiB * MiB,
+  serverRssPeak: (s: Summary): boolean | undefined =>
+    Number.isNaN(s.serverRssPeak) ? undefined : s.serverRssPeak < TARGET.serverRssMiB * MiB,
+};
+
+/** The result tables (one per section, and the page and memory), target lines and details. */
 function report(
   summaries: readonly Summary[],
-  meta: { size: number; runs: number },
-): { table: string; targets: string; details: string; verdicts: string[] } {
+  meta: { size: number; wanSize: number; runs: number },
+): { tables: string; targets: string; details: string; verdicts: string[] } {
   const by = new Map(summaries.map((s) => [s.kase.key, s]));
-  const wsBase = Math.max(by.get('ws-buffer')?.mibps ?? NaN, by.get('ws-blob')?.mibps ?? NaN);
-  const wsBaseKey =
-    (by.get('ws-blob')?.mibps ?? -1) > (by.get('ws-buffer')?.mibps ?? -1) ? 'ws-blob' : 'ws-buffer';
-  const fetchBase = by.get('fetch')?.mibps ?? NaN;
-  const rows: string[][] = [
-    [
+  const rate = (key: string): number => by.get(key)?.mibps ?? NaN;
+  const measured = (s: Summary): boolean => s.kase.unavailable === undefined && s.runs.length > 0;
+  const ratio = (v: number): string => `${fixed(v, 2)}×`;
+
+  // One table per section.
+  const titles: Record<Section, string> = {
+    upload: `Uploads on loopback: one item of ${sizeName(meta.size)}`,
+    download:
+      `Downloads on loopback: the item of ${sizeName(meta.size)} uploaded by the engine first ` +
+      '(not timed), then read back',
+    wan:
+      `WAN: every server and sink behind its own proxy, ${WAN_MIBPS} MiB/s and ${WAN_LATENCY_MS} ms ` +
+      `each way; one item of ${sizeName(meta.wanSize)}`,
+  };
+  const tables: string[] = [];
+  for (const section of ['upload', 'download', 'wan'] as const) {
+    const rows = summaries.filter((s) => s.kase.section === section);
+    if (rows.length === 0) continue;
+    const reference = SECTION_REFERENCE[section];
+    const header = [
+      'key',
       'case',
       'MiB/s',
       'runs (MiB/s)',
       'seconds',
-      '÷ raw WS',
-      '÷ raw fetch',
-      'JS heap peak',
-      'browser mem peak',
-      'server RSS peak',
+      `÷ ${reference}`,
+      ...(section === 'wan' ? ['÷ cap'] : []),
+      '÷ baseline',
       'browser CPU',
       'server CPU',
       'others CPU',
       'errors',
+    ];
+    const table: string[][] = [header];
+    for (const s of rows) {
+      const k = s.kase;
+      if (k.unavailable !== undefined) {
+        table.push([k.key, k.name, 'n/a', 'not available', ...header.slice(4).map(() => '')]);
+        continue;
+      }
+      const base = k.baseline === undefined ? undefined : by.get(k.baseline);
+      table.push([
+        k.key,
+        k.name,
+        fixed(s.mibps, 1),
+        s.runs.map((r) => fixed(r.mibps, 0)).join(' / '),
+        fixed(median(s.runs.map((r) => r.seconds)), 2),
+        ratio(s.mibps / rate(reference)),
+        ...(section === 'wan' ? [ratio(s.mibps / WAN_MIBPS)] : []),
+        base ? `${ratio(s.mibps / base.mibps)} ${k.baseline}` : '',
+        `${fixed(median(s.runs.map((r) => r.browser.cpu)), 1)} s`,
+        `${fixed(median(s.runs.map((r) => r.serverCpu)), 1)} s`,
+        `${fixed(median(s.runs.map((r) => r.otherCpu)), 1)} s`,
+        String(s.errors),
+      ]);
+    }
+    tables.push(`${titles[section]}:\n\n${markdownTable(table, 2)}`);
+  }
+
+  // The page and memory of every row; the engine rows' misses marked.
+  const pageRows: string[][] = [
+    [
+      'key',
+      'longest task',
+      'timer lag',
+      'main thread',
+      'JS heap peak',
+      'renderer mem peak',
+      'browser mem peak',
+      'server RSS peak',
     ],
   ];
-  for (const s of summaries) {
-    const k = s.kase;
-    if (k.unavailable !== undefined) {
-      rows.push([k.name, 'n/a', 'not available', '', '', '', '', '', '', '', '', '', '']);
-      continue;
-    }
-    const name =
-      k.key === wsBaseKey
-        ? `${k.name} (baseline)`
-        : k.key === 'fetch'
-          ? `${k.name} (baseline)`
-          : k.name;
-    rows.push([
-      name,
-      fixed(s.mibps, 1),
-      s.runs.map((r) => fixed(r.mibps, 0)).join(' / '),
-      fixed(median(s.runs.map((r) => r.seconds)), 2),
-      `${fixed(s.mibps / wsBase, 2)}×`,
-      `${fixed(s.mibps / fetchBase, 2)}×`,
-      mib(s.heapPeak),
-      mib(median(s.runs.map((r) => r.browser.pssPeak))),
-      `${mib(s.serverRssPeak)}${(k.servers ?? 1) > 1 ? ' (max)' : ''}`,
-      `${fixed(median(s.runs.map((r) => r.browser.cpu)), 1)} s`,
-      `${fixed(median(s.runs.map((r) => r.serverCpu)), 1)} s`,
-      `${fixed(median(s.runs.map((r) => r.otherCpu)), 1)} s`,
-      String(s.errors),
+  const missed = (s: Summary, ok: boolean | undefined, text: string): string =>
+    s.kase.kind === 'engine' && ok === false ? `${text} MISS` : text;
+  for (const s of summaries.filter(measured)) {
+    const longest =
+      Number.isNaN(s.longTasks) || s.longTasks === 0
+        ? Number.isNaN(s.longTasks)
+          ? '-'
+          : 'none'
+        : `${fixed(s.longestTask, 0)} ms (${fixed(s.longTasks, 0)})`;
+    pageRows.push([
+      s.kase.key,
+      missed(s, PAGE_TARGETS.longestTask(s), longest),
+      Number.isNaN(s.maxLagMs) ? '-' : `${fixed(s.maxLagMs, 0)} ms`,
+      missed(s, PAGE_TARGETS.mainShare(s), `${fixed(100 * s.mainShare, 1)} %`),
+      missed(s, PAGE_TARGETS.heapPeak(s), mib(s.heapPeak)),
+      `${mib(s.rendererPeak)} (+${mib(s.rendererGrowth)})`,
+      mib(s.browserPeak),
+      missed(
+        s,
+        PAGE_TARGETS.serverRssPeak(s),
+        `${mib(s.serverRssPeak)}${(s.kase.servers ?? 1) > 1 ? ' (max)' : ''}`,
+      ),
     ]);
+  }
+  if (pageRows.length > 1) {
+    tables.push(
+      'The page and memory (during the timed part; MISS: an engine row misses its target):\n\n' +
+        markdownTable(pageRows),
+    );
   }
 
   // Targets.
   const verdicts: string[] = [];
   const mark = (ok: boolean | undefined): string =>
-    ok === undefined ? 'n/a ' : ok ? 'PASS' : 'WARN';
+    ok === undefined ? 'n/a ' : ok ? 'PASS' : 'MISS';
   const check = (text: string, ok: boolean | undefined): void => {
     verdicts.push(`${mark(ok)}  ${text}`);
   };
-  const ok = (v: number, min: number): boolean | undefined =>
+  const info = (text: string): void => {
+    verdicts.push(`info  ${text}`);
+  };
+  const atLeast = (v: number, min: number): boolean | undefined =>
     Number.isNaN(v) ? undefined : v >= min;
-  const dup2 = by.get('dup2');
-  check(
-    `engine dup/2 ≥ ${TARGET.dup2VsWs} × raw WebSocket: ${fixed((dup2?.mibps ?? NaN) / wsBase, 2)}×`,
-    ok((dup2?.mibps ?? NaN) / wsBase, TARGET.dup2VsWs),
-  );
-  const oneServer = summaries.filter(
-    (s) => s.kase.kind === 'engine' && s.kase.servers === 1 && s.kase.unavailable === undefined,
-  );
-  const fastest = oneServer.reduce<Summary | undefined>(
-    (best, s) => (!best || s.mibps > best.mibps ? s : best),
-    undefined,
-  );
-  const fastestName = fastest ? fastest.kase.transport! : 'none';
-  check(
-    `engine on its fastest transport (${fastestName}) ≥ ${TARGET.engineVsFetch} × raw fetch: ` +
-      `${fixed((fastest?.mibps ?? NaN) / fetchBase, 2)}×`,
-    ok((fastest?.mibps ?? NaN) / fetchBase, TARGET.engineVsFetch),
-  );
-  for (const key of ['tus', 'tus-8']) {
-    const peer = by.get(key);
+  const fastestOf = (integrity: Integrity): Summary | undefined =>
+    summaries
+      .filter(
+        (s) =>
+          s.kase.kind === 'engine' &&
+          s.kase.section === 'upload' &&
+          s.kase.servers === 1 &&
+          s.kase.integrity === integrity &&
+          !Number.isNaN(s.mibps),
+      )
+      .reduce<Summary | undefined>(
+        (best, s) => (!best || s.mibps > best.mibps ? s : best),
+        undefined,
+      );
+  const fastest = fastestOf('transport');
+  const fastestName = fastest ? fastest.kase.key : 'none';
+  // A check is left out when none of its rows was picked (BENCH_CASES).
+  const picked = (...keys: (string | undefined)[]): boolean => keys.some((k) => k && by.has(k));
+  if (fastest || picked('fetch', 'tus', 'tus-8')) {
     check(
-      `engine (${fastestName}) ahead of ${peer?.kase.name ?? key}: ` +
-        `${fixed(fastest?.mibps ?? NaN, 1)} vs ${fixed(peer?.mibps ?? NaN, 1)} MiB/s`,
-      ok((fastest?.mibps ?? NaN) / (peer?.mibps ?? NaN), 1.0000001),
+      `engine, transport integrity, fastest transport to one server (${fastestName}) ≥ ` +
+        `${TARGET.engineVsFetch}× raw fetch: ${ratio((fastest?.mibps ?? NaN) / rate('fetch'))}`,
+      atLeast((fastest?.mibps ?? NaN) / rate('fetch'), TARGET.engineVsFetch),
     );
+    for (const key of ['tus', 'tus-8'].filter((k) => picked(k))) {
+      check(
+        `${fastestName} ahead of ${key} (${by.get(key)?.kase.name ?? key}): ` +
+          `${fixed(fastest?.mibps ?? NaN, 1)} vs ${fixed(rate(key), 1)} MiB/s`,
+        atLeast((fastest?.mibps ?? NaN) / rate(key), 1.0000001),
+      );
+    }
   }
-  for (const key of ['dup2-x2', 'dup2-x3']) {
-    const split = by.get(key);
+  const fastestSha = fastestOf('sha256');
+  if (fastestSha || picked('fetch-hash')) {
     check(
-      `${split?.kase.name ?? key} not slower than one server (within ${100 * SPLIT_NOISE} %, ` +
-        `the spread between runs): ` +
-        `${fixed((split?.mibps ?? NaN) / (dup2?.mibps ?? NaN), 2)}× of dup/2 to one server`,
-      ok((split?.mibps ?? NaN) / (dup2?.mibps ?? NaN), 1 - SPLIT_NOISE),
+      `engine, sha256 integrity, fastest transport to one server ` +
+        `(${fastestSha ? fastestSha.kase.key : 'none'}) ≥ ${TARGET.sha256VsCeiling}× raw fetch with ` +
+        `a Worker hashing (fetch-hash): ${ratio((fastestSha?.mibps ?? NaN) / rate('fetch-hash'))}`,
+      atLeast((fastestSha?.mibps ?? NaN) / rate('fetch-hash'), TARGET.sha256VsCeiling),
     );
   }
-  const get = by.get('get');
-  for (const key of ['download', 'download-http', 'download-x2']) {
-    const down = by.get(key);
-    if (!down || !get) continue;
-    verdicts.push(
-      `info  ${down.kase.name}: ${fixed(down.mibps, 1)} MiB/s, ` +
-        `${fixed(down.mibps / get.mibps, 2)}× the raw fetch GET (${fixed(get.mibps, 1)} MiB/s); ` +
-        `JS heap peak ${mib(down.heapPeak)}`,
+  for (const s of summaries) {
+    const k = s.kase;
+    if (k.target === undefined || k.baseline === undefined || k.unavailable !== undefined) continue;
+    const r = s.mibps / rate(k.baseline);
+    const what =
+      k.target === 1 - SPLIT_NOISE
+        ? `not slower than ${k.baseline} (within ${100 * SPLIT_NOISE} %, the spread between runs)`
+        : `≥ ${k.target}× ${k.baseline}`;
+    check(`${k.key} ${what}: ${ratio(r)}`, atLeast(r, k.target));
+  }
+  const dup2 = by.get('engine-dup2-transport');
+  if (dup2 && by.has('ws-buffered')) {
+    info(
+      `engine-dup2-transport: ${ratio(dup2.mibps / rate('ws-buffered'))} the raw WebSocket ` +
+        `sender without per-byte work (ws-buffered, ${fixed(rate('ws-buffered'), 1)} MiB/s)`,
     );
   }
-  const engines = summaries.filter((s) => s.kase.kind === 'engine' && !s.kase.unavailable);
-  const heap = engines.length > 0 ? Math.max(...engines.map((s) => s.heapPeak)) : NaN;
-  check(
-    `engine peak JS heap < ${TARGET.heapMiB} MiB: ${mib(heap)} (largest over the engine cases)`,
-    Number.isNaN(heap) ? undefined : heap < TARGET.heapMiB * MiB,
+  const capped = [
+    ['wan-engine', 'engine'],
+    ['wan-fetch', 'raw fetch'],
+    ['wan-tus', 'tus-js-client (one PATCH)'],
+    ['wan-tus-8', 'tus-js-client (8 MiB chunks)'],
+  ].filter(([key]) => picked(key));
+  if (capped.length > 0) {
+    info(
+      `WAN, one server against the cap of ${WAN_MIBPS} MiB/s: ` +
+        capped.map(([key, what]) => `${what} ${ratio(rate(key!) / WAN_MIBPS)}`).join(', '),
+    );
+  }
+  const vsTus = [
+    ['wan-engine', 'engine to one server'],
+    ['wan-engine-x2', 'split over 2 servers'],
+    ['wan-engine-x3', 'split over 3 servers'],
+  ].filter(([key]) => picked(key));
+  if (picked('wan-tus-8') && vsTus.length > 0) {
+    info(
+      'WAN, ÷ tus-js-client with 8 MiB chunks: ' +
+        vsTus.map(([key, what]) => `${what} ${ratio(rate(key!) / rate('wan-tus-8'))}`).join(', '),
+    );
+  }
+  // The page and memory, over every engine row.
+  const engines = summaries.filter((s) => s.kase.kind === 'engine' && measured(s));
+  const worst = (
+    value: (s: Summary) => number,
+    ok: (s: Summary) => boolean | undefined,
+    text: (s: Summary) => string,
+    what: string,
+  ): void => {
+    const rows = engines.filter((s) => !Number.isNaN(value(s)));
+    if (rows.length === 0) {
+      if (engines.length > 0) check(`${what}: not measured`, undefined);
+      return;
+    }
+    const w = rows.reduce((a, b) => (value(b) > value(a) ? b : a));
+    const misses = rows.filter((s) => ok(s) === false).map((s) => s.kase.key);
+    check(
+      `${what}: worst ${text(w)} (${w.kase.key})` +
+        (misses.length > 0 ? `; missed by ${misses.join(', ')}` : ''),
+      misses.length === 0,
+    );
+  };
+  worst(
+    (s) => (s.longTasks > 0 ? s.longestTask : 0),
+    PAGE_TARGETS.longestTask,
+    (s) => (s.longTasks > 0 ? `${fixed(s.longestTask, 0)} ms` : 'none of 50 ms or more'),
+    `longest main-thread task < ${TARGET.longTaskMs} ms in every engine row`,
   );
-  const rss = engines.length > 0 ? Math.max(...engines.map((s) => s.serverRssPeak)) : NaN;
-  check(
-    `each upload server < ${TARGET.serverRssMiB} MiB RSS for a ${sizeName(meta.size)} item: ` +
-      `${mib(rss)} (largest over the engine cases)`,
-    Number.isNaN(rss) ? undefined : rss < TARGET.serverRssMiB * MiB,
+  worst(
+    (s) => s.mainShare,
+    PAGE_TARGETS.mainShare,
+    (s) => `${fixed(100 * s.mainShare, 1)} %`,
+    `page's main thread busy < ${100 * TARGET.mainThreadShare} % of the upload in every engine row`,
+  );
+  worst(
+    (s) => s.heapPeak,
+    PAGE_TARGETS.heapPeak,
+    (s) => mib(s.heapPeak),
+    `page's peak JS heap < ${TARGET.heapMiB} MiB in every engine row`,
+  );
+  worst(
+    (s) => s.serverRssPeak,
+    PAGE_TARGETS.serverRssPeak,
+    (s) => mib(s.serverRssPeak),
+    `each upload server < ${TARGET.serverRssMiB} MiB RSS in every engine row`,
   );
   const errors = summaries.reduce((n, s) => n + s.errors, 0);
   check(`no errors: ${errors}`, errors === 0);
@@ -999,36 +1634,40 @@ function report(
   // Details: where the CPU went, and the failures.
   const details: string[] = [];
   for (const s of summaries) {
-    if (s.kase.unavailable !== undefined || s.runs.length === 0) continue;
+    if (!measured(s)) continue;
     const last = s.runs[s.runs.length - 1]!;
     const wall = last.seconds;
-    const threads = last.browser.threads
+    const threads = (last.timedThreads ?? last.browser.threads)
       .map(([name, cpu]) => `${name} ${fixed(cpu, 1)} s (${fixed((100 * cpu) / wall, 0)} %)`)
       .join(', ');
     details.push(
-      `- ${s.kase.name}: ${fixed(wall, 2)} s; busiest Chromium threads: ${threads}; ` +
-        `servers ${fixed(last.serverCpu, 1)} s CPU (${fixed((100 * last.serverCpu) / wall, 0)} %)`,
+      `- ${s.kase.key}: ${fixed(wall, 2)} s; busiest Chromium threads: ${threads}; ` +
+        `servers ${fixed(last.serverCpu, 1)} s CPU (${fixed((100 * last.serverCpu) / wall, 0)} %)` +
+        (last.hashSeconds !== undefined
+          ? `; the Worker's SHA-256 took ${fixed(last.hashSeconds, 2)} s of it ` +
+            `(${last.hashReads ?? '?'} reads of the file's stream)`
+          : ''),
     );
   }
   for (const s of summaries) {
     const profile = s.runs[s.runs.length - 1]?.profile;
     if (!profile) continue;
     details.push(
-      `- ${s.kase.name}, the page's main thread sampled every 10 ms (${profile.samples ?? 0} ` +
+      `- ${s.kase.key}, the page's main thread sampled every 10 ms (${profile.samples ?? 0} ` +
         `samples${profile.error ? `: ${profile.error}` : ''}), self time:`,
       ...(profile.top ?? []).map(([what, share]) => `  - ${fixed(100 * share, 1)} % ${what}`),
     );
   }
   for (const s of summaries) {
     if (s.kase.unavailable !== undefined)
-      details.push(`- ${s.kase.name}: n/a, ${s.kase.unavailable}`);
+      details.push(`- ${s.kase.key}: n/a, ${s.kase.unavailable}`);
   }
   const failures = summaries.flatMap((s) =>
-    s.runs.filter((r) => r.error !== undefined).map((r) => `- ${s.kase.name}: ${r.error}`),
+    s.runs.filter((r) => r.error !== undefined).map((r) => `- ${s.kase.key}: ${r.error}`),
   );
   if (failures.length > 0) details.push('', 'Failures:', '', ...failures.slice(0, 10));
   return {
-    table: markdownTable(rows),
+    tables: tables.join('\n\n'),
     targets: verdicts.map((v) => `    ${v}`).join('\n'),
     details: details.join('\n'),
     verdicts,
@@ -1059,19 +1698,51 @@ async function main(): Promise<void> {
   const scale = envNumber('BENCH_SCALE', 1, false);
   const runs = envNumber('BENCH_RUNS', 3, true);
   const size = Math.floor(FULL_SIZE / scale);
-  const only = process.env.BENCH_CASES?.split(',').map((s) => s.trim());
-  const cases = CASES.filter((c) => !only || only.includes(c.key));
+  const wanSize = Math.floor(WAN_FULL_SIZE / scale);
+  const only = (process.env.BENCH_CASES ?? '').trim() !== '';
+  const cases = selectCases(process.env.BENCH_CASES);
   const idleWait = Number(process.env.BENCH_IDLE_WAIT ?? 15);
   const doc = process.env.BENCH_DOC ?? (scale === 1 && !only ? '1' : '0');
 
   if (!existsSync(here('dist/src/engine/index.js')) || !existsSync(here('dist/server/index.js'))) {
     throw new Error('the engine and servers are measured as built: run `npm run build:tsc` first');
   }
-  const engine = await bundleEngine();
+  const runnable = cases.filter((c) => c.unavailable === undefined);
+  const onLoopback = runnable.some((c) => !c.wan);
+  const overWan = runnable.some((c) => c.wan);
+  const warmSize = Math.min(WARM_SIZE, onLoopback ? size : wanSize, overWan ? wanSize : size);
+  const withCosts =
+    process.env.BENCH_COSTS !== '0' &&
+    runnable.some((c) => c.kind === 'engine' && c.section === 'upload');
+  // What the run will take, roughly: the warm-up, the source files, the costs, the runs.
+  const expected =
+    runnable.reduce((sum, c) => sum + expectedSeconds(c, warmSize, warmSize), 0) +
+    (onLoopback ? size / MiB / 150 : 0) +
+    (overWan ? wanSize / MiB / 150 : 0) +
+    (withCosts ? (6 * Math.min(size, COSTS_BYTES)) / MiB / 60 : 0) +
+    runs * runnable.reduce((sum, c) => sum + expectedSeconds(c, size, wanSize), 0);
+
+  if (process.env.BENCH_LIST === '1') {
+    // The cases picked and the time they would take, without running them.
+    for (const c of cases) {
+      console.log(
+        `${c.key.padEnd(26)} ${c.name}` +
+          (c.unavailable === undefined
+            ? ` (about ${Math.round(expectedSeconds(c, size, wanSize))} s a run)`
+            : `: n/a, ${c.unavailable}`),
+      );
+    }
+    console.log(
+      `\n${runnable.length} cases, BENCH_RUNS=${runs}, BENCH_SCALE=${scale}: ` +
+        `about ${Math.ceil(expected / 60)} minutes on a quiet 2-core machine`,
+    );
+    return;
+  }
+  const bundles = await bundleAll();
   const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-browser-bench-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const link = new PageLink();
-  const page = await servePage(link, engine);
+  const page = await servePage(link, bundles);
   const logFile = join(tmpdir(), 'ws-uploader-browser-bench-chromium.log');
   const browser = startChromium(page.url, join(dir, 'profile'), link, logFile);
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -1084,6 +1755,13 @@ async function main(): Promise<void> {
   const machine =
     `${cpu.length} CPU (${cpu[0]?.model.trim() ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
     `Linux ${release()}, Node ${process.version}`;
+  const options = [
+    process.env.BENCH_ENGINE_OPTIONS ? `engine options ${process.env.BENCH_ENGINE_OPTIONS}` : '',
+    process.env.BENCH_WAN_ENGINE_OPTIONS
+      ? `WAN engine options ${process.env.BENCH_WAN_ENGINE_OPTIONS}`
+      : '',
+    DATA_WORKER ? '' : 'engine dataWorker off',
+  ].filter((o) => o !== '');
   const results = new Map<string, Run[]>();
   let chromium = '?';
   let costs: Record<string, number> = {};
@@ -1094,9 +1772,15 @@ async function main(): Promise<void> {
     chromium = /Chrome\/[\d.]+/.exec(String(hello.info?.userAgent))?.[0] ?? '?';
     console.log(`ws-uploader browser benchmark: ${machine}, ${chromium}`);
     console.log(
-      `one item of ${sizeName(size)} (BENCH_SCALE=${scale}), BENCH_RUNS=${runs}; loopback; ` +
-        `${process.env.BENCH_ENGINE_OPTIONS ? `engine options ${process.env.BENCH_ENGINE_OPTIONS}; ` : ''}` +
-        `files in ${dir} (removed afterwards)\n`,
+      `${runnable.length} case${runnable.length === 1 ? '' : 's'} (${runnable.map((c) => c.key).join(', ')}); ` +
+        `${onLoopback ? `one item of ${sizeName(size)} on loopback` : ''}` +
+        `${onLoopback && overWan ? ', ' : ''}` +
+        `${overWan ? `one of ${sizeName(wanSize)} over the WAN (${WAN_MIBPS} MiB/s, ${WAN_LATENCY_MS} ms each way)` : ''}` +
+        ` (BENCH_SCALE=${scale}), BENCH_RUNS=${runs}; ${options.map((o) => `${o}; `).join('')}` +
+        `files in ${dir} (removed afterwards)`,
+    );
+    console.log(
+      `expected time: about ${Math.ceil(expected / 60)} minutes on a quiet 2-core machine\n`,
     );
     const source = async (name: string, bytes: number): Promise<void> => {
       process.stderr.write(`  writing the ${sizeName(bytes)} source file into OPFS … `);
@@ -1104,26 +1788,44 @@ async function main(): Promise<void> {
       if (r.error !== undefined) throw new Error(`cannot write the source file: ${r.error}`);
       process.stderr.write(`${r.result!.seconds.toFixed(1)} s\n`);
     };
-    const runnable = cases.filter((c) => c.unavailable === undefined);
     // Warm-up: every case once with a small item, not reported.
-    await source('warm.bin', Math.min(WARM_SIZE, size));
+    await source('warm.bin', warmSize);
+    const warm: Context = {
+      link,
+      browser,
+      dir,
+      source: 'warm.bin',
+      size: warmSize,
+      wanSource: 'warm.bin',
+      wanSize: warmSize,
+    };
     for (const kase of runnable) {
-      process.stderr.write(`  warm-up: ${kase.name} … `);
-      const ctx = { link, browser, dir, source: 'warm.bin', size: Math.min(WARM_SIZE, size) };
-      const r = await measure(ctx, kase, `warm-${kase.key}`);
+      process.stderr.write(`  warm-up: ${kase.key} … `);
+      const r = await measure(warm, kase, `warm-${kase.key}`);
       process.stderr.write(r.error ?? `${r.mibps.toFixed(1)} MiB/s\n`);
       if (r.error !== undefined) process.stderr.write('\n');
     }
-    await source('source.bin', size);
-    const measured = await link.run({
-      type: 'costs',
-      name: 'source.bin',
-      bytes: Math.min(size, COSTS_BYTES),
-      slice: ENGINE_CHUNK,
-    });
-    if (measured.error !== undefined) throw new Error(`cannot measure costs: ${measured.error}`);
-    costs = measured.result as unknown as Record<string, number>;
-    const ctx = { link, browser, dir, source: 'source.bin', size };
+    if (onLoopback) await source('source.bin', size);
+    if (overWan) await source('wan.bin', wanSize);
+    if (withCosts) {
+      const measured = await link.run({
+        type: 'costs',
+        name: 'source.bin',
+        bytes: Math.min(size, COSTS_BYTES),
+        slice: ENGINE_CHUNK,
+      });
+      if (measured.error !== undefined) throw new Error(`cannot measure costs: ${measured.error}`);
+      costs = measured.result as unknown as Record<string, number>;
+    }
+    const ctx: Context = {
+      link,
+      browser,
+      dir,
+      source: 'source.bin',
+      size,
+      wanSource: 'wan.bin',
+      wanSize,
+    };
     for (let run = 1; run <= runs; run++) {
       // Cases alternate within each round, so a drift of the machine touches them all alike.
       for (const kase of runnable) {
@@ -1136,7 +1838,7 @@ async function main(): Promise<void> {
             );
           }
         }
-        process.stderr.write(`  ${kase.name}, run ${run}/${runs} … `);
+        process.stderr.write(`  ${kase.key}, run ${run}/${runs} … `);
         const r = await measure(ctx, kase, `${kase.key}-${run}`);
         process.stderr.write(
           r.error === undefined ? `${r.mibps.toFixed(1)} MiB/s\n` : `failed: ${r.error}\n`,
@@ -1154,7 +1856,7 @@ async function main(): Promise<void> {
   }
 
   const summaries = cases.map((c) => summarize(c, results.get(c.key) ?? []));
-  const out = report(summaries, { size, runs });
+  const out = report(summaries, { size, wanSize, runs });
   const costLines = Object.entries(costs).map(
     ([what, ms]) => `- ${what}: ${ms.toFixed(2)} ms per MiB (${(1000 / ms).toFixed(0)} MiB/s)`,
   );
@@ -1164,7 +1866,7 @@ async function main(): Promise<void> {
   if (costLines.length > 0) {
     costLines.push(
       `- one after the other, as the engine does them per chunk: ${serial.toFixed(2)} ms per MiB ` +
-        `(at most ${(1000 / serial).toFixed(0)} MiB/s for one main thread, before any sending)`,
+        `(at most ${(1000 / serial).toFixed(0)} MiB/s for one thread, before any sending)`,
     );
   }
   const measuredRuns = summaries.flatMap((x) => x.runs);
@@ -1178,40 +1880,47 @@ async function main(): Promise<void> {
     (others > 0.1 ? ': it competed with them, the numbers are lower and noisier' : '') +
     `; 1-minute load average ${loadBefore.toFixed(2)} before the benchmark; ` +
     `the benchmark took ${minutes.toFixed(1)} minutes`;
-  console.log(out.table);
-  console.log(
-    `\nmedians of ${runs} run${runs > 1 ? 's' : ''}; ratios to the faster raw WebSocket row and ` +
-      `to the raw fetch row; errors: failed runs\n`,
-  );
+  const legend =
+    `medians of ${runs} run${runs > 1 ? 's' : ''}; ÷ baseline: the row's MiB/s ÷ the row it is ` +
+    `held to; errors: failed runs`;
+  console.log(out.tables);
+  console.log(`\n${legend}\n`);
   console.log(`targets:\n${out.targets}\n`);
-  console.log(out.details);
-  console.log(
-    `\nthe engine's per-byte work on the page's main thread, each alone:\n${costLines.join('\n')}`,
-  );
+  console.log(`where the CPU went (last run of each case, during its timed part):\n${out.details}`);
+  if (costLines.length > 0) {
+    console.log(`\nthe engine's per-byte work on one thread, each alone:\n${costLines.join('\n')}`);
+  }
   console.log(`\n${load}`);
 
   if (doc === '1') {
     const date = new Date().toISOString().slice(0, 10);
     const path = await writeDoc(
       [
-        `Run of ${date} on ${machine}, ${chromium}: one item of ${sizeName(size)}` +
-          `${scale === 1 ? '' : ` (BENCH_SCALE=${scale})`}, medians of ${runs} run${runs > 1 ? 's' : ''}` +
+        `Run of ${date} on ${machine}, ${chromium}: medians of ${runs} run${runs > 1 ? 's' : ''}` +
+          `${scale === 1 ? '' : ` (BENCH_SCALE=${scale})`}` +
           `${process.env.BENCH_NO_BUFFERUTIL ? ', without bufferutil' : ''}` +
-          `${process.env.BENCH_ENGINE_OPTIONS ? `, engine options ${process.env.BENCH_ENGINE_OPTIONS}` : ''}.`,
+          `${options.map((o) => `, ${o}`).join('')}.`,
         '',
-        out.table,
+        out.tables,
+        '',
+        `${legend[0]!.toUpperCase()}${legend.slice(1)}.`,
         '',
         'Targets:',
         '',
         out.verdicts.map((v) => `- ${v.replace(/^(\S+)\s+/, '**$1** ')}`).join('\n'),
         '',
-        'Where the CPU went (last run of each case; a thread at 100 % keeps one core busy):',
+        'Where the CPU went (last run of each case, during its timed part; a thread at 100 % keeps ' +
+          'one core busy):',
         '',
         out.details,
-        '',
-        "The engine's per-byte work on the page's main thread, each step alone:",
-        '',
-        ...costLines,
+        ...(costLines.length > 0
+          ? [
+              '',
+              "The engine's per-byte work on the page's main thread, each step alone:",
+              '',
+              ...costLines,
+            ]
+          : []),
         '',
         `${load}.`,
       ].join('\n'),

@@ -7,10 +7,16 @@
  *
  * Targets (see `RoleStart` in `browser-bench.ts`):
  * - `sinks`: the bare sinks of the baselines, on one port: a `ws` WebSocket sink at `/ws` that
- *   appends every binary message to a file and answers each with 1 byte once written, and an HTTP
- *   sink that streams the body of a `PUT /put` to a file (CORS open, for the page's origin);
+ *   appends every binary message to a file and answers each with 1 byte once written (or, with
+ *   `?acks=0`, answers nothing but the byte count once every message before a text `end` is
+ *   written; `?header=N` writes and counts each message but its first N bytes, the header of a
+ *   frame), and an HTTP sink that streams the body of a `PUT /put` to a file (CORS open, for the
+ *   page's origin);
  * - `upload`: one reference upload server (`createUploadServer`), with an upload token for tus;
- * - `control`: the reference control server listing the upload servers, with a user token.
+ * - `control`: the reference control server listing the upload servers, with a user token;
+ * - `proxy`: a fault proxy (`test/helpers/fault-proxy.ts`, loaded through tsx) in front of each
+ *   server named by a URL, shaped as asked (bandwidth, latency): a WAN between the page and them.
+ *   More URLs can be put behind proxies later with another `proxy` request.
  *
  * Messages from the parent: a start request, then `'stop'`.
  */
@@ -34,10 +40,12 @@ import { secretKey, signToken, uploadAudience } from '../dist/server/tokens.js';
  * @typedef {{ kind: 'sinks', dir: string }
  *   | { kind: 'upload', dir: string, id: string, secret: string, maxItemSize: number }
  *   | { kind: 'control', secret: string, uploadServers: Endpoint[], maxItemSize: number }
+ *   | { kind: 'proxy', urls: Record<string, string>, shape: Record<string, unknown> }
  * } RoleStart
  * @typedef {{ urls: Record<string, string>, token?: string }} Started
  * @typedef {{ url: Record<string, string>, token?: string, close(): Promise<void>,
- *   bytesStored(): Promise<number> }} Running
+ *   bytesStored(): Promise<number>,
+ *   add?(urls: Record<string, string>): Promise<Record<string, string>> }} Running
  */
 
 const MiB = 1024 * 1024;
@@ -111,17 +119,31 @@ async function startSinks(dir) {
     maxPayload: 64 * MiB,
   });
   const reply = Buffer.alloc(1);
-  wss.on('connection', (ws) => {
+  wss.on('connection', (ws, req) => {
+    const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+    const acks = query.get('acks') !== '0';
+    const header = Number(query.get('header') ?? 0);
     const handle = open(join(dir, `ws-${files++}`), 'w');
     /** @type {Promise<unknown>} */
     let queue = handle;
+    let received = 0;
     ws.on('message', (data, isBinary) => {
-      if (!isBinary) return;
       const message = /** @type {Buffer} */ (data);
+      if (!isBinary) {
+        // `end`: every message before it written, the byte count is the answer.
+        if (message.toString() === 'end') {
+          queue = queue.then(() => {
+            if (ws.readyState === WebSocket.OPEN) ws.send(String(received));
+          });
+        }
+        return;
+      }
+      const payload = header > 0 ? message.subarray(header) : message;
       queue = queue.then(async () => {
-        await writeAll(await handle, message);
-        bytes += message.length;
-        if (ws.readyState === WebSocket.OPEN) ws.send(reply);
+        await writeAll(await handle, payload);
+        bytes += payload.length;
+        received += payload.length;
+        if (acks && ws.readyState === WebSocket.OPEN) ws.send(reply);
       });
       queue.catch(() => ws.close(1011, 'write failed'));
     });
@@ -183,7 +205,9 @@ async function startUpload(start) {
     // Bytes stored over every item (each item has a folder named after its id).
     async bytesStored() {
       let total = 0;
-      for (const entry of await readdir(start.dir, { withFileTypes: true })) {
+      // No folder: nothing was stored (a case that failed early).
+      const entries = await readdir(start.dir, { withFileTypes: true }).catch(() => []);
+      for (const entry of entries) {
         if (!entry.isDirectory()) continue;
         const record = await server.store.get(entry.name).catch(() => undefined);
         for (const r of record?.ranges ?? []) total += r.end - r.start;
@@ -218,6 +242,49 @@ async function startControl(start) {
 }
 
 /**
+ * Fault proxies in front of servers: one per server (host and port) named by the URLs, shaped
+ * alike. Each proxy is one link: with `shareBandwidth`, the connections to a server share its
+ * bandwidth.
+ * @param {Extract<RoleStart, { kind: 'proxy' }>} start
+ * @returns {Promise<Running>}
+ */
+async function startProxies(start) {
+  // The proxy is TypeScript, shared with the tests: loaded through tsx, in this process only.
+  const { register } = await import('tsx/esm/api');
+  register();
+  const { FaultProxy } = await import('../test/helpers/fault-proxy.ts');
+  /** @type {Map<string, import('../test/helpers/fault-proxy.ts').FaultProxy>} */
+  const proxies = new Map();
+  /** @param {Record<string, string>} urls */
+  const add = async (urls) => {
+    /** @type {Record<string, string>} */
+    const proxied = {};
+    for (const [name, url] of Object.entries(urls)) {
+      const u = new URL(url);
+      let proxy = proxies.get(u.host);
+      if (!proxy) {
+        proxy = await FaultProxy.start({
+          targetPort: Number(u.port),
+          targetHost: u.hostname,
+          ...start.shape,
+        });
+        proxies.set(u.host, proxy);
+      }
+      // As given: `URL` adds a `/` to a bare origin.
+      const rewritten = proxy.rewrite(url);
+      proxied[name] = url.endsWith('/') ? rewritten : rewritten.replace(/\/$/, '');
+    }
+    return proxied;
+  };
+  return {
+    url: await add(start.urls),
+    add,
+    close: async () => void (await Promise.all([...proxies.values()].map((p) => p.close()))),
+    bytesStored: async () => 0,
+  };
+}
+
+/**
  * RSS of this process when called, its peak until `stop` (sampled every 50 ms), and CPU time.
  * @returns {() => { rssStart: number, rssPeak: number, cpuSeconds: number }}
  */
@@ -247,25 +314,30 @@ let running;
 let stop;
 const send = /** @type {NonNullable<typeof process.send>} */ (process.send).bind(process);
 process.on('message', (/** @type {RoleStart | 'stop'} */ message) => {
+  const add = running?.add;
   const work =
-    message === 'stop'
-      ? (async () => {
-          const measured = /** @type {NonNullable<typeof stop>} */ (stop)();
-          const bytesStored = (await running?.bytesStored()) ?? 0;
-          await running?.close();
-          send({ ...measured, bytesStored }, () => process.exit(0));
-        })()
-      : (async () => {
-          running =
-            message.kind === 'sinks'
-              ? await startSinks(message.dir)
-              : message.kind === 'upload'
-                ? await startUpload(message)
-                : await startControl(message);
-          collectGarbage();
-          stop = sample();
-          send(/** @type {Started} */ ({ urls: running.url, token: running.token }));
-        })();
+    message !== 'stop' && message.kind === 'proxy' && add
+      ? (async () => send({ urls: await add(message.urls) }))()
+      : message === 'stop'
+        ? (async () => {
+            const measured = /** @type {NonNullable<typeof stop>} */ (stop)();
+            const bytesStored = (await running?.bytesStored()) ?? 0;
+            await running?.close();
+            send({ ...measured, bytesStored }, () => process.exit(0));
+          })()
+        : (async () => {
+            running =
+              message.kind === 'sinks'
+                ? await startSinks(message.dir)
+                : message.kind === 'upload'
+                  ? await startUpload(message)
+                  : message.kind === 'proxy'
+                    ? await startProxies(message)
+                    : await startControl(message);
+            collectGarbage();
+            stop = sample();
+            send(/** @type {Started} */ ({ urls: running.url, token: running.token }));
+          })();
   work.catch((/** @type {unknown} */ e) => {
     console.error(e);
     process.exit(1);

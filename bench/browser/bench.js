@@ -1,12 +1,19 @@
-/* global window, document, navigator, performance, fetch, Worker, tus, setInterval, clearInterval */
+/* global window, document, navigator, performance, fetch, Worker, tus, setInterval, clearInterval, setTimeout, clearTimeout, PerformanceObserver */
 /**
  * The page of the browser benchmark (`bench/browser-bench.ts`). It asks the benchmark process for
  * one step at a time (`POST /next`, with the result of the step before), runs it and reports back:
  * no DevTools protocol drives it, so Chromium sends WebSocket data at full speed.
  *
- * Steps: `source` (write the source file into OPFS, from the Worker), `ws-raw` (the raw WebSocket
- * baseline, in the Worker), `fetch-raw` (one `fetch` PUT of the file), `tus` (tus-js-client to an
- * upload server's `/tus/`), `engine` (the engine, `/engine.js`, through a control server), `done`.
+ * Steps: `source` (write a source file into OPFS, from the Worker), `ws-raw` (the raw WebSocket
+ * baselines, in the Worker), `fetch-raw` (one `fetch` PUT of the file, and with `hash` the Worker
+ * hashing the file meanwhile), `tus` (tus-js-client to an upload server's `/tus/`), `engine` (the
+ * engine, `/engine.js`, through a control server), `download` (an item read back), `costs`,
+ * `done`.
+ *
+ * Around the timed part of every step, the page tells the benchmark process (`POST /mark`, so it
+ * reads Chromium's threads' CPU time then) and watches its own main thread: long tasks
+ * (`PerformanceObserver`, tasks of 50 ms and more), the lateness of a 10 ms timer, and the peak JS
+ * heap.
  */
 
 const worker = new Worker('/worker.js', { type: 'module' });
@@ -60,23 +67,126 @@ function heapSampler() {
   };
 }
 
-/** The raw `fetch` baseline: the whole file in one PUT to the bare HTTP sink. */
-async function fetchRaw({ url, name }) {
-  const file = await sourceFile(name);
+/** Tells the benchmark process where the timed part of a step starts or ends. */
+async function mark(phase) {
+  await fetch('/mark', { method: 'POST', body: phase });
+}
+
+/** Timer lateness is sampled with a timer of this period, in ms. */
+const LAG_PERIOD_MS = 10;
+
+/**
+ * Watches the page's main thread until the returned function is called: the longest task of 50 ms
+ * or more (`longtask` entries) and how many there were, and the most a 10 ms timer fired late
+ * (any task that held the thread, short ones included, and the scheduling of the machine).
+ */
+function responsiveness() {
+  let longest = 0;
+  let count = 0;
+  let observer;
+  try {
+    observer = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        longest = Math.max(longest, entry.duration);
+        count++;
+      }
+    });
+    observer.observe({ type: 'longtask', buffered: false });
+  } catch {
+    observer = undefined;
+  }
+  let lag = 0;
+  let last = performance.now();
+  let timer;
+  const tick = () => {
+    const now = performance.now();
+    lag = Math.max(lag, now - last - LAG_PERIOD_MS);
+    last = now;
+    timer = setTimeout(tick, LAG_PERIOD_MS);
+  };
+  timer = setTimeout(tick, LAG_PERIOD_MS);
+  return () => {
+    clearTimeout(timer);
+    for (const entry of observer?.takeRecords() ?? []) {
+      longest = Math.max(longest, entry.duration);
+      count++;
+    }
+    observer?.disconnect();
+    return {
+      longestTask: observer ? longest : undefined,
+      longTasks: observer ? count : undefined,
+      maxLagMs: lag,
+    };
+  };
+}
+
+/**
+ * Runs the timed part of a step: marks its start and end for the benchmark process, times it and
+ * watches the page meanwhile. `fn` may answer its own `seconds` (a Worker's), which win.
+ */
+async function timed(fn) {
   const heap = heapSampler();
+  await mark('start');
+  const page = responsiveness();
   const t0 = performance.now();
-  const response = await fetch(url, { method: 'PUT', body: file });
-  const text = await response.text();
+  let result;
+  let failure;
+  try {
+    result = await fn();
+  } catch (e) {
+    failure = e;
+  }
   const seconds = (performance.now() - t0) / 1000;
-  if (!response.ok) throw new Error(`PUT answered ${response.status}: ${text}`);
-  return { bytes: Number(text), seconds, heapPeak: heap() };
+  const watched = page();
+  const heapPeak = heap();
+  await mark('end');
+  if (failure !== undefined) throw failure;
+  return { seconds, ...result, heapPeak, ...watched };
+}
+
+/**
+ * The raw `fetch` baseline: the whole file in one PUT to the bare HTTP sink; with `hash`, the
+ * Worker computes the SHA-256 of the same file meanwhile, read as a stream, and the step ends
+ * when both are done (the ceiling of the engine's `sha256` integrity).
+ */
+async function fetchRaw({ url, name, hash }) {
+  const file = await sourceFile(name);
+  return timed(async () => {
+    const put = (async () => {
+      const response = await fetch(url, { method: 'PUT', body: file });
+      const text = await response.text();
+      if (!response.ok) throw new Error(`PUT answered ${response.status}: ${text}`);
+      return Number(text);
+    })();
+    const [bytes, hashed] = await Promise.all([
+      put,
+      hash ? inWorker({ type: 'hash', name }) : undefined,
+    ]);
+    if (hashed && hashed.bytes !== file.size) {
+      throw new Error(`hashed ${hashed.bytes} bytes of ${file.size}`);
+    }
+    return {
+      bytes,
+      ...(hashed ? { hashSeconds: hashed.seconds, hashReads: hashed.reads } : {}),
+    };
+  });
+}
+
+/** A step run by the Worker, with its own `seconds`. */
+async function workerStep(step) {
+  return timed(() => inWorker(step));
 }
 
 /** tus-js-client (its browser build, global `tus`), default options but those given. */
 async function tusUpload({ endpoint, token, name, chunkSize }) {
   const file = await sourceFile(name);
-  const heap = heapSampler();
-  const t0 = performance.now();
+  return timed(async () => {
+    await tusSend(file, { endpoint, token, name, chunkSize });
+    return { bytes: file.size };
+  });
+}
+
+async function tusSend(file, { endpoint, token, name, chunkSize }) {
   await new Promise((resolve, reject) => {
     const upload = new tus.Upload(file, {
       endpoint,
@@ -87,12 +197,15 @@ async function tusUpload({ endpoint, token, name, chunkSize }) {
       retryDelays: null,
       storeFingerprintForResuming: false,
       onSuccess: resolve,
-      onError: reject,
+      onError: (e) => {
+        const response = e.originalResponse;
+        reject(
+          response ? new Error(`${e.message}: ${response.getStatus()} ${response.getBody()}`) : e,
+        );
+      },
     });
     upload.start();
   });
-  const seconds = (performance.now() - t0) / 1000;
-  return { bytes: file.size, seconds, heapPeak: heap() };
 }
 
 let enginePromise;
@@ -125,33 +238,28 @@ async function engineUpload({ controlUrl, token, name, servers, options, profile
   const engine = new WsUploaderEngine({ controlUrl, authToken: token, ...options });
   try {
     await connected(engine, servers);
-    const heap = heapSampler();
     const profiler = profile ? startProfiler() : undefined;
-    const t0 = performance.now();
-    const result = await new Promise((resolve, reject) => {
-      engine.on('complete', (e) => resolve(e.detail));
-      engine.on('error', (e) => reject(e.detail.error));
-      engine.addFiles([file]);
+    const measured = await timed(async () => {
+      const result = await new Promise((resolve, reject) => {
+        engine.on('complete', (e) => resolve(e.detail));
+        engine.on('error', (e) => reject(e.detail.error));
+        engine.addFiles([file]);
+      });
+      return { bytes: file.size, sha256: result.sha256, servers: result.servers };
     });
-    const seconds = (performance.now() - t0) / 1000;
-    return {
-      bytes: file.size,
-      seconds,
-      heapPeak: heap(),
-      sha256: result.sha256,
-      servers: result.servers,
-      ...(profiler ? { profile: await profiler() } : {}),
-    };
+    return { ...measured, ...(profiler ? { profile: await profiler() } : {}) };
   } finally {
     engine.stop();
   }
 }
 
 /**
- * A download: the engine uploads the source file (not timed), then the item is read back into the
- * origin private file system and timed: by the downloader (parts from every server that holds
- * some, verified; over dup/2, or HTTP `Range` with `transport: 'http'`), or by one raw `fetch` GET of the whole item from its first server, piped into
- * an OPFS file (the baseline).
+ * A download: the engine uploads the source file (not timed), then the item is read back and
+ * timed: by the downloader into the origin private file system (parts from every server that
+ * holds some, verified; over dup/2, or HTTP `Range` with `transport: 'http'`), or by one raw
+ * `fetch` GET of the whole item from its first server: `fetch` pipes it into an OPFS file's
+ * `createWritable()` on the page, `sync` writes it through a `FileSystemSyncAccessHandle` in the
+ * Worker (the download baseline), `discard` reads the response and drops it.
  */
 async function download({ controlUrl, token, name, servers, options, reader, transport }) {
   enginePromise ??= import('/engine.js');
@@ -169,32 +277,50 @@ async function download({ controlUrl, token, name, servers, options, reader, tra
     await store.delete(itemId);
     const root = await navigator.storage.getDirectory();
     globalThis.gc?.();
-    const heap = heapSampler();
-    const t0 = performance.now();
-    if (reader === 'fetch') {
+    const measured = await timed(async () => {
+      if (reader === 'downloader') {
+        const downloader = new WsDownloader({
+          locate: engine,
+          store,
+          ...(transport ? { transport } : {}),
+        });
+        const item = await downloader.download(itemId);
+        // The upload's digest, where the engine computed one (its `sha256` integrity).
+        if (sha256 !== undefined && item.sha256 !== sha256) {
+          throw new Error(`downloaded ${item.sha256}, uploaded ${sha256}`);
+        }
+        return { bytes: file.size };
+      }
       const { holders } = await engine.locate(itemId);
       const h = holders[0];
-      const response = await fetch(`${h.httpUrl}/files/${itemId}`, {
-        headers: { Authorization: `Bearer ${h.token}` },
-      });
+      const url = `${h.httpUrl}/files/${itemId}`;
+      if (reader === 'sync') {
+        return inWorker({ type: 'get-sync', url, token: h.token, name: 'bench-get.bin' });
+      }
+      const response = await fetch(url, { headers: { Authorization: `Bearer ${h.token}` } });
+      if (!response.ok) throw new Error(`GET answered ${response.status}`);
+      if (reader === 'discard') {
+        const body = response.body.getReader();
+        let bytes = 0;
+        for (;;) {
+          const { done, value } = await body.read();
+          if (done) break;
+          bytes += value.length;
+        }
+        return { bytes };
+      }
       const out = await (
         await root.getFileHandle('bench-get.bin', { create: true })
       ).createWritable();
       await response.body.pipeTo(out);
-    } else {
-      const downloader = new WsDownloader({
-        locate: engine,
-        store,
-        ...(transport ? { transport } : {}),
-      });
-      const item = await downloader.download(itemId);
-      if (item.sha256 !== sha256) throw new Error(`downloaded ${item.sha256}, uploaded ${sha256}`);
+      return { bytes: file.size };
+    });
+    if (measured.bytes !== file.size) {
+      throw new Error(`read ${measured.bytes} bytes of ${file.size}`);
     }
-    const seconds = (performance.now() - t0) / 1000;
-    const heapPeak = heap();
     await store.delete(itemId);
     await root.removeEntry('bench-get.bin').catch(() => undefined);
-    return { bytes: file.size, seconds, heapPeak, sha256, servers };
+    return { ...measured, sha256, servers };
   } finally {
     engine.stop();
   }
@@ -212,20 +338,20 @@ async function costs({ name, bytes, slice }) {
   const file = await sourceFile(name);
   const total = Math.min(bytes, file.size);
   const perMiB = (ms) => ms / (total / (1024 * 1024));
-  const timed = async (fn) => {
+  const perMiBOf = async (fn) => {
     const t0 = performance.now();
     await fn();
     return perMiB(performance.now() - t0);
   };
   const read = (size) =>
-    timed(async () => {
+    perMiBOf(async () => {
       for (let o = 0; o < total; o += size) {
         await file.slice(o, Math.min(total, o + size)).arrayBuffer();
       }
     });
   const sample = new Uint8Array(await file.slice(0, slice).arrayBuffer());
   const repeat = (fn) =>
-    timed(() => {
+    perMiBOf(() => {
       for (let o = 0; o < total; o += slice) fn(sample, o);
     });
   const reused = new Uint8Array(slice + 17);
@@ -280,7 +406,7 @@ function startProfiler() {
 const STEPS = {
   costs,
   source: (step) => inWorker(step),
-  'ws-raw': (step) => inWorker(step),
+  'ws-raw': workerStep,
   'fetch-raw': fetchRaw,
   tus: tusUpload,
   engine: engineUpload,

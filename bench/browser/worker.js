@@ -1,13 +1,25 @@
-/* global self, navigator, performance, crypto, WebSocket, setInterval, clearInterval, setTimeout */
+/* global self, navigator, performance, crypto, fetch, WebSocket, setInterval, clearInterval, setTimeout, URL */
 /**
- * The dedicated Worker of the browser benchmark's page (`bench.js`): writes the source file into
- * the origin private file system, and runs the raw WebSocket baseline, which sends the file in
- * large messages to the bare sink with no protocol at all.
+ * The dedicated Worker of the browser benchmark's page (`bench.js`): writes the source files into
+ * the origin private file system, and runs the baselines that belong off the page's thread:
  *
- * Each request (`{ id, type, ... }`) is answered with `{ id, result }` or `{ id, error }`.
+ * - `ws-raw`: the raw WebSocket senders, which send the file in large messages to the bare sink
+ *   with no protocol at all (acknowledged, or paced by `bufferedAmount` alone), or in dup/2-like
+ *   frames, each with the CRC-32C of its payload (the per-byte work of the engine's `dup/2`);
+ * - `hash`: the SHA-256 of the file, read as a stream (hash-wasm), beside the page's `fetch` PUT;
+ * - `get-sync`: one `fetch` GET of an item written into an OPFS file through a
+ *   `FileSystemSyncAccessHandle` (the download baseline).
+ *
+ * The codec's `crc32c` and `encodeDup2Frame` and hash-wasm come from `/worker-lib.js`, which the
+ * benchmark bundles from `dist/`. Each request (`{ id, type, ... }`) is answered with
+ * `{ id, result }` or `{ id, error }`.
  */
 
 const MiB = 1024 * 1024;
+
+let lib;
+/** The codec's CRC-32C and frame encoder, and hash-wasm (`/worker-lib.js`). */
+const library = () => (lib ??= import('/worker-lib.js'));
 
 /** The source file, as a disk-backed `File`. */
 async function sourceFile(name) {
@@ -45,24 +57,41 @@ async function createSource({ name, size }) {
   return { seconds: (performance.now() - t0) / 1000 };
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
- * The raw WebSocket sender: the file in `message`-byte messages to the sink, at most `window`
- * bytes not yet acknowledged (the sink answers each message once written). `mode` is `buffer`
- * (each slice read into an ArrayBuffer, the next read while the socket sends) or `blob` (the slice
- * itself handed to `send`, which reads it).
+ * The raw WebSocket senders: the file in `message`-byte reads to the sink.
+ *
+ * - `acks` (the sink answers each message once written): at most `window` bytes not yet
+ *   acknowledged; the run ends with the last acknowledgement.
+ * - no `acks`: the sender goes on while the socket's `bufferedAmount` is under `window`, and
+ *   looks again after a `setTimeout(0)` otherwise; at the end it sends a text `end`, which the sink
+ *   answers with the bytes it wrote once every message before is written.
+ *
+ * `mode` is `buffer` (each read into an ArrayBuffer, the next read while the socket sends) or
+ * `blob` (the slice itself handed to `send`, which reads it). With `frame` (bytes, a chunk size),
+ * each read is cut into chunks of that size and each chunk sent as a dup/2 DATA frame with its
+ * CRC-32C, encoded by the codec into one buffer used again (`send` copies it): the per-byte work
+ * of the engine's `dup/2`, without its protocol.
  */
-async function wsRaw({ url, name, message, window, mode, acks }) {
-  const noAcks = acks === false;
+async function wsRaw({ url, name, message, window, mode, acks, frame }) {
   const file = await sourceFile(name);
   const size = file.size;
+  const codec = frame ? await library() : undefined;
+  // The sink's mode: whether it acknowledges each message, the frame header it does not store.
+  const target = new URL(url);
+  target.searchParams.set('acks', acks ? '1' : '0');
+  if (frame) target.searchParams.set('header', String(codec.DATA_HEADER_BYTES));
   const heap = heapSampler();
   const t0 = performance.now();
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(target);
   ws.binaryType = 'arraybuffer';
   /** Sizes of the messages sent and not yet acknowledged, oldest first. */
   const unacked = [];
   let inFlight = 0;
   let acked = 0;
+  /** The sink's byte count, answering `end` (no `acks`). */
+  let written;
   let wake;
   let failure;
   const settle = () => {
@@ -70,14 +99,14 @@ async function wsRaw({ url, name, message, window, mode, acks }) {
     wake = undefined;
     w?.();
   };
-  ws.onmessage = () => {
-    const n = unacked.shift() ?? 0;
-    inFlight -= n;
-    acked += n;
-    settle();
-  };
-  ws.onerror = () => {
-    failure ??= new Error('WebSocket error');
+  ws.onmessage = ({ data }) => {
+    if (typeof data === 'string') {
+      written = Number(data);
+    } else {
+      const n = unacked.shift() ?? 0;
+      inFlight -= n;
+      acked += n;
+    }
     settle();
   };
   ws.onclose = (e) => {
@@ -96,31 +125,121 @@ async function wsRaw({ url, name, message, window, mode, acks }) {
   const read = (start) => {
     const end = Math.min(size, start + message);
     const blob = file.slice(start, end);
-    return mode === 'blob' ? Promise.resolve(blob) : blob.arrayBuffer();
+    return mode === 'blob' && !frame ? Promise.resolve(blob) : blob.arrayBuffer();
   };
+  /** Waits until `length` more bytes may go. */
+  const room = async (length) => {
+    if (acks) {
+      while (inFlight > 0 && inFlight + length > window && !failure) await wait();
+    } else {
+      while (ws.bufferedAmount > 0 && ws.bufferedAmount + length > window && !failure) {
+        await sleep(0);
+      }
+    }
+    if (failure) throw failure;
+  };
+  const buffer = frame ? new Uint8Array(codec.DATA_HEADER_BYTES + frame) : undefined;
   let next = size > 0 ? read(0) : undefined;
   for (let offset = 0; offset < size; offset += message) {
     const length = Math.min(message, size - offset);
     const data = await next;
     next = offset + length < size ? read(offset + length) : undefined;
-    if (noAcks) {
-      while (ws.bufferedAmount + length > window && !failure) {
-        await new Promise((resolve) => setTimeout(resolve, 1));
+    if (!frame) {
+      await room(length);
+      ws.send(data);
+      if (acks) {
+        unacked.push(length);
+        inFlight += length;
       }
-    } else {
-      while (inFlight > 0 && inFlight + length > window && !failure) await wait();
+      continue;
     }
-    if (failure) throw failure;
-    ws.send(data);
-    unacked.push(length);
-    inFlight += length;
+    const bytes = new Uint8Array(data);
+    for (let at = 0; at < bytes.length; at += frame) {
+      const payload = bytes.subarray(at, Math.min(bytes.length, at + frame));
+      const encoded = codec.encodeDup2Frame(
+        {
+          type: 'data',
+          uploadId: 1,
+          offset: offset + at,
+          crc32c: codec.crc32c(payload),
+          payload,
+        },
+        buffer,
+      );
+      await room(encoded.length);
+      ws.send(encoded);
+      if (acks) {
+        unacked.push(payload.length);
+        inFlight += payload.length;
+      }
+    }
   }
-  while (acked < size && !failure) await wait();
+  if (acks) {
+    while (acked < size && !failure) await wait();
+  } else {
+    ws.send('end');
+    while (written === undefined && !failure) await wait();
+    acked = written ?? 0;
+  }
   if (failure) throw failure;
   const seconds = (performance.now() - t0) / 1000;
   ws.onclose = null;
   ws.close(1000);
   return { bytes: acked, seconds, heapPeak: heap() };
+}
+
+/**
+ * The SHA-256 of the file, read as a stream (`File.stream()`), with hash-wasm: what the engine's
+ * `sha256` integrity costs, beside the page's `fetch` PUT of the same file.
+ */
+async function hash({ name }) {
+  const { createSHA256 } = await library();
+  const file = await sourceFile(name);
+  const hasher = await createSHA256();
+  hasher.init();
+  const t0 = performance.now();
+  const reader = file.stream().getReader();
+  let bytes = 0;
+  let reads = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    hasher.update(value);
+    bytes += value.length;
+    reads++;
+  }
+  const sha256 = hasher.digest('hex');
+  return { bytes, reads, seconds: (performance.now() - t0) / 1000, sha256 };
+}
+
+/**
+ * One `fetch` GET of `url` written into the OPFS file `name` through a
+ * `FileSystemSyncAccessHandle`, as the response's chunks arrive: the download baseline.
+ */
+async function getSync({ url, token, name }) {
+  const root = await navigator.storage.getDirectory();
+  const access = await (await root.getFileHandle(name, { create: true })).createSyncAccessHandle();
+  try {
+    access.truncate(0);
+    const t0 = performance.now();
+    const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+    if (!response.ok) throw new Error(`GET answered ${response.status}`);
+    const reader = response.body.getReader();
+    let at = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (let written = 0; written < value.length;) {
+        written += access.write(value.subarray(written), { at: at + written });
+      }
+      at += value.length;
+    }
+    access.flush();
+    return { bytes: at, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    access.close();
+    await root.removeEntry(name).catch(() => undefined);
+  }
 }
 
 /** Peak `performance.memory.usedJSHeapSize` of this worker, when Chromium gives it here. */
@@ -139,7 +258,7 @@ function heapSampler() {
   };
 }
 
-const handlers = { source: createSource, 'ws-raw': wsRaw };
+const handlers = { source: createSource, 'ws-raw': wsRaw, hash, 'get-sync': getSync };
 
 self.onmessage = async ({ data }) => {
   try {

@@ -5,7 +5,9 @@
  *
  * - a **black hole** (`timeout` 0): nothing passes any more in either direction, and neither side
  *   is told (no FIN, no RST), now or after some more bytes from the client;
- * - a **bandwidth** limit in bytes per second, each way;
+ * - a **bandwidth** limit in bytes per second, each way, per connection or shared by every
+ *   connection of the proxy (one link);
+ * - **latency**: every byte is held for some time on its way, each way (toxiproxy `latency`);
  * - a **slicer**: bytes are passed on in tiny writes, some time apart;
  * - an **idle cut**, as a NAT or a proxy with an idle timeout does: a connection with no bytes
  *   either way for `idleCutMs` is closed (`'close'`, nginx `proxy_read_timeout`) or silently
@@ -21,6 +23,22 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 export interface FaultShape {
   /** Bytes per second, each way (toxiproxy `bandwidth`). @default unlimited */
   readonly bytesPerSecond?: number;
+  /**
+   * Whether `bytesPerSecond` is shared by every connection of the proxy, each way, as one link in
+   * front of the server is, instead of applying to each connection alone.
+   * @default false
+   */
+  readonly shareBandwidth?: boolean;
+  /**
+   * Time every byte is held on its way, in ms, each way (toxiproxy `latency`): a round trip takes
+   * twice this long more. Bytes are delayed after the bandwidth limit, as on a link, and their
+   * order is kept. The proxy still reads each sender at once (its kernel sees a fast receiver),
+   * so bytes in flight are bounded by the bandwidth limit times the latency, or by
+   * `LATENCY_MAX_BYTES` per direction without a limit. A change applies to bytes that arrive
+   * afterwards.
+   * @default 0
+   */
+  readonly latencyMs?: number;
   /** Largest write, in bytes (toxiproxy `slicer`). @default unlimited */
   readonly sliceBytes?: number;
   /** Time between two slices, in ms (0: the next turn of the event loop). @default 0 */
@@ -73,6 +91,40 @@ export interface FaultProxyEvent {
 const HIGH_WATER = 64 * 1024;
 
 /**
+ * Bytes held for `latencyMs` in one direction past which the proxy takes no more from its queue
+ * (a sender's TCP window bounds the bytes in flight on a real link likewise).
+ */
+export const LATENCY_MAX_BYTES = 8 * 1024 * 1024;
+
+/** A token bucket for `bytesPerSecond`: one per direction of a connection, or of a proxy. */
+class Bucket {
+  #tokens = 0;
+  #refilled = performance.now();
+
+  /**
+   * Takes the tokens for up to `n` bytes, in whole pieces of at most 20 ms worth.
+   * @returns the bytes that may pass now (0: none), and else how long to wait, in ms
+   */
+  take(n: number, bytesPerSecond: number): { bytes: number; waitMs: number } {
+    const now = performance.now();
+    // At most 20 ms worth of bytes at once.
+    const burst = Math.max(1, bytesPerSecond / 50);
+    this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilled) * bytesPerSecond) / 1000);
+    this.#refilled = now;
+    // Whole pieces (a slice, or up to a burst), each once there are tokens for it.
+    n = Math.min(n, Math.floor(burst));
+    if (this.#tokens < n) {
+      return {
+        bytes: 0,
+        waitMs: Math.max(1, Math.ceil(((n - this.#tokens) * 1000) / bytesPerSecond)),
+      };
+    }
+    this.#tokens -= n;
+    return { bytes: n, waitMs: 0 };
+  }
+}
+
+/**
  * A running fault proxy on 127.0.0.1.
  * @example
  * const proxy = await FaultProxy.start({ targetPort: 8080, idleCutMs: 1500 });
@@ -85,6 +137,8 @@ export class FaultProxy {
   readonly #connections = new Set<Connection>();
   readonly #events: FaultProxyEvent[] = [];
   #down = false;
+  /** The buckets of `shareBandwidth`: client → server, server → client. */
+  readonly #buckets = { up: new Bucket(), down: new Bucket() };
   readonly #stats = {
     connections: 0,
     idleClosed: 0,
@@ -195,6 +249,7 @@ export class FaultProxy {
     const filters = { up: this.#options.filterUp?.(), down: this.#options.filterDown?.() };
     const connection = new Connection(client, upstream, filters, {
       shape: () => this.#shape,
+      sharedBucket: (up) => (up ? this.#buckets.up : this.#buckets.down),
       counted: (up, n) => {
         if (up) this.#stats.bytesUp += n;
         else this.#stats.bytesDown += n;
@@ -215,6 +270,7 @@ export class FaultProxy {
 
 interface ConnectionHooks {
   shape(): FaultShape;
+  sharedBucket(up: boolean): Bucket;
   counted(up: boolean, bytes: number): void;
   blackholed(): void;
   idleClosed(): void;
@@ -232,6 +288,8 @@ class Connection {
   readonly #down: Direction;
   #lastActivity = performance.now();
   #idleTimer: NodeJS.Timeout | undefined;
+  /** A side closed while bytes were held for `latencyMs`: close once they are out. */
+  #closing = false;
 
   constructor(
     client: Socket,
@@ -253,6 +311,11 @@ class Connection {
         if (client.destroyed && upstream.destroyed) this.#end();
         return;
       }
+      // Bytes held for `latencyMs` still reach the side that is left, as on a link; then close.
+      if (this.#up.holding || this.#down.holding) {
+        this.#closing = true;
+        return;
+      }
       this.destroy();
     };
     for (const socket of [client, upstream]) {
@@ -268,10 +331,22 @@ class Connection {
     return this.#hooks.shape();
   }
 
+  /** The proxy's bucket for one direction (`shareBandwidth`). */
+  sharedBucket(up: boolean): Bucket {
+    return this.#hooks.sharedBucket(up);
+  }
+
   /** Bytes passed one way. */
   passed(up: boolean, bytes: number): void {
     this.#lastActivity = performance.now();
     this.#hooks.counted(up, bytes);
+  }
+
+  /** A direction passed on the last bytes it held for `latencyMs`. */
+  lineEmptied(): void {
+    if (this.#closing && this.forwarding && !this.#up.holding && !this.#down.holding) {
+      this.destroy();
+    }
   }
 
   /** The shaping changed. */
@@ -350,8 +425,14 @@ class Direction {
   #left = Infinity;
   /** Waiting for a timer or `drain`. */
   #waiting = false;
-  #tokens = 0;
-  #refilled = performance.now();
+  /** The bucket of `bytesPerSecond` when it is not shared. */
+  readonly #bucket = new Bucket();
+  /** Bytes held for `latencyMs`, oldest first, with the time each may pass. */
+  readonly #line: { at: number; bytes: Buffer }[] = [];
+  #lineBytes = 0;
+  #lineTimer: NodeJS.Timeout | undefined;
+  /** The pump waits for the line to shrink. */
+  #lineFull = false;
 
   constructor(
     from: Socket,
@@ -376,6 +457,11 @@ class Direction {
     });
   }
 
+  /** Whether bytes held for `latencyMs` are still to pass to a socket that is open. */
+  get holding(): boolean {
+    return this.#line.length > 0 && !this.#to.destroyed;
+  }
+
   /** Lets `bytes` more pass, then black-holes the connection. */
   limit(bytes: number): void {
     this.#left = bytes;
@@ -390,6 +476,9 @@ class Direction {
     this.#dropped = true;
     this.#queue.length = 0;
     this.#queued = 0;
+    this.#line.length = 0;
+    this.#lineBytes = 0;
+    clearTimeout(this.#lineTimer);
     this.#from.pause();
   }
 
@@ -403,45 +492,52 @@ class Direction {
   pump(): void {
     while (!this.#waiting && !this.#dropped) {
       if (this.#queued === 0) {
-        if (this.#ended && this.#connection.forwarding) this.#to.end();
+        if (this.#ended && this.#connection.forwarding && this.#line.length === 0) this.#to.end();
         return;
       }
-      const { bytesPerSecond, sliceBytes, sliceDelayMs = 0 } = this.#connection.shape;
+      // Every byte allowed has passed: the connection is black-holed once the line is out.
+      if (this.#left <= 0) return;
+      const shape = this.#connection.shape;
+      const { bytesPerSecond, sliceBytes, sliceDelayMs = 0, latencyMs = 0 } = shape;
+      // Bytes still in the line go first, even when the latency was set back to 0.
+      const delayed = latencyMs > 0 || this.#line.length > 0;
+      if (delayed && this.#lineBytes >= LATENCY_MAX_BYTES) {
+        this.#lineFull = true;
+        return;
+      }
+      if (delayed && this.#to.writableNeedDrain) {
+        this.#drain();
+        return;
+      }
       let n = Math.min(this.#queued, this.#left);
       if (sliceBytes !== undefined) n = Math.min(n, Math.max(1, sliceBytes));
       if (bytesPerSecond !== undefined) {
-        const now = performance.now();
-        // At most 20 ms worth of bytes at once.
-        const burst = Math.max(1, bytesPerSecond / 50);
-        this.#tokens = Math.min(
-          burst,
-          this.#tokens + ((now - this.#refilled) * bytesPerSecond) / 1000,
-        );
-        this.#refilled = now;
-        // Whole pieces (a slice, or up to a burst), each once there are tokens for it.
-        n = Math.min(n, Math.floor(burst));
-        if (this.#tokens < n) {
-          this.#later(Math.max(1, Math.ceil(((n - this.#tokens) * 1000) / bytesPerSecond)));
+        const bucket = shape.shareBandwidth
+          ? this.#connection.sharedBucket(this.#up)
+          : this.#bucket;
+        const { bytes, waitMs } = bucket.take(n, bytesPerSecond);
+        if (bytes === 0) {
+          this.#later(waitMs);
           return;
         }
-        this.#tokens -= n;
+        n = bytes;
       }
-      const ok = this.#to.write(this.#take(n));
-      this.#connection.passed(this.#up, n);
+      let ok = true;
+      if (delayed) this.#delay(this.#take(n), latencyMs);
+      else {
+        ok = this.#to.write(this.#take(n));
+        this.#connection.passed(this.#up, n);
+      }
       if (this.#queued <= HIGH_WATER / 2 && !this.#dropped) this.#from.resume();
       if (this.#left !== Infinity) {
         this.#left -= n;
         if (this.#left <= 0) {
-          this.#connection.blackhole();
+          if (this.#line.length === 0) this.#connection.blackhole();
           return;
         }
       }
       if (!ok) {
-        this.#waiting = true;
-        this.#to.once('drain', () => {
-          this.#waiting = false;
-          this.pump();
-        });
+        this.#drain();
         return;
       }
       if (sliceBytes !== undefined) {
@@ -459,6 +555,59 @@ class Direction {
     };
     if (ms <= 0) setImmediate(go);
     else setTimeout(go, ms);
+  }
+
+  /** Waits for the receiving socket's `drain`. */
+  #drain(): void {
+    this.#waiting = true;
+    this.#to.once('drain', () => {
+      this.#waiting = false;
+      this.pump();
+    });
+  }
+
+  /** Holds `bytes` in the line for `ms`, after what is there already. */
+  #delay(bytes: Buffer, ms: number): void {
+    const last = this.#line[this.#line.length - 1];
+    this.#line.push({ at: Math.max(performance.now() + ms, last?.at ?? 0), bytes });
+    this.#lineBytes += bytes.length;
+    if (this.#line.length === 1) this.#armLine();
+  }
+
+  #armLine(): void {
+    const head = this.#line[0];
+    if (!head) return;
+    this.#lineTimer = setTimeout(
+      () => this.#flushLine(),
+      Math.max(0, Math.ceil(head.at - performance.now())),
+    );
+  }
+
+  /** Passes on the bytes of the line whose time has come. */
+  #flushLine(): void {
+    if (this.#dropped) return;
+    if (this.#to.destroyed) {
+      this.#line.length = 0;
+      this.#lineBytes = 0;
+      this.#connection.lineEmptied();
+      return;
+    }
+    const now = performance.now();
+    while (this.#line.length > 0 && this.#line[0]!.at <= now) {
+      const { bytes } = this.#line.shift()!;
+      this.#lineBytes -= bytes.length;
+      this.#to.write(bytes);
+      this.#connection.passed(this.#up, bytes.length);
+    }
+    if (this.#line.length > 0) this.#armLine();
+    else if (this.#left <= 0) {
+      this.#connection.blackhole();
+      return;
+    } else this.#connection.lineEmptied();
+    if (this.#lineFull && this.#lineBytes < LATENCY_MAX_BYTES) {
+      this.#lineFull = false;
+      this.pump();
+    } else if (this.#line.length === 0 && this.#queued === 0 && this.#ended) this.pump();
   }
 
   /** Takes `n` bytes off the front of the queue. */
