@@ -1,5 +1,5 @@
-// One minified ESM file of the element with lit inlined, for the demo and CDN users, and its data
-// and hash Workers.
+// One minified ESM file of the element with lit inlined, for the demo and CDN users, and its
+// Workers (the engine's data and hash Workers, the downloader's store Worker).
 // The npm build is tsc's per-module output; this bundle is built from it.
 import { nodeResolve } from '@rollup/plugin-node-resolve';
 import terser from '@rollup/plugin-terser';
@@ -48,6 +48,22 @@ export default [
   {
     input: 'dist/src/engine/hash-worker.js',
     output: { file: 'dist/bundle/hash-worker.js', format: 'es', sourcemap: true },
+    onwarn,
+    plugins: [
+      nodeResolve({ browser: true, exportConditions: ['production'] }),
+      terser({ ecma: 2022, module: true, format: { comments: false } }),
+    ],
+  },
+  // The store Worker, which OpfsItemStore starts from `./store-worker.js` next to itself; the
+  // hashing it loads on demand goes in the same file.
+  {
+    input: 'dist/src/download/store-worker.js',
+    output: {
+      file: 'dist/bundle/store-worker.js',
+      format: 'es',
+      sourcemap: true,
+      inlineDynamicImports: true,
+    },
     onwarn,
     plugins: [
       nodeResolve({ browser: true, exportConditions: ['production'] }),

@@ -9,7 +9,8 @@ import type { ItemLocation } from '../engine/types.js';
 import type { ItemHolder, ItemMeta } from '../protocol/control.js';
 import { toHex } from '../protocol/hex.js';
 import { rangeBytes } from '../protocol/ranges.js';
-import { defaultItemStore, withoutContent, type ItemStore } from './item-store.js';
+import { defaultItemStore, OpfsItemStore, withoutContent, type ItemStore } from './item-store.js';
+import { pageWriter, type ItemWriter } from './item-writer.js';
 import { Dup2Reader } from './dup2-reader.js';
 import { fetchPart } from './fetch-part.js';
 import { PartHasher } from './part-hasher.js';
@@ -24,7 +25,11 @@ export interface DownloaderOptions {
    */
   readonly locate:
     { locate(itemId: string): Promise<ItemLocation> } | ((itemId: string) => Promise<ItemLocation>);
-  /** Where items are kept. @default the origin private file system, else IndexedDB */
+  /**
+   * Where items are kept.
+   * @default the origin private file system (`new OpfsItemStore()`: parts written in its Worker,
+   *   and hashed there), else IndexedDB
+   */
   readonly store?: ItemStore;
   /** Bytes per part (one `Range` request, or `READ`s within the server's window, each). @default 4194304 */
   readonly partSize?: number;
@@ -32,7 +37,12 @@ export interface DownloaderOptions {
   readonly perServer?: number;
   /** Delays between attempts at a part, in ms; one attempt more than delays. @default [250, 1000, 3000] */
   readonly retryDelays?: readonly number[];
-  /** Where the SHA-256 is computed, as the engine's `hashWorker` option. @default true */
+  /**
+   * Where the SHA-256 is computed when the parts are written from the page's thread (IndexedDB,
+   * or an `OpfsItemStore` without its Worker), as the engine's `hashWorker` option; an
+   * `OpfsItemStore` that writes in its Worker hashes the parts there.
+   * @default true
+   */
   readonly hashWorker?: boolean | string | URL;
   /**
    * How parts are read: `'auto'` reads over `dup/2` (`READ`, each chunk's CRC-32C checked) from a
@@ -255,33 +265,48 @@ export class WsDownloader extends EventTarget {
       const bytes = Uint8Array.from(atob(meta.content), (c) => c.charCodeAt(0));
       await storage(() => store.put(itemId, 0, bytes));
     }
-    // Parts are hashed as they are stored, in order; what was stored before is read back.
-    const hasher = new PartHasher(
-      meta.size,
-      async (start, end) => {
-        const slice = await storage(() => store.slice(itemId, start, end));
-        const bytes = slice && new Uint8Array(await storage(() => slice.arrayBuffer()));
-        if (bytes?.length !== end - start)
-          throw fail('storage-failed', `${meta.name}: bytes ${start}..${end} are not in the store`);
-        return bytes;
-      },
-      meta.size >= HASH_WORKER_MIN ? hashWorkerFactory(this.#hashWorker) : undefined,
-    );
+    // Parts are hashed as they are stored, in order; what was stored before is read back. In the
+    // store's Worker where it has one (it writes the parts, so it has their bytes), else parts
+    // are stored from here and hashed by a PartHasher.
+    const inWorker =
+      meta.content === undefined && store instanceof OpfsItemStore
+        ? await store.writer(itemId, meta.size).catch(() => undefined)
+        : undefined;
+    const writer =
+      inWorker ??
+      pageWriter(
+        store,
+        itemId,
+        new PartHasher(
+          meta.size,
+          async (start, end) => {
+            const slice = await storage(() => store.slice(itemId, start, end));
+            const bytes = slice && new Uint8Array(await storage(() => slice.arrayBuffer()));
+            if (bytes?.length !== end - start)
+              throw fail(
+                'storage-failed',
+                `${meta.name}: bytes ${start}..${end} are not in the store`,
+              );
+            return bytes;
+          },
+          meta.size >= HASH_WORKER_MIN ? hashWorkerFactory(this.#hashWorker) : undefined,
+        ),
+      );
     let sha256: string;
     try {
       if (meta.content === undefined) {
         await this.#checkRoom(itemId, meta, store);
-        location = await this.#fetchParts(itemId, location, store, signal, storage, hasher);
+        location = await this.#fetchParts(itemId, location, store, signal, storage, writer);
       }
       sha256 = toHex(
-        await hasher.digest().catch(async (e: unknown) => {
+        await writer.digest().catch(async (e: unknown) => {
           if (e instanceof DownloadError) throw e;
           // The Worker failed: the page's thread hashes the stored item.
           return new ItemHasher(await storage(() => store.blob(itemId))).digest();
         }),
       );
     } finally {
-      hasher.close();
+      writer.close();
     }
     const blob = await storage(() => store.blob(itemId));
     if (blob.size !== meta.size)
@@ -327,7 +352,7 @@ export class WsDownloader extends EventTarget {
     store: ItemStore,
     signal: AbortSignal | undefined,
     storage: <T>(work: () => Promise<T>) => Promise<T>,
-    hasher: PartHasher,
+    writer: ItemWriter,
   ): Promise<ItemLocation> {
     let location = first;
     const size = location.item.size;
@@ -419,9 +444,8 @@ export class WsDownloader extends EventTarget {
           if (!h) throw new Error(`${serverId} no longer holds it`);
           if (h.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS) await relocate();
           const bytes = await read(holder(serverId) ?? h, part);
-          await storage(() => store.put(itemId, part.start, bytes));
           const length = bytes.length;
-          hasher.offer(part.start, bytes); // hands the bytes over
+          await storage(() => writer.put(part.start, bytes)); // hands the bytes over
           bytesStored += length;
           byServer[serverId] = (byServer[serverId] ?? 0) + length;
           report();

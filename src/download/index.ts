@@ -15,5 +15,6 @@ export {
   IndexedDbItemStore,
   OpfsItemStore,
   type ItemStore,
+  type OpfsItemStoreOptions,
   type StoredItem,
 } from './item-store.js';

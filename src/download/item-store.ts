@@ -2,11 +2,14 @@
  * Where downloaded items are kept, for offline use: each item as its parts (one record or file per
  * fetched part, written whole or not at all, so a crash loses at most the parts in flight), its
  * metadata and, once verified, its SHA-256. The item is read back as one `Blob` made of the
- * parts, never copied into memory. The origin private file system where the browser has it,
- * IndexedDB otherwise.
+ * parts, never copied into memory. The origin private file system where the browser has it
+ * (parts written in the store's Worker through sync access handles where one starts, else from
+ * the page's thread), IndexedDB otherwise.
  */
 import type { ItemMeta } from '../protocol/control.js';
 import { addRange, type ByteRange } from '../protocol/ranges.js';
+import type { ItemWriter } from './item-writer.js';
+import { StoreWorkerClient } from './store-worker-client.js';
 
 /** What the store knows of an item. */
 export interface StoredItem {
@@ -43,6 +46,36 @@ export interface ItemStore {
 const ROOT = 'ws-uploader-items';
 const META = 'meta.json';
 const PART = /^(\d+)-(\d+)\.part$/;
+
+/**
+ * The name of the file of a part of an item in the origin private file system.
+ * @internal
+ */
+export function partFileName(start: number, end: number): string {
+  return `${start}-${end}.part`;
+}
+
+/**
+ * The folder of an item in the origin private file system; `undefined` when there is none and
+ * `create` is false.
+ * @internal
+ */
+export async function opfsItemFolder(
+  itemId: string,
+  create: boolean,
+): Promise<FileSystemDirectoryHandle | undefined> {
+  const root = await (
+    await navigator.storage.getDirectory()
+  ).getDirectoryHandle(ROOT, {
+    create: true,
+  });
+  try {
+    return await root.getDirectoryHandle(itemId, { create });
+  } catch (e) {
+    if ((e as DOMException).name === 'NotFoundError') return undefined;
+    throw e;
+  }
+}
 
 /**
  * An item's metadata without inline `content`.
@@ -84,22 +117,74 @@ function mergeAll(ranges: readonly ByteRange[]): ByteRange[] {
   return [...ranges].sort((a, b) => a.start - b.start).reduce<ByteRange[]>(addRange, []);
 }
 
-/** Parts as files of the origin private file system: `ws-uploader-items/{itemId}/{start}-{end}.part`. */
+/** Options of {@link OpfsItemStore}. */
+export interface OpfsItemStoreOptions {
+  /**
+   * Where parts are written: `true` in a Worker of the store's, started from `store-worker.js`
+   * next to this module (the package ships it next to its modules, and as one file in
+   * `dist/bundle/store-worker.js`), through `FileSystemSyncAccessHandle`s, so the page's thread
+   * only hands each part's buffer over; a URL string or `URL` for a copy of that script served
+   * elsewhere; `false` from the page's thread (`createWritable()`). Where the Worker cannot start
+   * (no script at the URL, a Content-Security-Policy without `worker-src`, no sync access handles,
+   * a service worker), the page's thread writes, as with `false`; {@link OpfsItemStore.writeThread}
+   * tells which.
+   * @default true
+   */
+  readonly worker?: boolean | string | URL;
+}
+
+/**
+ * Parts as files of the origin private file system: `ws-uploader-items/{itemId}/{start}-{end}.part`.
+ * Each part is written whole or not at all, so readers in other pages and in the service worker
+ * never see one half written: in the store's Worker to a file under another name, flushed, then
+ * renamed into place; from the page's thread with `createWritable()` (a swap file moved into place
+ * on close).
+ */
 export class OpfsItemStore implements ItemStore {
   readonly kind = 'opfs';
+  readonly #worker: StoreWorkerClient | undefined;
 
-  async #dir(itemId: string, create: boolean): Promise<FileSystemDirectoryHandle | undefined> {
-    const root = await (
-      await navigator.storage.getDirectory()
-    ).getDirectoryHandle(ROOT, {
-      create: true,
-    });
-    try {
-      return await root.getDirectoryHandle(itemId, { create });
-    } catch (e) {
-      if ((e as DOMException).name === 'NotFoundError') return undefined;
-      throw e;
-    }
+  /** @param options see {@link OpfsItemStoreOptions} */
+  constructor(options: OpfsItemStoreOptions = {}) {
+    const worker = options.worker ?? true;
+    this.#worker =
+      worker === false || typeof Worker === 'undefined'
+        ? undefined
+        : new StoreWorkerClient(
+            worker === true ? new URL('./store-worker.js', import.meta.url) : worker,
+          );
+  }
+
+  /**
+   * Where this store writes parts: `'worker'` (its Worker, through sync access handles; started
+   * now if it is not running) or `'page'` (the thread that called, with `createWritable()`: the
+   * `worker` option was `false`, or the Worker cannot start here).
+   */
+  async writeThread(): Promise<'worker' | 'page'> {
+    return (await this.#worker?.available()) ? 'worker' : 'page';
+  }
+
+  /**
+   * Stores an item's parts in the store's Worker and hashes them there as they are stored, for
+   * the downloader; `undefined` where the Worker cannot do it (the caller then uses `put()`).
+   * @param itemId the item, begun
+   * @param size its size
+   * @internal
+   */
+  async writer(itemId: string, size: number): Promise<ItemWriter | undefined> {
+    const client = this.#worker;
+    const session = await client?.open(itemId, size);
+    if (!client || session === undefined) return undefined;
+    return {
+      thread: 'worker',
+      put: async (start, bytes) => {
+        // Handed over (transferred) to the Worker; written here if it is gone and cannot start.
+        if (!(await client.put(itemId, start, bytes, { session })))
+          await this.#putHere(itemId, start, bytes);
+      },
+      digest: () => client.digest(session),
+      close: () => client.close(session),
+    };
   }
 
   async #write(
@@ -129,7 +214,7 @@ export class OpfsItemStore implements ItemStore {
   }
 
   async get(itemId: string): Promise<StoredItem | undefined> {
-    const dir = await this.#dir(itemId, false);
+    const dir = await opfsItemFolder(itemId, false);
     if (!dir) return undefined;
     let record: { meta: ItemMeta; sha256?: string };
     try {
@@ -159,7 +244,7 @@ export class OpfsItemStore implements ItemStore {
   }
 
   async begin(meta: ItemMeta): Promise<void> {
-    const dir = (await this.#dir(meta.itemId, true))!;
+    const dir = (await opfsItemFolder(meta.itemId, true))!;
     const existing = await this.get(meta.itemId);
     const plain = withoutContent(meta);
     await this.#write(
@@ -171,14 +256,26 @@ export class OpfsItemStore implements ItemStore {
     );
   }
 
+  /**
+   * Stores one part: a copy of its bytes goes to the store's Worker (the caller keeps them), or it
+   * is written from this thread (see {@link OpfsItemStore.writeThread}).
+   * @param itemId the item, begun
+   * @param start the part's offset
+   * @param bytes its bytes
+   */
   async put(itemId: string, start: number, bytes: Uint8Array): Promise<void> {
-    const dir = await this.#dir(itemId, false);
+    if (!(await this.#worker?.put(itemId, start, bytes, { copy: true })))
+      await this.#putHere(itemId, start, bytes);
+  }
+
+  async #putHere(itemId: string, start: number, bytes: Uint8Array): Promise<void> {
+    const dir = await opfsItemFolder(itemId, false);
     if (!dir) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
-    await this.#write(dir, `${start}-${start + bytes.length}.part`, bytes);
+    await this.#write(dir, partFileName(start, start + bytes.length), bytes);
   }
 
   async verified(itemId: string, sha256: string): Promise<void> {
-    const dir = await this.#dir(itemId, false);
+    const dir = await opfsItemFolder(itemId, false);
     const item = await this.get(itemId);
     if (!dir || !item) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
     await this.#write(
@@ -189,7 +286,7 @@ export class OpfsItemStore implements ItemStore {
   }
 
   async blob(itemId: string): Promise<Blob> {
-    const dir = await this.#dir(itemId, false);
+    const dir = await opfsItemFolder(itemId, false);
     if (!dir) return new Blob([]);
     const item = await this.get(itemId);
     const files: Blob[] = [];
@@ -204,7 +301,7 @@ export class OpfsItemStore implements ItemStore {
   }
 
   async slice(itemId: string, start: number, end: number): Promise<Blob | undefined> {
-    const dir = await this.#dir(itemId, false);
+    const dir = await opfsItemFolder(itemId, false);
     if (!dir) return undefined;
     const pieces = (await this.#parts(dir)).map(({ range, name }) => ({
       ...range,

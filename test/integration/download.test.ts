@@ -110,6 +110,45 @@ describe('downloader', () => {
     expect(await offline.get(itemId)).to.equal(undefined);
   });
 
+  it("stores the same bytes from the store's Worker and from the page's thread (option, or a Worker that cannot start)", async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(21 * MiB + 3, 'paths.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
+    /** The item's part files, read in order straight from the origin private file system. */
+    const onDisk = async (): Promise<string> => {
+      const dir = await (
+        await (await navigator.storage.getDirectory()).getDirectoryHandle('ws-uploader-items')
+      ).getDirectoryHandle(itemId);
+      const files: { start: number; file: File }[] = [];
+      for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+        const m = /^(\d+)-\d+\.part$/.exec(name);
+        if (m)
+          files.push({
+            start: Number(m[1]),
+            file: await (await dir.getFileHandle(name)).getFile(),
+          });
+      }
+      files.sort((a, b) => a.start - b.start);
+      return blobSha256(new Blob(files.map((f) => f.file)));
+    };
+    for (const [store, thread] of [
+      [new OpfsItemStore(), 'worker'],
+      [new OpfsItemStore({ worker: false }), 'page'],
+      [new OpfsItemStore({ worker: '/no-such-dir/store-worker.js' }), 'page'],
+    ] as const) {
+      await store.delete(itemId);
+      expect(await store.writeThread()).to.equal(thread);
+      const item = await new WsDownloader({ locate: bob, store }).download(itemId);
+      expect(item.sha256).to.equal(expected);
+      expect(await onDisk()).to.equal(expected);
+      expect(await blobSha256(item.blob)).to.equal(expected);
+      await store.delete(itemId);
+    }
+  });
+
   it('keeps the parts of a stopped download and fetches only the rest; works on IndexedDB', async () => {
     d = await startDeployment({ uploadServers: 1 });
     const alice = await startedEngine(d!, d!.token, engines);

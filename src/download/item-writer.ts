@@ -1,0 +1,46 @@
+/**
+ * How the downloader stores an item's parts and hashes them as they are stored: in the store's
+ * Worker where it has one (`OpfsItemStore`, which writes through sync access handles and hashes
+ * the bytes it wrote), else on the page's thread through `ItemStore.put()`, the parts then
+ * hashed by a `PartHasher` (in the hash Worker, or on the page's thread).
+ */
+import type { ItemStore } from './item-store.js';
+import type { PartHasher } from './part-hasher.js';
+
+/**
+ * Stores one item's parts and computes its SHA-256 from them.
+ * @internal
+ */
+export interface ItemWriter {
+  /** Where the parts are written: in the store's Worker, or from the page's thread. */
+  readonly thread: 'worker' | 'page';
+  /**
+   * Stores a part; once this resolves it survives a reload.
+   * @param start its offset in the item
+   * @param bytes its bytes, which the caller no longer uses: their buffer may be handed over
+   */
+  put(start: number, bytes: Uint8Array<ArrayBuffer>): Promise<void>;
+  /** The item's SHA-256, once every part is stored (bytes not seen are read back first). */
+  digest(): Promise<Uint8Array>;
+  /** Stops the hashing, for a download that is over or given up. */
+  close(): void;
+}
+
+/**
+ * Parts written by `store.put()` on the page's thread, then offered to `hasher`.
+ * @param store where the parts go
+ * @param itemId the item
+ * @param hasher hashes the parts once stored
+ * @internal
+ */
+export function pageWriter(store: ItemStore, itemId: string, hasher: PartHasher): ItemWriter {
+  return {
+    thread: 'page',
+    async put(start, bytes) {
+      await store.put(itemId, start, bytes);
+      hasher.offer(start, bytes); // hands the bytes over
+    },
+    digest: () => hasher.digest(),
+    close: () => hasher.close(),
+  };
+}

@@ -1,0 +1,222 @@
+/**
+ * The page's side of the store Worker (`store-worker.ts`): starts it when a part is first written,
+ * hands each part's buffer over (transferred, not copied), and answers when the Worker says the
+ * part is stored. A Worker that cannot start (no script at its URL, a Content-Security-Policy
+ * without `worker-src`, no sync access handles) is not tried again: the store writes from the
+ * page's thread. One that failed later, or stopped after a while with nothing to do, is started
+ * again when next needed.
+ */
+import type { StoreReply, StoreRequest } from './store-worker.js';
+
+/** How long the Worker has to load and say it is ready, in ms. */
+const START_TIMEOUT_MS = 10_000;
+/** The Worker stops after this long with nothing to do, in ms. */
+const IDLE_MS = 10_000;
+
+type Request = StoreRequest extends infer R
+  ? R extends { id: number }
+    ? Omit<R, 'id'>
+    : never
+  : never;
+
+interface Pending {
+  resolve(reply: StoreReply): void;
+  reject(error: unknown): void;
+}
+
+/** The bytes as a view of a whole buffer of their own, ready to be transferred. */
+function own(bytes: Uint8Array, copy: boolean): Uint8Array<ArrayBuffer> {
+  const whole =
+    !copy &&
+    bytes.buffer instanceof ArrayBuffer &&
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength;
+  return whole ? (bytes as Uint8Array<ArrayBuffer>) : bytes.slice();
+}
+
+/**
+ * One store Worker, started on demand.
+ * @internal
+ */
+export class StoreWorkerClient {
+  readonly #url: string | URL;
+  /** The Worker, once it said it is ready; `undefined` where it cannot run. */
+  #started: Promise<Worker | undefined> | undefined;
+  #current: Worker | undefined;
+  /** It could not start: never tried again. */
+  #unavailable = false;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #nextSession = 1;
+  readonly #sessions = new Set<number>();
+  #idle: ReturnType<typeof setTimeout> | undefined;
+
+  /** @param url the Worker's script */
+  constructor(url: string | URL) {
+    this.#url = url;
+  }
+
+  /** Whether the Worker runs (it is started if it does not). */
+  async available(): Promise<boolean> {
+    return (await this.#worker()) !== undefined;
+  }
+
+  /**
+   * Writes a part in the Worker.
+   * @param itemId the item, begun
+   * @param start the part's offset
+   * @param bytes its bytes: handed over when they are a whole buffer and `copy` is not set
+   * @param options `copy` sends a copy (the caller keeps the bytes); `session` hashes the part
+   * @returns `false`, the bytes untouched, when no Worker can run
+   * @throws {DOMException} (as a rejection) what the Worker's write failed with
+   */
+  async put(
+    itemId: string,
+    start: number,
+    bytes: Uint8Array,
+    options: { copy?: boolean; session?: number } = {},
+  ): Promise<boolean> {
+    const reply = await this.#call(() => {
+      const part = own(bytes, options.copy ?? false);
+      return [{ type: 'put', itemId, start, bytes: part, session: options.session }, [part.buffer]];
+    });
+    return reply !== undefined;
+  }
+
+  /**
+   * Starts hashing an item's parts as the Worker stores them.
+   * @returns the session to give `put()`, `digest()` and `close()`; `undefined` where the Worker
+   *   cannot run or cannot hash
+   */
+  async open(itemId: string, size: number): Promise<number | undefined> {
+    const session = this.#nextSession++;
+    this.#sessions.add(session);
+    try {
+      const reply = await this.#call(() => [{ type: 'open', session, itemId, size }, []]);
+      if (reply) return session;
+    } catch {
+      // No hashing in the Worker: the caller hashes.
+    }
+    this.#sessions.delete(session);
+    this.#whenIdle();
+    return undefined;
+  }
+
+  /**
+   * The SHA-256 of the session's item: the parts the Worker stored, and what it reads back.
+   * @throws {Error} (as a rejection) when the Worker cannot give it (it failed, the store lost bytes)
+   */
+  async digest(session: number): Promise<Uint8Array> {
+    const reply = await this.#call(() => [{ type: 'digest', session }, []]);
+    if (reply?.type !== 'done' || !reply.digest)
+      throw new Error('the store Worker has stopped: no digest');
+    return reply.digest;
+  }
+
+  /** Ends a session (its hashing stops). */
+  close(session: number): void {
+    if (!this.#sessions.delete(session)) return;
+    const message: StoreRequest = { type: 'close', session };
+    this.#current?.postMessage(message);
+    this.#whenIdle();
+  }
+
+  /**
+   * Posts the request `make` gives to the running Worker (started first), and waits for its
+   * answer; `undefined` when no Worker can run (`make` was not called).
+   */
+  async #call(make: () => [Request, Transferable[]]): Promise<StoreReply | undefined> {
+    for (;;) {
+      const worker = await this.#worker();
+      if (!worker) return undefined;
+      // Stopped while this waited (idle, failed): a new one.
+      if (worker !== this.#current) continue;
+      clearTimeout(this.#idle);
+      const id = this.#nextId++;
+      const [request, transfer] = make();
+      return new Promise<StoreReply>((resolve, reject) => {
+        this.#pending.set(id, { resolve, reject });
+        worker.postMessage({ ...request, id } as StoreRequest, transfer);
+      });
+    }
+  }
+
+  #worker(): Promise<Worker | undefined> {
+    if (this.#unavailable) return Promise.resolve(undefined);
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  #start(): Promise<Worker | undefined> {
+    return new Promise((resolve) => {
+      let worker: Worker;
+      try {
+        worker = new Worker(this.#url, { type: 'module', name: 'ws-uploader-store' });
+      } catch {
+        // Refused outright (a Content-Security-Policy, a bad URL).
+        this.#unavailable = true;
+        this.#started = undefined;
+        resolve(undefined);
+        return;
+      }
+      let ready = false;
+      const unavailable = (): void => {
+        clearTimeout(timer);
+        worker.terminate();
+        this.#unavailable = true;
+        this.#started = undefined;
+        resolve(undefined);
+      };
+      const timer = setTimeout(unavailable, START_TIMEOUT_MS);
+      worker.onerror = (event) => {
+        // A script that failed to load or run: not the page's error.
+        event.preventDefault();
+        if (ready) this.#failed(worker, new Error(event.message || 'the store Worker failed'));
+        else unavailable();
+      };
+      worker.onmessageerror = () =>
+        this.#failed(worker, new Error('the store Worker answered unreadably'));
+      worker.onmessage = (event: MessageEvent<StoreReply>) => {
+        const reply = event.data;
+        if (reply.type === 'ready') {
+          if (!reply.ok) return unavailable();
+          clearTimeout(timer);
+          ready = true;
+          this.#current = worker;
+          resolve(worker);
+          return;
+        }
+        const pending = this.#pending.get(reply.id);
+        if (!pending) return;
+        this.#pending.delete(reply.id);
+        if (reply.type === 'failed') pending.reject(new DOMException(reply.message, reply.name));
+        else pending.resolve(reply);
+        this.#whenIdle();
+      };
+    });
+  }
+
+  /** The Worker failed: what it was asked fails, and the next request starts another. */
+  #failed(worker: Worker, error: Error): void {
+    if (worker !== this.#current) return;
+    worker.terminate();
+    this.#current = undefined;
+    this.#started = undefined;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(error);
+  }
+
+  /** Stops the Worker after a while with no request and no session open. */
+  #whenIdle(): void {
+    clearTimeout(this.#idle);
+    if (this.#pending.size > 0 || this.#sessions.size > 0 || !this.#current) return;
+    const worker = this.#current;
+    this.#idle = setTimeout(() => {
+      if (this.#pending.size > 0 || this.#sessions.size > 0 || worker !== this.#current) return;
+      worker.terminate();
+      this.#current = undefined;
+      this.#started = undefined;
+    }, IDLE_MS);
+  }
+}
