@@ -642,7 +642,7 @@ async function bundle(entry: string, code?: string): Promise<string> {
     },
   });
   try {
-    const { output } = await bundle.generate({ format: 'es' });
+    const { output } = await bundle.generate({ format: 'es', inlineDynamicImports: true });
     return output[0].code;
   } finally {
     await bundle.close();
