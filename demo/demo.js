@@ -1,8 +1,13 @@
-/* global document, fetch, customElements, URL, Blob, File, createImageBitmap, OffscreenCanvas, performance */
+/* global document, fetch, customElements, URL, Blob, File, createImageBitmap, OffscreenCanvas, performance, FileSystemFileHandle */
 // The demo page: the uploader (left), the upload servers' health and switches (top), and a second
 // browser that downloads (right). Both browsers are engines of this page, each with its own user.
 import { WsUploaderEngine } from 'ws-uploader/engine.js';
-import { WsDownloader } from 'ws-uploader/download.js';
+import { OpfsItemStore, WsDownloader } from 'ws-uploader/download.js';
+
+// The npm build's Worker scripts import `hash-wasm` by name, which the page's import map does not
+// resolve inside a Worker: the engines and the downloader start the bundle's self-contained ones.
+const DATA_WORKER = '/bundle/data-worker.js';
+const STORE_WORKER = '/bundle/store-worker.js';
 
 /** What the uploader page sends to the room when a file is stored, as a JSON message body. */
 const FILE_NOTE = 'ws-uploader-demo/file';
@@ -28,6 +33,7 @@ const messenger = new WsUploaderEngine({
   controlUrl: config.controlUrl,
   authToken: config.token,
   resume: false,
+  dataWorker: DATA_WORKER,
 });
 messenger.start().catch((e) => composeStatus(`Cannot send messages: ${e.message}`));
 
@@ -283,6 +289,7 @@ const viewer = new WsUploaderEngine({
   controlUrl: config.controlUrl,
   authToken: config.viewerToken,
   resume: false,
+  dataWorker: DATA_WORKER,
 });
 viewer.join(room);
 const viewerState = (state, text) => {
@@ -373,7 +380,15 @@ const RETRY_DELAYS = [500, 1000, 2000, 4000, 8000, 15_000];
  * Range from a server that speaks only HTTP), writes them into the origin private file system and
  * checks the SHA-256. Items stay there across reloads.
  */
-const downloader = new WsDownloader({ locate: viewer, retryDelays: RETRY_DELAYS });
+const downloader = new WsDownloader({
+  locate: viewer,
+  retryDelays: RETRY_DELAYS,
+  // OPFS where the downloader's default would pick it, its parts written in the bundle's Worker.
+  ...(typeof FileSystemFileHandle !== 'undefined' &&
+  'createWritable' in FileSystemFileHandle.prototype
+    ? { store: new OpfsItemStore({ worker: STORE_WORKER }) }
+    : {}),
+});
 
 /** Downloads a stored file by parts, shows where they came from, then shows or offers the file. */
 async function download(note, from) {
