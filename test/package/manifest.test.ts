@@ -31,6 +31,7 @@ describe('custom-elements.json', () => {
       'ws-upload-progress',
       'ws-upload-complete',
       'ws-upload-error',
+      'ws-degraded',
       'ws-server-change',
       'ws-message',
       'ws-file-reject',
