@@ -41,21 +41,29 @@ describe('the data Worker', () => {
     d = undefined;
   });
 
-  const cases: { protocol: 'dup/2' | 'dup/1' | 'http/1'; integrity: 'sha256' | 'transport' }[] = [];
-  for (const protocol of ['dup/2', 'dup/1', 'http/1'] as const)
-    for (const integrity of ['transport', 'sha256'] as const) cases.push({ protocol, integrity });
+  const cases: {
+    protocol: 'dup/2' | 'dup/1' | 'http/1';
+    integrity: 'sha256' | 'transport';
+    worker: boolean;
+  }[] = [];
+  for (const worker of [true, false])
+    for (const protocol of ['dup/2', 'dup/1', 'http/1'] as const)
+      for (const integrity of ['transport', 'sha256'] as const)
+        cases.push({ protocol, integrity, worker });
 
-  for (const { protocol, integrity } of cases) {
-    it(`uploads over ${protocol} with integrity ${integrity}: the completion's SHA-256 is the bytes on disk`, async () => {
+  for (const { protocol, integrity, worker } of cases) {
+    const where = worker ? 'in the data Worker' : 'on the page (dataWorker: false)';
+    it(`uploads over ${protocol} with integrity ${integrity} ${where}: the completion's SHA-256 is the bytes on disk`, async () => {
       d = await startServers(1);
       engine = new WsUploaderEngine({
         controlUrl: d.controlUrl,
         authToken: d.token,
         protocols: [protocol],
         integrity,
+        dataWorker: worker,
       });
       await engine.start();
-      expect(engine.dataThread).to.equal('worker');
+      expect(engine.dataThread).to.equal(worker ? 'worker' : 'page');
       const file = randomFile(3 * 1024 * 1024 + 17, 'worker.bin');
       const expected = await sha256Hex(await file.arrayBuffer());
       const { done, progress } = upload(engine, file);
