@@ -13,7 +13,6 @@ import {
   MAX_MESSAGE_BODY_LENGTH,
   MAX_PUBLISH_ITEMS,
 } from '../protocol/constants.js';
-import type { WsUploaderError } from '../errors.js';
 import { ConfigError, ResumeError, ServerError, TransportError } from '../errors.js';
 import { ControlChannel } from './control-channel.js';
 import { EngineEvent, type EngineEventDetails, type EngineEventType } from './events.js';
@@ -21,11 +20,12 @@ import { resolveOptions, type EngineOptions, type ResolvedEngineOptions } from '
 import { LocalDataPlane, type DataPlane } from './data-plane.js';
 import { WorkerDataPlane } from './data-worker-client.js';
 import { TaskRunner } from './task-runner.js';
+import { HeldItems } from './held-items.js';
 import { ControlRequests } from './control-requests.js';
 import { InlinePublisher } from './inline-publisher.js';
 import { checkRoom, checkTarget, receivedItem } from './message-content.js';
-import { checkItemId, isBlob, metaOf, newItemId, type Held } from './held-item.js';
-import { checkFile, fileOf, itemMime, itemName, lockItem, ResumeKeeper } from './resume-keeper.js';
+import { checkItemId, isBlob, metaOf, newItemId } from './held-item.js';
+import { checkFile, fileOf, lockItem, ResumeKeeper } from './resume-keeper.js';
 import { isFileHandle } from './resume-store.js';
 import {
   ConnectionState,
@@ -61,7 +61,7 @@ export class WsUploaderEngine extends EventTarget {
   readonly #control: ControlChannel;
   /** Connections to the upload servers and the tasks sending over them (in the data Worker). */
   readonly #plane: DataPlane;
-  readonly #items = new Map<string, Held>();
+  readonly #items: HeldItems;
   #servers: readonly ServerStatus[] = [];
   #abort = new AbortController();
   #started: Promise<void> | undefined;
@@ -121,11 +121,17 @@ export class WsUploaderEngine extends EventTarget {
           },
         )
       : new LocalDataPlane(this.#options, handlers);
+    this.#items = new HeldItems(this.#resume, {
+      changed: (item) => this.#emit('progress', { item }),
+      failed: (itemId, error) => this.#emit('error', { error, itemId }),
+      forget: (itemId) => this.#plane.forget(itemId),
+      stopTasks: (itemId) => this.#tasks.stopItem(itemId),
+    });
     this.#tasks = new TaskRunner(this.#plane, this.#options.clock, {
       held: (itemId) => this.#items.get(itemId),
-      update: (itemId, fn) => this.#update(itemId, fn),
-      fail: (itemId, error) => this.#fail(itemId, error),
-      finished: (held) => this.#finished(held),
+      update: (itemId, fn) => this.#items.update(itemId, fn),
+      fail: (itemId, error) => this.#items.fail(itemId, error),
+      finished: (held) => this.#items.finished(held),
       send: (message) => this.#control.send(message),
       dispatch: (event) => this.dispatchEvent(event),
       stopped: () => this.#abort.signal,
@@ -133,14 +139,14 @@ export class WsUploaderEngine extends EventTarget {
     this.#inline = new InlinePublisher({
       items: () => this.#items.values(),
       held: (itemId) => this.#items.get(itemId),
-      hold: (blob, kind, forInline) => this.#hold(blob, kind, forInline),
+      hold: (blob, kind, forInline) => this.#items.hold(blob, kind, forInline),
       forget: (itemId) => this.#items.delete(itemId),
       publish: (itemIds) => this.publish(itemIds),
       isOpen: () => this.#control.state === ConnectionState.OPEN,
       send: (message) => this.#control.send(message),
       published: (items) => this.#emit('publish', { items }),
-      update: (itemId, fn) => this.#update(itemId, fn),
-      fail: (itemId, error) => this.#fail(itemId, error),
+      update: (itemId, fn) => this.#items.update(itemId, fn),
+      fail: (itemId, error) => this.#items.fail(itemId, error),
       refuseMessages: (itemId, error) => this.#requests.refuseItem(itemId, error),
       inlineMax: () => this.#options.inlineMax,
     });
@@ -241,7 +247,7 @@ export class WsUploaderEngine extends EventTarget {
       for (const waiting of held.paused?.splice(0) ?? []) waiting.reject(stopped);
       if (held.paused) {
         delete held.paused;
-        this.#update(held.status.itemId, (s) =>
+        this.#items.update(held.status.itemId, (s) =>
           s.state === ItemState.PAUSED ? { ...s, state: ItemState.PUBLISHED } : s,
         );
       }
@@ -283,7 +289,10 @@ export class WsUploaderEngine extends EventTarget {
    * @returns the new items
    */
   addFiles(files: Iterable<Blob> | ArrayLike<Blob>, kind: ItemKind = 'file'): ItemStatus[] {
-    const added = Array.from(files as ArrayLike<Blob>, (blob) => this.#hold(blob, kind).status);
+    const added = Array.from(
+      files as ArrayLike<Blob>,
+      (blob) => this.#items.hold(blob, kind).status,
+    );
     if (added.length > 0) this.publish(added.map((s) => s.itemId));
     return added;
   }
@@ -364,7 +373,7 @@ export class WsUploaderEngine extends EventTarget {
       if (this.#inline.goesInline(held)) {
         void this.#inline.start(held);
       } else {
-        this.#remember(held);
+        this.#items.remember(held);
         items.push(metaOf(held));
       }
     }
@@ -390,7 +399,7 @@ export class WsUploaderEngine extends EventTarget {
       )
       .map((h) => h.status.itemId);
     for (const id of ids)
-      this.#update(id, (s) => ({ ...s, state: ItemState.PUBLISHING, errorCode: undefined }));
+      this.#items.update(id, (s) => ({ ...s, state: ItemState.PUBLISHING, errorCode: undefined }));
     if (ids.length > 0) this.publish(ids);
     return ids.map((id) => this.#items.get(id)!.status);
   }
@@ -404,7 +413,7 @@ export class WsUploaderEngine extends EventTarget {
   unpublish(itemIds: readonly string[]): void {
     for (const id of itemIds) checkItemId(id);
     for (const id of itemIds) {
-      this.#drop(id);
+      this.#items.drop(id);
       this.#resume?.drop(id);
       this.#unpublishing.add(id);
     }
@@ -420,11 +429,11 @@ export class WsUploaderEngine extends EventTarget {
    * @param itemIds the items; every item when omitted
    */
   pause(itemIds?: readonly string[]): void {
-    for (const held of this.#select(itemIds)) {
+    for (const held of this.#items.select(itemIds)) {
       if (held.paused || held.status.state === ItemState.COMPLETE) continue;
       held.paused = [];
       this.#tasks.pauseItem(held.status.itemId);
-      this.#update(held.status.itemId, (s) => ({ ...s, state: ItemState.PAUSED }));
+      this.#items.update(held.status.itemId, (s) => ({ ...s, state: ItemState.PAUSED }));
     }
   }
 
@@ -433,11 +442,11 @@ export class WsUploaderEngine extends EventTarget {
    * @param itemIds the items; every paused item when omitted
    */
   resume(itemIds?: readonly string[]): void {
-    for (const held of this.#select(itemIds)) {
+    for (const held of this.#items.select(itemIds)) {
       const waiting = held.paused;
       if (!waiting) continue;
       delete held.paused;
-      this.#update(held.status.itemId, (s) =>
+      this.#items.update(held.status.itemId, (s) =>
         s.state === ItemState.PAUSED ? { ...s, state: ItemState.PUBLISHED } : s,
       );
       for (const { task, fromControl, resolve, reject } of waiting)
@@ -478,7 +487,7 @@ export class WsUploaderEngine extends EventTarget {
       throw new ConfigError('addFileHandles() takes FileSystemFileHandle objects');
     const files = await Promise.all(list.map((handle) => fileOf(handle)));
     const added = files.map((file, i) => {
-      const held = this.#hold(file, kind);
+      const held = this.#items.hold(file, kind);
       held.handle = list[i]!;
       return held.status;
     });
@@ -549,7 +558,7 @@ export class WsUploaderEngine extends EventTarget {
       release?.();
       return again.status;
     }
-    const held = this.#hold(blob, record.kind, false, itemId);
+    const held = this.#items.hold(blob, record.kind, false, itemId);
     held.remembered = true;
     if (release) keeper.adopt(itemId, release);
     if (handle) {
@@ -572,15 +581,6 @@ export class WsUploaderEngine extends EventTarget {
     const held = this.#items.get(itemId);
     if (held) held.remembered = false;
     await this.#resume?.forget(itemId);
-  }
-
-  /** The held items named, or all of them. */
-  #select(itemIds: readonly string[] | undefined): Held[] {
-    if (itemIds === undefined) return [...this.#items.values()];
-    return itemIds.flatMap((id) => {
-      const held = this.#items.get(id);
-      return held ? [held] : [];
-    });
   }
 
   /**
@@ -736,14 +736,14 @@ export class WsUploaderEngine extends EventTarget {
         return;
       case 'published':
         for (const id of message.itemIds)
-          this.#update(id, (s) =>
+          this.#items.update(id, (s) =>
             s.state === ItemState.PUBLISHING ? { ...s, state: ItemState.PUBLISHED } : s,
           );
         return;
       case 'unpublished':
         for (const id of message.itemIds) {
           this.#unpublishing.delete(id);
-          this.#drop(id);
+          this.#items.drop(id);
           this.#resume?.drop(id);
         }
         this.#emit('unpublished', { itemIds: message.itemIds });
@@ -778,9 +778,9 @@ export class WsUploaderEngine extends EventTarget {
         const held = this.#items.get(message.itemId);
         if (!held || held.status.state === ItemState.COMPLETE || this.#tasks.busy(message.itemId))
           return;
-        this.#finished(held);
+        this.#items.finished(held);
         const { itemId, name, size } = held.status;
-        this.#update(itemId, (s) => ({
+        this.#items.update(itemId, (s) => ({
           ...s,
           state: ItemState.COMPLETE,
           bytesSent: size,
@@ -859,7 +859,7 @@ export class WsUploaderEngine extends EventTarget {
       this.#inline.refused(held, error);
       return;
     }
-    if (held) this.#fail(ref, error);
+    if (held) this.#items.fail(ref, error);
     else this.#emit('error', { error });
   }
 
@@ -871,120 +871,16 @@ export class WsUploaderEngine extends EventTarget {
     );
   }
 
-  /** Adds an item (under a new id, or the one it had before a reload). */
-  #hold(blob: Blob, kind: ItemKind, forInline = false, itemId = newItemId()): Held {
-    const file = blob as Partial<File>;
-    const status: ItemStatus = {
-      itemId,
-      // Within the control protocol's limits (docs/protocol.md, publish).
-      name: itemName(typeof file.name === 'string' ? file.name : kind === 'text' ? 'text' : 'blob'),
-      size: blob.size,
-      mime: itemMime(blob.type),
-      kind,
-      state: ItemState.PUBLISHING,
-      bytesSent: 0,
-      bytesStored: 0,
-      bytesTotal: blob.size,
-      sha256: undefined,
-      servers: [],
-      errorCode: undefined,
-    };
-    const held: Held = forInline ? { blob, status, forInline } : { blob, status };
-    this.#items.set(status.itemId, held);
-    return held;
-  }
-
-  /** Forgets an item; its tasks stop without a word. */
-  #drop(itemId: string): void {
-    const held = this.#items.get(itemId);
-    if (!held || !this.#items.delete(itemId)) return;
-    this.#plane.forget(itemId);
-    this.#resume?.unlock(itemId);
-    for (const waiting of held.paused?.splice(0) ?? [])
-      waiting.reject(new DOMException('the item was dropped', 'AbortError'));
-    this.#tasks.stopItem(itemId);
-  }
-
-  /** An item failed: its state says so, and an `error` event tells the page. */
-  #fail(itemId: string, error: WsUploaderError): void {
-    this.#update(itemId, (s) => ({ ...s, state: ItemState.FAILED, errorCode: error.code }));
-    this.#emit('error', { error, itemId });
-  }
-
-  /**
-   * Writes the resume record of an item published to be uploaded, once, and takes its lock. Only
-   * files are remembered (a user can pick them again); an empty item is stored as published.
-   */
-  #remember(held: Held): void {
-    if (!this.#resume || held.remembered !== undefined) return;
-    const file = held.blob as Partial<File>;
-    const { itemId, name, size, mime, kind } = held.status;
-    const { lastModified } = file;
-    if (
-      held.forInline ||
-      size === 0 ||
-      typeof lastModified !== 'number' ||
-      typeof file.name !== 'string'
-    ) {
-      held.remembered = false;
-      return;
-    }
-    held.remembered = true;
-    const { handle } = held;
-    this.#resume.remember(
-      {
-        itemId,
-        name,
-        size,
-        mime,
-        lastModified,
-        kind,
-        createdAt: Date.now(),
-        ...(handle ? { handle } : {}),
-      },
-      held.blob,
-    );
-  }
-
-  /** An item is stored: its record goes, and its lock. */
-  #finished(held: Held): void {
-    const { itemId } = held.status;
-    this.#plane.forget(itemId);
-    if (held.remembered) this.#resume?.drop(itemId);
-    held.remembered = false;
-    this.#resume?.unlock(itemId);
-  }
-
   /**
    * Takes up the remembered items whose handles can be read without asking (and that no other
    * page holds, and whose file is the one remembered), under their ids, and publishes them.
    */
   async #restore(): Promise<void> {
-    if (!this.#resume) return;
-    const found = await this.#resume.restorable((id) => this.#items.has(id));
     // Held and published at once: a `welcome` in between would publish them twice.
-    const restored: ItemStatus[] = [];
-    for (const { record, file, release } of found) {
-      if (this.#items.has(record.itemId)) {
-        release();
-        continue;
-      }
-      const held = this.#hold(file, record.kind, false, record.itemId);
-      held.handle = record.handle!;
-      held.remembered = true;
-      this.#resume.adopt(record.itemId, release);
-      restored.push(held.status);
-    }
+    const restored = await this.#items.restore();
     if (restored.length === 0) return;
     this.#emit('restore', { items: restored });
     this.publish(restored.map((s) => s.itemId));
-  }
-
-  #update(itemId: string, fn: (s: ItemStatus) => ItemStatus): void {
-    const held = this.#items.get(itemId);
-    if (!held) return;
-    held.status = fn(held.status);
-    this.#emit('progress', { item: held.status });
   }
 
   #emit<K extends EngineEventType>(type: K, detail: EngineEventDetails[K]): void {
