@@ -14,7 +14,8 @@
  * Bytes are written once: a write over bytes already stored must carry the same bytes (it is then
  * acknowledged without writing), else it fails with `conflict` and the stored bytes stay.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { HELD_AHEAD_MAX, RunningDigest } from './running-digest.js';
 import { EventEmitter } from 'node:events';
 import { createReadStream } from 'node:fs';
 import {
@@ -156,6 +157,12 @@ export interface FileStoreOptions {
    * the process only, and the store is faster on slow disks. @default 'fsync'
    */
   readonly durability?: 'fsync' | 'write';
+  /**
+   * Bytes of an item held in memory, at most, when they arrive ahead of a gap (HTTP parts sent side
+   * by side), to feed the item's running SHA-256 in order once the gap fills; what does not fit is
+   * read back from disk when the item completes. `0` holds none. @default 33554432 (32 MiB)
+   */
+  readonly digestAheadBytes?: number;
   /** Largest sum of the sizes of all items, in bytes. @default Infinity */
   readonly maxBytes?: number;
   /** Largest sum of the sizes of one owner's items, in bytes. @default Infinity */
@@ -188,11 +195,8 @@ interface Slot {
   /** The flush running now, and the one writes arriving meanwhile wait for. */
   committing?: Promise<ItemRecord> | undefined;
   nextCommit?: Promise<ItemRecord> | undefined;
-  /** SHA-256 of the bytes `[0, hashedTo)`, fed as they are written, so FINISH reads little back. */
-  hash: Hash | undefined;
-  hashedTo: number;
-  /** The last update of `hash` that is scheduled; the earlier ones run before it. */
-  hashing?: Promise<void>;
+  /** SHA-256 of a prefix, fed as bytes are written, so completing the item reads little back. */
+  hash: RunningDigest | undefined;
 }
 
 /** The fields of `meta.json`: an item record without what the journal says. */
@@ -202,6 +206,7 @@ type Meta = Omit<ItemRecord, 'ranges' | 'updatedAt'>;
 export class FileStore implements ItemStore {
   readonly #dir: string;
   readonly #sync: boolean;
+  readonly #digestAhead: number;
   readonly #maxBytes: number;
   readonly #maxBytesPerOwner: number;
   readonly #onCorrupt: ((itemId: string, range: ByteRange) => void) | undefined;
@@ -221,6 +226,7 @@ export class FileStore implements ItemStore {
   constructor(dir: string, options: FileStoreOptions = {}) {
     this.#dir = dir;
     this.#sync = (options.durability ?? 'fsync') === 'fsync';
+    this.#digestAhead = options.digestAheadBytes ?? HELD_AHEAD_MAX;
     this.#maxBytes = options.maxBytes ?? Infinity;
     this.#maxBytesPerOwner = options.maxBytesPerOwner ?? Infinity;
     this.#onCorrupt = options.onCorrupt;
@@ -292,17 +298,7 @@ export class FileStore implements ItemStore {
           await writeFully(s.handle, slice, piece.start);
           const whole = piece.start === offset && piece.end === end;
           s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
-          if (s.hash && piece.start === s.hashedTo) {
-            const hash = s.hash;
-            s.hashedTo = piece.end;
-            // Fed once the next write has started, so hashing overlaps with the disk; in order.
-            s.hashing = new Promise<void>((resolve) =>
-              setImmediate(() => {
-                if (s.hash === hash) hash.update(slice);
-                resolve();
-              }),
-            );
-          }
+          s.hash?.offer(piece.start, slice);
         }
         if (s.record.complete && s.handle) {
           // Only compared: a complete item keeps no file open.
@@ -509,6 +505,7 @@ export class FileStore implements ItemStore {
     } catch (e) {
       // Nothing of this batch is acknowledged; its bytes may be written again, maybe other ones,
       // so the running digest can no longer be trusted.
+      slot.hash?.drop();
       slot.hash = undefined;
       throw storageError(e, `could not store bytes of ${slot.record.itemId}`);
     } finally {
@@ -524,11 +521,12 @@ export class FileStore implements ItemStore {
    *   at rest): a chunk that does not match is forgotten, and `storage-failed` thrown
    */
   async #digest(slot: Slot, checked: boolean): Promise<string> {
-    await slot.hashing;
     const { size, itemId } = slot.record;
-    const hash = slot.hash && slot.hashedTo <= size ? slot.hash : createHash('sha256');
-    const from = hash === slot.hash ? slot.hashedTo : 0;
+    const running = slot.hash && slot.hash.hashedTo <= size ? await slot.hash.take() : undefined;
+    slot.hash?.drop();
     slot.hash = undefined;
+    const hash = running?.hash ?? createHash('sha256');
+    const from = running?.from ?? 0;
     if (from < size && !checked) {
       for await (const chunk of createReadStream(this.#dataPath(itemId), {
         start: from,
@@ -576,8 +574,8 @@ export class FileStore implements ItemStore {
     slot.chunks = chunks;
     slot.journalBytes = chunks.length * CHUNK_RECORD_BYTES;
     slot.journalTorn = false;
-    slot.hash = chunks.length === 0 ? createHash('sha256') : undefined;
-    slot.hashedTo = 0;
+    slot.hash?.drop();
+    slot.hash = chunks.length === 0 ? new RunningDigest(this.#digestAhead) : undefined;
     let ranges: ByteRange[] = [];
     for (const c of chunks) ranges = addRange(ranges, c);
     // Counted as just stored: the item waits a whole partialTtlMs for the bytes to come again.
@@ -650,8 +648,7 @@ export class FileStore implements ItemStore {
       journalBytes: 0,
       journalTorn: false,
       queue: Promise.resolve(),
-      hash: createHash('sha256'),
-      hashedTo: 0,
+      hash: new RunningDigest(this.#digestAhead),
     };
     if (!meta) {
       if (create === undefined) return undefined;

@@ -213,7 +213,9 @@ export class Dup1Transport implements Transport {
   }
 
   chunkSize(requested: number, throughput: number | undefined): number {
-    return adaptiveChunk(Math.min(requested, this.#main.maxChunk), throughput);
+    // A Blob message costs the browser a read of its own: as large as the server takes.
+    const chunk = this.takesBlobs ? this.#main.maxChunk : Math.min(requested, this.#main.maxChunk);
+    return adaptiveChunk(chunk, throughput);
   }
 
   connect(): Promise<void> {
