@@ -160,7 +160,8 @@ export interface FileStoreOptions {
   /**
    * Bytes of an item held in memory, at most, when they arrive ahead of a gap (HTTP parts sent side
    * by side), to feed the item's running SHA-256 in order once the gap fills; what does not fit is
-   * read back from disk when the item completes. `0` holds none. @default 33554432 (32 MiB)
+   * read back from disk a few MiB at a time as the upload goes on. `0` holds none and reads back
+   * nothing early: bytes past a gap are read back when the item completes. @default 8388608 (8 MiB)
    */
   readonly digestAheadBytes?: number;
   /** Largest sum of the sizes of all items, in bytes. @default Infinity */
@@ -197,6 +198,8 @@ interface Slot {
   nextCommit?: Promise<ItemRecord> | undefined;
   /** SHA-256 of a prefix, fed as bytes are written, so completing the item reads little back. */
   hash: RunningDigest | undefined;
+  /** Whether bytes the digest let go are being read back for it. */
+  catchingUp?: boolean;
 }
 
 /** The fields of `meta.json`: an item record without what the journal says. */
@@ -300,6 +303,7 @@ export class FileStore implements ItemStore {
           s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
           s.hash?.offer(piece.start, slice);
         }
+        this.#catchUp(s);
         if (s.record.complete && s.handle) {
           // Only compared: a complete item keeps no file open.
           await s.handle.close();
@@ -511,6 +515,45 @@ export class FileStore implements ItemStore {
     } finally {
       slot.flushing = [];
     }
+  }
+
+  /**
+   * Feeds the running digest from disk where bytes written are not in it: bytes it let go past its
+   * bound, which leave a gap no later write fills. Read a few MiB at a time, while they are still
+   * in the page cache, so that completing the item reads little back.
+   */
+  #catchUp(s: Slot): void {
+    const digest = s.hash;
+    const handle = s.handle;
+    if (!digest || !handle || s.catchingUp || this.#digestAhead === 0) return;
+    // Whole chunks from where the digest stands, each checked against its CRC-32C as it is read.
+    const from = digest.hashedTo;
+    const chunks: Chunk[] = [];
+    const all = [...s.chunks, ...s.flushing, ...s.pending];
+    for (let at = from, bytes = 0; bytes < CATCH_UP_BYTES;) {
+      const next = all.find((c) => c.start === at);
+      if (!next) break;
+      chunks.push(next);
+      bytes += next.end - next.start;
+      at = next.end;
+    }
+    if (chunks.length === 0) return;
+    s.catchingUp = true;
+    void (async () => {
+      const to = chunks.at(-1)!.end;
+      const bytes = Buffer.allocUnsafe(to - from);
+      const { bytesRead } = await handle.read(bytes, 0, bytes.length, from);
+      if (bytesRead !== bytes.length) return;
+      for (const c of chunks)
+        // A changed chunk is left for completion, which forgets it.
+        if (crc32c(bytes.subarray(c.start - from, c.end - from)) !== c.crc32c) return;
+      if (s.hash === digest) digest.offer(from, bytes);
+    })()
+      .catch(() => undefined) // Closed meanwhile (the item completed): read back at completion.
+      .finally(() => {
+        s.catchingUp = false;
+        if (s.hash === digest && digest.hashedTo > from) this.#catchUp(s);
+      });
   }
 
   /**
@@ -811,6 +854,9 @@ export class FileStore implements ItemStore {
 export function maxChunks(size: number): number {
   return Math.max(1024, Math.ceil(size / 4096));
 }
+
+/** Bytes the running digest reads back from disk at a time to close a gap. */
+const CATCH_UP_BYTES = 4 * 1024 * 1024;
 
 /** What is stored or being stored: durable ranges plus the chunks not yet durable. */
 function knownRanges(slot: Slot): ByteRange[] {

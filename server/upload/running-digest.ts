@@ -6,7 +6,7 @@
 import { createHash, type Hash } from 'node:crypto';
 
 /** Bytes held ahead of a gap per item, at most, by default; past it they are read back at completion. */
-export const HELD_AHEAD_MAX = 32 * 1024 * 1024;
+export const HELD_AHEAD_MAX = 8 * 1024 * 1024;
 
 /**
  * A running SHA-256 of `[0, hashedTo)` of an item.
@@ -21,6 +21,8 @@ export class RunningDigest {
   readonly #aheadMax: number;
   /** The last update scheduled; updates run in order. */
   #last: Promise<void> = Promise.resolve();
+  /** Given away by {@link RunningDigest.take}: offers are ignored. */
+  #taken = false;
 
   /** @param aheadMax bytes held ahead of a gap, at most (0: none) */
   constructor(aheadMax = HELD_AHEAD_MAX) {
@@ -43,7 +45,7 @@ export class RunningDigest {
    * before it were fed already.
    */
   offer(start: number, bytes: Uint8Array): void {
-    if (bytes.length === 0 || start + bytes.length <= this.#to) return;
+    if (this.#taken || bytes.length === 0 || start + bytes.length <= this.#to) return;
     if (start > this.#to) {
       if (!this.#ahead.has(start) && this.#aheadBytes + bytes.length <= this.#aheadMax) {
         this.#ahead.set(start, bytes);
@@ -83,6 +85,7 @@ export class RunningDigest {
    */
   async take(): Promise<{ hash: Hash; from: number }> {
     const from = this.#to;
+    this.#taken = true;
     this.drop();
     await this.#last;
     return { hash: this.#hash, from };

@@ -42,6 +42,16 @@ describe('RunningDigest', () => {
     expect(await finish(d, big)).to.deep.equal({ hex: sha256(big), from: 1 });
   });
 
+  it('takes no more bytes once taken', async () => {
+    const d = new RunningDigest();
+    d.offer(0, item.subarray(0, 500));
+    const taking = d.take();
+    d.offer(500, item.subarray(500));
+    const { hash, from } = await taking;
+    expect(from).to.equal(500);
+    expect(hash.update(item.subarray(from)).digest('hex')).to.equal(sha256(item));
+  });
+
   it('gives the right digest whatever the order and overlap of the writes', async () => {
     await fc.assert(
       fc.asyncProperty(
