@@ -338,6 +338,16 @@ const CASES: readonly Case[] = [
   // The WAN: every server and sink behind its own shaped proxy.
   { key: 'wan-fetch', name: 'WAN raw fetch PUT', section: 'wan', kind: 'fetch-raw', wan: true },
   {
+    // What three of the proxies carry together: the ceiling of a split over three servers.
+    key: 'wan-fetch-x3',
+    name: 'WAN raw fetch PUTs, a third of the file to each of 3 sinks',
+    section: 'wan',
+    kind: 'fetch-raw',
+    wan: true,
+    servers: 3,
+    baseline: 'wan-fetch',
+  },
+  {
     key: 'wan-tus',
     name: 'WAN tus-js-client, default (one PATCH)',
     section: 'wan',
@@ -1165,7 +1175,19 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
   let sampler: BrowserSampler | undefined;
   try {
     const common = { label, name };
-    if (kase.kind === 'ws-raw' || kase.kind === 'fetch-raw') {
+    if (kase.kind === 'fetch-raw' && (kase.servers ?? 1) > 1) {
+      // One sink, and one proxy, per part: as many links as the split it is held against.
+      const puts: string[] = [];
+      for (let i = 0; i < kase.servers!; i++) {
+        const sinkDir = join(dir, `sink-${i + 1}`);
+        await mkdir(sinkDir, { recursive: true });
+        const sinks = await startRole({ kind: 'sinks', dir: sinkDir });
+        roles.push(sinks);
+        uploads.push(sinks);
+        puts.push((await reach(sinks.urls)).put!);
+      }
+      step = { type: 'fetch-raw', ...common, url: puts[0]!, urls: puts, hash: false };
+    } else if (kase.kind === 'ws-raw' || kase.kind === 'fetch-raw') {
       const sinks = await startRole({ kind: 'sinks', dir });
       roles.push(sinks);
       uploads.push(sinks);
@@ -1246,8 +1268,10 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
     ctx.link.onMark = undefined;
     const browser = await sampler.stop();
     sampler = undefined;
-    const reports = await Promise.all(roles.splice(0).map(stopRole));
-    const uploadReports = reports.slice(0, uploads.length);
+    const stopped = roles.splice(0);
+    const reports = await Promise.all(stopped.map(stopRole));
+    // The servers' own reports (a WAN's proxies may have started between them).
+    const uploadReports = uploads.map((u) => reports[stopped.indexOf(u)]!);
     const stored = uploadReports.reduce((sum, r) => sum + r.bytesStored, 0);
     const result = report.result;
     const seconds = result?.seconds ?? NaN;
