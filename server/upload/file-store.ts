@@ -303,7 +303,8 @@ export class FileStore implements ItemStore {
           s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
           s.hash?.offer(piece.start, slice);
         }
-        this.#catchUp(s);
+        // Only when these bytes did not reach the digest (held, or past a gap): not per chunk.
+        if (s.hash && s.hash.hashedTo < end) this.#catchUp(s);
         if (s.record.complete && s.handle) {
           // Only compared: a complete item keeps no file open.
           await s.handle.close();
@@ -529,9 +530,12 @@ export class FileStore implements ItemStore {
     // Whole chunks from where the digest stands, each checked against its CRC-32C as it is read.
     const from = digest.hashedTo;
     const chunks: Chunk[] = [];
-    const all = [...s.chunks, ...s.flushing, ...s.pending];
+    const startingAt = (at: number): Chunk | undefined =>
+      s.pending.find((c) => c.start === at) ??
+      s.flushing.find((c) => c.start === at) ??
+      s.chunks.find((c) => c.start === at);
     for (let at = from, bytes = 0; bytes < CATCH_UP_BYTES;) {
-      const next = all.find((c) => c.start === at);
+      const next = startingAt(at);
       if (!next) break;
       chunks.push(next);
       bytes += next.end - next.start;

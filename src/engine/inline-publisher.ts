@@ -91,9 +91,7 @@ export class InlinePublisher {
         { serverId: 'control' },
       );
     const held = this.#host.hold(blob, typeof item === 'string' ? 'text' : 'file', true);
-    held.inline = true;
-    held.publishing = this.#publish(held);
-    await held.publishing;
+    await this.start(held);
     return held.status.itemId;
   }
 
