@@ -221,10 +221,13 @@ export class TaskRunner {
         (result) => this.#taskDone(active, held, result),
         (e: unknown) => {
           // Paused: not an error; the task waits and runs again on resume().
-          const paused = active.paused ? held.paused : undefined;
-          if (paused && host.held(task.itemId) === held) {
+          if (active.paused && !stopped.aborted && host.held(task.itemId) === held) {
             stopped.removeEventListener('abort', stop);
             if (this.#active.get(task.taskId) === active) this.#active.delete(task.taskId);
+            const paused = held.paused;
+            // Resumed before the run had stopped (the data Worker answers a message later): it
+            // runs again now, or resume() would find nothing to run.
+            if (!paused) return this.execute(task, fromControl);
             return new Promise<UploadResult>((resolve, reject) =>
               paused.push({ task, fromControl, resolve, reject }),
             );

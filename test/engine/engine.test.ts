@@ -236,6 +236,33 @@ describe('WsUploaderEngine', () => {
     expect(errors).to.deep.equal([]);
   });
 
+  it('runs a task again when resumed before its paused run has stopped in the data Worker', async () => {
+    d = await startServers(1);
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 64 * 1024,
+    });
+    await engine.start();
+    const errors: unknown[] = [];
+    engine.on('error', (e) => errors.push(e.detail));
+    const file = randomFile(4_000_000, 'bounced.bin');
+    const [item] = engine.addFiles([file]);
+    const id = item!.itemId;
+    await once(
+      engine,
+      'progress',
+      (e) => e.detail.item.itemId === id && e.detail.item.bytesStored > 0,
+    );
+    const done = once(engine, 'complete', (e) => e.detail.itemId === id);
+    // The Worker hears of the pause only after resume() has run.
+    engine.pause([id]);
+    engine.resume([id]);
+    expect((await done).detail.sha256).to.equal(await sha256Hex(await file.arrayBuffer()));
+    expect(engine.dataThread).to.equal('worker');
+    expect(errors).to.deep.equal([]);
+  });
+
   it('asks onShouldRetry before trying a failed upload again, and stops when it says no', async () => {
     d = await startServers(1);
     const asked: [string, number, boolean][] = [];
