@@ -54,6 +54,7 @@ import {
   type TaskRecord,
 } from './control-store.js';
 import { UploadServerRegistry, type UploadServerEndpoint } from './registry.js';
+import { SplitDigests } from './split-digests.js';
 import { RELAY_PREFIX } from './relay.js';
 import { handleItemPost } from './item-post.js';
 
@@ -394,6 +395,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
           for (const task of await store.tasks(itemId)) await awaiting.get(task.taskId)?.();
         })().catch((e: unknown) => log('internal-error', { message: String(e) }));
       },
+      digested: (serverId, message) => digests.digested(serverId, message),
       demand: (serverId, message) => {
         log('demand', { serverId, itemId: message.itemId, ranges: message.ranges });
         // Demands for one item are handled one after the other, so each sees the tasks of the
@@ -409,6 +411,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       },
     },
   });
+  const digests = new SplitDigests(registry, key, readTtl);
   // Sessions past their resume time are forgotten, with the tasks their browsers never finished.
   const sweeper = setInterval(
     () =>
@@ -582,6 +585,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   /** Forgets a task that will not complete, and settles its item. */
   const endTask = async (task: TaskRecord): Promise<void> => {
     await store.deleteTask(task.taskId);
+    digests.drop(task.taskId);
     awaiting.delete(task.taskId);
     await settle(task.itemId);
   };
@@ -605,6 +609,11 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       ...(protocol === undefined ? {} : { protocol }),
     });
     const item = await store.getItem(itemId);
+    // An item split across servers: one of them computes its digest as the bytes arrive.
+    const serverDigest =
+      item !== undefined &&
+      item.state !== 'stored' &&
+      (await digests.start({ taskId, itemId, ranges }, item.meta.size, session.userId));
     if (item && item.state !== 'stored') {
       // A plan of the whole item (a demand's replan may cover only a reader's ranges).
       const planned =
@@ -621,6 +630,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       ...(deadline === undefined ? {} : { deadline }),
       reason,
       ...(protocol === undefined ? {} : { protocol }),
+      ...(serverDigest ? { digest: 'server' as const } : {}),
     });
     options.onTask?.({ type: 'sent', taskId, itemId, clientId: session.clientId });
     log('transmit', {
@@ -657,6 +667,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     for (const t of await store.tasks(itemId)) {
       if (t.protocol !== PROTOCOL.HTTP_1) continue;
       await store.deleteTask(t.taskId);
+      digests.drop(t.taskId);
       send(session.ws, {
         type: 'cancel',
         taskId: t.taskId,
@@ -686,6 +697,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
   /** Records an item as stored, tells the browser and the app. */
   const complete = async (session: Session, task: TaskRecord, sha256: string): Promise<void> => {
     await store.deleteTask(task.taskId);
+    digests.drop(task.taskId);
     const item = await store.getItem(task.itemId);
     if (!item) return;
     const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
@@ -710,6 +722,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     why: string,
   ): Promise<void> => {
     await store.deleteTask(task.taskId);
+    digests.drop(task.taskId);
     const item = await store.getItem(task.itemId);
     if (item) await store.putItem({ ...item, state: 'failed' });
     options.onTask?.({
@@ -752,6 +765,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       log('task-complete', { itemId: task.itemId, taskId: task.taskId });
       return;
     }
+    if (digests.has(task.taskId)) {
+      void confirmSplit(session, task, sha256).catch((e: unknown) =>
+        log('internal-error', { message: String(e) }),
+      );
+      return;
+    }
     if (sha256 === undefined) {
       fail(
         session.ws,
@@ -792,6 +811,48 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     await check();
   };
 
+  /**
+   * A browser finished a task that split its item across servers, one of which computes the
+   * item's digest: that digest decides (and must match the browser's, when it sent one). A digest
+   * that failed is asked for once more (every byte is stored now); without one, the browser's word
+   * is taken, and with neither the item fails `unverified`.
+   */
+  const confirmSplit = async (
+    session: Session,
+    task: TaskRecord,
+    sha256: string | undefined,
+  ): Promise<void> => {
+    let outcome = await digests.outcome(task.taskId, verifyWaitMs);
+    if (outcome && 'code' in outcome && digests.retry(task.taskId)) {
+      log('digest-retry', { itemId: task.itemId, code: outcome.code, message: outcome.message });
+      outcome = await digests.outcome(task.taskId, verifyWaitMs);
+    }
+    // Ended meanwhile (cancelled, re-planned, unpublished).
+    if (!(await store.tasks(task.itemId)).some((t) => t.taskId === task.taskId)) return;
+    if (outcome && 'sha256' in outcome) {
+      if (sha256 === undefined || sha256 === outcome.sha256)
+        await complete(session, task, outcome.sha256);
+      else
+        await failItem(
+          session,
+          task,
+          'digest-mismatch',
+          `the upload servers hold bytes of SHA-256 ${outcome.sha256}, the browser reported ${sha256}`,
+        );
+      return;
+    }
+    const why = outcome ? `${outcome.code}: ${outcome.message}` : 'no answer in time';
+    log('digest-unavailable', { itemId: task.itemId, why });
+    if (sha256 !== undefined) await complete(session, task, sha256);
+    else
+      await failItem(
+        session,
+        task,
+        'unverified',
+        `the upload servers could not compute the item's SHA-256 (${why})`,
+      );
+  };
+
   /** The live servers as one browser measured them. */
   const candidatesFor = (session: Session): PlannerServer[] =>
     [...serverIds()].map((id) => {
@@ -816,6 +877,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       const session = sessions.get(task.clientId);
       const item = await store.getItem(task.itemId);
       await store.deleteTask(task.taskId);
+      digests.drop(task.taskId);
       awaiting.delete(task.taskId);
       if (!item) continue;
       if (!session) {
@@ -960,6 +1022,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     if (item.inline) inlineBytes -= item.meta.size;
     for (const task of await store.tasks(item.meta.itemId)) {
       await store.deleteTask(task.taskId);
+      digests.drop(task.taskId);
       awaiting.delete(task.taskId);
       const holder = sessions.get(task.clientId);
       if (holder)
@@ -1002,6 +1065,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       // Published again from another browser: the old one's tasks are orphans.
       for (const task of await store.tasks(meta.itemId)) {
         await store.deleteTask(task.taskId);
+        digests.drop(task.taskId);
         awaiting.delete(task.taskId);
       }
       previous = { ...existing, state: 'published' };
@@ -1233,6 +1297,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
         const task = await store.getTask(message.taskId);
         if (!task || task.clientId !== session.clientId) return;
         await store.deleteTask(task.taskId);
+        digests.drop(task.taskId);
         const item = await store.getItem(task.itemId);
         // Declined by the page (its app vetoed the task): the item waits, it did not fail.
         if (item?.state === 'uploading')

@@ -5,6 +5,9 @@
  */
 import type { ItemMeta, TargetRange } from '../../src/protocol/index.js';
 
+/** Most rounds of stripes in a plan: with `maxServers` 3, at most 768 ranges. */
+const MAX_ROUNDS = 256;
+
 /** What the planner knows about one upload server, as seen from one client. */
 export interface PlannerServer {
   readonly id: string;
@@ -42,13 +45,20 @@ export interface PlannerOptions {
   readonly maxServers?: number;
   /** Range boundaries fall on multiples of this many bytes (but the last). @default 1048576 */
   readonly align?: number;
+  /**
+   * A split item's ranges interleave in stripes of about this many bytes (a faster server's
+   * stripes are longer), so the servers together hold the item's first bytes early and an upload
+   * server can compute the item's SHA-256 right behind the upload; `Infinity` gives each server
+   * one contiguous range. @default 16777216 (16 MiB)
+   */
+  readonly stripe?: number;
 }
 
 /**
  * Makes the default planner. An item under `splitMin` goes whole to the server with the lowest
- * measured round-trip time (as {@link lowestRttPlanner}). A larger one is cut into contiguous
- * ranges, one per server, for the `maxServers` servers with the highest measured throughput (then
- * the lowest RTT), each range in proportion to its server's throughput; servers without a
+ * measured round-trip time (as {@link lowestRttPlanner}). A larger one is split across the
+ * `maxServers` servers with the highest measured throughput (then the lowest RTT), each server's
+ * share in proportion to its throughput, in interleaved stripes (`stripe`); servers without a
  * throughput measurement count as the slowest measured one (or all alike when none was measured).
  * @param options see {@link PlannerOptions}
  */
@@ -61,6 +71,10 @@ export function createPlanner(options: PlannerOptions = {}): Planner {
     throw new TypeError('ws-uploader: `maxServers` must be a positive integer');
   if (!Number.isSafeInteger(align) || align < 1)
     throw new TypeError('ws-uploader: `align` must be a positive integer');
+  const stripe = options.stripe ?? 16 * 1024 * 1024;
+  if (!(stripe >= 1)) throw new TypeError('ws-uploader: `stripe` must be at least 1');
+  // Whole blocks; one block per server at least, and never more blocks than a safe integer.
+  const stripeBlocks = Math.max(1, Math.min(Number.MAX_SAFE_INTEGER, Math.round(stripe / align)));
   return (item, servers) => {
     if (servers.length === 0 || item.size === 0) return [];
     if (item.size < splitMin || servers.length === 1 || maxServers === 1)
@@ -71,20 +85,42 @@ export function createPlanner(options: PlannerOptions = {}): Planner {
       .map((s) => ({ id: s.id, rate: s.throughput ?? floor, rtt: s.rttMs ?? Infinity }))
       .sort((a, b) => b.rate - a.rate || a.rtt - b.rtt)
       .slice(0, maxServers);
-    // Each server's share, in aligned blocks; the last range takes the rest.
+    // Each server's share, in aligned blocks; the last server takes the rest.
     const blocks = Math.ceil(item.size / align);
     const total = ranked.reduce((sum, s) => sum + s.rate, 0);
+    const left = new Map<string, number>();
+    let given = 0;
+    ranked.forEach((s, i) => {
+      const share =
+        i === ranked.length - 1
+          ? blocks - given
+          : Math.min(blocks - given, Math.max(1, Math.round((blocks * s.rate) / total)));
+      left.set(s.id, share);
+      given += share;
+    });
+    // Stripes, round after round, each server's as long as its rate allows; at most
+    // MAX_ROUNDS rounds (longer stripes for a huge item), so a plan stays a short message.
+    const fastest = ranked[0]!.rate;
+    const longest = Math.max(stripeBlocks, Math.ceil(left.get(ranked[0]!.id)! / MAX_ROUNDS));
+    const per = new Map(
+      ranked.map((s) => [s.id, Math.max(1, Math.round((longest * s.rate) / fastest))]),
+    );
     const ranges: TargetRange[] = [];
     let start = 0;
-    ranked.forEach((s, i) => {
-      if (start >= item.size) return;
-      const end =
-        i === ranked.length - 1
-          ? item.size
-          : Math.min(item.size, start + Math.max(1, Math.round((blocks * s.rate) / total)) * align);
-      if (end > start) ranges.push({ start, end, serverId: s.id });
-      start = end;
-    });
+    for (let moved = true; start < item.size && moved;) {
+      moved = false;
+      for (const s of ranked) {
+        const n = Math.min(left.get(s.id)!, per.get(s.id)!);
+        if (n <= 0 || start >= item.size) continue;
+        left.set(s.id, left.get(s.id)! - n);
+        const end = Math.min(item.size, start + n * align);
+        const last = ranges.at(-1);
+        if (last?.serverId === s.id) ranges[ranges.length - 1] = { ...last, end };
+        else ranges.push({ start, end, serverId: s.id });
+        start = end;
+        moved = true;
+      }
+    }
     return ranges;
   };
 }

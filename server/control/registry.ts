@@ -18,6 +18,8 @@ import {
   ProtocolError,
   SUBPROTOCOL_REGISTRY_1,
   type DemandMessage,
+  type DigestedMessage,
+  type DigestMessage,
   type RegistryErrorCode,
   type RegistryServerMessage,
   type RelayClientMessage,
@@ -48,6 +50,8 @@ export interface RegistryEvents {
   stored(serverId: string, message: StoredMessage): void;
   /** A linked server's reader waits for ranges it lacks. */
   demand(serverId: string, message: DemandMessage): void;
+  /** A linked server answers a `digest` request. */
+  digested(serverId: string, message: DigestedMessage): void;
 }
 
 /** Options of {@link UploadServerRegistry}. */
@@ -108,6 +112,26 @@ export class UploadServerRegistry {
     return this.#links.has(id);
   }
 
+  /**
+   * Whether the server has a live link and an address of its own (not relayed): other servers can
+   * read its items over HTTP.
+   */
+  reachable(id: string): boolean {
+    const link = this.#links.get(id);
+    return link !== undefined && link.relay === undefined;
+  }
+
+  /**
+   * Sends a `digest` request over a server's link.
+   * @returns whether the server is linked (and the request went)
+   */
+  digest(id: string, request: DigestMessage): boolean {
+    const link = this.#links.get(id);
+    if (!link || link.ws.readyState !== link.ws.OPEN) return false;
+    send(link.ws, request);
+    return true;
+  }
+
   /** Takes a new registry link: it must register within the deadline. */
   accept(ws: WebSocket, req: IncomingMessage): void {
     if (ws.protocol !== SUBPROTOCOL_REGISTRY_1) {
@@ -151,6 +175,8 @@ export class UploadServerRegistry {
         link.watchdog.refresh();
         if (message.type === 'stored') this.#options.events.stored(link.endpoint.id, message);
         else if (message.type === 'demand') this.#options.events.demand(link.endpoint.id, message);
+        else if (message.type === 'digested')
+          this.#options.events.digested(link.endpoint.id, message);
         else if (message.type === 'register')
           this.#refuse(ws, 'bad-message', 'already registered', CLOSE.PROTOCOL_VIOLATION);
         else if (message.type !== 'heartbeat')

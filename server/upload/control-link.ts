@@ -19,6 +19,8 @@ import {
   RELAY_HEADER_BYTES,
   SUBPROTOCOL_REGISTRY_1,
   type ByteRange,
+  type DigestMessage,
+  type DigestedMessage,
   type RegisterMessage,
   type RegistryClientMessage,
   type RelayServerMessage,
@@ -63,6 +65,11 @@ export interface ControlLinkOptions {
     readonly maxMessage: number;
   };
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Computes the SHA-256 of an item split across servers (a `digest` request); its answer goes back
+   * as `digested`. Without it, such requests are answered `unavailable`.
+   */
+  readonly digest?: (request: DigestMessage) => Promise<DigestedMessage>;
 }
 
 /** Completions kept for the next link while it is down; older ones are dropped. */
@@ -109,11 +116,7 @@ export class ControlLink {
       complete: true,
       sha256,
     };
-    if (this.#registered) this.#send(message);
-    else {
-      this.#queue.push(message);
-      if (this.#queue.length > MAX_QUEUED) this.#queue.shift();
-    }
+    this.#report(message);
   }
 
   /** Reports that a reader waits for ranges this server lacks (dropped while the link is down). */
@@ -193,6 +196,10 @@ export class ControlLink {
           this.#send({ type: 'relay-refuse', channel: message.channel, status: 404 });
         return;
       }
+      if (message.type === 'digest') {
+        if (this.#registered) this.#digest(message);
+        return;
+      }
       if (this.#registered) return;
       this.#registered = true;
       this.#attempt = 0;
@@ -238,6 +245,36 @@ export class ControlLink {
       this.#retry = setTimeout(() => void this.#connect(), delay);
       this.#retry.unref();
     });
+  }
+
+  /** Runs a `digest` request; its answer waits for a registered link like a completion. */
+  #digest(request: DigestMessage): void {
+    const run =
+      this.#options.digest?.(request) ??
+      Promise.resolve<DigestedMessage>({
+        type: 'digested',
+        itemId: request.itemId,
+        code: 'unavailable',
+        message: 'this server computes no digests',
+      });
+    void run.then(
+      (answer) => this.#report(answer),
+      (e: unknown) =>
+        this.#report({
+          type: 'digested',
+          itemId: request.itemId,
+          code: 'unavailable',
+          message: String(e).slice(0, 1024),
+        }),
+    );
+  }
+
+  #report(message: RegistryClientMessage): void {
+    if (this.#registered) this.#send(message);
+    else {
+      this.#queue.push(message);
+      if (this.#queue.length > MAX_QUEUED) this.#queue.shift();
+    }
   }
 
   #send(message: RegistryClientMessage): void {

@@ -186,7 +186,8 @@ async function waitForRanges(
       ranges,
       record,
       holdMs: options.holdMs,
-      onDemand: options.onDemand,
+      // A reader that only waits (another server computing the item's digest) raises no demand.
+      onDemand: prefersNoDemand(req) ? undefined : options.onDemand,
       signal: gone.signal,
     });
   } finally {
@@ -238,4 +239,14 @@ function matchesAny(header: string | undefined, etag: string): boolean {
     .split(',')
     .map((t) => t.trim().replace(/^W\//, ''))
     .some((t) => t === '*' || t === etag);
+}
+
+/** Whether the request says `Prefer: no-demand` (RFC 7240 preference; others are ignored). */
+function prefersNoDemand(req: IncomingMessage): boolean {
+  const prefer = req.headers['prefer'];
+  return [prefer ?? []]
+    .flat()
+    .some((header) =>
+      header.split(',').some((p) => p.split(';')[0]!.trim().toLowerCase() === 'no-demand'),
+    );
 }

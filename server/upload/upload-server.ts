@@ -22,6 +22,7 @@ import { logFor, type Logger } from '../internal/log.js';
 import { CLOCK_LEEWAY_SECONDS, secretKey, uploadAudience, verifyToken } from '../tokens.js';
 import { grantOf, readGrantOf } from './grant.js';
 import { BufferBudget } from './buffer-budget.js';
+import { DigestJobs } from './digest-job.js';
 import { ControlLink, type ControlLinkOptions } from './control-link.js';
 import { Dup1Session } from './dup1-session.js';
 import { Dup2Session } from './dup2-session.js';
@@ -125,6 +126,11 @@ export interface UploadServerOptions {
    * ms. @default 10000
    */
   readonly holdMs?: number;
+  /**
+   * How long a digest of an item split across servers (asked by the control server) waits for one
+   * piece of the item to be stored, here or on a peer, before it gives up, in ms. @default 600000
+   */
+  readonly digestWaitMs?: number;
   /** `Retry-After` of that 503, in seconds. @default 2 */
   readonly retryAfterSeconds?: number;
   /**
@@ -293,6 +299,11 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
         log,
       })
     : undefined;
+  const digests = new DigestJobs({
+    store,
+    waitMs: positive(options.digestWaitMs, 600_000, 'digestWaitMs'),
+    log,
+  });
   const link = controlLinkOf(
     options,
     key,
@@ -304,6 +315,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       return address !== null && typeof address === 'object' ? address.port : undefined;
     },
     relay && { channels: relay, maxMessage: maxPayload },
+    (request) => digests.run(request),
   );
   const refuse = (_req: IncomingMessage, socket: Duplex): void => void socket.destroy();
   const holdMs = positive(options.holdMs, 10_000, 'holdMs');
@@ -474,6 +486,7 @@ export function createUploadServer(options: UploadServerOptions): UploadServer {
       await Promise.all([...sessions].map((s) => s.drain(drainMs)));
       // After the drain: relayed connections drain over the link, and completions reach it.
       link?.close();
+      digests.close();
       httpServer.off('request', onRequest);
       await shutdown(wss, httpServer, ownsServer);
       await store.close();
@@ -490,6 +503,7 @@ function controlLinkOf(
   log: (event: string, fields?: Record<string, unknown>) => void,
   port: () => number | undefined,
   relay: ControlLinkOptions['relay'],
+  digest: ControlLinkOptions['digest'],
 ): ControlLink | undefined {
   if (options.controlUrl === undefined) {
     if (options.relay) throw new TypeError('ws-uploader: `relay` needs `controlUrl`');
@@ -516,6 +530,7 @@ function controlLinkOf(
     maxItemSize,
     log,
     ...(relay ? { relay } : {}),
+    ...(digest ? { digest } : {}),
   });
 }
 

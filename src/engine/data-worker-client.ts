@@ -172,6 +172,7 @@ export class WorkerDataPlane implements DataPlane {
           priority: options.priority,
           urgent: options.urgent === true,
           multipart: options.multipart === true,
+          serverDigest: options.serverDigest === true,
           ...(options.deadline === undefined ? {} : { deadline: options.deadline }),
         },
       });

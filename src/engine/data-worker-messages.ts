@@ -42,6 +42,7 @@ export interface WorkerRunOptions {
   readonly urgent: boolean;
   readonly deadline?: number;
   readonly multipart: boolean;
+  readonly serverDigest: boolean;
 }
 
 /** Page to Worker. */

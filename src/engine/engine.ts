@@ -763,6 +763,7 @@ export class WsUploaderEngine extends EventTarget {
               reason: message.reason ?? 'publish',
               ...(message.deadline === undefined ? {} : { deadline: message.deadline }),
               ...(message.protocol === undefined ? {} : { protocol: message.protocol }),
+              ...(message.digest === undefined ? {} : { digest: message.digest }),
             },
             true,
           )

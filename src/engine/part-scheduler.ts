@@ -58,6 +58,12 @@ export interface RunOptions {
    * covers all of it on one server (the control server asked for `http/1`); otherwise ignored.
    */
   readonly multipart?: boolean;
+  /**
+   * An upload server computes the item's SHA-256 (the control server's `transmit` said `digest:
+   * server`): a whole item split across servers is not hashed here in `transport` integrity, and
+   * its result carries no `sha256`.
+   */
+  readonly serverDigest?: boolean;
 }
 
 interface Entry {
@@ -70,6 +76,7 @@ interface Entry {
   readonly seq: number;
   readonly signal: AbortSignal | undefined;
   readonly multipart: boolean;
+  readonly serverDigest: boolean;
   readonly resolve: (result: UploadResult) => void;
   readonly reject: (error: unknown) => void;
   /** Aborts the current run (a preemption, or the task's own signal). */
@@ -128,6 +135,7 @@ export class PartScheduler {
         seq: this.#seq++,
         signal,
         multipart: options.multipart === true,
+        serverDigest: options.serverDigest === true,
         resolve,
         reject,
         preempted: false,
@@ -218,7 +226,7 @@ export class PartScheduler {
       entry.onProgress({ ...p, bytesSent: entry.bytesSent, bytesStored: entry.bytesStored });
     };
     new TaskRun(this.#options, this.#pool, item, ranges, onProgress, attempt.signal)
-      .run(entry.multipart)
+      .run(entry.multipart, entry.serverDigest)
       .then(
         (result) => {
           this.#running.delete(entry);
@@ -299,8 +307,11 @@ class TaskRun {
     this.#whole = covers(merged, { start: 0, end: item.blob.size });
   }
 
-  /** @param multipart send a task of the whole item on one server as one multipart POST */
-  async run(multipart = false): Promise<UploadResult> {
+  /**
+   * @param multipart send a task of the whole item on one server as one multipart POST
+   * @param serverDigest an upload server computes the digest of an item split across servers
+   */
+  async run(multipart = false, serverDigest = false): Promise<UploadResult> {
     const size = this.#item.blob.size;
     const byServer = new Map<string, ByteRange[]>();
     for (const r of this.#ranges) {
@@ -316,7 +327,8 @@ class TaskRun {
     // Every server at once. Ranges going to several servers are hashed from the file alongside (the
     // bytes each server is sent do not come in the item's order).
     this.#hashing =
-      this.#whole && (this.#options.integrity === 'sha256' || byServer.size > 1 || size === 0);
+      this.#whole &&
+      (this.#options.integrity === 'sha256' || (byServer.size > 1 && !serverDigest) || size === 0);
     if (multipart && byServer.size === 1 && this.#whole && size > 0) {
       const [serverId] = byServer.keys();
       try {

@@ -214,6 +214,7 @@ export class TaskRunner {
           ...(task.deadline === undefined ? {} : { deadline: task.deadline }),
           // One multipart POST, as the control server asked, for a task of the whole item.
           multipart: task.protocol === 'http/1',
+          serverDigest: task.digest === 'server',
           signal: controller.signal,
         },
       )
@@ -284,7 +285,10 @@ export class TaskRunner {
         servers: [...result.servers],
       });
     }
-    if (whole) {
+    if (whole && result.sha256 === undefined && fromControl) {
+      // An upload server computes the item's digest: the control server's `completed` (or its
+      // error) ends the item. Until then it stays `uploading`, every byte stored.
+    } else if (whole) {
       this.#host.finished(held);
       this.#host.update(task.itemId, (s) => ({
         ...s,

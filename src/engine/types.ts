@@ -104,6 +104,12 @@ export interface RunningTask extends Required<TransmitTask> {
    * as one `multipart/form-data` POST to its upload server.
    */
   readonly protocol?: string;
+  /**
+   * `server` when an upload server computes the item's SHA-256 (an item split across servers):
+   * in `transport` integrity the browser does not hash it, and the item completes when the control
+   * server says so, with that digest.
+   */
+  readonly digest?: 'server';
 }
 
 /** Who a message goes to: one browser (`clientId`), every browser of a user, or a room. */

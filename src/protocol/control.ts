@@ -283,6 +283,13 @@ export interface TransmitMessage {
    * browser's choice. A browser that does not speak the named protocol uses its own choice.
    */
   readonly protocol?: string;
+  /**
+   * `server`: an upload server computes the item's SHA-256 (it reads the ranges other servers
+   * hold from them), so a browser in `transport` integrity sends no digest for this task and waits
+   * for `completed` to learn it. Absent: the browser reports the digest of a task that covers the
+   * whole item (as before this field).
+   */
+  readonly digest?: 'server';
 }
 /** Why a `transmit` was sent. */
 export type TransmitReason = 'publish' | 'request' | 'demand' | 'replan';
@@ -521,6 +528,7 @@ export function decodeControlServerMessage(text: string): ControlServerMessage {
         ...(o['deadline'] === undefined ? {} : { deadline: num(o, 'deadline', 0, 8.64e15) }),
         ...(reason === undefined ? {} : { reason }),
         ...(o['protocol'] === undefined ? {} : { protocol: str(o, 'protocol', 1, 32) }),
+        ...(o['digest'] === undefined ? {} : { digest: serverDigest(o) }),
       };
     }
     case 'located': {
@@ -660,4 +668,9 @@ function serverList(o: Obj): ServerInfo[] {
       tokenExpiresAt: int(s, 'tokenExpiresAt'),
     };
   });
+}
+
+function serverDigest(o: Obj): 'server' {
+  if (o['digest'] !== 'server') bad('digest must be server');
+  return 'server';
 }

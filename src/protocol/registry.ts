@@ -81,6 +81,54 @@ export interface DemandMessage {
   readonly ranges: readonly ByteRange[];
 }
 
+/**
+ * digested: the SHA-256 of a whole item, computed by this server for a `digest` request (with
+ * `sha256`), or why it could not be (with `code` and `message`).
+ */
+export interface DigestedMessage {
+  readonly type: 'digested';
+  readonly itemId: string;
+  /** Hex SHA-256 of the whole item. */
+  readonly sha256?: string;
+  /** Why there is no digest: see {@link DigestFailureCode}. */
+  readonly code?: DigestFailureCode;
+  readonly message?: string;
+}
+/**
+ * Why a `digest` request failed: `unavailable` (a peer did not answer, or not with the bytes),
+ * `timeout` (bytes did not arrive in time), `storage-failed` (this server could not read its own
+ * bytes, or they failed their CRC-32C).
+ */
+export type DigestFailureCode = 'unavailable' | 'timeout' | 'storage-failed';
+
+/** A server that holds ranges of an item, as a `digest` request names it. */
+export interface DigestPeer {
+  /** The item's URL on that server: `{httpUrl}/files/{itemId}`. */
+  readonly url: string;
+  /** A read token for the item on that server, sent as `Authorization: Bearer`. */
+  readonly token: string;
+}
+/** One range of an item in a `digest` request: this server's own, or read from `peers[peer]`. */
+export interface DigestSource {
+  readonly start: number;
+  readonly end: number;
+  /** Index into `peers`; absent: the range is (or will be) stored on this server. */
+  readonly peer?: number;
+}
+/**
+ * digest: compute the SHA-256 of a whole item split across servers, reading the ranges in order,
+ * each once it is stored (from this server's store or from a peer, over HTTP with `Prefer:
+ * no-demand`), and answer `digested`. A later `digest` for the same item replaces this one.
+ */
+export interface DigestMessage {
+  readonly type: 'digest';
+  readonly itemId: string;
+  readonly size: number;
+  readonly peers: readonly DigestPeer[];
+  /** Sorted, contiguous, covering `[0, size)`. */
+  readonly sources: readonly DigestSource[];
+}
+
 /** registered: the control server accepted the upload server. */
 export interface RegisteredMessage {
   readonly type: 'registered';
@@ -156,9 +204,15 @@ export type RelayServerMessage = RelayOpenMessage | RelayCloseMessage;
 
 /** Messages an upload server sends on its registry link. */
 export type RegistryClientMessage =
-  RegisterMessage | HeartbeatMessage | StoredMessage | DemandMessage | RelayClientMessage;
+  | RegisterMessage
+  | HeartbeatMessage
+  | StoredMessage
+  | DemandMessage
+  | DigestedMessage
+  | RelayClientMessage;
 /** Messages the control server sends on a registry link. */
-export type RegistryServerMessage = RegisteredMessage | RegistryErrorMessage | RelayServerMessage;
+export type RegistryServerMessage =
+  RegisteredMessage | RegistryErrorMessage | DigestMessage | RelayServerMessage;
 
 /**
  * Largest browser message on a relay channel when `register` names no `maxMessage`: a `dup/2`
@@ -170,6 +224,8 @@ export const DEFAULT_RELAY_MAX_MESSAGE = 1024 * 1024 + 17;
  * messages to its browsers (relay frames of `RELAY_HEADER_BYTES` and a `dup/2` frame) stay within it.
  */
 export const MAX_REGISTRY_MESSAGE = 1024 * 1024;
+/** Most peers one `digest` request names. */
+export const MAX_DIGEST_PEERS = 64;
 /** Largest `maxMessage` a server may register: 64 MiB. */
 export const MAX_RELAY_MESSAGE = 64 * 1024 * 1024;
 /** Bytes of a relay frame before its payload: `u32` channel, `u8` kind. */
@@ -335,6 +391,14 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
       if (ranges.length === 0) bad('ranges is empty');
       return { type: 'demand', itemId: id(o, 'itemId'), ranges };
     }
+    case 'digested': {
+      const itemId = id(o, 'itemId');
+      if (o['sha256'] !== undefined) return { type: 'digested', itemId, sha256: sha(o, 'sha256') };
+      const code = o['code'];
+      if (code !== 'unavailable' && code !== 'timeout' && code !== 'storage-failed')
+        bad('a digested message has sha256, or code unavailable, timeout or storage-failed');
+      return { type: 'digested', itemId, code, message: str(o, 'message', 0, 1024) };
+    }
     case 'relay-accept': {
       const protocol = str(o, 'protocol', 0, 64);
       if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]*$/.test(protocol))
@@ -382,6 +446,30 @@ export function decodeRegistryServerMessage(text: string): RegistryServerMessage
         code: str(o, 'code', 1, 64) as RegistryErrorCode,
         message: str(o, 'message', 0, 1024),
       };
+    case 'digest': {
+      const size = int(o, 'size');
+      const peers = arr(o, 'peers', MAX_DIGEST_PEERS).map((v, i) => {
+        const p = obj(v, `peers[${i}]`);
+        const url = str(p, 'url', 1, 2048);
+        if (!/^https?:\/\//.test(url)) bad(`peers[${i}].url must be an http: or https: URL`);
+        return { url, token: str(p, 'token', 1, MAX_TOKEN_BYTES) };
+      });
+      let cursor = 0;
+      const sources = arr(o, 'sources', MAX_RANGES_PER_FRAME).map((v, i) => {
+        const r = obj(v, `sources[${i}]`);
+        const start = int(r, 'start');
+        const end = int(r, 'end');
+        if (start !== cursor) bad(`sources[${i}] must start where the one before ends`);
+        if (end <= start) bad(`sources[${i}]: end must be greater than start`);
+        cursor = end;
+        if (r['peer'] === undefined) return { start, end };
+        const peer = int(r, 'peer');
+        if (peer >= peers.length) bad(`sources[${i}].peer names no peer`);
+        return { start, end, peer };
+      });
+      if (cursor !== size) bad('sources must cover the item');
+      return { type: 'digest', itemId: id(o, 'itemId'), size, peers, sources };
+    }
     case 'relay-open': {
       const offered = arr(o, 'protocols', 32).map((p, i) => {
         if (typeof p !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/.test(p))

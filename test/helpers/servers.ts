@@ -60,7 +60,11 @@ export interface TestDeploymentOptions {
   readonly uploadOptionsById?: Readonly<Record<string, TestUploadOptions>>;
   readonly controlOptions?: TestControlOptions;
   /** Options of the control server's planner (`createPlanner`), such as `{ splitMin }`. */
-  readonly plannerOptions?: { readonly splitMin?: number; readonly align?: number };
+  readonly plannerOptions?: {
+    readonly splitMin?: number;
+    readonly align?: number;
+    readonly stripe?: number;
+  };
   /**
    * Upload servers connect out to the control server (`controlUrl`, its `/registry`) instead of
    * being listed by hand, so they report demand.

@@ -222,4 +222,49 @@ describe('transports', () => {
     for (const r of ranges) expect(byServer[r.serverId]).to.equal(r.end - r.start);
     expect(Object.values(byServer).reduce((a, b) => a + b, 0)).to.equal(bytes.length);
   });
+
+  it('lets an upload server compute the digest of an item split in stripes, so the page reads each byte once', async () => {
+    d = await startDeployment({
+      uploadServers: 2,
+      linked: true,
+      plannerOptions: { splitMin: 4 * MiB, align: MiB, stripe: 2 * MiB },
+    });
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      dataWorker: false, // the file's reads are counted on the page
+      chunkSize: 256 * 1024,
+    });
+    await engine.start();
+    await until(() => engine!.servers.filter((s: ServerStatus) => s.state === 'open').length === 2);
+    const bytes = new Uint8Array(await randomFile(11 * MiB, 'x').arrayBuffer());
+    const file = new File([bytes], 'striped.bin');
+    let read = 0;
+    const slice = file.slice.bind(file);
+    file.slice = (start = 0, end = file.size, type?: string): Blob => {
+      const part = slice(start, end, type);
+      const whole = part.arrayBuffer.bind(part);
+      part.arrayBuffer = async () => {
+        read += part.size;
+        return whole();
+      };
+      return part;
+    };
+    const tasks: { digest?: string; ranges: readonly { serverId: string }[] }[] = [];
+    engine.on('transmit-request', (e) => tasks.push(e.detail.task));
+    const result = await upload(engine, file);
+    // Stripes of 2 MiB, one server after the other; the first server computed the digest.
+    expect(tasks[0]!.digest).to.equal('server');
+    const order = tasks[0]!.ranges.map((r) => r.serverId);
+    expect(order).to.have.length(6);
+    expect([...new Set(order)].sort()).to.deep.equal(['up-1', 'up-2']);
+    order.slice(1).forEach((id, i) => expect(id).to.not.equal(order[i]));
+    expect(result.sha256).to.equal(await sha256Hex(bytes));
+    // Hashing in the page would read the file a second time.
+    expect(read).to.be.within(bytes.length, 1.1 * bytes.length);
+    expect(engine.items.find((i) => i.itemId === result.itemId)).to.include({
+      state: 'complete',
+      sha256: result.sha256,
+    });
+  });
 });

@@ -30,11 +30,23 @@ describe('planners', () => {
     expect(defaultPlanner(item(64 * MiB - 1), servers)).to.deep.equal([
       { start: 0, end: 64 * MiB - 1, serverId: 'slow' },
     ]);
+    // In stripes: 16 MiB for the fastest server, a third of that for one a third as fast.
     const plan = defaultPlanner(item(100 * MiB), servers);
-    expect(plan).to.deep.equal([
+    expect(plan.slice(0, 4)).to.deep.equal([
+      { start: 0, end: 16 * MiB, serverId: 'fast' },
+      { start: 16 * MiB, end: 21 * MiB, serverId: 'slow' },
+      { start: 21 * MiB, end: 37 * MiB, serverId: 'fast' },
+      { start: 37 * MiB, end: 42 * MiB, serverId: 'slow' },
+    ]);
+    const share = (id: string) =>
+      plan.filter((r) => r.serverId === id).reduce((n, r) => n + r.end - r.start, 0);
+    expect([share('fast'), share('slow')]).to.deep.equal([75 * MiB, 25 * MiB]);
+    // One contiguous range each without stripes.
+    expect(createPlanner({ stripe: Infinity })(item(100 * MiB), servers)).to.deep.equal([
       { start: 0, end: 75 * MiB, serverId: 'fast' },
       { start: 75 * MiB, end: 100 * MiB, serverId: 'slow' },
     ]);
+    expect(() => createPlanner({ stripe: 0 })).to.throw(TypeError);
   });
 
   it('splits alike without measurements (11 blocks: 6 and 5), across at most maxServers, on aligned boundaries', () => {
@@ -64,17 +76,24 @@ describe('planners', () => {
         fc.integer({ min: 0, max: 2 ** 41 }),
         fc.integer({ min: 1, max: 5 }),
         fc.integer({ min: 1, max: 2 ** 24 }),
-        (size, measured, splitMin, maxServers, align) => {
+        fc.option(fc.integer({ min: 1, max: 2 ** 30 }), { nil: undefined }),
+        (size, measured, splitMin, maxServers, align, stripe) => {
           const servers = measured.map((m, i) => ({
             id: `s${i}`,
             ...(m.rttMs === undefined ? {} : { rttMs: m.rttMs }),
             ...(m.throughput === undefined ? {} : { throughput: m.throughput }),
           }));
-          const plan = createPlanner({ splitMin, maxServers, align })(item(size), servers);
+          const plan = createPlanner({ splitMin, maxServers, align, stripe: stripe ?? Infinity })(
+            item(size),
+            servers,
+          );
           const ids = new Set(servers.map((s) => s.id));
           expect(validatePlan(item(size), plan, ids)).to.equal(undefined);
-          expect(new Set(plan.map((r) => r.serverId)).size).to.equal(plan.length);
-          expect(plan.length).to.be.at.most(maxServers);
+          expect(new Set(plan.map((r) => r.serverId)).size).to.be.at.most(maxServers);
+          // Neighbours on one server are one range; without stripes, one range per server.
+          plan.slice(1).forEach((r, i) => expect(r.serverId).to.not.equal(plan[i]!.serverId));
+          if (stripe === undefined)
+            expect(new Set(plan.map((r) => r.serverId)).size).to.equal(plan.length);
         },
       ),
       { numRuns: 500 },

@@ -1,0 +1,200 @@
+/**
+ * The SHA-256 of an item split across upload servers, computed by one of them (a registry `digest`
+ * request). SHA-256 runs over the bytes in order, so no server can hash its own ranges alone: this
+ * server reads the item in order, its own ranges from its store and the others from the servers
+ * that hold them (`GET /files/{id}` with a `Range`, `Prefer: no-demand` and the read token the
+ * control server gave), each piece once it is stored. Started while the item is uploading, it
+ * follows the upload (the planner interleaves the servers' ranges), so the digest is ready soon
+ * after the last byte, and the browser never reads the file a second time to hash it.
+ * @internal
+ */
+import { createHash } from 'node:crypto';
+import { covers, type DigestedMessage, type DigestMessage } from '../../src/protocol/index.js';
+import type { ItemStore } from './file-store.js';
+import { waitForBytes } from './wait-for-bytes.js';
+
+/** Bytes read (or asked of a peer) at once: a reader waits for each piece to be stored. */
+const PIECE = 8 * 1024 * 1024;
+/** Most digests computed at once; more are answered `unavailable`. */
+const MAX_JOBS = 16;
+/** How long a peer that answered 503 (the bytes are not there yet) is left before asking again. */
+const PEER_RETRY_MS = 200;
+
+/** Options of {@link DigestJobs}. */
+export interface DigestJobsOptions {
+  readonly store: ItemStore;
+  /** The longest a digest waits for one piece of the item, in ms. */
+  readonly waitMs: number;
+  /** `fetch` for the peers' bytes (the global one by default). */
+  readonly fetch?: typeof fetch;
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
+}
+
+/** A failure of a digest, with the `digested` code it is reported with. */
+class DigestFailure extends Error {
+  constructor(
+    readonly code: NonNullable<DigestedMessage['code']>,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The digests this server computes: at most one per item (a later request replaces it). */
+export class DigestJobs {
+  readonly #options: DigestJobsOptions;
+  readonly #running = new Map<string, AbortController>();
+
+  constructor(options: DigestJobsOptions) {
+    this.#options = options;
+  }
+
+  /** Computes the item's SHA-256 as `request` says. */
+  async run(request: DigestMessage): Promise<DigestedMessage> {
+    const { itemId } = request;
+    this.#running.get(itemId)?.abort();
+    if (this.#running.size >= MAX_JOBS)
+      return failed(itemId, new DigestFailure('unavailable', 'too many digests at once'));
+    const controller = new AbortController();
+    this.#running.set(itemId, controller);
+    const started = performance.now();
+    try {
+      const sha256 = await this.#digest(request, controller.signal);
+      this.#options.log('digest', {
+        itemId,
+        sha256,
+        ms: Math.round(performance.now() - started),
+      });
+      return { type: 'digested', itemId, sha256 };
+    } catch (e) {
+      const failure =
+        e instanceof DigestFailure
+          ? e
+          : controller.signal.aborted
+            ? new DigestFailure('unavailable', 'replaced by a later digest request')
+            : new DigestFailure('unavailable', String(e));
+      this.#options.log('digest-failed', { itemId, code: failure.code, message: failure.message });
+      return failed(itemId, failure);
+    } finally {
+      if (this.#running.get(itemId) === controller) this.#running.delete(itemId);
+    }
+  }
+
+  /** Stops every digest under way. */
+  close(): void {
+    for (const controller of this.#running.values()) controller.abort();
+    this.#running.clear();
+  }
+
+  async #digest(request: DigestMessage, signal: AbortSignal): Promise<string> {
+    const hash = createHash('sha256');
+    for (const source of request.sources) {
+      for (let start = source.start; start < source.end; start += PIECE) {
+        const end = Math.min(source.end, start + PIECE);
+        if (signal.aborted) throw new DigestFailure('unavailable', 'stopped');
+        const peer = source.peer === undefined ? undefined : request.peers[source.peer]!;
+        if (peer) await this.#fromPeer(peer, start, end, hash, signal);
+        else await this.#fromStore(request.itemId, start, end, hash, signal);
+      }
+    }
+    return hash.digest('hex');
+  }
+
+  async #fromStore(
+    itemId: string,
+    start: number,
+    end: number,
+    hash: ReturnType<typeof createHash>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { store, waitMs } = this.#options;
+    const record = await store.get(itemId);
+    if (!record) throw new DigestFailure('unavailable', `no item ${itemId} here`);
+    if (!record.complete && !covers(record.ranges, { start, end })) {
+      const ready = await waitForBytes({
+        store,
+        itemId,
+        ranges: [{ start, end }],
+        record,
+        holdMs: waitMs,
+        signal,
+      });
+      if (!ready) {
+        if (signal.aborted) throw new DigestFailure('unavailable', 'stopped');
+        throw new DigestFailure('timeout', `bytes ${start}..${end} were not stored in time`);
+      }
+    }
+    try {
+      for await (const chunk of store.read(itemId, start, end)) hash.update(chunk as Buffer);
+    } catch (e) {
+      throw new DigestFailure('storage-failed', `could not read bytes ${start}..${end}: ${e}`);
+    }
+  }
+
+  async #fromPeer(
+    peer: { url: string; token: string },
+    start: number,
+    end: number,
+    hash: ReturnType<typeof createHash>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const doFetch = this.#options.fetch ?? fetch;
+    const deadline = performance.now() + this.#options.waitMs;
+    for (;;) {
+      let response: Response;
+      try {
+        response = await doFetch(peer.url, {
+          headers: {
+            Authorization: `Bearer ${peer.token}`,
+            Range: `bytes=${start}-${end - 1}`,
+            Prefer: 'no-demand',
+          },
+          signal,
+        });
+      } catch (e) {
+        throw new DigestFailure('unavailable', `${peer.url} could not be read: ${e}`);
+      }
+      if (response.status === 503 && performance.now() < deadline) {
+        // Not stored there yet (the peer waited its own hold time): ask again.
+        await response.body?.cancel();
+        await new Promise((resolve) => setTimeout(resolve, PEER_RETRY_MS));
+        continue;
+      }
+      if (response.status !== 206 && !(response.status === 200 && start === 0)) {
+        await response.body?.cancel();
+        throw new DigestFailure(
+          response.status === 503 ? 'timeout' : 'unavailable',
+          `${peer.url} answered ${response.status} for bytes ${start}..${end}`,
+        );
+      }
+      let got = 0;
+      const reader = response.body?.getReader();
+      try {
+        while (reader && got < end - start) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          const take = Math.min(value.length, end - start - got);
+          hash.update(take === value.length ? value : value.subarray(0, take));
+          got += take;
+        }
+      } catch (e) {
+        throw new DigestFailure('unavailable', `${peer.url} broke off: ${e}`);
+      } finally {
+        // The rest of a whole item sent for its first piece is not wanted.
+        await reader?.cancel().catch(() => undefined);
+      }
+      if (got < end - start)
+        throw new DigestFailure('unavailable', `${peer.url} sent ${got} of ${end - start} bytes`);
+      return;
+    }
+  }
+}
+
+function failed(itemId: string, failure: DigestFailure): DigestedMessage {
+  return {
+    type: 'digested',
+    itemId,
+    code: failure.code,
+    message: failure.message.slice(0, 1024),
+  };
+}
