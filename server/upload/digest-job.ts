@@ -154,8 +154,9 @@ export class DigestJobs {
       } catch (e) {
         throw new DigestFailure('unavailable', `${peer.url} could not be read: ${e}`);
       }
-      if (response.status === 503 && performance.now() < deadline) {
-        // Not stored there yet (the peer waited its own hold time): ask again.
+      if ((response.status === 503 || response.status === 404) && performance.now() < deadline) {
+        // Not stored there yet (the peer waited its own hold time), or the browser has not opened
+        // the item there yet: ask again.
         await response.body?.cancel();
         await new Promise((resolve) => setTimeout(resolve, PEER_RETRY_MS));
         continue;
@@ -163,7 +164,7 @@ export class DigestJobs {
       if (response.status !== 206 && !(response.status === 200 && start === 0)) {
         await response.body?.cancel();
         throw new DigestFailure(
-          response.status === 503 ? 'timeout' : 'unavailable',
+          response.status === 503 || response.status === 404 ? 'timeout' : 'unavailable',
           `${peer.url} answered ${response.status} for bytes ${start}..${end}`,
         );
       }

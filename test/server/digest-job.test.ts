@@ -1,0 +1,144 @@
+// A digest of an item split across two real upload servers: one reads its own stripes from its
+// store and the other's over HTTP, each once stored, without raising a demand.
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  crc32c,
+  decodeRegistryClientMessage,
+  decodeRegistryServerMessage,
+  ProtocolError,
+  type DigestMessage,
+} from '../../src/protocol/index.js';
+import {
+  createReadToken,
+  createUploadServer,
+  type Demand,
+  type UploadServer,
+} from '../../server/index.js';
+import { DigestJobs } from '../../server/upload/digest-job.js';
+import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
+import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
+
+const SECRET = 'd'.repeat(32);
+const MiB = 1024 * 1024;
+
+describe('digest of an item split across upload servers', () => {
+  const dirs: string[] = [];
+  const servers: UploadServer[] = [];
+  const peers: Dup2Peer[] = [];
+  const demands: Demand[] = [];
+
+  async function start(id: string): Promise<{ server: UploadServer; http: string; ws: string }> {
+    const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-digest-'));
+    dirs.push(dir);
+    const server = createUploadServer({
+      id,
+      secret: SECRET,
+      dataDir: dir,
+      holdMs: 300,
+      onDemand: (d) => demands.push(d),
+    });
+    servers.push(server);
+    const urls = await server.listen(0);
+    return { server, http: urls.http, ws: urls.ws };
+  }
+
+  /** Stores `parts` of `bytes` on a server over dup/2. */
+  async function store(
+    ws: string,
+    serverId: string,
+    itemId: string,
+    bytes: Uint8Array,
+    parts: [number, number][],
+  ): Promise<void> {
+    const p = new Dup2Peer(ws);
+    peers.push(p);
+    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience(serverId), 60, {
+      uid: 'u',
+    });
+    await p.send({ type: 'hello', token });
+    expect((await p.next()).type).to.equal('welcome');
+    await p.send({ type: 'open', uploadId: 1, itemId, size: bytes.length, mime: '', name: '' });
+    expect((await p.next()).type).to.equal('opened');
+    for (const [s, e] of parts) {
+      const payload = bytes.subarray(s, e);
+      await p.send({ type: 'data', uploadId: 1, offset: s, crc32c: crc32c(payload), payload });
+      expect((await p.next()).type).to.equal('ack');
+    }
+  }
+
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    for (const s of servers.splice(0)) await s.close();
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+    demands.length = 0;
+  });
+
+  const request = (itemId: string, url: string, token: string): DigestMessage => ({
+    type: 'digest',
+    itemId,
+    size: 3 * MiB,
+    peers: [{ url: `${url}/files/${itemId}`, token }],
+    sources: [
+      { start: 0, end: MiB },
+      { start: MiB, end: 2 * MiB, peer: 0 },
+      { start: 2 * MiB, end: 3 * MiB },
+    ],
+  });
+
+  it("follows the upload: the peer's stripe is read once stored there, and no demand is raised", async () => {
+    const a = await start('up-a');
+    const b = await start('up-b');
+    const bytes = new Uint8Array(randomBytes(3 * MiB));
+    await store(a.ws, 'up-a', 'split-1', bytes, [
+      [0, MiB],
+      [2 * MiB, 3 * MiB],
+    ]);
+    const token = await createReadToken(SECRET, 'up-b', { subject: 'up-a' });
+    const jobs = new DigestJobs({ store: a.server.store, waitMs: 5000, log: () => undefined });
+    const answer = jobs.run(request('split-1', b.http, token));
+    // The peer's stripe arrives after the digest started (its GET waits, asking again on 503).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await store(b.ws, 'up-b', 'split-1', bytes, [[MiB, 2 * MiB]]);
+    expect(await answer).to.deep.equal({
+      type: 'digested',
+      itemId: 'split-1',
+      sha256: sha256(bytes).hex,
+    });
+    expect(demands).to.deep.equal([]);
+  });
+
+  it('answers unavailable when a peer refuses the token, and timeout when its own bytes never come', async () => {
+    const a = await start('up-a');
+    const b = await start('up-b');
+    const bytes = new Uint8Array(randomBytes(3 * MiB));
+    await store(a.ws, 'up-a', 'split-2', bytes, [[0, MiB]]);
+    await store(b.ws, 'up-b', 'split-2', bytes, [[MiB, 2 * MiB]]);
+    const wrong = await createReadToken(SECRET, 'up-a', { subject: 'up-a' }); // not for up-b
+    const jobs = new DigestJobs({ store: a.server.store, waitMs: 300, log: () => undefined });
+    expect(await jobs.run(request('split-2', b.http, wrong))).to.include({
+      type: 'digested',
+      code: 'unavailable',
+    });
+    const token = await createReadToken(SECRET, 'up-b', { subject: 'up-a' });
+    // [2 MiB, 3 MiB) is never stored on up-a.
+    expect(await jobs.run(request('split-2', b.http, token))).to.include({ code: 'timeout' });
+  });
+
+  it('the codec takes digest and digested, and refuses sources that leave a gap', () => {
+    const good = request('split-3', 'http://127.0.0.1:1', 't');
+    expect(decodeRegistryServerMessage(JSON.stringify(good))).to.deep.equal(good);
+    const gap = { ...good, sources: [good.sources[0], good.sources[2]] };
+    expect(() => decodeRegistryServerMessage(JSON.stringify(gap))).to.throw(ProtocolError);
+    const noPeer = { ...good, peers: [] };
+    expect(() => decodeRegistryServerMessage(JSON.stringify(noPeer))).to.throw(ProtocolError);
+    const digested = { type: 'digested', itemId: 'split-3', sha256: 'ab'.repeat(32) };
+    expect(decodeRegistryClientMessage(JSON.stringify(digested))).to.deep.equal(digested);
+    expect(() =>
+      decodeRegistryClientMessage(JSON.stringify({ type: 'digested', itemId: 'split-3' })),
+    ).to.throw(ProtocolError);
+  });
+});
