@@ -1206,6 +1206,20 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
             }
           : { type: 'fetch-raw', ...common, url: urls.put, hash: kase.hash === true };
     } else {
+      // On loopback, the servers of a split link to the control server (as a deployment's do),
+      // so one of them computes a split item's digest. Behind the WAN's proxies they are listed
+      // by hand at the proxies' addresses, and the browser hashes a split item.
+      const linked = !kase.wan && kase.kind !== 'tus' && (kase.servers ?? 1) > 1;
+      const linkedControl = linked
+        ? await startRole({
+            kind: 'control',
+            secret: SECRET,
+            maxItemSize: Math.max(size, FULL_SIZE),
+            uploadServers: [],
+            maxServers: kase.servers,
+          })
+        : undefined;
+      if (linkedControl) roles.push(linkedControl);
       for (let i = 1; i <= (kase.servers ?? 1); i++) {
         const role = await startRole({
           kind: 'upload',
@@ -1213,6 +1227,14 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
           id: `up-${i}`,
           secret: SECRET,
           maxItemSize: Math.max(size, FULL_SIZE),
+          ...(linkedControl
+            ? {
+                controlUrl: linkedControl.urls.control!.replace(
+                  /^(wss?:\/\/[^/]+).*$/,
+                  '$1/registry',
+                ),
+              }
+            : {}),
         });
         roles.push(role);
         uploads.push(role);
@@ -1231,14 +1253,16 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
           ...(kase.chunkSize === undefined ? {} : { chunkSize: kase.chunkSize }),
         };
       } else {
-        // The control server's planner splits every item into equal ranges, one per server.
-        const control = await startRole({
-          kind: 'control',
-          secret: SECRET,
-          maxItemSize: Math.max(size, FULL_SIZE),
-          uploadServers: servers,
-        });
-        roles.push(control);
+        // The control server's planner splits every item into equal shares, one per server.
+        const control =
+          linkedControl ??
+          (await startRole({
+            kind: 'control',
+            secret: SECRET,
+            maxItemSize: Math.max(size, FULL_SIZE),
+            uploadServers: servers,
+          }));
+        if (!linkedControl) roles.push(control);
         const controlUrl = (await reach({ control: control.urls.control! })).control;
         step = {
           type: kase.kind === 'download' ? 'download' : 'engine',

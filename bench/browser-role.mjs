@@ -38,8 +38,8 @@ import { secretKey, signToken, uploadAudience } from '../dist/server/tokens.js';
 /**
  * @typedef {{ id: string, url: string, httpUrl: string }} Endpoint
  * @typedef {{ kind: 'sinks', dir: string }
- *   | { kind: 'upload', dir: string, id: string, secret: string, maxItemSize: number }
- *   | { kind: 'control', secret: string, uploadServers: Endpoint[], maxItemSize: number }
+ *   | { kind: 'upload', dir: string, id: string, secret: string, maxItemSize: number, controlUrl?: string }
+ *   | { kind: 'control', secret: string, uploadServers: Endpoint[], maxItemSize: number, maxServers?: number }
  *   | { kind: 'proxy', urls: Record<string, string>, shape: Record<string, unknown> }
  * } RoleStart
  * @typedef {{ urls: Record<string, string>, token?: string }} Started
@@ -189,6 +189,8 @@ async function startUpload(start) {
     maxItemSize: start.maxItemSize,
     // Every connection comes from 127.0.0.1.
     maxConnectionsPerIp: 1024,
+    // Linked to the control server, for a split's digest (see the benchmark's `linked`).
+    ...(start.controlUrl ? { controlUrl: start.controlUrl } : {}),
   });
   const urls = await server.listen(0, '127.0.0.1');
   const { token } = await signToken(
@@ -228,7 +230,10 @@ async function startControl(start) {
     secret: start.secret,
     uploadServers: start.uploadServers,
     maxItemSize: start.maxItemSize,
-    plan: createPlanner({ splitMin: 0, maxServers: start.uploadServers.length }),
+    plan: createPlanner({
+      splitMin: 0,
+      maxServers: start.maxServers ?? Math.max(1, start.uploadServers.length),
+    }),
     // Every item is uploaded.
     inlineMax: 0,
   });
