@@ -412,6 +412,12 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     },
   });
   const digests = new SplitDigests(registry, key, readTtl);
+  /** Forgets a task: its record, its digest and any wait for its server's verification. */
+  const forgetTask = async (taskId: string): Promise<void> => {
+    await store.deleteTask(taskId);
+    digests.drop(taskId);
+    awaiting.delete(taskId);
+  };
   // Sessions past their resume time are forgotten, with the tasks their browsers never finished.
   const sweeper = setInterval(
     () =>
@@ -584,9 +590,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
 
   /** Forgets a task that will not complete, and settles its item. */
   const endTask = async (task: TaskRecord): Promise<void> => {
-    await store.deleteTask(task.taskId);
-    digests.drop(task.taskId);
-    awaiting.delete(task.taskId);
+    await forgetTask(task.taskId);
     await settle(task.itemId);
   };
 
@@ -666,8 +670,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     let rest: TargetRange[] | undefined;
     for (const t of await store.tasks(itemId)) {
       if (t.protocol !== PROTOCOL.HTTP_1) continue;
-      await store.deleteTask(t.taskId);
-      digests.drop(t.taskId);
+      await forgetTask(t.taskId);
       send(session.ws, {
         type: 'cancel',
         taskId: t.taskId,
@@ -696,8 +699,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
 
   /** Records an item as stored, tells the browser and the app. */
   const complete = async (session: Session, task: TaskRecord, sha256: string): Promise<void> => {
-    await store.deleteTask(task.taskId);
-    digests.drop(task.taskId);
+    await forgetTask(task.taskId);
     const item = await store.getItem(task.itemId);
     if (!item) return;
     const servers = [...new Set([...item.servers, ...task.ranges.map((r) => r.serverId)])];
@@ -721,8 +723,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     code: ControlErrorCode,
     why: string,
   ): Promise<void> => {
-    await store.deleteTask(task.taskId);
-    digests.drop(task.taskId);
+    await forgetTask(task.taskId);
     const item = await store.getItem(task.itemId);
     if (item) await store.putItem({ ...item, state: 'failed' });
     options.onTask?.({
@@ -876,9 +877,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       if (task.ranges.every((r) => live.has(r.serverId))) continue;
       const session = sessions.get(task.clientId);
       const item = await store.getItem(task.itemId);
-      await store.deleteTask(task.taskId);
-      digests.drop(task.taskId);
-      awaiting.delete(task.taskId);
+      await forgetTask(task.taskId);
       if (!item) continue;
       if (!session) {
         // Its browser is away: the item waits to be published again.
@@ -1021,9 +1020,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     await store.deleteItem(item.meta.itemId);
     if (item.inline) inlineBytes -= item.meta.size;
     for (const task of await store.tasks(item.meta.itemId)) {
-      await store.deleteTask(task.taskId);
-      digests.drop(task.taskId);
-      awaiting.delete(task.taskId);
+      await forgetTask(task.taskId);
       const holder = sessions.get(task.clientId);
       if (holder)
         send(holder.ws, { type: 'cancel', taskId: task.taskId, itemId: task.itemId, reason });
@@ -1064,9 +1061,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
     if (existing && existing.clientId !== owner.clientId && existing.state === 'uploading') {
       // Published again from another browser: the old one's tasks are orphans.
       for (const task of await store.tasks(meta.itemId)) {
-        await store.deleteTask(task.taskId);
-        digests.drop(task.taskId);
-        awaiting.delete(task.taskId);
+        await forgetTask(task.taskId);
       }
       previous = { ...existing, state: 'published' };
     }
@@ -1296,8 +1291,7 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       case 'fail': {
         const task = await store.getTask(message.taskId);
         if (!task || task.clientId !== session.clientId) return;
-        await store.deleteTask(task.taskId);
-        digests.drop(task.taskId);
+        await forgetTask(task.taskId);
         const item = await store.getItem(task.itemId);
         // Declined by the page (its app vetoed the task): the item waits, it did not fail.
         if (item?.state === 'uploading')

@@ -69,7 +69,7 @@ export interface ControlLinkOptions {
    * Computes the SHA-256 of an item split across servers (a `digest` request); its answer goes back
    * as `digested`. Without it, such requests are answered `unavailable`.
    */
-  readonly digest?: (request: DigestMessage) => Promise<DigestedMessage>;
+  readonly digest?: (request: DigestMessage) => Promise<DigestedMessage | undefined>;
 }
 
 /** Completions kept for the next link while it is down; older ones are dropped. */
@@ -251,14 +251,15 @@ export class ControlLink {
   #digest(request: DigestMessage): void {
     const run =
       this.#options.digest?.(request) ??
-      Promise.resolve<DigestedMessage>({
+      Promise.resolve<DigestedMessage | undefined>({
         type: 'digested',
         itemId: request.itemId,
         code: 'unavailable',
         message: 'this server computes no digests',
       });
     void run.then(
-      (answer) => this.#report(answer),
+      // None for a request replaced by a later one (which answers instead).
+      (answer) => answer && this.#report(answer),
       (e: unknown) =>
         this.#report({
           type: 'digested',

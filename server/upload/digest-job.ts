@@ -9,7 +9,7 @@
  * @internal
  */
 import { createHash } from 'node:crypto';
-import { covers, type DigestedMessage, type DigestMessage } from '../../src/protocol/index.js';
+import { type DigestedMessage, type DigestMessage } from '../../src/protocol/index.js';
 import type { ItemStore } from './file-store.js';
 import { waitForBytes } from './wait-for-bytes.js';
 
@@ -49,10 +49,15 @@ export class DigestJobs {
     this.#options = options;
   }
 
-  /** Computes the item's SHA-256 as `request` says. */
-  async run(request: DigestMessage): Promise<DigestedMessage> {
+  /**
+   * Computes the item's SHA-256 as `request` says.
+   * @returns the answer; none for a digest that a later request for the item replaced, or that
+   *   {@link close} stopped (the later request answers; a closing server answers nothing)
+   */
+  async run(request: DigestMessage): Promise<DigestedMessage | undefined> {
     const { itemId } = request;
     this.#running.get(itemId)?.abort();
+    this.#running.delete(itemId);
     if (this.#running.size >= MAX_JOBS)
       return failed(itemId, new DigestFailure('unavailable', 'too many digests at once'));
     const controller = new AbortController();
@@ -67,12 +72,8 @@ export class DigestJobs {
       });
       return { type: 'digested', itemId, sha256 };
     } catch (e) {
-      const failure =
-        e instanceof DigestFailure
-          ? e
-          : controller.signal.aborted
-            ? new DigestFailure('unavailable', 'replaced by a later digest request')
-            : new DigestFailure('unavailable', String(e));
+      if (controller.signal.aborted) return undefined;
+      const failure = e instanceof DigestFailure ? e : new DigestFailure('unavailable', String(e));
       this.#options.log('digest-failed', { itemId, code: failure.code, message: failure.message });
       return failed(itemId, failure);
     } finally {
@@ -110,19 +111,18 @@ export class DigestJobs {
     const { store, waitMs } = this.#options;
     const record = await store.get(itemId);
     if (!record) throw new DigestFailure('unavailable', `no item ${itemId} here`);
-    if (!record.complete && !covers(record.ranges, { start, end })) {
-      const ready = await waitForBytes({
-        store,
-        itemId,
-        ranges: [{ start, end }],
-        record,
-        holdMs: waitMs,
-        signal,
-      });
-      if (!ready) {
-        if (signal.aborted) throw new DigestFailure('unavailable', 'stopped');
-        throw new DigestFailure('timeout', `bytes ${start}..${end} were not stored in time`);
-      }
+    // At once when they are stored already.
+    const ready = await waitForBytes({
+      store,
+      itemId,
+      ranges: [{ start, end }],
+      record,
+      holdMs: waitMs,
+      signal,
+    });
+    if (!ready) {
+      if (signal.aborted) throw new DigestFailure('unavailable', 'stopped');
+      throw new DigestFailure('timeout', `bytes ${start}..${end} were not stored in time`);
     }
     try {
       for await (const chunk of store.read(itemId, start, end)) hash.update(chunk as Buffer);

@@ -128,6 +128,22 @@ describe('digest of an item split across upload servers', () => {
     expect(await jobs.run(request('split-2', b.http, token))).to.include({ code: 'timeout' });
   });
 
+  it('answers nothing for a digest that a later request for the item replaced', async () => {
+    const a = await start('up-a');
+    const b = await start('up-b');
+    const bytes = new Uint8Array(randomBytes(3 * MiB));
+    await store(a.ws, 'up-a', 'split-4', bytes, [[0, MiB]]);
+    const token = await createReadToken(SECRET, 'up-b', { subject: 'up-a' });
+    const jobs = new DigestJobs({ store: a.server.store, waitMs: 5000, log: () => undefined });
+    // Waits for up-b's stripe, which comes only after the second request.
+    const first = jobs.run(request('split-4', b.http, token));
+    const second = jobs.run(request('split-4', b.http, token));
+    expect(await first).to.equal(undefined);
+    await store(a.ws, 'up-a', 'split-4', bytes, [[2 * MiB, 3 * MiB]]);
+    await store(b.ws, 'up-b', 'split-4', bytes, [[MiB, 2 * MiB]]);
+    expect(await second).to.include({ sha256: sha256(bytes).hex });
+  });
+
   it('the codec takes digest and digested, and refuses sources that leave a gap', () => {
     const good = request('split-3', 'http://127.0.0.1:1', 't');
     expect(decodeRegistryServerMessage(JSON.stringify(good))).to.deep.equal(good);
