@@ -316,7 +316,9 @@ export class OpfsItemStore implements ItemStore {
     ).getDirectoryHandle(ROOT, {
       create: true,
     });
-    // A part being written (by the service worker, say) keeps the folder busy for a moment.
+    // A part being written (by the service worker, say) keeps the folder busy for a moment
+    // (NoModificationAllowedError), or adds a file to it while it is being emptied (Chromium
+    // reports the folder not empty as InvalidModificationError): tried again.
     for (let attempt = 0; ; attempt++) {
       try {
         await root.removeEntry(itemId, { recursive: true });
@@ -324,7 +326,8 @@ export class OpfsItemStore implements ItemStore {
       } catch (e) {
         const name = (e as DOMException).name;
         if (name === 'NotFoundError') return;
-        if (name !== 'NoModificationAllowedError' || attempt >= 20) throw e;
+        const busy = name === 'NoModificationAllowedError' || name === 'InvalidModificationError';
+        if (!busy || attempt >= 20) throw e;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }

@@ -133,7 +133,8 @@ async function moveIntoPlace(
       await file.move(name);
       return true;
     } catch (e) {
-      if ((e as DOMException).name !== 'NoModificationAllowedError') throw e;
+      const why = (e as DOMException).name;
+      if (why !== 'NoModificationAllowedError' && why !== 'InvalidModificationError') throw e;
       if (attempt >= MOVE_ATTEMPTS) {
         const there = await dir
           .getFileHandle(name)

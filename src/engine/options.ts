@@ -117,7 +117,8 @@ export interface EngineOptions {
    * - `'transport'`: the page computes no digest of the whole item. Each `dup/2` chunk carries a
    *   CRC-32C; HTTP parts go as `Blob` bodies the browser streams from the file. The upload server
    *   computes the item's SHA-256 from the bytes it stored and reports it, and `complete` carries it.
-   *   An item split over several servers is still hashed by the page (no one server has all of it).
+   *   An item split over several servers is hashed by one of them, reading the others' ranges,
+   *   where they are all linked to the control server; by the page where they are not.
    * - `'sha256'`: the page also computes the item's SHA-256 from the file and the server verifies it
    *   before the item counts as stored: proof, end to end, that the server holds what the page read.
    * @default 'transport'
