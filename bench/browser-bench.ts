@@ -256,6 +256,15 @@ const CASES: readonly Case[] = [
     baseline: 'fetch',
   },
   {
+    // What the machine allows a split: three sink processes on the same cores, no digest.
+    key: 'fetch-x3',
+    name: 'raw fetch PUTs, a third of the file to each of 3 sinks',
+    section: 'upload',
+    kind: 'fetch-raw',
+    servers: 3,
+    baseline: 'fetch',
+  },
+  {
     key: 'tus',
     name: 'tus-js-client, default (one PATCH)',
     section: 'upload',
