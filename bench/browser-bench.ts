@@ -846,6 +846,19 @@ function threadCpu(pids: readonly number[]): Map<string, number> {
   return cpu;
 }
 
+/**
+ * CPU time of each process, by pid: a process's own count keeps the time of its threads that
+ * ended (a Worker terminated at the end of a run), which a sum over its live threads loses.
+ */
+function processCpu(pids: readonly number[]): Map<number, number> {
+  const cpu = new Map<number, number>();
+  for (const pid of pids) {
+    const stat = readStat(`/proc/${pid}/stat`);
+    if (stat) cpu.set(pid, stat.cpu);
+  }
+  return cpu;
+}
+
 /** What Chromium used during a case. */
 interface BrowserUse {
   /** Peak of the summed PSS of Chromium's processes, in bytes. */
@@ -890,6 +903,7 @@ async function sampleBrowser(rootPid: number): Promise<BrowserSampler> {
   };
   const renderers = (): number[] => pids.filter((pid) => typeOf(pid) === 'renderer');
   const before = threadCpu(pids);
+  const processesBefore = processCpu(pids);
   let pssPeak = 0;
   let rendererPeak = 0;
   let rendererStart: number | undefined;
@@ -928,11 +942,13 @@ async function sampleBrowser(rootPid: number): Promise<BrowserSampler> {
       clearInterval(timer);
       await tick();
       const used = busiest(before, threadCpu(pids));
+      let cpu = 0;
+      for (const [pid, c] of processCpu(pids)) cpu += c - (processesBefore.get(pid) ?? 0);
       return {
         pssPeak,
         rendererStart: rendererStart ?? 0,
         rendererPeak,
-        cpu: used.reduce((sum, [, c]) => sum + c, 0),
+        cpu,
         threads: used.slice(0, 4),
       };
     },

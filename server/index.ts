@@ -12,6 +12,7 @@ export {
   FileStore,
   StoreError,
   type ItemStore,
+  type StoreWriteOptions,
   type ItemRecord,
   type NewItem,
 } from './upload/file-store.js';

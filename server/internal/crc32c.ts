@@ -8,7 +8,8 @@
 import { createRequire } from 'node:module';
 import { crc32c as portable } from '../../src/protocol/index.js';
 
-type Crc32c = (bytes: Uint8Array) => number;
+/** CRC-32C of `bytes`, continuing from the CRC-32C `previous` of the bytes before them. */
+type Crc32c = (bytes: Uint8Array, previous?: number) => number;
 
 function load(): Crc32c {
   try {
@@ -17,15 +18,20 @@ function load(): Crc32c {
         crc32c(input: Buffer, initialState?: number): number;
       }
     ).crc32c;
-    const fast: Crc32c = (bytes) =>
-      native(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) >>> 0;
+    const fast: Crc32c = (bytes, previous = 0) =>
+      native(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), previous) >>> 0;
     const probe = new TextEncoder().encode('123456789');
-    if (fast(probe) === portable(probe) >>> 0) return fast;
+    const whole = portable(probe) >>> 0;
+    if (fast(probe) === whole && fast(probe.subarray(4), fast(probe.subarray(0, 4))) === whole)
+      return fast;
   } catch {
     // Not installed, or no binary for this platform.
   }
   return portable;
 }
 
-/** CRC-32C (Castagnoli) of `bytes`, as an unsigned 32-bit integer. */
+/**
+ * CRC-32C (Castagnoli) of `bytes`, as an unsigned 32-bit integer; with `previous`, of the bytes
+ * that gave `previous` followed by `bytes`.
+ */
 export const crc32c: Crc32c = load();

@@ -97,6 +97,15 @@ export class StoreError extends Error {
   }
 }
 
+/** Options of {@link ItemStore.writev}. */
+export interface StoreWriteOptions {
+  /**
+   * `false`: the bytes need not be durable yet; a later write that commits makes them so.
+   * @default true
+   */
+  readonly commit?: boolean;
+}
+
 /**
  * The storage an upload server needs. {@link FileStore} keeps items on disk; another backend
  * implements the same methods.
@@ -115,6 +124,20 @@ export interface ItemStore {
    * @param crc the CRC-32C of `bytes` when the caller knows it (it is computed otherwise)
    */
   write(itemId: string, offset: number, bytes: Uint8Array, crc?: number): Promise<ItemRecord>;
+  /**
+   * Optional. Stores `parts`, one after the other, at an offset, as `write` would store them
+   * joined, without joining them first. With `commit: false` it resolves once the bytes are
+   * written but before they are durable (they are not in the item's ranges yet); the next write of
+   * the item that commits (the default) makes them durable with its own, and `writev` of no parts
+   * commits them alone. An HTTP body is stored this way: one flush per request, not per chunk.
+   * Without it, the server joins the parts and calls `write`.
+   */
+  writev?(
+    itemId: string,
+    offset: number,
+    parts: readonly Uint8Array[],
+    options?: StoreWriteOptions,
+  ): Promise<ItemRecord>;
   /**
    * Verifies the whole item against `sha256` (hex) and marks it complete; without `sha256`, marks
    * it complete with the digest of what is stored (a client that sends none: a dup/2 FINISH without
@@ -258,14 +281,30 @@ export class FileStore implements ItemStore {
     return (await this.#slot(itemId))?.record;
   }
 
-  async write(
+  write(itemId: string, offset: number, bytes: Uint8Array, crc?: number): Promise<ItemRecord> {
+    return this.#write(itemId, offset, [bytes], crc, true);
+  }
+
+  writev(
     itemId: string,
     offset: number,
-    bytes: Uint8Array,
-    crc?: number,
+    parts: readonly Uint8Array[],
+    options: StoreWriteOptions = {},
   ): Promise<ItemRecord> {
+    return this.#write(itemId, offset, parts, undefined, options.commit ?? true);
+  }
+
+  async #write(
+    itemId: string,
+    offset: number,
+    parts: readonly Uint8Array[],
+    crc: number | undefined,
+    commit: boolean,
+  ): Promise<ItemRecord> {
+    let length = 0;
+    for (const part of parts) length += part.length;
+    const end = offset + length;
     const slot = await this.#serial(itemId, async (s) => {
-      const end = offset + bytes.length;
       if (end > s.record.size) {
         throw new StoreError(
           'out-of-range',
@@ -284,24 +323,41 @@ export class FileStore implements ItemStore {
       }
       try {
         s.handle ??= await open(this.#dataPath(itemId), 'r+');
-        // Bytes stored already (or being stored) must be the very same bytes.
-        let at = offset;
-        for (const piece of [...fresh, { start: end, end }]) {
-          if (piece.start > at)
-            await sameBytes(
-              s.handle,
-              bytes.subarray(at - offset, piece.start - offset),
-              at,
-              itemId,
-            );
-          at = piece.end;
-        }
-        for (const piece of fresh) {
-          const slice = bytes.subarray(piece.start - offset, piece.end - offset);
-          await writeFully(s.handle, slice, piece.start);
-          const whole = piece.start === offset && piece.end === end;
-          s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
-          s.hash?.offer(piece.start, slice);
+        if (fresh.length === 1 && fresh[0]!.start === offset && fresh[0]!.end === end) {
+          // All new (the usual case): written as given, without joining the parts first.
+          await writeAll(s.handle, parts, offset);
+          let sum = crc;
+          if (sum === undefined) {
+            sum = 0;
+            for (const part of parts) sum = crc32c(part, sum);
+          }
+          s.pending.push({ start: offset, end, crc32c: sum });
+          let at = offset;
+          for (const part of parts) {
+            s.hash?.offer(at, part);
+            at += part.length;
+          }
+        } else {
+          const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+          // Bytes stored already (or being stored) must be the very same bytes.
+          let at = offset;
+          for (const piece of [...fresh, { start: end, end }]) {
+            if (piece.start > at)
+              await sameBytes(
+                s.handle,
+                bytes.subarray(at - offset, piece.start - offset),
+                at,
+                itemId,
+              );
+            at = piece.end;
+          }
+          for (const piece of fresh) {
+            const slice = bytes.subarray(piece.start - offset, piece.end - offset);
+            await writeAll(s.handle, [slice], piece.start);
+            const whole = piece.start === offset && piece.end === end;
+            s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
+            s.hash?.offer(piece.start, slice);
+          }
         }
         // Only when these bytes did not reach the digest (held, or past a gap): not per chunk.
         if (s.hash && s.hash.hashedTo < end) this.#catchUp(s);
@@ -315,12 +371,13 @@ export class FileStore implements ItemStore {
       }
       return s;
     });
+    if (!commit) return slot.record;
     const record = await this.#commit(slot);
     // Bytes this write found already being stored were in a batch that may have failed since.
-    if (!record.complete && !covers(record.ranges, { start: offset, end: offset + bytes.length })) {
+    if (!record.complete && !covers(record.ranges, { start: offset, end })) {
       throw new StoreError(
         'storage-failed',
-        `bytes ${offset}..${offset + bytes.length} of ${itemId} could not be stored; send them again`,
+        `bytes ${offset}..${end} of ${itemId} could not be stored; send them again`,
       );
     }
     return record;
@@ -913,11 +970,23 @@ async function syncFolder(path: string): Promise<void> {
   }
 }
 
-async function writeFully(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
-    done += bytesWritten;
+/** Writes `parts` one after the other at `position`, all of them (the system may write less). */
+async function writeAll(
+  fh: FileHandle,
+  parts: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
+  let left = parts.filter((part) => part.length > 0);
+  while (left.length > 0) {
+    let { bytesWritten } =
+      left.length === 1
+        ? await fh.write(left[0]!, 0, left[0]!.length, position)
+        : await fh.writev(left, position);
+    position += bytesWritten;
+    let i = 0;
+    while (i < left.length && bytesWritten >= left[i]!.length) bytesWritten -= left[i++]!.length;
+    left = left.slice(i);
+    if (bytesWritten > 0) left[0] = left[0]!.subarray(bytesWritten);
   }
 }
 

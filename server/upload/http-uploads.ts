@@ -356,37 +356,60 @@ async function writeBody(
   options: HttpUploadOptions,
   hash: ReturnType<typeof createHash> | undefined,
 ): Promise<number> {
+  const { store, chunk } = options;
   let offset = start;
+  /** What came of the body and is not written yet: less than `chunk` bytes between writes. */
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  /** Writes what is pending in pieces of `options.chunk` bytes; a shorter rest only when `all`. */
-  const flush = async (all: boolean): Promise<void> => {
-    if (pendingBytes === 0 || (!all && pendingBytes < options.chunk)) return;
-    const bytes = Buffer.concat(pending, pendingBytes);
-    let at = 0;
-    for (; bytes.length - at >= options.chunk || (all && at < bytes.length);) {
-      const piece = bytes.subarray(at, Math.min(at + options.chunk, bytes.length));
-      if (offset + piece.length > end)
-        throw new HttpError('bad-request', 'the body is longer than its range');
-      if (!allowsWrite(grant, itemId, offset, offset + piece.length)) {
-        throw new HttpError('forbidden', `the token does not allow writing bytes at ${offset}`);
-      }
-      hash?.update(piece);
-      await options.store.write(itemId, offset, piece);
-      offset += piece.length;
-      at += piece.length;
-    }
-    pending = at < bytes.length ? [bytes.subarray(at)] : [];
-    pendingBytes = bytes.length - at;
-  };
-  for await (const chunk of body) {
-    pending.push(chunk as Buffer);
-    pendingBytes += (chunk as Buffer).length;
-    if (offset + pendingBytes > end)
+  /** Chunks written but not yet made durable (with a store that can defer it). */
+  let uncommitted = false;
+  /** Writes `parts` (`length` bytes) at `offset`; durably when `commit`. */
+  const write = async (parts: Buffer[], length: number, commit: boolean): Promise<void> => {
+    if (offset + length > end)
       throw new HttpError('bad-request', 'the body is longer than its range');
-    await flush(false);
+    if (!allowsWrite(grant, itemId, offset, offset + length)) {
+      throw new HttpError('forbidden', `the token does not allow writing bytes at ${offset}`);
+    }
+    if (hash) for (const part of parts) hash.update(part);
+    if (store.writev) {
+      await store.writev(itemId, offset, parts, { commit });
+      uncommitted = !commit;
+    } else {
+      await store.write(
+        itemId,
+        offset,
+        parts.length === 1 ? parts[0]! : Buffer.concat(parts, length),
+      );
+    }
+    offset += length;
+  };
+  try {
+    for await (const data of body) {
+      let rest = data as Buffer;
+      if (offset + pendingBytes + rest.length > end)
+        throw new HttpError('bad-request', 'the body is longer than its range');
+      // Chunks of exactly `chunk` bytes, from the body's buffers as they came (no copy); made
+      // durable together at the end, one flush per body.
+      while (pendingBytes + rest.length >= chunk) {
+        const take = chunk - pendingBytes;
+        pending.push(rest.subarray(0, take));
+        rest = rest.subarray(take);
+        const parts = pending;
+        pending = [];
+        pendingBytes = 0;
+        await write(parts, chunk, false);
+      }
+      if (rest.length > 0) {
+        pending.push(rest);
+        pendingBytes += rest.length;
+      }
+    }
+    if (pendingBytes > 0 || uncommitted) await write(pending, pendingBytes, true);
+  } finally {
+    // A body cut short keeps what was written of it, as a body read to the end does.
+    if (uncommitted)
+      await store.writev!(itemId, offset, [], { commit: true }).catch(() => undefined);
   }
-  await flush(true);
   return offset - start;
 }
 

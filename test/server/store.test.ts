@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createUploadServer, FileStore, type UploadServer } from '../../server/index.js';
@@ -277,6 +278,41 @@ describe('file store', () => {
     expect((await openFiles()) - before).to.be.below(5);
     await store.close();
   });
+  it('writev stores parts as if joined; with commit: false they are not in the ranges until a write commits them', async () => {
+    const store = new FileStore(dir);
+    await store.open('item', 300);
+    const bytes = new Uint8Array(randomBytes(300));
+    const parts = (from: number, to: number, cut: number): Uint8Array[] => [
+      bytes.subarray(from, cut),
+      bytes.subarray(cut, to),
+    ];
+    const first = await store.writev('item', 0, parts(0, 100, 37), { commit: false });
+    expect(first.ranges).to.deep.equal([]);
+    await store.writev('item', 100, parts(100, 200, 101), { commit: false });
+    expect((await store.get('item'))!.ranges).to.deep.equal([]);
+    // No parts: commits what is pending alone.
+    const committed = await store.writev('item', 200, [], { commit: true });
+    expect(committed.ranges).to.deep.equal([{ start: 0, end: 200 }]);
+    // A committing write takes what another left pending with its own.
+    await store.writev('item', 250, parts(250, 300, 290), { commit: false });
+    const last = await store.writev('item', 200, parts(200, 250, 249));
+    expect(last.ranges).to.deep.equal([{ start: 0, end: 300 }]);
+    // Each chunk's CRC-32C is of its joined parts: reading checks it, and the digest matches.
+    const read: Buffer[] = [];
+    for await (const b of store.read('item', 0, 300)) read.push(b as Buffer);
+    expect(Buffer.concat(read).equals(bytes)).to.equal(true);
+    const done = await store.finish('item');
+    expect(done.sha256).to.equal(createHash('sha256').update(bytes).digest('hex'));
+    // The same bytes again as parts compare equal; other bytes are a conflict.
+    await store.writev('item', 0, parts(0, 100, 50));
+    const other = new Uint8Array(100);
+    const refused = await store.writev('item', 0, [other.subarray(0, 10), other.subarray(10)]).then(
+      () => 'stored',
+      (e: { code: string }) => e.code,
+    );
+    expect(refused).to.equal('conflict');
+    await store.close();
+  });
 });
 
 describe('upload server bodies', () => {
@@ -319,5 +355,76 @@ describe('upload server bodies', () => {
     const itemId = url.split('/').pop()!;
     // Four records of 64 KiB.
     expect((await stat(join(dir, itemId, 'chunks'))).size).to.equal(4 * 24);
+  });
+
+  it('makes an HTTP part durable once, at its end, not once per chunk', async () => {
+    const base = (await server.listen(0)).http;
+    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
+      uid: 'alice',
+    });
+    const bytes = new Uint8Array(randomBytes(1024 * 1024));
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    const { datasync } = proto;
+    let flushes = 0;
+    proto.datasync = function (this: unknown) {
+      flushes++;
+      return datasync.call(this);
+    };
+    try {
+      const put = await fetch(`${base}/uploads/item-1`, {
+        method: 'PUT',
+        headers: {
+          Authorization: `Bearer ${token}`,
+          'Content-Range': `bytes 0-${bytes.length - 1}/${bytes.length}`,
+        },
+        body: bytes,
+      });
+      expect(put.status).to.equal(200);
+      expect(put.headers.get('upload-ranges')).to.equal(`0-${bytes.length - 1}`);
+    } finally {
+      proto.datasync = datasync;
+    }
+    // The data file and the journal, once each (with `meta.json` when the item was made): not
+    // twice per 64 KiB chunk, 32 times.
+    expect(flushes).to.be.at.most(4);
+    // Sixteen chunks of 64 KiB, each with its CRC-32C: read back whole, every chunk checked.
+    expect((await stat(join(dir, 'item-1', 'chunks'))).size).to.equal(16 * 24);
+    const read: Buffer[] = [];
+    for await (const b of server.store.read('item-1', 0, bytes.length)) read.push(b as Buffer);
+    expect(Buffer.concat(read).equals(bytes)).to.equal(true);
+  });
+
+  it('keeps the whole chunks of a body cut short, durably, and nothing past them', async () => {
+    const base = (await server.listen(0)).http;
+    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
+      uid: 'alice',
+    });
+    const size = 1024 * 1024;
+    const bytes = randomBytes(size);
+    const sent = 300 * 1024;
+    await new Promise<void>((resolve) => {
+      const req = request(`${base}/uploads/item-2`, {
+        method: 'PUT',
+        headers: {
+          Authorization: `Bearer ${token}`,
+          'Content-Range': `bytes 0-${size - 1}/${size}`,
+          'Content-Length': String(size),
+        },
+      });
+      req.on('error', () => resolve());
+      req.write(bytes.subarray(0, sent), () => setTimeout(() => req.destroy(), 200));
+    });
+    let record = await server.store.get('item-2');
+    for (let i = 0; i < 50 && (record?.ranges.length ?? 0) === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      record = await server.store.get('item-2');
+    }
+    // 300 KiB came: four whole chunks of 64 KiB are kept, the 44 KiB after them are not.
+    expect(record!.ranges).to.deep.equal([{ start: 0, end: 4 * 64 * 1024 }]);
+    const read: Buffer[] = [];
+    for await (const b of server.store.read('item-2', 0, 4 * 64 * 1024)) read.push(b as Buffer);
+    expect(Buffer.concat(read).equals(bytes.subarray(0, 4 * 64 * 1024))).to.equal(true);
   });
 });
