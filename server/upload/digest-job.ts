@@ -9,6 +9,8 @@
  * @internal
  */
 import { createHash } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { type DigestedMessage, type DigestMessage } from '../../src/protocol/index.js';
 import type { ItemStore } from './file-store.js';
 import { waitForBytes } from './wait-for-bytes.js';
@@ -25,8 +27,6 @@ export interface DigestJobsOptions {
   readonly store: ItemStore;
   /** The longest a digest waits for one piece of the item, in ms. */
   readonly waitMs: number;
-  /** `fetch` for the peers' bytes (the global one by default). */
-  readonly fetch?: typeof fetch;
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -138,57 +138,73 @@ export class DigestJobs {
     hash: ReturnType<typeof createHash>,
     signal: AbortSignal,
   ): Promise<void> {
-    const doFetch = this.#options.fetch ?? fetch;
     const deadline = performance.now() + this.#options.waitMs;
     for (;;) {
-      let response: Response;
+      let response: IncomingMessage;
       try {
-        response = await doFetch(peer.url, {
-          headers: {
+        response = await get(
+          peer.url,
+          {
             Authorization: `Bearer ${peer.token}`,
             Range: `bytes=${start}-${end - 1}`,
             Prefer: 'no-demand',
           },
           signal,
-        });
+        );
       } catch (e) {
         throw new DigestFailure('unavailable', `${peer.url} could not be read: ${e}`);
       }
-      if ((response.status === 503 || response.status === 404) && performance.now() < deadline) {
+      const status = response.statusCode ?? 0;
+      if ((status === 503 || status === 404) && performance.now() < deadline) {
         // Not stored there yet (the peer waited its own hold time), or the browser has not opened
         // the item there yet: ask again.
-        await response.body?.cancel();
+        response.resume();
         await new Promise((resolve) => setTimeout(resolve, PEER_RETRY_MS));
         continue;
       }
-      if (response.status !== 206 && !(response.status === 200 && start === 0)) {
-        await response.body?.cancel();
+      if (status !== 206 && !(status === 200 && start === 0)) {
+        response.resume();
         throw new DigestFailure(
-          response.status === 503 || response.status === 404 ? 'timeout' : 'unavailable',
-          `${peer.url} answered ${response.status} for bytes ${start}..${end}`,
+          status === 503 || status === 404 ? 'timeout' : 'unavailable',
+          `${peer.url} answered ${status} for bytes ${start}..${end}`,
         );
       }
       let got = 0;
-      const reader = response.body?.getReader();
       try {
-        while (reader && got < end - start) {
-          const { done, value } = await reader.read();
-          if (done) break;
+        for await (const value of response as AsyncIterable<Buffer>) {
           const take = Math.min(value.length, end - start - got);
           hash.update(take === value.length ? value : value.subarray(0, take));
           got += take;
+          if (got >= end - start) break;
         }
       } catch (e) {
         throw new DigestFailure('unavailable', `${peer.url} broke off: ${e}`);
       } finally {
         // The rest of a whole item sent for its first piece is not wanted.
-        await reader?.cancel().catch(() => undefined);
+        if (!response.complete) response.destroy();
       }
       if (got < end - start)
         throw new DigestFailure('unavailable', `${peer.url} sent ${got} of ${end - start} bytes`);
       return;
     }
   }
+}
+
+/** A `GET` of `url` with `headers`: its response, once its head came. */
+function get(
+  url: string,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const request = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, {
+      headers,
+      signal,
+    });
+    request.once('response', resolve);
+    request.once('error', reject);
+    request.end();
+  });
 }
 
 function failed(itemId: string, failure: DigestFailure): DigestedMessage {
