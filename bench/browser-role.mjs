@@ -294,16 +294,16 @@ async function startProxies(start) {
  * @returns {() => { rssStart: number, rssPeak: number, cpuSeconds: number }}
  */
 function sample() {
-  const rssStart = process.memoryUsage().rss;
+  const rssStart = process.memoryUsage.rss();
   const cpu = process.cpuUsage();
   let rssPeak = rssStart;
-  const timer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
+  const timer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage.rss())), 50);
   return () => {
     clearInterval(timer);
     const used = process.cpuUsage(cpu);
     return {
       rssStart,
-      rssPeak: Math.max(rssPeak, process.memoryUsage().rss),
+      rssPeak: Math.max(rssPeak, process.memoryUsage.rss()),
       cpuSeconds: (used.user + used.system) / 1e6,
     };
   };

@@ -56,7 +56,7 @@ let disconnectStart;
 let cpuStart = process.cpuUsage();
 let rssStart = 0;
 let rssPeak = 0;
-const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 50);
+const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage.rss())), 50);
 
 /**
  * Starts the control server on 127.0.0.1 with `uploadServers` endpoints nobody listens on: the
@@ -99,7 +99,7 @@ async function startServer(start) {
     });
   });
   collectGarbage();
-  rssStart = process.memoryUsage().rss;
+  rssStart = process.memoryUsage.rss();
   cpuStart = process.cpuUsage();
   rssPeak = Math.max(rssPeak, rssStart);
   return url;
@@ -209,7 +209,7 @@ async function handle(message) {
       collectGarbage();
       return {
         items: items.length,
-        rss: process.memoryUsage().rss,
+        rss: process.memoryUsage.rss(),
         cpuMs: (cpu.user + cpu.system) / 1000,
       };
     }
@@ -230,7 +230,7 @@ async function handle(message) {
     }
     case 'stop': {
       clearInterval(rssTimer);
-      rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+      rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
       await control?.close();
       return { rssStart, rssPeak };
     }

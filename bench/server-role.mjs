@@ -119,12 +119,12 @@ async function startReference(start) {
  * @returns {() => { start: number, peak: number }}
  */
 function sampleRss() {
-  const start = process.memoryUsage().rss;
+  const start = process.memoryUsage.rss();
   let peak = start;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
   return () => {
     clearInterval(timer);
-    return { start, peak: Math.max(peak, process.memoryUsage().rss) };
+    return { start, peak: Math.max(peak, process.memoryUsage.rss()) };
   };
 }
 

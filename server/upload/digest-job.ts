@@ -175,7 +175,9 @@ export class DigestJobs {
           const take = Math.min(value.length, end - start - got);
           hash.update(take === value.length ? value : value.subarray(0, take));
           got += take;
-          if (got >= end - start) break;
+          // A whole item sent for its first piece: the rest is not wanted. (A 206 is read to its
+          // end, so its connection is used again.)
+          if (got >= end - start && status === 200) break;
         }
       } catch (e) {
         throw new DigestFailure('unavailable', `${peer.url} broke off: ${e}`);
