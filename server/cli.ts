@@ -60,6 +60,8 @@ ${SECRET_HELP}
                            connect out to it, register, report completions and demand
   --public-url URL         this server's HTTP base URL as browsers reach it, sent when registering
                            (default: the address the control server sees, with --port)
+  --peer-url URL           this server's HTTP base URL as the other upload servers reach it (a
+                           private network address), sent when registering (default: as browsers)
   --relay                  with --control-url: browsers cannot reach this server (behind NAT, no
                            public port), so they reach it through the control server at
                            /relay/ID, over the link this server opens; --port/--host then only
@@ -96,6 +98,7 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
       protocols: { type: 'string' },
       'control-url': { type: 'string' },
       'public-url': { type: 'string' },
+      'peer-url': { type: 'string' },
       relay: { type: 'boolean' },
       log: { type: 'string', default: 'json' },
     },
@@ -141,6 +144,7 @@ Every option can also come from the environment: --max-item-size is WS_UPLOADER_
         ...optional('max-buffered-bytes', 'maxBufferedBytes'),
         ...(typeof v['control-url'] === 'string' ? { controlUrl: v['control-url'] } : {}),
         ...(typeof v['public-url'] === 'string' ? { publicUrl: v['public-url'] } : {}),
+        ...(typeof v['peer-url'] === 'string' ? { peerUrl: v['peer-url'] } : {}),
         ...(v['relay'] === true ? { relay: true } : {}),
         ...(typeof v['protocols'] === 'string'
           ? {

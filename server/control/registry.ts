@@ -38,6 +38,12 @@ export interface UploadServerEndpoint {
   readonly url: string;
   /** Its HTTP base URL, as browsers reach it. */
   readonly httpUrl: string;
+  /**
+   * Its HTTP base URL as the other upload servers reach it, where it differs from `httpUrl` (a
+   * private network address): where one of them reads its ranges of a split item to compute the
+   * item's digest. @default httpUrl
+   */
+  readonly peerUrl?: string;
   /** Protocols it speaks. @default ['dup/2'] */
   readonly protocols?: readonly string[];
 }
@@ -210,6 +216,7 @@ export class UploadServerRegistry {
                 id: message.id,
                 ...relayUrls(req, message.id, this.#options.relayBaseUrl),
                 protocols: relayed,
+                ...(message.peerUrl === undefined ? {} : { peerUrl: message.peerUrl }),
               }
             : undefined
           : endpointOf(message, req);
@@ -333,12 +340,14 @@ function endpointOf(
     url?: string;
     httpUrl?: string;
     port?: number;
+    peerUrl?: string;
   },
   req: IncomingMessage,
 ): UploadServerEndpoint | undefined {
   const protocols = protocolsOf(message);
+  const peer = message.peerUrl === undefined ? {} : { peerUrl: message.peerUrl };
   if (message.url !== undefined && message.httpUrl !== undefined)
-    return { id: message.id, url: message.url, httpUrl: message.httpUrl, protocols };
+    return { id: message.id, url: message.url, httpUrl: message.httpUrl, protocols, ...peer };
   const address = req.socket.remoteAddress;
   if (message.port === undefined || !address) return undefined;
   const mapped = address.startsWith('::ffff:') ? address.slice(7) : address;
@@ -348,6 +357,7 @@ function endpointOf(
     url: `ws://${host}:${message.port}${DUP_PATH}`,
     httpUrl: `http://${host}:${message.port}`,
     protocols,
+    ...peer,
   };
 }
 

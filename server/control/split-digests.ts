@@ -22,7 +22,7 @@ import { signToken, uploadAudience } from '../tokens.js';
 export interface DigestRegistry {
   /** Linked, with an address other servers can reach. */
   reachable(id: string): boolean;
-  get(id: string): { readonly httpUrl: string } | undefined;
+  get(id: string): { readonly httpUrl: string; readonly peerUrl?: string } | undefined;
   digest(id: string, request: DigestMessage): boolean;
 }
 
@@ -89,7 +89,8 @@ export class SplitDigests {
         items: [task.itemId],
       });
       peerIndex.set(id, peers.length);
-      peers.push({ url: `${this.#registry.get(id)!.httpUrl}/files/${task.itemId}`, token });
+      const peer = this.#registry.get(id)!;
+      peers.push({ url: `${peer.peerUrl ?? peer.httpUrl}/files/${task.itemId}`, token });
     }
     const sources: DigestSource[] = [];
     for (const r of sorted) {

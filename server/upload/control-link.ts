@@ -52,6 +52,8 @@ export interface ControlLinkOptions {
   readonly protocols: readonly string[];
   /** The URLs browsers reach this server at, when known; else the control server uses `port`. */
   readonly advertise?: { readonly url: string; readonly httpUrl: string };
+  /** The HTTP base URL the other upload servers reach this server at, when it differs. */
+  readonly peerUrl?: string;
   /** The port this server listens on, when it does (asked at each connection). */
   readonly port: () => number | undefined;
   readonly maxItemSize: number;
@@ -148,6 +150,7 @@ export class ControlLink {
       id: o.id,
       protocols: [...o.protocols],
       maxItemSize: o.maxItemSize,
+      ...(o.peerUrl === undefined ? {} : { peerUrl: o.peerUrl }),
       ...(relay
         ? { relay: true, maxMessage: relay.maxMessage }
         : { ...(o.advertise ?? {}), ...(port === undefined ? {} : { port }) }),

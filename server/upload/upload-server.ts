@@ -90,6 +90,13 @@ export interface UploadServerOptions {
    */
   readonly publicUrl?: string;
   /**
+   * With `controlUrl`: this server's HTTP base URL as the other upload servers reach it, where it
+   * differs from the one browsers use (`http://10.0.0.5:8081` on a private network, say). Sent when
+   * registering; another server that computes the digest of an item split across them reads this
+   * server's ranges there. @default the URL browsers use
+   */
+  readonly peerUrl?: string;
+  /**
    * With `controlUrl`: this server cannot be reached by browsers (behind NAT, no public port), so
    * it registers as relayed and browsers reach it through the control server at
    * `/relay/{id}`, over the link this server opens. The link starts when the server is created:
@@ -520,12 +527,15 @@ function controlLinkOf(
     const httpUrl = options.publicUrl.replace(/\/+$/, '');
     advertise = { httpUrl, url: `${httpUrl.replace(/^http/, 'ws')}${DUP_PATH}` };
   }
+  if (options.peerUrl !== undefined && !/^https?:\/\/[^/]/.test(options.peerUrl))
+    throw new TypeError('ws-uploader: `peerUrl` must be an http: or https: URL');
   return new ControlLink({
     url: options.controlUrl,
     secret,
     id: options.id,
     protocols,
     ...(advertise ? { advertise } : {}),
+    ...(options.peerUrl === undefined ? {} : { peerUrl: options.peerUrl.replace(/\/+$/, '') }),
     port,
     maxItemSize,
     log,

@@ -43,6 +43,11 @@ export interface RegisterMessage {
   readonly httpUrl?: string;
   /** The port it listens on, so the control server can build a URL from the address it sees. */
   readonly port?: number;
+  /**
+   * Its HTTP base URL as the other upload servers reach it (an address on a private network),
+   * when it differs from the one browsers use: where they read its ranges of a split item.
+   */
+  readonly peerUrl?: string;
   /** Largest item it accepts, in bytes. */
   readonly maxItemSize?: number;
   /**
@@ -343,6 +348,9 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
         bad('httpUrl must be an http: or https: URL');
       if ((url === undefined) !== (httpUrl === undefined))
         bad('url and httpUrl go together: both or neither');
+      const peerUrl = optStr(o, 'peerUrl', 2048);
+      if (peerUrl !== undefined && !/^https?:\/\//.test(peerUrl))
+        bad('peerUrl must be an http: or https: URL');
       const port = o['port'] === undefined ? undefined : num(o, 'port', 1, 65535);
       if (port !== undefined && !Number.isInteger(port)) bad('port must be an integer');
       const maxItemSize = o['maxItemSize'] === undefined ? undefined : int(o, 'maxItemSize');
@@ -361,6 +369,7 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
         ...(url === undefined ? {} : { url }),
         ...(httpUrl === undefined ? {} : { httpUrl }),
         ...(port === undefined ? {} : { port }),
+        ...(peerUrl === undefined ? {} : { peerUrl }),
         ...(maxItemSize === undefined ? {} : { maxItemSize }),
         ...(relay === undefined ? {} : { relay }),
         ...(maxMessage === undefined ? {} : { maxMessage }),

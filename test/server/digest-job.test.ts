@@ -19,6 +19,7 @@ import {
   type UploadServer,
 } from '../../server/index.js';
 import { DigestJobs } from '../../server/upload/digest-job.js';
+import { SplitDigests } from '../../server/control/split-digests.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
 
@@ -156,5 +157,56 @@ describe('digest of an item split across upload servers', () => {
     expect(() =>
       decodeRegistryClientMessage(JSON.stringify({ type: 'digested', itemId: 'split-3' })),
     ).to.throw(ProtocolError);
+  });
+  it("asks the digesting server to read each peer at the peer's peerUrl, where it registered one", async () => {
+    const sent: DigestMessage[] = [];
+    const endpoints: Record<string, { httpUrl: string; peerUrl?: string }> = {
+      'up-a': { httpUrl: 'https://a.example' },
+      'up-b': { httpUrl: 'https://b.example', peerUrl: 'http://10.0.0.2:8081' },
+      'up-c': { httpUrl: 'https://c.example' },
+    };
+    const digests = new SplitDigests(
+      {
+        reachable: () => true,
+        get: (id) => endpoints[id],
+        digest: (_id, request) => (sent.push(request), true),
+      },
+      secretKey(SECRET),
+      60,
+    );
+    const asked = await digests.start(
+      {
+        taskId: 't1',
+        itemId: 'split-5',
+        ranges: [
+          { start: 0, end: 10, serverId: 'up-a' },
+          { start: 10, end: 20, serverId: 'up-b' },
+          { start: 20, end: 30, serverId: 'up-c' },
+        ],
+      },
+      30,
+      'alice',
+    );
+    expect(asked).to.equal(true);
+    expect(sent[0]!.peers.map((p) => p.url)).to.deep.equal([
+      'http://10.0.0.2:8081/files/split-5',
+      'https://c.example/files/split-5',
+    ]);
+  });
+
+  it('the codec takes a register with peerUrl, and refuses one that is not an http(s) URL', () => {
+    const register = {
+      type: 'register',
+      token: 't',
+      id: 'up-1',
+      protocols: ['dup/2'],
+      port: 8081,
+      peerUrl: 'http://10.0.0.5:8081',
+    };
+    expect(decodeRegistryClientMessage(JSON.stringify(register))).to.deep.equal(register);
+    for (const peerUrl of ['ftp://10.0.0.5', '10.0.0.5:8081', '', 7])
+      expect(() => decodeRegistryClientMessage(JSON.stringify({ ...register, peerUrl }))).to.throw(
+        ProtocolError,
+      );
   });
 });

@@ -123,6 +123,36 @@ describe('registry link (upload servers that connect out to the control server)'
     });
   });
 
+  it('records the peerUrl a server registers with for the other upload servers, and never lists it to browsers', async () => {
+    const { peer } = await browser();
+    const server = createUploadServer({
+      id: 'up-1',
+      secret: SECRET,
+      dataDir: join(dir, 'up-1'),
+      controlUrl: registryUrl,
+      publicUrl: 'https://up-1.example',
+      peerUrl: 'http://10.0.0.5:8081/',
+    });
+    uploads.push(server);
+    await server.listen(0);
+    const pushed = await peer.nextOf('servers');
+    expect(pushed.servers).to.have.length(1);
+    expect(JSON.stringify(pushed.servers)).not.to.include('10.0.0.5');
+    expect(control.servers()[0]).to.deep.include({
+      httpUrl: 'https://up-1.example',
+      peerUrl: 'http://10.0.0.5:8081',
+    });
+    expect(() =>
+      createUploadServer({
+        id: 'up-2',
+        secret: SECRET,
+        dataDir: join(dir, 'up-2'),
+        controlUrl: registryUrl,
+        peerUrl: '10.0.0.5:8081',
+      }),
+    ).to.throw(TypeError, /peerUrl/);
+  });
+
   it('completes an item only when the linked server verified it; a browser that lies about the digest gets digest-mismatch', async () => {
     const urls = await startUpload('up-1');
     await until(() => control.servers().length === 1);
