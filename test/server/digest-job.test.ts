@@ -112,6 +112,27 @@ describe('digest of an item split across upload servers', () => {
     expect(demands).to.deep.equal([]);
   });
 
+  it('waits for an item the browser has not opened here yet (the request came first), then follows the upload', async () => {
+    const a = await start('up-a');
+    const b = await start('up-b');
+    const bytes = new Uint8Array(randomBytes(3 * MiB));
+    const token = await createReadToken(SECRET, 'up-b', { subject: 'up-a' });
+    const jobs = new DigestJobs({ store: a.server.store, waitMs: 5000, log: () => undefined });
+    const answer = jobs.run(request('split-6', b.http, token));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await store(a.ws, 'up-a', 'split-6', bytes, [[0, MiB]]);
+    await store(b.ws, 'up-b', 'split-6', bytes, [[MiB, 2 * MiB]]);
+    await store(a.ws, 'up-a', 'split-6', bytes, [[2 * MiB, 3 * MiB]]);
+    expect(await answer).to.deep.equal({
+      type: 'digested',
+      itemId: 'split-6',
+      sha256: sha256(bytes).hex,
+    });
+    // An item that never comes: timeout, once the wait is over.
+    const short = new DigestJobs({ store: a.server.store, waitMs: 300, log: () => undefined });
+    expect(await short.run(request('split-7', b.http, token))).to.include({ code: 'timeout' });
+  });
+
   it('answers unavailable when a peer refuses the token, and timeout when its own bytes never come', async () => {
     const a = await start('up-a');
     const b = await start('up-b');
