@@ -22,7 +22,7 @@ import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -1127,6 +1127,15 @@ interface Run {
   readonly error?: string | undefined;
 }
 
+/** A TCP port free on 127.0.0.1 now (for a server whose address must be known before it starts). */
+async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
 /** Below this many CPUs busy (over a second), the machine counts as quiet. */
 const QUIET_CPUS = 0.25;
 
@@ -1231,10 +1240,11 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
             }
           : { type: 'fetch-raw', ...common, url: urls.put, hash: kase.hash === true };
     } else {
-      // On loopback, the servers of a split link to the control server (as a deployment's do),
-      // so one of them computes a split item's digest. Behind the WAN's proxies they are listed
-      // by hand at the proxies' addresses, and the browser hashes a split item.
-      const linked = !kase.wan && kase.kind !== 'tus' && (kase.servers ?? 1) > 1;
+      // The servers of a split link to the control server (as a deployment's do), so one of them
+      // computes a split item's digest. Behind the WAN's proxies each advertises its proxy's
+      // address to browsers (`publicUrl`) and its own to the other servers (`peerUrl`): the
+      // digest's reads go between the servers, not over the browser's links.
+      const linked = kase.kind !== 'tus' && (kase.servers ?? 1) > 1;
       const linkedControl = linked
         ? await startRole({
             kind: 'control',
@@ -1246,12 +1256,20 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
         : undefined;
       if (linkedControl) roles.push(linkedControl);
       for (let i = 1; i <= (kase.servers ?? 1); i++) {
+        // Behind a proxy and linked: the server's port is chosen first, for its proxy's address.
+        const port = linkedControl && kase.wan ? await freePort() : undefined;
+        const own = `http://127.0.0.1:${port}`;
+        const publicUrl =
+          port === undefined
+            ? undefined
+            : (await reach({ http: own, ws: `ws://127.0.0.1:${port}` })).http;
         const role = await startRole({
           kind: 'upload',
           dir: join(dir, `up-${i}`),
           id: `up-${i}`,
           secret: SECRET,
           maxItemSize: Math.max(size, FULL_SIZE),
+          ...(port === undefined ? {} : { port, publicUrl, peerUrl: own }),
           ...(linkedControl
             ? {
                 controlUrl: linkedControl.urls.control!.replace(
@@ -1265,7 +1283,7 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
         uploads.push(role);
       }
       const servers: { id: string; url: string; httpUrl: string }[] = [];
-      for (const [i, u] of uploads.entries()) {
+      for (const [i, u] of linkedControl ? [] : uploads.entries()) {
         const urls = await reach({ ws: u.urls.ws!, http: u.urls.http! });
         servers.push({ id: `up-${i + 1}`, url: urls.ws!, httpUrl: urls.http! });
       }

@@ -38,7 +38,8 @@ import { secretKey, signToken, uploadAudience } from '../dist/server/tokens.js';
 /**
  * @typedef {{ id: string, url: string, httpUrl: string }} Endpoint
  * @typedef {{ kind: 'sinks', dir: string }
- *   | { kind: 'upload', dir: string, id: string, secret: string, maxItemSize: number, controlUrl?: string }
+ *   | { kind: 'upload', dir: string, id: string, secret: string, maxItemSize: number, controlUrl?: string,
+ *       port?: number, publicUrl?: string, peerUrl?: string }
  *   | { kind: 'control', secret: string, uploadServers: Endpoint[], maxItemSize: number, maxServers?: number }
  *   | { kind: 'proxy', urls: Record<string, string>, shape: Record<string, unknown> }
  * } RoleStart
@@ -191,8 +192,11 @@ async function startUpload(start) {
     maxConnectionsPerIp: 1024,
     // Linked to the control server, for a split's digest (see the benchmark's `linked`).
     ...(start.controlUrl ? { controlUrl: start.controlUrl } : {}),
+    // Behind a proxy: browsers reach it there, the other servers here.
+    ...(start.publicUrl ? { publicUrl: start.publicUrl } : {}),
+    ...(start.peerUrl ? { peerUrl: start.peerUrl } : {}),
   });
-  const urls = await server.listen(0, '127.0.0.1');
+  const urls = await server.listen(start.port ?? 0, '127.0.0.1');
   const { token } = await signToken(
     secretKey(start.secret),
     'bench-tus',
