@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import {
+  covers,
   ITEM_ID_PATTERN,
   MAX_MIME_BYTES,
   MAX_NAME_BYTES,
@@ -347,6 +348,12 @@ export async function writeStream(
   }
 }
 
+/**
+ * Chunks of an HTTP body written and not yet flushed, at most, while a flush runs: past it the body
+ * waits for the disk, and its end has little left to flush before the answer.
+ */
+const FLUSH_BEHIND = 4;
+
 async function writeBody(
   body: Readable,
   itemId: string,
@@ -361,35 +368,53 @@ async function writeBody(
   /** What came of the body and is not written yet: less than `chunk` bytes between writes. */
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  /** Chunks written but not yet made durable (with a store that can defer it). */
-  let uncommitted = false;
-  /** Writes `parts` (`length` bytes) at `offset`; durably when `commit`. */
-  const write = async (parts: Buffer[], length: number, commit: boolean): Promise<void> => {
+  /** Bytes written but not made durable yet (with a store that can defer it). */
+  let uncommitted = 0;
+  /** A flush running while the body goes on, and the first failure of one. */
+  let flushing: Promise<unknown> | undefined;
+  let failure: unknown;
+  /** Written bytes wait for a flush that commits them. */
+  let open = false;
+  const commit = (): Promise<ItemRecord> => store.writev!(itemId, offset, [], { commit: true });
+  /** Writes `parts` (`length` bytes) at `offset`; durably when `last`. */
+  const write = async (parts: Buffer[], length: number, last: boolean): Promise<void> => {
     if (offset + length > end)
       throw new HttpError('bad-request', 'the body is longer than its range');
     if (!allowsWrite(grant, itemId, offset, offset + length)) {
       throw new HttpError('forbidden', `the token does not allow writing bytes at ${offset}`);
     }
     if (hash) for (const part of parts) hash.update(part);
-    if (store.writev) {
-      await store.writev(itemId, offset, parts, { commit });
-      uncommitted = !commit;
-    } else {
+    if (!store.writev) {
       await store.write(
         itemId,
         offset,
         parts.length === 1 ? parts[0]! : Buffer.concat(parts, length),
       );
+      offset += length;
+      return;
     }
+    await store.writev(itemId, offset, parts, { commit: last });
     offset += length;
+    open = !last;
+    uncommitted = last ? 0 : uncommitted + length;
+    if (last) return;
+    // Flushed while the body goes on, so that its end has little left to flush: a flush starts
+    // whenever none runs, and the body waits for one only when the disk falls behind by more than
+    // a few chunks (bounded write-behind).
+    if (flushing && uncommitted >= FLUSH_BEHIND * chunk) await flushing;
+    if (!flushing) {
+      uncommitted = 0;
+      flushing = commit()
+        .catch((e: unknown) => (failure ??= e))
+        .finally(() => (flushing = undefined));
+    }
   };
   try {
     for await (const data of body) {
       let rest = data as Buffer;
       if (offset + pendingBytes + rest.length > end)
         throw new HttpError('bad-request', 'the body is longer than its range');
-      // Chunks of exactly `chunk` bytes, from the body's buffers as they came (no copy); made
-      // durable together at the end, one flush per body.
+      // Chunks of exactly `chunk` bytes, from the body's buffers as they came (no copy).
       while (pendingBytes + rest.length >= chunk) {
         const take = chunk - pendingBytes;
         pending.push(rest.subarray(0, take));
@@ -404,12 +429,20 @@ async function writeBody(
         pendingBytes += rest.length;
       }
     }
-    if (pendingBytes > 0 || uncommitted) await write(pending, pendingBytes, true);
+    await flushing;
+    if (failure) throw failure;
+    if (pendingBytes > 0 || open) await write(pending, pendingBytes, true);
   } finally {
     // A body cut short keeps what was written of it, as a body read to the end does.
-    if (uncommitted)
-      await store.writev!(itemId, offset, [], { commit: true }).catch(() => undefined);
+    if (open) await commit().catch(() => undefined);
   }
+  // A flush of another writer of the item that took these bytes along may have failed.
+  const record = await store.get(itemId);
+  if (record && !record.complete && !covers(record.ranges, { start, end: offset }))
+    throw new HttpError(
+      'storage-failed',
+      `bytes ${start}..${offset} of ${itemId} could not be stored; send them again`,
+    );
   return offset - start;
 }
 
