@@ -129,7 +129,7 @@ export interface ItemStore {
    * joined, without joining them first. With `commit: false` it resolves once the bytes are
    * written but before they are durable (they are not in the item's ranges yet); the next write of
    * the item that commits (the default) makes them durable with its own, and `writev` of no parts
-   * commits them alone. An HTTP body is stored this way: one flush per request, not per chunk.
+   * commits them alone. The server stores an HTTP body this way, flushing in the background.
    * Without it, the server joins the parts and calls `write`.
    */
   writev?(
