@@ -184,7 +184,7 @@ export interface FileStoreOptions {
    * Bytes of an item held in memory, at most, when they arrive ahead of a gap (HTTP parts sent side
    * by side), to feed the item's running SHA-256 in order once the gap fills; what does not fit is
    * read back from disk a few MiB at a time as the upload goes on. `0` holds none and reads back
-   * nothing early: bytes past a gap are read back when the item completes. @default 8388608 (8 MiB)
+   * nothing early: bytes past a gap are read back when the item completes. @default 1048576 (1 MiB)
    */
   readonly digestAheadBytes?: number;
   /** Largest sum of the sizes of all items, in bytes. @default Infinity */

@@ -398,16 +398,22 @@ async function writeBody(
     open = !last;
     uncommitted = last ? 0 : uncommitted + length;
     if (last) return;
-    // Flushed while the body goes on, so that its end has little left to flush: a flush starts
-    // whenever none runs, and the body waits for one only when the disk falls behind by more than
-    // a few chunks (bounded write-behind).
+    // Flushed while the body goes on, so that its end has little left to flush: the body waits
+    // for the disk only when it falls behind by more than a few chunks (bounded write-behind).
     if (flushing && uncommitted >= FLUSH_BEHIND * chunk) await flushing;
-    if (!flushing) {
-      uncommitted = 0;
-      flushing = commit()
-        .catch((e: unknown) => (failure ??= e))
-        .finally(() => (flushing = undefined));
-    }
+    flush();
+  };
+  /** Starts a flush of what is written, unless one runs: each one starts the next if needed. */
+  const flush = (): void => {
+    if (flushing || uncommitted === 0 || !open) return;
+    uncommitted = 0;
+    flushing = commit()
+      .catch((e: unknown) => (failure ??= e))
+      .finally(() => {
+        flushing = undefined;
+        // Chunks written during this flush, while the body pauses, are not left waiting for it.
+        flush();
+      });
   };
   try {
     for await (const data of body) {
@@ -434,7 +440,10 @@ async function writeBody(
     if (pendingBytes > 0 || open) await write(pending, pendingBytes, true);
   } finally {
     // A body cut short keeps what was written of it, as a body read to the end does.
-    if (open) await commit().catch(() => undefined);
+    if (open) {
+      open = false;
+      await commit().catch(() => undefined);
+    }
   }
   // A flush of another writer of the item that took these bytes along may have failed.
   const record = await store.get(itemId);

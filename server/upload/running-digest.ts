@@ -6,7 +6,7 @@
 import { createHash, type Hash } from 'node:crypto';
 
 /** Bytes held ahead of a gap per item, at most, by default; past it they are read back at completion. */
-export const HELD_AHEAD_MAX = 8 * 1024 * 1024;
+export const HELD_AHEAD_MAX = 1024 * 1024;
 
 /**
  * A running SHA-256 of `[0, hashedTo)` of an item.

@@ -429,4 +429,35 @@ describe('upload server bodies', () => {
     for await (const b of server.store.read('item-2', 0, 4 * 64 * 1024)) read.push(b as Buffer);
     expect(Buffer.concat(read).equals(bytes.subarray(0, 4 * 64 * 1024))).to.equal(true);
   });
+
+  it('makes the chunks of a body that pauses durable without waiting for the rest of it', async () => {
+    const base = (await server.listen(0)).http;
+    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
+      uid: 'alice',
+    });
+    const size = 1024 * 1024;
+    const bytes = randomBytes(size);
+    const req = request(`${base}/uploads/item-3`, {
+      method: 'PUT',
+      headers: {
+        Authorization: `Bearer ${token}`,
+        'Content-Range': `bytes 0-${size - 1}/${size}`,
+        'Content-Length': String(size),
+      },
+    });
+    req.on('error', () => undefined);
+    try {
+      // Three chunks of 64 KiB at once (the last two written while the first is flushed), then
+      // nothing more for now.
+      req.write(bytes.subarray(0, 3 * 64 * 1024));
+      let record = await server.store.get('item-3');
+      for (let i = 0; i < 100 && record?.ranges[0]?.end !== 3 * 64 * 1024; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        record = await server.store.get('item-3');
+      }
+      expect(record!.ranges).to.deep.equal([{ start: 0, end: 3 * 64 * 1024 }]);
+    } finally {
+      req.destroy();
+    }
+  });
 });
