@@ -19,8 +19,6 @@ import { waitForBytes } from './wait-for-bytes.js';
 const PIECE = 8 * 1024 * 1024;
 /** Most digests computed at once; more are answered `unavailable`. */
 const MAX_JOBS = 16;
-/** How often an item not opened here yet is looked for. */
-const ITEM_POLL_MS = 20;
 /** How long a peer that answered 503 (the bytes are not there yet) is left before asking again. */
 const PEER_RETRY_MS = 200;
 
@@ -111,23 +109,14 @@ export class DigestJobs {
     signal: AbortSignal,
   ): Promise<void> {
     const { store, waitMs } = this.#options;
-    // The request can come before the browser opened the item here (its link to the control
-    // server is quicker than the browser's to this server): it waits for the item as for bytes.
-    const deadline = performance.now() + waitMs;
-    let record = await store.get(itemId);
-    while (!record) {
-      if (signal.aborted) throw new DigestFailure('unavailable', 'stopped');
-      if (performance.now() >= deadline)
-        throw new DigestFailure('timeout', `item ${itemId} was not opened here in time`);
-      await new Promise((resolve) => setTimeout(resolve, ITEM_POLL_MS));
-      record = await store.get(itemId);
-    }
-    // At once when they are stored already.
+    // At once when they are stored already. The request can come before the browser opened the
+    // item here (its link to the control server is quicker than the browser's to this server):
+    // the item's bytes are then waited for alike.
     const ready = await waitForBytes({
       store,
       itemId,
       ranges: [{ start, end }],
-      record,
+      record: await store.get(itemId),
       holdMs: waitMs,
       signal,
     });

@@ -323,23 +323,13 @@ export class FileStore implements ItemStore {
       }
       try {
         s.handle ??= await open(this.#dataPath(itemId), 'r+');
+        // All new (the usual case): the parts as given, without joining them. Else the new pieces
+        // of the joined bytes, and the rest must be the very bytes stored (or being stored).
+        let writes: { start: number; end: number; parts: readonly Uint8Array[]; crc?: number }[];
         if (fresh.length === 1 && fresh[0]!.start === offset && fresh[0]!.end === end) {
-          // All new (the usual case): written as given, without joining the parts first.
-          await writeAll(s.handle, parts, offset);
-          let sum = crc;
-          if (sum === undefined) {
-            sum = 0;
-            for (const part of parts) sum = crc32c(part, sum);
-          }
-          s.pending.push({ start: offset, end, crc32c: sum });
-          let at = offset;
-          for (const part of parts) {
-            s.hash?.offer(at, part);
-            at += part.length;
-          }
+          writes = [{ start: offset, end, parts, ...(crc === undefined ? {} : { crc }) }];
         } else {
           const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
-          // Bytes stored already (or being stored) must be the very same bytes.
           let at = offset;
           for (const piece of [...fresh, { start: end, end }]) {
             if (piece.start > at)
@@ -351,12 +341,23 @@ export class FileStore implements ItemStore {
               );
             at = piece.end;
           }
-          for (const piece of fresh) {
-            const slice = bytes.subarray(piece.start - offset, piece.end - offset);
-            await writeAll(s.handle, [slice], piece.start);
-            const whole = piece.start === offset && piece.end === end;
-            s.pending.push({ ...piece, crc32c: whole && crc !== undefined ? crc : crc32c(slice) });
-            s.hash?.offer(piece.start, slice);
+          writes = fresh.map((piece) => ({
+            ...piece,
+            parts: [bytes.subarray(piece.start - offset, piece.end - offset)],
+          }));
+        }
+        for (const piece of writes) {
+          await writeAll(s.handle, piece.parts, piece.start);
+          let sum = piece.crc;
+          if (sum === undefined) {
+            sum = 0;
+            for (const part of piece.parts) sum = crc32c(part, sum);
+          }
+          s.pending.push({ start: piece.start, end: piece.end, crc32c: sum });
+          let at = piece.start;
+          for (const part of piece.parts) {
+            s.hash?.offer(at, part);
+            at += part.length;
           }
         }
         // Only when these bytes did not reach the digest (held, or past a gap): not per chunk.

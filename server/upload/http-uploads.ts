@@ -375,6 +375,8 @@ async function writeBody(
   let failure: unknown;
   /** Written bytes wait for a flush that commits them. */
   let open = false;
+  /** The item after the body's last write, which commits every byte of the body. */
+  let stored: ItemRecord | undefined;
   const commit = (): Promise<ItemRecord> => store.writev!(itemId, offset, [], { commit: true });
   /** Writes `parts` (`length` bytes) at `offset`; durably when `last`. */
   const write = async (parts: Buffer[], length: number, last: boolean): Promise<void> => {
@@ -393,7 +395,8 @@ async function writeBody(
       offset += length;
       return;
     }
-    await store.writev(itemId, offset, parts, { commit: last });
+    const record = await store.writev(itemId, offset, parts, { commit: last });
+    if (last) stored = record;
     offset += length;
     open = !last;
     uncommitted = last ? 0 : uncommitted + length;
@@ -445,9 +448,9 @@ async function writeBody(
       await commit().catch(() => undefined);
     }
   }
-  // A flush of another writer of the item that took these bytes along may have failed.
-  const record = await store.get(itemId);
-  if (record && !record.complete && !covers(record.ranges, { start, end: offset }))
+  // A failed flush of another writer of the item may have taken bytes of this body along (`write`
+  // checks its own bytes; `writev` with `commit: false` leaves that to this check).
+  if (stored && !stored.complete && !covers(stored.ranges, { start, end: offset }))
     throw new HttpError(
       'storage-failed',
       `bytes ${start}..${offset} of ${itemId} could not be stored; send them again`,

@@ -21,6 +21,8 @@ export class RunningDigest {
   readonly #aheadMax: number;
   /** The last update scheduled; updates run in order. */
   #last: Promise<void> = Promise.resolve();
+  /** Bytes to feed at the next update, in order: one update takes all offered until it runs. */
+  readonly #queue: Uint8Array[] = [];
   /** Given away by {@link RunningDigest.take}: offers are ignored. */
   #taken = false;
 
@@ -66,13 +68,18 @@ export class RunningDigest {
         this.#ahead.delete(at);
         this.#aheadBytes -= held.length;
       }
+    // Fed once the next write has started, so hashing overlaps with the disk; in order. An update
+    // already waiting takes these bytes too (a body's many small buffers make one update).
+    const waiting = this.#queue.length > 0;
+    this.#queue.push(...run);
+    if (waiting) return;
     const hash = this.#hash;
-    // Fed once the next write has started, so hashing overlaps with the disk; in order.
+    const queue = this.#queue;
     this.#last = this.#last.then(
       () =>
         new Promise<void>((resolve) =>
           setImmediate(() => {
-            for (const b of run) hash.update(b);
+            for (const b of queue.splice(0)) hash.update(b);
             resolve();
           }),
         ),

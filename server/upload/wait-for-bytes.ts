@@ -19,8 +19,8 @@ export interface WaitForBytesOptions {
   readonly itemId: string;
   /** The ranges wanted, each half-open. */
   readonly ranges: readonly ByteRange[];
-  /** The item as the reader last looked at it. */
-  readonly record: ItemRecord;
+  /** The item as the reader last looked at it; `undefined` when it was not opened yet. */
+  readonly record: ItemRecord | undefined;
   /** The longest wait, in ms. */
   readonly holdMs: number;
   /** Told once, before waiting, of the missing ranges, so they can be asked for first. */
@@ -39,10 +39,10 @@ export interface WaitForBytesOptions {
 export function waitForBytes(options: WaitForBytesOptions): Promise<ItemRecord | undefined> {
   const { store, itemId, ranges, record, signal } = options;
   const isReady = (r: ItemRecord): boolean => ranges.every((want) => covers(r.ranges, want));
-  if (isReady(record)) return Promise.resolve(record);
+  if (record && isReady(record)) return Promise.resolve(record);
   options.onDemand?.({
     itemId,
-    ranges: ranges.flatMap((want) => missingRanges(want, record.ranges)),
+    ranges: ranges.flatMap((want) => missingRanges(want, record?.ranges ?? [])),
   });
   if (signal?.aborted) return Promise.resolve(undefined);
   return new Promise((resolve) => {

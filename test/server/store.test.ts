@@ -1,10 +1,15 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
+import { request, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createUploadServer, FileStore, type UploadServer } from '../../server/index.js';
+import {
+  createUploadServer,
+  FileStore,
+  type ItemRecord,
+  type UploadServer,
+} from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
 
 const SECRET = 's'.repeat(32);
@@ -329,12 +334,44 @@ describe('upload server bodies', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  const token = async (): Promise<string> =>
+    (await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, { uid: 'alice' })).token;
+
+  /** A `PUT` of all `size` bytes of an item, opened: the test writes its body. */
+  async function openPut(itemId: string, size: number): Promise<ClientRequest> {
+    const base = (await server.listen(0)).http;
+    const req = request(`${base}/uploads/${itemId}`, {
+      method: 'PUT',
+      headers: {
+        Authorization: `Bearer ${await token()}`,
+        'Content-Range': `bytes 0-${size - 1}/${size}`,
+        'Content-Length': String(size),
+      },
+    });
+    req.on('error', () => undefined);
+    return req;
+  }
+
+  /** The item once it holds `[0, end)`, or as it is after about two seconds. */
+  async function storedTo(itemId: string, end: number): Promise<ItemRecord | undefined> {
+    let record = await server.store.get(itemId);
+    for (let i = 0; i < 100 && record?.ranges[0]?.end !== end; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      record = await server.store.get(itemId);
+    }
+    return record;
+  }
+
+  /** The stored bytes `[0, end)` of an item, each chunk checked against its CRC-32C. */
+  async function readBack(itemId: string, end: number): Promise<Buffer> {
+    const read: Buffer[] = [];
+    for await (const b of server.store.read(itemId, 0, end)) read.push(b as Buffer);
+    return Buffer.concat(read);
+  }
+
   it('stores a tus PATCH with Upload-Checksum in chunks of maxChunk, so reads check little at a time', async () => {
     const base = (await server.listen(0)).http;
-    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
-      uid: 'alice',
-    });
-    const headers = { Authorization: `Bearer ${token}`, 'Tus-Resumable': '1.0.0' };
+    const headers = { Authorization: `Bearer ${await token()}`, 'Tus-Resumable': '1.0.0' };
     const bytes = new Uint8Array(randomBytes(256 * 1024));
     const created = await fetch(`${base}/tus/`, {
       method: 'POST',
@@ -359,9 +396,6 @@ describe('upload server bodies', () => {
 
   it('flushes an HTTP part while it comes, a flush at a time, not once per chunk', async () => {
     const base = (await server.listen(0)).http;
-    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
-      uid: 'alice',
-    });
     const bytes = new Uint8Array(randomBytes(1024 * 1024));
     const probe = await open(join(dir, 'probe'), 'w');
     const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
@@ -378,7 +412,7 @@ describe('upload server bodies', () => {
       const put = await fetch(`${base}/uploads/item-1`, {
         method: 'PUT',
         headers: {
-          Authorization: `Bearer ${token}`,
+          Authorization: `Bearer ${await token()}`,
           'Content-Range': `bytes 0-${bytes.length - 1}/${bytes.length}`,
         },
         body: bytes,
@@ -393,68 +427,32 @@ describe('upload server bodies', () => {
     expect(flushes).to.be.below(16);
     // Sixteen chunks of 64 KiB, each with its CRC-32C: read back whole, every chunk checked.
     expect((await stat(join(dir, 'item-1', 'chunks'))).size).to.equal(16 * 24);
-    const read: Buffer[] = [];
-    for await (const b of server.store.read('item-1', 0, bytes.length)) read.push(b as Buffer);
-    expect(Buffer.concat(read).equals(bytes)).to.equal(true);
+    expect((await readBack('item-1', bytes.length)).equals(bytes)).to.equal(true);
   });
 
   it('keeps the whole chunks of a body cut short, durably, and nothing past them', async () => {
-    const base = (await server.listen(0)).http;
-    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
-      uid: 'alice',
-    });
     const size = 1024 * 1024;
     const bytes = randomBytes(size);
-    const sent = 300 * 1024;
+    const req = await openPut('item-2', size);
     await new Promise<void>((resolve) => {
-      const req = request(`${base}/uploads/item-2`, {
-        method: 'PUT',
-        headers: {
-          Authorization: `Bearer ${token}`,
-          'Content-Range': `bytes 0-${size - 1}/${size}`,
-          'Content-Length': String(size),
-        },
-      });
       req.on('error', () => resolve());
-      req.write(bytes.subarray(0, sent), () => setTimeout(() => req.destroy(), 200));
+      req.write(bytes.subarray(0, 300 * 1024), () => setTimeout(() => req.destroy(), 200));
     });
-    let record = await server.store.get('item-2');
-    for (let i = 0; i < 50 && record?.ranges[0]?.end !== 4 * 64 * 1024; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      record = await server.store.get('item-2');
-    }
+    const record = await storedTo('item-2', 4 * 64 * 1024);
     // 300 KiB came: four whole chunks of 64 KiB are kept, the 44 KiB after them are not.
     expect(record!.ranges).to.deep.equal([{ start: 0, end: 4 * 64 * 1024 }]);
-    const read: Buffer[] = [];
-    for await (const b of server.store.read('item-2', 0, 4 * 64 * 1024)) read.push(b as Buffer);
-    expect(Buffer.concat(read).equals(bytes.subarray(0, 4 * 64 * 1024))).to.equal(true);
+    const kept = await readBack('item-2', 4 * 64 * 1024);
+    expect(kept.equals(bytes.subarray(0, 4 * 64 * 1024))).to.equal(true);
   });
 
   it('makes the chunks of a body that pauses durable without waiting for the rest of it', async () => {
-    const base = (await server.listen(0)).http;
-    const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience('up-1'), 60, {
-      uid: 'alice',
-    });
     const size = 1024 * 1024;
-    const bytes = randomBytes(size);
-    const req = request(`${base}/uploads/item-3`, {
-      method: 'PUT',
-      headers: {
-        Authorization: `Bearer ${token}`,
-        'Content-Range': `bytes 0-${size - 1}/${size}`,
-        'Content-Length': String(size),
-      },
-    });
-    req.on('error', () => undefined);
+    const req = await openPut('item-3', size);
     try {
       // Three chunks of 64 KiB at once (the last two written while the first is flushed), then
       // nothing more for now.
-      req.write(bytes.subarray(0, 3 * 64 * 1024));
-      let record = await server.store.get('item-3');
-      for (let i = 0; i < 100 && record?.ranges[0]?.end !== 3 * 64 * 1024; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-        record = await server.store.get('item-3');
-      }
+      req.write(randomBytes(3 * 64 * 1024));
+      const record = await storedTo('item-3', 3 * 64 * 1024);
       expect(record!.ranges).to.deep.equal([{ start: 0, end: 3 * 64 * 1024 }]);
     } finally {
       req.destroy();
