@@ -983,6 +983,8 @@ function startChromium(url: string, profile: string, link: PageLink, logFile: st
     '--disable-background-timer-throttling',
     '--disable-backgrounding-occluded-windows',
     ...(process.env.BENCH_CHROMIUM_LOG ? ['--enable-logging=stderr', '--v=0'] : []),
+    // BENCH_NETLOG=<file>: Chromium's net log (every request's timeline), for chrome://net-export's viewer.
+    ...(process.env.BENCH_NETLOG ? [`--log-net-log=${process.env.BENCH_NETLOG}`] : []),
     url,
   ];
   const child = spawn(executable, args, { stdio: ['ignore', 'ignore', 'pipe'] });

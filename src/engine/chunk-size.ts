@@ -17,12 +17,17 @@ const CHUNK_SECONDS = 0.25;
  * lost connection loses little; {@link FIRST_CHUNK} before anything was measured.
  * @param cap the most to send at once
  * @param throughput bytes per second measured lately, when known
+ * @param seconds the time one chunk should take at `throughput`
  * @internal
  */
-export function adaptiveChunk(cap: number, throughput: number | undefined): number {
+export function adaptiveChunk(
+  cap: number,
+  throughput: number | undefined,
+  seconds = CHUNK_SECONDS,
+): number {
   // Nothing measured yet: small chunks first (a slow start), so the first acknowledgements come
   // soon even on a slow link whose proxies take the bytes at once; the rate is known after them.
   if (throughput === undefined || !(throughput > 0)) return Math.min(cap, FIRST_CHUNK);
-  const fit = Math.floor((throughput * CHUNK_SECONDS) / MIN_CHUNK) * MIN_CHUNK;
+  const fit = Math.floor((throughput * seconds) / MIN_CHUNK) * MIN_CHUNK;
   return Math.min(cap, Math.max(MIN_CHUNK, fit));
 }

@@ -18,6 +18,8 @@ export interface PlaneItem {
   readonly name: string;
   /** Its bytes. */
   readonly blob: Blob;
+  /** No upload server holds any of it yet (`SchedulerItem.fresh` in `part-scheduler.ts`). */
+  readonly fresh?: boolean;
 }
 
 /** The options {@link DataPlane.configure} changes. */

@@ -166,7 +166,12 @@ export class WorkerDataPlane implements DataPlane {
       this.#post({
         type: 'run',
         runId,
-        item: { itemId: item.itemId, name: item.name, blob: item.blob },
+        item: {
+          itemId: item.itemId,
+          name: item.name,
+          blob: item.blob,
+          ...(item.fresh ? { fresh: true } : {}),
+        },
         ranges,
         options: {
           priority: options.priority,
@@ -279,7 +284,10 @@ export class WorkerDataPlane implements DataPlane {
     if (this.#serverList && !this.#closed) local.update(this.#serverList);
     for (const run of this.#runs.values()) {
       run.options.signal?.removeEventListener('abort', run.onAbort);
-      local.run(run.item, run.ranges, run.onProgress, run.options).then(run.resolve, run.reject);
+      // The Worker may have sent some of it: the servers are asked what they hold.
+      local
+        .run({ ...run.item, fresh: false }, run.ranges, run.onProgress, run.options)
+        .then(run.resolve, run.reject);
     }
     this.#runs.clear();
   }

@@ -241,11 +241,25 @@ export class Dup2Transport implements Transport {
       );
     }
     const uploadId = this.#nextUploadId++;
+    const frame = encodeDup2Frame({ type: 'open', uploadId, itemId, size, mime, name });
+    const slot: UploadSlot = { listener, inFlight: 0 };
+    if (item.fresh) {
+      // Nothing to resume: DATA follows the OPEN at once (the server queues it behind the OPEN),
+      // and a failed OPEN fails the upload as a failed DATA would.
+      slot.opened = this.#awaitReply(
+        uploadId,
+        'OPENED',
+        () => undefined,
+        (e) => listener.error(e),
+      );
+      this.#uploads.set(uploadId, slot);
+      this.#send(frame);
+      return Promise.resolve({ type: 'opened', uploadId, complete: false, ranges: [] });
+    }
     return new Promise((resolve, reject) => {
-      const slot: UploadSlot = { listener, inFlight: 0 };
       slot.opened = this.#awaitReply(uploadId, 'OPENED', resolve, reject);
       this.#uploads.set(uploadId, slot);
-      this.#send(encodeDup2Frame({ type: 'open', uploadId, itemId, size, mime, name }));
+      this.#send(frame);
     });
   }
 
@@ -392,9 +406,11 @@ export class Dup2Transport implements Transport {
         const slot = this.#uploads.get(frame.uploadId);
         const error = new ServerError(frame.code, frame.message, { serverId: this.info.id });
         if (!slot) return;
-        if (slot.opened) slot.opened.reject(error);
-        else if (slot.finished) slot.finished.reject(error);
-        else slot.listener.error(error);
+        // A FINISH may follow an OPEN not answered yet (DATA sent right after it).
+        if (slot.opened || slot.finished) {
+          slot.opened?.reject(error);
+          slot.finished?.reject(error);
+        } else slot.listener.error(error);
         // An ERROR ends the upload id on both sides.
         this.#forget(frame.uploadId);
         return;
@@ -419,9 +435,10 @@ export class Dup2Transport implements Transport {
     this.#closed = true;
     this.#stall.stop();
     for (const [id, slot] of this.#uploads) {
-      if (slot.opened) slot.opened.reject(error);
-      else if (slot.finished) slot.finished.reject(error);
-      else slot.listener.error(error);
+      if (slot.opened || slot.finished) {
+        slot.opened?.reject(error);
+        slot.finished?.reject(error);
+      } else slot.listener.error(error);
       this.#uploads.delete(id);
     }
     for (const p of this.#pings.values()) {

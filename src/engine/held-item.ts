@@ -26,6 +26,11 @@ export interface Held {
   handle?: FileSystemFileHandle;
   /** Whether its resume record was written (`true`) or must not be (`false`); unset: not yet. */
   remembered?: boolean;
+  /**
+   * Its id was made here and no task of it has run yet: no upload server holds any of it, so its
+   * first uploads need not ask what a server holds.
+   */
+  fresh?: boolean;
 }
 
 /** A task waiting for `resume()`, and how to settle the promise of whoever is waiting for it. */

@@ -63,7 +63,9 @@ export class HeldItems {
   }
 
   /** Adds an item (under a new id, or the one it had before a reload). */
-  hold(blob: Blob, kind: ItemKind, forInline = false, itemId = newItemId()): Held {
+  hold(blob: Blob, kind: ItemKind, forInline = false, itemId?: string): Held {
+    const fresh = itemId === undefined;
+    itemId ??= newItemId();
     const file = blob as Partial<File>;
     const status: ItemStatus = {
       itemId,
@@ -81,6 +83,7 @@ export class HeldItems {
       errorCode: undefined,
     };
     const held: Held = forInline ? { blob, status, forInline } : { blob, status };
+    if (fresh) held.fresh = true;
     this.#items.set(status.itemId, held);
     return held;
   }

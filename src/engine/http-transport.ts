@@ -48,6 +48,12 @@ export function requestsInFlight(link: LinkMeasure, partBytes: number): number {
   const parts = Math.ceil((((2 * rttMs) / 1000) * throughput) / partBytes);
   return Math.min(MAX_REQUESTS, Math.max(MIN_REQUESTS, 1 + parts));
 }
+/**
+ * The time one part should take at the measured rate, in seconds: longer than a WebSocket chunk's,
+ * as each request costs a round trip and the browser's own work, and an interrupted part keeps the
+ * whole chunks the server stored of it.
+ */
+const PART_SECONDS = 1;
 /** Bytes per request when the link's speed is not known yet. */
 const FIRST_PART = 1024 * 1024;
 /**
@@ -128,7 +134,9 @@ export class HttpTransport implements Transport {
   chunkSize(requested: number, throughput: number | undefined): number {
     // Parts of several MiB: the browser streams each from the file, and a request costs a round trip.
     const part = Math.max(requested, this.#options.partSize);
-    return throughput === undefined ? Math.min(part, FIRST_PART) : adaptiveChunk(part, throughput);
+    return throughput === undefined
+      ? Math.min(part, FIRST_PART)
+      : adaptiveChunk(part, throughput, PART_SECONDS);
   }
 
   async connect(): Promise<void> {
@@ -166,14 +174,19 @@ export class HttpTransport implements Transport {
       created: false,
       waiters: [],
     };
-    const response = await this.#fetch(this.#url(meta.itemId), {
-      method: 'HEAD',
-      headers: this.#auth(),
-      signal: AbortSignal.timeout(15_000),
-    });
     let ranges: ByteRange[] = [];
     let complete = false;
-    if (response.status === 200) {
+    // An item this engine never sent here: nothing to ask about (the first PUT creates it).
+    const response = meta.fresh
+      ? undefined
+      : await this.#fetch(this.#url(meta.itemId), {
+          method: 'HEAD',
+          headers: this.#auth(),
+          signal: AbortSignal.timeout(15_000),
+        });
+    if (!response) {
+      // Nothing stored yet, as far as this engine knows.
+    } else if (response.status === 200) {
       upload.created = true;
       if (Number(response.headers.get('Upload-Length')) !== meta.size)
         throw new ServerError('conflict', `${this.info.id} holds the item with another size`, {

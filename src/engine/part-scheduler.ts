@@ -24,6 +24,11 @@ export interface SchedulerItem {
    * preemption) does not hash again what an earlier one hashed. @default a new one per task
    */
   readonly hasher?: () => ItemHasher;
+  /**
+   * No server holds bytes of the item but what this task sends (its id was just made here, and no
+   * task of it ran before): the first upload to each server skips asking what it holds.
+   */
+  readonly fresh?: boolean;
 }
 
 /** Progress of a running task. */
@@ -83,6 +88,8 @@ interface Entry {
   attempt?: AbortController;
   /** Set while a preempted run unwinds; it is then queued again. */
   preempted: boolean;
+  /** Whether a run of it started (a run after a preemption is never fresh). */
+  ran: boolean;
   /** The highest progress reported, kept across runs (a run after a preemption counts anew). */
   bytesSent: number;
   bytesStored: number;
@@ -139,6 +146,7 @@ export class PartScheduler {
         resolve,
         reject,
         preempted: false,
+        ran: false,
         bytesSent: 0,
         bytesStored: 0,
       };
@@ -217,7 +225,9 @@ export class PartScheduler {
     entry.attempt = attempt;
     const follow = (): void => attempt.abort();
     entry.signal?.addEventListener('abort', follow, { once: true });
-    const { item, ranges } = entry;
+    const { ranges } = entry;
+    const item = entry.ran && entry.item.fresh ? { ...entry.item, fresh: false } : entry.item;
+    entry.ran = true;
     // A run after a preemption starts again from what the servers said they hold: the task's
     // progress does not go back.
     const onProgress = (p: TaskProgress): void => {
@@ -285,6 +295,8 @@ class TaskRun {
   readonly #ackedBy = new Map<string, number>();
   /** What this run sent (to any server), for `bytesSent` with what the servers held before. */
   #sent: ByteRange[] = [];
+  /** Whether no server holds any of the item yet ({@link SchedulerItem.fresh}). */
+  #fresh: boolean;
 
   constructor(
     options: ResolvedEngineOptions,
@@ -305,6 +317,7 @@ class TaskRun {
     this.#total = rangeBytes(ranges);
     const merged = ranges.reduce<ByteRange[]>((all, r) => addRange(all, r), []);
     this.#whole = covers(merged, { start: 0, end: item.blob.size });
+    this.#fresh = item.fresh === true;
   }
 
   /**
@@ -336,6 +349,7 @@ class TaskRun {
       } catch (e) {
         // Broken off or refused: the bytes go by parts, from what the server stored.
         if (this.#signal.aborted) throw e;
+        this.#fresh = false;
       }
     }
     if (this.#hashing && byServer.size > 1) this.#hasher.ahead();
@@ -369,11 +383,16 @@ class TaskRun {
 
   async #toServer(serverId: string, ranges: ByteRange[]): Promise<void> {
     const delays = this.#options.retryDelays;
+    // Only the first attempt may skip asking the server what it holds.
+    let fresh = this.#fresh;
     for (let attempt = 0; ; attempt++) {
       this.#checkAborted();
       const ackedBefore = this.#ackedBy.get(serverId) ?? 0;
       try {
-        await this.#attempt(await this.#abortable(this.#pool.get(serverId)), ranges, serverId);
+        const transport = await this.#abortable(this.#pool.get(serverId));
+        const first = fresh;
+        fresh = false;
+        await this.#attempt(transport, ranges, serverId, first);
         return;
       } catch (e) {
         const error = e as WsUploaderError;
@@ -388,7 +407,12 @@ class TaskRun {
     }
   }
 
-  async #attempt(transport: Transport, ranges: ByteRange[], serverId: string): Promise<void> {
+  async #attempt(
+    transport: Transport,
+    ranges: ByteRange[],
+    serverId: string,
+    fresh: boolean,
+  ): Promise<void> {
     const { itemId, blob } = this.#item;
     let failure: WsUploaderError | DOMException | undefined;
     let outstanding = 0;
@@ -396,7 +420,7 @@ class TaskRun {
     // What this server holds now: what OPENED said plus this attempt's ACKs. (After a digest
     // mismatch it forgot everything, and every byte goes again.)
     let have: ByteRange[] = [];
-    const meta = { itemId, size: blob.size, mime: blob.type, name: this.#item.name, blob };
+    const meta = { itemId, size: blob.size, mime: blob.type, name: this.#item.name, blob, fresh };
     const opening = transport.open(meta, {
       ack: (start, end) => {
         outstanding -= end - start;

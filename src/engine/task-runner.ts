@@ -203,9 +203,12 @@ export class TaskRunner {
     const active: Active = { task, controller, fromControl };
     this.#active.set(task.taskId, active);
     host.update(task.itemId, (s) => ({ ...s, state: ItemState.UPLOADING, errorCode: undefined }));
+    const fresh = held.fresh === true;
+    // Every later task asks each server what it holds.
+    delete held.fresh;
     return this.#plane
       .run(
-        { itemId: task.itemId, name: held.status.name, blob: held.blob },
+        { itemId: task.itemId, name: held.status.name, blob: held.blob, fresh },
         task.ranges,
         this.#progress(task, fromControl),
         {

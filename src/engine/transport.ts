@@ -42,6 +42,12 @@ export interface UploadMeta {
   readonly name: string;
   /** The whole item. */
   readonly blob: Blob;
+  /**
+   * The engine never sent this item to this server (its id was made in this page, and no earlier
+   * upload of it ran there): the transport may skip asking what the server holds, and start
+   * sending at once. Sending bytes the server holds anyway does no harm.
+   */
+  readonly fresh?: boolean;
 }
 
 /**

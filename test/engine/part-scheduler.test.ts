@@ -358,6 +358,50 @@ describe('PartScheduler', () => {
       expectSteadyProgress(task.progress, 300);
     });
 
+    it('a fresh item: its first open on each server says so, its retries and later runs do not', async () => {
+      const { clock, pool, scheduler } = setup({ maxParallel: 1 });
+      const a = pool.transport('a');
+      const b = pool.transport('b');
+      const fresh = { ...item('i1'), fresh: true };
+      const task = start(scheduler, fresh, [on('a', 0, 150), on('b', 150, 300)]);
+      const upA = await a.answerOpen();
+      const upB = await b.answerOpen();
+      expect(upA.meta.fresh).to.equal(true);
+      expect(upB.meta.fresh).to.equal(true);
+      await sentAll(a, upA, 150);
+      a.fail(upA, new TransportError('socket-closed', 'gone', { serverId: 'a' }));
+      await until(() => clock.pending === 1);
+      clock.advance(50);
+      // The retry asks the server what it holds.
+      const upA2 = await a.answerOpen({ ranges: [{ start: 0, end: 64 }] });
+      expect(upA2.meta.fresh).to.equal(false);
+      await sentAll(a, upA2, 86);
+      a.ackSent(upA2);
+      await sentAll(b, upB, 150);
+      b.ackSent(upB);
+      await task.result;
+
+      // A later task of the same item (the engine passes fresh only for the first one) and a run
+      // after a preemption are not fresh either.
+      const low = start(scheduler, fresh, [on('a', 0, 300)], { priority: 0 });
+      const up3 = await a.answerOpen();
+      expect(up3.meta.fresh).to.equal(true);
+      const urgent = start(scheduler, item('urgent', 10), [on('a', 0, 10)], {
+        priority: 5,
+        urgent: true,
+      });
+      await a.waitFor(() => a.opening, 'the urgent task’s open');
+      a.autoAck = true;
+      await a.answerOpen();
+      await a.answerFinish(SERVER_DIGEST);
+      await urgent.result;
+      const up4 = await a.answerOpen({ complete: true });
+      expect(up4.meta.itemId).to.equal('i1');
+      expect(up4.meta.fresh).to.equal(false);
+      await a.answerFinish(SERVER_DIGEST);
+      await low.result;
+    });
+
     it('a digest mismatch at finish: the server forgot the item, so every byte goes again', async () => {
       const { clock, pool, scheduler } = setup({ integrity: 'sha256' });
       const a = pool.transport('a');

@@ -17,7 +17,13 @@ import type {
 
 /** A call the scheduler made on a {@link FakeTransport}, in the order it made them. */
 export type TransportCall =
-  | { readonly op: 'open'; readonly itemId: string; readonly size: number }
+  | {
+      readonly op: 'open';
+      readonly itemId: string;
+      readonly size: number;
+      /** Set when the scheduler said the server cannot hold any of the item yet. */
+      readonly fresh?: true;
+    }
   | {
       readonly op: 'sendData';
       readonly uploadId: number;
@@ -133,7 +139,12 @@ export class FakeTransport implements Transport {
 
   /** Records the call; the promise waits for {@link FakeTransport.answerOpen} or `failOpen`. */
   open(item: UploadMeta, listener: UploadListener): Promise<OpenedUpload> {
-    this.calls.push({ op: 'open', itemId: item.itemId, size: item.size });
+    this.calls.push({
+      op: 'open',
+      itemId: item.itemId,
+      size: item.size,
+      ...(item.fresh ? { fresh: true as const } : {}),
+    });
     const upload: FakeUpload = {
       uploadId: 0,
       meta: item,

@@ -21,6 +21,8 @@ export interface Dup2Trace {
   readonly acks: Span[];
   /** The stored ranges of each OPENED received. */
   readonly opened: Span[][];
+  /** `OPEN` and `DATA` sent and `OPENED` received, in the order the page sent or got them. */
+  readonly order: ('OPEN' | 'DATA' | 'OPENED')[];
   /** The code the page closed it with, and when. */
   closedByPage?: { readonly code: number | undefined; readonly at: number };
   /** Its close event. */
@@ -37,7 +39,14 @@ export function tracedDup2Socket(
   traces: Dup2Trace[],
 ): SocketLike {
   const ws = new WebSocket(url, protocols);
-  const trace: Dup2Trace = { url, createdAt: Date.now(), data: [], acks: [], opened: [] };
+  const trace: Dup2Trace = {
+    url,
+    createdAt: Date.now(),
+    data: [],
+    acks: [],
+    opened: [],
+    order: [],
+  };
   traces.push(trace);
   const send = ws.send.bind(ws);
   ws.send = (data: string | ArrayBufferLike | Blob | ArrayBufferView) => {
@@ -45,6 +54,8 @@ export function tracedDup2Socket(
       const frame = decodeDup2Frame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       if (frame.type === 'data')
         trace.data.push({ start: frame.offset, end: frame.offset + frame.payload.length });
+      if (frame.type === 'data' || frame.type === 'open')
+        trace.order.push(frame.type === 'data' ? 'DATA' : 'OPEN');
     }
     send(data);
   };
@@ -57,7 +68,10 @@ export function tracedDup2Socket(
     if (!(event.data instanceof ArrayBuffer)) return;
     const frame = decodeDup2Frame(new Uint8Array(event.data));
     if (frame.type === 'ack') trace.acks.push({ start: frame.start, end: frame.end });
-    else if (frame.type === 'opened') trace.opened.push(frame.ranges.map((r) => ({ ...r })));
+    else if (frame.type === 'opened') {
+      trace.opened.push(frame.ranges.map((r) => ({ ...r })));
+      trace.order.push('OPENED');
+    }
   });
   ws.addEventListener('close', (event) => {
     trace.closed = { code: event.code, at: Date.now() };

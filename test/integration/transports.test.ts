@@ -4,6 +4,7 @@
 import { expect } from '@open-wc/testing';
 import { WsUploaderEngine, type ServerStatus } from '../../src/index.js';
 import {
+  faultProxy,
   httpLog,
   randomFile,
   sha256Hex,
@@ -12,6 +13,7 @@ import {
   storedSha256,
   type TestDeployment,
 } from '../helpers/servers.js';
+import { tracedDup2Socket, type Dup2Trace } from '../helpers/traced-socket.js';
 import { until } from '../helpers/until.js';
 
 const MiB = 1024 * 1024;
@@ -69,10 +71,10 @@ describe('transports', () => {
         r.url.startsWith(`/uploads/${result.itemId}`),
       );
       if (protocol === 'http/1') {
-        // What the server holds first (nothing), then the parts, then the last byte again with
-        // the item's digest.
+        // A new item: no HEAD (nothing can be stored yet), the parts, then the last byte again
+        // with the item's digest.
         const own = requests.filter((r) => r.method !== 'OPTIONS'); // not the CORS preflights
-        expect(own[0]).to.include({ method: 'HEAD', status: 404 });
+        expect(own.map((r) => r.method)).not.to.include('HEAD');
         const puts = own.filter((r) => r.method === 'PUT');
         expect(puts.length).to.be.at.least(5 + 1);
         expect(puts.every((r) => r.status === 200)).to.equal(true);
@@ -129,6 +131,59 @@ describe('transports', () => {
     const file = randomFile(1_000_000, 'fallback.bin');
     const result = await upload(engine, file);
     expect(result.sha256).to.equal(await sha256Hex(await file.arrayBuffer()));
+  });
+
+  it("sends a new item's DATA right after its OPEN over dup/2, and waits for OPENED when it resumes", async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    // A round trip of 200 ms: OPENED comes long after the first DATA could go. And a slow link,
+    // so much of the item is left to send after the pause.
+    const proxy = await faultProxy(d, d.servers[0]!.id, {
+      latencyMs: 100,
+      bytesPerSecond: 8 * MiB,
+    });
+    const traces: Dup2Trace[] = [];
+    engine = new WsUploaderEngine({
+      controlUrl: d.controlUrl,
+      authToken: d.token,
+      chunkSize: 256 * 1024,
+      createSocket: (url, protocols) =>
+        url === d!.servers[0]!.url
+          ? tracedDup2Socket(proxy.via(url), protocols, traces)
+          : new WebSocket(url, protocols),
+    });
+    await engine.start();
+    await until(() => engine!.servers[0]?.state === 'open');
+    const file = randomFile(24 * MiB, 'pipelined.bin');
+    const expected = await sha256Hex(await file.arrayBuffer());
+    const complete = new Promise<{ itemId: string; sha256?: string }>((resolve) =>
+      engine!.on('complete', (e) => resolve(e.detail)),
+    );
+    const [item] = engine.addFiles([file]);
+    const itemId = item!.itemId;
+    const status = () => engine!.items.find((i) => i.itemId === itemId)!;
+    await until(() => status().bytesStored >= 2 * MiB);
+    engine.pause([itemId]);
+    await until(() => status().state === 'paused');
+    const before = traces.map((t) => t.order.length);
+    engine.resume([itemId]);
+    const result = await complete;
+    expect(result.sha256).to.equal(expected);
+    expect(await storedSha256(d, 'up-1', itemId)).to.deep.equal({
+      complete: true,
+      size: file.size,
+      sha256: expected,
+    });
+    // First upload: nothing to resume, so DATA goes before the OPENED arrives.
+    const first = traces.find((t) => t.order.includes('OPEN'))!.order;
+    expect(first[0]).to.equal('OPEN');
+    expect(first.indexOf('DATA')).to.be.below(first.indexOf('OPENED'));
+    // After the resume (on the same connection or a new one): OPEN, then what the server holds,
+    // then the rest.
+    const resumed = traces
+      .map((t, i) => t.order.slice(before[i] ?? 0))
+      .find((order) => order.includes('OPEN'))!;
+    expect(resumed.slice(0, 3)).to.deep.equal(['OPEN', 'OPENED', 'DATA']);
+    expect(traces.some((t) => t.opened.some((ranges) => ranges.length > 0))).to.equal(true);
   });
 
   it('resumes an HTTP-parts upload from what the server holds, sending no stored byte again', async () => {
