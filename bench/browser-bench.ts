@@ -357,6 +357,28 @@ const CASES: readonly Case[] = [
     baseline: 'wan-fetch',
   },
   {
+    // The WebSocket's ceiling on these links: what dup/2 is held to.
+    key: 'wan-ws',
+    name: 'WAN raw WebSocket, Worker, 4 MiB Blobs, paced by bufferedAmount',
+    section: 'wan',
+    kind: 'ws-raw',
+    mode: 'blob',
+    acks: false,
+    wan: true,
+    baseline: 'wan-fetch',
+  },
+  {
+    key: 'wan-ws-x3',
+    name: 'WAN raw WebSockets, a third of the file to each of 3 sinks',
+    section: 'wan',
+    kind: 'ws-raw',
+    mode: 'blob',
+    acks: false,
+    wan: true,
+    servers: 3,
+    baseline: 'wan-ws',
+  },
+  {
     key: 'wan-tus',
     name: 'WAN tus-js-client, default (one PATCH)',
     section: 'wan',
@@ -402,6 +424,28 @@ const CASES: readonly Case[] = [
     servers: 3,
     wan: true,
     baseline: 'wan-engine',
+    target: TARGET.wanSplit3,
+  },
+  // The engine over HTTP parts, its fastest transport: the default's rows above speak dup/2.
+  {
+    key: 'wan-engine-http',
+    name: 'WAN engine, HTTP parts, 1 server',
+    section: 'wan',
+    kind: 'engine',
+    transport: 'http',
+    servers: 1,
+    wan: true,
+    baseline: 'wan-tus-8',
+  },
+  {
+    key: 'wan-engine-http-x3',
+    name: 'WAN engine, HTTP parts, split 3 servers',
+    section: 'wan',
+    kind: 'engine',
+    transport: 'http',
+    servers: 3,
+    wan: true,
+    baseline: 'wan-engine-http',
     target: TARGET.wanSplit3,
   },
 ];
@@ -1211,36 +1255,43 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
   let sampler: BrowserSampler | undefined;
   try {
     const common = { label, name };
-    if (kase.kind === 'fetch-raw' && (kase.servers ?? 1) > 1) {
+    const rawStep = (urls: Record<string, string>[]): Record<string, unknown> =>
+      kase.kind === 'ws-raw'
+        ? {
+            type: 'ws-raw',
+            ...common,
+            url: urls[0]!.ws,
+            ...(urls.length > 1 ? { urls: urls.map((u) => u.ws) } : {}),
+            message: WS_MESSAGE,
+            window: kase.acks ? WS_WINDOW : WS_BUFFERED,
+            mode: kase.mode,
+            acks: kase.acks,
+            frame: kase.frame ?? 0,
+          }
+        : {
+            type: 'fetch-raw',
+            ...common,
+            url: urls[0]!.put,
+            ...(urls.length > 1 ? { urls: urls.map((u) => u.put) } : {}),
+            hash: kase.hash === true,
+          };
+    if ((kase.kind === 'fetch-raw' || kase.kind === 'ws-raw') && (kase.servers ?? 1) > 1) {
       // One sink, and one proxy, per part: as many links as the split it is held against.
-      const puts: string[] = [];
+      const urls: Record<string, string>[] = [];
       for (let i = 0; i < kase.servers!; i++) {
         const sinkDir = join(dir, `sink-${i + 1}`);
         await mkdir(sinkDir, { recursive: true });
         const sinks = await startRole({ kind: 'sinks', dir: sinkDir });
         roles.push(sinks);
         uploads.push(sinks);
-        puts.push((await reach(sinks.urls)).put!);
+        urls.push(await reach(sinks.urls));
       }
-      step = { type: 'fetch-raw', ...common, url: puts[0]!, urls: puts, hash: false };
+      step = rawStep(urls);
     } else if (kase.kind === 'ws-raw' || kase.kind === 'fetch-raw') {
       const sinks = await startRole({ kind: 'sinks', dir });
       roles.push(sinks);
       uploads.push(sinks);
-      const urls = await reach(sinks.urls);
-      step =
-        kase.kind === 'ws-raw'
-          ? {
-              type: 'ws-raw',
-              ...common,
-              url: urls.ws,
-              message: WS_MESSAGE,
-              window: kase.acks ? WS_WINDOW : WS_BUFFERED,
-              mode: kase.mode,
-              acks: kase.acks,
-              frame: kase.frame ?? 0,
-            }
-          : { type: 'fetch-raw', ...common, url: urls.put, hash: kase.hash === true };
+      step = rawStep([await reach(sinks.urls)]);
     } else {
       // The servers of a split link to the control server (as a deployment's do), so one of them
       // computes a split item's digest. Behind the WAN's proxies each advertises its proxy's

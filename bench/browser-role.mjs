@@ -237,6 +237,8 @@ async function startControl(start) {
     plan: createPlanner({
       splitMin: 0,
       maxServers: start.maxServers ?? Math.max(1, start.uploadServers.length),
+      // BENCH_STRIPE: the planner's stripe, in bytes (its default otherwise).
+      ...(process.env.BENCH_STRIPE ? { stripe: Number(process.env.BENCH_STRIPE) } : {}),
     }),
     // Every item is uploaded.
     inlineMax: 0,

@@ -74,16 +74,36 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * CRC-32C, encoded by the codec into one buffer used again (`send` copies it): the per-byte work
  * of the engine's `dup/2`, without its protocol.
  */
-async function wsRaw({ url, name, message, window, mode, acks, frame }) {
+async function wsRaw({ url, urls, name, message, window, mode, acks, frame }) {
   const file = await sourceFile(name);
-  const size = file.size;
   const codec = frame ? await library() : undefined;
+  const heap = heapSampler();
+  const t0 = performance.now();
+  // With `urls`, an equal part of the file to each, all at once (a sender per sink).
+  const targets = urls ?? [url];
+  const share = Math.ceil(file.size / targets.length);
+  const sent = await Promise.all(
+    targets.map((to, i) =>
+      wsSend(to, file, i * share, Math.min(file.size, (i + 1) * share), codec, {
+        message,
+        window,
+        mode,
+        acks,
+        frame,
+      }),
+    ),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  return { bytes: sent.reduce((a, b) => a + b, 0), seconds, heapPeak: heap() };
+}
+
+/** One raw WebSocket sender of `file`'s bytes `from..to`: the bytes its sink wrote. */
+async function wsSend(url, file, from, to, codec, { message, window, mode, acks, frame }) {
+  const size = to - from;
   // The sink's mode: whether it acknowledges each message, the frame header it does not store.
   const target = new URL(url);
   target.searchParams.set('acks', acks ? '1' : '0');
   if (frame) target.searchParams.set('header', String(codec.DATA_HEADER_BYTES));
-  const heap = heapSampler();
-  const t0 = performance.now();
   const ws = new WebSocket(target);
   ws.binaryType = 'arraybuffer';
   /** Sizes of the messages sent and not yet acknowledged, oldest first. */
@@ -124,7 +144,7 @@ async function wsRaw({ url, name, message, window, mode, acks, frame }) {
   };
   const read = (start) => {
     const end = Math.min(size, start + message);
-    const blob = file.slice(start, end);
+    const blob = file.slice(from + start, from + end);
     return mode === 'blob' && !frame ? Promise.resolve(blob) : blob.arrayBuffer();
   };
   /** Waits until `length` more bytes may go. */
@@ -182,10 +202,9 @@ async function wsRaw({ url, name, message, window, mode, acks, frame }) {
     acked = written ?? 0;
   }
   if (failure) throw failure;
-  const seconds = (performance.now() - t0) / 1000;
   ws.onclose = null;
   ws.close(1000);
-  return { bytes: acked, seconds, heapPeak: heap() };
+  return acked;
 }
 
 /**

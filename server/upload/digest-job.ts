@@ -16,7 +16,9 @@ import type { ItemStore } from './file-store.js';
 import { waitForBytes } from './wait-for-bytes.js';
 
 /** Bytes read (or asked of a peer) at once: a reader waits for each piece to be stored. */
-const PIECE = 8 * 1024 * 1024;
+const PIECE = 2 * 1024 * 1024;
+/** Pieces read ahead of the one being hashed (so at most this many and one are held at once). */
+const READ_AHEAD = 3;
 /** Most digests computed at once; more are answered `unavailable`. */
 const MAX_JOBS = 16;
 /** How long a peer that answered 503 (the bytes are not there yet) is left before asking again. */
@@ -89,25 +91,46 @@ export class DigestJobs {
 
   async #digest(request: DigestMessage, signal: AbortSignal): Promise<string> {
     const hash = createHash('sha256');
-    for (const source of request.sources) {
-      for (let start = source.start; start < source.end; start += PIECE) {
-        const end = Math.min(source.end, start + PIECE);
+    const pieces: { start: number; end: number; peer?: number }[] = [];
+    for (const source of request.sources)
+      for (let start = source.start; start < source.end; start += PIECE)
+        pieces.push({ ...source, start, end: Math.min(source.end, start + PIECE) });
+    // Pieces are read up to READ_AHEAD ahead of the one being hashed, each as soon as it is stored:
+    // the browser's requests end out of order, so when the last byte comes, the rest is in memory.
+    const stop = new AbortController();
+    const reading = AbortSignal.any([signal, stop.signal]);
+    const loads: (Promise<Buffer[]> | undefined)[] = [];
+    const load = (i: number): void => {
+      const { start, end, peer } = pieces[i]!;
+      const loaded =
+        peer === undefined
+          ? this.#fromStore(request.itemId, start, end, reading)
+          : this.#fromPeer(request.peers[peer]!, start, end, reading);
+      // One that fails while an earlier one is awaited is reported when its turn comes.
+      loaded.catch(() => undefined);
+      loads[i] = loaded;
+    };
+    try {
+      for (let i = 0; i < pieces.length; i++) {
+        for (let j = i; j < Math.min(pieces.length, i + 1 + READ_AHEAD); j++)
+          if (!loads[j]) load(j);
         if (signal.aborted) throw new DigestFailure('unavailable', 'stopped');
-        const peer = source.peer === undefined ? undefined : request.peers[source.peer]!;
-        if (peer) await this.#fromPeer(peer, start, end, hash, signal);
-        else await this.#fromStore(request.itemId, start, end, hash, signal);
+        for (const chunk of await loads[i]!) hash.update(chunk);
+        loads[i] = undefined;
       }
+    } finally {
+      stop.abort();
     }
     return hash.digest('hex');
   }
 
+  /** Bytes `start..end` of the item from this server's store, once they are stored. */
   async #fromStore(
     itemId: string,
     start: number,
     end: number,
-    hash: ReturnType<typeof createHash>,
     signal: AbortSignal,
-  ): Promise<void> {
+  ): Promise<Buffer[]> {
     const { store, waitMs } = this.#options;
     // At once when they are stored already. The request can come before the browser opened the
     // item here (its link to the control server is quicker than the browser's to this server):
@@ -124,20 +147,22 @@ export class DigestJobs {
       if (signal.aborted) throw new DigestFailure('unavailable', 'stopped');
       throw new DigestFailure('timeout', `bytes ${start}..${end} were not stored in time`);
     }
+    const chunks: Buffer[] = [];
     try {
-      for await (const chunk of store.read(itemId, start, end)) hash.update(chunk as Buffer);
+      for await (const chunk of store.read(itemId, start, end)) chunks.push(chunk as Buffer);
     } catch (e) {
       throw new DigestFailure('storage-failed', `could not read bytes ${start}..${end}: ${e}`);
     }
+    return chunks;
   }
 
+  /** Bytes `start..end` of the item from the peer that holds them, once they are stored there. */
   async #fromPeer(
     peer: { url: string; token: string },
     start: number,
     end: number,
-    hash: ReturnType<typeof createHash>,
     signal: AbortSignal,
-  ): Promise<void> {
+  ): Promise<Buffer[]> {
     const deadline = performance.now() + this.#options.waitMs;
     for (;;) {
       let response: IncomingMessage;
@@ -170,10 +195,11 @@ export class DigestJobs {
         );
       }
       let got = 0;
+      const chunks: Buffer[] = [];
       try {
         for await (const value of response as AsyncIterable<Buffer>) {
           const take = Math.min(value.length, end - start - got);
-          hash.update(take === value.length ? value : value.subarray(0, take));
+          chunks.push(take === value.length ? value : value.subarray(0, take));
           got += take;
           // A whole item sent for its first piece: the rest is not wanted. (A 206 is read to its
           // end, so its connection is used again.)
@@ -187,7 +213,7 @@ export class DigestJobs {
       }
       if (got < end - start)
         throw new DigestFailure('unavailable', `${peer.url} sent ${got} of ${end - start} bytes`);
-      return;
+      return chunks;
     }
   }
 }

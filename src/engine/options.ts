@@ -48,7 +48,10 @@ export interface EngineOptions {
    * open for pings and liveness. @default ['dup/2', 'dup/1', 'http/1']
    */
   protocols?: readonly DataProtocol[];
-  /** Bytes per HTTP `PUT` when the bytes go over `http/1` (smaller on a slow link). @default 16777216 */
+  /**
+   * Most bytes per HTTP `PUT` when the bytes go over `http/1`: a part is about a second of the
+   * measured rate, up to this. @default 67108864
+   */
   partSize?: number;
   /** Transmit tasks that run at the same time. @default 3 */
   maxParallel?: number;
@@ -159,7 +162,7 @@ export type ResolvedEngineOptions = Required<
 /** Default engine options. */
 export const ENGINE_DEFAULTS = {
   chunkSize: 512 * 1024,
-  partSize: 16 * 1024 * 1024,
+  partSize: 64 * 1024 * 1024,
   maxParallel: 3,
   probeCount: 3,
   probeIntervalMs: 15_000,

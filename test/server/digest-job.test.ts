@@ -112,6 +112,42 @@ describe('digest of an item split across upload servers', () => {
     expect(demands).to.deep.equal([]);
   });
 
+  it('reads pieces ahead while an earlier one is not stored yet, and hashes them in order', async () => {
+    const a = await start('up-a');
+    const b = await start('up-b');
+    const size = 12 * MiB;
+    const bytes = new Uint8Array(randomBytes(size));
+    const token = await createReadToken(SECRET, 'up-b', { subject: 'up-a' });
+    const jobs = new DigestJobs({ store: a.server.store, waitMs: 5000, log: () => undefined });
+    const answer = jobs.run({
+      type: 'digest',
+      itemId: 'split-8',
+      size,
+      peers: [{ url: `${b.http}/files/split-8`, token }],
+      sources: [
+        { start: 0, end: 4 * MiB },
+        { start: 4 * MiB, end: size, peer: 0 },
+      ],
+    });
+    // The peer's stripe back to front, then this server's: every piece but the last stored
+    // comes after a later one.
+    const backwards: [number, number][] = [];
+    for (let end = size; end > 4 * MiB; end -= MiB) backwards.push([end - MiB, end]);
+    await store(b.ws, 'up-b', 'split-8', bytes, backwards);
+    await store(a.ws, 'up-a', 'split-8', bytes, [
+      [3 * MiB, 4 * MiB],
+      [2 * MiB, 3 * MiB],
+      [MiB, 2 * MiB],
+      [0, MiB],
+    ]);
+    expect(await answer).to.deep.equal({
+      type: 'digested',
+      itemId: 'split-8',
+      sha256: sha256(bytes).hex,
+    });
+    expect(demands).to.deep.equal([]);
+  });
+
   it('waits for an item the browser has not opened here yet (the request came first), then follows the upload', async () => {
     const a = await start('up-a');
     const b = await start('up-b');
