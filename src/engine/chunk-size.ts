@@ -12,9 +12,10 @@ export const FIRST_CHUNK = 64 * 1024;
 const CHUNK_SECONDS = 0.25;
 
 /**
- * `cap`, or less on a slow link: about {@link CHUNK_SECONDS} of sending at `throughput`, in whole
- * multiples of {@link MIN_CHUNK}, so acknowledgements keep coming well within the stall time and a
- * lost connection loses little; {@link FIRST_CHUNK} before anything was measured.
+ * `cap`, or less on a slow link: about `seconds` ({@link CHUNK_SECONDS} by default) of sending at
+ * `throughput`, in whole multiples of {@link MIN_CHUNK}, so acknowledgements keep coming well
+ * within the stall time and a lost connection loses little; {@link FIRST_CHUNK} before anything
+ * was measured.
  * @param cap the most to send at once
  * @param throughput bytes per second measured lately, when known
  * @param seconds the time one chunk should take at `throughput`
