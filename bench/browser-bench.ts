@@ -1704,8 +1704,17 @@ function report(
         `sender without per-byte work (ws-buffered, ${fixed(rate('ws-buffered'), 1)} MiB/s)`,
     );
   }
+  if (picked('wan-ws-x3') && picked('wan-ws')) {
+    info(
+      `WAN, raw WebSocket senders split over 3 sinks: ${ratio(rate('wan-ws-x3') / rate('wan-ws'))} ` +
+        `one (wan-ws-x3, the WebSocket's ceiling for a split; wan-engine-x3 speaks dup/2, which ` +
+        `also reads and checksums every byte)`,
+    );
+  }
   const capped = [
     ['wan-engine', 'engine'],
+    ['wan-engine-http', 'engine over HTTP parts'],
+    ['wan-ws', 'raw WebSocket'],
     ['wan-fetch', 'raw fetch'],
     ['wan-tus', 'tus-js-client (one PATCH)'],
     ['wan-tus-8', 'tus-js-client (8 MiB chunks)'],
@@ -1720,6 +1729,8 @@ function report(
     ['wan-engine', 'engine to one server'],
     ['wan-engine-x2', 'split over 2 servers'],
     ['wan-engine-x3', 'split over 3 servers'],
+    ['wan-engine-http', 'over HTTP parts to one server'],
+    ['wan-engine-http-x3', 'over HTTP parts split over 3 servers'],
   ].filter(([key]) => picked(key));
   if (picked('wan-tus-8') && vsTus.length > 0) {
     info(
