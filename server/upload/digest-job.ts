@@ -18,7 +18,7 @@ import { waitForBytes } from './wait-for-bytes.js';
 /** Bytes read (or asked of a peer) at once: a reader waits for each piece to be stored. */
 const PIECE = 2 * 1024 * 1024;
 /** Pieces read ahead of the one being hashed (so at most this many and one are held at once). */
-const READ_AHEAD = 3;
+const READ_AHEAD = 7;
 /** Most digests computed at once; more are answered `unavailable`. */
 const MAX_JOBS = 16;
 /** How long a peer that answered 503 (the bytes are not there yet) is left before asking again. */

@@ -54,8 +54,15 @@ export function requestsInFlight(link: LinkMeasure, partBytes: number): number {
  * whole chunks the server stored of it.
  */
 const PART_SECONDS = 1;
-/** Bytes per request when the link's speed is not known yet. */
+/**
+ * Bytes of the first request while the link's speed is not known yet; each next one is twice the
+ * last, up to {@link UNMEASURED_PART_MAX}. Parts of one size sent side by side share the link and
+ * end together, leaving it idle until the next requests' bytes arrive; growing parts end one after
+ * another, and fill a long fast link sooner.
+ */
 const FIRST_PART = 1024 * 1024;
+/** The largest part sent before the link's speed is known. */
+const UNMEASURED_PART_MAX = 8 * 1024 * 1024;
 /**
  * The slowest link a request is given time for: a request is abandoned as stalled when no answer
  * came within `stallTimeoutMs` plus its size at this rate, in bytes per second.
@@ -91,6 +98,8 @@ export class HttpTransport implements Transport {
   #open = false;
   #closed = false;
   #stalled = false;
+  /** Parts handed out since the link's speed was last known (each twice the one before). */
+  #unmeasured = 0;
 
   /**
    * @param info the server, with this client's token
@@ -134,9 +143,13 @@ export class HttpTransport implements Transport {
   chunkSize(requested: number, throughput: number | undefined): number {
     // Parts of several MiB: the browser streams each from the file, and a request costs a round trip.
     const part = Math.max(requested, this.#options.partSize);
-    return throughput === undefined
-      ? Math.min(part, FIRST_PART)
-      : adaptiveChunk(part, throughput, PART_SECONDS);
+    if (throughput !== undefined) {
+      this.#unmeasured = 0;
+      return adaptiveChunk(part, throughput, PART_SECONDS);
+    }
+    const grown = Math.min(UNMEASURED_PART_MAX, FIRST_PART * 2 ** this.#unmeasured);
+    this.#unmeasured++;
+    return Math.min(part, grown);
   }
 
   async connect(): Promise<void> {
