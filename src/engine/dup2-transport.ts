@@ -41,6 +41,19 @@ interface UploadSlot {
 }
 
 /**
+ * An upload's failure goes to the replies it waits for, else to its listener. (A FINISH may follow
+ * an OPEN not answered yet: DATA is sent right after the OPEN of a fresh item.)
+ */
+function failSlot(slot: UploadSlot, error: WsUploaderError): void {
+  if (!slot.opened && !slot.finished) {
+    slot.listener.error(error);
+    return;
+  }
+  slot.opened?.reject(error);
+  slot.finished?.reject(error);
+}
+
+/**
  * One dup/2 connection.
  * @internal
  */
@@ -406,11 +419,7 @@ export class Dup2Transport implements Transport {
         const slot = this.#uploads.get(frame.uploadId);
         const error = new ServerError(frame.code, frame.message, { serverId: this.info.id });
         if (!slot) return;
-        // A FINISH may follow an OPEN not answered yet (DATA sent right after it).
-        if (slot.opened || slot.finished) {
-          slot.opened?.reject(error);
-          slot.finished?.reject(error);
-        } else slot.listener.error(error);
+        failSlot(slot, error);
         // An ERROR ends the upload id on both sides.
         this.#forget(frame.uploadId);
         return;
@@ -435,10 +444,7 @@ export class Dup2Transport implements Transport {
     this.#closed = true;
     this.#stall.stop();
     for (const [id, slot] of this.#uploads) {
-      if (slot.opened || slot.finished) {
-        slot.opened?.reject(error);
-        slot.finished?.reject(error);
-      } else slot.listener.error(error);
+      failSlot(slot, error);
       this.#uploads.delete(id);
     }
     for (const p of this.#pings.values()) {

@@ -187,32 +187,34 @@ export class HttpTransport implements Transport {
       created: false,
       waiters: [],
     };
-    let ranges: ByteRange[] = [];
-    let complete = false;
     // An item this engine never sent here: nothing to ask about (the first PUT creates it).
-    const response = meta.fresh
-      ? undefined
-      : await this.#fetch(this.#url(meta.itemId), {
-          method: 'HEAD',
-          headers: this.#auth(),
-          signal: AbortSignal.timeout(15_000),
-        });
-    if (!response) {
-      // Nothing stored yet, as far as this engine knows.
-    } else if (response.status === 200) {
-      upload.created = true;
-      if (Number(response.headers.get('Upload-Length')) !== meta.size)
-        throw new ServerError('conflict', `${this.info.id} holds the item with another size`, {
-          serverId: this.info.id,
-          itemId: meta.itemId,
-        });
-      ranges = parseUploadRanges(response.headers.get('Upload-Ranges') ?? '');
-      complete = response.headers.get('Upload-Complete') === '?1';
-    } else if (response.status !== 404) {
-      throw await this.#error(response, meta.itemId);
-    }
+    const held = meta.fresh ? undefined : await this.#held(meta);
+    if (held) upload.created = true;
     this.#uploads.set(uploadId, upload);
-    return { uploadId, complete, ranges };
+    return { uploadId, complete: held?.complete ?? false, ranges: held?.ranges ?? [] };
+  }
+
+  /**
+   * What the server holds of an item (`HEAD`); `undefined` when it has none of it.
+   * @throws {ServerError} `conflict` when it holds the item with another size, or what it answered
+   */
+  async #held(meta: UploadMeta): Promise<{ complete: boolean; ranges: ByteRange[] } | undefined> {
+    const response = await this.#fetch(this.#url(meta.itemId), {
+      method: 'HEAD',
+      headers: this.#auth(),
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (response.status === 404) return undefined;
+    if (response.status !== 200) throw await this.#error(response, meta.itemId);
+    if (Number(response.headers.get('Upload-Length')) !== meta.size)
+      throw new ServerError('conflict', `${this.info.id} holds the item with another size`, {
+        serverId: this.info.id,
+        itemId: meta.itemId,
+      });
+    return {
+      complete: response.headers.get('Upload-Complete') === '?1',
+      ranges: parseUploadRanges(response.headers.get('Upload-Ranges') ?? ''),
+    };
   }
 
   async waitForRoom(uploadId: number, _bytes: number, signal?: AbortSignal): Promise<void> {
