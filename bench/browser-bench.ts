@@ -801,6 +801,8 @@ async function servePage(
 // ---------------------------------------------------------------------------------------------
 
 const CLOCK_TICKS = 100;
+/** The machine's CPUs. */
+const CPUS = cpus().length;
 
 interface ProcStat {
   readonly pid: number;
@@ -1068,6 +1070,8 @@ function startChromium(url: string, profile: string, link: PageLink, logFile: st
 
 interface Role {
   readonly child: ChildProcess;
+  /** What the process hosts (`upload`, `control`, `sinks`, `proxy`). */
+  readonly kind: string;
   readonly urls: Record<string, string>;
   readonly token?: string;
 }
@@ -1120,7 +1124,7 @@ async function startRole(start: Record<string, unknown>): Promise<Role> {
   });
   try {
     const started = await request<{ urls: Record<string, string>; token?: string }>(child, start);
-    return { child, ...started };
+    return { child, kind: String(start.kind), ...started };
   } catch (e) {
     child.kill();
     throw e;
@@ -1154,6 +1158,8 @@ interface Run {
   readonly maxLagMs: number;
   /** CPU time of the renderers' main threads ÷ the time of the timed part. */
   readonly mainShare: number;
+  /** CPU time during the timed part: the whole machine's, Chromium's and the servers'. */
+  readonly timedCpu: TimedCpu | undefined;
   /** The busiest threads of Chromium during the timed part: name and CPU seconds. */
   readonly timedThreads: readonly [string, number][] | undefined;
   readonly browser: BrowserUse;
@@ -1198,6 +1204,37 @@ async function waitForQuiet(maxSeconds: number): Promise<{ waited: number; quiet
     const waited = (Date.now() - start) / 1000;
     if (quiet || waited >= maxSeconds) return { waited, quiet };
   }
+}
+
+/** CPU time spent during a timed part, in seconds. */
+interface TimedCpu {
+  /** Length of the timed part. */
+  readonly seconds: number;
+  /** Every CPU of the machine (/proc/stat): Chromium, the servers, this process, the rest. */
+  readonly machine: number;
+  /** Every thread of Chromium. */
+  readonly browser: number;
+  /** The server processes (upload servers or sinks, control server, proxies). */
+  readonly servers: number;
+  /** The same by kind of process (`upload`, `control`, `sinks`, `proxy`). */
+  readonly byKind: ReadonlyMap<string, number>;
+}
+
+/** The machine's and the server processes' CPU time so far, at a mark of the page. */
+interface MachineMark {
+  readonly busy: number;
+  /** CPU seconds of each server process, by pid. */
+  readonly servers: ReadonlyMap<number, number>;
+}
+
+function machineMark(serverPids: readonly number[]): MachineMark {
+  return { busy: machineBusy(), servers: processCpu(serverPids) };
+}
+
+function sumOf(threads: ReadonlyMap<unknown, number>): number {
+  let sum = 0;
+  for (const cpu of threads.values()) sum += cpu;
+  return sum;
 }
 
 /** CPU time all CPUs have been busy since boot, in seconds (/proc/stat). */
@@ -1378,8 +1415,14 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
     }
     sampler = await sampleBrowser(ctx.browser.pid);
     const marks = new Map<string, MainThreadMark>();
+    const machineMarks = new Map<string, MachineMark>();
     const markWith = sampler;
-    ctx.link.onMark = (phase) => marks.set(phase, markWith.mark());
+    const rolePids = roles.flatMap((r) => (r.child.pid === undefined ? [] : [r.child.pid]));
+    const roleKinds = new Map(roles.map((r) => [r.child.pid, r.kind]));
+    ctx.link.onMark = (phase) => {
+      marks.set(phase, markWith.mark());
+      machineMarks.set(phase, machineMark(rolePids));
+    };
     const busyBefore = machineBusy();
     const ownBefore = process.cpuUsage();
     const report = await ctx.link.run(step);
@@ -1402,6 +1445,8 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
     }
     const start = marks.get('start');
     const end = marks.get('end');
+    const machineStart = machineMarks.get('start');
+    const machineEnd = machineMarks.get('end');
     return {
       mibps: error === undefined ? size / MiB / seconds : NaN,
       seconds,
@@ -1414,6 +1459,20 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
           ? (end.cpu - start.cpu) / ((end.at - start.at) / 1000)
           : NaN,
       timedThreads: start && end ? busiest(start.threads, end.threads).slice(0, 4) : undefined,
+      timedCpu:
+        start && end && machineStart && machineEnd && end.at > start.at
+          ? {
+              seconds: (end.at - start.at) / 1000,
+              machine: machineEnd.busy - machineStart.busy,
+              browser: sumOf(end.threads) - sumOf(start.threads),
+              servers: sumOf(machineEnd.servers) - sumOf(machineStart.servers),
+              byKind: [...machineEnd.servers].reduce((byKind, [pid, cpu]) => {
+                const kind = roleKinds.get(pid) ?? 'other';
+                const used = cpu - (machineStart.servers.get(pid) ?? cpu);
+                return byKind.set(kind, (byKind.get(kind) ?? 0) + used);
+              }, new Map<string, number>()),
+            }
+          : undefined,
       browser,
       serverRssPeak: Math.max(...uploadReports.map((r) => r.rssPeak)),
       serverRssStart: Math.max(...uploadReports.map((r) => r.rssStart)),
@@ -1485,6 +1544,17 @@ interface Summary {
   readonly rendererPeak: number;
   readonly rendererGrowth: number;
   readonly browserPeak: number;
+  /** The machine's CPUs busy during the timed part, a share of all of them. */
+  readonly machineShare: number;
+  /** CPU seconds per 100 MiB during the timed part: Chromium's, and the servers'. */
+  readonly browserPer100: number;
+  readonly serversPer100: number;
+}
+
+/** CPU seconds per 100 MiB a run's timed part used, from one of its {@link TimedCpu} figures. */
+function per100(r: Run, cpu: (t: TimedCpu) => number): number {
+  const mibs = r.mibps * r.seconds;
+  return r.timedCpu && mibs > 0 ? (100 * cpu(r.timedCpu)) / mibs : NaN;
 }
 
 function summarize(kase: Case, runs: readonly Run[]): Summary {
@@ -1503,7 +1573,39 @@ function summarize(kase: Case, runs: readonly Run[]): Summary {
     rendererPeak: of((r) => r.browser.rendererPeak),
     rendererGrowth: of((r) => r.browser.rendererPeak - r.browser.rendererStart),
     browserPeak: of((r) => r.browser.pssPeak),
+    machineShare: of((r) =>
+      r.timedCpu ? r.timedCpu.machine / (CPUS * r.timedCpu.seconds) : undefined,
+    ),
+    browserPer100: of((r) => per100(r, (t) => t.browser)),
+    serversPer100: of((r) => per100(r, (t) => t.servers)),
   };
+}
+
+/** A split's share of the machine at which it is taken to be bound by the machine's CPUs. */
+const SATURATED = 0.9;
+/** How much more browser CPU per byte than one server's a split may use and still be bound. */
+const SAME_BROWSER_WORK = 1.1;
+
+/**
+ * Why a split that missed its target is bound by this machine, when it is: every CPU was busy,
+ * the browser did no more work per byte than for one server, and the servers, which share the
+ * browser's CPUs here (on separate machines they would not), did more.
+ * @returns the reason, or undefined when the split is not shown to be bound by the machine
+ */
+function machineLimit(split: Summary, one: Summary): string | undefined {
+  if ((split.kase.servers ?? 1) <= 1 || (one.kase.servers ?? 1) !== 1) return undefined;
+  const values = [split.machineShare, split.browserPer100, one.browserPer100];
+  if (values.some(Number.isNaN)) return undefined;
+  if (split.machineShare < SATURATED) return undefined;
+  if (split.browserPer100 > SAME_BROWSER_WORK * one.browserPer100) return undefined;
+  if (!(split.serversPer100 > one.serversPer100)) return undefined;
+  return (
+    `the machine's ${CPUS} CPUs were ${fixed(100 * split.machineShare, 0)} % busy; per 100 MiB ` +
+    `the browser used ${fixed(split.browserPer100, 2)} s of CPU (one server: ` +
+    `${fixed(one.browserPer100, 2)} s) and the servers ${fixed(split.serversPer100, 2)} s ` +
+    `(one server: ${fixed(one.serversPer100, 2)} s): the servers' extra work takes the CPUs the ` +
+    `browser needs, as it would not with each server on a machine of its own`
+  );
 }
 
 /** The row every row of a section is divided by in its `÷` column. */
@@ -1634,6 +1736,28 @@ function report(
     );
   }
 
+  // Where the CPU went during the timed part: on two CPUs the servers take what the browser needs.
+  const cpuRows: string[][] = [
+    ['key', 'MiB/s', 'machine busy', 'browser CPU / 100 MiB', 'servers CPU / 100 MiB'],
+  ];
+  for (const s of summaries.filter(measured)) {
+    if (Number.isNaN(s.machineShare)) continue;
+    cpuRows.push([
+      s.kase.key,
+      fixed(s.mibps, 1),
+      `${fixed(100 * s.machineShare, 0)} %`,
+      `${fixed(s.browserPer100, 2)} s`,
+      `${fixed(s.serversPer100, 2)} s`,
+    ]);
+  }
+  if (cpuRows.length > 1) {
+    tables.push(
+      `CPU during the timed part (medians; machine busy: all ${CPUS} CPUs, 100 % when every one ` +
+        'is busy; the servers: upload servers or sinks, control server and proxies):\n\n' +
+        markdownTable(cpuRows),
+    );
+  }
+
   // Targets.
   const verdicts: string[] = [];
   const mark = (ok: boolean | undefined): string =>
@@ -1695,7 +1819,11 @@ function report(
       k.target === 1 - SPLIT_NOISE
         ? `not slower than ${k.baseline} (within ${100 * SPLIT_NOISE} %, the spread between runs)`
         : `≥ ${k.target}× ${k.baseline}`;
-    check(`${k.key} ${what}: ${ratio(r)}`, atLeast(r, k.target));
+    const ok = atLeast(r, k.target);
+    const base = by.get(k.baseline);
+    const limit = ok === false && base ? machineLimit(s, base) : undefined;
+    if (limit) verdicts.push(`LIMIT ${k.key} ${what}: ${ratio(r)}; ${limit}`);
+    else check(`${k.key} ${what}: ${ratio(r)}`, ok);
   }
   const dup2 = by.get('engine-dup2-transport');
   if (dup2 && by.has('ws-buffered')) {
@@ -1798,6 +1926,11 @@ function report(
     details.push(
       `- ${s.kase.key}: ${fixed(wall, 2)} s; busiest Chromium threads: ${threads}; ` +
         `servers ${fixed(last.serverCpu, 1)} s CPU (${fixed((100 * last.serverCpu) / wall, 0)} %)` +
+        (last.timedCpu
+          ? ` (timed part: ${[...last.timedCpu.byKind]
+              .map(([kind, cpu]) => `${kind} ${fixed(cpu, 2)} s`)
+              .join(', ')})`
+          : '') +
         (last.hashSeconds !== undefined
           ? `; the Worker's SHA-256 took ${fixed(last.hashSeconds, 2)} s of it ` +
             `(${last.hashReads ?? '?'} reads of the file's stream)`
