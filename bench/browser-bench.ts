@@ -1024,7 +1024,11 @@ function startChromium(url: string, profile: string, link: PageLink, logFile: st
     // performance.memory with exact values instead of coarse buckets.
     '--enable-precise-memory-info',
     // gc() for the page, to start each case's heap measure from a collected heap.
-    '--js-flags=--expose-gc',
+    // BENCH_V8_PROF=<folder>: V8's sampling profiler, one log per isolate (the page, each Worker),
+    // for `node --prof-process`.
+    process.env.BENCH_V8_PROF
+      ? `--js-flags=--expose-gc --prof --logfile=${process.env.BENCH_V8_PROF}/v8-%p.log`
+      : '--js-flags=--expose-gc',
     '--disable-renderer-backgrounding',
     '--disable-background-timer-throttling',
     '--disable-backgrounding-occluded-windows',

@@ -21,7 +21,7 @@ import type { ServerInfo } from '../protocol/control.js';
 import { fromHex, toHex } from '../protocol/hex.js';
 import { truncateUtf8, utf8Length } from '../protocol/utf8.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
-import { adaptiveChunk } from './chunk-size.js';
+import { ChunkSizer } from './chunk-size.js';
 import type { ResolvedEngineOptions, SocketLike } from './options.js';
 import { REPLY_TIMEOUT_MS, waitForRoom, type Room } from './flow-control.js';
 import { StallWatch } from './stall-watch.js';
@@ -179,6 +179,8 @@ export class Dup1Transport implements Transport {
   readonly #options: ResolvedEngineOptions;
   readonly #onClose: TransportCloseHandler;
   readonly #main: Dup1Connection;
+  /** Chunk sizes to this server, from its acknowledgements. */
+  readonly #sizer: ChunkSizer;
   readonly #pings = new Map<number, Waiter<number>>();
   readonly #uploads = new Map<number, Upload>();
   #nextUploadId = 1;
@@ -192,6 +194,7 @@ export class Dup1Transport implements Transport {
   constructor(info: ServerInfo, options: ResolvedEngineOptions, onClose: TransportCloseHandler) {
     this.info = info;
     this.#options = options;
+    this.#sizer = new ChunkSizer(options.stallTimeoutMs);
     this.#onClose = onClose;
     this.#main = new Dup1Connection(info, options);
     this.#main.onMessage = (message) => {
@@ -212,8 +215,8 @@ export class Dup1Transport implements Transport {
     return !this.#closed && this.#main.isOpen;
   }
 
-  chunkSize(requested: number, throughput: number | undefined): number {
-    return adaptiveChunk(Math.min(requested, this.#main.maxChunk), throughput);
+  chunkSize(requested: number, _throughput: number | undefined): number {
+    return this.#sizer.size(Math.min(requested, this.#main.maxChunk));
   }
 
   connect(): Promise<void> {
@@ -257,7 +260,7 @@ export class Dup1Transport implements Transport {
       room: {
         open: () => !upload.done,
         inFlight: () => upload.inFlight,
-        window: () => connection.window,
+        window: () => this.#sizer.window(connection.window),
         buffered: () => connection.bufferedAmount,
         onAck: (wake) => upload.roomWaiters.push(wake),
       },
@@ -382,6 +385,7 @@ export class Dup1Transport implements Transport {
       case 'ack': {
         upload.inFlight -= message.end - message.start;
         upload.stall.progress();
+        this.#sizer.acknowledged(message.end - message.start, this.#options.clock.now());
         for (const w of upload.roomWaiters.splice(0)) w();
         upload.listener.ack(message.start, message.end);
         return;

@@ -22,7 +22,7 @@ import {
 import type { ServerInfo } from '../protocol/control.js';
 import { ServerError, TransportError, type WsUploaderError } from '../errors.js';
 import type { ResolvedEngineOptions, SocketLike } from './options.js';
-import { adaptiveChunk } from './chunk-size.js';
+import { ChunkSizer } from './chunk-size.js';
 import { REPLY_TIMEOUT_MS, waitForRoom, type Room } from './flow-control.js';
 import { StallWatch } from './stall-watch.js';
 import type { Transport, TransportCloseHandler, UploadListener, UploadMeta } from './transport.js';
@@ -75,13 +75,15 @@ export class Dup2Transport implements Transport {
   readonly #uploads = new Map<number, UploadSlot>();
   readonly #pings = new Map<number, Pending<number>>();
   #waiters: (() => void)[] = [];
+  /** This connection's chunk sizes, from its acknowledgements. */
+  readonly #sizer: ChunkSizer;
   /** Reused for every DATA frame (see {@link Dup2Transport.sendData}). */
   #frame = new Uint8Array(0);
   /** The connection's window and socket buffer, for {@link waitForRoom}. */
   readonly #room: Room = {
     open: () => !this.#closed,
     inFlight: () => this.#inFlight,
-    window: () => this.#window,
+    window: () => this.#sizer.window(this.#window),
     buffered: () => this.#socket?.bufferedAmount ?? 0,
     onAck: (wake) => this.#waiters.push(wake),
   };
@@ -96,6 +98,7 @@ export class Dup2Transport implements Transport {
   constructor(info: ServerInfo, options: ResolvedEngineOptions, onClose: TransportCloseHandler) {
     this.info = info;
     this.#options = options;
+    this.#sizer = new ChunkSizer(options.stallTimeoutMs);
     let reported = false;
     // Once: a stall closes the connection itself, and the socket's close event comes after.
     this.#onClose = (error) => {
@@ -126,11 +129,12 @@ export class Dup2Transport implements Transport {
   }
 
   /**
-   * Bytes per DATA frame: `requested`, capped by the server's limit and, on a slow link, by what it
-   * takes in about a quarter of a second, so acknowledgements keep coming.
+   * Bytes per DATA frame: `requested`, capped by the server's limit and, on a slow link, by what
+   * this connection's acknowledgements carry in an eighth of the stall timeout, so they keep coming
+   * (see {@link ChunkSizer}); the server's measured throughput is not used.
    */
-  chunkSize(requested: number, throughput: number | undefined): number {
-    return adaptiveChunk(Math.min(requested, this.#maxChunk), throughput);
+  chunkSize(requested: number, _throughput: number | undefined): number {
+    return this.#sizer.size(Math.min(requested, this.#maxChunk));
   }
 
   /** Whether the connection is open and welcomed. */
@@ -405,6 +409,7 @@ export class Dup2Transport implements Transport {
         slot.inFlight -= n;
         this.#inFlight -= n;
         this.#stall.progress();
+        this.#sizer.acknowledged(n, this.#options.clock.now());
         this.#wake();
         slot.listener.ack(frame.start, frame.end);
         return;
