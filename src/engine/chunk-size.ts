@@ -1,6 +1,7 @@
 /**
  * How much to send at once on a link of a given speed.
  */
+import { ThroughputMeter } from './throughput-meter.js';
 
 /** Smallest chunk the engine sends while the link is slow, in bytes. */
 export const MIN_CHUNK = 16 * 1024;
@@ -60,7 +61,7 @@ export function adaptiveChunk(
 
 /**
  * The chunk sizes of one WebSocket connection, from the rate at which its acknowledgements come
- * (the bytes acknowledged after the first one of the last two seconds, over the time since it):
+ * (a {@link ThroughputMeter} of the last two seconds, counted from the first acknowledgement):
  * what that rate sends in {@link STALL_SHARE} of the stall timeout, up to the cap;
  * {@link FIRST_CHUNK}, and at most {@link FIRST_WINDOW} unacknowledged, until acknowledgements span
  * 50 ms. The server's throughput measured from when sending began (the planner's) counts the first
@@ -70,9 +71,9 @@ export function adaptiveChunk(
  */
 export class ChunkSizer {
   readonly #seconds: number;
-  /** Acknowledged bytes with the time each came, oldest first. */
-  readonly #acks: { at: number; bytes: number }[] = [];
-  #sum = 0;
+  /** The acknowledgements' rate, from the first of them (no `begin`). */
+  readonly #acks = new ThroughputMeter(ACK_WINDOW_MS, ACK_SPAN_MS);
+  #lastAck = 0;
 
   /**
    * @param stallTimeoutMs the time without an acknowledgement after which the connection counts as
@@ -88,18 +89,16 @@ export class ChunkSizer {
    * @param now the time, in ms
    */
   acknowledged(bytes: number, now: number): void {
-    this.#acks.push({ at: now, bytes });
-    this.#sum += bytes;
-    while (this.#acks.length > 2 && now - this.#acks[0]!.at > ACK_WINDOW_MS)
-      this.#sum -= this.#acks.shift()!.bytes;
+    this.#acks.add(bytes, now);
+    this.#lastAck = now;
   }
 
-  /** Bytes per second acknowledged lately, when acknowledgements span enough time. */
+  /**
+   * Bytes per second acknowledged lately, when acknowledgements spanned enough time (after a pause,
+   * the rate before it).
+   */
   get rate(): number | undefined {
-    const first = this.#acks[0];
-    const last = this.#acks.at(-1);
-    if (!first || !last || last.at - first.at < ACK_SPAN_MS) return undefined;
-    return ((this.#sum - first.bytes) * 1000) / (last.at - first.at);
+    return this.#acks.rate(this.#lastAck);
   }
 
   /**

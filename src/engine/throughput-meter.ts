@@ -13,6 +13,17 @@ export class ThroughputMeter {
   readonly #samples: { at: number; bytes: number }[] = [];
   #sum = 0;
   #last: number | undefined;
+  readonly #windowMs: number;
+  readonly #minSpanMs: number;
+
+  /**
+   * @param windowMs how far back the meter looks, in ms
+   * @param minSpanMs the shortest span of acknowledgements a rate is computed over, in ms
+   */
+  constructor(windowMs = WINDOW_MS, minSpanMs = MIN_SPAN_MS) {
+    this.#windowMs = windowMs;
+    this.#minSpanMs = minSpanMs;
+  }
 
   /**
    * Marks when sending to the server starts: the first acknowledgements are counted from then.
@@ -52,12 +63,12 @@ export class ThroughputMeter {
     if (!first || !last || this.#samples.length < 2) return undefined;
     // Between the first and the last acknowledgement; the first one's bytes were sent before it.
     const span = last.at - first.at;
-    if (span < MIN_SPAN_MS) return undefined;
+    if (span < this.#minSpanMs) return undefined;
     return Math.round(((this.#sum - first.bytes) * 1000) / span);
   }
 
   #trim(now: number): void {
-    while (this.#samples.length > 0 && now - this.#samples[0]!.at > WINDOW_MS) {
+    while (this.#samples.length > 0 && now - this.#samples[0]!.at > this.#windowMs) {
       this.#sum -= this.#samples.shift()!.bytes;
     }
   }
