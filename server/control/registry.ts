@@ -82,6 +82,8 @@ interface Link {
   readonly endpoint: UploadServerEndpoint;
   /** For a server registered with `relay: true`: its browsers' channels. */
   readonly relay: RelayLink | undefined;
+  /** It registered with `digestSteps`: it computes a digest's steps over its own ranges. */
+  readonly digestSteps: boolean;
   /** Dropped when it fires: reset by every message. */
   watchdog: NodeJS.Timeout;
 }
@@ -125,6 +127,14 @@ export class UploadServerRegistry {
   reachable(id: string): boolean {
     const link = this.#links.get(id);
     return link !== undefined && link.relay === undefined;
+  }
+
+  /**
+   * Whether the server has a live link and registered with `digestSteps`: it can hash its own
+   * ranges of an item from a state another server reached, and answer with the state it reached.
+   */
+  digestSteps(id: string): boolean {
+    return this.#links.get(id)?.digestSteps ?? false;
   }
 
   /**
@@ -251,6 +261,7 @@ export class UploadServerRegistry {
                   : { acceptTimeoutMs: this.#options.relayAcceptTimeoutMs }),
               })
             : undefined,
+          digestSteps: message.digestSteps === true,
           watchdog: setTimeout(() => ws.terminate(), heartbeatMs * 3),
         };
         link.watchdog.unref();

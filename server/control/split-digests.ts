@@ -1,10 +1,12 @@
 /**
- * The SHA-256 of items split across upload servers, computed by one of those servers while the
- * item uploads: for each task that sends a whole item to several servers, the holder of its first
- * range is asked (`digest` on its registry link) to read the item in order, its own ranges from its
- * store and the others from their servers with read tokens made here, and to answer `digested`.
- * The browser then sends no digest of its own in `transport` integrity, and the item's `sha256`
- * is the server's.
+ * The SHA-256 of items split across upload servers, computed by those servers while the item
+ * uploads. When every server of the task registered with `digestSteps`, they hash it in turn: each
+ * is asked (`digest` on its registry link) to hash its next range from the state the one before
+ * reached and to answer that state, and the holder of the last range answers the SHA-256; no bytes
+ * cross between servers. Otherwise the holder of the first range reads the item in order, its own
+ * ranges from its store and the others from their servers with read tokens made here. The browser
+ * then sends no digest of its own in `transport` integrity, and the item's `sha256` is the
+ * servers'.
  * @internal
  */
 import {
@@ -14,6 +16,7 @@ import {
   type DigestedMessage,
   type DigestMessage,
   type DigestSource,
+  type DigestState,
   type TargetRange,
 } from '../../src/protocol/index.js';
 import { signToken, uploadAudience } from '../tokens.js';
@@ -22,6 +25,8 @@ import { signToken, uploadAudience } from '../tokens.js';
 export interface DigestRegistry {
   /** Linked, with an address other servers can reach. */
   reachable(id: string): boolean;
+  /** Linked, and computes a digest's steps over its own ranges. */
+  digestSteps(id: string): boolean;
   get(id: string): { readonly httpUrl: string; readonly peerUrl?: string } | undefined;
   digest(id: string, request: DigestMessage): boolean;
 }
@@ -30,10 +35,21 @@ export interface DigestRegistry {
 export type DigestOutcome =
   { readonly sha256: string } | { readonly code: string; readonly message: string };
 
+/** One request of a digest: the whole of it, or a step over one server's ranges. */
+interface Step {
+  readonly serverId: string;
+  /** Without `from`, which is the state the step before reached. */
+  readonly request: DigestMessage;
+}
+
 interface Job {
   readonly itemId: string;
-  readonly serverId: string;
-  readonly request: DigestMessage;
+  /** One request, or the steps taken in turn. */
+  readonly steps: readonly Step[];
+  /** The step under way (or that failed). */
+  index: number;
+  /** The state the steps before `index` reached. */
+  from?: DigestState;
   outcome?: DigestOutcome;
   readonly waiters: ((outcome: DigestOutcome) => void)[];
 }
@@ -45,7 +61,7 @@ export class SplitDigests {
   readonly #tokenTtl: number;
   /** By task id. */
   readonly #jobs = new Map<string, Job>();
-  /** The task whose digest an item's server computes now (a later task's replaces it). */
+  /** The task whose digest an item's servers compute now (a later task's replaces it). */
   readonly #byItem = new Map<string, string>();
 
   /**
@@ -60,8 +76,8 @@ export class SplitDigests {
   }
 
   /**
-   * Asks a server to compute the digest of a task's item, when the task sends all of it to several
-   * servers that are linked and reachable from each other.
+   * Asks the servers to compute the digest of a task's item, when the task sends all of it to
+   * several servers that are linked and either all take steps or all reach each other.
    * @param userId the owner, whose read tokens the digesting server uses
    * @returns whether a digest was asked for
    */
@@ -76,37 +92,54 @@ export class SplitDigests {
   ): Promise<boolean> {
     const servers = [...new Set(task.ranges.map((r) => r.serverId))];
     const whole = covers(task.ranges.reduce<ByteRange[]>(addRange, []), { start: 0, end: size });
-    if (servers.length < 2 || !whole || !servers.every((id) => this.#registry.reachable(id)))
-      return false;
+    if (servers.length < 2 || !whole) return false;
     const sorted = [...task.ranges].sort((a, b) => a.start - b.start);
-    const digester = sorted[0]!.serverId;
+    const runs: { serverId: string; start: number; end: number }[] = [];
+    for (const r of sorted) {
+      const last = runs.at(-1);
+      // Neighbours on one server are one run.
+      if (last && last.end === r.start && last.serverId === r.serverId) last.end = r.end;
+      else runs.push({ serverId: r.serverId, start: r.start, end: r.end });
+    }
+    const { itemId } = task;
+    // In turn, when every server can and every hand-over falls on a whole SHA-256 block.
+    if (
+      servers.every((id) => this.#registry.digestSteps(id)) &&
+      runs.every((r) => r.start % 64 === 0)
+    )
+      return this.#start(task.taskId, {
+        itemId,
+        index: 0,
+        waiters: [],
+        steps: runs.map(({ serverId, start, end }) => ({
+          serverId,
+          request: { type: 'digest', itemId, size, peers: [], sources: [{ start, end }] },
+        })),
+      });
+    if (!servers.every((id) => this.#registry.reachable(id))) return false;
+    const digester = runs[0]!.serverId;
     const peerIndex = new Map<string, number>();
     const peers: { url: string; token: string }[] = [];
     for (const id of servers) {
       if (id === digester) continue;
       const { token } = await signToken(this.#key, userId, uploadAudience(id), this.#tokenTtl, {
         scope: 'read',
-        items: [task.itemId],
+        items: [itemId],
       });
       peerIndex.set(id, peers.length);
       const peer = this.#registry.get(id)!;
-      peers.push({ url: `${peer.peerUrl ?? peer.httpUrl}/files/${task.itemId}`, token });
+      peers.push({ url: `${peer.peerUrl ?? peer.httpUrl}/files/${itemId}`, token });
     }
-    const sources: DigestSource[] = [];
-    for (const r of sorted) {
-      const peer = peerIndex.get(r.serverId);
-      const last = sources.at(-1);
-      // Neighbours on one server are one source.
-      if (last && last.end === r.start && last.peer === peer)
-        sources[sources.length - 1] = { ...last, end: r.end };
-      else sources.push({ start: r.start, end: r.end, ...(peer === undefined ? {} : { peer }) });
-    }
-    const request: DigestMessage = { type: 'digest', itemId: task.itemId, size, peers, sources };
-    return this.#send(task.taskId, {
-      itemId: task.itemId,
-      serverId: digester,
-      request,
+    const sources: DigestSource[] = runs.map(({ serverId, start, end }) => {
+      const peer = peerIndex.get(serverId);
+      return { start, end, ...(peer === undefined ? {} : { peer }) };
+    });
+    const request: DigestMessage = { type: 'digest', itemId, size, peers, sources };
+    return this.#start(task.taskId, {
+      itemId,
+      index: 0,
       waiters: [],
+      steps: [{ serverId: digester, request }],
     });
   }
 
@@ -116,18 +149,21 @@ export class SplitDigests {
   }
 
   /**
-   * Asks for a task's digest again (the last try failed; the bytes are all stored by now).
+   * Asks for a task's digest again (the last try failed; the bytes are all stored by now): its
+   * step that failed, from the state the steps before reached.
    * @returns whether it was asked
    */
   retry(taskId: string): boolean {
     const job = this.#jobs.get(taskId);
     if (!job) return false;
-    const { itemId, serverId, request } = job;
-    return this.#send(taskId, { itemId, serverId, request, waiters: [] });
+    delete job.outcome;
+    if (!this.#step(job)) return false;
+    this.#byItem.set(job.itemId, taskId);
+    return true;
   }
 
   /**
-   * The digest of a task's item, once its server answers, or `undefined` after `ms`.
+   * The digest of a task's item, once its servers answer, or `undefined` after `ms`.
    */
   outcome(taskId: string, ms: number): Promise<DigestOutcome | undefined> {
     const job = this.#jobs.get(taskId);
@@ -152,13 +188,29 @@ export class SplitDigests {
   digested(serverId: string, message: DigestedMessage): void {
     const taskId = this.#byItem.get(message.itemId);
     const job = taskId === undefined ? undefined : this.#jobs.get(taskId);
+    const step = job?.steps[job.index];
     // An answer to a request that a later one replaced, or from another server: not this job's.
-    if (!job || job.serverId !== serverId || job.outcome) return;
-    job.outcome =
+    if (!job || !step || step.serverId !== serverId || job.outcome) return;
+    const last = job.index === job.steps.length - 1;
+    if (message.state !== undefined) {
+      // Not this step's state: the answer to an earlier request.
+      if (last || message.state.offset !== step.request.sources.at(-1)!.end) return;
+      job.index++;
+      job.from = message.state;
+      if (!this.#step(job))
+        this.#end(job, {
+          code: 'unavailable',
+          message: `upload server ${job.steps[job.index]!.serverId} is not linked`,
+        });
+      return;
+    }
+    if (message.sha256 !== undefined && !last) return;
+    this.#end(
+      job,
       message.sha256 !== undefined
         ? { sha256: message.sha256 }
-        : { code: message.code ?? 'unavailable', message: message.message ?? '' };
-    for (const waiter of job.waiters.splice(0)) waiter(job.outcome);
+        : { code: message.code ?? 'unavailable', message: message.message ?? '' },
+    );
   }
 
   /** Forgets a task's digest (the task ended). */
@@ -171,12 +223,24 @@ export class SplitDigests {
     for (const waiter of job.waiters.splice(0)) waiter(gone);
   }
 
-  #send(taskId: string, job: Job): boolean {
-    if (!this.#registry.digest(job.serverId, job.request)) return false;
+  /** Sends a job's first request; it replaces the item's digest under way, and takes its waiters. */
+  #start(taskId: string, job: Job): boolean {
+    if (!this.#step(job)) return false;
     const before = this.#jobs.get(taskId);
     for (const waiter of before?.waiters.splice(0) ?? []) job.waiters.push(waiter);
     this.#jobs.set(taskId, job);
     this.#byItem.set(job.itemId, taskId);
     return true;
+  }
+
+  /** Sends the job's step under way, from the state reached before it. */
+  #step(job: Job): boolean {
+    const { serverId, request } = job.steps[job.index]!;
+    return this.#registry.digest(serverId, job.from ? { ...request, from: job.from } : request);
+  }
+
+  #end(job: Job, outcome: DigestOutcome): void {
+    job.outcome = outcome;
+    for (const waiter of job.waiters.splice(0)) waiter(outcome);
   }
 }

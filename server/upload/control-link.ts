@@ -68,8 +68,9 @@ export interface ControlLinkOptions {
   };
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
   /**
-   * Computes the SHA-256 of an item split across servers (a `digest` request); its answer goes back
-   * as `digested`. Without it, such requests are answered `unavailable`.
+   * Computes the SHA-256 of an item split across servers, or one step of it (a `digest` request);
+   * its answer goes back as `digested`. With it the server registers with `digestSteps`; without
+   * it, such requests are answered `unavailable`.
    */
   readonly digest?: (request: DigestMessage) => Promise<DigestedMessage | undefined>;
 }
@@ -151,6 +152,7 @@ export class ControlLink {
       protocols: [...o.protocols],
       maxItemSize: o.maxItemSize,
       ...(o.peerUrl === undefined ? {} : { peerUrl: o.peerUrl }),
+      ...(o.digest ? { digestSteps: true } : {}),
       ...(relay
         ? { relay: true, maxMessage: relay.maxMessage }
         : { ...(o.advertise ?? {}), ...(port === undefined ? {} : { port }) }),

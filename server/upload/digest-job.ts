@@ -6,13 +6,24 @@
  * control server gave), each piece once it is stored. Started while the item is uploading, it
  * follows the upload (the planner interleaves the servers' ranges), so the digest is ready soon
  * after the last byte, and the browser never reads the file a second time to hash it.
+ *
+ * A request may also be one step of a digest that the servers compute in turn, each over its own
+ * ranges (the control server's choice when every server takes steps): it starts from the state
+ * another server reached (`from`) and ends with the state reached here, so no bytes cross between
+ * servers.
  * @internal
  */
 import { createHash } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { type DigestedMessage, type DigestMessage } from '../../src/protocol/index.js';
+import type { IHasher } from 'hash-wasm';
+import {
+  type DigestedMessage,
+  type DigestMessage,
+  type DigestState,
+} from '../../src/protocol/index.js';
 import type { ItemStore } from './file-store.js';
+import { resumeSha256, sha256State } from './sha256-state.js';
 import { waitForBytes } from './wait-for-bytes.js';
 
 /** Bytes read (or asked of a peer) at once: a reader waits for each piece to be stored. */
@@ -66,13 +77,14 @@ export class DigestJobs {
     this.#running.set(itemId, controller);
     const started = performance.now();
     try {
-      const sha256 = await this.#digest(request, controller.signal);
+      const answer = await this.#digest(request, controller.signal);
       this.#options.log('digest', {
         itemId,
-        sha256,
+        from: request.from?.offset ?? 0,
+        ...answer,
         ms: Math.round(performance.now() - started),
       });
-      return { type: 'digested', itemId, sha256 };
+      return { type: 'digested', itemId, ...answer };
     } catch (e) {
       if (controller.signal.aborted) return undefined;
       const failure = e instanceof DigestFailure ? e : new DigestFailure('unavailable', String(e));
@@ -89,8 +101,15 @@ export class DigestJobs {
     this.#running.clear();
   }
 
-  async #digest(request: DigestMessage, signal: AbortSignal): Promise<string> {
-    const hash = createHash('sha256');
+  /** The item's SHA-256, or the state after the request's last source when that is not the end. */
+  async #digest(
+    request: DigestMessage,
+    signal: AbortSignal,
+  ): Promise<{ sha256: string } | { state: DigestState }> {
+    const end = request.sources.at(-1)!.end;
+    // Node's SHA-256 is the fastest here, but cannot start or stop part way through.
+    const steps = request.from !== undefined || end < request.size;
+    const hash = steps ? await resumeSha256(request.from) : createHash('sha256');
     const pieces: { start: number; end: number; peer?: number }[] = [];
     for (const source of request.sources)
       for (let start = source.start; start < source.end; start += PIECE)
@@ -121,7 +140,11 @@ export class DigestJobs {
     } finally {
       stop.abort();
     }
-    return hash.digest('hex');
+    if (!steps) return { sha256: hash.digest('hex') as string };
+    const hasher = hash as IHasher;
+    return end < request.size
+      ? { state: sha256State(hasher, end) }
+      : { sha256: hasher.digest('hex') };
   }
 
   /** Bytes `start..end` of the item from this server's store, once they are stored. */

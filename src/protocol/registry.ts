@@ -61,6 +61,11 @@ export interface RegisterMessage {
    * larger ones on relay channels (close 1009). @default {@link DEFAULT_RELAY_MAX_MESSAGE}
    */
   readonly maxMessage?: number;
+  /**
+   * It takes `digest` requests for part of an item (`from`, and `sources` ending before `size`)
+   * and answers them with the SHA-256 state reached, so several servers can hash an item in turn.
+   */
+  readonly digestSteps?: boolean;
 }
 /** heartbeat: the upload server is alive. */
 export interface HeartbeatMessage {
@@ -93,8 +98,10 @@ export interface DemandMessage {
 export interface DigestedMessage {
   readonly type: 'digested';
   readonly itemId: string;
-  /** Hex SHA-256 of the whole item. */
+  /** Hex SHA-256 of the whole item (a request whose `sources` end at `size`). */
   readonly sha256?: string;
+  /** The SHA-256 state after the request's last source (a request whose `sources` end earlier). */
+  readonly state?: DigestState;
   /** Why there is no digest: see {@link DigestFailureCode}. */
   readonly code?: DigestFailureCode;
   readonly message?: string;
@@ -106,6 +113,14 @@ export interface DigestedMessage {
  */
 export type DigestFailureCode = 'unavailable' | 'timeout' | 'storage-failed';
 
+/**
+ * SHA-256 part way through an item: the intermediate hash value H0..H7 of FIPS 180-4 (each word
+ * big-endian, 64 lowercase hex digits) after its first `offset` bytes, a multiple of 64.
+ */
+export interface DigestState {
+  readonly offset: number;
+  readonly hash: string;
+}
 /** A server that holds ranges of an item, as a `digest` request names it. */
 export interface DigestPeer {
   /** The item's URL on that server: `{httpUrl}/files/{itemId}`. */
@@ -130,8 +145,13 @@ export interface DigestMessage {
   readonly itemId: string;
   readonly size: number;
   readonly peers: readonly DigestPeer[];
-  /** Sorted, contiguous, covering `[0, size)`. */
+  /**
+   * Sorted and contiguous, from `from.offset` (0 without `from`) to `size`, or to an earlier
+   * multiple of 64: then the answer is the state there instead of the item's SHA-256.
+   */
   readonly sources: readonly DigestSource[];
+  /** Continue from this state (the sources start at its `offset`); absent: from the first byte. */
+  readonly from?: DigestState;
 }
 
 /** registered: the control server accepted the upload server. */
@@ -361,6 +381,7 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
         o['maxMessage'] === undefined ? undefined : num(o, 'maxMessage', 1, MAX_RELAY_MESSAGE);
       if (maxMessage !== undefined && !Number.isInteger(maxMessage))
         bad('maxMessage must be an integer');
+      const digestSteps = o['digestSteps'] === undefined ? undefined : bool(o, 'digestSteps');
       return {
         type: 'register',
         token: str(o, 'token', 1, MAX_TOKEN_BYTES),
@@ -373,6 +394,7 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
         ...(maxItemSize === undefined ? {} : { maxItemSize }),
         ...(relay === undefined ? {} : { relay }),
         ...(maxMessage === undefined ? {} : { maxMessage }),
+        ...(digestSteps === undefined ? {} : { digestSteps }),
       };
     }
     case 'heartbeat':
@@ -403,9 +425,11 @@ export function decodeRegistryClientMessage(text: string): RegistryClientMessage
     case 'digested': {
       const itemId = id(o, 'itemId');
       if (o['sha256'] !== undefined) return { type: 'digested', itemId, sha256: sha(o, 'sha256') };
+      if (o['state'] !== undefined)
+        return { type: 'digested', itemId, state: digestState(obj(o['state'], 'state'), 'state') };
       const code = o['code'];
       if (code !== 'unavailable' && code !== 'timeout' && code !== 'storage-failed')
-        bad('a digested message has sha256, or code unavailable, timeout or storage-failed');
+        bad('a digested message has sha256, state, or code unavailable, timeout or storage-failed');
       return { type: 'digested', itemId, code, message: str(o, 'message', 0, 1024) };
     }
     case 'relay-accept': {
@@ -463,7 +487,9 @@ export function decodeRegistryServerMessage(text: string): RegistryServerMessage
         if (!/^https?:\/\//.test(url)) bad(`peers[${i}].url must be an http: or https: URL`);
         return { url, token: str(p, 'token', 1, MAX_TOKEN_BYTES) };
       });
-      let cursor = 0;
+      const from = o['from'] === undefined ? undefined : digestState(obj(o['from'], 'from'), 'from');
+      if (from && from.offset > size) bad('from.offset is past the item');
+      let cursor = from?.offset ?? 0;
       const sources = arr(o, 'sources', MAX_RANGES_PER_FRAME).map((v, i) => {
         const r = obj(v, `sources[${i}]`);
         const start = int(r, 'start');
@@ -476,8 +502,18 @@ export function decodeRegistryServerMessage(text: string): RegistryServerMessage
         if (peer >= peers.length) bad(`sources[${i}].peer names no peer`);
         return { start, end, peer };
       });
-      if (cursor !== size) bad('sources must cover the item');
-      return { type: 'digest', itemId: id(o, 'itemId'), size, peers, sources };
+      if (sources.length === 0) bad('sources is empty');
+      if (cursor > size) bad('sources end past the item');
+      if (cursor < size && cursor % 64 !== 0)
+        bad('sources must end at the item\'s size or at a multiple of 64');
+      return {
+        type: 'digest',
+        itemId: id(o, 'itemId'),
+        size,
+        peers,
+        sources,
+        ...(from === undefined ? {} : { from }),
+      };
     }
     case 'relay-open': {
       const offered = arr(o, 'protocols', 32).map((p, i) => {
@@ -544,4 +580,14 @@ function rangeList(o: Obj, size: number): ByteRange[] {
     cursor = end;
     return { start, end };
   });
+}
+
+/** A {@link DigestState}: `offset` a multiple of 64, `hash` 64 lowercase hex digits. */
+function digestState(o: Obj, field: string): DigestState {
+  const offset = int(o, 'offset');
+  if (offset % 64 !== 0) bad(`${field}.offset must be a multiple of 64`);
+  const v = o['hash'];
+  if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v))
+    bad(`${field}.hash must be 64 lowercase hex digits`);
+  return { offset, hash: v };
 }

@@ -11,6 +11,7 @@ import {
   startDeployment,
   stopServers,
   storedSha256,
+  uploadLogs,
   type TestDeployment,
 } from '../helpers/servers.js';
 import { tracedDup2Socket, type Dup2Trace } from '../helpers/traced-socket.js';
@@ -278,7 +279,7 @@ describe('transports', () => {
     expect(Object.values(byServer).reduce((a, b) => a + b, 0)).to.equal(bytes.length);
   });
 
-  it('lets an upload server compute the digest of an item split in stripes, so the page reads each byte once', async () => {
+  it('lets the upload servers compute the digest of an item split in stripes in turn, so the page reads each byte once', async () => {
     d = await startDeployment({
       uploadServers: 2,
       linked: true,
@@ -315,6 +316,15 @@ describe('transports', () => {
     expect([...new Set(order)].sort()).to.deep.equal(['up-1', 'up-2']);
     order.slice(1).forEach((id, i) => expect(id).to.not.equal(order[i]));
     expect(result.sha256).to.equal(await sha256Hex(bytes));
+    // The servers hashed the item in turn, each its own stripes from the state the other reached:
+    // one step per stripe, and no bytes read from the other server.
+    const steps = [...(await uploadLogs(d, 'up-1')), ...(await uploadLogs(d, 'up-2'))].filter(
+      (e) => e.event === 'digest' && e['itemId'] === result.itemId,
+    );
+    expect(steps.map((e) => e['from']).sort((a, b) => Number(a) - Number(b))).to.deep.equal(
+      [0, 2, 4, 6, 8, 10].map((n) => n * MiB),
+    );
+    expect(steps.filter((e) => e['sha256'] === result.sha256)).to.have.length(1);
     // Hashing in the page would read the file a second time.
     expect(read).to.be.within(bytes.length, 1.1 * bytes.length);
     expect(engine.items.find((i) => i.itemId === result.itemId)).to.include({

@@ -225,6 +225,7 @@ describe('digest of an item split across upload servers', () => {
     const digests = new SplitDigests(
       {
         reachable: () => true,
+        digestSteps: () => false,
         get: (id) => endpoints[id],
         digest: (_id, request) => (sent.push(request), true),
       },
