@@ -206,6 +206,9 @@ ${SECRET_HELP}
   --max-split-servers N    most servers one item is split across (default 3)
   --public-url URL         this control server's HTTP base URL as browsers reach it, for the URLs
                            of relayed upload servers (default: the Host of each registry link)
+  --split-digest WAY       how upload servers hash an item split across them where both ways can:
+                           read (one reads the others' ranges; less CPU) or steps (each hashes its
+                           own in turn; no bytes between servers) (default read)
   --log FORMAT             json: one JSON line per event on standard output (default); off
 
 Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLINE_MAX, and so on.`,
@@ -228,10 +231,14 @@ Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLIN
       'split-min': { type: 'string' },
       'max-split-servers': { type: 'string' },
       'public-url': { type: 'string' },
+      'split-digest': { type: 'string' },
       log: { type: 'string', default: 'json' },
     },
     async run(v) {
       if (v['log'] !== 'json' && v['log'] !== 'off') fatal('--log must be json or off');
+      const splitDigest = v['split-digest'];
+      if (splitDigest !== undefined && splitDigest !== 'read' && splitDigest !== 'steps')
+        fatal('--split-digest must be read or steps');
       const config = v['config'] ? await controlConfig(str(v, 'config')) : {};
       const fromFlags = ((v['upload-server'] as string[] | undefined) ?? []).map(parseEndpoint);
       const flag = (name: string, key: string): Record<string, number> =>
@@ -259,6 +266,7 @@ Every flag can also come from the environment: --inline-max is WS_UPLOADER_INLIN
         ...flag('upload-token-ttl', 'uploadTokenTtlSeconds'),
         ...(Object.keys(planner).length > 0 ? { plan: createPlanner(planner) } : {}),
         ...(typeof v['public-url'] === 'string' ? { publicUrl: v['public-url'] } : {}),
+        ...(splitDigest === undefined ? {} : { splitDigest }),
         ...(v['log'] === 'off' ? {} : { logger: jsonLinesLogger }),
       });
       const port = v['port'] ? int(v, 'port') : (configPort ?? 8080);

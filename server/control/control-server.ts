@@ -178,6 +178,16 @@ export interface ControlServerOptions {
    */
   readonly verifyWaitMs?: number;
   /**
+   * How linked upload servers compute the SHA-256 of an item split across them (so browsers need
+   * not hash it), where both ways can: `read`, one server reads the others' ranges over HTTP and
+   * hashes the whole item (Node's SHA-256, several times faster, but most of the item crosses
+   * between servers); `steps`, each hashes its own ranges in turn from the state the one before
+   * reached (32 bytes cross, but a SHA-256 that keeps its state costs about 4 ms of CPU per MiB).
+   * `read` needs servers that reach each other (none relayed), `steps` servers that registered
+   * `digestSteps`; where neither can, the browser hashes the item. @default 'read'
+   */
+  readonly splitDigest?: 'read' | 'steps';
+  /**
    * Where published items, pending tasks and resumable sessions are kept; a store shared by several
    * control-server instances can replace the default. @default a new {@link MemoryControlStore}
    */
@@ -411,7 +421,10 @@ export function createControlServer(options: ControlServerOptions): ControlServe
       },
     },
   });
-  const digests = new SplitDigests(registry, key, readTtl);
+  const splitDigest = options.splitDigest ?? 'read';
+  if (splitDigest !== 'read' && splitDigest !== 'steps')
+    throw new TypeError("ws-uploader: `splitDigest` must be 'read' or 'steps'");
+  const digests = new SplitDigests(registry, key, readTtl, splitDigest);
   /** Forgets a task: its record, its digest and any wait for its server's verification. */
   const forgetTask = async (taskId: string): Promise<void> => {
     await store.deleteTask(taskId);

@@ -1,12 +1,15 @@
 /**
  * The SHA-256 of items split across upload servers, computed by those servers while the item
- * uploads. When every server of the task registered with `digestSteps`, they hash it in turn: each
- * is asked (`digest` on its registry link) to hash its next range from the state the one before
- * reached and to answer that state, and the holder of the last range answers the SHA-256; no bytes
- * cross between servers. Otherwise the holder of the first range reads the item in order, its own
- * ranges from its store and the others from their servers with read tokens made here. The browser
- * then sends no digest of its own in `transport` integrity, and the item's `sha256` is the
- * servers'.
+ * uploads, in one of two ways:
+ * - `read`: the holder of the first range reads the item in order, its own ranges from its store
+ *   and the others from their servers with read tokens made here (Node's SHA-256, several times
+ *   faster than one that can stop part way, but most of the item crosses between servers);
+ * - `steps`: when every server of the task registered with `digestSteps`, they hash it in turn,
+ *   each asked (`digest` on its registry link) to hash its next run of ranges from the state the
+ *   one before reached and to answer that state; the holder of the last answers the SHA-256. No
+ *   bytes cross between servers, and relayed servers (which others cannot read) take part.
+ * Each is used where the other (the one preferred) cannot be. The browser then sends no
+ * digest of its own in `transport` integrity, and the item's `sha256` is the servers'.
  * @internal
  */
 import {
@@ -59,6 +62,7 @@ export class SplitDigests {
   readonly #registry: DigestRegistry;
   readonly #key: Uint8Array;
   readonly #tokenTtl: number;
+  readonly #prefer: 'read' | 'steps';
   /** By task id. */
   readonly #jobs = new Map<string, Job>();
   /** The task whose digest an item's servers compute now (a later task's replaces it). */
@@ -68,11 +72,19 @@ export class SplitDigests {
    * @param registry the upload servers
    * @param key the secret read tokens are signed with
    * @param tokenTtl how long the read tokens given to the digesting server last, in seconds
+   * @param prefer the way used where both can be: `read` (one server reads the others) or
+   *   `steps` (in turn)
    */
-  constructor(registry: DigestRegistry, key: Uint8Array, tokenTtl: number) {
+  constructor(
+    registry: DigestRegistry,
+    key: Uint8Array,
+    tokenTtl: number,
+    prefer: 'read' | 'steps' = 'read',
+  ) {
     this.#registry = registry;
     this.#key = key;
     this.#tokenTtl = tokenTtl;
+    this.#prefer = prefer;
   }
 
   /**
@@ -102,11 +114,12 @@ export class SplitDigests {
       else runs.push({ serverId: r.serverId, start: r.start, end: r.end });
     }
     const { itemId } = task;
-    // In turn, when every server can and every hand-over falls on a whole SHA-256 block.
-    if (
+    const read = servers.every((id) => this.#registry.reachable(id));
+    // In turn: every server can, and every hand-over falls on a whole SHA-256 block.
+    const steps =
       servers.every((id) => this.#registry.digestSteps(id)) &&
-      runs.every((r) => r.start % 64 === 0)
-    )
+      runs.every((r) => r.start % 64 === 0);
+    if (steps && (this.#prefer === 'steps' || !read))
       return this.#start(task.taskId, {
         itemId,
         index: 0,
@@ -116,7 +129,7 @@ export class SplitDigests {
           request: { type: 'digest', itemId, size, peers: [], sources: [{ start, end }] },
         })),
       });
-    if (!servers.every((id) => this.#registry.reachable(id))) return false;
+    if (!read) return false;
     const digester = runs[0]!.serverId;
     const peerIndex = new Map<string, number>();
     const peers: { url: string; token: string }[] = [];

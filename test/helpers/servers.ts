@@ -49,6 +49,8 @@ export interface TestControlOptions {
   readonly heartbeatMs?: number;
   /** Items up to this size start as one multipart POST (`transmit.protocol` `http/1`). */
   readonly multipartMax?: number;
+  /** How linked upload servers compute the digest of a split item: `read` or `steps`. */
+  readonly splitDigest?: 'read' | 'steps';
 }
 
 /** What {@link startDeployment} starts. */

@@ -279,57 +279,62 @@ describe('transports', () => {
     expect(Object.values(byServer).reduce((a, b) => a + b, 0)).to.equal(bytes.length);
   });
 
-  it('lets the upload servers compute the digest of an item split in stripes in turn, so the page reads each byte once', async () => {
-    d = await startDeployment({
-      uploadServers: 2,
-      linked: true,
-      plannerOptions: { splitMin: 4 * MiB, align: MiB, stripe: 2 * MiB },
-    });
-    engine = new WsUploaderEngine({
-      controlUrl: d.controlUrl,
-      authToken: d.token,
-      dataWorker: false, // the file's reads are counted on the page
-      chunkSize: 256 * 1024,
-    });
-    await engine.start();
-    await until(() => engine!.servers.filter((s: ServerStatus) => s.state === 'open').length === 2);
-    const bytes = new Uint8Array(await randomFile(11 * MiB, 'x').arrayBuffer());
-    const file = new File([bytes], 'striped.bin');
-    let read = 0;
-    const slice = file.slice.bind(file);
-    file.slice = (start = 0, end = file.size, type?: string): Blob => {
-      const part = slice(start, end, type);
-      const whole = part.arrayBuffer.bind(part);
-      part.arrayBuffer = async () => {
-        read += part.size;
-        return whole();
+  for (const splitDigest of ['read', 'steps'] as const)
+    it(`lets the upload servers compute the digest of an item split in stripes (${splitDigest}), so the page reads each byte once`, async () => {
+      d = await startDeployment({
+        uploadServers: 2,
+        linked: true,
+        plannerOptions: { splitMin: 4 * MiB, align: MiB, stripe: 2 * MiB },
+        controlOptions: { splitDigest },
+      });
+      engine = new WsUploaderEngine({
+        controlUrl: d.controlUrl,
+        authToken: d.token,
+        dataWorker: false, // the file's reads are counted on the page
+        chunkSize: 256 * 1024,
+      });
+      await engine.start();
+      await until(
+        () => engine!.servers.filter((s: ServerStatus) => s.state === 'open').length === 2,
+      );
+      const bytes = new Uint8Array(await randomFile(11 * MiB, 'x').arrayBuffer());
+      const file = new File([bytes], 'striped.bin');
+      let read = 0;
+      const slice = file.slice.bind(file);
+      file.slice = (start = 0, end = file.size, type?: string): Blob => {
+        const part = slice(start, end, type);
+        const whole = part.arrayBuffer.bind(part);
+        part.arrayBuffer = async () => {
+          read += part.size;
+          return whole();
+        };
+        return part;
       };
-      return part;
-    };
-    const tasks: { digest?: string; ranges: readonly { serverId: string }[] }[] = [];
-    engine.on('transmit-request', (e) => tasks.push(e.detail.task));
-    const result = await upload(engine, file);
-    // Stripes of 2 MiB, one server after the other; the first server computed the digest.
-    expect(tasks[0]!.digest).to.equal('server');
-    const order = tasks[0]!.ranges.map((r) => r.serverId);
-    expect(order).to.have.length(6);
-    expect([...new Set(order)].sort()).to.deep.equal(['up-1', 'up-2']);
-    order.slice(1).forEach((id, i) => expect(id).to.not.equal(order[i]));
-    expect(result.sha256).to.equal(await sha256Hex(bytes));
-    // The servers hashed the item in turn, each its own stripes from the state the other reached:
-    // one step per stripe, and no bytes read from the other server.
-    const steps = [...(await uploadLogs(d, 'up-1')), ...(await uploadLogs(d, 'up-2'))].filter(
-      (e) => e.event === 'digest' && e['itemId'] === result.itemId,
-    );
-    expect(steps.map((e) => e['from']).sort((a, b) => Number(a) - Number(b))).to.deep.equal(
-      [0, 2, 4, 6, 8, 10].map((n) => n * MiB),
-    );
-    expect(steps.filter((e) => e['sha256'] === result.sha256)).to.have.length(1);
-    // Hashing in the page would read the file a second time.
-    expect(read).to.be.within(bytes.length, 1.1 * bytes.length);
-    expect(engine.items.find((i) => i.itemId === result.itemId)).to.include({
-      state: 'complete',
-      sha256: result.sha256,
+      const tasks: { digest?: string; ranges: readonly { serverId: string }[] }[] = [];
+      engine.on('transmit-request', (e) => tasks.push(e.detail.task));
+      const result = await upload(engine, file);
+      // Stripes of 2 MiB, one server after the other; the first server computed the digest.
+      expect(tasks[0]!.digest).to.equal('server');
+      const order = tasks[0]!.ranges.map((r) => r.serverId);
+      expect(order).to.have.length(6);
+      expect([...new Set(order)].sort()).to.deep.equal(['up-1', 'up-2']);
+      order.slice(1).forEach((id, i) => expect(id).to.not.equal(order[i]));
+      expect(result.sha256).to.equal(await sha256Hex(bytes));
+      const digests = [...(await uploadLogs(d, 'up-1')), ...(await uploadLogs(d, 'up-2'))].filter(
+        (e) => e.event === 'digest' && e['itemId'] === result.itemId,
+      );
+      // read: the first stripe's server read the other's stripes and hashed the whole item; steps:
+      // each server hashed its own stripes, from the state the other reached, one step per stripe.
+      const from = splitDigest === 'read' ? [0] : [0, 2, 4, 6, 8, 10].map((n) => n * MiB);
+      expect(digests.map((e) => e['from']).sort((a, b) => Number(a) - Number(b))).to.deep.equal(
+        from,
+      );
+      expect(digests.filter((e) => e['sha256'] === result.sha256)).to.have.length(1);
+      // Hashing in the page would read the file a second time.
+      expect(read).to.be.within(bytes.length, 1.1 * bytes.length);
+      expect(engine.items.find((i) => i.itemId === result.itemId)).to.include({
+        state: 'complete',
+        sha256: result.sha256,
+      });
     });
-  });
 });

@@ -159,12 +159,15 @@ describe('digest of a split item computed in turn (digest steps)', () => {
   });
 
   describe('the control server', () => {
-    /** A registry whose servers all take steps, except `without`; requests are kept in `sent`. */
-    function registry(without: string[] = []) {
+    /**
+     * A registry whose servers all take steps, except `without`, and reach each other, except
+     * `relayed`; requests are kept in `sent`.
+     */
+    function registry(without: string[] = [], relayed: string[] = []) {
       const sent: { id: string; request: DigestMessage }[] = [];
       return {
         sent,
-        reachable: () => true,
+        reachable: (id: string) => !relayed.includes(id),
         digestSteps: (id: string) => !without.includes(id),
         get: (id: string) => ({ httpUrl: `https://${id}.example` }),
         digest: (id: string, request: DigestMessage) => (sent.push({ id, request }), true),
@@ -183,7 +186,7 @@ describe('digest of a split item computed in turn (digest steps)', () => {
 
     it('asks each server in turn for its run of ranges, from the state the one before reached', async () => {
       const r = registry();
-      const digests = new SplitDigests(r, secretKey(SECRET), 60);
+      const digests = new SplitDigests(r, secretKey(SECRET), 60, 'steps');
       expect(await digests.start({ taskId: 't1', itemId: 'i1', ranges }, 200, 'alice')).to.equal(
         true,
       );
@@ -235,20 +238,44 @@ describe('digest of a split item computed in turn (digest steps)', () => {
       expect(await again).to.deep.equal({ sha256: 'ab'.repeat(32) });
     });
 
-    it('has one server read the others when a server takes no steps or a hand-over is not at a multiple of 64', async () => {
-      const r = registry(['up-c']);
+    it('reads where every server reaches the others, and takes steps where one is relayed', async () => {
+      const r = registry();
       const digests = new SplitDigests(r, secretKey(SECRET), 60);
       expect(await digests.start({ taskId: 't2', itemId: 'i2', ranges }, 200, 'alice')).to.equal(
         true,
       );
       expect(r.sent).to.have.length(1);
+      expect(r.sent[0]!.id).to.equal('up-a');
       expect(r.sent[0]!.request.peers.map((p) => p.url)).to.deep.equal([
         'https://up-b.example/files/i2',
         'https://up-c.example/files/i2',
       ]);
       expect(r.sent[0]!.request.sources.at(-1)).to.deep.equal({ start: 192, end: 200, peer: 1 });
+      const relay = registry([], ['up-c']);
+      const relayed = new SplitDigests(relay, secretKey(SECRET), 60);
+      expect(await relayed.start({ taskId: 't5', itemId: 'i5', ranges }, 200, 'alice')).to.equal(
+        true,
+      );
+      expect(relay.sent[0]!.request).to.deep.include({
+        peers: [],
+        sources: [{ start: 0, end: 128 }],
+      });
+      // A relayed server that takes no steps: neither way can (the browser hashes the item).
+      const neither = new SplitDigests(registry(['up-c'], ['up-c']), secretKey(SECRET), 60);
+      expect(await neither.start({ taskId: 't6', itemId: 'i6', ranges }, 200, 'alice')).to.equal(
+        false,
+      );
+    });
+
+    it('reads, though steps are preferred, when a server takes no steps or a hand-over is not at a multiple of 64', async () => {
+      const r = registry(['up-c']);
+      const digests = new SplitDigests(r, secretKey(SECRET), 60, 'steps');
+      expect(await digests.start({ taskId: 't2', itemId: 'i2', ranges }, 200, 'alice')).to.equal(
+        true,
+      );
+      expect(r.sent[0]!.request.peers).to.have.length(2);
       const odd = registry();
-      const other = new SplitDigests(odd, secretKey(SECRET), 60);
+      const other = new SplitDigests(odd, secretKey(SECRET), 60, 'steps');
       const shifted = [
         { start: 0, end: 100, serverId: 'up-a' },
         { start: 100, end: 200, serverId: 'up-b' },
@@ -265,6 +292,7 @@ describe('digest of a split item computed in turn (digest steps)', () => {
         { ...r, digest: (id, request) => id !== 'up-b' && r.digest(id, request) },
         secretKey(SECRET),
         60,
+        'steps',
       );
       expect(await digests.start({ taskId: 't4', itemId: 'i4', ranges }, 200, 'alice')).to.equal(
         true,
