@@ -1587,28 +1587,51 @@ function summarize(kase: Case, runs: readonly Run[]): Summary {
 
 /** A split's share of the machine at which it is taken to be bound by the machine's CPUs. */
 const SATURATED = 0.9;
-/** How much more browser CPU per byte than one server's a split may use and still be bound. */
-const SAME_BROWSER_WORK = 1.1;
+/**
+ * The least share of a split's extra CPU per byte (over the same row to one server) that must be
+ * the servers' for the split to be bound by the machine: the rest is the browser's.
+ */
+const SERVERS_EXTRA_SHARE = 0.8;
 
 /**
- * Why a split that missed its target is bound by this machine, when it is: every CPU was busy,
- * the browser did no more work per byte than for one server, and the servers, which share the
- * browser's CPUs here (on separate machines they would not), did more.
+ * Why a split that missed its target is bound by this machine, when it is: every CPU was busy, and
+ * the CPU it used per byte beyond what one server's row used was mostly (at least
+ * {@link SERVERS_EXTRA_SHARE}) the servers', which share the browser's CPUs here (on separate
+ * machines they would not). It also gives the rate the CPUs allow at each row's CPU per byte
+ * (every CPU busy, browser and servers together), the baseline each row is compared with.
  * @returns the reason, or undefined when the split is not shown to be bound by the machine
  */
 function machineLimit(split: Summary, one: Summary): string | undefined {
   if ((split.kase.servers ?? 1) <= 1 || (one.kase.servers ?? 1) !== 1) return undefined;
-  const values = [split.machineShare, split.browserPer100, one.browserPer100];
+  const values = [
+    split.machineShare,
+    split.browserPer100,
+    split.serversPer100,
+    one.browserPer100,
+    one.serversPer100,
+  ];
   if (values.some(Number.isNaN)) return undefined;
   if (split.machineShare < SATURATED) return undefined;
-  if (split.browserPer100 > SAME_BROWSER_WORK * one.browserPer100) return undefined;
-  if (!(split.serversPer100 > one.serversPer100)) return undefined;
+  const splitCpu = split.browserPer100 + split.serversPer100;
+  const oneCpu = one.browserPer100 + one.serversPer100;
+  const extra = splitCpu - oneCpu;
+  const serversExtra = split.serversPer100 - one.serversPer100;
+  if (!(extra > 0) || serversExtra < SERVERS_EXTRA_SHARE * extra) return undefined;
+  // MiB/s the CPUs allow when every one is busy with this much CPU per 100 MiB.
+  const bound = (cpuPer100: number): number => (CPUS * 100) / cpuPer100;
   return (
     `the machine's ${CPUS} CPUs were ${fixed(100 * split.machineShare, 0)} % busy; per 100 MiB ` +
     `the browser used ${fixed(split.browserPer100, 2)} s of CPU (one server: ` +
     `${fixed(one.browserPer100, 2)} s) and the servers ${fixed(split.serversPer100, 2)} s ` +
-    `(one server: ${fixed(one.serversPer100, 2)} s): the servers' extra work takes the CPUs the ` +
-    `browser needs, as it would not with each server on a machine of its own`
+    `(one server: ${fixed(one.serversPer100, 2)} s), so ` +
+    (serversExtra >= extra
+      ? "all of the extra CPU was the servers'"
+      : `${fixed((100 * serversExtra) / extra, 0)} % of the extra CPU was the servers'`) +
+    `; at that CPU per byte the ${CPUS} CPUs allow at most ` +
+    `${fixed(bound(splitCpu), 0)} MiB/s (one server: ${fixed(bound(oneCpu), 0)} MiB/s), and the ` +
+    `split made ${fixed((100 * split.mibps) / bound(splitCpu), 0)} % of it (one server ` +
+    `${fixed((100 * one.mibps) / bound(oneCpu), 0)} %): the servers' extra work takes the CPUs ` +
+    `the browser needs, as it would not with each server on a machine of its own`
   );
 }
 
