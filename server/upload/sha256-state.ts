@@ -30,7 +30,8 @@ function template(): Promise<Uint8Array> {
       state.length >= HASH_AT + 32 &&
       view.getBigUint64(COUNT_AT, true) === 0n &&
       H0.every((word, i) => view.getUint32(HASH_AT + 4 * i, true) === word);
-    if (!layout) throw new Error('ws-uploader: hash-wasm saves its SHA-256 state in another layout');
+    if (!layout)
+      throw new Error('ws-uploader: hash-wasm saves its SHA-256 state in another layout');
     return state;
   });
   return saved;
@@ -62,6 +63,9 @@ export function sha256State(hasher: IHasher, offset: number): DigestState {
     throw new RangeError(`the hasher is not at byte ${offset}`);
   let hash = '';
   for (let i = 0; i < 8; i++)
-    hash += view.getUint32(HASH_AT + 4 * i, true).toString(16).padStart(8, '0');
+    hash += view
+      .getUint32(HASH_AT + 4 * i, true)
+      .toString(16)
+      .padStart(8, '0');
   return { offset, hash };
 }

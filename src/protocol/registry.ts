@@ -487,7 +487,8 @@ export function decodeRegistryServerMessage(text: string): RegistryServerMessage
         if (!/^https?:\/\//.test(url)) bad(`peers[${i}].url must be an http: or https: URL`);
         return { url, token: str(p, 'token', 1, MAX_TOKEN_BYTES) };
       });
-      const from = o['from'] === undefined ? undefined : digestState(obj(o['from'], 'from'), 'from');
+      const from =
+        o['from'] === undefined ? undefined : digestState(obj(o['from'], 'from'), 'from');
       if (from && from.offset > size) bad('from.offset is past the item');
       let cursor = from?.offset ?? 0;
       const sources = arr(o, 'sources', MAX_RANGES_PER_FRAME).map((v, i) => {
@@ -505,7 +506,7 @@ export function decodeRegistryServerMessage(text: string): RegistryServerMessage
       if (sources.length === 0) bad('sources is empty');
       if (cursor > size) bad('sources end past the item');
       if (cursor < size && cursor % 64 !== 0)
-        bad('sources must end at the item\'s size or at a multiple of 64');
+        bad("sources must end at the item's size or at a multiple of 64");
       return {
         type: 'digest',
         itemId: id(o, 'itemId'),

@@ -21,10 +21,12 @@ import {
 } from '../../src/protocol/index.js';
 import {
   createControlServer,
+  createPlanner,
   createRegistryToken,
   createUploadServer,
   createUserToken,
   type ControlServer,
+  type LogEntry,
   type UploadServer,
 } from '../../server/index.js';
 import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
@@ -249,6 +251,63 @@ describe('relay (upload servers behind NAT, reached through the control server)'
     expect(record?.complete).to.equal(true);
     const stored = await readAll(server.store.read('movie', 0, bytes.length));
     expect(sha256(stored).hex).to.equal(digest.hex);
+  });
+
+  it('has relayed servers hash an item split across them in turn (digest steps), which no server could read from another', async () => {
+    await control.close();
+    control = createControlServer({
+      secret: SECRET,
+      probeWaitMs: 0,
+      verifyWaitMs: 5000,
+      plan: createPlanner({ splitMin: 2 * MiB, align: MiB, stripe: MiB }),
+    });
+    controlUrl = await control.listen(0);
+    base = controlUrl.replace(/\/control$/, '');
+    registryUrl = `${base}/registry`;
+    const logs: LogEntry[] = [];
+    await startRelayed('nat-1', { logger: (e) => logs.push(e) });
+    await startRelayed('nat-2', { logger: (e) => logs.push(e) });
+    const browser = new ControlPeer(controlUrl);
+    sockets.push(browser);
+    await browser.send({ type: 'hello', token: await createUserToken(SECRET, 'alice') });
+    const welcome = await browser.nextOf('welcome');
+    const bytes = randomBytes(5 * MiB + 1000);
+    await browser.send({
+      type: 'publish',
+      items: [{ itemId: 'split', name: 's.bin', size: bytes.length, mime: '', kind: 'file' }],
+    });
+    const task = await browser.nextOf('transmit');
+    expect(task.digest).to.equal('server');
+    expect(new Set(task.ranges.map((r) => r.serverId))).to.deep.equal(new Set(['nat-1', 'nat-2']));
+    // Each server's stripes over the relay; no FINISH (neither holds the whole item).
+    for (const id of ['nat-1', 'nat-2']) {
+      const info = welcome.servers.find((s) => s.id === id)!;
+      const dup = new Dup2Peer(info.url);
+      sockets.push(dup);
+      await dup.send({ type: 'hello', token: info.token });
+      expect(await dup.next()).to.deep.include({ type: 'welcome', serverId: id });
+      await dup.open(1, 'split', bytes.length);
+      expect(await dup.next()).to.deep.include({ type: 'opened' });
+      for (const r of task.ranges.filter((r) => r.serverId === id)) {
+        await dup.data(1, r.start, bytes.subarray(r.start, r.end));
+        expect(await dup.next()).to.deep.include({ type: 'ack', start: r.start, end: r.end });
+      }
+    }
+    await browser.send({
+      type: 'complete',
+      taskId: task.taskId,
+      itemId: 'split',
+      servers: ['nat-1', 'nat-2'],
+    });
+    expect(await browser.nextOf('completed')).to.deep.include({
+      itemId: 'split',
+      sha256: sha256(bytes).hex,
+    });
+    // One step per stripe, on the server that holds it, from the state the stripe before reached.
+    const steps = logs.filter((e) => e.event === 'digest' && e['itemId'] === 'split');
+    expect(steps.map((e) => [e.server, e['from']])).to.deep.equal(
+      [...task.ranges].sort((a, b) => a.start - b.start).map((r) => [r.serverId, r.start]),
+    );
   });
 
   it('pauses a relayed browser while the upload server is over its buffer budget, and the upload still arrives intact', async () => {
