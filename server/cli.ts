@@ -182,7 +182,7 @@ Runs a control server: browsers at ws://HOST:PORT/control, upload servers starte
   --config FILE            JSON file with any of: uploadServers ([{ "id", "url", "httpUrl",
                            "protocols" }]), port, host, path, registryPath, heartbeatMs,
                            helloTimeoutMs, probeWaitMs, verifyWaitMs, maxItemSize, sessionResumeMs,
-                           publicUrl, multipartMax,
+                           publicUrl, multipartMax, splitDigest,
                            inlineMax, inlineTotalMax, uploadTokenTtlSeconds, and planner
                            ({ "splitMin", "maxServers", "align" }). Flags win over the file.
   --upload-server S        an upload server as id=WS_URL,HTTP_URL (repeatable)
@@ -459,6 +459,7 @@ interface ControlConfig {
   inlineTotalMax?: number;
   multipartMax?: number;
   uploadTokenTtlSeconds?: number;
+  splitDigest?: 'read' | 'steps';
   planner?: { splitMin?: number; maxServers?: number; align?: number };
 }
 
@@ -494,6 +495,7 @@ async function controlConfig(file: string): Promise<ControlConfig> {
     'publicUrl',
     'path',
     'registryPath',
+    'splitDigest',
     'planner',
   ]);
   for (const key of Object.keys(o))
@@ -506,6 +508,8 @@ async function controlConfig(file: string): Promise<ControlConfig> {
   for (const key of ['host', 'publicUrl', 'path', 'registryPath'])
     if (o[key] !== undefined && typeof o[key] !== 'string')
       fatal(`config ${file}: ${key} must be a string`);
+  if (o['splitDigest'] !== undefined && o['splitDigest'] !== 'read' && o['splitDigest'] !== 'steps')
+    fatal(`config ${file}: splitDigest must be "read" or "steps"`);
   if (o['uploadServers'] !== undefined && !Array.isArray(o['uploadServers']))
     fatal(`config ${file}: uploadServers must be an array`);
   const planner = o['planner'];

@@ -587,8 +587,5 @@ function rangeList(o: Obj, size: number): ByteRange[] {
 function digestState(o: Obj, field: string): DigestState {
   const offset = int(o, 'offset');
   if (offset % 64 !== 0) bad(`${field}.offset must be a multiple of 64`);
-  const v = o['hash'];
-  if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v))
-    bad(`${field}.hash must be 64 lowercase hex digits`);
-  return { offset, hash: v };
+  return { offset, hash: sha(o, 'hash') };
 }

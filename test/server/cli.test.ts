@@ -301,6 +301,7 @@ describe('ws-uploader command', () => {
         ['{"inlineMaxx": 1}', /unknown key "inlineMaxx"/],
         ['{"heartbeatMs": "10"}', /heartbeatMs must be a non-negative integer/],
         ['{"planner": {"split": 1}}', /unknown planner key "split"/],
+        ['{"splitDigest": "both"}', /splitDigest must be "read" or "steps"/],
         ['[1]', /must hold a JSON object/],
         ['{oops', /cannot read config/],
       ] as const) {
@@ -312,6 +313,11 @@ describe('ws-uploader command', () => {
         expect(run.code, content).to.equal(2);
         expect(run.err, content).to.match(message);
       }
+      const flag = await cli(['control-server', '--split-digest', 'both'], undefined, {
+        WS_UPLOADER_SECRET: SECRET,
+      });
+      expect(flag.code).to.equal(2);
+      expect(flag.err).to.match(/--split-digest must be read or steps/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

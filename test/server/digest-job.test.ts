@@ -11,6 +11,7 @@ import {
   decodeRegistryServerMessage,
   ProtocolError,
   type DigestMessage,
+  type DigestState,
 } from '../../src/protocol/index.js';
 import {
   createReadToken,
@@ -266,5 +267,54 @@ describe('digest of an item split across upload servers', () => {
       expect(() => decodeRegistryClientMessage(JSON.stringify({ ...register, peerUrl }))).to.throw(
         ProtocolError,
       );
+  });
+
+  // Digest steps: each server hashes its own stripes from the state the one before reached.
+  const step = (itemId: string, start: number, end: number, from?: DigestState): DigestMessage => ({
+    type: 'digest',
+    itemId,
+    size: 3 * MiB,
+    peers: [],
+    sources: [{ start, end }],
+    ...(from ? { from } : {}),
+  });
+
+  it('each hashes its own stripe from the state before, waiting for bytes not stored yet', async () => {
+    const a = await start('up-a');
+    const b = await start('up-b');
+    const bytes = new Uint8Array(randomBytes(3 * MiB));
+    const jobsA = new DigestJobs({ store: a.server.store, waitMs: 5000, log: () => undefined });
+    const jobsB = new DigestJobs({ store: b.server.store, waitMs: 5000, log: () => undefined });
+    // The first step comes before its bytes.
+    const first = jobsA.run(step('steps-1', 0, MiB));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await store(a.ws, 'up-a', 'steps-1', bytes, [
+      [0, MiB],
+      [2 * MiB, 3 * MiB],
+    ]);
+    const one = await first;
+    expect(one?.state?.offset).to.equal(MiB);
+    await store(b.ws, 'up-b', 'steps-1', bytes, [[MiB, 2 * MiB]]);
+    const two = await jobsB.run(step('steps-1', MiB, 2 * MiB, one!.state));
+    expect(two?.state?.offset).to.equal(2 * MiB);
+    expect(await jobsA.run(step('steps-1', 2 * MiB, 3 * MiB, two!.state))).to.deep.equal({
+      type: 'digested',
+      itemId: 'steps-1',
+      sha256: sha256(bytes).hex,
+    });
+  });
+
+  it('a wrong state gives a wrong digest (the state is what the hash goes on from)', async () => {
+    const a = await start('up-a');
+    const bytes = new Uint8Array(randomBytes(3 * MiB));
+    await store(a.ws, 'up-a', 'steps-2', bytes, [[2 * MiB, 3 * MiB]]);
+    const jobs = new DigestJobs({ store: a.server.store, waitMs: 300, log: () => undefined });
+    const answer = await jobs.run(
+      step('steps-2', 2 * MiB, 3 * MiB, { offset: 2 * MiB, hash: '0'.repeat(64) }),
+    );
+    expect(answer?.sha256).to.match(/^[0-9a-f]{64}$/);
+    expect(answer?.sha256).to.not.equal(sha256(bytes).hex);
+    // Its own bytes never come: timeout.
+    expect(await jobs.run(step('steps-2', 0, MiB))).to.include({ code: 'timeout' });
   });
 });

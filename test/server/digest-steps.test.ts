@@ -1,24 +1,18 @@
 // A digest of an item split across upload servers computed in turn: each server hashes its own
-// ranges from the SHA-256 state the one before reached, so no bytes cross between servers.
+// ranges from the SHA-256 state the one before reached, so no bytes cross between servers. (Steps
+// on two real upload servers are in digest-job.test.ts.)
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
-  crc32c,
   decodeRegistryClientMessage,
   decodeRegistryServerMessage,
   ProtocolError,
   type DigestMessage,
   type DigestState,
 } from '../../src/protocol/index.js';
-import { createUploadServer, type UploadServer } from '../../server/index.js';
-import { DigestJobs } from '../../server/upload/digest-job.js';
 import { resumeSha256, sha256State } from '../../server/upload/sha256-state.js';
 import { SplitDigests } from '../../server/control/split-digests.js';
-import { secretKey, signToken, uploadAudience } from '../../server/tokens.js';
-import { Dup2Peer, sha256 } from '../helpers/node-peers.js';
+import { secretKey } from '../../server/tokens.js';
 
 const SECRET = 'd'.repeat(32);
 const MiB = 1024 * 1024;
@@ -59,103 +53,6 @@ describe('digest of a split item computed in turn (digest steps)', () => {
     odd.update(bytes.subarray(0, 100));
     expect(() => sha256State(odd, 100)).to.throw(RangeError);
     expect(() => sha256State(odd, 64)).to.throw(RangeError);
-  });
-
-  describe('between two real upload servers', () => {
-    const dirs: string[] = [];
-    const servers: UploadServer[] = [];
-    const peers: Dup2Peer[] = [];
-
-    async function start(id: string): Promise<{ server: UploadServer; ws: string }> {
-      const dir = await mkdtemp(join(tmpdir(), 'ws-uploader-steps-'));
-      dirs.push(dir);
-      const server = createUploadServer({ id, secret: SECRET, dataDir: dir, holdMs: 300 });
-      servers.push(server);
-      return { server, ws: (await server.listen(0)).ws };
-    }
-
-    /** Stores `parts` of `bytes` on a server over dup/2. */
-    async function store(
-      ws: string,
-      serverId: string,
-      itemId: string,
-      bytes: Uint8Array,
-      parts: [number, number][],
-    ): Promise<void> {
-      const p = new Dup2Peer(ws);
-      peers.push(p);
-      const { token } = await signToken(secretKey(SECRET), 'c1', uploadAudience(serverId), 60, {
-        uid: 'u',
-      });
-      await p.send({ type: 'hello', token });
-      expect((await p.next()).type).to.equal('welcome');
-      await p.send({ type: 'open', uploadId: 1, itemId, size: bytes.length, mime: '', name: '' });
-      expect((await p.next()).type).to.equal('opened');
-      for (const [s, e] of parts) {
-        const payload = bytes.subarray(s, e);
-        await p.send({ type: 'data', uploadId: 1, offset: s, crc32c: crc32c(payload), payload });
-        expect((await p.next()).type).to.equal('ack');
-      }
-    }
-
-    afterEach(async () => {
-      for (const p of peers.splice(0)) p.close();
-      for (const s of servers.splice(0)) await s.close();
-      for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-    });
-
-    const step = (
-      itemId: string,
-      start: number,
-      end: number,
-      from?: DigestState,
-    ): DigestMessage => ({
-      type: 'digest',
-      itemId,
-      size: 3 * MiB,
-      peers: [],
-      sources: [{ start, end }],
-      ...(from ? { from } : {}),
-    });
-
-    it('each hashes its own stripe from the state before, waiting for bytes not stored yet', async () => {
-      const a = await start('up-a');
-      const b = await start('up-b');
-      const bytes = new Uint8Array(randomBytes(3 * MiB));
-      const jobsA = new DigestJobs({ store: a.server.store, waitMs: 5000, log: () => undefined });
-      const jobsB = new DigestJobs({ store: b.server.store, waitMs: 5000, log: () => undefined });
-      // The first step comes before its bytes.
-      const first = jobsA.run(step('steps-1', 0, MiB));
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      await store(a.ws, 'up-a', 'steps-1', bytes, [
-        [0, MiB],
-        [2 * MiB, 3 * MiB],
-      ]);
-      const one = await first;
-      expect(one?.state?.offset).to.equal(MiB);
-      await store(b.ws, 'up-b', 'steps-1', bytes, [[MiB, 2 * MiB]]);
-      const two = await jobsB.run(step('steps-1', MiB, 2 * MiB, one!.state));
-      expect(two?.state?.offset).to.equal(2 * MiB);
-      expect(await jobsA.run(step('steps-1', 2 * MiB, 3 * MiB, two!.state))).to.deep.equal({
-        type: 'digested',
-        itemId: 'steps-1',
-        sha256: sha256(bytes).hex,
-      });
-    });
-
-    it('a wrong state gives a wrong digest (the state is what the hash goes on from)', async () => {
-      const a = await start('up-a');
-      const bytes = new Uint8Array(randomBytes(3 * MiB));
-      await store(a.ws, 'up-a', 'steps-2', bytes, [[2 * MiB, 3 * MiB]]);
-      const jobs = new DigestJobs({ store: a.server.store, waitMs: 300, log: () => undefined });
-      const answer = await jobs.run(
-        step('steps-2', 2 * MiB, 3 * MiB, { offset: 2 * MiB, hash: '0'.repeat(64) }),
-      );
-      expect(answer?.sha256).to.match(/^[0-9a-f]{64}$/);
-      expect(answer?.sha256).to.not.equal(sha256(bytes).hex);
-      // Its own bytes never come: timeout.
-      expect(await jobs.run(step('steps-2', 0, MiB))).to.include({ code: 'timeout' });
-    });
   });
 
   describe('the control server', () => {
