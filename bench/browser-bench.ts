@@ -149,6 +149,11 @@ const WAN_ENGINE_OPTIONS = JSON.parse(process.env.BENCH_WAN_ENGINE_OPTIONS || '{
   string,
   unknown
 >;
+/** BENCH_DOWNLOAD_OPTIONS: more downloader options, as JSON (`{"partSize":16777216}`, say). */
+const DOWNLOAD_OPTIONS = JSON.parse(process.env.BENCH_DOWNLOAD_OPTIONS || '{}') as Record<
+  string,
+  unknown
+>;
 /** BENCH_DATA_WORKER=0: the engine's `dataWorker` option off (its sockets, reads and hashing on the page). */
 const DATA_WORKER = process.env.BENCH_DATA_WORKER !== '0';
 
@@ -549,6 +554,8 @@ interface PageReport {
     /** fetch-hash: the Worker's time to hash the file, and the reads of its stream. */
     readonly hashSeconds?: number;
     readonly hashReads?: number;
+    /** Said of the run beside its rate (the downloader: its time after the last part). */
+    readonly note?: string;
     readonly sha256?: string;
     readonly servers?: readonly string[];
     readonly profile?: JsProfile;
@@ -1405,6 +1412,7 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
           type: kase.kind === 'download' ? 'download' : 'engine',
           ...(kase.reader ? { reader: kase.reader } : {}),
           ...(kase.downloadTransport ? { transport: kase.downloadTransport } : {}),
+          ...(kase.kind === 'download' ? { downloadOptions: DOWNLOAD_OPTIONS } : {}),
           ...common,
           controlUrl,
           token: control.token,
@@ -1442,6 +1450,7 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
     const stored = uploadReports.reduce((sum, r) => sum + r.bytesStored, 0);
     const result = report.result;
     const seconds = result?.seconds ?? NaN;
+    if (result?.note) process.stderr.write(`(${result.note}) `);
     const serverCpu = reports.reduce((sum, r) => sum + r.cpuSeconds, 0);
     let error = report.error;
     if (error === undefined && stored !== size) {
@@ -2074,6 +2083,9 @@ async function main(): Promise<void> {
     process.env.BENCH_ENGINE_OPTIONS ? `engine options ${process.env.BENCH_ENGINE_OPTIONS}` : '',
     process.env.BENCH_WAN_ENGINE_OPTIONS
       ? `WAN engine options ${process.env.BENCH_WAN_ENGINE_OPTIONS}`
+      : '',
+    process.env.BENCH_DOWNLOAD_OPTIONS
+      ? `downloader options ${process.env.BENCH_DOWNLOAD_OPTIONS}`
       : '',
     DATA_WORKER ? '' : 'engine dataWorker off',
   ].filter((o) => o !== '');

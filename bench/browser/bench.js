@@ -269,7 +269,16 @@ async function engineUpload({ controlUrl, token, name, servers, options, profile
  * `createWritable()` on the page, `sync` writes it through a `FileSystemSyncAccessHandle` in the
  * Worker (the download baseline), `discard` reads the response and drops it.
  */
-async function download({ controlUrl, token, name, servers, options, reader, transport }) {
+async function download({
+  controlUrl,
+  token,
+  name,
+  servers,
+  options,
+  reader,
+  transport,
+  downloadOptions,
+}) {
   enginePromise ??= import('/engine.js');
   const { WsUploaderEngine, WsDownloader, OpfsItemStore } = await enginePromise;
   const file = await sourceFile(name);
@@ -291,13 +300,17 @@ async function download({ controlUrl, token, name, servers, options, reader, tra
           locate: engine,
           store,
           ...(transport ? { transport } : {}),
+          ...downloadOptions,
         });
+        let lastProgress = 0;
+        downloader.on('progress', () => (lastProgress = performance.now()));
         const item = await downloader.download(itemId);
+        const tail = (performance.now() - lastProgress) / 1000;
         // The upload's digest, where the engine computed one (its `sha256` integrity).
         if (sha256 !== undefined && item.sha256 !== sha256) {
           throw new Error(`downloaded ${item.sha256}, uploaded ${sha256}`);
         }
-        return { bytes: file.size };
+        return { bytes: file.size, note: `after the last part: ${tail.toFixed(2)} s` };
       }
       const { holders } = await engine.locate(itemId);
       const h = holders[0];

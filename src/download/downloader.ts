@@ -11,6 +11,7 @@ import { toHex } from '../protocol/hex.js';
 import { rangeBytes } from '../protocol/ranges.js';
 import { defaultItemStore, OpfsItemStore, withoutContent, type ItemStore } from './item-store.js';
 import { pageWriter, type ItemWriter } from './item-writer.js';
+import { PartFetchError } from './store-worker-client.js';
 import { Dup2Reader } from './dup2-reader.js';
 import { fetchPart } from './fetch-part.js';
 import { PartHasher } from './part-hasher.js';
@@ -31,7 +32,12 @@ export interface DownloaderOptions {
    *   and hashed there), else IndexedDB
    */
   readonly store?: ItemStore;
-  /** Bytes per part (one `Range` request, or `READ`s within the server's window, each). @default 4194304 */
+  /**
+   * Bytes per part (one `Range` request, or `READ`s within the server's window, each).
+   * @default 16 MiB where the store's Worker fetches the parts (each streamed into its file, never
+   *   held whole); 4 MiB where the page's thread does (each held whole until stored), and for the
+   *   service worker's ranges
+   */
   readonly partSize?: number;
   /** Parts in flight per upload server. @default 3 */
   readonly perServer?: number;
@@ -99,6 +105,11 @@ const RENEW_BEFORE_MS = 30_000;
 const WS_FAILURES_BEFORE_HTTP = 2;
 
 const DEFAULTS = { partSize: 4 * 1024 * 1024, perServer: 3, retryDelays: [250, 1000, 3000] };
+/**
+ * Bytes per part where the store's Worker fetches them: each is written as it streams in, so a
+ * large part costs no memory, and fewer requests (fewer part files) run faster.
+ */
+const WORKER_PART_SIZE = 16 * 1024 * 1024;
 
 /**
  * Downloads items into browser storage and gives them back offline.
@@ -111,7 +122,8 @@ const DEFAULTS = { partSize: 4 * 1024 * 1024, perServer: 3, retryDelays: [250, 1
 export class WsDownloader extends EventTarget {
   readonly #locate: (itemId: string) => Promise<ItemLocation>;
   readonly #store: Promise<ItemStore>;
-  readonly #partSize: number;
+  /** The `partSize` option, when given. */
+  readonly #partSize: number | undefined;
   readonly #perServer: number;
   readonly #retryDelays: readonly number[];
   readonly #hashWorker: boolean | string | URL;
@@ -124,7 +136,8 @@ export class WsDownloader extends EventTarget {
     const { locate } = options;
     this.#locate = typeof locate === 'function' ? locate : (id) => locate.locate(id);
     this.#store = options.store ? Promise.resolve(options.store) : defaultItemStore();
-    this.#partSize = positive(options.partSize, DEFAULTS.partSize, 'partSize');
+    this.#partSize =
+      options.partSize === undefined ? undefined : positive(options.partSize, 0, 'partSize');
     this.#perServer = positive(options.perServer, DEFAULTS.perServer, 'perServer');
     this.#retryDelays = options.retryDelays ?? DEFAULTS.retryDelays;
     this.#hashWorker = options.hashWorker ?? true;
@@ -195,7 +208,11 @@ export class WsDownloader extends EventTarget {
     this.#answerWorker();
     const location = await this.#locate(itemId).catch(() => undefined); // offline: the store only
     if (location) {
-      const notice: ItemNotice = { type: 'ws-uploader-item', location, partSize: this.#partSize };
+      const notice: ItemNotice = {
+        type: 'ws-uploader-item',
+        location,
+        partSize: this.#partSize ?? DEFAULTS.partSize,
+      };
       await new Promise<void>((resolve) => {
         const channel = new MessageChannel();
         channel.port1.onmessage = () => resolve();
@@ -220,7 +237,7 @@ export class WsDownloader extends EventTarget {
           port.postMessage({
             type: 'ws-uploader-item',
             location,
-            partSize: this.#partSize,
+            partSize: this.#partSize ?? DEFAULTS.partSize,
           } satisfies ItemNotice),
         () => port.postMessage(null),
       );
@@ -368,7 +385,12 @@ export class WsDownloader extends EventTarget {
       serverIds: readonly string[];
       attempt: number;
       tried: Set<string>;
-    })[] = planParts(size, location.holders, stored, this.#partSize).map((p) => ({
+    })[] = planParts(
+      size,
+      location.holders,
+      stored,
+      this.#partSize ?? (writer.fetch ? WORKER_PART_SIZE : DEFAULTS.partSize),
+    ).map((p) => ({
       ...p,
       attempt: 0,
       tried: new Set<string>(),
@@ -407,13 +429,27 @@ export class WsDownloader extends EventTarget {
     const readers = new Map<string, Dup2Reader>();
     const opened: Dup2Reader[] = [];
     const wsFailures = new Map<string, number>();
+    const overHttp = (h: ItemHolder): boolean =>
+      this.#transport === 'http' ||
+      h.wsUrl === undefined ||
+      (wsFailures.get(h.serverId) ?? 0) >= WS_FAILURES_BEFORE_HTTP;
+    // A part fetched and stored in the store's Worker as it streams in (its connections to the
+    // holders are the Worker's); `false` where it cannot (no Worker): the part is read here.
+    const fetchInWorker = async (h: ItemHolder, part: PartToFetch): Promise<boolean> => {
+      if (!writer.fetch) return false;
+      try {
+        return await writer.fetch(overHttp(h) ? 'http' : 'dup2', h, part, stop.signal);
+      } catch (e) {
+        if (e instanceof PartFetchError) {
+          if (e.transport) wsFailures.set(h.serverId, (wsFailures.get(h.serverId) ?? 0) + 1);
+          throw e;
+        }
+        if ((e as DOMException).name === 'AbortError') throw e;
+        return storage(() => Promise.reject(e)); // the store failed
+      }
+    };
     const read = async (h: ItemHolder, part: PartToFetch): Promise<Uint8Array<ArrayBuffer>> => {
-      if (
-        this.#transport === 'http' ||
-        h.wsUrl === undefined ||
-        (wsFailures.get(h.serverId) ?? 0) >= WS_FAILURES_BEFORE_HTTP
-      )
-        return fetchPart(itemId, h, part, stop.signal);
+      if (overHttp(h) || h.wsUrl === undefined) return fetchPart(itemId, h, part, stop.signal);
       let reader = readers.get(h.serverId);
       if (!reader || reader.closed || reader.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS) {
         reader = new Dup2Reader(h.serverId, h.wsUrl, h.token, h.tokenExpiresAt);
@@ -443,9 +479,12 @@ export class WsDownloader extends EventTarget {
           const h = holder(serverId);
           if (!h) throw new Error(`${serverId} no longer holds it`);
           if (h.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS) await relocate();
-          const bytes = await read(holder(serverId) ?? h, part);
-          const length = bytes.length;
-          await storage(() => writer.put(part.start, bytes)); // hands the bytes over
+          const from = holder(serverId) ?? h;
+          const length = part.end - part.start;
+          if (!(await fetchInWorker(from, part))) {
+            const bytes = await read(from, part);
+            await storage(() => writer.put(part.start, bytes)); // hands the bytes over
+          }
           bytesStored += length;
           byServer[serverId] = (byServer[serverId] ?? 0) + length;
           report();

@@ -19,13 +19,16 @@ const WELCOME_TIMEOUT_MS = 15_000;
 const silenceTimeout = (maxChunk: number): number =>
   Math.max(30_000, ((2 * maxChunk) / (16 * 1024)) * 1000);
 
+/** Takes the bytes of a read as they come: `at` is their offset in the part read. */
+export type ReadSink = (at: number, bytes: Uint8Array) => void;
+
 interface Read {
   readonly itemId: string;
   readonly part: ByteRange;
-  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly sink: ReadSink;
   /** Bytes received so far. */
   received: number;
-  resolve(bytes: Uint8Array<ArrayBuffer>): void;
+  resolve(): void;
   reject(error: unknown): void;
 }
 
@@ -128,19 +131,35 @@ export class Dup2Reader {
     part: ByteRange,
     signal?: AbortSignal,
   ): Promise<Uint8Array<ArrayBuffer>> {
-    const { window } = await abortable(this.#welcome, signal);
-    if (part.end - part.start <= window) {
-      await this.#room(part.end - part.start, signal);
-      return this.#readOnce(itemId, part, signal);
-    }
     const bytes = new Uint8Array(part.end - part.start);
+    await this.stream(itemId, part, (at, chunk) => bytes.set(chunk, at), signal);
+    return bytes;
+  }
+
+  /**
+   * Reads `part` of the item, giving each chunk to `sink` as it comes (checked, in order): the
+   * chunks are views of the frames received, not copied.
+   * @param itemId the item
+   * @param part the bytes wanted (split into reads that fit the server's window)
+   * @param sink takes each chunk and its offset in `part`; what it throws fails the read
+   * @param signal stops the read (`CANCEL`)
+   * @throws {ServerError} the server's `ERROR` for the read
+   * @throws {TransportError} the connection failed or closed
+   * @throws {Error} a chunk failed its CRC-32C or came at another offset
+   */
+  async stream(
+    itemId: string,
+    part: ByteRange,
+    sink: ReadSink,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { window } = await abortable(this.#welcome, signal);
     for (let start = part.start; start < part.end; start += window) {
       const piece = { start, end: Math.min(part.end, start + window) };
+      const offset = start - part.start;
       await this.#room(piece.end - piece.start, signal);
-      const got = await this.#readOnce(itemId, piece, signal);
-      bytes.set(got, start - part.start);
+      await this.#readOnce(itemId, piece, (at, bytes) => sink(offset + at, bytes), signal);
     }
-    return bytes;
   }
 
   /** Closes the connection; reads still running fail with `socket-closed`. */
@@ -174,20 +193,21 @@ export class Dup2Reader {
   #readOnce(
     itemId: string,
     part: ByteRange,
+    sink: ReadSink,
     signal: AbortSignal | undefined,
-  ): Promise<Uint8Array<ArrayBuffer>> {
+  ): Promise<void> {
     const readId = this.#nextId++;
-    return new Promise<Uint8Array<ArrayBuffer>>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => this.#end(readId, signal!.reason, true);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#reads.set(readId, {
         itemId,
         part,
-        bytes: new Uint8Array(part.end - part.start),
+        sink,
         received: 0,
-        resolve: (bytes) => {
+        resolve: () => {
           signal?.removeEventListener('abort', onAbort);
-          resolve(bytes);
+          resolve();
         },
         reject: (error) => {
           signal?.removeEventListener('abort', onAbort);
@@ -250,9 +270,16 @@ export class Dup2Reader {
         );
         return;
       }
-      read.bytes.set(frame.payload, read.received);
-      read.received += frame.payload.length;
-      if (read.received === read.bytes.length) this.#end(frame.readId, undefined, false);
+      const length = frame.payload.length;
+      try {
+        read.sink(read.received, frame.payload);
+      } catch (e) {
+        this.#end(frame.readId, e, true);
+        return;
+      }
+      read.received += length;
+      if (read.received === read.part.end - read.part.start)
+        this.#end(frame.readId, undefined, false);
       return;
     }
     if (frame.type === 'error') {
@@ -278,7 +305,7 @@ export class Dup2Reader {
     this.#outstanding -= read.part.end - read.part.start;
     for (const wake of this.#waiting.splice(0)) wake();
     if (error === undefined) {
-      read.resolve(read.bytes);
+      read.resolve();
       return;
     }
     if (cancel && !this.#closed) this.#send({ type: 'cancel', uploadId: readId }, () => undefined);

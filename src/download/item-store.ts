@@ -136,8 +136,9 @@ export interface OpfsItemStoreOptions {
 /**
  * Parts as files of the origin private file system: `ws-uploader-items/{itemId}/{start}-{end}.part`.
  * Each part is written whole or not at all, so readers in other pages and in the service worker
- * never see one half written: in the store's Worker to a file under another name, flushed, then
- * renamed into place; from the page's thread with `createWritable()` (a swap file moved into place
+ * never see one half written: in the store's Worker to a file under another name, then renamed
+ * into place (not flushed: a part a crash of the machine cut short is found by its size, and
+ * dropped); from the page's thread with `createWritable()` (a swap file moved into place
  * on close).
  */
 export class OpfsItemStore implements ItemStore {
@@ -182,6 +183,8 @@ export class OpfsItemStore implements ItemStore {
         if (!(await client.put(itemId, start, bytes, { session })))
           await this.#putHere(itemId, start, bytes);
       },
+      fetch: (via, source, part, signal) =>
+        client.fetch(itemId, via, source, part, { session, signal }),
       digest: () => client.digest(session),
       close: () => client.close(session),
     };
@@ -225,8 +228,15 @@ export class OpfsItemStore implements ItemStore {
     } catch {
       return undefined;
     }
-    const ranges = mergeAll((await this.#parts(dir)).map((p) => p.range));
-    return { ...record, ranges };
+    // A part cut short (the machine stopped before its bytes reached the disk: parts are not
+    // flushed one by one) does not count, and goes; it is fetched again.
+    const whole: ByteRange[] = [];
+    for (const { range, name } of await this.#parts(dir)) {
+      const file = await (await dir.getFileHandle(name)).getFile().catch(() => undefined);
+      if (file?.size === range.end - range.start) whole.push(range);
+      else if (file) await dir.removeEntry(name).catch(() => undefined);
+    }
+    return { ...record, ranges: mergeAll(whole) };
   }
 
   async list(): Promise<StoredItem[]> {

@@ -2,8 +2,11 @@
  * How the downloader stores an item's parts and hashes them as they are stored: in the store's
  * Worker where it has one (`OpfsItemStore`, which writes through sync access handles and hashes
  * the bytes it wrote), else on the page's thread through `ItemStore.put()`, the parts then
- * hashed by a `PartHasher` (in the hash Worker, or on the page's thread).
+ * hashed by a `PartHasher` (in the hash Worker, or on the page's thread). The store's Worker also
+ * fetches parts itself (HTTP `Range`, `dup/2`), writing each as it streams in.
  */
+import type { ByteRange } from '../protocol/ranges.js';
+import type { PartSource } from './fetch-part.js';
 import type { ItemStore } from './item-store.js';
 import type { PartHasher } from './part-hasher.js';
 
@@ -20,6 +23,23 @@ export interface ItemWriter {
    * @param bytes its bytes, which the caller no longer uses: their buffer may be handed over
    */
   put(start: number, bytes: Uint8Array<ArrayBuffer>): Promise<void>;
+  /**
+   * Where it can, fetches a part from an upload server (over HTTP, a `Range` GET, or `dup/2`) and
+   * stores it as it streams in, in the store's Worker, so its bytes never reach the page.
+   * @param via how
+   * @param source the upload server and its read token
+   * @param part the bytes
+   * @param signal stops the fetch
+   * @returns `false` when it could not try (fetch the part and `put()` it)
+   * @throws {PartFetchError} (as a rejection) when the upload server's side failed
+   * @throws {DOMException} (as a rejection) what the store failed with, or an `AbortError`
+   */
+  fetch?(
+    via: 'http' | 'dup2',
+    source: PartSource,
+    part: ByteRange,
+    signal: AbortSignal,
+  ): Promise<boolean>;
   /** The item's SHA-256, once every part is stored (bytes not seen are read back first). */
   digest(): Promise<Uint8Array>;
   /** Stops the hashing, for a download that is over or given up. */
@@ -37,8 +57,10 @@ export function pageWriter(store: ItemStore, itemId: string, hasher: PartHasher)
   return {
     thread: 'page',
     async put(start, bytes) {
+      const end = start + bytes.length;
       await store.put(itemId, start, bytes);
       hasher.offer(start, bytes); // hands the bytes over
+      hasher.stored(start, end);
     },
     digest: () => hasher.digest(),
     close: () => hasher.close(),

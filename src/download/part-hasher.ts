@@ -1,18 +1,22 @@
 /**
  * The SHA-256 of an item whose parts arrive out of order, computed while they arrive, so the item
- * need not be read back from storage after the download. A part that continues the hash is hashed
- * as soon as it is stored (in the hash Worker, its buffer handed over); a later part is held, up to
- * a bound, until its turn; what was not hashed by the end (parts stored earlier, parts that were
- * not held) is read back from the store then.
+ * need not be read back from storage after the download. Bytes that continue the hash (a whole
+ * part, or a piece of one as it streams in) are hashed at once (in the hash Worker, their buffer
+ * handed over); later ones are held, up to a bound, until their turn. Bytes not held are read back
+ * from the store when the hash reaches them, once their part is stored (`stored()`), else at the
+ * end: parts stored earlier and parts that were not held.
  */
+import { addRange, type ByteRange } from '../protocol/ranges.js';
 import { createSHA256, type IHasher } from 'hash-wasm';
 import type { HashWorkerFactory } from '../engine/item-hasher.js';
 import type { HashReply, HashRequest } from '../engine/hash-worker.js';
 
-/** Bytes of later parts held for their turn at most. */
+/** Bytes of later parts held for their turn at most, unless the hasher is given another bound. */
 const MAX_HELD = 16 * 1024 * 1024;
 /** Slice size when reading back from the store. */
 const READ_SLICE = 4 * 1024 * 1024;
+/** Bytes smaller than this go to the hash Worker gathered into one message of this size. */
+const BATCH = 1024 * 1024;
 
 /** Where the bytes are hashed, in order. */
 interface Sink {
@@ -32,32 +36,42 @@ export class PartHasher {
   readonly #sink: Sink;
   readonly #held = new Map<number, Uint8Array<ArrayBuffer>>();
   #heldBytes = 0;
+  readonly #maxHeld: number;
   #next = 0;
+  /** Ranges known to be in the store, merged. */
+  #stored: ByteRange[] = [];
+  /** Reading stored bytes back to hash them, while the download goes on. */
+  #catchingUp: Promise<void> | undefined;
+  #failure: unknown;
 
   /**
    * @param size the item's size
    * @param read reads stored bytes of the item back, for what was not offered or held
    * @param worker starts the hash Worker; without one the page's thread hashes
+   * @param maxHeld bytes of later parts held for their turn at most (16 MiB by default)
    */
   constructor(
     size: number,
     read: (start: number, end: number) => Promise<Uint8Array<ArrayBuffer>>,
     worker: HashWorkerFactory | undefined,
+    maxHeld = MAX_HELD,
   ) {
     this.#size = size;
+    this.#maxHeld = maxHeld;
     this.#read = read;
     this.#sink = worker ? workerSink(worker) : threadSink();
   }
 
   /**
-   * A part was stored: hashed now if it continues the hash, held if there is room, else read back
-   * at the end.
-   * @param start its offset
-   * @param bytes its bytes, which the caller no longer uses (they may be handed to the Worker)
+   * Bytes of the item were stored, or are being stored: hashed now if they continue the hash, held
+   * if there is room, else read back when the hash reaches them.
+   * @param start their offset
+   * @param bytes the bytes, which the caller no longer uses (they may be handed to the Worker)
    */
   offer(start: number, bytes: Uint8Array<ArrayBuffer>): void {
-    if (start !== this.#next) {
-      if (start > this.#next && this.#heldBytes + bytes.length <= MAX_HELD) {
+    // While stored bytes are read back, the hash is theirs: these come again from the store.
+    if (start !== this.#next || this.#catchingUp) {
+      if (start > this.#next && this.#heldBytes + bytes.length <= this.#maxHeld) {
         this.#held.set(start, bytes);
         this.#heldBytes += bytes.length;
       }
@@ -69,6 +83,50 @@ export class PartHasher {
       this.#heldBytes -= next.length;
       this.#feed(next);
     }
+    this.#catchUp();
+  }
+
+  /**
+   * A part is in the store, whole: once the hash reaches it, what of it was not hashed or held is
+   * read back from the store then, while the download goes on.
+   * @param start its offset
+   * @param end the offset after its last byte
+   */
+  stored(start: number, end: number): void {
+    this.#stored = addRange(this.#stored, { start, end });
+    this.#catchUp();
+  }
+
+  /** Reads back what is stored from where the hash is, in the background, until a gap. */
+  #catchUp(): void {
+    if (this.#catchingUp || this.#failure !== undefined) return;
+    if (this.#nextStored() === undefined) return;
+    this.#catchingUp = (async () => {
+      for (let end = this.#nextStored(); end !== undefined; end = this.#nextStored()) {
+        const held = this.#held.get(this.#next);
+        if (held) {
+          this.#held.delete(this.#next);
+          this.#heldBytes -= held.length;
+          this.#feed(held);
+        } else this.#feed(await this.#read(this.#next, end));
+      }
+    })()
+      .catch((e: unknown) => {
+        this.#failure = e; // given by digest()
+      })
+      .finally(() => {
+        this.#catchingUp = undefined;
+      });
+  }
+
+  /** Where to stop reading stored bytes back from `#next`; `undefined` when they are not stored. */
+  #nextStored(): number | undefined {
+    if (this.#next >= this.#size) return undefined;
+    const range = this.#stored.find((r) => r.start <= this.#next && r.end > this.#next);
+    if (!range) return undefined;
+    let end = Math.min(range.end, this.#next + READ_SLICE);
+    for (const at of this.#held.keys()) if (at > this.#next && at < end) end = at;
+    return end;
   }
 
   /**
@@ -76,6 +134,8 @@ export class PartHasher {
    * @throws {Error} (as a rejection) when the store cannot give them back or the Worker failed
    */
   async digest(): Promise<Uint8Array> {
+    while (this.#catchingUp) await this.#catchingUp;
+    if (this.#failure !== undefined) throw this.#failure;
     while (this.#next < this.#size) {
       const held = this.#held.get(this.#next);
       if (held) {
@@ -94,6 +154,7 @@ export class PartHasher {
 
   /** Stops the Worker, for a download given up. */
   close(): void {
+    this.#failure ??= new Error('hashing stopped');
     this.#sink.close();
     this.#held.clear();
   }
@@ -139,8 +200,26 @@ function workerSink(factory: HashWorkerFactory): Sink {
   const post = (request: HashRequest, transfer: Transferable[] = []): void => {
     if (!failed) worker.postMessage(request, transfer);
   };
+  // Small pieces (a body as it streams in) are gathered, so that a message carries a MiB.
+  let batch: Uint8Array<ArrayBuffer> | undefined;
+  let batched = 0;
+  const flush = (): void => {
+    if (!batch || batched === 0) return;
+    const full = batched === batch.length ? batch : batch.slice(0, batched);
+    post({ chunk: full }, [full.buffer]);
+    batch = undefined;
+    batched = 0;
+  };
   return {
     update(bytes) {
+      if (bytes.length < BATCH / 4) {
+        if (batch && batched + bytes.length > batch.length) flush();
+        batch ??= new Uint8Array(BATCH);
+        batch.set(bytes, batched);
+        batched += bytes.length;
+        return;
+      }
+      flush();
       // A view of part of a buffer is copied first, so only its bytes travel.
       const own =
         bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
@@ -149,6 +228,7 @@ function workerSink(factory: HashWorkerFactory): Sink {
       post({ chunk: own }, [own.buffer]);
     },
     digest() {
+      flush();
       return new Promise<Uint8Array>((resolve, reject) => {
         if (failed) {
           reject(failed);

@@ -6,18 +6,40 @@
  * page's thread. One that failed later, or stopped after a while with nothing to do, is started
  * again when next needed.
  */
+import type { PartSource } from './fetch-part.js';
 import type { StoreReply, StoreRequest } from './store-worker.js';
+
+/**
+ * The upload server's side of a part fetched in the store Worker failed (its answer, the
+ * connection), not the store.
+ * @internal
+ */
+export class PartFetchError extends Error {
+  override readonly name = 'PartFetchError';
+  /** The `dup/2` connection failed (not the server's answer): HTTP may do better. */
+  readonly transport: boolean;
+
+  /**
+   * @param message what failed
+   * @param transport the `dup/2` connection failed
+   */
+  constructor(message: string, transport: boolean) {
+    super(message);
+    this.transport = transport;
+  }
+}
 
 /** How long the Worker has to load and say it is ready, in ms. */
 const START_TIMEOUT_MS = 10_000;
 /** The Worker stops after this long with nothing to do, in ms. */
 const IDLE_MS = 10_000;
 
-type Request = StoreRequest extends infer R
-  ? R extends { id: number }
-    ? Omit<R, 'id'>
-    : never
-  : never;
+type Request =
+  Exclude<StoreRequest, { type: 'abort' }> extends infer R
+    ? R extends { id: number }
+      ? Omit<R, 'id'>
+      : never
+    : never;
 
 interface Pending {
   resolve(reply: StoreReply): void;
@@ -84,6 +106,65 @@ export class StoreWorkerClient {
   }
 
   /**
+   * Fetches a part in the Worker, over HTTP (a `Range` GET) or `dup/2` (`READ`s on the session's
+   * connection to the server), and stores it as it streams in.
+   * @param itemId the item, begun
+   * @param via how
+   * @param source the upload server and its read token
+   * @param part the bytes
+   * @param options `session` hashes the part (and holds the `dup/2` connections); `signal` stops
+   *   the fetch
+   * @returns `false` when no Worker can run (nothing was fetched)
+   * @throws {PartFetchError} (as a rejection) when the server's side failed
+   * @throws {DOMException} (as a rejection) what the store failed with, or an `AbortError`
+   */
+  async fetch(
+    itemId: string,
+    via: 'http' | 'dup2',
+    source: PartSource,
+    part: { readonly start: number; readonly end: number },
+    options: { session?: number; signal?: AbortSignal } = {},
+  ): Promise<boolean> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    let posted: { worker: Worker; id: number } | undefined;
+    const abort = (): void => {
+      const message: StoreRequest = { type: 'abort', target: posted?.id ?? 0 };
+      if (posted) posted.worker.postMessage(message);
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      const reply = await this.#call(
+        () => [
+          {
+            type: 'fetch',
+            itemId,
+            via,
+            source: {
+              serverId: source.serverId,
+              httpUrl: source.httpUrl,
+              ...(source.wsUrl === undefined ? {} : { wsUrl: source.wsUrl }),
+              token: source.token,
+              tokenExpiresAt: source.tokenExpiresAt,
+            },
+            start: part.start,
+            end: part.end,
+            session: options.session,
+          },
+          [],
+        ],
+        (worker, id) => {
+          posted = { worker, id };
+          if (signal?.aborted) abort();
+        },
+      );
+      return reply !== undefined;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  /**
    * Starts hashing an item's parts as the Worker stores them.
    * @returns the session to give `put()`, `digest()` and `close()`; `undefined` where the Worker
    *   cannot run or cannot hash
@@ -125,7 +206,10 @@ export class StoreWorkerClient {
    * Posts the request `make` gives to the running Worker (started first), and waits for its
    * answer; `undefined` when no Worker can run (`make` was not called).
    */
-  async #call(make: () => [Request, Transferable[]]): Promise<StoreReply | undefined> {
+  async #call(
+    make: () => [Request, Transferable[]],
+    posted?: (worker: Worker, id: number) => void,
+  ): Promise<StoreReply | undefined> {
     for (;;) {
       const worker = await this.#worker();
       if (!worker) return undefined;
@@ -137,6 +221,7 @@ export class StoreWorkerClient {
       return new Promise<StoreReply>((resolve, reject) => {
         this.#pending.set(id, { resolve, reject });
         worker.postMessage({ ...request, id } as StoreRequest, transfer);
+        posted?.(worker, id);
       });
     }
   }
@@ -189,7 +274,12 @@ export class StoreWorkerClient {
         const pending = this.#pending.get(reply.id);
         if (!pending) return;
         this.#pending.delete(reply.id);
-        if (reply.type === 'failed') pending.reject(new DOMException(reply.message, reply.name));
+        if (reply.type === 'failed')
+          pending.reject(
+            reply.stage === 'fetch' && reply.name !== 'AbortError'
+              ? new PartFetchError(reply.message, reply.transport ?? false)
+              : new DOMException(reply.message, reply.name),
+          );
         else pending.resolve(reply);
         this.#whenIdle();
       };

@@ -1,12 +1,14 @@
 /**
  * The store Worker: writes the parts of an `OpfsItemStore` into the origin private file system
  * off the page's main thread, through `FileSystemSyncAccessHandle`s (which only a dedicated Worker
- * has), and hashes the parts of an item being downloaded as it stores them, so the page hands each
- * part's buffer over once and never touches its bytes again.
+ * has), and hashes the parts of an item being downloaded as it stores them (in a hash Worker of its
+ * own), so the page hands each part's buffer over once and never touches its bytes again. It also
+ * fetches parts from upload servers itself (an HTTP `Range` GET, `fetch`), writing each body to the
+ * part's file as it streams in: those bytes never reach the page, and are never held whole.
  *
  * A part goes to a file of its own under a temporary name (`{start}-{end}.part.{random}.tmp`),
- * written whole at its offset, flushed and closed, then renamed to `{start}-{end}.part`: the sync
- * access handle's exclusive lock is held only on the temporary file, for the time of one write, so
+ * written whole at its offset and closed, then renamed to `{start}-{end}.part`: the sync
+ * access handle's exclusive lock is held only on the temporary file, while the part is written, so
  * readers in other pages and in the service worker read the parts as before, and never see one
  * half written. The Worker answers once the part is renamed into place.
  *
@@ -18,6 +20,9 @@
  * @module
  */
 import { OpfsItemStore, opfsItemFolder, partFileName } from './item-store.js';
+import { TransportError } from '../errors.js';
+import type { Dup2Reader, ReadSink } from './dup2-reader.js';
+import { requestPart, type PartSource } from './fetch-part.js';
 import type { PartHasher } from './part-hasher.js';
 
 /** What the store Worker is asked. */
@@ -31,6 +36,24 @@ export type StoreRequest =
       readonly bytes: Uint8Array<ArrayBuffer>;
       readonly session?: number | undefined;
     }
+  /**
+   * Fetch a part from an upload server, over HTTP (a `Range` GET) or `dup/2` (`READ`s on a
+   * connection of the session's to that server, made when first needed), and store it as it
+   * streams in, hashed in `session`; answered with `done` once it is stored, or `failed` (`stage`
+   * says whether the server or the store failed).
+   */
+  | {
+      readonly type: 'fetch';
+      readonly id: number;
+      readonly itemId: string;
+      readonly via: 'http' | 'dup2';
+      readonly source: PartSource;
+      readonly start: number;
+      readonly end: number;
+      readonly session?: number | undefined;
+    }
+  /** Stop the fetch of request `target` (answered `failed`, an `AbortError`). */
+  | { readonly type: 'abort'; readonly target: number }
   /** Hash the parts of an item of `size` bytes stored from now on with this session number. */
   | {
       readonly type: 'open';
@@ -50,19 +73,24 @@ export type StoreReply =
   | { readonly type: 'ready'; readonly ok: boolean }
   /** The request `id` is done; a `digest` request gets the 32-byte digest. */
   | { readonly type: 'done'; readonly id: number; readonly digest?: Uint8Array }
-  /** The request `id` failed: the error's name (a `DOMException` name) and message. */
+  /**
+   * The request `id` failed: the error's name (a `DOMException` name) and message; a `fetch` says
+   * whether it was the upload server (`fetch`) or the store (`store`), and `transport` when the
+   * `dup/2` connection failed (not the server's answer).
+   */
   | {
       readonly type: 'failed';
       readonly id: number;
       readonly name: string;
       readonly message: string;
+      readonly stage?: 'fetch' | 'store';
+      readonly transport?: boolean;
     };
 
 // What is used here of the Worker's global scope and of the file system API, typed (the project
 // compiles against the DOM lib, which has neither sync access handles nor `move()`).
 interface SyncAccessHandle {
   write(buffer: Uint8Array, options: { at: number }): number;
-  flush(): void;
   close(): void;
 }
 interface WorkerFileHandle extends FileSystemFileHandle {
@@ -81,38 +109,188 @@ const MOVE_RETRY_MS = 50;
 const STALE_MS = 60_000;
 const TEMP = /^\d+-\d+\.part\.[\w-]+\.tmp$/;
 
+/**
+ * Bytes of later parts the hashing holds for their turn: parts fetched side by side stream in at
+ * once, and what is not held is read back from the store.
+ */
+const HELD_IN_WORKER = 64 * 1024 * 1024;
+
 /** Reads stored parts back, for the hashing. */
 const reader = new OpfsItemStore({ worker: false });
 /** Hashing sessions: the hasher of each item being downloaded. */
 const sessions = new Map<number, PartHasher>();
 
+const isAbort = (e: unknown): boolean => e instanceof DOMException && e.name === 'AbortError';
+
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A part's file being written: bytes go in at offsets from the part's start. */
+interface PartFile {
+  write(at: number, bytes: Uint8Array): void;
+  /** Closed and renamed into place (or dropped where the same part is there). */
+  finish(): Promise<void>;
+  /** Closed and removed. */
+  discard(): Promise<void>;
+}
+
+/** Opens a temporary file for the part `[start, end)`, renamed to the part's name by `finish()`. */
+async function partFile(itemId: string, start: number, end: number): Promise<PartFile> {
+  const dir = await opfsItemFolder(itemId, false);
+  if (!dir) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
+  const name = partFileName(start, end);
+  const temp = `${name}.${crypto.randomUUID()}.tmp`;
+  const file = (await dir.getFileHandle(temp, { create: true })) as WorkerFileHandle;
+  let handle: SyncAccessHandle | undefined;
+  const remove = () => dir.removeEntry(temp).catch(() => undefined);
+  try {
+    handle = await file.createSyncAccessHandle();
+  } catch (e) {
+    await remove();
+    throw e;
+  }
+  const close = (): void => {
+    handle?.close();
+    handle = undefined;
+  };
+  return {
+    write(at, bytes) {
+      if (!handle) throw new DOMException('the part is closed', 'InvalidStateError');
+      for (let done = 0; done < bytes.length;) {
+        const written = handle.write(bytes.subarray(done), { at: at + done });
+        if (written <= 0) throw new DOMException('the file took no bytes', 'InvalidStateError');
+        done += written;
+      }
+    },
+    async finish() {
+      try {
+        // Not flushed: a part survives a reload or a crash of the browser without it, and costs
+        // 8 % of a download's rate with it. One cut short by a crash of the machine is found by
+        // its size when the store lists the item's parts, and fetched again.
+        close();
+        // Another context stored the same part meanwhile: this copy goes.
+        if (!(await moveIntoPlace(dir, file, name, end - start))) await remove();
+      } catch (e) {
+        close();
+        await remove();
+        throw e;
+      }
+    },
+    async discard() {
+      close();
+      await remove();
+    },
+  };
+}
 
 /** Writes a part to a temporary file and renames it into place. */
 async function put(itemId: string, start: number, bytes: Uint8Array): Promise<void> {
-  const dir = await opfsItemFolder(itemId, false);
-  if (!dir) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
-  const name = partFileName(start, start + bytes.length);
-  const temp = `${name}.${crypto.randomUUID()}.tmp`;
-  const file = (await dir.getFileHandle(temp, { create: true })) as WorkerFileHandle;
+  const file = await partFile(itemId, start, start + bytes.length);
   try {
-    const handle = await file.createSyncAccessHandle();
-    try {
-      for (let at = 0; at < bytes.length;) {
-        const written = handle.write(bytes.subarray(at), { at });
-        if (written <= 0) throw new DOMException('the file took no bytes', 'InvalidStateError');
-        at += written;
-      }
-      handle.flush();
-    } finally {
-      handle.close();
-    }
-    // Another context stored the same part meanwhile: this copy goes.
-    if (!(await moveIntoPlace(dir, file, name, bytes.length)))
-      await dir.removeEntry(temp).catch(() => undefined);
+    file.write(0, bytes);
   } catch (e) {
-    await dir.removeEntry(temp).catch(() => undefined);
+    await file.discard();
     throw e;
+  }
+  await file.finish();
+}
+
+/** A failure of the upload server's side of a fetch (its answer, the connection). */
+class FetchFailure extends Error {
+  override readonly name = 'FetchFailure';
+  /** The `dup/2` connection failed, not the server's answer. */
+  readonly transport: boolean;
+  constructor(message: string, transport = false) {
+    super(message);
+    this.transport = transport;
+  }
+}
+
+/** Fetches that are running, by request id, to stop them. */
+const fetches = new Map<number, AbortController>();
+/** Each session's `dup/2` connections, by server and token. */
+const readers = new Map<number, Map<string, Dup2Reader>>();
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Streams the part from its server into `sink`, over HTTP or the session's `dup/2` connection. */
+async function streamPart(
+  request: Extract<StoreRequest, { type: 'fetch' }>,
+  sink: ReadSink,
+  signal: AbortSignal,
+): Promise<void> {
+  const { itemId, source, start, end } = request;
+  if (request.via === 'dup2') {
+    const { Dup2Reader } = await import('./dup2-reader.js');
+    if (source.wsUrl === undefined) throw new FetchFailure(`${source.serverId} has no dup/2 URL`);
+    const own = readers.get(request.session ?? 0) ?? new Map<string, Dup2Reader>();
+    readers.set(request.session ?? 0, own);
+    const key = `${source.serverId} ${source.token}`;
+    let reader = own.get(key);
+    if (!reader || reader.closed) {
+      reader = new Dup2Reader(source.serverId, source.wsUrl, source.token, source.tokenExpiresAt);
+      own.set(key, reader);
+    }
+    await reader.stream(itemId, { start, end }, sink, signal).catch((e: unknown) => {
+      if (signal.aborted || e instanceof DOMException) throw e;
+      throw new FetchFailure(message(e), e instanceof TransportError);
+    });
+    return;
+  }
+  const response = await requestPart(itemId, source, { start, end }, signal).catch((e: unknown) => {
+    throw signal.aborted ? e : new FetchFailure(message(e));
+  });
+  const body = response.body?.getReader();
+  try {
+    for (let at = 0; body;) {
+      const read = await body.read().catch((e: unknown) => {
+        throw signal.aborted ? e : new FetchFailure(`${source.serverId}: ${message(e)}`);
+      });
+      if (read.done) break;
+      const length = read.value.length;
+      sink(at, read.value);
+      at += length;
+    }
+  } catch (e) {
+    await body?.cancel().catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * Fetches a part and writes it to the part's file as it comes, offering each piece to the
+ * session's hasher; the file is renamed into place once the whole part is there.
+ */
+async function fetchInto(request: Extract<StoreRequest, { type: 'fetch' }>): Promise<void> {
+  const { itemId, source, start, end } = request;
+  const stop = new AbortController();
+  fetches.set(request.id, stop);
+  try {
+    const file = await partFile(itemId, start, end);
+    const hasher = request.session === undefined ? undefined : sessions.get(request.session);
+    let received = 0;
+    try {
+      await streamPart(
+        request,
+        (at, bytes) => {
+          if (at !== received || at + bytes.length > end - start)
+            throw new FetchFailure(`${source.serverId} sent bytes out of place`);
+          const length = bytes.length;
+          file.write(at, bytes);
+          hasher?.offer(start + at, bytes as Uint8Array<ArrayBuffer>); // may hand it over
+          received += length;
+        },
+        stop.signal,
+      );
+      if (received !== end - start)
+        throw new FetchFailure(`${source.serverId} sent ${received} of ${end - start} bytes`);
+    } catch (e) {
+      await file.discard();
+      throw e;
+    }
+    await file.finish();
+    hasher?.stored(start, end);
+  } finally {
+    fetches.delete(request.id);
   }
 }
 
@@ -165,6 +343,7 @@ async function sweep(itemId: string): Promise<void> {
 async function open(session: number, itemId: string, size: number): Promise<void> {
   // Loaded on demand: a page whose Worker cannot resolve hash-wasm still has its writes here.
   const { PartHasher } = await import('./part-hasher.js');
+  const { hashWorkerFactory } = await import('../engine/item-hasher.js');
   await sweep(itemId).catch(() => undefined);
   sessions.set(
     session,
@@ -180,17 +359,28 @@ async function open(session: number, itemId: string, size: number): Promise<void
           );
         return bytes;
       },
-      undefined, // this thread hashes
+      // A Worker of its own hashes, so that this thread only receives and writes.
+      hashWorkerFactory(true),
+      HELD_IN_WORKER,
     ),
   );
 }
 
-async function answer(request: Exclude<StoreRequest, { type: 'close' }>): Promise<StoreReply> {
+async function answer(
+  request: Exclude<StoreRequest, { type: 'close' } | { type: 'abort' }>,
+): Promise<StoreReply> {
   switch (request.type) {
-    case 'put':
-      await put(request.itemId, request.start, request.bytes);
-      if (request.session !== undefined)
-        sessions.get(request.session)?.offer(request.start, request.bytes);
+    case 'put': {
+      const { itemId, start, bytes } = request;
+      const end = start + bytes.length;
+      await put(itemId, start, bytes);
+      const hasher = request.session === undefined ? undefined : sessions.get(request.session);
+      hasher?.offer(start, bytes); // may hand the buffer over
+      hasher?.stored(start, end);
+      return { type: 'done', id: request.id };
+    }
+    case 'fetch':
+      await fetchInto(request);
       return { type: 'done', id: request.id };
     case 'open':
       await open(request.session, request.itemId, request.size);
@@ -208,6 +398,12 @@ scope.onmessage = (event) => {
   if (request.type === 'close') {
     sessions.get(request.session)?.close();
     sessions.delete(request.session);
+    for (const reader of readers.get(request.session)?.values() ?? []) reader.close();
+    readers.delete(request.session);
+    return;
+  }
+  if (request.type === 'abort') {
+    fetches.get(request.target)?.abort();
     return;
   }
   answer(request).then(
@@ -218,6 +414,12 @@ scope.onmessage = (event) => {
         id: request.id,
         name: error instanceof Error ? error.name : 'Error',
         message: error instanceof Error ? error.message : String(error),
+        ...(request.type === 'fetch'
+          ? {
+              stage: error instanceof FetchFailure || isAbort(error) ? 'fetch' : 'store',
+              transport: error instanceof FetchFailure && error.transport,
+            }
+          : {}),
       }),
   );
 };

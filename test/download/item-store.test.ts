@@ -140,6 +140,31 @@ describe('OpfsItemStore', () => {
     await store.delete('store-resumed');
   });
 
+  it('does not count a part file cut short (the machine stopped before it reached the disk), and removes it', async () => {
+    const store = new OpfsItemStore();
+    await store.delete('store-torn');
+    await store.begin(meta('store-torn', 3 * MiB));
+    await store.put('store-torn', 0, item(MiB));
+    await store.put('store-torn', 2 * MiB, item(MiB));
+    // The middle part's file, named as whole but holding only part of its bytes.
+    const dir = await (
+      await (await navigator.storage.getDirectory()).getDirectoryHandle('ws-uploader-items')
+    ).getDirectoryHandle('store-torn');
+    const torn = await (
+      await dir.getFileHandle(`${MiB}-${2 * MiB}.part`, { create: true })
+    ).createWritable();
+    await torn.write(item(1000));
+    await torn.close();
+    expect((await store.get('store-torn'))?.ranges).to.deep.equal([
+      { start: 0, end: MiB },
+      { start: 2 * MiB, end: 3 * MiB },
+    ]);
+    expect((await onDisk('store-torn')).names.sort()).to.deep.equal(
+      ['0-1048576.part', '2097152-3145728.part', 'meta.json'].sort(),
+    );
+    await store.delete('store-torn');
+  });
+
   it('waits for a part another context is writing under the same name', async () => {
     const store = new OpfsItemStore();
     await store.delete('store-busy');

@@ -4,6 +4,7 @@ import { expect } from '@open-wc/testing';
 import { hashWorkerFactory } from '../../src/engine/item-hasher.js';
 import { PartHasher } from '../../src/download/part-hasher.js';
 import { toHex } from '../../src/protocol/hex.js';
+import { until } from '../helpers/until.js';
 
 const MiB = 1024 * 1024;
 
@@ -29,7 +30,8 @@ function readBack(source: Uint8Array<ArrayBuffer>) {
 
 describe('PartHasher', () => {
   it('hashes parts offered in order in the hash Worker, handing their buffers over, with nothing read back', async () => {
-    const source = item(12 * MiB + 5);
+    // The last part is large enough to travel alone (smaller pieces are gathered into a copy).
+    const source = item(12 * MiB + 300 * 1024);
     const { reads, read } = readBack(source);
     const hasher = new PartHasher(source.length, read, hashWorkerFactory(true));
     const offered: Uint8Array[] = [];
@@ -77,5 +79,47 @@ describe('PartHasher', () => {
     let error: unknown;
     await hasher.digest().catch((e: unknown) => (error = e));
     expect(error).to.be.instanceOf(Error);
+  });
+
+  it('hashes parts as they stream in, piece by piece, and reads back a stored part it could not hold as soon as the hash reaches it', async () => {
+    const source = item(48 * MiB);
+    const { reads, read } = readBack(source);
+    const hasher = new PartHasher(source.length, read, hashWorkerFactory(true));
+    const stream = (i: number, from = 0, to = 16 * MiB) => {
+      for (let at = i * 16 * MiB + from; at < i * 16 * MiB + to; at += 64 * 1024)
+        hasher.offer(at, source.slice(at, at + 64 * 1024));
+    };
+    // Parts 1 and 2 stream in while part 0 waits: 16 MiB of them is held, the rest not.
+    stream(1);
+    stream(2);
+    hasher.stored(16 * MiB, 32 * MiB);
+    hasher.stored(32 * MiB, 48 * MiB);
+    expect(reads).to.deep.equal([]);
+    stream(0);
+    hasher.stored(0, 16 * MiB);
+    // Part 2 is read back as soon as the held part 1 is hashed, before the digest is asked for.
+    await until(() => reads.length === 4);
+    expect(reads).to.deep.equal([0, 1, 2, 3].map((i) => [(8 + i) * 4 * MiB, (9 + i) * 4 * MiB]));
+    expect(toHex(await hasher.digest())).to.equal(await sha256(source));
+  });
+
+  it('a piece offered while stored bytes are read back is not hashed twice', async () => {
+    const source = item(8 * MiB);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const hasher = new PartHasher(
+      source.length,
+      async (start, end) => {
+        await gate;
+        return source.slice(start, end);
+      },
+      undefined,
+    );
+    hasher.stored(0, 4 * MiB); // read back, held up by the gate
+    // The same bytes again (a part fetched a second time), and the next part.
+    hasher.offer(0, source.slice(0, 4 * MiB));
+    hasher.offer(4 * MiB, source.slice(4 * MiB));
+    release();
+    expect(toHex(await hasher.digest())).to.equal(await sha256(source));
   });
 });

@@ -110,7 +110,7 @@ describe('downloader', () => {
     expect(await offline.get(itemId)).to.equal(undefined);
   });
 
-  it("stores the same bytes from the store's Worker and from the page's thread (option, or a Worker that cannot start)", async () => {
+  it("fetches and stores the parts in the store's Worker, over dup/2 and HTTP, and the same bytes from the page's thread (option, or a Worker that cannot start)", async () => {
     d = await startDeployment({ uploadServers: 1 });
     const alice = await startedEngine(d!, d!.token, engines);
     const file = randomFile(21 * MiB + 3, 'paths.bin');
@@ -134,18 +134,44 @@ describe('downloader', () => {
       files.sort((a, b) => a.start - b.start);
       return blobSha256(new Blob(files.map((f) => f.file)));
     };
-    for (const [store, thread] of [
-      [new OpfsItemStore(), 'worker'],
-      [new OpfsItemStore({ worker: false }), 'page'],
-      [new OpfsItemStore({ worker: '/no-such-dir/store-worker.js' }), 'page'],
-    ] as const) {
-      await store.delete(itemId);
-      expect(await store.writeThread()).to.equal(thread);
-      const item = await new WsDownloader({ locate: bob, store }).download(itemId);
-      expect(item.sha256).to.equal(expected);
-      expect(await onDisk()).to.equal(expected);
-      expect(await blobSha256(item.blob)).to.equal(expected);
-      await store.delete(itemId);
+    // What the page's thread itself reads the parts with: dup/2 connections it opens, and HTTP
+    // requests for the item's bytes.
+    const PageSocket = window.WebSocket;
+    let pageSockets = 0;
+    window.WebSocket = class extends PageSocket {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(url, protocols);
+        if (String(protocols).includes('dup.v2')) pageSockets++;
+      }
+    };
+    performance.setResourceTimingBufferSize(100_000);
+    const pageGets = (): number =>
+      performance.getEntriesByType('resource').filter((e) => e.name.includes(`/files/${itemId}`))
+        .length;
+    try {
+      for (const [store, thread, transport] of [
+        [new OpfsItemStore(), 'worker', 'auto'],
+        [new OpfsItemStore(), 'worker', 'http'],
+        [new OpfsItemStore({ worker: false }), 'page', 'auto'],
+        [new OpfsItemStore({ worker: '/no-such-dir/store-worker.js' }), 'page', 'http'],
+      ] as const) {
+        await store.delete(itemId);
+        expect(await store.writeThread()).to.equal(thread);
+        performance.clearResourceTimings();
+        const [sockets, gets] = [pageSockets, pageGets()];
+        const item = await new WsDownloader({ locate: bob, store, transport }).download(itemId);
+        expect(item.sha256).to.equal(expected);
+        expect(await onDisk()).to.equal(expected);
+        expect(await blobSha256(item.blob)).to.equal(expected);
+        // In the Worker's case the parts were fetched there: their bytes never reached the page.
+        const read = { sockets: pageSockets - sockets, gets: pageGets() - gets };
+        if (thread === 'worker') expect(read).to.deep.equal({ sockets: 0, gets: 0 });
+        else if (transport === 'auto') expect(read.sockets).to.equal(1);
+        else expect(read.gets).to.be.above(0);
+        await store.delete(itemId);
+      }
+    } finally {
+      window.WebSocket = PageSocket;
     }
   });
 
