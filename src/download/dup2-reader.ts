@@ -140,7 +140,7 @@ export class Dup2Reader {
    * Reads `part` of the item, giving each chunk to `sink` as it comes (checked, in order): the
    * chunks are views of the frames received, not copied.
    * @param itemId the item
-   * @param part the bytes wanted (split into reads that fit the server's window)
+   * @param part the bytes wanted (split into reads of half the server's window)
    * @param sink takes each chunk and its offset in `part`; what it throws fails the read
    * @param signal stops the read (`CANCEL`)
    * @throws {ServerError} the server's `ERROR` for the read
@@ -154,8 +154,11 @@ export class Dup2Reader {
     signal?: AbortSignal,
   ): Promise<void> {
     const { window } = await abortable(this.#welcome, signal);
-    for (let start = part.start; start < part.end; start += window) {
-      const piece = { start, end: Math.min(part.end, start + window) };
+    // Reads of half the window, so that two are open at once (of this part or of others on the
+    // connection) and the server always has the next one to send.
+    const size = Math.max(1, Math.floor(window / 2));
+    for (let start = part.start; start < part.end; start += size) {
+      const piece = { start, end: Math.min(part.end, start + size) };
       const offset = start - part.start;
       await this.#room(piece.end - piece.start, signal);
       await this.#readOnce(itemId, piece, (at, bytes) => sink(offset + at, bytes), signal);
