@@ -154,8 +154,8 @@ export class Dup2Reader {
     signal?: AbortSignal,
   ): Promise<void> {
     const { window } = await abortable(this.#welcome, signal);
-    // Reads of half the window, so that two are open at once (of this part or of others on the
-    // connection) and the server always has the next one to send.
+    // Reads of half the window, one after another: with parts fetched side by side on the
+    // connection, two reads are open at once, so the server always has the next one to send.
     const size = Math.max(1, Math.floor(window / 2));
     for (let start = part.start; start < part.end; start += size) {
       const piece = { start, end: Math.min(part.end, start + size) };
@@ -298,7 +298,7 @@ export class Dup2Reader {
   }
 
   /**
-   * Ends a read: resolves it with its bytes, or rejects it (sending `CANCEL` when the server may
+   * Ends a read: resolves it (its bytes went to its sink as they came), or rejects it (sending `CANCEL` when the server may
    * still be sending), and gives its bytes back to the window.
    */
   #end(readId: number, error: unknown, cancel: boolean): void {

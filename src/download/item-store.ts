@@ -46,6 +46,8 @@ export interface ItemStore {
 const ROOT = 'ws-uploader-items';
 const META = 'meta.json';
 const PART = /^(\d+)-(\d+)\.part$/;
+/** A part file of the wrong size this old is left over from a crash, in ms. */
+const TORN_AFTER_MS = 60_000;
 
 /**
  * The name of the file of a part of an item in the origin private file system.
@@ -122,8 +124,9 @@ export interface OpfsItemStoreOptions {
   /**
    * Where parts are written: `true` in a Worker of the store's, started from `store-worker.js`
    * next to this module (the package ships it next to its modules, and as one file in
-   * `dist/bundle/store-worker.js`), through `FileSystemSyncAccessHandle`s, so the page's thread
-   * only hands each part's buffer over; a URL string or `URL` for a copy of that script served
+   * `dist/bundle/store-worker.js`), through `FileSystemSyncAccessHandle`s; there the downloader's
+   * parts are fetched by the Worker itself and never reach the page's thread (a part written with
+   * `put()` has its buffer handed over, not copied); a URL string or `URL` for a copy of that script served
    * elsewhere; `false` from the page's thread (`createWritable()`). Where the Worker cannot start
    * (no script at the URL, a Content-Security-Policy without `worker-src`, no sync access handles,
    * a service worker), the page's thread writes, as with `false`; {@link OpfsItemStore.writeThread}
@@ -228,13 +231,18 @@ export class OpfsItemStore implements ItemStore {
     } catch {
       return undefined;
     }
-    // A part cut short (the machine stopped before its bytes reached the disk: parts are not
-    // flushed one by one) does not count, and goes; it is fetched again.
+    // A part cut short (the machine stopped before its bytes reached the disk: parts are flushed
+    // once the item is whole, not one by one) does not count; it is fetched again. It is removed
+    // once it is old (a moment ago, it may be one another context is writing).
     const whole: ByteRange[] = [];
     for (const { range, name } of await this.#parts(dir)) {
-      const file = await (await dir.getFileHandle(name)).getFile().catch(() => undefined);
+      const file = await dir
+        .getFileHandle(name)
+        .then((h) => h.getFile())
+        .catch(() => undefined); // removed meanwhile
       if (file?.size === range.end - range.start) whole.push(range);
-      else if (file) await dir.removeEntry(name).catch(() => undefined);
+      else if (file && Date.now() - file.lastModified > TORN_AFTER_MS)
+        await dir.removeEntry(name).catch(() => undefined);
     }
     return { ...record, ranges: mergeAll(whole) };
   }

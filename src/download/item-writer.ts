@@ -33,6 +33,7 @@ export interface ItemWriter {
    * @returns `false` when it could not try (fetch the part and `put()` it)
    * @throws {PartFetchError} (as a rejection) when the upload server's side failed
    * @throws {DOMException} (as a rejection) what the store failed with, or an `AbortError`
+   * @throws {Error} (as a rejection) when the store's Worker stopped (crashed) during the fetch
    */
   fetch?(
     via: 'http' | 'dup2',

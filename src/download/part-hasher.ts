@@ -71,19 +71,31 @@ export class PartHasher {
   offer(start: number, bytes: Uint8Array<ArrayBuffer>): void {
     // While stored bytes are read back, the hash is theirs: these come again from the store.
     if (start !== this.#next || this.#catchingUp) {
-      if (start > this.#next && this.#heldBytes + bytes.length <= this.#maxHeld) {
+      // A part fetched again (after a failed attempt) may bring bytes held already: the longer
+      // piece stays.
+      const before = this.#held.get(start)?.length ?? 0;
+      if (
+        start > this.#next &&
+        bytes.length > before &&
+        this.#heldBytes - before + bytes.length <= this.#maxHeld
+      ) {
         this.#held.set(start, bytes);
-        this.#heldBytes += bytes.length;
+        this.#heldBytes += bytes.length - before;
       }
       return;
     }
     this.#feed(bytes);
+    this.#drainHeld();
+    this.#catchUp();
+  }
+
+  /** Hashes the held pieces that continue the hash. */
+  #drainHeld(): void {
     for (let next = this.#held.get(this.#next); next; next = this.#held.get(this.#next)) {
       this.#held.delete(this.#next);
       this.#heldBytes -= next.length;
       this.#feed(next);
     }
-    this.#catchUp();
   }
 
   /**
@@ -116,6 +128,10 @@ export class PartHasher {
       })
       .finally(() => {
         this.#catchingUp = undefined;
+        // Pieces of a part still streaming in, held while the stored bytes before them were read.
+        if (this.#failure !== undefined) return;
+        this.#drainHeld();
+        this.#catchUp();
       });
   }
 
@@ -162,6 +178,13 @@ export class PartHasher {
   #feed(bytes: Uint8Array<ArrayBuffer>): void {
     this.#next += bytes.length;
     this.#sink.update(bytes);
+    // Pieces the hash went past (held from an attempt cut into other pieces) are not needed.
+    if (this.#heldBytes > 0)
+      for (const [at, held] of this.#held)
+        if (at < this.#next) {
+          this.#held.delete(at);
+          this.#heldBytes -= held.length;
+        }
   }
 }
 

@@ -1,7 +1,8 @@
 /**
- * The page's side of the store Worker (`store-worker.ts`): starts it when a part is first written,
- * hands each part's buffer over (transferred, not copied), and answers when the Worker says the
- * part is stored. A Worker that cannot start (no script at its URL, a Content-Security-Policy
+ * The page's side of the store Worker (`store-worker.ts`): starts it when first needed, asks it
+ * to fetch a part from an upload server and store it (the bytes never come to the page), or hands
+ * it a part's buffer to store (transferred, not copied), and answers when the Worker says the part
+ * is stored. A Worker that cannot start (no script at its URL, a Content-Security-Policy
  * without `worker-src`, no sync access handles) is not tried again: the store writes from the
  * page's thread. One that failed later, or stopped after a while with nothing to do, is started
  * again when next needed.

@@ -2,12 +2,13 @@
  * The store Worker: writes the parts of an `OpfsItemStore` into the origin private file system
  * off the page's main thread, through `FileSystemSyncAccessHandle`s (which only a dedicated Worker
  * has), and hashes the parts of an item being downloaded as it stores them (in a hash Worker of its
- * own), so the page hands each part's buffer over once and never touches its bytes again. It also
- * fetches parts from upload servers itself (an HTTP `Range` GET, `fetch`), writing each body to the
- * part's file as it streams in: those bytes never reach the page, and are never held whole.
+ * own). The downloader's parts it fetches from the upload servers itself (`fetch`: an HTTP `Range`
+ * GET, or `dup/2` `READ`s on a connection of its own per server), writing each piece to the part's
+ * file as it streams in: those bytes never reach the page, and a part is never held whole. A part
+ * the page stores (`put`) has its buffer handed over, not copied.
  *
  * A part goes to a file of its own under a temporary name (`{start}-{end}.part.{random}.tmp`),
- * written whole at its offset and closed, then renamed to `{start}-{end}.part`: the sync
+ * written at its offsets and closed, then renamed to `{start}-{end}.part`: the sync
  * access handle's exclusive lock is held only on the temporary file, while the part is written, so
  * readers in other pages and in the service worker read the parts as before, and never see one
  * half written. The Worker answers once the part is renamed into place.
@@ -62,7 +63,10 @@ export type StoreRequest =
       readonly itemId: string;
       readonly size: number;
     }
-  /** The session's SHA-256, once all parts are stored (bytes it did not see are read back). */
+  /**
+   * The session's SHA-256, once all parts are stored (bytes it did not see are read back); the
+   * item's parts are flushed to the disk before the answer, so an item found whole is on the disk.
+   */
   | { readonly type: 'digest'; readonly id: number; readonly session: number }
   /** Forget a session (no answer). */
   | { readonly type: 'close'; readonly session: number };
@@ -91,6 +95,7 @@ export type StoreReply =
 // compiles against the DOM lib, which has neither sync access handles nor `move()`).
 interface SyncAccessHandle {
   write(buffer: Uint8Array, options: { at: number }): number;
+  flush(): void;
   close(): void;
 }
 interface WorkerFileHandle extends FileSystemFileHandle {
@@ -108,6 +113,7 @@ const MOVE_RETRY_MS = 50;
 /** Temporary files older than this are left over from a write that never finished, in ms. */
 const STALE_MS = 60_000;
 const TEMP = /^\d+-\d+\.part\.[\w-]+\.tmp$/;
+const PART_FILE = /^\d+-\d+\.part$/;
 
 /**
  * Bytes of later parts the hashing holds for their turn: parts fetched side by side stream in at
@@ -117,10 +123,8 @@ const HELD_IN_WORKER = 64 * 1024 * 1024;
 
 /** Reads stored parts back, for the hashing. */
 const reader = new OpfsItemStore({ worker: false });
-/** Hashing sessions: the hasher of each item being downloaded. */
-const sessions = new Map<number, PartHasher>();
-
-const isAbort = (e: unknown): boolean => e instanceof DOMException && e.name === 'AbortError';
+/** Hashing sessions: each item being downloaded, and its hasher. */
+const sessions = new Map<number, { readonly itemId: string; readonly hasher: PartHasher }>();
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -163,9 +167,11 @@ async function partFile(itemId: string, start: number, end: number): Promise<Par
     },
     async finish() {
       try {
-        // Not flushed: a part survives a reload or a crash of the browser without it, and costs
-        // 8 % of a download's rate with it. One cut short by a crash of the machine is found by
-        // its size when the store lists the item's parts, and fetched again.
+        // Not flushed here: a part survives a reload or a crash of the browser without it, and a
+        // flush per part costs 8 % of a download's rate. The item's parts are flushed once it is
+        // whole (`flushParts`, before its digest is answered); one cut short by a crash of the
+        // machine before then is found by its size when the store lists the parts, and fetched
+        // again.
         close();
         // Another context stored the same part meanwhile: this copy goes.
         if (!(await moveIntoPlace(dir, file, name, end - start))) await remove();
@@ -205,6 +211,16 @@ class FetchFailure extends Error {
   }
 }
 
+/** Errors of the store's own (the file system), as opposed to the upload server's side. */
+const storeFailures = new WeakSet<object>();
+/** Marks `e` as a failure of the store, and gives it back to be thrown. */
+const ofStore = (e: unknown): unknown => {
+  if (typeof e === 'object' && e !== null) storeFailures.add(e);
+  return e;
+};
+const isStoreFailure = (e: unknown): boolean =>
+  typeof e === 'object' && e !== null && storeFailures.has(e);
+
 /** Fetches that are running, by request id, to stop them. */
 const fetches = new Map<number, AbortController>();
 /** Each session's `dup/2` connections, by server and token. */
@@ -220,18 +236,29 @@ async function streamPart(
 ): Promise<void> {
   const { itemId, source, start, end } = request;
   if (request.via === 'dup2') {
-    const { Dup2Reader } = await import('./dup2-reader.js');
     if (source.wsUrl === undefined) throw new FetchFailure(`${source.serverId} has no dup/2 URL`);
-    const own = readers.get(request.session ?? 0) ?? new Map<string, Dup2Reader>();
-    readers.set(request.session ?? 0, own);
+    const session = request.session ?? 0;
+    // No module to speak dup/2 with, or (below) a URL the WebSocket refuses: HTTP may do better.
+    const { Dup2Reader } = await import('./dup2-reader.js').catch((e: unknown) => {
+      throw new FetchFailure(`${source.serverId}: ${message(e)}`, true);
+    });
+    // A session closed while this request waited opens no connection that nothing would close.
+    if (request.session !== undefined && !sessions.has(session))
+      throw new DOMException('the download was closed', 'AbortError');
+    const own = readers.get(session) ?? new Map<string, Dup2Reader>();
+    readers.set(session, own);
     const key = `${source.serverId} ${source.token}`;
     let reader = own.get(key);
     if (!reader || reader.closed) {
-      reader = new Dup2Reader(source.serverId, source.wsUrl, source.token, source.tokenExpiresAt);
+      try {
+        reader = new Dup2Reader(source.serverId, source.wsUrl, source.token, source.tokenExpiresAt);
+      } catch (e) {
+        throw new FetchFailure(`${source.serverId}: ${message(e)}`, true);
+      }
       own.set(key, reader);
     }
     await reader.stream(itemId, { start, end }, sink, signal).catch((e: unknown) => {
-      if (signal.aborted || e instanceof DOMException) throw e;
+      if (signal.aborted || isStoreFailure(e) || e instanceof FetchFailure) throw e;
       throw new FetchFailure(message(e), e instanceof TransportError);
     });
     return;
@@ -265,8 +292,11 @@ async function fetchInto(request: Extract<StoreRequest, { type: 'fetch' }>): Pro
   const stop = new AbortController();
   fetches.set(request.id, stop);
   try {
-    const file = await partFile(itemId, start, end);
-    const hasher = request.session === undefined ? undefined : sessions.get(request.session);
+    const file = await partFile(itemId, start, end).catch((e: unknown) => {
+      throw ofStore(e);
+    });
+    const hasher =
+      request.session === undefined ? undefined : sessions.get(request.session)?.hasher;
     let received = 0;
     try {
       await streamPart(
@@ -275,7 +305,11 @@ async function fetchInto(request: Extract<StoreRequest, { type: 'fetch' }>): Pro
           if (at !== received || at + bytes.length > end - start)
             throw new FetchFailure(`${source.serverId} sent bytes out of place`);
           const length = bytes.length;
-          file.write(at, bytes);
+          try {
+            file.write(at, bytes);
+          } catch (e) {
+            throw ofStore(e);
+          }
           hasher?.offer(start + at, bytes as Uint8Array<ArrayBuffer>); // may hand it over
           received += length;
         },
@@ -287,7 +321,9 @@ async function fetchInto(request: Extract<StoreRequest, { type: 'fetch' }>): Pro
       await file.discard();
       throw e;
     }
-    await file.finish();
+    await file.finish().catch((e: unknown) => {
+      throw ofStore(e);
+    });
     hasher?.stored(start, end);
   } finally {
     fetches.delete(request.id);
@@ -326,6 +362,26 @@ async function moveIntoPlace(
   }
 }
 
+/**
+ * Flushes each part of the item to the disk, once it is whole (parts are not flushed one by one
+ * while they are written: see `partFile`). A part another context holds open is left to it.
+ */
+async function flushParts(itemId: string): Promise<void> {
+  const dir = await opfsItemFolder(itemId, false);
+  if (!dir) return;
+  for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+    if (!PART_FILE.test(name)) continue;
+    const file = (await dir.getFileHandle(name)) as WorkerFileHandle;
+    const handle = await file.createSyncAccessHandle().catch(() => undefined);
+    if (!handle) continue;
+    try {
+      handle.flush();
+    } finally {
+      handle.close();
+    }
+  }
+}
+
 /** Removes temporary files of writes that never finished (a page closed mid-write). */
 async function sweep(itemId: string): Promise<void> {
   const dir = await opfsItemFolder(itemId, false);
@@ -345,9 +401,9 @@ async function open(session: number, itemId: string, size: number): Promise<void
   const { PartHasher } = await import('./part-hasher.js');
   const { hashWorkerFactory } = await import('../engine/item-hasher.js');
   await sweep(itemId).catch(() => undefined);
-  sessions.set(
-    session,
-    new PartHasher(
+  sessions.set(session, {
+    itemId,
+    hasher: new PartHasher(
       size,
       async (start, end) => {
         const slice = await reader.slice(itemId, start, end);
@@ -363,7 +419,7 @@ async function open(session: number, itemId: string, size: number): Promise<void
       hashWorkerFactory(true),
       HELD_IN_WORKER,
     ),
-  );
+  });
 }
 
 async function answer(
@@ -374,7 +430,8 @@ async function answer(
       const { itemId, start, bytes } = request;
       const end = start + bytes.length;
       await put(itemId, start, bytes);
-      const hasher = request.session === undefined ? undefined : sessions.get(request.session);
+      const hasher =
+        request.session === undefined ? undefined : sessions.get(request.session)?.hasher;
       hasher?.offer(start, bytes); // may hand the buffer over
       hasher?.stored(start, end);
       return { type: 'done', id: request.id };
@@ -386,9 +443,11 @@ async function answer(
       await open(request.session, request.itemId, request.size);
       return { type: 'done', id: request.id };
     case 'digest': {
-      const hasher = sessions.get(request.session);
-      if (!hasher) throw new DOMException('no such hashing session', 'InvalidStateError');
-      return { type: 'done', id: request.id, digest: await hasher.digest() };
+      const session = sessions.get(request.session);
+      if (!session) throw new DOMException('no such hashing session', 'InvalidStateError');
+      const digest = await session.hasher.digest();
+      await flushParts(session.itemId);
+      return { type: 'done', id: request.id, digest };
     }
   }
 }
@@ -396,7 +455,7 @@ async function answer(
 scope.onmessage = (event) => {
   const request = event.data;
   if (request.type === 'close') {
-    sessions.get(request.session)?.close();
+    sessions.get(request.session)?.hasher.close();
     sessions.delete(request.session);
     for (const reader of readers.get(request.session)?.values() ?? []) reader.close();
     readers.delete(request.session);
@@ -416,7 +475,7 @@ scope.onmessage = (event) => {
         message: error instanceof Error ? error.message : String(error),
         ...(request.type === 'fetch'
           ? {
-              stage: error instanceof FetchFailure || isAbort(error) ? 'fetch' : 'store',
+              stage: isStoreFailure(error) ? 'store' : 'fetch',
               transport: error instanceof FetchFailure && error.transport,
             }
           : {}),

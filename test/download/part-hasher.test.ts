@@ -122,4 +122,44 @@ describe('PartHasher', () => {
     release();
     expect(toHex(await hasher.digest())).to.equal(await sha256(source));
   });
+  it("hands a dup/2 frame's payload over with its frame (no copy), and copies a small view of a large buffer, leaving it whole", async () => {
+    const source = item(2 * MiB);
+    const { reads, read } = readBack(source);
+    const hasher = new PartHasher(source.length, read, hashWorkerFactory(true));
+    // A frame: a 24-byte header, then the first MiB.
+    const frame = new Uint8Array(24 + MiB);
+    frame.set(source.subarray(0, MiB), 24);
+    hasher.offer(0, frame.subarray(24));
+    // 600 KiB in the middle of a 4 MiB buffer still in use elsewhere.
+    const large = new Uint8Array(4 * MiB);
+    large.set(source.subarray(MiB, MiB + 600 * 1024), MiB);
+    hasher.offer(MiB, large.subarray(MiB, MiB + 600 * 1024));
+    hasher.offer(MiB + 600 * 1024, source.slice(MiB + 600 * 1024));
+    expect(toHex(await hasher.digest())).to.equal(await sha256(source));
+    expect(reads).to.deep.equal([]);
+    expect(frame.byteLength).to.equal(0); // transferred
+    expect(large.byteLength).to.equal(4 * MiB);
+    expect(await sha256(large.slice(MiB, MiB + 600 * 1024))).to.equal(
+      await sha256(source.slice(MiB, MiB + 600 * 1024)),
+    );
+  });
+
+  it('a part fetched again in other pieces (an attempt that failed) neither breaks the hash nor takes room from the parts it holds', async () => {
+    const source = item(7 * MiB);
+    const { reads, read } = readBack(source);
+    const hasher = new PartHasher(source.length, read, undefined, 4 * MiB);
+    const offerPieces = (from: number, to: number, size: number) => {
+      for (let at = from; at < to; at += size)
+        hasher.offer(at, source.slice(at, Math.min(to, at + size)));
+    };
+    offerPieces(MiB, 2 * MiB, 256 * 1024); // the first attempt at part 1
+    offerPieces(MiB, 2 * MiB, 512 * 1024); // the second, in other pieces
+    hasher.offer(0, source.slice(0, MiB)); // part 0: the hash goes past part 1
+    // Parts 3 to 6 fill the 4 MiB the hasher holds, while part 2 is late.
+    for (let i = 3; i < 7; i++) hasher.offer(i * MiB, source.slice(i * MiB, (i + 1) * MiB));
+    hasher.offer(2 * MiB, source.slice(2 * MiB, 3 * MiB));
+    expect(toHex(await hasher.digest())).to.equal(await sha256(source));
+    // Everything was held: the pieces of the first attempt no longer counted once hashed past.
+    expect(reads).to.deep.equal([]);
+  });
 });

@@ -328,6 +328,39 @@ describe('downloader', () => {
     await store.delete(itemId);
   });
 
+  it("reads over HTTP from a holder whose dup/2 WebSocket fails in the store's Worker (nothing listening, or a URL the WebSocket refuses)", async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(5 * MiB + 3, 'fallback.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
+    const fileGets = async (): Promise<number> =>
+      (await uploadLogs(d!, 'up-1')).filter(
+        (e) =>
+          e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
+      ).length;
+    const store = new OpfsItemStore();
+    for (const wsUrl of ['ws://127.0.0.1:1/dup', 'ws://bad host/dup']) {
+      await store.delete(itemId);
+      const before = await fileGets();
+      const downloader = new WsDownloader({
+        locate: async (id) => {
+          const l = await bob.locate(id);
+          return { ...l, holders: l.holders.map((h) => ({ ...h, wsUrl })) };
+        },
+        store,
+        partSize: MiB,
+        retryDelays: [10, 10, 10],
+      });
+      const item = await downloader.download(itemId);
+      expect(item.sha256, wsUrl).to.equal(expected);
+      expect(await blobSha256(item.blob)).to.equal(expected);
+      expect((await fileGets()) - before, wsUrl).to.be.at.least(1);
+    }
+    await store.delete(itemId);
+  });
+
   it('asks again where the item is when parts fail, and moves them from a holder that went away to the ones left', async () => {
     d = await startDeployment({ uploadServers: 1 });
     const alice = await startedEngine(d!, d!.token, engines);
