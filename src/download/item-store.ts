@@ -231,8 +231,8 @@ export class OpfsItemStore implements ItemStore {
     } catch {
       return undefined;
     }
-    // A part cut short (the machine stopped before its bytes reached the disk: parts are flushed
-    // once the item is whole, not one by one) does not count; it is fetched again. It is removed
+    // A part cut short (the machine stopped before its bytes reached the disk: parts written from
+    // the page's thread are not flushed) does not count; it is fetched again. It is removed
     // once it is old (a moment ago, it may be one another context is writing).
     const whole: ByteRange[] = [];
     for (const { range, name } of await this.#parts(dir)) {

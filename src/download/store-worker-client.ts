@@ -63,6 +63,7 @@ function own(bytes: Uint8Array, copy: boolean): Uint8Array<ArrayBuffer> {
  */
 export class StoreWorkerClient {
   readonly #url: string | URL;
+  readonly #name: string;
   /** The Worker, once it said it is ready; `undefined` where it cannot run. */
   #started: Promise<Worker | undefined> | undefined;
   #current: Worker | undefined;
@@ -74,9 +75,13 @@ export class StoreWorkerClient {
   readonly #sessions = new Set<number>();
   #idle: ReturnType<typeof setTimeout> | undefined;
 
-  /** @param url the Worker's script */
-  constructor(url: string | URL) {
+  /**
+   * @param url the Worker's script
+   * @param name the Worker's name (`FLUSHER_NAME`: the store Worker's own twin, which flushes)
+   */
+  constructor(url: string | URL, name = 'ws-uploader-store') {
     this.#url = url;
+    this.#name = name;
   }
 
   /** Whether the Worker runs (it is started if it does not). */
@@ -166,6 +171,18 @@ export class StoreWorkerClient {
   }
 
   /**
+   * Flushes a file of the item's folder to the disk (the store Worker asks its twin, so that it
+   * goes on receiving meanwhile).
+   * @param itemId the item
+   * @param name the file, closed by the one that wrote it
+   * @returns `false` when no Worker can run (nothing was flushed)
+   * @throws {DOMException} (as a rejection) what the flush failed with
+   */
+  async flush(itemId: string, name: string): Promise<boolean> {
+    return (await this.#call(() => [{ type: 'flush', itemId, name }, []])) !== undefined;
+  }
+
+  /**
    * Starts hashing an item's parts as the Worker stores them.
    * @returns the session to give `put()`, `digest()` and `close()`; `undefined` where the Worker
    *   cannot run or cannot hash
@@ -237,7 +254,7 @@ export class StoreWorkerClient {
     return new Promise((resolve) => {
       let worker: Worker;
       try {
-        worker = new Worker(this.#url, { type: 'module', name: 'ws-uploader-store' });
+        worker = new Worker(this.#url, { type: 'module', name: this.#name });
       } catch {
         // Refused outright (a Content-Security-Policy, a bad URL).
         this.#unavailable = true;

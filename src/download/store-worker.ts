@@ -24,6 +24,7 @@ import { OpfsItemStore, opfsItemFolder, partFileName } from './item-store.js';
 import { TransportError } from '../errors.js';
 import type { Dup2Reader, ReadSink } from './dup2-reader.js';
 import { requestPart, type PartSource } from './fetch-part.js';
+import { StoreWorkerClient } from './store-worker-client.js';
 import type { PartHasher } from './part-hasher.js';
 
 /** What the store Worker is asked. */
@@ -53,6 +54,8 @@ export type StoreRequest =
       readonly end: number;
       readonly session?: number | undefined;
     }
+  /** Flush the file `name` of the item's folder to the disk (asked of the Worker's twin). */
+  | { readonly type: 'flush'; readonly id: number; readonly itemId: string; readonly name: string }
   /** Stop the fetch of request `target` (answered `failed`, an `AbortError`). */
   | { readonly type: 'abort'; readonly target: number }
   /** Hash the parts of an item of `size` bytes stored from now on with this session number. */
@@ -63,10 +66,7 @@ export type StoreRequest =
       readonly itemId: string;
       readonly size: number;
     }
-  /**
-   * The session's SHA-256, once all parts are stored (bytes it did not see are read back); the
-   * item's parts are flushed to the disk before the answer, so an item found whole is on the disk.
-   */
+  /** The session's SHA-256, once all parts are stored (bytes it did not see are read back). */
   | { readonly type: 'digest'; readonly id: number; readonly session: number }
   /** Forget a session (no answer). */
   | { readonly type: 'close'; readonly session: number };
@@ -103,6 +103,8 @@ interface WorkerFileHandle extends FileSystemFileHandle {
   move(name: string): Promise<void>;
 }
 const scope = globalThis as unknown as {
+  readonly name: string;
+  readonly location: Location;
   onmessage: ((event: MessageEvent<StoreRequest>) => void) | null;
   postMessage(message: StoreReply, transfer?: Transferable[]): void;
 };
@@ -113,13 +115,23 @@ const MOVE_RETRY_MS = 50;
 /** Temporary files older than this are left over from a write that never finished, in ms. */
 const STALE_MS = 60_000;
 const TEMP = /^\d+-\d+\.part\.[\w-]+\.tmp$/;
-const PART_FILE = /^\d+-\d+\.part$/;
 
 /**
  * Bytes of later parts the hashing holds for their turn: parts fetched side by side stream in at
  * once, and what is not held is read back from the store.
  */
 const HELD_IN_WORKER = 64 * 1024 * 1024;
+
+/** The name of the store Worker's twin, which flushes the parts this one wrote. */
+const FLUSHER_NAME = 'ws-uploader-store-flush';
+/**
+ * The twin: this script in a Worker of its own (`undefined` in the twin itself, or where Workers
+ * cannot start here: parts are then flushed on this thread).
+ */
+const flusher =
+  scope.name === FLUSHER_NAME || typeof Worker === 'undefined'
+    ? undefined
+    : new StoreWorkerClient(new URL(scope.location.href), FLUSHER_NAME);
 
 /** Reads stored parts back, for the hashing. */
 const reader = new OpfsItemStore({ worker: false });
@@ -167,12 +179,13 @@ async function partFile(itemId: string, start: number, end: number): Promise<Par
     },
     async finish() {
       try {
-        // Not flushed here: a part survives a reload or a crash of the browser without it, and a
-        // flush per part costs 8 % of a download's rate. The item's parts are flushed once it is
-        // whole (`flushParts`, before its digest is answered); one cut short by a crash of the
-        // machine before then is found by its size when the store lists the parts, and fetched
-        // again.
+        // On the disk before it takes its name. A flush here would stop this thread for as long
+        // as the disk takes (8 % of a download's rate): the twin flushes, and this thread goes on
+        // receiving the other parts meanwhile.
+        const twin = (await flusher?.available()) ? flusher : undefined;
+        if (!twin) handle?.flush();
         close();
+        await twin?.flush(itemId, temp);
         // Another context stored the same part meanwhile: this copy goes.
         if (!(await moveIntoPlace(dir, file, name, end - start))) await remove();
       } catch (e) {
@@ -362,23 +375,16 @@ async function moveIntoPlace(
   }
 }
 
-/**
- * Flushes each part of the item to the disk, once it is whole (parts are not flushed one by one
- * while they are written: see `partFile`). A part another context holds open is left to it.
- */
-async function flushParts(itemId: string): Promise<void> {
+/** Flushes a file of the item's folder, closed by the one that wrote it, to the disk. */
+async function flush(itemId: string, name: string): Promise<void> {
   const dir = await opfsItemFolder(itemId, false);
-  if (!dir) return;
-  for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
-    if (!PART_FILE.test(name)) continue;
-    const file = (await dir.getFileHandle(name)) as WorkerFileHandle;
-    const handle = await file.createSyncAccessHandle().catch(() => undefined);
-    if (!handle) continue;
-    try {
-      handle.flush();
-    } finally {
-      handle.close();
-    }
+  if (!dir) throw new DOMException(`no item ${itemId} in the store`, 'NotFoundError');
+  const file = (await dir.getFileHandle(name)) as WorkerFileHandle;
+  const handle = await file.createSyncAccessHandle();
+  try {
+    handle.flush();
+  } finally {
+    handle.close();
   }
 }
 
@@ -442,12 +448,13 @@ async function answer(
     case 'open':
       await open(request.session, request.itemId, request.size);
       return { type: 'done', id: request.id };
+    case 'flush':
+      await flush(request.itemId, request.name);
+      return { type: 'done', id: request.id };
     case 'digest': {
       const session = sessions.get(request.session);
       if (!session) throw new DOMException('no such hashing session', 'InvalidStateError');
-      const digest = await session.hasher.digest();
-      await flushParts(session.itemId);
-      return { type: 'done', id: request.id, digest };
+      return { type: 'done', id: request.id, digest: await session.hasher.digest() };
     }
   }
 }
