@@ -13,6 +13,7 @@ export {
   StoreError,
   type ItemStore,
   type StoreWriteOptions,
+  type StoredBytes,
   type ItemRecord,
   type NewItem,
 } from './upload/file-store.js';

@@ -20,7 +20,7 @@ import {
   type WireErrorCode,
 } from '../../src/protocol/index.js';
 import { crc32c } from '../internal/crc32c.js';
-import { StoreError, type ItemStore } from './file-store.js';
+import { StoreError, type ItemStore, type StoredBytes } from './file-store.js';
 import { allowsWrite, type Grant, type ReadGrant } from './grant.js';
 import type { ReadAccess } from './read-access.js';
 import type { BufferBudget } from './buffer-budget.js';
@@ -117,6 +117,9 @@ interface Read {
   readonly stopped: Promise<void>;
 }
 
+/** Frame buffers a connection keeps for its next BYTES frames. */
+const FRAME_BUFFERS_KEPT = 4;
+
 /** Handles one connection until it closes. */
 export class Dup2Session {
   readonly #ws: WebSocket;
@@ -132,6 +135,12 @@ export class Dup2Session {
   #readOutstanding = 0;
   /** Settles once the last BYTES frame sent has left for the socket (`undefined` when it has). */
   #lastSend: Promise<void> | undefined;
+  /**
+   * Buffers of BYTES frames that have left for the socket, to build the next ones in: a fresh
+   * buffer per frame costs its memory's first touch and the collector's work, more than the copy
+   * of the payload into it. `undefined` on a relayed connection, whose sends may hold the bytes.
+   */
+  readonly #frameBuffers: Uint8Array[] | undefined;
   /** The upload token's rights; `undefined` on a connection that said HELLO with a read token. */
   #grant: Grant | undefined;
   /** The read token's rights, on a connection that said HELLO with one. */
@@ -157,6 +166,7 @@ export class Dup2Session {
       maxMessage === undefined
         ? ctx.maxChunk
         : Math.min(ctx.maxChunk, maxMessage - DATA_HEADER_BYTES);
+    this.#frameBuffers = socket === undefined ? undefined : [];
     this.#authTimer = superviseConnection(
       ws,
       ctx,
@@ -591,10 +601,16 @@ export class Dup2Session {
     };
     let failure: { error: unknown } | undefined;
     try {
-      for await (const chunk of this.#ctx.store.read(read.itemId, start, end)) {
+      for await (const { bytes, crc32c } of this.#pieces(read.itemId, start, end)) {
         if (read.ended) return;
-        const bytes = chunk as Uint8Array;
-        held.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        // A whole stored chunk of a full frame (or the read's last) goes as it is, with the
+        // checksum it was stored with, just checked against its bytes.
+        const whole = bytes.length === max || read.at + bytes.length === end;
+        if (heldBytes === 0 && crc32c !== undefined && bytes.length <= max && whole) {
+          if (!(await this.#sendBytes(readId, read, bytes, crc32c))) return;
+          continue;
+        }
+        held.push(bytes);
         heldBytes += bytes.byteLength;
         while (heldBytes >= max) if (!(await this.#sendBytes(readId, read, take(max)))) return;
       }
@@ -609,13 +625,31 @@ export class Dup2Session {
     else this.#readFailure(readId, read, new StoreError('storage-failed', 'bytes missing'));
   }
 
+  /** The stored bytes, with their checksums where the store gives them. */
+  async *#pieces(itemId: string, start: number, end: number): AsyncGenerator<StoredBytes> {
+    const { store } = this.#ctx;
+    if (store.readChunks) {
+      yield* store.readChunks(itemId, start, end);
+      return;
+    }
+    for await (const chunk of store.read(itemId, start, end)) {
+      const bytes = chunk as Uint8Array;
+      yield { bytes: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+    }
+  }
+
   /**
    * Sends one BYTES frame of a read once the socket's send buffer holds less than two `maxChunk`
    * (a slow reader slows the reading of the disk instead of filling memory). The last one ends the
    * read, its id free again.
    * @returns whether the read goes on
    */
-  async #sendBytes(readId: number, read: Read, payload: Buffer): Promise<boolean> {
+  async #sendBytes(
+    readId: number,
+    read: Read,
+    payload: Buffer,
+    checksum = crc32c(payload),
+  ): Promise<boolean> {
     const limit = 2 * this.#ctx.maxChunk;
     while (!read.ended && this.#ws.bufferedAmount >= limit) {
       // The send callback of the last frame, else (a relayed socket, whose buffer is the link's,
@@ -628,16 +662,31 @@ export class Dup2Session {
     this.#readOutstanding -= payload.length;
     const last = read.at === read.end;
     if (last) this.#endRead(readId);
-    this.#sendTracked(
-      encodeDup2Frame({ type: 'bytes', readId, offset, crc32c: crc32c(payload), payload }),
+    const pool = this.#frameBuffers;
+    const target = pool && (pool.pop() ?? new Uint8Array(DATA_HEADER_BYTES + this.#maxBytes));
+    const frame = encodeDup2Frame(
+      { type: 'bytes', readId, offset, crc32c: checksum, payload },
+      target,
     );
+    // Written to the socket: its buffer serves again (a few are kept, for frames in flight).
+    this.#sendTracked(frame, () => {
+      if (target && pool && pool.length < FRAME_BUFFERS_KEPT) pool.push(target);
+    });
     return !last;
   }
 
-  /** Sends a frame, and notes when it has left for the socket. */
-  #sendTracked(bytes: Uint8Array): void {
+  /**
+   * Sends a frame, and notes when it has left for the socket.
+   * @param written called once `ws` has written the bytes to the socket (or failed to)
+   */
+  #sendTracked(bytes: Uint8Array, written?: () => void): void {
     if (this.#closed || this.#ws.readyState !== this.#ws.OPEN) return;
-    const sent = new Promise<void>((resolve) => this.#ws.send(bytes, () => resolve()));
+    const sent = new Promise<void>((resolve) =>
+      this.#ws.send(bytes, () => {
+        written?.();
+        resolve();
+      }),
+    );
     this.#lastSend = sent;
     void sent.then(() => {
       if (this.#lastSend === sent) this.#lastSend = undefined;

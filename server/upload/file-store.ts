@@ -106,6 +106,13 @@ export interface StoreWriteOptions {
   readonly commit?: boolean;
 }
 
+/** Stored bytes read back, with their CRC-32C when the store knows it. */
+export interface StoredBytes {
+  readonly bytes: Buffer;
+  /** The CRC-32C of `bytes`, when known. */
+  readonly crc32c?: number;
+}
+
 /**
  * The storage an upload server needs. {@link FileStore} keeps items on disk; another backend
  * implements the same methods.
@@ -154,6 +161,11 @@ export interface ItemStore {
    * (it is no longer complete), so they can be uploaded again.
    */
   read(itemId: string, start: number, end: number): Readable;
+  /**
+   * Optional. Reads as `read` does, each piece with its CRC-32C when the store knows it (a whole
+   * stored chunk), so a `dup/2` read need not compute it again. Without it, the server uses `read`.
+   */
+  readChunks?(itemId: string, start: number, end: number): AsyncIterable<StoredBytes>;
   /**
    * Calls `listener` with the item's record each time it changes (bytes stored, completed, reset).
    * @returns a function that stops the calls
@@ -439,7 +451,17 @@ export class FileStore implements ItemStore {
 
   read(itemId: string, start: number, end: number): Readable {
     checkId(itemId);
-    return Readable.from(this.#verified(itemId, start, end), { objectMode: false });
+    return Readable.from(
+      (async function* (chunks) {
+        for await (const { bytes } of chunks) yield bytes;
+      })(this.#verified(itemId, start, end)),
+      { objectMode: false },
+    );
+  }
+
+  readChunks(itemId: string, start: number, end: number): AsyncIterable<StoredBytes> {
+    checkId(itemId);
+    return this.#verified(itemId, start, end);
   }
 
   async expire(
@@ -691,7 +713,7 @@ export class FileStore implements ItemStore {
   }
 
   /** Yields `[start, end)` of an item, chunk by chunk, each checked against its CRC-32C. */
-  async *#verified(itemId: string, start: number, end: number): AsyncGenerator<Buffer> {
+  async *#verified(itemId: string, start: number, end: number): AsyncGenerator<StoredBytes> {
     if (end <= start) return;
     const slot = await this.#slot(itemId);
     const chunks = slot ? chunksOverlapping(slot.chunks, start, end) : [];
@@ -716,7 +738,12 @@ export class FileStore implements ItemStore {
             `bytes ${c.start}..${c.end} of ${itemId} changed at rest; they must be uploaded again`,
           );
         }
-        yield bytes.subarray(Math.max(start, c.start) - c.start, Math.min(end, c.end) - c.start);
+        const from = Math.max(start, c.start) - c.start;
+        const to = Math.min(end, c.end) - c.start;
+        // The stored chunk's checksum, just checked, is the piece's when the piece is all of it.
+        yield from === 0 && to === bytes.length
+          ? { bytes, crc32c: c.crc32c }
+          : { bytes: bytes.subarray(from, to) };
       }
     } finally {
       await fh.close();

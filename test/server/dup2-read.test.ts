@@ -199,6 +199,28 @@ describe('dup/2 READ and BYTES on the upload server', () => {
     await pingPong(p);
   });
 
+  it('sends stored chunks of a full frame as they are, with their stored CRC-32C, and re-chunks a read that starts inside one; frames built one after another in reused buffers keep their bytes', async () => {
+    await start();
+    // Ten chunks of exactly maxChunk, then a shorter last one.
+    const item = new Uint8Array(randomBytes(10 * MAX_CHUNK + 777));
+    await seed('tape', item, [...Array<number>(10).fill(MAX_CHUNK), 777]);
+    const p = await peer(await readToken(['tape']));
+    for (const [start, end] of [
+      [0, item.length],
+      [100, 3 * MAX_CHUNK + 5],
+    ] as const) {
+      // In reads that fit the window, one after another on the connection.
+      for (let at = start; at < end; at += WINDOW) {
+        const to = Math.min(end, at + WINDOW);
+        await p.read(1, 'tape', at, to);
+        const { frames, bytes } = await readAll(p, 1, at, to);
+        expect(bytes.equals(item.subarray(at, to))).to.equal(true);
+        for (const f of frames.slice(0, -1)) expect(f.payload.length).to.equal(MAX_CHUNK);
+      }
+    }
+    await pingPong(p);
+  });
+
   it('interleaves two reads on one connection, each in order and whole', async () => {
     await start();
     await seed('song', song, songPieces);
