@@ -15,6 +15,7 @@ import {
   type TestDeployment,
 } from '../helpers/servers.js';
 import { startedEngine, uploadFile } from '../helpers/engines.js';
+import { until } from '../helpers/until.js';
 
 const MiB = 1024 * 1024;
 
@@ -206,6 +207,52 @@ describe('downloader', () => {
     expect(item.sha256).to.equal(expected);
     expect(fetched).to.equal(file.size - keptBytes);
     expect(await blobSha256(item.blob)).to.equal(expected);
+    await store.delete(itemId);
+  });
+
+  it("stops a download in the store's Worker mid-way: the parts stored are kept, no temporary file is left, and the rest is fetched after", async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(8 * MiB + 5, 'stopped.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
+    const store = new OpfsItemStore();
+    await store.delete(itemId);
+    const downloader = new WsDownloader({ locate: bob, store, partSize: MiB, perServer: 2 });
+    expect(await store.writeThread()).to.equal('worker');
+
+    const stop = new AbortController();
+    const off = downloader.on('progress', (e) => {
+      if (e.detail.bytesStored >= 2 * MiB) stop.abort();
+    });
+    let stopped: unknown;
+    await downloader.download(itemId, { signal: stop.signal }).catch((e: unknown) => (stopped = e));
+    off();
+    expect((stopped as Error | undefined)?.name).to.equal('AbortError');
+    const names = async (): Promise<string[]> => {
+      const dir = await (
+        await (await navigator.storage.getDirectory()).getDirectoryHandle('ws-uploader-items')
+      ).getDirectoryHandle(itemId);
+      const out: string[] = [];
+      for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys())
+        out.push(name);
+      return out;
+    };
+    await until(async () => !(await names()).some((n) => n.endsWith('.tmp')));
+    const kept = (await store.get(itemId))!.ranges;
+    const keptBytes = kept.reduce((n, r) => n + r.end - r.start, 0);
+    expect(keptBytes)
+      .to.be.at.least(2 * MiB)
+      .and.below(file.size);
+
+    let fetched = 0;
+    downloader.on('progress', (e) => (fetched = e.detail.bytesByServer['up-1'] ?? 0));
+    const item = await downloader.download(itemId);
+    expect(item.sha256).to.equal(expected);
+    expect(fetched).to.equal(file.size - keptBytes);
+    expect(await blobSha256(item.blob)).to.equal(expected);
+    expect((await names()).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
     await store.delete(itemId);
   });
 
