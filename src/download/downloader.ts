@@ -13,7 +13,7 @@ import { defaultItemStore, OpfsItemStore, withoutContent, type ItemStore } from 
 import { pageWriter, type ItemWriter } from './item-writer.js';
 import { PartFetchError } from './store-worker-client.js';
 import { Dup2Reader } from './dup2-reader.js';
-import { fetchPart } from './fetch-part.js';
+import { DEFAULT_STALL_MS, fetchPart } from './fetch-part.js';
 import { PartHasher } from './part-hasher.js';
 import { planParts, uncovered, type PartToFetch } from './part-plan.js';
 import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
@@ -43,6 +43,13 @@ export interface DownloaderOptions {
   readonly perServer?: number;
   /** Delays between attempts at a part, in ms; one attempt more than delays. @default [250, 1000, 3000] */
   readonly retryDelays?: readonly number[];
+  /**
+   * An HTTP `Range` body that sends nothing for this long, in ms, is given up (a connection that
+   * died without closing) and the part tried again; `dup/2` connections have a silence watch of
+   * their own.
+   * @default 30000
+   */
+  readonly stallTimeout?: number;
   /**
    * Where the SHA-256 is computed when the parts are written from the page's thread (IndexedDB,
    * or an `OpfsItemStore` without its Worker), as the engine's `hashWorker` option; an
@@ -126,6 +133,7 @@ export class WsDownloader extends EventTarget {
   readonly #partSize: number | undefined;
   readonly #perServer: number;
   readonly #retryDelays: readonly number[];
+  readonly #stallTimeout: number;
   readonly #hashWorker: boolean | string | URL;
   readonly #transport: DownloadTransport;
   readonly #running = new Map<string, Promise<DownloadedItem>>();
@@ -140,6 +148,7 @@ export class WsDownloader extends EventTarget {
       options.partSize === undefined ? undefined : positive(options.partSize, 0, 'partSize');
     this.#perServer = positive(options.perServer, DEFAULTS.perServer, 'perServer');
     this.#retryDelays = options.retryDelays ?? DEFAULTS.retryDelays;
+    this.#stallTimeout = positive(options.stallTimeout, DEFAULT_STALL_MS, 'stallTimeout');
     this.#hashWorker = options.hashWorker ?? true;
     this.#transport = options.transport ?? 'auto';
     if (this.#transport !== 'auto' && this.#transport !== 'http')
@@ -438,7 +447,13 @@ export class WsDownloader extends EventTarget {
     const fetchInWorker = async (h: ItemHolder, part: PartToFetch): Promise<boolean> => {
       if (!writer.fetch) return false;
       try {
-        return await writer.fetch(overHttp(h) ? 'http' : 'dup2', h, part, stop.signal);
+        return await writer.fetch(
+          overHttp(h) ? 'http' : 'dup2',
+          h,
+          part,
+          stop.signal,
+          this.#stallTimeout,
+        );
       } catch (e) {
         if (e instanceof PartFetchError) {
           if (e.transport) wsFailures.set(h.serverId, (wsFailures.get(h.serverId) ?? 0) + 1);
@@ -449,7 +464,8 @@ export class WsDownloader extends EventTarget {
       }
     };
     const read = async (h: ItemHolder, part: PartToFetch): Promise<Uint8Array<ArrayBuffer>> => {
-      if (overHttp(h) || h.wsUrl === undefined) return fetchPart(itemId, h, part, stop.signal);
+      if (overHttp(h) || h.wsUrl === undefined)
+        return fetchPart(itemId, h, part, stop.signal, this.#stallTimeout);
       let reader = readers.get(h.serverId);
       if (!reader || reader.closed || reader.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS) {
         reader = new Dup2Reader(h.serverId, h.wsUrl, h.token, h.tokenExpiresAt);

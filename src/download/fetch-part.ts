@@ -13,12 +13,20 @@ export type PartSource = Pick<
 >;
 
 /**
+ * A server that sends nothing (no answer, or nothing more of a body) for this long is taken for
+ * stalled, in ms, unless told otherwise.
+ */
+export const DEFAULT_STALL_MS = 30_000;
+
+/**
  * Asks for a part: the response, its status and `Content-Range` checked, its body not read.
  * @param itemId the item
  * @param holder the server, with its read token
  * @param part the bytes wanted
  * @param signal stops the request
- * @throws {Error} (as a rejection) naming the server and what it answered
+ * @param stallMs longest wait for the answer, in ms
+ * @throws {Error} (as a rejection) naming the server and what it answered, or that it answered
+ *   nothing
  * @internal
  */
 export async function requestPart(
@@ -26,16 +34,31 @@ export async function requestPart(
   holder: PartSource,
   part: ByteRange,
   signal?: AbortSignal,
+  stallMs = DEFAULT_STALL_MS,
 ): Promise<Response> {
-  const response = await fetch(`${holder.httpUrl.replace(/\/$/, '')}/files/${itemId}`, {
-    headers: {
-      Authorization: `Bearer ${holder.token}`,
-      Range: `bytes=${part.start}-${part.end - 1}`,
-    },
-    cache: 'no-store',
-    credentials: 'omit',
-    ...(signal ? { signal } : {}),
-  });
+  // Stopped by the caller, or when no answer comes (a connection that died without closing).
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(signal?.reason);
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(
+    () => stop.abort(new Error(`${holder.serverId} answered nothing for ${stallMs} ms`)),
+    stallMs,
+  );
+  let response: Response;
+  try {
+    response = await fetch(`${holder.httpUrl.replace(/\/$/, '')}/files/${itemId}`, {
+      headers: {
+        Authorization: `Bearer ${holder.token}`,
+        Range: `bytes=${part.start}-${part.end - 1}`,
+      },
+      cache: 'no-store',
+      credentials: 'omit',
+      signal: stop.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
   if (response.status !== 206) {
     await response.body?.cancel().catch(() => undefined);
     throw new Error(`${holder.serverId} answered ${response.status}`);
@@ -51,13 +74,57 @@ export async function requestPart(
 }
 
 /**
+ * Reads a part's body piece by piece, each to `sink` with its offset in the part; a body that sends
+ * nothing for `stallMs` is cancelled (a dead connection that never closes).
+ * @param response the part's response, checked by `requestPart`
+ * @param holder the server, to name in errors
+ * @param sink takes each piece; what it throws cancels the body and fails the read
+ * @param stallMs longest wait for the next piece, in ms
+ * @returns the bytes read
+ * @throws {Error} (as a rejection) when the body stalls or fails; what `sink` throws
+ * @internal
+ */
+export async function readBody(
+  response: Response,
+  holder: Pick<PartSource, 'serverId'>,
+  sink: (at: number, bytes: Uint8Array<ArrayBuffer>) => void,
+  stallMs = DEFAULT_STALL_MS,
+): Promise<number> {
+  const body = response.body?.getReader();
+  if (!body) return 0;
+  let at = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    for (;;) {
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${holder.serverId} sent nothing for ${stallMs} ms`)),
+          stallMs,
+        );
+      });
+      const read = await Promise.race([body.read(), stalled]);
+      clearTimeout(timer);
+      if (read.done) return at;
+      const length = read.value.length;
+      sink(at, read.value as Uint8Array<ArrayBuffer>);
+      at += length;
+    }
+  } catch (e) {
+    clearTimeout(timer);
+    await body.cancel().catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
  * One part, read whole into memory.
  * @param itemId the item
  * @param holder the server, with its read token
  * @param part the bytes wanted
  * @param signal stops the request
+ * @param stallMs longest wait for the next piece of the body, in ms
  * @returns exactly the bytes of `part`
- * @throws {Error} (as a rejection) naming the server and what it answered
+ * @throws {Error} (as a rejection) naming the server and what it answered, or that it stalled
  * @internal
  */
 export async function fetchPart(
@@ -65,10 +132,21 @@ export async function fetchPart(
   holder: PartSource,
   part: ByteRange,
   signal?: AbortSignal,
+  stallMs = DEFAULT_STALL_MS,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const response = await requestPart(itemId, holder, part, signal);
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  if (bytes.length !== part.end - part.start)
-    throw new Error(`${holder.serverId} sent ${bytes.length} of ${part.end - part.start} bytes`);
+  const response = await requestPart(itemId, holder, part, signal, stallMs);
+  const length = part.end - part.start;
+  const bytes = new Uint8Array(length);
+  const got = await readBody(
+    response,
+    holder,
+    (at, piece) => {
+      if (at + piece.length > length)
+        throw new Error(`${holder.serverId} sent more than ${length} bytes`);
+      bytes.set(piece, at);
+    },
+    stallMs,
+  );
+  if (got !== length) throw new Error(`${holder.serverId} sent ${got} of ${length} bytes`);
   return bytes;
 }

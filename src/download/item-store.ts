@@ -186,8 +186,8 @@ export class OpfsItemStore implements ItemStore {
         if (!(await client.put(itemId, start, bytes, { session })))
           await this.#putHere(itemId, start, bytes);
       },
-      fetch: (via, source, part, signal) =>
-        client.fetch(itemId, via, source, part, { session, signal }),
+      fetch: (via, source, part, signal, stallMs) =>
+        client.fetch(itemId, via, source, part, { session, signal, stallMs }),
       digest: () => client.digest(session),
       close: () => client.close(session),
     };

@@ -30,6 +30,7 @@ export interface ItemWriter {
    * @param source the upload server and its read token
    * @param part the bytes
    * @param signal stops the fetch
+   * @param stallMs longest wait for the next piece of an HTTP body, in ms
    * @returns `false` when it could not try (fetch the part and `put()` it)
    * @throws {PartFetchError} (as a rejection) when the upload server's side failed
    * @throws {DOMException} (as a rejection) what the store failed with, or an `AbortError`
@@ -40,6 +41,7 @@ export interface ItemWriter {
     source: PartSource,
     part: ByteRange,
     signal: AbortSignal,
+    stallMs?: number,
   ): Promise<boolean>;
   /** The item's SHA-256, once every part is stored (bytes not seen are read back first). */
   digest(): Promise<Uint8Array>;

@@ -119,7 +119,7 @@ export class StoreWorkerClient {
    * @param source the upload server and its read token
    * @param part the bytes
    * @param options `session` hashes the part (and holds the `dup/2` connections); `signal` stops
-   *   the fetch
+   *   the fetch; `stallMs` is the longest wait for the next piece of an HTTP body
    * @returns `false` when no Worker can run (nothing was fetched)
    * @throws {PartFetchError} (as a rejection) when the server's side failed
    * @throws {DOMException} (as a rejection) what the store failed with, or an `AbortError`
@@ -129,7 +129,7 @@ export class StoreWorkerClient {
     via: 'http' | 'dup2',
     source: PartSource,
     part: { readonly start: number; readonly end: number },
-    options: { session?: number; signal?: AbortSignal } = {},
+    options: { session?: number; signal?: AbortSignal; stallMs?: number | undefined } = {},
   ): Promise<boolean> {
     const { signal } = options;
     signal?.throwIfAborted();
@@ -156,6 +156,7 @@ export class StoreWorkerClient {
             start: part.start,
             end: part.end,
             session: options.session,
+            stallMs: options.stallMs,
           },
           [],
         ],

@@ -23,7 +23,7 @@
 import { OpfsItemStore, opfsItemFolder, partFileName } from './item-store.js';
 import { TransportError } from '../errors.js';
 import type { Dup2Reader, ReadSink } from './dup2-reader.js';
-import { requestPart, type PartSource } from './fetch-part.js';
+import { readBody, requestPart, type PartSource } from './fetch-part.js';
 import { StoreWorkerClient } from './store-worker-client.js';
 import type { PartHasher } from './part-hasher.js';
 
@@ -53,6 +53,8 @@ export type StoreRequest =
       readonly start: number;
       readonly end: number;
       readonly session?: number | undefined;
+      /** Longest wait for the next piece of an HTTP body, in ms. */
+      readonly stallMs?: number | undefined;
     }
   /** Flush the file `name` of the item's folder to the disk (asked of the Worker's twin). */
   | { readonly type: 'flush'; readonly id: number; readonly itemId: string; readonly name: string }
@@ -276,24 +278,15 @@ async function streamPart(
     });
     return;
   }
-  const response = await requestPart(itemId, source, { start, end }, signal).catch((e: unknown) => {
-    throw signal.aborted ? e : new FetchFailure(message(e));
+  const response = await requestPart(itemId, source, { start, end }, signal, request.stallMs).catch(
+    (e: unknown) => {
+      throw signal.aborted ? e : new FetchFailure(message(e));
+    },
+  );
+  await readBody(response, source, sink, request.stallMs).catch((e: unknown) => {
+    if (signal.aborted || isStoreFailure(e) || e instanceof FetchFailure) throw e;
+    throw new FetchFailure(`${source.serverId}: ${message(e)}`);
   });
-  const body = response.body?.getReader();
-  try {
-    for (let at = 0; body;) {
-      const read = await body.read().catch((e: unknown) => {
-        throw signal.aborted ? e : new FetchFailure(`${source.serverId}: ${message(e)}`);
-      });
-      if (read.done) break;
-      const length = read.value.length;
-      sink(at, read.value);
-      at += length;
-    }
-  } catch (e) {
-    await body?.cancel().catch(() => undefined);
-    throw e;
-  }
 }
 
 /**

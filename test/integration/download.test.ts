@@ -6,6 +6,7 @@ import type { WsUploaderEngine } from '../../src/index.js';
 import { DownloadError, IndexedDbItemStore, OpfsItemStore, WsDownloader } from '../../src/index.js';
 import {
   corruptingProxy,
+  faultProxy,
   randomFile,
   sha256Hex,
   startDeployment,
@@ -254,6 +255,56 @@ describe('downloader', () => {
     expect(await blobSha256(item.blob)).to.equal(expected);
     expect((await names()).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
     await store.delete(itemId);
+  });
+
+  it('gives up an HTTP Range body that stalls (a connection that died without closing) after stallTimeout and fetches the part again, in the store Worker and on the page', async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(8 * MiB + 11, 'stall.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
+    const fileGets = async (): Promise<number> =>
+      (await uploadLogs(d!, 'up-1')).filter(
+        (e) =>
+          e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
+      ).length;
+    for (const store of [new OpfsItemStore(), new OpfsItemStore({ worker: false })]) {
+      const proxy = await faultProxy(d!, 'up-1');
+      await store.delete(itemId);
+      const before = await fileGets();
+      const downloader = new WsDownloader({
+        locate: async (id) => {
+          const l = await bob.locate(id);
+          return { ...l, holders: l.holders.map((h) => ({ ...h, httpUrl: proxy.via(h.httpUrl) })) };
+        },
+        store,
+        transport: 'http',
+        partSize: MiB,
+        stallTimeout: 1000,
+        retryDelays: [10, 10, 10, 10, 10],
+      });
+      // Once a part is stored, the connections open then go silent.
+      let cut = 0;
+      let cutting = false;
+      downloader.on('progress', (e) => {
+        if (cut > 0 || cutting || e.detail.bytesStored === 0) return;
+        cutting = true;
+        void proxy.blackhole().then((n) => {
+          cut = n;
+          cutting = false;
+        });
+      });
+      const item = await downloader.download(itemId);
+      expect(cut).to.be.at.least(1);
+      expect(item.sha256).to.equal(expected);
+      expect(await blobSha256(item.blob)).to.equal(expected);
+      // Connections went silent with parts on them (asked for, or their bodies coming): without
+      // the stall watch the download would wait for them for ever.
+      expect((await proxy.stats()).blackholed).to.be.at.least(1);
+      expect((await fileGets()) - before).to.be.at.least(Math.ceil(file.size / MiB));
+      await store.delete(itemId);
+    }
   });
 
   it('takes an inline item from the answer, and refuses an item no live server holds', async () => {
