@@ -93,26 +93,37 @@ export async function readBody(
   const body = response.body?.getReader();
   if (!body) return 0;
   let at = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  // One timer for the whole body, armed again from the last piece when it fires: a stalled body
+  // is cancelled, which ends the read waiting on it.
+  let last = Date.now();
+  let stalled = false;
+  const watch = (): ReturnType<typeof setTimeout> =>
+    setTimeout(
+      () => {
+        if (Date.now() - last < stallMs) timer = watch();
+        else {
+          stalled = true;
+          void body.cancel().catch(() => undefined);
+        }
+      },
+      stallMs - (Date.now() - last),
+    );
+  let timer = watch();
   try {
     for (;;) {
-      const stalled = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${holder.serverId} sent nothing for ${stallMs} ms`)),
-          stallMs,
-        );
-      });
-      const read = await Promise.race([body.read(), stalled]);
-      clearTimeout(timer);
+      const read = await body.read();
+      if (stalled) throw new Error(`${holder.serverId} sent nothing for ${stallMs} ms`);
       if (read.done) return at;
+      last = Date.now();
       const length = read.value.length;
       sink(at, read.value as Uint8Array<ArrayBuffer>);
       at += length;
     }
   } catch (e) {
-    clearTimeout(timer);
     await body.cancel().catch(() => undefined);
     throw e;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

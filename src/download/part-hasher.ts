@@ -38,6 +38,8 @@ export class PartHasher {
   #heldBytes = 0;
   readonly #maxHeld: number;
   #next = 0;
+  /** Where the hash was when held pieces it went past were last dropped. */
+  #swept = 0;
   /** Ranges known to be in the store, merged. */
   #stored: ByteRange[] = [];
   /** Reading stored bytes back to hash them, while the download goes on. */
@@ -74,11 +76,11 @@ export class PartHasher {
       // A part fetched again (after a failed attempt) may bring bytes held already: the longer
       // piece stays.
       const before = this.#held.get(start)?.length ?? 0;
-      if (
-        start > this.#next &&
-        bytes.length > before &&
-        this.#heldBytes - before + bytes.length <= this.#maxHeld
-      ) {
+      if (start <= this.#next || bytes.length <= before) return;
+      const fits = (): boolean => this.#heldBytes - before + bytes.length <= this.#maxHeld;
+      // Pieces the hash went past (held from an attempt cut into other pieces) make room.
+      if (!fits()) this.#dropPassed();
+      if (fits()) {
         this.#held.set(start, bytes);
         this.#heldBytes += bytes.length - before;
       }
@@ -178,13 +180,17 @@ export class PartHasher {
   #feed(bytes: Uint8Array<ArrayBuffer>): void {
     this.#next += bytes.length;
     this.#sink.update(bytes);
-    // Pieces the hash went past (held from an attempt cut into other pieces) are not needed.
-    if (this.#heldBytes > 0)
-      for (const [at, held] of this.#held)
-        if (at < this.#next) {
-          this.#held.delete(at);
-          this.#heldBytes -= held.length;
-        }
+  }
+
+  /** Drops the held pieces the hash went past (once for each place the hash reaches). */
+  #dropPassed(): void {
+    if (this.#swept === this.#next) return;
+    this.#swept = this.#next;
+    for (const [at, held] of this.#held)
+      if (at < this.#next) {
+        this.#held.delete(at);
+        this.#heldBytes -= held.length;
+      }
   }
 }
 

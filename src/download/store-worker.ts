@@ -137,8 +137,8 @@ const flusher =
 
 /** Reads stored parts back, for the hashing. */
 const reader = new OpfsItemStore({ worker: false });
-/** Hashing sessions: each item being downloaded, and its hasher. */
-const sessions = new Map<number, { readonly itemId: string; readonly hasher: PartHasher }>();
+/** Hashing sessions: the hasher of each item being downloaded. */
+const sessions = new Map<number, PartHasher>();
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -301,8 +301,7 @@ async function fetchInto(request: Extract<StoreRequest, { type: 'fetch' }>): Pro
     const file = await partFile(itemId, start, end).catch((e: unknown) => {
       throw ofStore(e);
     });
-    const hasher =
-      request.session === undefined ? undefined : sessions.get(request.session)?.hasher;
+    const hasher = request.session === undefined ? undefined : sessions.get(request.session);
     let received = 0;
     try {
       await streamPart(
@@ -400,9 +399,9 @@ async function open(session: number, itemId: string, size: number): Promise<void
   const { PartHasher } = await import('./part-hasher.js');
   const { hashWorkerFactory } = await import('../engine/item-hasher.js');
   await sweep(itemId).catch(() => undefined);
-  sessions.set(session, {
-    itemId,
-    hasher: new PartHasher(
+  sessions.set(
+    session,
+    new PartHasher(
       size,
       async (start, end) => {
         const slice = await reader.slice(itemId, start, end);
@@ -418,7 +417,7 @@ async function open(session: number, itemId: string, size: number): Promise<void
       hashWorkerFactory(true),
       HELD_IN_WORKER,
     ),
-  });
+  );
 }
 
 async function answer(
@@ -429,8 +428,7 @@ async function answer(
       const { itemId, start, bytes } = request;
       const end = start + bytes.length;
       await put(itemId, start, bytes);
-      const hasher =
-        request.session === undefined ? undefined : sessions.get(request.session)?.hasher;
+      const hasher = request.session === undefined ? undefined : sessions.get(request.session);
       hasher?.offer(start, bytes); // may hand the buffer over
       hasher?.stored(start, end);
       return { type: 'done', id: request.id };
@@ -445,9 +443,9 @@ async function answer(
       await flush(request.itemId, request.name);
       return { type: 'done', id: request.id };
     case 'digest': {
-      const session = sessions.get(request.session);
-      if (!session) throw new DOMException('no such hashing session', 'InvalidStateError');
-      return { type: 'done', id: request.id, digest: await session.hasher.digest() };
+      const hasher = sessions.get(request.session);
+      if (!hasher) throw new DOMException('no such hashing session', 'InvalidStateError');
+      return { type: 'done', id: request.id, digest: await hasher.digest() };
     }
   }
 }
@@ -455,7 +453,7 @@ async function answer(
 scope.onmessage = (event) => {
   const request = event.data;
   if (request.type === 'close') {
-    sessions.get(request.session)?.hasher.close();
+    sessions.get(request.session)?.close();
     sessions.delete(request.session);
     for (const reader of readers.get(request.session)?.values() ?? []) reader.close();
     readers.delete(request.session);

@@ -6,6 +6,7 @@ import { expect } from '@open-wc/testing';
 import { OpfsItemStore } from '../../src/download/item-store.js';
 import type { ItemMeta } from '../../src/protocol/control.js';
 import { toHex } from '../../src/protocol/hex.js';
+import { opfsItemDir, opfsItemNames } from '../helpers/opfs.js';
 
 const MiB = 1024 * 1024;
 
@@ -25,12 +26,8 @@ function meta(itemId: string, size: number): ItemMeta {
 
 /** The names in an item's folder, and the SHA-256 of its parts' files read in order straight from OPFS. */
 async function onDisk(itemId: string): Promise<{ names: string[]; sha256: string }> {
-  const dir = await (
-    await (await navigator.storage.getDirectory()).getDirectoryHandle('ws-uploader-items')
-  ).getDirectoryHandle(itemId);
-  const names: string[] = [];
-  for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys())
-    names.push(name);
+  const dir = await opfsItemDir(itemId);
+  const names = await opfsItemNames(itemId);
   const parts = names
     .filter((n) => n.endsWith('.part'))
     .sort((a, b) => Number(a.split('-')[0]) - Number(b.split('-')[0]));

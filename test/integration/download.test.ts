@@ -16,6 +16,7 @@ import {
   type TestDeployment,
 } from '../helpers/servers.js';
 import { startedEngine, uploadFile } from '../helpers/engines.js';
+import { opfsItemNames } from '../helpers/opfs.js';
 import { until } from '../helpers/until.js';
 
 const MiB = 1024 * 1024;
@@ -177,84 +178,51 @@ describe('downloader', () => {
     }
   });
 
-  it('keeps the parts of a stopped download and fetches only the rest; works on IndexedDB', async () => {
+  it("keeps the parts of a stopped download and fetches only the rest, on IndexedDB and in the OPFS store's Worker (no temporary file left)", async () => {
     d = await startDeployment({ uploadServers: 1 });
     const alice = await startedEngine(d!, d!.token, engines);
-    const file = randomFile(6 * MiB + 7, 'resume.bin');
+    const file = randomFile(8 * MiB + 7, 'resume.bin');
     const expected = await blobSha256(file);
     const { itemId } = await uploadFile(alice, file);
     const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
-    const store = new IndexedDbItemStore('ws-uploader-download-test');
-    await store.delete(itemId);
-    const downloader = new WsDownloader({ locate: bob, store, partSize: 1 * MiB, perServer: 1 });
+    const temporary = async (): Promise<string[]> =>
+      (await opfsItemNames(itemId)).filter((n) => n.endsWith('.tmp'));
+    for (const store of [
+      new IndexedDbItemStore('ws-uploader-download-test'),
+      new OpfsItemStore(),
+    ]) {
+      const opfs = store instanceof OpfsItemStore;
+      if (opfs) expect(await store.writeThread()).to.equal('worker');
+      await store.delete(itemId);
+      const downloader = new WsDownloader({ locate: bob, store, partSize: MiB, perServer: 2 });
 
-    const stop = new AbortController();
-    const off = downloader.on('progress', (e) => {
-      if (e.detail.bytesStored >= 2 * MiB) stop.abort();
-    });
-    let stopped: unknown;
-    await downloader.download(itemId, { signal: stop.signal }).catch((e: unknown) => (stopped = e));
-    off();
-    expect(stopped).to.not.equal(undefined);
-    const kept = (await store.get(itemId))!.ranges;
-    const keptBytes = kept.reduce((n, r) => n + r.end - r.start, 0);
-    expect(keptBytes)
-      .to.be.at.least(2 * MiB)
-      .and.below(file.size);
+      const stop = new AbortController();
+      const off = downloader.on('progress', (e) => {
+        if (e.detail.bytesStored >= 2 * MiB) stop.abort();
+      });
+      let stopped: unknown;
+      await downloader
+        .download(itemId, { signal: stop.signal })
+        .catch((e: unknown) => (stopped = e));
+      off();
+      expect((stopped as Error | undefined)?.name, store.kind).to.equal('AbortError');
+      // A part stopped mid-way in the Worker leaves no temporary file behind.
+      if (opfs) await until(async () => (await temporary()).length === 0);
+      const kept = (await store.get(itemId))!.ranges;
+      const keptBytes = kept.reduce((n, r) => n + r.end - r.start, 0);
+      expect(keptBytes, store.kind)
+        .to.be.at.least(2 * MiB)
+        .and.below(file.size);
 
-    let fetched = 0;
-    downloader.on('progress', (e) => (fetched = e.detail.bytesByServer['up-1'] ?? 0));
-    const item = await downloader.download(itemId);
-    expect(item.sha256).to.equal(expected);
-    expect(fetched).to.equal(file.size - keptBytes);
-    expect(await blobSha256(item.blob)).to.equal(expected);
-    await store.delete(itemId);
-  });
-
-  it("stops a download in the store's Worker mid-way: the parts stored are kept, no temporary file is left, and the rest is fetched after", async () => {
-    d = await startDeployment({ uploadServers: 1 });
-    const alice = await startedEngine(d!, d!.token, engines);
-    const file = randomFile(8 * MiB + 5, 'stopped.bin');
-    const expected = await blobSha256(file);
-    const { itemId } = await uploadFile(alice, file);
-    const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
-    const store = new OpfsItemStore();
-    await store.delete(itemId);
-    const downloader = new WsDownloader({ locate: bob, store, partSize: MiB, perServer: 2 });
-    expect(await store.writeThread()).to.equal('worker');
-
-    const stop = new AbortController();
-    const off = downloader.on('progress', (e) => {
-      if (e.detail.bytesStored >= 2 * MiB) stop.abort();
-    });
-    let stopped: unknown;
-    await downloader.download(itemId, { signal: stop.signal }).catch((e: unknown) => (stopped = e));
-    off();
-    expect((stopped as Error | undefined)?.name).to.equal('AbortError');
-    const names = async (): Promise<string[]> => {
-      const dir = await (
-        await (await navigator.storage.getDirectory()).getDirectoryHandle('ws-uploader-items')
-      ).getDirectoryHandle(itemId);
-      const out: string[] = [];
-      for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys())
-        out.push(name);
-      return out;
-    };
-    await until(async () => !(await names()).some((n) => n.endsWith('.tmp')));
-    const kept = (await store.get(itemId))!.ranges;
-    const keptBytes = kept.reduce((n, r) => n + r.end - r.start, 0);
-    expect(keptBytes)
-      .to.be.at.least(2 * MiB)
-      .and.below(file.size);
-
-    let fetched = 0;
-    downloader.on('progress', (e) => (fetched = e.detail.bytesByServer['up-1'] ?? 0));
-    const item = await downloader.download(itemId);
-    expect(item.sha256).to.equal(expected);
-    expect(fetched).to.equal(file.size - keptBytes);
-    expect(await blobSha256(item.blob)).to.equal(expected);
-    expect((await names()).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
-    await store.delete(itemId);
+      let fetched = 0;
+      downloader.on('progress', (e) => (fetched = e.detail.bytesByServer['up-1'] ?? 0));
+      const item = await downloader.download(itemId);
+      expect(item.sha256).to.equal(expected);
+      expect(fetched, store.kind).to.equal(file.size - keptBytes);
+      expect(await blobSha256(item.blob)).to.equal(expected);
+      if (opfs) expect(await temporary()).to.deep.equal([]);
+      await store.delete(itemId);
+    }
   });
 
   it('gives up an HTTP Range body that stalls (a connection that died without closing) after stallTimeout and fetches the part again, in the store Worker and on the page', async () => {
