@@ -15,7 +15,7 @@
  * acknowledged without writing), else it fails with `conflict` and the stored bytes stay.
  */
 import { createHash } from 'node:crypto';
-import { HELD_AHEAD_MAX, RunningDigest } from './running-digest.js';
+import { AheadBudget, DIGEST_AHEAD_BYTES, RunningDigest } from './running-digest.js';
 import { EventEmitter } from 'node:events';
 import { createReadStream } from 'node:fs';
 import {
@@ -193,10 +193,12 @@ export interface FileStoreOptions {
    */
   readonly durability?: 'fsync' | 'write';
   /**
-   * Bytes of an item held in memory, at most, when they arrive ahead of a gap (HTTP parts sent side
-   * by side), to feed the item's running SHA-256 in order once the gap fills; what does not fit is
-   * read back from disk a few MiB at a time as the upload goes on. `0` holds none and reads back
-   * nothing early: bytes past a gap are read back when the item completes. @default 1048576 (1 MiB)
+   * Bytes held in memory, over all items, at most, when they arrive ahead of a gap (HTTP parts sent
+   * side by side), to feed each item's running SHA-256 in order once the gap fills; what does not
+   * fit is read back from disk a few MiB at a time as the upload goes on. Room for one item is
+   * made by letting go the bytes of the item that held bytes least recently. `0` holds none and
+   * reads back nothing early: bytes past a gap are read back when the item completes.
+   * @default 33554432 (32 MiB)
    */
   readonly digestAheadBytes?: number;
   /** Largest sum of the sizes of all items, in bytes. @default Infinity */
@@ -245,6 +247,7 @@ export class FileStore implements ItemStore {
   readonly #dir: string;
   readonly #sync: boolean;
   readonly #digestAhead: number;
+  readonly #aheadBudget: AheadBudget;
   readonly #maxBytes: number;
   readonly #maxBytesPerOwner: number;
   readonly #onCorrupt: ((itemId: string, range: ByteRange) => void) | undefined;
@@ -264,7 +267,8 @@ export class FileStore implements ItemStore {
   constructor(dir: string, options: FileStoreOptions = {}) {
     this.#dir = dir;
     this.#sync = (options.durability ?? 'fsync') === 'fsync';
-    this.#digestAhead = options.digestAheadBytes ?? HELD_AHEAD_MAX;
+    this.#digestAhead = options.digestAheadBytes ?? DIGEST_AHEAD_BYTES;
+    this.#aheadBudget = new AheadBudget(this.#digestAhead);
     this.#maxBytes = options.maxBytes ?? Infinity;
     this.#maxBytesPerOwner = options.maxBytesPerOwner ?? Infinity;
     this.#onCorrupt = options.onCorrupt;
@@ -532,6 +536,7 @@ export class FileStore implements ItemStore {
     await slot.queue.catch(() => undefined);
     await slot.nextCommit?.catch(() => undefined);
     await slot.committing?.catch(() => undefined);
+    slot.hash?.drop();
     await slot.handle?.close().catch(() => undefined);
     await slot.journal?.close().catch(() => undefined);
     delete slot.handle;
@@ -702,7 +707,7 @@ export class FileStore implements ItemStore {
     slot.journalBytes = chunks.length * CHUNK_RECORD_BYTES;
     slot.journalTorn = false;
     slot.hash?.drop();
-    slot.hash = chunks.length === 0 ? new RunningDigest(this.#digestAhead) : undefined;
+    slot.hash = chunks.length === 0 ? new RunningDigest(this.#aheadBudget) : undefined;
     let ranges: ByteRange[] = [];
     for (const c of chunks) ranges = addRange(ranges, c);
     // Counted as just stored: the item waits a whole partialTtlMs for the bytes to come again.
@@ -780,7 +785,7 @@ export class FileStore implements ItemStore {
       journalBytes: 0,
       journalTorn: false,
       queue: Promise.resolve(),
-      hash: new RunningDigest(this.#digestAhead),
+      hash: new RunningDigest(this.#aheadBudget),
     };
     if (!meta) {
       if (create === undefined) return undefined;

@@ -1,12 +1,74 @@
 /**
  * The SHA-256 of an item's prefix, fed with the bytes of each write as they are stored, so that
  * completing the item reads little back from disk. Bytes that arrive ahead of a gap (HTTP parts
- * sent side by side, say) are held, up to a bound, and fed once the gap fills.
+ * sent side by side, say) are held, within a budget shared by every item of a store, and fed once
+ * the gap fills.
  */
 import { createHash, type Hash } from 'node:crypto';
 
-/** Bytes held ahead of a gap per item, at most, by default; past it they are read back at completion. */
-export const HELD_AHEAD_MAX = 1024 * 1024;
+/**
+ * Bytes held ahead of a gap over every item of a store, at most, by default: three HTTP parts of
+ * 16 MiB sent side by side (the engine's default) keep two parts ahead of the one the digest is in.
+ */
+export const DIGEST_AHEAD_BYTES = 32 * 1024 * 1024;
+
+/** A digest that took no room for this long lets its held bytes go when another needs the room. */
+export const AHEAD_IDLE_MS = 2000;
+
+/**
+ * The bytes that running digests hold ahead of their gaps, over all of them, bounded. Held bytes
+ * are only a cache (they are stored, and can be read back), so an item whose upload stopped must
+ * not keep the room from the others: when one digest needs room, digests that took none for
+ * {@link AHEAD_IDLE_MS} let their held bytes go. Digests still taking room keep theirs, so two
+ * items uploading at once do not take the room from each other in turn.
+ * @internal
+ */
+export class AheadBudget {
+  readonly #limit: number;
+  readonly #now: () => number;
+  #used = 0;
+  /** Digests holding bytes, by when they last took room, the least recent first. */
+  readonly #holders = new Map<RunningDigest, number>();
+
+  /**
+   * @param limit bytes held over every digest, at most (0: none)
+   * @param now the clock, in ms
+   */
+  constructor(limit: number, now: () => number = () => performance.now()) {
+    this.#limit = limit;
+    this.#now = now;
+  }
+
+  /** Bytes held now, over every digest. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /**
+   * Room for `bytes` more held by `digest`, made where needed by letting idle digests' held bytes
+   * go, least recent first.
+   * @returns whether the bytes may be held
+   */
+  take(digest: RunningDigest, bytes: number): boolean {
+    if (bytes > this.#limit) return false;
+    const now = this.#now();
+    for (const [other, since] of this.#holders) {
+      if (this.#used + bytes <= this.#limit || now - since < AHEAD_IDLE_MS) break;
+      if (other !== digest) other.drop();
+    }
+    if (this.#used + bytes > this.#limit) return false;
+    this.#used += bytes;
+    this.#holders.delete(digest);
+    this.#holders.set(digest, now);
+    return true;
+  }
+
+  /** Gives back `bytes` that `digest` held; `none` when it holds nothing more. */
+  give(digest: RunningDigest, bytes: number, none: boolean): void {
+    this.#used -= bytes;
+    if (none) this.#holders.delete(digest);
+  }
+}
 
 /**
  * A running SHA-256 of `[0, hashedTo)` of an item.
@@ -18,7 +80,7 @@ export class RunningDigest {
   /** Bytes past `#to`, by offset, waiting for the gap before them to fill. */
   readonly #ahead = new Map<number, Uint8Array>();
   #aheadBytes = 0;
-  readonly #aheadMax: number;
+  readonly #budget: AheadBudget;
   /** The last update scheduled; updates run in order. */
   #last: Promise<void> = Promise.resolve();
   /** Bytes to feed at the next update, in order: one update takes all offered until it runs. */
@@ -26,9 +88,9 @@ export class RunningDigest {
   /** Given away by {@link RunningDigest.take}: offers are ignored. */
   #taken = false;
 
-  /** @param aheadMax bytes held ahead of a gap, at most (0: none) */
-  constructor(aheadMax = HELD_AHEAD_MAX) {
-    this.#aheadMax = aheadMax;
+  /** @param budget bounds the bytes held ahead of a gap, shared with other digests */
+  constructor(budget: AheadBudget = new AheadBudget(DIGEST_AHEAD_BYTES)) {
+    this.#budget = budget;
   }
 
   /** The end of the bytes fed (or scheduled to be). */
@@ -49,7 +111,7 @@ export class RunningDigest {
   offer(start: number, bytes: Uint8Array): void {
     if (this.#taken || bytes.length === 0 || start + bytes.length <= this.#to) return;
     if (start > this.#to) {
-      if (!this.#ahead.has(start) && this.#aheadBytes + bytes.length <= this.#aheadMax) {
+      if (!this.#ahead.has(start) && this.#budget.take(this, bytes.length)) {
         this.#ahead.set(start, bytes);
         this.#aheadBytes += bytes.length;
       }
@@ -63,11 +125,7 @@ export class RunningDigest {
     }
     // Held bytes the run passed over (the same bytes sent again, cut otherwise) are let go; what
     // they had past the run is read back at completion.
-    for (const [at, held] of this.#ahead)
-      if (at < this.#to) {
-        this.#ahead.delete(at);
-        this.#aheadBytes -= held.length;
-      }
+    for (const [at, held] of this.#ahead) if (at < this.#to) this.#let(at, held);
     // Fed once the next write has started, so hashing overlaps with the disk; in order. An update
     // already waiting takes these bytes too (a body's many small buffers make one update).
     const waiting = this.#queue.length > 0;
@@ -98,17 +156,22 @@ export class RunningDigest {
     return { hash: this.#hash, from };
   }
 
-  /** Lets the held bytes go. */
+  /** Lets the held bytes go (they are read back from disk when the digest reaches them). */
   drop(): void {
+    if (this.#aheadBytes > 0) this.#budget.give(this, this.#aheadBytes, true);
     this.#ahead.clear();
     this.#aheadBytes = 0;
   }
 
   #take(at: number): Uint8Array | undefined {
     const held = this.#ahead.get(at);
-    if (!held) return undefined;
+    if (held) this.#let(at, held);
+    return held;
+  }
+
+  #let(at: number, held: Uint8Array): void {
     this.#ahead.delete(at);
     this.#aheadBytes -= held.length;
-    return held;
+    this.#budget.give(this, held.length, this.#ahead.size === 0);
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { HELD_AHEAD_MAX, RunningDigest } from '../../server/upload/running-digest.js';
+import { AHEAD_IDLE_MS, AheadBudget, RunningDigest } from '../../server/upload/running-digest.js';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -33,13 +33,49 @@ describe('RunningDigest', () => {
   });
 
   it('lets held bytes go past its bound: they are read back at completion', async () => {
-    const big = new Uint8Array(HELD_AHEAD_MAX + 2);
-    const d = new RunningDigest();
-    d.offer(1, big.subarray(1, HELD_AHEAD_MAX + 2));
+    const budget = new AheadBudget(500);
+    const d = new RunningDigest(budget);
+    d.offer(100, item.subarray(100, 700));
     expect(d.heldBytes).to.equal(0);
-    d.offer(0, big.subarray(0, 1));
-    expect(d.hashedTo).to.equal(1);
-    expect(await finish(d, big)).to.deep.equal({ hex: sha256(big), from: 1 });
+    expect(budget.used).to.equal(0);
+    d.offer(0, item.subarray(0, 100));
+    expect(d.hashedTo).to.equal(100);
+    expect(await finish(d, item)).to.deep.equal({ hex: sha256(item), from: 100 });
+  });
+
+  it('shares its bound with other digests: an idle one lets its held bytes go', async () => {
+    let now = 0;
+    const budget = new AheadBudget(500, () => now);
+    const [a, b] = [new RunningDigest(budget), new RunningDigest(budget)];
+    a.offer(100, item.subarray(100, 400));
+    b.offer(100, item.subarray(100, 300));
+    expect([a.heldBytes, b.heldBytes, budget.used]).to.deep.equal([300, 200, 500]);
+    // Both busy: b's next bytes are not held, a keeps its own.
+    b.offer(300, item.subarray(300, 500));
+    expect([a.heldBytes, b.heldBytes, budget.used]).to.deep.equal([300, 200, 500]);
+    // a took no room for a while: its bytes go (read back when its gap fills), b's are held.
+    now += AHEAD_IDLE_MS;
+    b.offer(300, item.subarray(300, 500));
+    expect([a.heldBytes, b.heldBytes, budget.used]).to.deep.equal([0, 400, 400]);
+    // b's gap fills: its held bytes are fed and given back.
+    b.offer(0, item.subarray(0, 100));
+    expect([b.hashedTo, b.heldBytes, budget.used]).to.deep.equal([500, 0, 0]);
+    a.offer(0, item.subarray(0, 100));
+    expect(a.hashedTo).to.equal(100);
+    expect(await finish(a, item)).to.deep.equal({ hex: sha256(item), from: 100 });
+    expect(await finish(b, item)).to.deep.equal({ hex: sha256(item), from: 500 });
+  });
+
+  it('gives back what it held when dropped or taken', async () => {
+    const budget = new AheadBudget(1000);
+    const a = new RunningDigest(budget);
+    a.offer(100, item.subarray(100, 300));
+    a.drop();
+    expect(budget.used).to.equal(0);
+    a.offer(500, item.subarray(500, 600));
+    expect(budget.used).to.equal(100);
+    await a.take();
+    expect(budget.used).to.equal(0);
   });
 
   it('takes no more bytes once taken', async () => {
