@@ -208,7 +208,7 @@ async function wsSend(url, file, from, to, codec, { message, window, mode, acks,
 }
 
 /**
- * The SHA-256 of the file, read as a stream (`File.stream()`), with hash-wasm: what the engine's
+ * The SHA-256 of the file, read as a byte stream (`File.stream()`) into one buffer, with hash-wasm: what the engine's
  * `sha256` integrity costs, beside the page's `fetch` PUT of the same file.
  */
 async function hash({ name }) {
@@ -217,15 +217,19 @@ async function hash({ name }) {
   const hasher = await createSHA256();
   hasher.init();
   const t0 = performance.now();
-  const reader = file.stream().getReader();
+  // A BYOB reader into one 4 MiB buffer: a default reader's fresh buffer per piece doubled the
+  // Worker's CPU time here.
+  const reader = file.stream().getReader({ mode: 'byob' });
+  let buffer = new ArrayBuffer(4 * MiB);
   let bytes = 0;
   let reads = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read(new Uint8Array(buffer));
     if (done) break;
     hasher.update(value);
     bytes += value.length;
     reads++;
+    buffer = value.buffer;
   }
   const sha256 = hasher.digest('hex');
   return { bytes, reads, seconds: (performance.now() - t0) / 1000, sha256 };

@@ -7,6 +7,7 @@
  * @module
  */
 import { createSHA256, type IHasher } from 'hash-wasm';
+import { eachPiece } from './read-pieces.js';
 
 /**
  * What the hash Worker is sent: a `Blob` to hash whole (one message), or an item's bytes in order,
@@ -27,13 +28,9 @@ const scope = globalThis as unknown as {
 async function hash(blob: Blob): Promise<Uint8Array> {
   const hasher = await createSHA256();
   hasher.init();
-  // A stream reads the file faster than slices in a Worker, and holds one chunk at a time.
-  const reader = blob.stream().getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return hasher.digest('binary');
-    hasher.update(value);
-  }
+  // A stream reads the file faster than slices in a Worker.
+  await eachPiece(blob, (bytes) => hasher.update(bytes));
+  return hasher.digest('binary');
 }
 
 const answer = (work: Promise<Uint8Array>): void => {
