@@ -247,15 +247,19 @@ async function getSync({ url, token, name }) {
     const t0 = performance.now();
     const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
     if (!response.ok) throw new Error(`GET answered ${response.status}`);
-    const reader = response.body.getReader();
+    // A BYOB reader into one 4 MiB buffer: a default reader's fresh buffer per piece made this
+    // baseline half as fast here.
+    const reader = response.body.getReader({ mode: 'byob' });
+    let buffer = new ArrayBuffer(4 * MiB);
     let at = 0;
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await reader.read(new Uint8Array(buffer));
       if (done) break;
       for (let written = 0; written < value.length;) {
         written += access.write(value.subarray(written), { at: at + written });
       }
       at += value.length;
+      buffer = value.buffer;
     }
     access.flush();
     return { bytes: at, seconds: (performance.now() - t0) / 1000 };

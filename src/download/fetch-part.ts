@@ -5,6 +5,7 @@
  */
 import type { ItemHolder } from '../protocol/control.js';
 import type { ByteRange } from '../protocol/ranges.js';
+import type { BufferPool } from './buffer-pool.js';
 
 /** What a part's request needs of its holder. */
 export type PartSource = Pick<
@@ -76,10 +77,15 @@ export async function requestPart(
 /**
  * Reads a part's body piece by piece, each to `sink` with its offset in the part; a body that sends
  * nothing for `stallMs` is cancelled (a dead connection that never closes).
+ *
+ * With a `pool`, where the body is a byte stream, each piece is one of the pool's buffers filled
+ * (but the last), read into with a BYOB reader, and handed to `sink` with the buffer: whoever is
+ * last done with it gives it back to the pool. Else the pieces are the body's own.
  * @param response the part's response, checked by `requestPart`
  * @param holder the server, to name in errors
  * @param sink takes each piece; what it throws cancels the body and fails the read
  * @param stallMs longest wait for the next piece, in ms
+ * @param pool buffers to read into
  * @returns the bytes read
  * @throws {Error} (as a rejection) when the body stalls or fails; what `sink` throws
  * @internal
@@ -89,9 +95,19 @@ export async function readBody(
   holder: Pick<PartSource, 'serverId'>,
   sink: (at: number, bytes: Uint8Array<ArrayBuffer>) => void,
   stallMs = DEFAULT_STALL_MS,
+  pool?: BufferPool,
 ): Promise<number> {
-  const body = response.body?.getReader();
-  if (!body) return 0;
+  const stream = response.body;
+  if (!stream) return 0;
+  let byob: ReadableStreamBYOBReader | undefined;
+  if (pool) {
+    try {
+      byob = stream.getReader({ mode: 'byob' });
+    } catch {
+      // Not a byte stream in this browser: the body's own pieces.
+    }
+  }
+  const body = byob ?? stream.getReader();
   let at = 0;
   // One timer for the whole body, armed again from the last piece when it fires: a stalled body
   // is cancelled, which ends the read waiting on it.
@@ -109,9 +125,37 @@ export async function readBody(
       stallMs - (Date.now() - last),
     );
   let timer = watch();
+  /** The pool's buffer being filled, and how much of it is. */
+  let buffer: ArrayBuffer | undefined;
+  let filled = 0;
+  const hand = (): void => {
+    const bytes = new Uint8Array(buffer!, 0, filled);
+    buffer = undefined;
+    filled = 0;
+    // Counted first: the sink may move the buffer to another thread.
+    const length = bytes.length;
+    sink(at, bytes);
+    at += length;
+  };
   try {
     for (;;) {
-      const read = await body.read();
+      if (byob) {
+        buffer ??= pool!.take();
+        const read = await byob.read(new Uint8Array(buffer, filled));
+        if (stalled) throw new Error(`${holder.serverId} sent nothing for ${stallMs} ms`);
+        // The buffer moves into the view read, done or not.
+        if (read.value) buffer = read.value.buffer as ArrayBuffer;
+        if (read.done) {
+          if (filled > 0) hand();
+          else if (buffer) pool!.give(buffer);
+          return at;
+        }
+        last = Date.now();
+        filled += read.value.length;
+        if (filled === buffer.byteLength) hand();
+        continue;
+      }
+      const read = await (body as ReadableStreamDefaultReader<Uint8Array>).read();
       if (stalled) throw new Error(`${holder.serverId} sent nothing for ${stallMs} ms`);
       if (read.done) return at;
       last = Date.now();

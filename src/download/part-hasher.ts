@@ -9,7 +9,7 @@
 import { addRange, type ByteRange } from '../protocol/ranges.js';
 import { createSHA256, type IHasher } from 'hash-wasm';
 import type { HashWorkerFactory } from '../engine/item-hasher.js';
-import type { HashReply, HashRequest } from '../engine/hash-worker.js';
+import type { HashBack, HashReply, HashRequest } from '../engine/hash-worker.js';
 
 /** Bytes of later parts held for their turn at most, unless the hasher is given another bound. */
 const MAX_HELD = 16 * 1024 * 1024;
@@ -20,7 +20,10 @@ const BATCH = 1024 * 1024;
 
 /** Where the bytes are hashed, in order. */
 interface Sink {
-  /** Hashes the bytes next; they may be handed over (not used by the caller afterwards). */
+  /**
+   * Hashes the bytes next; they may be handed over (not used by the caller afterwards), and their
+   * buffer is released once the sink is done with it.
+   */
   update(bytes: Uint8Array<ArrayBuffer>): void;
   digest(): Promise<Uint8Array>;
   close(): void;
@@ -37,6 +40,7 @@ export class PartHasher {
   readonly #held = new Map<number, Uint8Array<ArrayBuffer>>();
   #heldBytes = 0;
   readonly #maxHeld: number;
+  readonly #release: (buffer: ArrayBuffer) => void;
   #next = 0;
   /** Where the hash was when held pieces it went past were last dropped. */
   #swept = 0;
@@ -51,17 +55,21 @@ export class PartHasher {
    * @param read reads stored bytes of the item back, for what was not offered or held
    * @param worker starts the hash Worker; without one the page's thread hashes
    * @param maxHeld bytes of later parts held for their turn at most (16 MiB by default)
+   * @param release takes each buffer of the bytes offered (and read back) once the hasher is done
+   *   with it, to be used again
    */
   constructor(
     size: number,
     read: (start: number, end: number) => Promise<Uint8Array<ArrayBuffer>>,
     worker: HashWorkerFactory | undefined,
     maxHeld = MAX_HELD,
+    release: (buffer: ArrayBuffer) => void = () => undefined,
   ) {
     this.#size = size;
     this.#maxHeld = maxHeld;
     this.#read = read;
-    this.#sink = worker ? workerSink(worker) : threadSink();
+    this.#release = release;
+    this.#sink = worker ? workerSink(worker, release) : threadSink(release);
   }
 
   /**
@@ -75,15 +83,20 @@ export class PartHasher {
     if (start !== this.#next || this.#catchingUp) {
       // A part fetched again (after a failed attempt) may bring bytes held already: the longer
       // piece stays.
-      const before = this.#held.get(start)?.length ?? 0;
-      if (start <= this.#next || bytes.length <= before) return;
+      const replaced = this.#held.get(start);
+      const before = replaced?.length ?? 0;
+      if (start <= this.#next || bytes.length <= before) {
+        this.#release(bytes.buffer);
+        return;
+      }
       const fits = (): boolean => this.#heldBytes - before + bytes.length <= this.#maxHeld;
       // Pieces the hash went past (held from an attempt cut into other pieces) make room.
       if (!fits()) this.#dropPassed();
       if (fits()) {
         this.#held.set(start, bytes);
         this.#heldBytes += bytes.length - before;
-      }
+        if (replaced) this.#release(replaced.buffer);
+      } else this.#release(bytes.buffer);
       return;
     }
     this.#feed(bytes);
@@ -174,6 +187,7 @@ export class PartHasher {
   close(): void {
     this.#failure ??= new Error('hashing stopped');
     this.#sink.close();
+    for (const held of this.#held.values()) this.#release(held.buffer);
     this.#held.clear();
   }
 
@@ -190,19 +204,24 @@ export class PartHasher {
       if (at < this.#next) {
         this.#held.delete(at);
         this.#heldBytes -= held.length;
+        this.#release(held.buffer);
       }
   }
 }
 
 /** Hashes on the page's thread. */
-function threadSink(): Sink {
+function threadSink(release: (buffer: ArrayBuffer) => void): Sink {
   let hasher: Promise<IHasher> = createSHA256().then((h) => {
     h.init();
     return h;
   });
   return {
     update(bytes) {
-      hasher = hasher.then((h) => h.update(bytes));
+      hasher = hasher.then((h) => {
+        h.update(bytes);
+        release(bytes.buffer);
+        return h;
+      });
     },
     digest: () => hasher.then((h) => h.digest('binary')),
     close: () => undefined,
@@ -210,7 +229,7 @@ function threadSink(): Sink {
 }
 
 /** Hashes in the hash Worker, the bytes' buffers handed over (transferred, not copied). */
-function workerSink(factory: HashWorkerFactory): Sink {
+function workerSink(factory: HashWorkerFactory, release: (buffer: ArrayBuffer) => void): Sink {
   const worker = factory();
   let failed: Error | undefined;
   let settle: ((reply: HashReply) => void) | undefined;
@@ -219,7 +238,11 @@ function workerSink(factory: HashWorkerFactory): Sink {
     settle?.({ error: failed.message });
     worker.terminate();
   };
-  worker.onmessage = (event: MessageEvent<HashReply>) => settle?.(event.data);
+  worker.onmessage = (event: MessageEvent<HashReply | HashBack>) => {
+    const reply = event.data;
+    if ('back' in reply) release(reply.back);
+    else settle?.(reply);
+  };
   worker.onerror = (event) => {
     // A script that failed to load or run: not the page's error.
     event.preventDefault();
@@ -246,6 +269,7 @@ function workerSink(factory: HashWorkerFactory): Sink {
         batch ??= new Uint8Array(BATCH);
         batch.set(bytes, batched);
         batched += bytes.length;
+        release(bytes.buffer);
         return;
       }
       flush();
@@ -253,8 +277,11 @@ function workerSink(factory: HashWorkerFactory): Sink {
       // (a dup/2 frame's payload after its header) travels with it, not copied (a copy into fresh
       // memory costs ~2.5 ms/MiB here, more than the SHA-256); a small view of a large buffer is
       // copied, so the rest of that buffer is neither moved nor kept alive.
-      const own = 2 * bytes.byteLength >= bytes.buffer.byteLength ? bytes : bytes.slice();
-      post({ chunk: own }, [own.buffer]);
+      // A buffer handed over comes back once hashed, to be used again.
+      const whole = 2 * bytes.byteLength >= bytes.buffer.byteLength;
+      const own = whole ? bytes : bytes.slice();
+      if (!whole) release(bytes.buffer);
+      post({ chunk: own, back: whole }, [own.buffer]);
     },
     digest() {
       flush();

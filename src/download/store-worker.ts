@@ -23,6 +23,7 @@
 import { OpfsItemStore, opfsItemFolder, partFileName } from './item-store.js';
 import { TransportError } from '../errors.js';
 import type { Dup2Reader, ReadSink } from './dup2-reader.js';
+import { BufferPool } from './buffer-pool.js';
 import { readBody, requestPart, type PartSource } from './fetch-part.js';
 import { StoreWorkerClient } from './store-worker-client.js';
 import type { PartHasher } from './part-hasher.js';
@@ -139,6 +140,8 @@ const flusher =
 const reader = new OpfsItemStore({ worker: false });
 /** Hashing sessions: the hasher of each item being downloaded. */
 const sessions = new Map<number, PartHasher>();
+/** The buffers HTTP bodies are read into, given back once written and hashed. */
+const pool = new BufferPool();
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -283,7 +286,7 @@ async function streamPart(
       throw signal.aborted ? e : new FetchFailure(message(e));
     },
   );
-  await readBody(response, source, sink, request.stallMs).catch((e: unknown) => {
+  await readBody(response, source, sink, request.stallMs, pool).catch((e: unknown) => {
     if (signal.aborted || isStoreFailure(e) || e instanceof FetchFailure) throw e;
     throw new FetchFailure(`${source.serverId}: ${message(e)}`);
   });
@@ -315,7 +318,9 @@ async function fetchInto(request: Extract<StoreRequest, { type: 'fetch' }>): Pro
           } catch (e) {
             throw ofStore(e);
           }
-          hasher?.offer(start + at, bytes as Uint8Array<ArrayBuffer>); // may hand it over
+          // The hasher gives the buffer back to the pool once done with it.
+          if (hasher) hasher.offer(start + at, bytes as Uint8Array<ArrayBuffer>);
+          else pool.give(bytes.buffer);
           received += length;
         },
         stop.signal,
@@ -416,6 +421,7 @@ async function open(session: number, itemId: string, size: number): Promise<void
       // A Worker of its own hashes, so that this thread only receives and writes.
       hashWorkerFactory(true),
       HELD_IN_WORKER,
+      (buffer) => pool.give(buffer),
     ),
   );
 }

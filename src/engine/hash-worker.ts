@@ -2,7 +2,7 @@
  * The hash Worker: computes the SHA-256 of a `Blob` (a `File`), or of chunks sent in order, off the
  * page's main thread, so the thread that sends (or downloads) is not the one that hashes. One
  * message `{ blob }`, or messages `{ chunk }` then `{ end }`, in; one message out, `{ digest }`
- * (32 bytes) or `{ error }`. Built as `hash-worker.js` next to the engine's modules,
+ * (32 bytes) or `{ error }` (and, for a chunk sent with `back`, its buffer once hashed). Built as `hash-worker.js` next to the engine's modules,
  * and as `dist/bundle/hash-worker.js` next to the bundle; `ItemHasher` starts it.
  * @module
  */
@@ -11,18 +11,26 @@ import { eachPiece } from './read-pieces.js';
 
 /**
  * What the hash Worker is sent: a `Blob` to hash whole (one message), or an item's bytes in order,
- * chunk by chunk (their buffers transferred), then `end`.
+ * chunk by chunk (their buffers transferred; with `back`, each buffer is sent back once hashed, to
+ * be used again), then `end`.
  */
 export type HashRequest =
-  { readonly blob: Blob } | { readonly chunk: Uint8Array } | { readonly end: true };
+  | { readonly blob: Blob }
+  | { readonly chunk: Uint8Array; readonly back?: boolean }
+  | { readonly end: true };
 
 /** What the hash Worker answers, to a `blob` or an `end`. */
 export type HashReply = { readonly digest: Uint8Array } | { readonly error: string };
 
+/** A chunk's buffer sent back once hashed (a chunk sent with `back`). */
+export interface HashBack {
+  readonly back: ArrayBuffer;
+}
+
 // The Worker's global scope, typed by what is used here (the project compiles against the DOM lib).
 const scope = globalThis as unknown as {
   onmessage: ((event: MessageEvent<HashRequest>) => void) | null;
-  postMessage(message: HashReply): void;
+  postMessage(message: HashReply | HashBack, transfer?: Transferable[]): void;
 };
 
 async function hash(blob: Blob): Promise<Uint8Array> {
@@ -55,8 +63,13 @@ scope.onmessage = (event) => {
     return h;
   });
   if ('chunk' in request) {
-    const chunk = request.chunk;
-    stream = stream.then((h) => h.update(chunk));
+    const { chunk, back } = request;
+    stream = stream.then((h) => {
+      h.update(chunk);
+      const buffer = chunk.buffer;
+      if (back && buffer instanceof ArrayBuffer) scope.postMessage({ back: buffer }, [buffer]);
+      return h;
+    });
     return;
   }
   answer(stream.then((h) => h.digest('binary')));

@@ -46,6 +46,26 @@ describe('PartHasher', () => {
     expect(offered.every((p) => p.byteLength === 0)).to.equal(true);
   });
 
+  it('gives back every buffer offered once done with it: hashed in the Worker, held, or let go', async () => {
+    const source = item(40 * MiB);
+    const { read } = readBack(source);
+    const released: ArrayBuffer[] = [];
+    const hasher = new PartHasher(source.length, read, hashWorkerFactory(true), 16 * MiB, (b) =>
+      released.push(b),
+    );
+    const part = (i: number) => source.slice(i * 4 * MiB, (i + 1) * 4 * MiB);
+    // Parts 1 to 4 held, 5 to 9 let go at once (no room), part 1 offered again (a retry: let go).
+    for (let i = 1; i < 10; i++) hasher.offer(i * 4 * MiB, part(i));
+    hasher.offer(4 * MiB, part(1));
+    expect(released.length).to.equal(6);
+    hasher.offer(0, part(0));
+    expect(toHex(await hasher.digest())).to.equal(await sha256(source));
+    // The Worker sends back the buffers it hashed: parts 0 to 4, whole and usable again (the
+    // bytes read back are released too).
+    await until(() => released.filter((b) => b.byteLength === 4 * MiB).length >= 16);
+    expect(released.every((b) => b.byteLength === 4 * MiB)).to.equal(true);
+  });
+
   it('holds later parts up to 16 MiB for their turn, and reads back the ones it could not hold', async () => {
     const source = item(40 * MiB);
     const { reads, read } = readBack(source);
