@@ -116,7 +116,7 @@ interface Case {
    * writable (`fetch`), written through a sync access handle in the Worker (`sync`, the
    * baseline), or read and dropped (`discard`).
    */
-  readonly reader?: 'downloader' | 'fetch' | 'sync' | 'discard';
+  readonly reader?: 'downloader' | 'fetch' | 'sync' | 'sync-hash' | 'discard';
   /** download: the downloader's `transport` option (its default reads over dup/2). */
   readonly downloadTransport?: 'http';
   /** Upload servers (tus, engine, download). */
@@ -308,6 +308,16 @@ const CASES: readonly Case[] = [
     kind: 'download',
     servers: 1,
     reader: 'sync',
+  },
+  {
+    // The ceiling of a verified download: the downloader checks every item's SHA-256.
+    key: 'get-sync-hash',
+    name: 'raw fetch GET into OPFS, sync access handle, Worker; SHA-256 in a second Worker',
+    section: 'download',
+    kind: 'download',
+    servers: 1,
+    reader: 'sync-hash',
+    baseline: 'get-sync',
   },
   {
     key: 'get',
@@ -1860,6 +1870,17 @@ function report(
     const limit = ok === false && base ? machineLimit(s, base) : undefined;
     if (limit) verdicts.push(`LIMIT ${k.key} ${what}: ${ratio(r)}; ${limit}`);
     else check(`${k.key} ${what}: ${ratio(r)}`, ok);
+  }
+  if (by.has('get-sync-hash')) {
+    const verified = ['download', 'download-http', 'download-x2']
+      .filter((k) => by.has(k))
+      .map((k) => `${k} ${ratio(rate(k) / rate('get-sync-hash'))}`);
+    if (verified.length > 0)
+      info(
+        `downloads against a raw GET that also hashes what it writes (get-sync-hash, ` +
+          `${fixed(rate('get-sync-hash'), 1)} MiB/s, the ceiling of a verified download): ` +
+          verified.join(', '),
+      );
   }
   const dup2 = by.get('engine-dup2-transport');
   if (dup2 && by.has('ws-buffered')) {

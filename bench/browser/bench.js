@@ -315,8 +315,18 @@ async function download({
       const { holders } = await engine.locate(itemId);
       const h = holders[0];
       const url = `${h.httpUrl}/files/${itemId}`;
-      if (reader === 'sync') {
-        return inWorker({ type: 'get-sync', url, token: h.token, name: 'bench-get.bin' });
+      if (reader === 'sync' || reader === 'sync-hash') {
+        const got = await inWorker({
+          type: 'get-sync',
+          url,
+          token: h.token,
+          name: 'bench-get.bin',
+          hash: reader === 'sync-hash',
+        });
+        if (got.sha256 !== undefined && sha256 !== undefined && got.sha256 !== sha256) {
+          throw new Error(`hashed ${got.sha256}, uploaded ${sha256}`);
+        }
+        return got;
       }
       const response = await fetch(url, { headers: { Authorization: `Bearer ${h.token}` } });
       if (!response.ok) throw new Error(`GET answered ${response.status}`);

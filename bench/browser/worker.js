@@ -237,36 +237,80 @@ async function hash({ name }) {
 
 /**
  * One `fetch` GET of `url` written into the OPFS file `name` through a
- * `FileSystemSyncAccessHandle`, as the response's chunks arrive: the download baseline.
+ * `FileSystemSyncAccessHandle`, as the response's chunks arrive: the download baseline. Read with
+ * a BYOB reader into 4 MiB buffers used again (a default reader's fresh buffer per piece made this
+ * baseline half as fast here). With `hash`, each filled buffer also goes to a second Worker that
+ * computes the SHA-256 of the bytes in order and sends the buffer back (the ceiling of a verified
+ * download: the downloader checks every item's SHA-256).
  */
-async function getSync({ url, token, name }) {
+async function getSync({ url, token, name, hash }) {
   const root = await navigator.storage.getDirectory();
   const access = await (await root.getFileHandle(name, { create: true })).createSyncAccessHandle();
+  const hasher = hash ? new Worker('/worker.js', { type: 'module' }) : undefined;
+  const pool = [];
+  if (hasher) hasher.onmessage = ({ data }) => data.back && pool.push(data.back);
   try {
     access.truncate(0);
     const t0 = performance.now();
     const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
     if (!response.ok) throw new Error(`GET answered ${response.status}`);
-    // A BYOB reader into one 4 MiB buffer: a default reader's fresh buffer per piece made this
-    // baseline half as fast here.
     const reader = response.body.getReader({ mode: 'byob' });
     let buffer = new ArrayBuffer(4 * MiB);
+    let filled = 0;
     let at = 0;
-    for (;;) {
-      const { done, value } = await reader.read(new Uint8Array(buffer));
-      if (done) break;
-      for (let written = 0; written < value.length;) {
-        written += access.write(value.subarray(written), { at: at + written });
+    const hand = () => {
+      for (let written = 0; written < filled;) {
+        written += access.write(new Uint8Array(buffer, written, filled - written), {
+          at: at + written,
+        });
       }
-      at += value.length;
-      buffer = value.buffer;
+      at += filled;
+      if (hasher) {
+        hasher.postMessage({ type: 'hash-chunk', bytes: new Uint8Array(buffer, 0, filled) }, [
+          buffer,
+        ]);
+        buffer = pool.pop() ?? new ArrayBuffer(4 * MiB);
+      }
+      filled = 0;
+    };
+    for (;;) {
+      const { done, value } = await reader.read(new Uint8Array(buffer, filled));
+      if (value) buffer = value.buffer;
+      if (done) break;
+      filled += value.length;
+      if (filled === buffer.byteLength) hand();
     }
+    if (filled > 0) hand();
     access.flush();
-    return { bytes: at, seconds: (performance.now() - t0) / 1000 };
+    const sha256 = hasher
+      ? await new Promise((resolve) => {
+          hasher.onmessage = ({ data }) => data.sha256 && resolve(data.sha256);
+          hasher.postMessage({ type: 'hash-end' });
+        })
+      : undefined;
+    return { bytes: at, seconds: (performance.now() - t0) / 1000, sha256 };
   } finally {
+    hasher?.terminate();
     access.close();
     await root.removeEntry(name).catch(() => undefined);
   }
+}
+
+/** The SHA-256 of the chunks sent in order (`hash-chunk`, each buffer sent back), until `hash-end`. */
+let chunkHash;
+async function hashChunk({ bytes }) {
+  chunkHash ??= (async () => {
+    const h = await (await library()).createSHA256();
+    h.init();
+    return h;
+  })();
+  (await chunkHash).update(bytes);
+  self.postMessage({ back: bytes.buffer }, [bytes.buffer]);
+}
+async function hashEnd() {
+  const sha256 = (await chunkHash).digest('hex');
+  chunkHash = undefined;
+  self.postMessage({ sha256 });
 }
 
 /** Peak `performance.memory.usedJSHeapSize` of this worker, when Chromium gives it here. */
@@ -286,8 +330,15 @@ function heapSampler() {
 }
 
 const handlers = { source: createSource, 'ws-raw': wsRaw, hash, 'get-sync': getSync };
+/** Hashed one after the other, in the order they came. */
+let hashing = Promise.resolve();
 
 self.onmessage = async ({ data }) => {
+  if (data.type === 'hash-chunk' || data.type === 'hash-end') {
+    const run = data.type === 'hash-chunk' ? hashChunk : hashEnd;
+    hashing = hashing.then(() => run(data));
+    return;
+  }
   try {
     const result = await handlers[data.type](data);
     self.postMessage({ id: data.id, result });
