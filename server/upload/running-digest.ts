@@ -44,6 +44,11 @@ export class AheadBudget {
     return this.#used;
   }
 
+  /** Bytes held over every digest, at most. */
+  get limit(): number {
+    return this.#limit;
+  }
+
   /**
    * Room for `bytes` more held by `digest`, made where needed by letting idle digests' held bytes
    * go, least recent first.
@@ -105,13 +110,19 @@ export class RunningDigest {
 
   /**
    * Offers bytes just stored at `start`. Bytes at `hashedTo` are fed, with any held bytes they now
-   * reach; bytes past it are held while the bound allows (the caller must not change them); bytes
-   * before it were fed already.
+   * reach; bytes past it are held while the bound allows, when they end within the budget's limit
+   * of `hashedTo` (the parts side by side with the one the digest waits for; not a stripe of a
+   * split far past it, whose gap this server may never fill); the caller must not change them.
+   * Bytes before `hashedTo` were fed already.
    */
   offer(start: number, bytes: Uint8Array): void {
     if (this.#taken || bytes.length === 0 || start + bytes.length <= this.#to) return;
     if (start > this.#to) {
-      if (!this.#ahead.has(start) && this.#budget.take(this, bytes.length)) {
+      if (
+        start + bytes.length - this.#to <= this.#budget.limit &&
+        !this.#ahead.has(start) &&
+        this.#budget.take(this, bytes.length)
+      ) {
         this.#ahead.set(start, bytes);
         this.#aheadBytes += bytes.length;
       }

@@ -66,6 +66,20 @@ describe('RunningDigest', () => {
     expect(await finish(b, item)).to.deep.equal({ hex: sha256(item), from: 500 });
   });
 
+  it('holds nothing far past the gap: a stripe of a split that this server may never join up', async () => {
+    const budget = new AheadBudget(300);
+    const d = new RunningDigest(budget);
+    // Ends 400 bytes past the digest's place: more than the budget allows ahead.
+    d.offer(300, item.subarray(300, 400));
+    expect([d.heldBytes, budget.used]).to.deep.equal([0, 0]);
+    // Within 300 bytes of it: held.
+    d.offer(100, item.subarray(100, 300));
+    expect([d.heldBytes, budget.used]).to.deep.equal([200, 200]);
+    d.offer(0, item.subarray(0, 100));
+    expect(d.hashedTo).to.equal(300);
+    expect(await finish(d, item)).to.deep.equal({ hex: sha256(item), from: 300 });
+  });
+
   it('gives back what it held when dropped or taken', async () => {
     const budget = new AheadBudget(1000);
     const a = new RunningDigest(budget);
