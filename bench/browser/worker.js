@@ -1,4 +1,4 @@
-/* global self, navigator, performance, crypto, fetch, WebSocket, setInterval, clearInterval, setTimeout, URL */
+/* global self, navigator, performance, crypto, fetch, WebSocket, setInterval, clearInterval, setTimeout, URL, Worker */
 /**
  * The dedicated Worker of the browser benchmark's page (`bench.js`): writes the source files into
  * the origin private file system, and runs the baselines that belong off the page's thread:
