@@ -51,21 +51,37 @@ export class AheadBudget {
 
   /**
    * Room for `bytes` more held by `digest`, made where needed by letting idle digests' held bytes
-   * go, least recent first.
+   * go, least recent first: only when that makes the room (else nothing is let go for nothing).
    * @returns whether the bytes may be held
    */
   take(digest: RunningDigest, bytes: number): boolean {
     if (bytes > this.#limit) return false;
     const now = this.#now();
-    for (const [other, since] of this.#holders) {
-      if (this.#used + bytes <= this.#limit || now - since < AHEAD_IDLE_MS) break;
-      if (other !== digest) other.drop();
+    if (this.#used + bytes > this.#limit) {
+      const idle: RunningDigest[] = [];
+      let freed = 0;
+      for (const [other, since] of this.#holders) {
+        if (this.#used - freed + bytes <= this.#limit || now - since < AHEAD_IDLE_MS) break;
+        if (other === digest) continue;
+        idle.push(other);
+        freed += other.heldBytes;
+      }
+      if (this.#used - freed + bytes > this.#limit) return false;
+      for (const other of idle) other.drop();
     }
-    if (this.#used + bytes > this.#limit) return false;
     this.#used += bytes;
+    this.#touch(digest, now);
+    return true;
+  }
+
+  /** `digest` is in use (it was fed bytes): not idle, whatever it holds. */
+  busy(digest: RunningDigest): void {
+    if (this.#holders.has(digest)) this.#touch(digest, this.#now());
+  }
+
+  #touch(digest: RunningDigest, now: number): void {
     this.#holders.delete(digest);
     this.#holders.set(digest, now);
-    return true;
   }
 
   /** Gives back `bytes` that `digest` held; `none` when it holds nothing more. */
@@ -128,6 +144,7 @@ export class RunningDigest {
       }
       return;
     }
+    if (this.#aheadBytes > 0) this.#budget.busy(this);
     const run = [bytes.subarray(this.#to - start)];
     this.#to = start + bytes.length;
     for (let next = this.#take(this.#to); next; next = this.#take(this.#to)) {

@@ -143,11 +143,13 @@ export async function readBody(
         buffer ??= pool!.take();
         const read = await byob.read(new Uint8Array(buffer, filled));
         if (stalled) throw new Error(`${holder.serverId} sent nothing for ${stallMs} ms`);
-        // The buffer moves into the view read, done or not.
-        if (read.value) buffer = read.value.buffer as ArrayBuffer;
+        // The buffer moves into the view read, done or not; a read with no view was cancelled
+        // (the buffer is gone with it).
+        if (!read.value) throw new Error(`${holder.serverId}: the body was cancelled`);
+        buffer = read.value.buffer as ArrayBuffer;
         if (read.done) {
           if (filled > 0) hand();
-          else if (buffer) pool!.give(buffer);
+          else pool!.give(buffer);
           return at;
         }
         last = Date.now();

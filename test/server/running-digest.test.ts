@@ -66,6 +66,41 @@ describe('RunningDigest', () => {
     expect(await finish(b, item)).to.deep.equal({ hex: sha256(item), from: 500 });
   });
 
+  it('lets idle bytes go only when that makes the room, and counts a digest fed in order as busy', async () => {
+    let now = 0;
+    const budget = new AheadBudget(32, () => now);
+    const [idle, a, c] = [
+      new RunningDigest(budget),
+      new RunningDigest(budget),
+      new RunningDigest(budget),
+    ];
+    idle.offer(1, item.subarray(1, 9));
+    now += 5000;
+    a.offer(1, item.subarray(1, 21));
+    expect(budget.used).to.equal(28);
+    // 16 more: letting idle's 8 go would leave 20 + 16 > 32, so nothing is let go.
+    c.offer(1, item.subarray(1, 17));
+    expect([idle.heldBytes, a.heldBytes, c.heldBytes, budget.used]).to.deep.equal([8, 20, 0, 28]);
+    // 12 more fit once idle's 8 go.
+    c.offer(1, item.subarray(1, 13));
+    expect([idle.heldBytes, c.heldBytes, budget.used]).to.deep.equal([0, 12, 32]);
+  });
+
+  it('counts a digest fed in order as busy: its held bytes stay', () => {
+    let now = 0;
+    const budget = new AheadBudget(32, () => now);
+    const [a, b] = [new RunningDigest(budget), new RunningDigest(budget)];
+    a.offer(10, item.subarray(10, 30));
+    // Three seconds on, its gap is filling: bytes at its place, fed.
+    now += 3000;
+    a.offer(0, item.subarray(0, 5));
+    expect([a.hashedTo, a.heldBytes]).to.deep.equal([5, 20]);
+    // One second later a took no room for 4 s, but was fed 1 s ago: not idle, b gets no room.
+    now += 1000;
+    b.offer(1, item.subarray(1, 17));
+    expect([a.heldBytes, b.heldBytes, budget.used]).to.deep.equal([20, 0, 20]);
+  });
+
   it('holds nothing far past the gap: a stripe of a split that this server may never join up', async () => {
     const budget = new AheadBudget(300);
     const d = new RunningDigest(budget);
