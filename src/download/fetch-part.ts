@@ -5,6 +5,7 @@
  */
 import type { ItemHolder } from '../protocol/control.js';
 import type { ByteRange } from '../protocol/ranges.js';
+import { byobReader } from '../engine/read-pieces.js';
 import type { BufferPool } from './buffer-pool.js';
 
 /** What a part's request needs of its holder. */
@@ -59,6 +60,7 @@ export async function requestPart(
     });
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
   }
   if (response.status !== 206) {
     await response.body?.cancel().catch(() => undefined);
@@ -99,14 +101,8 @@ export async function readBody(
 ): Promise<number> {
   const stream = response.body;
   if (!stream) return 0;
-  let byob: ReadableStreamBYOBReader | undefined;
-  if (pool) {
-    try {
-      byob = stream.getReader({ mode: 'byob' });
-    } catch {
-      // Not a byte stream in this browser: the body's own pieces.
-    }
-  }
+  // Not a byte stream in this browser: the body's own pieces.
+  const byob = pool ? byobReader(stream) : undefined;
   const body = byob ?? stream.getReader();
   let at = 0;
   // One timer for the whole body, armed again from the last piece when it fires: a stalled body

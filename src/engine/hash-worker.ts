@@ -2,8 +2,9 @@
  * The hash Worker: computes the SHA-256 of a `Blob` (a `File`), or of chunks sent in order, off the
  * page's main thread, so the thread that sends (or downloads) is not the one that hashes. One
  * message `{ blob }`, or messages `{ chunk }` then `{ end }`, in; one message out, `{ digest }`
- * (32 bytes) or `{ error }` (and, for a chunk sent with `back`, its buffer once hashed). Built as `hash-worker.js` next to the engine's modules,
- * and as `dist/bundle/hash-worker.js` next to the bundle; `ItemHasher` starts it.
+ * (32 bytes) or `{ error }` (and, for a chunk sent with `back`, its buffer once hashed). Built as
+ * `hash-worker.js` next to the engine's modules, and as `dist/bundle/hash-worker.js` next to the
+ * bundle; `ItemHasher` starts it.
  * @module
  */
 import { createSHA256, type IHasher } from 'hash-wasm';

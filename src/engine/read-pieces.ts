@@ -16,12 +16,7 @@ const READ_BUFFER = 4 * 1024 * 1024;
  */
 export async function eachPiece(blob: Blob, use: (bytes: Uint8Array) => void): Promise<void> {
   const stream = blob.stream();
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = stream.getReader({ mode: 'byob' });
-  } catch {
-    // Not a byte stream in this browser.
-  }
+  const byob = byobReader(stream);
   if (!byob) {
     const reader = stream.getReader();
     for (;;) {
@@ -36,5 +31,20 @@ export async function eachPiece(blob: Blob, use: (bytes: Uint8Array) => void): P
     if (done || !value) return;
     use(value);
     buffer = value.buffer as ArrayBuffer;
+  }
+}
+
+/**
+ * A BYOB reader of `stream`, or `undefined` where it is not a byte stream in this browser (the
+ * stream is then still unlocked, for a default reader).
+ * @internal
+ */
+export function byobReader(
+  stream: ReadableStream<Uint8Array>,
+): ReadableStreamBYOBReader | undefined {
+  try {
+    return stream.getReader({ mode: 'byob' });
+  } catch {
+    return undefined;
   }
 }

@@ -35,6 +35,13 @@ describe('downloader', () => {
     return sha256Hex(await blob.arrayBuffer());
   }
 
+  /** `GET /files/…` requests the upload server `up-1` has logged so far. */
+  async function fileGets(): Promise<number> {
+    return (await uploadLogs(d!, 'up-1')).filter(
+      (e) => e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
+    ).length;
+  }
+
   /** The SHA-256 of a stored item as a new page of the site reads it, with no server to ask. */
   async function sha256InNewPage(itemId: string): Promise<string> {
     const frame = document.createElement('iframe');
@@ -232,11 +239,6 @@ describe('downloader', () => {
     const expected = await blobSha256(file);
     const { itemId } = await uploadFile(alice, file);
     const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
-    const fileGets = async (): Promise<number> =>
-      (await uploadLogs(d!, 'up-1')).filter(
-        (e) =>
-          e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
-      ).length;
     for (const store of [new OpfsItemStore(), new OpfsItemStore({ worker: false })]) {
       const proxy = await faultProxy(d!, 'up-1');
       await store.delete(itemId);
@@ -348,11 +350,6 @@ describe('downloader', () => {
     const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
     const location = await bob.locate(itemId);
     expect(location.holders[0]!.wsUrl).to.match(/^ws:\/\/.*\/dup$/);
-    const fileGets = async (): Promise<number> =>
-      (await uploadLogs(d!, 'up-1')).filter(
-        (e) =>
-          e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
-      ).length;
     const store = new OpfsItemStore();
     await store.delete(itemId);
 
@@ -401,11 +398,6 @@ describe('downloader', () => {
     const expected = await blobSha256(file);
     const { itemId } = await uploadFile(alice, file);
     const bob = await startedEngine(d!, await userToken(d, 'bob'), engines);
-    const fileGets = async (): Promise<number> =>
-      (await uploadLogs(d!, 'up-1')).filter(
-        (e) =>
-          e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
-      ).length;
     const store = new OpfsItemStore();
     for (const wsUrl of ['ws://127.0.0.1:1/dup', 'ws://bad host/dup']) {
       await store.delete(itemId);
