@@ -264,7 +264,7 @@ async function engineUpload({ controlUrl, token, name, servers, options, profile
 /**
  * A download: the engine uploads the source file (not timed), then the item is read back and
  * timed: by the downloader into the origin private file system (parts from every server that
- * holds some, verified; over dup/2, or HTTP `Range` with `transport: 'http'`), or by one raw
+ * holds some, verified; over HTTP `Range`, or dup/2 with `transport: 'dup2'`), or by one raw
  * `fetch` GET of the whole item from its first server: `fetch` pipes it into an OPFS file's
  * `createWritable()` on the page, `sync` writes it through a `FileSystemSyncAccessHandle` in the
  * Worker (the download baseline), `discard` reads the response and drops it.

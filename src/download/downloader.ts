@@ -13,7 +13,7 @@ import { defaultItemStore, OpfsItemStore, withoutContent, type ItemStore } from 
 import { pageWriter, type ItemWriter } from './item-writer.js';
 import { PartFetchError } from './store-worker-client.js';
 import { Dup2Reader } from './dup2-reader.js';
-import { DEFAULT_STALL_MS, fetchPart } from './fetch-part.js';
+import { DEFAULT_STALL_MS, fetchPart, PartRequestError } from './fetch-part.js';
 import { PartHasher } from './part-hasher.js';
 import { planParts, uncovered, type PartToFetch } from './part-plan.js';
 import { ITEMS_PATH, type ItemNotice, type LocateRequest } from './worker-messages.js';
@@ -58,20 +58,40 @@ export interface DownloaderOptions {
    */
   readonly hashWorker?: boolean | string | URL;
   /**
-   * How parts are read: `'auto'` reads over `dup/2` (`READ`, each chunk's CRC-32C checked) from a
-   * server that speaks it and over HTTP `Range` from the others; `'http'` always uses HTTP `Range`.
+   * How parts are read: `'auto'` over HTTP `Range` (read into buffers used again: the fastest
+   * way in browsers), and over `dup/2` (`READ`) from a holder whose HTTP request failed (no
+   * answer, or not the range: a relayed server) when it speaks `dup/2`; `'dup2'` over `dup/2`
+   * (each chunk's CRC-32C checked on the way) from a holder that speaks it, and over HTTP from the
+   * others and from one whose `dup/2` connections keep failing; `'http'` always over HTTP `Range`.
+   * Either way the item's SHA-256 is checked before the download resolves.
    * @default 'auto'
    */
   readonly transport?: DownloadTransport;
+  /**
+   * What checks the bytes downloaded: `'sha256'` hashes every byte as it is stored (in a hash
+   * Worker) and checks the item's SHA-256 against the upload servers' before the download
+   * resolves; `'transport'` hashes nothing and takes the upload servers' SHA-256: the transfer
+   * is guarded by TLS (and by each chunk's CRC-32C over `dup/2`), and the server checks the
+   * stored bytes it serves against their CRC-32C. An item still uploading, whose SHA-256 is not
+   * known yet, is hashed either way.
+   * @default 'sha256'
+   */
+  readonly integrity?: DownloadIntegrity;
 }
 
+/** What checks the bytes downloaded: see {@link DownloaderOptions.integrity}. */
+export type DownloadIntegrity = 'sha256' | 'transport';
+
 /** How the downloader reads parts: see {@link DownloaderOptions.transport}. */
-export type DownloadTransport = 'auto' | 'http';
+export type DownloadTransport = 'auto' | 'dup2' | 'http';
 
 /** An item in the store. */
 export interface DownloadedItem {
   readonly meta: ItemMeta;
-  /** Hex SHA-256 the bytes were verified against. */
+  /**
+   * The item's hex SHA-256: computed over the bytes stored and equal to the upload servers'
+   * (`integrity: 'sha256'`), or the upload servers' (`'transport'`).
+   */
   readonly sha256: string;
   /** The bytes, read from the store (no copy in memory). */
   readonly blob: Blob;
@@ -110,6 +130,8 @@ export class DownloaderEvent<K extends keyof DownloaderEventDetails> extends Eve
 const RENEW_BEFORE_MS = 30_000;
 /** Failed `dup/2` connections to a holder after which it is read over HTTP `Range`. */
 const WS_FAILURES_BEFORE_HTTP = 2;
+/** Failed HTTP requests to a holder after which it is read over `dup/2` (with `'auto'`). */
+const HTTP_FAILURES_BEFORE_WS = 1;
 
 const DEFAULTS = { partSize: 4 * 1024 * 1024, perServer: 3, retryDelays: [250, 1000, 3000] };
 /**
@@ -136,6 +158,7 @@ export class WsDownloader extends EventTarget {
   readonly #stallTimeout: number;
   readonly #hashWorker: boolean | string | URL;
   readonly #transport: DownloadTransport;
+  readonly #integrity: DownloadIntegrity;
   readonly #running = new Map<string, Promise<DownloadedItem>>();
 
   /** @param options see {@link DownloaderOptions} */
@@ -151,8 +174,11 @@ export class WsDownloader extends EventTarget {
     this.#stallTimeout = positive(options.stallTimeout, DEFAULT_STALL_MS, 'stallTimeout');
     this.#hashWorker = options.hashWorker ?? true;
     this.#transport = options.transport ?? 'auto';
-    if (this.#transport !== 'auto' && this.#transport !== 'http')
-      throw new ConfigError("`transport` must be 'auto' or 'http'");
+    if (!['auto', 'dup2', 'http'].includes(this.#transport))
+      throw new ConfigError("`transport` must be 'auto', 'dup2' or 'http'");
+    this.#integrity = options.integrity ?? 'sha256';
+    if (this.#integrity !== 'sha256' && this.#integrity !== 'transport')
+      throw new ConfigError("`integrity` must be 'sha256' or 'transport'");
   }
 
   /** The store the downloader keeps items in. */
@@ -293,44 +319,49 @@ export class WsDownloader extends EventTarget {
     }
     // Parts are hashed as they are stored, in order; what was stored before is read back. In the
     // store's Worker where it has one (it writes the parts, so it has their bytes), else parts
-    // are stored from here and hashed by a PartHasher.
+    // are stored from here and hashed by a PartHasher. Nothing is hashed in 'transport'
+    // integrity where the servers' SHA-256 is known.
+    const hash = this.#integrity === 'sha256' || location.sha256 === undefined;
     const inWorker =
       meta.content === undefined && store instanceof OpfsItemStore
-        ? await store.writer(itemId, meta.size).catch(() => undefined)
+        ? await store.writer(itemId, meta.size, hash).catch(() => undefined)
         : undefined;
     const writer =
       inWorker ??
       pageWriter(
         store,
         itemId,
-        new PartHasher(
-          meta.size,
-          async (start, end) => {
-            const slice = await storage(() => store.slice(itemId, start, end));
-            const bytes = slice && new Uint8Array(await storage(() => slice.arrayBuffer()));
-            if (bytes?.length !== end - start)
-              throw fail(
-                'storage-failed',
-                `${meta.name}: bytes ${start}..${end} are not in the store`,
-              );
-            return bytes;
-          },
-          meta.size >= HASH_WORKER_MIN ? hashWorkerFactory(this.#hashWorker) : undefined,
-        ),
+        hash
+          ? new PartHasher(
+              meta.size,
+              async (start, end) => {
+                const slice = await storage(() => store.slice(itemId, start, end));
+                const bytes = slice && new Uint8Array(await storage(() => slice.arrayBuffer()));
+                if (bytes?.length !== end - start)
+                  throw fail(
+                    'storage-failed',
+                    `${meta.name}: bytes ${start}..${end} are not in the store`,
+                  );
+                return bytes;
+              },
+              meta.size >= HASH_WORKER_MIN ? hashWorkerFactory(this.#hashWorker) : undefined,
+            )
+          : undefined,
       );
-    let sha256: string;
+    let sha256: string | undefined;
     try {
       if (meta.content === undefined) {
         await this.#checkRoom(itemId, meta, store);
         location = await this.#fetchParts(itemId, location, store, signal, storage, writer);
       }
-      sha256 = toHex(
-        await writer.digest().catch(async (e: unknown) => {
-          if (e instanceof DownloadError) throw e;
-          // The Worker failed: the page's thread hashes the stored item.
-          return new ItemHasher(await storage(() => store.blob(itemId))).digest();
-        }),
-      );
+      if (hash)
+        sha256 = toHex(
+          await writer.digest().catch(async (e: unknown) => {
+            if (e instanceof DownloadError) throw e;
+            // The Worker failed: the page's thread hashes the stored item.
+            return new ItemHasher(await storage(() => store.blob(itemId))).digest();
+          }),
+        );
     } finally {
       writer.close();
     }
@@ -344,6 +375,7 @@ export class WsDownloader extends EventTarget {
     const expected = location.sha256 ?? (await this.#locate(itemId)).sha256;
     if (expected === undefined)
       throw fail('unavailable', `${meta.name} is not stored yet: its digest is not known`);
+    sha256 ??= expected;
     if (sha256 !== expected) {
       await store.delete(itemId).catch(() => undefined);
       throw fail('digest-mismatch', `${meta.name} has SHA-256 ${sha256}, not ${expected}`);
@@ -433,30 +465,36 @@ export class WsDownloader extends EventTarget {
           relocating = undefined;
         }));
     // One dup/2 connection per holder, made when its first part is read, and made again when it
-    // closed or its token is about to expire (the one before finishes its reads). A holder whose
-    // WebSocket keeps failing is read over HTTP for the rest of the download.
+    // closed or its token is about to expire (the one before finishes its reads). With 'auto' a
+    // holder is read over HTTP until an HTTP request fails, then over dup/2; with 'dup2' over
+    // dup/2 until its WebSocket keeps failing, then over HTTP. A holder failing both ways is read
+    // over HTTP (which reports the server's own answer).
     const readers = new Map<string, Dup2Reader>();
     const opened: Dup2Reader[] = [];
     const wsFailures = new Map<string, number>();
-    const overHttp = (h: ItemHolder): boolean =>
-      this.#transport === 'http' ||
-      h.wsUrl === undefined ||
-      (wsFailures.get(h.serverId) ?? 0) >= WS_FAILURES_BEFORE_HTTP;
+    const httpFailures = new Map<string, number>();
+    const overHttp = (h: ItemHolder): boolean => {
+      if (this.#transport === 'http' || h.wsUrl === undefined) return true;
+      if ((wsFailures.get(h.serverId) ?? 0) >= WS_FAILURES_BEFORE_HTTP) return true;
+      return (
+        this.#transport === 'auto' && (httpFailures.get(h.serverId) ?? 0) < HTTP_FAILURES_BEFORE_WS
+      );
+    };
+    /** Counts a failure of the way `h` was read by, when it was the way (not the body). */
+    const failedWay = (h: ItemHolder, http: boolean): void => {
+      const failures = http ? httpFailures : wsFailures;
+      failures.set(h.serverId, (failures.get(h.serverId) ?? 0) + 1);
+    };
     // A part fetched and stored in the store's Worker as it streams in (its connections to the
     // holders are the Worker's); `false` where it cannot (no Worker): the part is read here.
     const fetchInWorker = async (h: ItemHolder, part: PartToFetch): Promise<boolean> => {
       if (!writer.fetch) return false;
+      const http = overHttp(h);
       try {
-        return await writer.fetch(
-          overHttp(h) ? 'http' : 'dup2',
-          h,
-          part,
-          stop.signal,
-          this.#stallTimeout,
-        );
+        return await writer.fetch(http ? 'http' : 'dup2', h, part, stop.signal, this.#stallTimeout);
       } catch (e) {
         if (e instanceof PartFetchError) {
-          if (e.transport) wsFailures.set(h.serverId, (wsFailures.get(h.serverId) ?? 0) + 1);
+          if (e.transport) failedWay(h, http);
           throw e;
         }
         if ((e as DOMException).name === 'AbortError') throw e;
@@ -465,7 +503,10 @@ export class WsDownloader extends EventTarget {
     };
     const read = async (h: ItemHolder, part: PartToFetch): Promise<Uint8Array<ArrayBuffer>> => {
       if (overHttp(h) || h.wsUrl === undefined)
-        return fetchPart(itemId, h, part, stop.signal, this.#stallTimeout);
+        return fetchPart(itemId, h, part, stop.signal, this.#stallTimeout).catch((e: unknown) => {
+          if (e instanceof PartRequestError) failedWay(h, true);
+          throw e;
+        });
       let reader = readers.get(h.serverId);
       if (!reader || reader.closed || reader.tokenExpiresAt - Date.now() < RENEW_BEFORE_MS) {
         reader = new Dup2Reader(h.serverId, h.wsUrl, h.token, h.tokenExpiresAt);
@@ -475,8 +516,7 @@ export class WsDownloader extends EventTarget {
       try {
         return await reader.read(itemId, part, stop.signal);
       } catch (e) {
-        if (e instanceof TransportError)
-          wsFailures.set(h.serverId, (wsFailures.get(h.serverId) ?? 0) + 1);
+        if (e instanceof TransportError) failedWay(h, false);
         throw e;
       }
     };

@@ -21,14 +21,24 @@ export type PartSource = Pick<
 export const DEFAULT_STALL_MS = 30_000;
 
 /**
+ * A part's HTTP request failed before any of its body came: no answer (the network, nothing
+ * listening, a refused connection), or an answer other than the range asked for (a relay that
+ * does not carry HTTP answers 502). Reading over `dup/2` may do better.
+ * @internal
+ */
+export class PartRequestError extends Error {
+  override readonly name = 'PartRequestError';
+}
+
+/**
  * Asks for a part: the response, its status and `Content-Range` checked, its body not read.
  * @param itemId the item
  * @param holder the server, with its read token
  * @param part the bytes wanted
  * @param signal stops the request
  * @param stallMs longest wait for the answer, in ms
- * @throws {Error} (as a rejection) naming the server and what it answered, or that it answered
- *   nothing
+ * @throws {PartRequestError} (as a rejection) naming the server and what it answered, or that it
+ *   answered nothing; the signal's reason once it is aborted
  * @internal
  */
 export async function requestPart(
@@ -58,18 +68,25 @@ export async function requestPart(
       credentials: 'omit',
       signal: stop.signal,
     });
+  } catch (e) {
+    if (signal?.aborted) throw e;
+    // The stall's own error names the server; the browser's says only that the fetch failed.
+    const stalled = e instanceof Error && !(e instanceof TypeError);
+    throw new PartRequestError(stalled ? e.message : `${holder.serverId} could not be reached`, {
+      cause: e,
+    });
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
   }
   if (response.status !== 206) {
     await response.body?.cancel().catch(() => undefined);
-    throw new Error(`${holder.serverId} answered ${response.status}`);
+    throw new PartRequestError(`${holder.serverId} answered ${response.status}`);
   }
   const range = /^bytes (\d+)-(\d+)\//.exec(response.headers.get('Content-Range') ?? '');
   if (!range || Number(range[1]) !== part.start || Number(range[2]) !== part.end - 1) {
     await response.body?.cancel().catch(() => undefined);
-    throw new Error(
+    throw new PartRequestError(
       `${holder.serverId} sent another range: ${response.headers.get('Content-Range')}`,
     );
   }

@@ -9,6 +9,7 @@ export {
   type DownloadedItem,
   type DownloaderEventDetails,
   type DownloaderOptions,
+  type DownloadIntegrity,
   type DownloadTransport,
 } from './downloader.js';
 export {

@@ -173,11 +173,12 @@ export class OpfsItemStore implements ItemStore {
    * the downloader; `undefined` where the Worker cannot do it (the caller then uses `put()`).
    * @param itemId the item, begun
    * @param size its size
+   * @param hash whether the parts are hashed (else the writer's `digest()` fails)
    * @internal
    */
-  async writer(itemId: string, size: number): Promise<ItemWriter | undefined> {
+  async writer(itemId: string, size: number, hash = true): Promise<ItemWriter | undefined> {
     const client = this.#worker;
-    const session = await client?.open(itemId, size);
+    const session = await client?.open(itemId, size, hash);
     if (!client || session === undefined) return undefined;
     return {
       thread: 'worker',

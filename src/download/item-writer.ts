@@ -43,7 +43,10 @@ export interface ItemWriter {
     signal: AbortSignal,
     stallMs?: number,
   ): Promise<boolean>;
-  /** The item's SHA-256, once every part is stored (bytes not seen are read back first). */
+  /**
+   * The item's SHA-256, once every part is stored (bytes not seen are read back first).
+   * @throws {Error} (as a rejection) from a writer that hashes nothing
+   */
   digest(): Promise<Uint8Array>;
   /** Stops the hashing, for a download that is over or given up. */
   close(): void;
@@ -53,19 +56,20 @@ export interface ItemWriter {
  * Parts written by `store.put()` on the page's thread, then offered to `hasher`.
  * @param store where the parts go
  * @param itemId the item
- * @param hasher hashes the parts once stored
+ * @param hasher hashes the parts once stored; without one nothing is hashed
  * @internal
  */
-export function pageWriter(store: ItemStore, itemId: string, hasher: PartHasher): ItemWriter {
+export function pageWriter(store: ItemStore, itemId: string, hasher?: PartHasher): ItemWriter {
   return {
     thread: 'page',
     async put(start, bytes) {
       const end = start + bytes.length;
       await store.put(itemId, start, bytes);
-      hasher.offer(start, bytes); // hands the bytes over
-      hasher.stored(start, end);
+      hasher?.offer(start, bytes); // hands the bytes over
+      hasher?.stored(start, end);
     },
-    digest: () => hasher.digest(),
-    close: () => hasher.close(),
+    digest: () =>
+      hasher ? hasher.digest() : Promise.reject(new Error('this writer hashes nothing')),
+    close: () => hasher?.close(),
   };
 }

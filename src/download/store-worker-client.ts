@@ -17,12 +17,15 @@ import type { StoreReply, StoreRequest } from './store-worker.js';
  */
 export class PartFetchError extends Error {
   override readonly name = 'PartFetchError';
-  /** The `dup/2` connection failed (not the server's answer): HTTP may do better. */
+  /**
+   * The way of reading failed (the `dup/2` connection, or the HTTP request before its body), not
+   * the body: the other way may do better.
+   */
   readonly transport: boolean;
 
   /**
    * @param message what failed
-   * @param transport the `dup/2` connection failed
+   * @param transport the way of reading failed
    */
   constructor(message: string, transport: boolean) {
     super(message);
@@ -184,15 +187,19 @@ export class StoreWorkerClient {
   }
 
   /**
-   * Starts hashing an item's parts as the Worker stores them.
+   * Starts a session for an item whose parts the Worker stores, hashing them as they are stored
+   * unless told not to.
+   * @param itemId the item
+   * @param size its size
+   * @param hash whether the parts are hashed (`digest()` then gives the SHA-256)
    * @returns the session to give `put()`, `digest()` and `close()`; `undefined` where the Worker
    *   cannot run or cannot hash
    */
-  async open(itemId: string, size: number): Promise<number | undefined> {
+  async open(itemId: string, size: number, hash = true): Promise<number | undefined> {
     const session = this.#nextSession++;
     this.#sessions.add(session);
     try {
-      const reply = await this.#call(() => [{ type: 'open', session, itemId, size }, []]);
+      const reply = await this.#call(() => [{ type: 'open', session, itemId, size, hash }, []]);
       if (reply) return session;
     } catch {
       // No hashing in the Worker: the caller hashes.

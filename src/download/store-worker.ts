@@ -24,7 +24,7 @@ import { OpfsItemStore, opfsItemFolder, partFileName } from './item-store.js';
 import { TransportError } from '../errors.js';
 import type { Dup2Reader, ReadSink } from './dup2-reader.js';
 import { BufferPool } from './buffer-pool.js';
-import { readBody, requestPart, type PartSource } from './fetch-part.js';
+import { PartRequestError, readBody, requestPart, type PartSource } from './fetch-part.js';
 import { StoreWorkerClient } from './store-worker-client.js';
 import type { PartHasher } from './part-hasher.js';
 
@@ -61,13 +61,18 @@ export type StoreRequest =
   | { readonly type: 'flush'; readonly id: number; readonly itemId: string; readonly name: string }
   /** Stop the fetch of request `target` (answered `failed`, an `AbortError`). */
   | { readonly type: 'abort'; readonly target: number }
-  /** Hash the parts of an item of `size` bytes stored from now on with this session number. */
+  /**
+   * Start a session for an item of `size` bytes: its parts stored from now on with this session
+   * number are hashed, unless `hash` is `false` (the session then only keeps its `dup/2`
+   * connections).
+   */
   | {
       readonly type: 'open';
       readonly id: number;
       readonly session: number;
       readonly itemId: string;
       readonly size: number;
+      readonly hash?: boolean;
     }
   /** The session's SHA-256, once all parts are stored (bytes it did not see are read back). */
   | { readonly type: 'digest'; readonly id: number; readonly session: number }
@@ -83,7 +88,8 @@ export type StoreReply =
   /**
    * The request `id` failed: the error's name (a `DOMException` name) and message; a `fetch` says
    * whether it was the upload server (`fetch`) or the store (`store`), and `transport` when the
-   * `dup/2` connection failed (not the server's answer).
+   * way of reading failed (the `dup/2` connection, or the HTTP request before its body), so that
+   * the other way may do better.
    */
   | {
       readonly type: 'failed';
@@ -138,8 +144,8 @@ const flusher =
 
 /** Reads stored parts back, for the hashing. */
 const reader = new OpfsItemStore({ worker: false });
-/** Hashing sessions: the hasher of each item being downloaded. */
-const sessions = new Map<number, PartHasher>();
+/** Sessions of the items being downloaded, each with its hasher unless it hashes nothing. */
+const sessions = new Map<number, PartHasher | undefined>();
 /** The buffers HTTP bodies are read into, given back once written and hashed. */
 const pool = new BufferPool();
 
@@ -221,7 +227,7 @@ async function put(itemId: string, start: number, bytes: Uint8Array): Promise<vo
 /** A failure of the upload server's side of a fetch (its answer, the connection). */
 class FetchFailure extends Error {
   override readonly name = 'FetchFailure';
-  /** The `dup/2` connection failed, not the server's answer. */
+  /** The way of reading failed (the `dup/2` connection, the HTTP request), not the body. */
   readonly transport: boolean;
   constructor(message: string, transport = false) {
     super(message);
@@ -283,7 +289,7 @@ async function streamPart(
   }
   const response = await requestPart(itemId, source, { start, end }, signal, request.stallMs).catch(
     (e: unknown) => {
-      throw signal.aborted ? e : new FetchFailure(message(e));
+      throw signal.aborted ? e : new FetchFailure(message(e), e instanceof PartRequestError);
     },
   );
   await readBody(response, source, sink, request.stallMs, pool).catch((e: unknown) => {
@@ -399,7 +405,12 @@ async function sweep(itemId: string): Promise<void> {
   }
 }
 
-async function open(session: number, itemId: string, size: number): Promise<void> {
+async function open(session: number, itemId: string, size: number, hash: boolean): Promise<void> {
+  if (!hash) {
+    await sweep(itemId).catch(() => undefined);
+    sessions.set(session, undefined);
+    return;
+  }
   // Loaded on demand: a page whose Worker cannot resolve hash-wasm still has its writes here.
   const { PartHasher } = await import('./part-hasher.js');
   const { hashWorkerFactory } = await import('../engine/item-hasher.js');
@@ -443,7 +454,7 @@ async function answer(
       await fetchInto(request);
       return { type: 'done', id: request.id };
     case 'open':
-      await open(request.session, request.itemId, request.size);
+      await open(request.session, request.itemId, request.size, request.hash ?? true);
       return { type: 'done', id: request.id };
     case 'flush':
       await flush(request.itemId, request.name);

@@ -2,7 +2,7 @@
 // browser storage, verifies it, and gives it back offline. Real servers, real bytes, real OPFS and
 // IndexedDB.
 import { expect } from '@open-wc/testing';
-import type { WsUploaderEngine } from '../../src/index.js';
+import type { ItemHolder, WsUploaderEngine } from '../../src/index.js';
 import { DownloadError, IndexedDbItemStore, OpfsItemStore, WsDownloader } from '../../src/index.js';
 import {
   corruptingProxy,
@@ -39,6 +39,13 @@ describe('downloader', () => {
   async function fileGets(): Promise<number> {
     return (await uploadLogs(d!, 'up-1')).filter(
       (e) => e.event === 'http' && e['method'] === 'GET' && String(e['path']).startsWith('/files/'),
+    ).length;
+  }
+
+  /** `dup/2` connections the upload server `up-1` has logged so far. */
+  async function dup2Connections(): Promise<number> {
+    return (await uploadLogs(d!, 'up-1')).filter(
+      (e) => e.event === 'connection' && e['protocol'] === 'ws-uploader.dup.v2',
     ).length;
   }
 
@@ -160,10 +167,10 @@ describe('downloader', () => {
         .length;
     try {
       for (const [store, thread, transport] of [
+        [new OpfsItemStore(), 'worker', 'dup2'],
         [new OpfsItemStore(), 'worker', 'auto'],
-        [new OpfsItemStore(), 'worker', 'http'],
-        [new OpfsItemStore({ worker: false }), 'page', 'auto'],
-        [new OpfsItemStore({ worker: '/no-such-dir/store-worker.js' }), 'page', 'http'],
+        [new OpfsItemStore({ worker: false }), 'page', 'dup2'],
+        [new OpfsItemStore({ worker: '/no-such-dir/store-worker.js' }), 'page', 'auto'],
       ] as const) {
         await store.delete(itemId);
         expect(await store.writeThread()).to.equal(thread);
@@ -176,8 +183,8 @@ describe('downloader', () => {
         // In the Worker's case the parts were fetched there: their bytes never reached the page.
         const read = { sockets: pageSockets - sockets, gets: pageGets() - gets };
         if (thread === 'worker') expect(read).to.deep.equal({ sockets: 0, gets: 0 });
-        else if (transport === 'auto') expect(read.sockets).to.equal(1);
-        else expect(read.gets).to.be.above(0);
+        else if (transport === 'dup2') expect(read).to.deep.equal({ sockets: 1, gets: 0 });
+        else expect(read).to.deep.equal({ sockets: 0, gets: 6 });
         await store.delete(itemId);
       }
     } finally {
@@ -341,7 +348,7 @@ describe('downloader', () => {
     await store.delete(itemId);
   });
 
-  it('reads over dup/2 where a holder speaks it, checks every chunk, and reads a damaged chunk again; HTTP Range with transport http', async () => {
+  it("reads over dup/2 with transport 'dup2', checks every chunk, and reads a damaged chunk again; HTTP Range with transport 'http'", async () => {
     d = await startDeployment({ uploadServers: 1 });
     const alice = await startedEngine(d!, d!.token, engines);
     const file = randomFile(6 * MiB + 99, 'read.bin');
@@ -371,27 +378,24 @@ describe('downloader', () => {
         return { ...l, holders: l.holders.map((h) => ({ ...h, wsUrl: proxy.url })) };
       },
       store,
+      transport: 'dup2',
       partSize: 2 * MiB,
       retryDelays: [10, 10, 10],
     });
-    const connections = async (): Promise<number> =>
-      (await uploadLogs(d!, 'up-1')).filter(
-        (e) => e.event === 'connection' && e['protocol'] === 'ws-uploader.dup.v2',
-      ).length;
-    const before = await connections();
+    const before = await dup2Connections();
     const item = await downloader.download(itemId);
     expect(await proxy.corrupted()).to.equal(1);
     expect(item.sha256).to.equal(expected);
     expect(await blobSha256(item.blob)).to.equal(expected);
     expect(locates).to.be.at.least(2);
     // One connection for the whole download: the damaged read was asked again on it.
-    expect((await connections()) - before).to.equal(1);
+    expect((await dup2Connections()) - before).to.equal(1);
     // No HTTP request for the bytes this time.
     expect(await fileGets()).to.equal(4);
     await store.delete(itemId);
   });
 
-  it("reads over HTTP from a holder whose dup/2 WebSocket fails in the store's Worker (nothing listening, or a URL the WebSocket refuses)", async () => {
+  it("reads over HTTP, with transport 'dup2', from a holder whose dup/2 WebSocket fails in the store's Worker (nothing listening, or a URL the WebSocket refuses)", async () => {
     d = await startDeployment({ uploadServers: 1 });
     const alice = await startedEngine(d!, d!.token, engines);
     const file = randomFile(5 * MiB + 3, 'fallback.bin');
@@ -408,6 +412,7 @@ describe('downloader', () => {
           return { ...l, holders: l.holders.map((h) => ({ ...h, wsUrl })) };
         },
         store,
+        transport: 'dup2',
         partSize: MiB,
         retryDelays: [10, 10, 10],
       });
@@ -417,6 +422,101 @@ describe('downloader', () => {
       expect((await fileGets()) - before, wsUrl).to.be.at.least(1);
     }
     await store.delete(itemId);
+  });
+
+  it("reads over HTTP Range by default, and over dup/2 from a holder whose HTTP requests fail (nothing listening, or not the range asked for), in the store's Worker and on the page", async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(5 * MiB + 7, 'auto.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    // Located by the uploading engine, whose own connections (its latency probe's too) are made.
+    for (const store of [new OpfsItemStore(), new OpfsItemStore({ worker: false })]) {
+      await store.delete(itemId);
+      // The default: every part over HTTP, no dup/2 connection.
+      const [gets, sockets] = [await fileGets(), await dup2Connections()];
+      const item = await new WsDownloader({ locate: alice, store, partSize: MiB }).download(itemId);
+      expect(item.sha256).to.equal(expected);
+      expect((await fileGets()) - gets).to.equal(6);
+      expect((await dup2Connections()) - sockets).to.equal(0);
+      const httpUrls = [
+        (): string => 'http://127.0.0.1:1',
+        (h: ItemHolder) => `${h.httpUrl}/nothing`,
+      ];
+      for (const httpUrl of httpUrls) {
+        await store.delete(itemId);
+        const before = [await fileGets(), await dup2Connections()];
+        const downloader = new WsDownloader({
+          locate: async (id) => {
+            const l = await alice.locate(id);
+            return { ...l, holders: l.holders.map((h) => ({ ...h, httpUrl: httpUrl(h) })) };
+          },
+          store,
+          partSize: MiB,
+          retryDelays: [10, 10, 10],
+        });
+        const again = await downloader.download(itemId);
+        expect(again.sha256).to.equal(expected);
+        expect(await blobSha256(again.blob)).to.equal(expected);
+        expect((await fileGets()) - before[0]!).to.equal(0);
+        expect((await dup2Connections()) - before[1]!).to.be.at.least(1);
+      }
+      await store.delete(itemId);
+    }
+  });
+
+  it("checks the item's SHA-256 with integrity 'sha256' (the default), and takes the servers' with 'transport' unless the item is still uploading", async () => {
+    d = await startDeployment({ uploadServers: 1 });
+    const alice = await startedEngine(d!, d!.token, engines);
+    const file = randomFile(5 * MiB + 11, 'integrity.bin');
+    const expected = await blobSha256(file);
+    const { itemId } = await uploadFile(alice, file);
+    // The servers claim another digest than the bytes have.
+    const claimed = 'ab'.repeat(32);
+    const claiming = async (id: string) => ({ ...(await alice.locate(id)), sha256: claimed });
+    const refusal = async (downloader: WsDownloader): Promise<DownloadError> => {
+      const error = await downloader.download(itemId).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).to.be.instanceOf(DownloadError);
+      return error as DownloadError;
+    };
+    for (const store of [new OpfsItemStore(), new OpfsItemStore({ worker: false })]) {
+      await store.delete(itemId);
+      // sha256: every byte hashed, and the mismatch refused (nothing kept).
+      const hashed = new WsDownloader({ locate: claiming, store, partSize: MiB });
+      expect((await refusal(hashed)).code).to.equal('digest-mismatch');
+      expect(await store.get(itemId)).to.equal(undefined);
+      // transport: nothing hashed, the servers' digest taken; the bytes are the file's.
+      const trusting = new WsDownloader({
+        locate: claiming,
+        store,
+        partSize: MiB,
+        integrity: 'transport',
+      });
+      const item = await trusting.download(itemId);
+      expect(item.sha256).to.equal(claimed);
+      expect(await blobSha256(item.blob)).to.equal(expected);
+      await store.delete(itemId);
+      // transport, but the first answer has no digest yet (uploading): hashed after all.
+      let answers = 0;
+      const uploading = new WsDownloader({
+        locate: async (id) =>
+          ++answers === 1
+            ? { ...(await alice.locate(id)), state: 'uploading', sha256: undefined }
+            : claiming(id),
+        store,
+        partSize: MiB,
+        integrity: 'transport',
+      });
+      expect((await refusal(uploading)).code).to.equal('digest-mismatch');
+      expect(answers).to.be.at.least(2);
+      await store.delete(itemId);
+    }
+    expect(() => new WsDownloader({ locate: alice, integrity: 'crc' as 'sha256' })).to.throw(
+      /`integrity` must be 'sha256' or 'transport'/,
+    );
   });
 
   it('asks again where the item is when parts fail, and moves them from a holder that went away to the ones left', async () => {
