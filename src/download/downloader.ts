@@ -34,7 +34,7 @@ export interface DownloaderOptions {
   readonly store?: ItemStore;
   /**
    * Bytes per part (one `Range` request, or `READ`s within the server's window, each).
-   * @default 16 MiB where the store's Worker fetches the parts (each streamed into its file, never
+   * @default 32 MiB where the store's Worker fetches the parts (each streamed into its file, never
    *   held whole); 4 MiB where the page's thread does (each held whole until stored), and for the
    *   service worker's ranges
    */
@@ -130,6 +130,9 @@ export class DownloaderEvent<K extends keyof DownloaderEventDetails> extends Eve
 const RENEW_BEFORE_MS = 30_000;
 /** Failed `dup/2` connections to a holder after which it is read over HTTP `Range`. */
 const WS_FAILURES_BEFORE_HTTP = 2;
+/** Bytes of later parts held for the hash, at least and at most (see `#held`). */
+const MIN_HELD = 16 * 1024 * 1024;
+const MAX_HELD = 128 * 1024 * 1024;
 /** Failed HTTP requests to a holder after which it is read over `dup/2` (with `'auto'`). */
 const HTTP_FAILURES_BEFORE_WS = 1;
 
@@ -138,7 +141,7 @@ const DEFAULTS = { partSize: 4 * 1024 * 1024, perServer: 3, retryDelays: [250, 1
  * Bytes per part where the store's Worker fetches them: each is written as it streams in, so a
  * large part costs no memory, and fewer requests (fewer part files) run faster.
  */
-const WORKER_PART_SIZE = 16 * 1024 * 1024;
+const WORKER_PART_SIZE = 32 * 1024 * 1024;
 
 /**
  * Downloads items into browser storage and gives them back offline.
@@ -324,7 +327,9 @@ export class WsDownloader extends EventTarget {
     const hash = this.#integrity === 'sha256' || location.sha256 === undefined;
     const inWorker =
       meta.content === undefined && store instanceof OpfsItemStore
-        ? await store.writer(itemId, meta.size, hash).catch(() => undefined)
+        ? await store
+            .writer(itemId, meta.size, hash, this.#held(location, WORKER_PART_SIZE))
+            .catch(() => undefined)
         : undefined;
     const writer =
       inWorker ??
@@ -345,6 +350,7 @@ export class WsDownloader extends EventTarget {
                 return bytes;
               },
               meta.size >= HASH_WORKER_MIN ? hashWorkerFactory(this.#hashWorker) : undefined,
+              this.#held(location, DEFAULTS.partSize),
             )
           : undefined,
       );
@@ -384,6 +390,17 @@ export class WsDownloader extends EventTarget {
     const item: DownloadedItem = { meta: withoutContent(meta), sha256, blob };
     this.dispatchEvent(new DownloaderEvent('complete', { item }));
     return item;
+  }
+
+  /**
+   * Bytes of later parts the hash holds for its turn: all but one of the parts that stream in side
+   * by side (what is not held is read back from the store when the hash reaches it), within
+   * bounds.
+   */
+  #held(location: ItemLocation, defaultPartSize: number): number {
+    const inFlight = this.#perServer * Math.max(1, location.holders.length);
+    const held = (inFlight - 1) * (this.#partSize ?? defaultPartSize);
+    return Math.min(MAX_HELD, Math.max(MIN_HELD, held));
   }
 
   async #checkRoom(itemId: string, meta: ItemMeta, store: ItemStore): Promise<void> {

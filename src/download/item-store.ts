@@ -174,11 +174,18 @@ export class OpfsItemStore implements ItemStore {
    * @param itemId the item, begun
    * @param size its size
    * @param hash whether the parts are hashed (else the writer's `digest()` fails)
+   * @param held bytes of later parts held for the hash at most (parts streaming in side by side
+   *   arrive ahead of it; what is not held is read back from the store)
    * @internal
    */
-  async writer(itemId: string, size: number, hash = true): Promise<ItemWriter | undefined> {
+  async writer(
+    itemId: string,
+    size: number,
+    hash = true,
+    held?: number,
+  ): Promise<ItemWriter | undefined> {
     const client = this.#worker;
-    const session = await client?.open(itemId, size, hash);
+    const session = await client?.open(itemId, size, hash, held);
     if (!client || session === undefined) return undefined;
     return {
       thread: 'worker',

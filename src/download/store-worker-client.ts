@@ -192,14 +192,23 @@ export class StoreWorkerClient {
    * @param itemId the item
    * @param size its size
    * @param hash whether the parts are hashed (`digest()` then gives the SHA-256)
+   * @param held bytes of later parts held for the hash at most (the hasher's default without)
    * @returns the session to give `put()`, `digest()` and `close()`; `undefined` where the Worker
    *   cannot run or cannot hash
    */
-  async open(itemId: string, size: number, hash = true): Promise<number | undefined> {
+  async open(
+    itemId: string,
+    size: number,
+    hash = true,
+    held?: number,
+  ): Promise<number | undefined> {
     const session = this.#nextSession++;
     this.#sessions.add(session);
     try {
-      const reply = await this.#call(() => [{ type: 'open', session, itemId, size, hash }, []]);
+      const reply = await this.#call(() => [
+        { type: 'open', session, itemId, size, hash, ...(held === undefined ? {} : { held }) },
+        [],
+      ]);
       if (reply) return session;
     } catch {
       // No hashing in the Worker: the caller hashes.

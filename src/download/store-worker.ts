@@ -64,7 +64,8 @@ export type StoreRequest =
   /**
    * Start a session for an item of `size` bytes: its parts stored from now on with this session
    * number are hashed, unless `hash` is `false` (the session then only keeps its `dup/2`
-   * connections).
+   * connections); bytes of later parts are held for their turn up to `held` (what is not held
+   * is read back from the store).
    */
   | {
       readonly type: 'open';
@@ -73,6 +74,7 @@ export type StoreRequest =
       readonly itemId: string;
       readonly size: number;
       readonly hash?: boolean;
+      readonly held?: number;
     }
   /** The session's SHA-256, once all parts are stored (bytes it did not see are read back). */
   | { readonly type: 'digest'; readonly id: number; readonly session: number }
@@ -124,12 +126,6 @@ const MOVE_RETRY_MS = 50;
 /** Temporary files older than this are left over from a write that never finished, in ms. */
 const STALE_MS = 60_000;
 const TEMP = /^\d+-\d+\.part\.[\w-]+\.tmp$/;
-
-/**
- * Bytes of later parts the hashing holds for their turn: parts fetched side by side stream in at
- * once, and what is not held is read back from the store.
- */
-const HELD_IN_WORKER = 64 * 1024 * 1024;
 
 /** The name of the store Worker's twin, which flushes the parts this one wrote. */
 const FLUSHER_NAME = 'ws-uploader-store-flush';
@@ -405,7 +401,13 @@ async function sweep(itemId: string): Promise<void> {
   }
 }
 
-async function open(session: number, itemId: string, size: number, hash: boolean): Promise<void> {
+async function open(
+  session: number,
+  itemId: string,
+  size: number,
+  hash: boolean,
+  held: number | undefined,
+): Promise<void> {
   if (!hash) {
     await sweep(itemId).catch(() => undefined);
     sessions.set(session, undefined);
@@ -431,7 +433,7 @@ async function open(session: number, itemId: string, size: number, hash: boolean
       },
       // A Worker of its own hashes, so that this thread only receives and writes.
       hashWorkerFactory(true),
-      HELD_IN_WORKER,
+      held,
       (buffer) => pool.give(buffer),
     ),
   );
@@ -454,7 +456,7 @@ async function answer(
       await fetchInto(request);
       return { type: 'done', id: request.id };
     case 'open':
-      await open(request.session, request.itemId, request.size, request.hash ?? true);
+      await open(request.session, request.itemId, request.size, request.hash ?? true, request.held);
       return { type: 'done', id: request.id };
     case 'flush':
       await flush(request.itemId, request.name);
