@@ -63,7 +63,7 @@ export interface DownloaderOptions {
    * answer, or not the range: a relayed server) when it speaks `dup/2`; `'dup2'` over `dup/2`
    * (each chunk's CRC-32C checked on the way) from a holder that speaks it, and over HTTP from the
    * others and from one whose `dup/2` connections keep failing; `'http'` always over HTTP `Range`.
-   * Either way the item's SHA-256 is checked before the download resolves.
+   * What checks the bytes is `integrity`'s, whichever way they come.
    * @default 'auto'
    */
   readonly transport?: DownloadTransport;
