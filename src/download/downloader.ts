@@ -29,7 +29,7 @@ export interface DownloaderOptions {
   /**
    * Where items are kept.
    * @default the origin private file system (`new OpfsItemStore()`: parts written in its Worker,
-   *   and hashed there), else IndexedDB
+   *   and hashed there unless `integrity` is `'transport'`), else IndexedDB
    */
   readonly store?: ItemStore;
   /**
@@ -58,9 +58,10 @@ export interface DownloaderOptions {
    */
   readonly hashWorker?: boolean | string | URL;
   /**
-   * How parts are read: `'auto'` over HTTP `Range` (read into buffers used again: the fastest
-   * way in browsers), and over `dup/2` (`READ`) from a holder whose HTTP request failed (no
-   * answer, or not the range: a relayed server) when it speaks `dup/2`; `'dup2'` over `dup/2`
+   * How parts are read: `'auto'` over HTTP `Range` (in the store's Worker, read into buffers used
+   * again: the fastest way in browsers), and over `dup/2` (`READ`) from a holder whose HTTP
+   * request said its bytes are not to be had that way (no answer; 404, 405, 501, 502 or 504, as
+   * from a relayed server; not the range asked for) when it speaks `dup/2`; `'dup2'` over `dup/2`
    * (each chunk's CRC-32C checked on the way) from a holder that speaks it, and over HTTP from the
    * others and from one whose `dup/2` connections keep failing; `'http'` always over HTTP `Range`.
    * What checks the bytes is `integrity`'s, whichever way they come.
@@ -73,7 +74,9 @@ export interface DownloaderOptions {
    * resolves; `'transport'` hashes nothing and takes the upload servers' SHA-256: the transfer
    * is guarded by TLS (and by each chunk's CRC-32C over `dup/2`), and the server checks the
    * stored bytes it serves against their CRC-32C. An item still uploading, whose SHA-256 is not
-   * known yet, is hashed either way.
+   * known yet, is hashed either way. The store keeps an item with its SHA-256 whichever way it was
+   * checked, and takes it as verified afterwards (`get()`, the service worker, another downloader
+   * on the same store).
    * @default 'sha256'
    */
   readonly integrity?: DownloadIntegrity;

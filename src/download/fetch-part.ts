@@ -21,14 +21,20 @@ export type PartSource = Pick<
 export const DEFAULT_STALL_MS = 30_000;
 
 /**
- * A part's HTTP request failed before any of its body came: no answer (the network, nothing
- * listening, a refused connection), or an answer other than the range asked for (a relay that
- * does not carry HTTP answers 502). Reading over `dup/2` may do better.
+ * A part's HTTP request failed in a way that says this server's bytes are not to be had over HTTP
+ * from here: no answer (the network, nothing listening, a refused connection, none in time), an
+ * answer that it does not serve them (404, 405, 501, or 502 and 504 from a gateway: a relay that
+ * carries WebSocket connections only answers 502), or another range than the one asked for.
+ * Reading over `dup/2` may do better. Other answers (a refused token, 416, 429, 500, 503) are
+ * plain errors: they say nothing of the way.
  * @internal
  */
 export class PartRequestError extends Error {
   override readonly name = 'PartRequestError';
 }
+
+/** Answers that say a server does not serve its bytes over HTTP (see {@link PartRequestError}). */
+const NOT_SERVED = new Set([404, 405, 501, 502, 504]);
 
 /**
  * Asks for a part: the response, its status and `Content-Range` checked, its body not read.
@@ -37,8 +43,9 @@ export class PartRequestError extends Error {
  * @param part the bytes wanted
  * @param signal stops the request
  * @param stallMs longest wait for the answer, in ms
- * @throws {PartRequestError} (as a rejection) naming the server and what it answered, or that it
- *   answered nothing; the signal's reason once it is aborted
+ * @throws {PartRequestError} (as a rejection) when the server's bytes are not to be had this way
+ * @throws {Error} (as a rejection) naming the server and another answer; the signal's reason once
+ *   it is aborted
  * @internal
  */
 export async function requestPart(
@@ -81,7 +88,8 @@ export async function requestPart(
   }
   if (response.status !== 206) {
     await response.body?.cancel().catch(() => undefined);
-    throw new PartRequestError(`${holder.serverId} answered ${response.status}`);
+    const message = `${holder.serverId} answered ${response.status}`;
+    throw NOT_SERVED.has(response.status) ? new PartRequestError(message) : new Error(message);
   }
   const range = /^bytes (\d+)-(\d+)\//.exec(response.headers.get('Content-Range') ?? '');
   if (!range || Number(range[1]) !== part.start || Number(range[2]) !== part.end - 1) {
@@ -194,6 +202,7 @@ export async function readBody(
  * @param signal stops the request
  * @param stallMs longest wait for the next piece of the body, in ms
  * @returns exactly the bytes of `part`
+ * @throws {PartRequestError} (as a rejection) as `requestPart`
  * @throws {Error} (as a rejection) naming the server and what it answered, or that it stalled
  * @internal
  */

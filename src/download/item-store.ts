@@ -169,8 +169,9 @@ export class OpfsItemStore implements ItemStore {
   }
 
   /**
-   * Stores an item's parts in the store's Worker and hashes them there as they are stored, for
-   * the downloader; `undefined` where the Worker cannot do it (the caller then uses `put()`).
+   * Stores an item's parts in the store's Worker and hashes them there as they are stored (unless
+   * told not to), for the downloader; `undefined` where the Worker cannot do it (the caller then
+   * uses `put()`).
    * @param itemId the item, begun
    * @param size its size
    * @param hash whether the parts are hashed (else the writer's `digest()` fails)
