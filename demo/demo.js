@@ -376,9 +376,9 @@ const RETRY_DELAYS = [500, 1000, 2000, 4000, 8000, 15_000];
 
 /**
  * The second browser's downloader: it asks the control server where an item is (which servers hold
- * which ranges, with read tokens), reads the parts from all of them at once over dup/2 (or HTTP
- * Range from a server that speaks only HTTP), writes them into the origin private file system and
- * checks the SHA-256. Items stay there across reloads.
+ * which ranges, with read tokens), reads the parts from all of them at once over HTTP Range (over
+ * dup/2 from a server whose HTTP does not serve them), writes them into the origin private file
+ * system and checks the SHA-256. Items stay there across reloads.
  */
 const downloader = new WsDownloader({
   locate: viewer,
