@@ -331,7 +331,10 @@ export class WsDownloader extends EventTarget {
     const inWorker =
       meta.content === undefined && store instanceof OpfsItemStore
         ? await store
-            .writer(itemId, meta.size, hash, this.#held(location, WORKER_PART_SIZE))
+            .writer(itemId, meta.size, {
+              hash,
+              held: this.#held(location, this.#partSizeFor(true)),
+            })
             .catch(() => undefined)
         : undefined;
     const writer =
@@ -353,7 +356,7 @@ export class WsDownloader extends EventTarget {
                 return bytes;
               },
               meta.size >= HASH_WORKER_MIN ? hashWorkerFactory(this.#hashWorker) : undefined,
-              this.#held(location, DEFAULTS.partSize),
+              this.#held(location, this.#partSizeFor(false)),
             )
           : undefined,
       );
@@ -400,10 +403,14 @@ export class WsDownloader extends EventTarget {
    * by side (what is not held is read back from the store when the hash reaches it), within
    * bounds.
    */
-  #held(location: ItemLocation, defaultPartSize: number): number {
+  #held(location: ItemLocation, partSize: number): number {
     const inFlight = this.#perServer * Math.max(1, location.holders.length);
-    const held = (inFlight - 1) * (this.#partSize ?? defaultPartSize);
-    return Math.min(MAX_HELD, Math.max(MIN_HELD, held));
+    return Math.min(MAX_HELD, Math.max(MIN_HELD, (inFlight - 1) * partSize));
+  }
+
+  /** Bytes per part, where the store's Worker fetches the parts or where the page does. */
+  #partSizeFor(worker: boolean): number {
+    return this.#partSize ?? (worker ? WORKER_PART_SIZE : DEFAULTS.partSize);
   }
 
   async #checkRoom(itemId: string, meta: ItemMeta, store: ItemStore): Promise<void> {
@@ -450,7 +457,7 @@ export class WsDownloader extends EventTarget {
       size,
       location.holders,
       stored,
-      this.#partSize ?? (writer.fetch ? WORKER_PART_SIZE : DEFAULTS.partSize),
+      this.#partSizeFor(writer.fetch !== undefined),
     ).map((p) => ({
       ...p,
       attempt: 0,

@@ -10,6 +10,7 @@ import type { ItemMeta } from '../protocol/control.js';
 import { addRange, type ByteRange } from '../protocol/ranges.js';
 import type { ItemWriter } from './item-writer.js';
 import { StoreWorkerClient } from './store-worker-client.js';
+import type { SessionOptions } from './store-worker.js';
 
 /** What the store knows of an item. */
 export interface StoredItem {
@@ -174,19 +175,16 @@ export class OpfsItemStore implements ItemStore {
    * uses `put()`).
    * @param itemId the item, begun
    * @param size its size
-   * @param hash whether the parts are hashed (else the writer's `digest()` fails)
-   * @param held bytes of later parts held for the hash at most (parts streaming in side by side
-   *   arrive ahead of it; what is not held is read back from the store)
+   * @param options how the parts are hashed (without `hash`, the writer's `digest()` fails)
    * @internal
    */
   async writer(
     itemId: string,
     size: number,
-    hash = true,
-    held?: number,
+    options?: SessionOptions,
   ): Promise<ItemWriter | undefined> {
     const client = this.#worker;
-    const session = await client?.open(itemId, size, hash, held);
+    const session = await client?.open(itemId, size, options);
     if (!client || session === undefined) return undefined;
     return {
       thread: 'worker',

@@ -8,7 +8,7 @@
  * again when next needed.
  */
 import type { PartSource } from './fetch-part.js';
-import type { StoreReply, StoreRequest } from './store-worker.js';
+import type { SessionOptions, StoreReply, StoreRequest } from './store-worker.js';
 
 /**
  * The upload server's side of a part fetched in the store Worker failed (its answer, the
@@ -191,22 +191,20 @@ export class StoreWorkerClient {
    * unless told not to.
    * @param itemId the item
    * @param size its size
-   * @param hash whether the parts are hashed (`digest()` then gives the SHA-256)
-   * @param held bytes of later parts held for the hash at most (the hasher's default without)
+   * @param options how the parts are hashed (with `hash`, `digest()` gives the SHA-256)
    * @returns the session to give `put()`, `digest()` and `close()`; `undefined` where the Worker
    *   cannot run or cannot hash
    */
   async open(
     itemId: string,
     size: number,
-    hash = true,
-    held?: number,
+    options: SessionOptions = {},
   ): Promise<number | undefined> {
     const session = this.#nextSession++;
     this.#sessions.add(session);
     try {
       const reply = await this.#call(() => [
-        { type: 'open', session, itemId, size, hash, ...(held === undefined ? {} : { held }) },
+        { type: 'open', session, itemId, size, ...options },
         [],
       ]);
       if (reply) return session;

@@ -61,25 +61,32 @@ export type StoreRequest =
   | { readonly type: 'flush'; readonly id: number; readonly itemId: string; readonly name: string }
   /** Stop the fetch of request `target` (answered `failed`, an `AbortError`). */
   | { readonly type: 'abort'; readonly target: number }
-  /**
-   * Start a session for an item of `size` bytes: its parts stored from now on with this session
-   * number are hashed, unless `hash` is `false` (the session then only keeps its `dup/2`
-   * connections); bytes of later parts are held for their turn up to `held` (what is not held
-   * is read back from the store).
-   */
-  | {
+  /** Start a session for an item of `size` bytes: its parts stored from now on with this number. */
+  | ({
       readonly type: 'open';
       readonly id: number;
       readonly session: number;
       readonly itemId: string;
       readonly size: number;
-      readonly hash?: boolean;
-      readonly held?: number;
-    }
+    } & SessionOptions)
   /** The session's SHA-256, once all parts are stored (bytes it did not see are read back). */
   | { readonly type: 'digest'; readonly id: number; readonly session: number }
   /** Forget a session (no answer). */
   | { readonly type: 'close'; readonly session: number };
+
+/** How a session's parts are hashed. */
+export interface SessionOptions {
+  /**
+   * Whether they are hashed (else the session only keeps its `dup/2` connections, and has no
+   * digest). @default true
+   */
+  readonly hash?: boolean;
+  /**
+   * Bytes of later parts held for the hash's turn at most (what is not held is read back from the
+   * store). @default the hasher's
+   */
+  readonly held?: number;
+}
 
 /** What the store Worker answers. */
 export type StoreReply =
@@ -401,22 +408,16 @@ async function sweep(itemId: string): Promise<void> {
   }
 }
 
-async function open(
-  session: number,
-  itemId: string,
-  size: number,
-  hash: boolean,
-  held: number | undefined,
-): Promise<void> {
+async function open(request: Extract<StoreRequest, { type: 'open' }>): Promise<void> {
+  const { session, itemId, size, hash = true, held } = request;
+  await sweep(itemId).catch(() => undefined);
   if (!hash) {
-    await sweep(itemId).catch(() => undefined);
     sessions.set(session, undefined);
     return;
   }
   // Loaded on demand: a page whose Worker cannot resolve hash-wasm still has its writes here.
   const { PartHasher } = await import('./part-hasher.js');
   const { hashWorkerFactory } = await import('../engine/item-hasher.js');
-  await sweep(itemId).catch(() => undefined);
   sessions.set(
     session,
     new PartHasher(
@@ -456,7 +457,7 @@ async function answer(
       await fetchInto(request);
       return { type: 'done', id: request.id };
     case 'open':
-      await open(request.session, request.itemId, request.size, request.hash ?? true, request.held);
+      await open(request);
       return { type: 'done', id: request.id };
     case 'flush':
       await flush(request.itemId, request.name);

@@ -49,6 +49,24 @@ describe('downloader', () => {
     ).length;
   }
 
+  /** `engine.locate()`, each holder of its answer changed by `change`. */
+  function locateWith(engine: WsUploaderEngine, change: (h: ItemHolder) => Partial<ItemHolder>) {
+    return async (id: string) => {
+      const l = await engine.locate(id);
+      return { ...l, holders: l.holders.map((h) => ({ ...h, ...change(h) })) };
+    };
+  }
+
+  /** The `DownloadError` a download fails with. */
+  async function downloadError(downloader: WsDownloader, itemId: string): Promise<DownloadError> {
+    const error = await downloader.download(itemId).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(DownloadError);
+    return error as DownloadError;
+  }
+
   /** The SHA-256 of a stored item as a new page of the site reads it, with no server to ask. */
   async function sha256InNewPage(itemId: string): Promise<string> {
     const frame = document.createElement('iframe');
@@ -255,10 +273,7 @@ describe('downloader', () => {
       await store.delete(itemId);
       const before = await fileGets();
       const downloader = new WsDownloader({
-        locate: async (id) => {
-          const l = await bob.locate(id);
-          return { ...l, holders: l.holders.map((h) => ({ ...h, httpUrl: proxy.via(h.httpUrl) })) };
-        },
+        locate: locateWith(bob, (h) => ({ httpUrl: proxy.via(h.httpUrl) })),
         store,
         transport: 'http',
         partSize: MiB,
@@ -411,10 +426,7 @@ describe('downloader', () => {
       await store.delete(itemId);
       const before = await fileGets();
       const downloader = new WsDownloader({
-        locate: async (id) => {
-          const l = await bob.locate(id);
-          return { ...l, holders: l.holders.map((h) => ({ ...h, wsUrl })) };
-        },
+        locate: locateWith(bob, () => ({ wsUrl })),
         store,
         transport: 'dup2',
         partSize: MiB,
@@ -451,10 +463,7 @@ describe('downloader', () => {
         await store.delete(itemId);
         const before = [await fileGets(), await dup2Connections()];
         const downloader = new WsDownloader({
-          locate: async (id) => {
-            const l = await alice.locate(id);
-            return { ...l, holders: l.holders.map((h) => ({ ...h, httpUrl: httpUrl(h) })) };
-          },
+          locate: locateWith(alice, (h) => ({ httpUrl: httpUrl(h) })),
           store,
           partSize: MiB,
           retryDelays: [10, 10, 10],
@@ -487,27 +496,15 @@ describe('downloader', () => {
       // Neither way works: the download fails after its attempts, it does not go round.
       await store.delete(itemId);
       const nowhere = new WsDownloader({
-        locate: async (id) => {
-          const l = await alice.locate(id);
-          return {
-            ...l,
-            holders: l.holders.map((h) => ({
-              ...h,
-              httpUrl: 'http://127.0.0.1:1',
-              wsUrl: 'ws://127.0.0.1:1/dup',
-            })),
-          };
-        },
+        locate: locateWith(alice, () => ({
+          httpUrl: 'http://127.0.0.1:1',
+          wsUrl: 'ws://127.0.0.1:1/dup',
+        })),
         store,
         partSize: MiB,
         retryDelays: [10, 10, 10],
       });
-      const error = await nowhere.download(itemId).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(error).to.be.instanceOf(DownloadError);
-      expect((error as DownloadError).code).to.equal('fetch-failed');
+      expect((await downloadError(nowhere, itemId)).code).to.equal('fetch-failed');
       await store.delete(itemId);
     }
   });
@@ -521,19 +518,11 @@ describe('downloader', () => {
     // The servers claim another digest than the bytes have.
     const claimed = 'ab'.repeat(32);
     const claiming = async (id: string) => ({ ...(await alice.locate(id)), sha256: claimed });
-    const refusal = async (downloader: WsDownloader): Promise<DownloadError> => {
-      const error = await downloader.download(itemId).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(error).to.be.instanceOf(DownloadError);
-      return error as DownloadError;
-    };
     for (const store of [new OpfsItemStore(), new OpfsItemStore({ worker: false })]) {
       await store.delete(itemId);
       // sha256: every byte hashed, and the mismatch refused (nothing kept).
       const hashed = new WsDownloader({ locate: claiming, store, partSize: MiB });
-      expect((await refusal(hashed)).code).to.equal('digest-mismatch');
+      expect((await downloadError(hashed, itemId)).code).to.equal('digest-mismatch');
       expect(await store.get(itemId)).to.equal(undefined);
       // transport: nothing hashed, the servers' digest taken; the bytes are the file's.
       const trusting = new WsDownloader({
@@ -557,7 +546,7 @@ describe('downloader', () => {
         partSize: MiB,
         integrity: 'transport',
       });
-      expect((await refusal(uploading)).code).to.equal('digest-mismatch');
+      expect((await downloadError(uploading, itemId)).code).to.equal('digest-mismatch');
       expect(answers).to.be.at.least(2);
       await store.delete(itemId);
     }
