@@ -7,8 +7,10 @@
 import { createHash, type Hash } from 'node:crypto';
 
 /**
- * Bytes held ahead of a gap over every item of a store, at most, by default: three HTTP parts of
- * 16 MiB sent side by side (the engine's default) keep two parts ahead of the one the digest is in.
+ * Bytes held ahead of a gap over every item of a store, at most, by default: on a long link the
+ * engine sends three HTTP parts side by side (each about a second of the rate), and two parts of
+ * 16 MiB fit ahead of the one the digest is in; on a short link it sends its parts one after
+ * another, and only the overlap of one part with the next is held.
  */
 export const DIGEST_AHEAD_BYTES = 32 * 1024 * 1024;
 

@@ -1,8 +1,8 @@
 /**
  * HTTP parts (`http/1`): the bytes go as `PUT {endpoint}/{itemId}` requests with `Content-Range`,
- * their bodies `Blob` slices the browser streams from the file itself (no copy through the page),
- * several at once. What the server holds comes from `HEAD`; the last request carries the item's
- * SHA-256 (`Repr-Digest`) and completes it. When the server also speaks a WebSocket protocol, that
+ * their bodies `Blob` slices the browser streams from the file itself (no copy through the page):
+ * one after another on a short link, several at once on a long one. What the server holds comes
+ * from `HEAD`; the last request carries the item's SHA-256 (`Repr-Digest`) and completes it. When the server also speaks a WebSocket protocol, that
  * connection is kept for pings and liveness while the bytes go over HTTP.
  */
 import type { ServerInfo } from '../protocol/control.js';
@@ -61,6 +61,30 @@ const PART_SECONDS = 1;
  * another, and fill a long fast link sooner.
  */
 const FIRST_PART = 1024 * 1024;
+/**
+ * How long before the latest part's body is expected to have been sent the next part starts, in ms,
+ * beyond a round trip: the browser's own time to start a request.
+ */
+const BODY_LEAD_MS = 10;
+/**
+ * The share of the latest part's estimated sending time by which the next part starts earlier
+ * still: the rates the estimate comes from are a little below the link's (they count the server's
+ * flush at each part's end, and the pauses between parts).
+ */
+const EARLY_SHARE = 0.15;
+/**
+ * The longest round trip, in ms, on which parts are sent one after another. Parts side by side
+ * reach the server interleaved, and it holds the bytes ahead of the part its running SHA-256 is in:
+ * on loopback, where the browser and the server share two CPUs, that cost the server a quarter more
+ * CPU per byte, and one after another made HTTP parts 1.1 to 1.2 times as fast. On a longer link a
+ * part that starts late (the estimate of when the one before ends is a little late) leaves the link
+ * idle for a round trip, and parts go side by side.
+ */
+const STAGGER_RTT_MS = 10;
+/** The smallest part whose time from request to answer tells the link's rate, in bytes. */
+const MIN_TIMED_PART = 1024 * 1024;
+/** How many of the last parts' rates the next part's estimated sending time comes from. */
+const TIMED_PARTS = 3;
 /** The largest part sent before the link's speed is known. */
 const UNMEASURED_PART_MAX = 8 * 1024 * 1024;
 /**
@@ -76,6 +100,15 @@ interface Upload {
   requests: number;
   /** Size of the latest part. */
   partBytes: number;
+  /**
+   * When the latest part's body will have been sent, at the measured rate (clock ms); `undefined`
+   * while the rate is not known, or when no part is being sent.
+   */
+  bodyEnd: number | undefined;
+  /** When the next part may start (clock ms), while the latest one's body is being sent. */
+  nextAt: number | undefined;
+  /** The latest part's request, for {@link HttpTransport}'s `#done`. */
+  latest: number;
   created: boolean;
   waiters: (() => void)[];
 }
@@ -98,6 +131,8 @@ export class HttpTransport implements Transport {
   #open = false;
   #closed = false;
   #stalled = false;
+  /** The rates of the last parts answered (see `#bodyRate`). */
+  readonly #partRates: number[] = [];
   /** Parts handed out since the link's speed was last known (each twice the one before). */
   #unmeasured = 0;
 
@@ -184,6 +219,9 @@ export class HttpTransport implements Transport {
       abort: new AbortController(),
       requests: 0,
       partBytes: 0,
+      bodyEnd: undefined,
+      nextAt: undefined,
+      latest: 0,
       created: false,
       waiters: [],
     };
@@ -219,19 +257,26 @@ export class HttpTransport implements Transport {
 
   async waitForRoom(uploadId: number, _bytes: number, signal?: AbortSignal): Promise<void> {
     const upload = this.#uploads.get(uploadId);
-    while (
-      upload &&
-      this.#uploads.has(uploadId) &&
-      upload.requests >= requestsInFlight(this.#link(), upload.partBytes)
-    ) {
-      if (signal?.aborted) return;
+    const { clock } = this.#options;
+    for (;;) {
+      if (!upload || !this.#uploads.has(uploadId) || signal?.aborted) return;
+      const link = this.#link();
+      const full = upload.requests >= requestsInFlight(link, upload.partBytes);
+      // Bodies one after another: the next part starts as the latest one's body is about to have
+      // been sent (a round trip and the request's start ahead), not beside it.
+      const sendingFor =
+        upload.requests > 0 && upload.nextAt !== undefined ? upload.nextAt - clock.now() : 0;
+      if (!full && sendingFor <= 0) return;
       await new Promise<void>((resolve) => {
+        let timer: unknown;
         const done = (): void => {
           signal?.removeEventListener('abort', done);
+          if (timer !== undefined) clock.clearTimeout(timer);
           resolve();
         };
         signal?.addEventListener('abort', done, { once: true });
         upload.waiters.push(done);
+        if (!full) timer = clock.setTimeout(done, sendingFor);
       });
     }
   }
@@ -242,13 +287,28 @@ export class HttpTransport implements Transport {
     const end = offset + (payload instanceof Blob ? payload.size : payload.length);
     upload.requests++;
     upload.partBytes = end - offset;
+    const request = ++upload.latest;
+    const rate = this.#bodyRate();
+    const { clock } = this.#options;
+    const now = clock.now();
+    const rttMs = this.#link().rttMs;
+    if (rate && rttMs !== undefined && rttMs <= STAGGER_RTT_MS) {
+      // Early rather than late: a part that starts early shares the link with the tail of the one
+      // before (the server holds a few MiB ahead of its digest); one that starts late leaves it idle.
+      const sendingMs = ((end - offset) * 1000) / rate;
+      upload.bodyEnd = Math.max(now, upload.bodyEnd ?? now) + sendingMs;
+      upload.nextAt = upload.bodyEnd - rttMs - BODY_LEAD_MS - EARLY_SHARE * sendingMs;
+    } else {
+      upload.bodyEnd = upload.nextAt = undefined;
+    }
     this.#put(upload, offset, end, payload as BodyInit, undefined).then(
       () => {
-        this.#done(upload);
+        this.#done(upload, request);
+        this.#answered(end - offset, clock.now() - now);
         if (this.#uploads.get(uploadId) === upload) upload.listener.ack(offset, end);
       },
       (error: WsUploaderError) => {
-        this.#done(upload);
+        this.#done(upload, request);
         if (this.#uploads.get(uploadId) !== upload) return;
         this.#uploads.delete(uploadId);
         upload.abort.abort();
@@ -430,8 +490,32 @@ export class HttpTransport implements Transport {
     });
   }
 
-  #done(upload: Upload): void {
+  /**
+   * The rate at which a part's body goes out, in bytes per second: the fastest of the server's
+   * stored rate lately and the last parts' own rates (their bytes over the time from request to
+   * answer less a round trip: a part sent beside another, or after a pause, looks slower than the
+   * link is, and the stored rate counts the pauses between parts); `undefined` before either is
+   * known.
+   */
+  #bodyRate(): number | undefined {
+    const rate = Math.max(this.#link().throughput ?? 0, ...this.#partRates);
+    return rate > 0 ? rate : undefined;
+  }
+
+  /** A part of `bytes` was answered `ms` after it was requested. */
+  #answered(bytes: number, ms: number): void {
+    if (bytes < MIN_TIMED_PART) return;
+    const sending = ms - (this.#link().rttMs ?? 0);
+    if (!(sending > 0)) return;
+    this.#partRates.push((bytes * 1000) / sending);
+    if (this.#partRates.length > TIMED_PARTS) this.#partRates.shift();
+  }
+
+  /** Request `request` of `upload` was answered. */
+  #done(upload: Upload, request: number): void {
     upload.requests--;
+    // The latest part was answered, so its body was sent, whatever the estimate said.
+    if (request === upload.latest) upload.bodyEnd = upload.nextAt = undefined;
     for (const w of upload.waiters.splice(0)) w();
   }
 

@@ -50,9 +50,11 @@ export interface EngineOptions {
   protocols?: readonly DataProtocol[];
   /**
    * Most bytes per HTTP `PUT` when the bytes go over `http/1`: a part is about a second of the
-   * measured rate, up to this; three parts are in flight at once, and the upload server holds the
-   * bytes that arrive ahead of the one its running SHA-256 is in (32 MiB by default), so larger
-   * parts are read back from its disk. @default 16777216
+   * measured rate, up to this. On a short link (a round trip of 10 ms or less) parts are sent one
+   * after another, each started as the one before is about to have been sent, so the upload server
+   * hashes them as they arrive; on a longer one several go side by side, and the server holds the
+   * bytes that arrive ahead of the part its running SHA-256 is in (32 MiB by default; what does
+   * not fit is read back from its disk). @default 67108864
    */
   partSize?: number;
   /** Transmit tasks that run at the same time. @default 3 */
@@ -164,7 +166,7 @@ export type ResolvedEngineOptions = Required<
 /** Default engine options. */
 export const ENGINE_DEFAULTS = {
   chunkSize: 512 * 1024,
-  partSize: 16 * 1024 * 1024,
+  partSize: 64 * 1024 * 1024,
   maxParallel: 3,
   probeCount: 3,
   probeIntervalMs: 15_000,

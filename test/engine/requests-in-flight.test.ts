@@ -1,6 +1,8 @@
 import { expect } from '@open-wc/testing';
 import { HttpTransport, requestsInFlight } from '../../src/engine/http-transport.js';
 import { resolveOptions } from '../../src/engine/options.js';
+import type { LinkMeasure } from '../../src/engine/http-transport.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const MiB = 1024 * 1024;
 
@@ -61,5 +63,118 @@ describe('HttpTransport part sizes', () => {
     expect(t.chunkSize(512 * 1024, undefined)).to.equal(MiB);
     // Never more than partSize.
     expect(transport(MiB / 2).chunkSize(256 * 1024, undefined)).to.equal(MiB / 2);
+  });
+});
+
+describe('HttpTransport parts one after another on a short link', () => {
+  /** Lets a stubbed answer reach the transport (its body is read as JSON). */
+  const tick = async () => {
+    for (let i = 0; i < 10; i++) await new Promise((r) => setTimeout(r, 0));
+  };
+  const info = {
+    id: 'up-1',
+    url: 'ws://127.0.0.1:1/',
+    httpUrl: 'http://127.0.0.1:1',
+    token: 't',
+    protocols: ['http/1'],
+    tokenExpiresAt: Date.now() + 60_000,
+  };
+  /** PUTs the transport made, answered when the test says. */
+  let requests: { range: string; answer(): void }[];
+  const realFetch = globalThis.fetch;
+  beforeEach(() => {
+    requests = [];
+    globalThis.fetch = ((_url: string, init: RequestInit) =>
+      new Promise<Response>((resolve) => {
+        requests.push({
+          range: (init.headers as Record<string, string>)['Content-Range']!,
+          answer: () => resolve(new Response('{}', { status: 200 })),
+        });
+      })) as typeof fetch;
+  });
+  afterEach(() => {
+    globalThis.fetch = realFetch;
+  });
+
+  async function opened(link: LinkMeasure) {
+    const clock = new FakeClock();
+    const t = new HttpTransport(
+      info,
+      resolveOptions({
+        controlUrl: 'ws://x',
+        authToken: 't',
+        dataWorker: false,
+        resume: false,
+        clock,
+      }),
+      'http://127.0.0.1:1/uploads',
+      undefined,
+      () => link,
+    );
+    const meta = {
+      itemId: 'i',
+      size: 64 * MiB,
+      mime: '',
+      name: 'n',
+      blob: new Blob([]),
+      fresh: true,
+    };
+    const { uploadId } = await t.open(meta, { ack() {}, error() {} });
+    const part = new Blob([new Uint8Array(4 * MiB)]);
+    /** Waits for room as the scheduler does; `room.ready` turns true once there is. */
+    const room = () => {
+      const state = { ready: false };
+      void t.waitForRoom(uploadId, part.size).then(() => (state.ready = true));
+      return state;
+    };
+    return { clock, t, uploadId, part, room };
+  }
+
+  it('starts the next part as the latest one is about to have been sent, or once it is answered', async () => {
+    // 4 MiB at 10 MiB/s: 400 ms of sending; the next starts a round trip (1 ms), 10 ms and 15 % of
+    // that (60 ms) ahead, at 329 ms.
+    const { clock, t, uploadId, part, room } = await opened({ rttMs: 1, throughput: 10 * MiB });
+    const first = room();
+    await tick();
+    expect(first.ready, 'nothing in flight').to.equal(true);
+    t.sendData(uploadId, 0, part);
+    const second = room();
+    clock.advance(328);
+    await tick();
+    expect(second.ready, 'the first body is still being sent').to.equal(false);
+    clock.advance(1);
+    await tick();
+    expect(second.ready).to.equal(true);
+    t.sendData(uploadId, 4 * MiB, part);
+    expect(requests.map((r) => r.range)).to.deep.equal([
+      `bytes 0-${4 * MiB - 1}/${64 * MiB}`,
+      `bytes ${4 * MiB}-${8 * MiB - 1}/${64 * MiB}`,
+    ]);
+    // The second's body is estimated to end at 800 ms. The first's answer does not change that...
+    const third = room();
+    requests[0]!.answer();
+    await tick();
+    expect(third.ready).to.equal(false);
+    // ...the answer to the latest part does: its body was all sent.
+    requests[1]!.answer();
+    await tick();
+    expect(third.ready).to.equal(true);
+    expect(clock.time).to.equal(329);
+  });
+
+  it('sends parts side by side on a long link, where a late start leaves it idle for a round trip', async () => {
+    const { t, uploadId, part, room } = await opened({ rttMs: 50, throughput: 10 * MiB });
+    t.sendData(uploadId, 0, part);
+    t.sendData(uploadId, 4 * MiB, part);
+    const third = room();
+    await tick();
+    expect(third.ready).to.equal(true);
+    t.sendData(uploadId, 8 * MiB, part);
+    const fourth = room();
+    await tick();
+    expect(fourth.ready, 'three requests in flight').to.equal(false);
+    requests[0]!.answer();
+    await tick();
+    expect(fourth.ready).to.equal(true);
   });
 });
