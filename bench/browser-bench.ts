@@ -98,7 +98,7 @@ interface Case {
   readonly key: string;
   readonly name: string;
   readonly section: Section;
-  readonly kind: 'ws-raw' | 'fetch-raw' | 'tus' | 'engine' | 'download';
+  readonly kind: 'ws-raw' | 'ws-dup2' | 'fetch-raw' | 'tus' | 'engine' | 'download';
   /** The row this one is compared with in the `÷ baseline` column. */
   readonly baseline?: string;
   /** The share of the baseline this row should reach (a target line). */
@@ -252,6 +252,17 @@ const CASES: readonly Case[] = [
     acks: false,
     frame: ENGINE_CHUNK,
     baseline: 'ws-buffered',
+  },
+  {
+    // The same per-byte work as real dup/2 to the upload server: what the machine allows dup/2
+    // when the server's work shares the CPUs with the browser's.
+    key: 'ws-dup2',
+    name: 'raw dup/2 to the upload server, Worker, as ws-crc (window, no engine)',
+    section: 'upload',
+    kind: 'ws-dup2',
+    servers: 1,
+    frame: ENGINE_CHUNK,
+    baseline: 'ws-crc',
   },
   { key: 'fetch', name: 'raw fetch PUT of the file', section: 'upload', kind: 'fetch-raw' },
   {
@@ -696,7 +707,7 @@ async function bundleAll(): Promise<Bundles> {
   const workerLib = await bundle(
     here('bench/browser/worker-lib.js'),
     [
-      `export { crc32c, encodeDup2Frame, DATA_HEADER_BYTES } from ${protocol};`,
+      `export { crc32c, encodeDup2Frame, decodeDup2ServerFrame, DATA_HEADER_BYTES, SUBPROTOCOL_DUP_2 } from ${protocol};`,
       `export { createSHA256 } from 'hash-wasm';`,
     ].join('\n'),
   );
@@ -1412,7 +1423,18 @@ async function measure(ctx: Context, kase: Case, label: string): Promise<Run> {
         const urls = await reach({ ws: u.urls.ws!, http: u.urls.http! });
         servers.push({ id: `up-${i + 1}`, url: urls.ws!, httpUrl: urls.http! });
       }
-      if (kase.kind === 'tus') {
+      if (kase.kind === 'ws-dup2') {
+        step = {
+          type: 'ws-dup2',
+          ...common,
+          url: servers[0]!.url,
+          token: uploads[0]!.token,
+          itemId: `bench-${Date.now()}`,
+          message: WS_MESSAGE,
+          window: WS_BUFFERED,
+          frame: kase.frame,
+        };
+      } else if (kase.kind === 'tus') {
         step = {
           type: 'tus',
           ...common,
@@ -1910,6 +1932,15 @@ function report(
     info(
       `engine-dup2-transport: ${ratio(dup2.mibps / rate('ws-buffered'))} the raw WebSocket ` +
         `sender without per-byte work (ws-buffered, ${fixed(rate('ws-buffered'), 1)} MiB/s)`,
+    );
+  }
+  if (dup2 && by.has('ws-dup2')) {
+    info(
+      `engine-dup2-transport: ${ratio(dup2.mibps / rate('ws-dup2'))} the raw dup/2 client with ` +
+        `the same per-byte work, to the same upload server (ws-dup2, ${fixed(rate('ws-dup2'), 1)} ` +
+        `MiB/s), which made ${ratio(rate('ws-dup2') / rate('ws-crc'))} ws-crc: the rest of the ` +
+        `gap to ws-crc is the upload server's side (its work on the same CPUs, acknowledgements ` +
+        `after each flush, within the window), not the engine's`,
     );
   }
   if (picked('wan-ws-x3') && picked('wan-ws')) {

@@ -5,7 +5,8 @@
  * no DevTools protocol drives it, so Chromium sends WebSocket data at full speed.
  *
  * Steps: `source` (write a source file into OPFS, from the Worker), `ws-raw` (the raw WebSocket
- * baselines, in the Worker), `fetch-raw` (one `fetch` PUT of the file, and with `hash` the Worker
+ * baselines, in the Worker), `ws-dup2` (the same per-byte work as `dup/2` to an upload server, in
+ * the Worker), `fetch-raw` (one `fetch` PUT of the file, and with `hash` the Worker
  * hashing the file meanwhile), `tus` (tus-js-client to an upload server's `/tus/`), `engine` (the
  * engine, `/engine.js`, through a control server), `download` (an item read back), `costs`,
  * `done`.
@@ -449,6 +450,7 @@ const STEPS = {
   costs,
   source: (step) => inWorker(step),
   'ws-raw': workerStep,
+  'ws-dup2': workerStep,
   'fetch-raw': fetchRaw,
   tus: tusUpload,
   engine: engineUpload,

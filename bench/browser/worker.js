@@ -6,6 +6,7 @@
  * - `ws-raw`: the raw WebSocket senders, which send the file in large messages to the bare sink
  *   with no protocol at all (acknowledged, or paced by `bufferedAmount` alone), or in dup/2-like
  *   frames, each with the CRC-32C of its payload (the per-byte work of the engine's `dup/2`);
+ * - `ws-dup2`: the same per-byte work sent as real `dup/2` to an upload server;
  * - `hash`: the SHA-256 of the file, read as a stream (hash-wasm), beside the page's `fetch` PUT;
  * - `get-sync`: one `fetch` GET of an item written into an OPFS file through a
  *   `FileSystemSyncAccessHandle` (the download baseline).
@@ -208,6 +209,96 @@ async function wsSend(url, file, from, to, codec, { message, window, mode, acks,
 }
 
 /**
+ * A raw `dup/2` client: the per-byte work of `ws-crc` (4 MiB reads, a CRC-32C and a DATA frame per
+ * `frame` bytes in one buffer used again) sent to a real upload server, with just enough of the
+ * protocol to do it (HELLO, OPEN, DATA within the server's window and under `window` bytes
+ * buffered, FINISH without a digest, so the server computes it). Both ends do the engine's work
+ * per byte, and nothing else runs: what the machine allows `dup/2`, as opposed to the engine.
+ */
+async function wsDup2({ url, name, token, itemId, message, window, frame }) {
+  const codec = await library();
+  const file = await sourceFile(name);
+  const heap = heapSampler();
+  const t0 = performance.now();
+  const ws = new WebSocket(url, [codec.SUBPROTOCOL_DUP_2]);
+  ws.binaryType = 'arraybuffer';
+  let inFlight = 0;
+  let serverWindow = 0;
+  let complete;
+  let failure;
+  let wake;
+  const settle = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const wait = () => new Promise((resolve) => (wake = resolve));
+  let welcomed = false;
+  let opened = false;
+  ws.onmessage = ({ data }) => {
+    const f = codec.decodeDup2ServerFrame(new Uint8Array(data));
+    if (f.type === 'welcome') {
+      welcomed = true;
+      serverWindow = f.window;
+    } else if (f.type === 'opened') opened = true;
+    else if (f.type === 'ack') inFlight -= f.end - f.start;
+    else if (f.type === 'complete') complete = f;
+    else if (f.type === 'error') failure ??= new Error(`server: ${f.code} ${f.message}`);
+    settle();
+  };
+  ws.onclose = (e) => {
+    failure ??= new Error(`WebSocket closed (${e.code})`);
+    settle();
+  };
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error(`cannot connect to ${url}`));
+  });
+  const until = async (done) => {
+    while (!done() && !failure) await wait();
+    if (failure) throw failure;
+  };
+  ws.send(codec.encodeDup2Frame({ type: 'hello', token }));
+  await until(() => welcomed);
+  const size = file.size;
+  ws.send(
+    codec.encodeDup2Frame({ type: 'open', uploadId: 1, itemId, size, mime: '', name: 'bench' }),
+  );
+  await until(() => opened);
+  const buffer = new Uint8Array(codec.DATA_HEADER_BYTES + frame);
+  const read = (start) => file.slice(start, Math.min(size, start + message)).arrayBuffer();
+  let next = size > 0 ? read(0) : undefined;
+  for (let offset = 0; offset < size; offset += message) {
+    const bytes = new Uint8Array(await next);
+    next = offset + message < size ? read(offset + message) : undefined;
+    for (let at = 0; at < bytes.length; at += frame) {
+      const payload = bytes.subarray(at, Math.min(bytes.length, at + frame));
+      const encoded = codec.encodeDup2Frame(
+        {
+          type: 'data',
+          uploadId: 1,
+          offset: offset + at,
+          crc32c: codec.crc32c(payload),
+          payload,
+        },
+        buffer,
+      );
+      while (inFlight > 0 && inFlight + payload.length > serverWindow && !failure) await wait();
+      while (ws.bufferedAmount > window && !failure) await sleep(0);
+      if (failure) throw failure;
+      ws.send(encoded);
+      inFlight += payload.length;
+    }
+  }
+  ws.send(codec.encodeDup2Frame({ type: 'finish', uploadId: 1 }));
+  await until(() => complete !== undefined);
+  const seconds = (performance.now() - t0) / 1000;
+  ws.onclose = null;
+  ws.close(1000);
+  return { bytes: size, seconds, heapPeak: heap() };
+}
+
+/**
  * The SHA-256 of the file, read as a byte stream (`File.stream()`) into one buffer, with hash-wasm: what the engine's
  * `sha256` integrity costs, beside the page's `fetch` PUT of the same file.
  */
@@ -329,7 +420,13 @@ function heapSampler() {
   };
 }
 
-const handlers = { source: createSource, 'ws-raw': wsRaw, hash, 'get-sync': getSync };
+const handlers = {
+  source: createSource,
+  'ws-raw': wsRaw,
+  'ws-dup2': wsDup2,
+  hash,
+  'get-sync': getSync,
+};
 /** Hashed one after the other, in the order they came. */
 let hashing = Promise.resolve();
 
