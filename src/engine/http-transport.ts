@@ -2,8 +2,9 @@
  * HTTP parts (`http/1`): the bytes go as `PUT {endpoint}/{itemId}` requests with `Content-Range`,
  * their bodies `Blob` slices the browser streams from the file itself (no copy through the page):
  * one after another on a short link, several at once on a long one. What the server holds comes
- * from `HEAD`; the last request carries the item's SHA-256 (`Repr-Digest`) and completes it. When the server also speaks a WebSocket protocol, that
- * connection is kept for pings and liveness while the bytes go over HTTP.
+ * from `HEAD`; the last request carries the item's SHA-256 (`Repr-Digest`) and completes it. When
+ * the server also speaks a WebSocket protocol, that connection is kept for pings and liveness while
+ * the bytes go over HTTP.
  */
 import type { ServerInfo } from '../protocol/control.js';
 import type { ByteRange } from '../protocol/ranges.js';
@@ -75,8 +76,8 @@ const EARLY_SHARE = 0.15;
 /**
  * The longest round trip, in ms, on which parts are sent one after another. Parts side by side
  * reach the server interleaved, and it holds the bytes ahead of the part its running SHA-256 is in:
- * on loopback, where the browser and the server share two CPUs, that cost the server a quarter more
- * CPU per byte, and one after another made HTTP parts 1.1 to 1.2 times as fast. On a longer link a
+ * on loopback, where the browser and the server share two CPUs, that cost the server a third more
+ * CPU per byte, and one after another made HTTP parts 1.2 to 1.3 times as fast. On a longer link a
  * part that starts late (the estimate of when the one before ends is a little late) leaves the link
  * idle for a round trip, and parts go side by side.
  */
