@@ -89,6 +89,13 @@ const TIMED_PARTS = 3;
 /** The largest part sent before the link's speed is known. */
 const UNMEASURED_PART_MAX = 8 * 1024 * 1024;
 /**
+ * On a short link, the first part while the link's speed is not known, and the largest: parts go
+ * one at a time until the first answer gives the rate (one alone tells it, where parts side by
+ * side each look slower than the link), then one after another.
+ */
+const SHORT_FIRST_PART = 4 * 1024 * 1024;
+const SHORT_UNMEASURED_PART_MAX = 16 * 1024 * 1024;
+/**
  * The slowest link a request is given time for: a request is abandoned as stalled when no answer
  * came within `stallTimeoutMs` plus its size at this rate, in bytes per second.
  */
@@ -183,7 +190,9 @@ export class HttpTransport implements Transport {
       this.#unmeasured = 0;
       return adaptiveChunk(part, throughput, PART_SECONDS);
     }
-    const grown = Math.min(UNMEASURED_PART_MAX, FIRST_PART * 2 ** this.#unmeasured);
+    const grown = this.#short()
+      ? Math.min(SHORT_UNMEASURED_PART_MAX, SHORT_FIRST_PART * 2 ** this.#unmeasured)
+      : Math.min(UNMEASURED_PART_MAX, FIRST_PART * 2 ** this.#unmeasured);
     this.#unmeasured++;
     return Math.min(part, grown);
   }
@@ -262,7 +271,12 @@ export class HttpTransport implements Transport {
     for (;;) {
       if (!upload || !this.#uploads.has(uploadId) || signal?.aborted) return;
       const link = this.#link();
-      const full = upload.requests >= requestsInFlight(link, upload.partBytes);
+      // On a short link, one part at a time until a rate is known (see SHORT_FIRST_PART).
+      const most =
+        this.#short() && this.#bodyRate() === undefined
+          ? 1
+          : requestsInFlight(link, upload.partBytes);
+      const full = upload.requests >= most;
       // Bodies one after another: the next part starts as the latest one's body is about to have
       // been sent (a round trip and the request's start ahead), not beside it.
       const sendingFor =
@@ -293,7 +307,7 @@ export class HttpTransport implements Transport {
     const { clock } = this.#options;
     const now = clock.now();
     const rttMs = this.#link().rttMs;
-    if (rate && rttMs !== undefined && rttMs <= STAGGER_RTT_MS) {
+    if (rate && rttMs !== undefined && this.#short()) {
       // Early rather than late: a part that starts early shares the link with the tail of the one
       // before (the server holds a few MiB ahead of its digest); one that starts late leaves it idle.
       const sendingMs = ((end - offset) * 1000) / rate;
@@ -501,6 +515,12 @@ export class HttpTransport implements Transport {
   #bodyRate(): number | undefined {
     const rate = Math.max(this.#link().throughput ?? 0, ...this.#partRates);
     return rate > 0 ? rate : undefined;
+  }
+
+  /** Whether the link's round trip is known and short enough for parts one after another. */
+  #short(): boolean {
+    const { rttMs } = this.#link();
+    return rttMs !== undefined && rttMs <= STAGGER_RTT_MS;
   }
 
   /** A part of `bytes` was answered `ms` after it was requested. */

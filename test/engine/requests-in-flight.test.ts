@@ -162,6 +162,30 @@ describe('HttpTransport parts one after another on a short link', () => {
     expect(clock.time).to.equal(329);
   });
 
+  it('on a short link, sends one part at a time from 4 MiB until the first answer tells the rate', async () => {
+    const { clock, t, uploadId, room } = await opened({ rttMs: 1, throughput: undefined });
+    const sizes = [1, 2, 3, 4].map(() => t.chunkSize(512 * 1024, undefined) / MiB);
+    expect(sizes).to.deep.equal([4, 8, 16, 16]);
+    t.sendData(uploadId, 0, new Blob([new Uint8Array(4 * MiB)]));
+    const second = room();
+    await tick();
+    expect(second.ready, 'one part at a time while the rate is unknown').to.equal(false);
+    clock.advance(41);
+    requests[0]!.answer();
+    await tick();
+    expect(second.ready).to.equal(true);
+    // The first part's own rate (4 MiB in 41 ms less a round trip: 100 MiB/s) paces the next:
+    // 8 MiB take 80 ms, and the one after starts 23 ms before that.
+    t.sendData(uploadId, 4 * MiB, new Blob([new Uint8Array(8 * MiB)]));
+    const third = room();
+    clock.advance(56);
+    await tick();
+    expect(third.ready).to.equal(false);
+    clock.advance(1);
+    await tick();
+    expect(third.ready).to.equal(true);
+  });
+
   it('sends parts side by side on a long link, where a late start leaves it idle for a round trip', async () => {
     const { t, uploadId, part, room } = await opened({ rttMs: 50, throughput: 10 * MiB });
     t.sendData(uploadId, 0, part);
