@@ -98,6 +98,21 @@ async function wsRaw({ url, urls, name, message, window, mode, acks, frame }) {
   return { bytes: sent.reduce((a, b) => a + b, 0), seconds, heapPeak: heap() };
 }
 
+/**
+ * `bytes` (the file's, from `offset`) as dup/2 DATA frames of `frame` payload bytes each, with the
+ * CRC-32C of each payload, each encoded into `buffer` (used again: send it before the next).
+ */
+function* dataFrames(codec, bytes, offset, frame, buffer) {
+  for (let at = 0; at < bytes.length; at += frame) {
+    const payload = bytes.subarray(at, Math.min(bytes.length, at + frame));
+    const encoded = codec.encodeDup2Frame(
+      { type: 'data', uploadId: 1, offset: offset + at, crc32c: codec.crc32c(payload), payload },
+      buffer,
+    );
+    yield { encoded, payload };
+  }
+}
+
 /** One raw WebSocket sender of `file`'s bytes `from..to`: the bytes its sink wrote. */
 async function wsSend(url, file, from, to, codec, { message, window, mode, acks, frame }) {
   const size = to - from;
@@ -174,19 +189,13 @@ async function wsSend(url, file, from, to, codec, { message, window, mode, acks,
       }
       continue;
     }
-    const bytes = new Uint8Array(data);
-    for (let at = 0; at < bytes.length; at += frame) {
-      const payload = bytes.subarray(at, Math.min(bytes.length, at + frame));
-      const encoded = codec.encodeDup2Frame(
-        {
-          type: 'data',
-          uploadId: 1,
-          offset: offset + at,
-          crc32c: codec.crc32c(payload),
-          payload,
-        },
-        buffer,
-      );
+    for (const { encoded, payload } of dataFrames(
+      codec,
+      new Uint8Array(data),
+      offset,
+      frame,
+      buffer,
+    )) {
       await room(encoded.length);
       ws.send(encoded);
       if (acks) {
@@ -271,18 +280,7 @@ async function wsDup2({ url, name, token, itemId, message, window, frame }) {
   for (let offset = 0; offset < size; offset += message) {
     const bytes = new Uint8Array(await next);
     next = offset + message < size ? read(offset + message) : undefined;
-    for (let at = 0; at < bytes.length; at += frame) {
-      const payload = bytes.subarray(at, Math.min(bytes.length, at + frame));
-      const encoded = codec.encodeDup2Frame(
-        {
-          type: 'data',
-          uploadId: 1,
-          offset: offset + at,
-          crc32c: codec.crc32c(payload),
-          payload,
-        },
-        buffer,
-      );
+    for (const { encoded, payload } of dataFrames(codec, bytes, offset, frame, buffer)) {
       while (inFlight > 0 && inFlight + payload.length > serverWindow && !failure) await wait();
       while (ws.bufferedAmount > window && !failure) await sleep(0);
       if (failure) throw failure;

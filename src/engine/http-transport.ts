@@ -190,9 +190,10 @@ export class HttpTransport implements Transport {
       this.#unmeasured = 0;
       return adaptiveChunk(part, throughput, PART_SECONDS);
     }
-    const grown = this.#short()
-      ? Math.min(SHORT_UNMEASURED_PART_MAX, SHORT_FIRST_PART * 2 ** this.#unmeasured)
-      : Math.min(UNMEASURED_PART_MAX, FIRST_PART * 2 ** this.#unmeasured);
+    const grown =
+      this.#shortRtt() !== undefined
+        ? Math.min(SHORT_UNMEASURED_PART_MAX, SHORT_FIRST_PART * 2 ** this.#unmeasured)
+        : Math.min(UNMEASURED_PART_MAX, FIRST_PART * 2 ** this.#unmeasured);
     this.#unmeasured++;
     return Math.min(part, grown);
   }
@@ -273,7 +274,7 @@ export class HttpTransport implements Transport {
       const link = this.#link();
       // On a short link, one part at a time until a rate is known (see SHORT_FIRST_PART).
       const most =
-        this.#short() && this.#bodyRate() === undefined
+        this.#shortRtt() !== undefined && this.#bodyRate() === undefined
           ? 1
           : requestsInFlight(link, upload.partBytes);
       const full = upload.requests >= most;
@@ -306,8 +307,8 @@ export class HttpTransport implements Transport {
     const rate = this.#bodyRate();
     const { clock } = this.#options;
     const now = clock.now();
-    const rttMs = this.#link().rttMs;
-    if (rate && rttMs !== undefined && this.#short()) {
+    const rttMs = this.#shortRtt();
+    if (rate && rttMs !== undefined) {
       // Early rather than late: a part that starts early shares the link with the tail of the one
       // before (the server holds a few MiB ahead of its digest); one that starts late leaves it idle.
       const sendingMs = ((end - offset) * 1000) / rate;
@@ -517,10 +518,13 @@ export class HttpTransport implements Transport {
     return rate > 0 ? rate : undefined;
   }
 
-  /** Whether the link's round trip is known and short enough for parts one after another. */
-  #short(): boolean {
+  /**
+   * The link's round trip, in ms, when it is known and short enough for parts one after another;
+   * else `undefined`.
+   */
+  #shortRtt(): number | undefined {
     const { rttMs } = this.#link();
-    return rttMs !== undefined && rttMs <= STAGGER_RTT_MS;
+    return rttMs !== undefined && rttMs <= STAGGER_RTT_MS ? rttMs : undefined;
   }
 
   /** A part of `bytes` was answered `ms` after it was requested. */

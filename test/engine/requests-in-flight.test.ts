@@ -1,10 +1,34 @@
 import { expect } from '@open-wc/testing';
 import { HttpTransport, requestsInFlight } from '../../src/engine/http-transport.js';
-import { resolveOptions } from '../../src/engine/options.js';
+import { resolveOptions, type EngineOptions } from '../../src/engine/options.js';
 import type { LinkMeasure } from '../../src/engine/http-transport.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const MiB = 1024 * 1024;
+
+/** An `HttpTransport` to a server that is never reached, with `options` and the link `link`. */
+function httpTransport(options: Partial<EngineOptions> = {}, link?: () => LinkMeasure) {
+  return new HttpTransport(
+    {
+      id: 'up-1',
+      url: 'ws://127.0.0.1:1/',
+      httpUrl: 'http://127.0.0.1:1',
+      token: 't',
+      protocols: ['http/1'],
+      tokenExpiresAt: Date.now() + 60_000,
+    },
+    resolveOptions({
+      controlUrl: 'ws://x',
+      authToken: 't',
+      dataWorker: false,
+      resume: false,
+      ...options,
+    }),
+    'http://127.0.0.1:1/uploads',
+    undefined,
+    link,
+  );
+}
 
 describe('requestsInFlight (HTTP parts in flight for the measured link)', () => {
   it('keeps three requests in flight on an unmeasured or short link', () => {
@@ -26,25 +50,7 @@ describe('requestsInFlight (HTTP parts in flight for the measured link)', () => 
 
 describe('HttpTransport part sizes', () => {
   const transport = (partSize?: number) =>
-    new HttpTransport(
-      {
-        id: 'up-1',
-        url: 'ws://127.0.0.1:1/',
-        httpUrl: 'http://127.0.0.1:1',
-        token: 't',
-        protocols: ['http/1'],
-        tokenExpiresAt: Date.now() + 60_000,
-      },
-      resolveOptions({
-        controlUrl: 'ws://x',
-        authToken: 't',
-        dataWorker: false,
-        resume: false,
-        ...(partSize === undefined ? {} : { partSize }),
-      }),
-      'http://127.0.0.1:1/uploads',
-      undefined,
-    );
+    httpTransport(partSize === undefined ? {} : { partSize });
 
   it('doubles the parts from 1 MiB up to 8 MiB while the rate is unknown, so they end one after another', () => {
     const t = transport();
@@ -71,14 +77,6 @@ describe('HttpTransport parts one after another on a short link', () => {
   const tick = async () => {
     for (let i = 0; i < 10; i++) await new Promise((r) => setTimeout(r, 0));
   };
-  const info = {
-    id: 'up-1',
-    url: 'ws://127.0.0.1:1/',
-    httpUrl: 'http://127.0.0.1:1',
-    token: 't',
-    protocols: ['http/1'],
-    tokenExpiresAt: Date.now() + 60_000,
-  };
   /** PUTs the transport made, answered when the test says. */
   let requests: { range: string; answer(): void }[];
   const realFetch = globalThis.fetch;
@@ -98,19 +96,7 @@ describe('HttpTransport parts one after another on a short link', () => {
 
   async function opened(link: LinkMeasure) {
     const clock = new FakeClock();
-    const t = new HttpTransport(
-      info,
-      resolveOptions({
-        controlUrl: 'ws://x',
-        authToken: 't',
-        dataWorker: false,
-        resume: false,
-        clock,
-      }),
-      'http://127.0.0.1:1/uploads',
-      undefined,
-      () => link,
-    );
+    const t = httpTransport({ clock }, () => link);
     const meta = {
       itemId: 'i',
       size: 64 * MiB,
