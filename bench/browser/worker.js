@@ -69,7 +69,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  *   looks again after a `setTimeout(0)` otherwise; at the end it sends a text `end`, which the sink
  *   answers with the bytes it wrote once every message before is written.
  *
- * `mode` is `buffer` (each read into an ArrayBuffer, the next read while the socket sends) or
+ * `mode` is `buffer` (each read into one of two buffers used in turn, as the engine reads, the next
+ * read while the socket sends) or
  * `blob` (the slice itself handed to `send`, which reads it). With `frame` (bytes, a chunk size),
  * each read is cut into chunks of that size and each chunk sent as a dup/2 DATA frame with its
  * CRC-32C, encoded by the codec into one buffer used again (`send` copies it): the per-byte work
@@ -158,10 +159,15 @@ async function wsSend(url, file, from, to, codec, { message, window, mode, acks,
     failure ??= new Error('WebSocket error');
     settle();
   };
-  const read = (start) => {
-    const end = Math.min(size, start + message);
-    const blob = file.slice(from + start, from + end);
-    return mode === 'blob' && !frame ? Promise.resolve(blob) : blob.arrayBuffer();
+  // Blobs as they are; bytes read as the engine reads them (two buffers used in turn: `send`
+  // copies what it is given, and a read fills the buffer of two reads before).
+  const blocks =
+    mode === 'blob' && !frame
+      ? undefined
+      : (codec ?? (await library())).readBlocks(file, { start: from, end: to }, message);
+  const read = async (start) => {
+    if (!blocks) return file.slice(from + start, Math.min(to, from + start + message));
+    return (await blocks.next()).bytes;
   };
   /** Waits until `length` more bytes may go. */
   const room = async (length) => {
@@ -189,13 +195,7 @@ async function wsSend(url, file, from, to, codec, { message, window, mode, acks,
       }
       continue;
     }
-    for (const { encoded, payload } of dataFrames(
-      codec,
-      new Uint8Array(data),
-      offset,
-      frame,
-      buffer,
-    )) {
+    for (const { encoded, payload } of dataFrames(codec, data, offset, frame, buffer)) {
       await room(encoded.length);
       ws.send(encoded);
       if (acks) {
@@ -275,11 +275,12 @@ async function wsDup2({ url, name, token, itemId, message, window, frame }) {
   );
   await until(() => opened);
   const buffer = new Uint8Array(codec.DATA_HEADER_BYTES + frame);
-  const read = (start) => file.slice(start, Math.min(size, start + message)).arrayBuffer();
-  let next = size > 0 ? read(0) : undefined;
+  // Read as the engine reads: two buffers used in turn.
+  const blocks = codec.readBlocks(file, { start: 0, end: size }, message);
+  let next = blocks.next();
   for (let offset = 0; offset < size; offset += message) {
-    const bytes = new Uint8Array(await next);
-    next = offset + message < size ? read(offset + message) : undefined;
+    const { bytes } = await next;
+    next = blocks.next();
     for (const { encoded, payload } of dataFrames(codec, bytes, offset, frame, buffer)) {
       while (inFlight > 0 && inFlight + payload.length > serverWindow && !failure) await wait();
       while (ws.bufferedAmount > window && !failure) await sleep(0);

@@ -48,3 +48,92 @@ export function byobReader(
     return undefined;
   }
 }
+
+/** Bytes of the item at an offset, as {@link readBlocks} hands them out. */
+export interface Block {
+  readonly offset: number;
+  readonly bytes: Uint8Array;
+}
+
+/** The blocks of one range of a `Blob`, in order: see {@link readBlocks}. */
+export interface BlockReader {
+  /**
+   * Starts reading the next block and resolves with it (`undefined` past the end). A block's bytes
+   * stay valid until the second `next()` after the one that gave it: the caller reads one block
+   * ahead of the one it uses, and the reader fills the one before.
+   */
+  next(): Promise<Block | undefined>;
+  /** Stops reading; a read under way ends (its promise may reject, and nobody need wait for it). */
+  stop(): void;
+}
+
+/**
+ * Reads `range` of `blob` in blocks of `block` bytes (the last one shorter), into two buffers used
+ * in turn (a BYOB reader of the range's byte stream, filled to the block's size): a fresh buffer
+ * per block, as `slice().arrayBuffer()` gives, is memory mapped, zeroed and collected again for
+ * every byte sent. Where the stream is not a byte stream, each block is `slice().arrayBuffer()`.
+ * @param blob the item
+ * @param range the bytes to read, `[start, end)`
+ * @param block the size of each block, in bytes
+ * @internal
+ */
+export function readBlocks(
+  blob: Blob,
+  range: { readonly start: number; readonly end: number },
+  block: number,
+): BlockReader {
+  let offset = range.start;
+  let stopped = false;
+  let byob: ReadableStreamBYOBReader | undefined;
+  let started = false;
+  /** The two buffers, block `n` in `ring[n % 2]` (each moved to a new `ArrayBuffer` by a read). */
+  const ring: (ArrayBuffer | undefined)[] = [undefined, undefined];
+  let blocks = 0;
+  /** Reads one after another: a BYOB reader takes one read at a time. */
+  let previous: Promise<unknown> = Promise.resolve();
+
+  const fill = async (at: number, length: number): Promise<Block> => {
+    if (!started) {
+      started = true;
+      if (range.end > range.start) byob = byobReader(blob.slice(range.start, range.end).stream());
+    }
+    if (!byob)
+      return { offset: at, bytes: new Uint8Array(await blob.slice(at, at + length).arrayBuffer()) };
+    const slot = blocks++ % 2;
+    let buffer = ring[slot] ?? new ArrayBuffer(block);
+    ring[slot] = undefined;
+    let filled = 0;
+    while (filled < length) {
+      const { done, value } = await byob.read(new Uint8Array(buffer, filled, length - filled));
+      if (!value) throw new DOMException('the read was cancelled', 'AbortError');
+      buffer = value.buffer as ArrayBuffer;
+      filled += value.byteLength;
+      if (done) break;
+    }
+    ring[slot] = buffer;
+    if (filled < length)
+      throw new DOMException(
+        `the file ended at ${at + filled}, before ${at + length}`,
+        'NotReadableError',
+      );
+    return { offset: at, bytes: new Uint8Array(buffer, 0, length) };
+  };
+
+  return {
+    next: () => {
+      if (stopped || offset >= range.end) return Promise.resolve(undefined);
+      const at = offset;
+      const length = Math.min(range.end - at, block);
+      offset = at + length;
+      const read = previous.then(() => (stopped ? undefined : fill(at, length)));
+      previous = read.catch(() => undefined);
+      // A read nobody waits for any more (the caller stopped) must not be an unhandled rejection.
+      read.catch(() => undefined);
+      return read;
+    },
+    stop: () => {
+      stopped = true;
+      byob?.cancel().catch(() => undefined);
+    },
+  };
+}

@@ -9,6 +9,7 @@ import { toHex } from '../protocol/hex.js';
 import { ServerError, type WsUploaderError } from '../errors.js';
 import type { OpenedUpload, Transport } from './transport.js';
 import { abortable } from './abortable.js';
+import { readBlocks } from './read-pieces.js';
 import { backoff, shouldRetry } from './retry.js';
 import { ItemHasher } from './item-hasher.js';
 import type { ResolvedEngineOptions } from './options.js';
@@ -255,8 +256,13 @@ export class TaskRun {
             }
             continue;
           }
-          // Blocks read one ahead of the one being sent, each sent in chunks.
-          const blocks = this.#blocks(gap);
+          // Blocks read one ahead of the one being sent, each sent in chunks (each chunk's bytes
+          // are copied by sendData, so the block's buffer is filled again two blocks later).
+          const blocks = readBlocks(
+            this.#item.blob,
+            gap,
+            Math.max(READ_BLOCK, this.#options.chunkSize),
+          );
           try {
             for (let next = blocks.next(); ;) {
               const current = await this.#abortable(next);
@@ -306,38 +312,6 @@ export class TaskRun {
     this.#pool.stored(serverId, blob.size);
     this.#addStored({ start: 0, end: blob.size }, serverId);
     return { itemId, name, size: blob.size, sha256: toHex(verified), servers: [serverId] };
-  }
-
-  /**
-   * Reads `range` of the item in blocks of {@link READ_BLOCK}, one read ahead: `next()` starts the
-   * read after the one it returns, and resolves `undefined` past the end.
-   */
-  #blocks(range: ByteRange): {
-    next(): Promise<{ offset: number; bytes: Uint8Array } | undefined>;
-    stop(): void;
-  } {
-    const { blob } = this.#item;
-    const block = Math.max(READ_BLOCK, this.#options.chunkSize);
-    let offset = range.start;
-    let stopped = false;
-    return {
-      next: () => {
-        if (stopped || offset >= range.end) return Promise.resolve(undefined);
-        const at = offset;
-        const end = Math.min(range.end, at + block);
-        offset = end;
-        const read = blob
-          .slice(at, end)
-          .arrayBuffer()
-          .then((buffer) => ({ offset: at, bytes: new Uint8Array(buffer) }));
-        // A read nobody waits for any more (the task stopped) must not be an unhandled rejection.
-        read.catch(() => undefined);
-        return read;
-      },
-      stop: () => {
-        stopped = true;
-      },
-    };
   }
 
   /** Counts a range a server holds, for the task's progress. */

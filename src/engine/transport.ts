@@ -89,7 +89,10 @@ export interface Transport {
    * checks why).
    */
   waitForRoom(uploadId: number, bytes: number, signal?: AbortSignal): Promise<void>;
-  /** Sends a slice of an open upload: bytes, or a `Blob` when {@link Transport.takesBlobs}. */
+  /**
+   * Sends a slice of an open upload: bytes, or a `Blob` when {@link Transport.takesBlobs}. The
+   * bytes are the caller's again when it returns (a transport copies what it keeps).
+   */
   sendData(uploadId: number, offset: number, payload: Uint8Array | Blob): void;
   /**
    * Completes the item on the server: with `sha256`, the server verifies the whole item against it

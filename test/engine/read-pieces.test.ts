@@ -1,5 +1,5 @@
 import { expect } from '@open-wc/testing';
-import { eachPiece } from '../../src/engine/read-pieces.js';
+import { eachPiece, readBlocks, type Block } from '../../src/engine/read-pieces.js';
 
 const MiB = 1024 * 1024;
 
@@ -60,5 +60,74 @@ describe('eachPiece (a Blob read in order)', () => {
     expect(bytes).to.deep.equal(source);
     // The stream's own chunks, views of the source.
     expect([...buffers]).to.deep.equal([3 * MiB]);
+  });
+});
+
+describe('readBlocks (a range of a Blob, block after block)', () => {
+  it('reads a range in blocks of one size, one ahead, into two buffers used in turn', async () => {
+    const source = pattern(11 * MiB + 5);
+    const range = { start: MiB + 1, end: 11 * MiB + 5 };
+    const reader = readBlocks(new Blob([source]), range, 2 * MiB);
+    const got: Block[] = [];
+    const copy = new Uint8Array(range.end - range.start);
+    // As the task does: the next block's read starts before the current one is used.
+    let next = reader.next();
+    for (;;) {
+      const block = await next;
+      if (!block) break;
+      next = reader.next();
+      copy.set(block.bytes, block.offset - range.start);
+      got.push(block);
+    }
+    expect(copy).to.deep.equal(source.subarray(range.start, range.end));
+    expect(got.map((b) => b.offset)).to.deep.equal([1, 3, 5, 7, 9, 11].map((m) => m * MiB + 1));
+    // Every block but the last (4 bytes) is whole, as long as the block size.
+    expect(
+      got
+        .slice(0, -1)
+        .every((b) => b.bytes.buffer.byteLength === 2 * MiB || b.bytes.byteLength === 0),
+    ).to.equal(true);
+    expect(got.at(-2)?.bytes.length).to.equal(2 * MiB);
+    expect(got.at(-1)?.bytes.length).to.equal(4);
+    // A block's memory is read into again two blocks later (its view is then detached), so
+    // no block but the last two is still readable, and none was fresh memory of its own.
+    expect(got.slice(0, -2).every((b) => b.bytes.byteLength === 0)).to.equal(true);
+    expect(got.slice(-2).every((b) => b.bytes.buffer.byteLength === 2 * MiB)).to.equal(true);
+  });
+
+  it('reads a range shorter than a block as one block, and an empty range as none', async () => {
+    const source = pattern(1000);
+    const reader = readBlocks(new Blob([source]), { start: 10, end: 990 }, MiB);
+    const block = await reader.next();
+    expect(block?.offset).to.equal(10);
+    expect(block?.bytes).to.deep.equal(source.subarray(10, 990));
+    expect(await reader.next()).to.equal(undefined);
+    expect(await readBlocks(new Blob([source]), { start: 5, end: 5 }, MiB).next()).to.equal(
+      undefined,
+    );
+  });
+
+  it('ends with nothing once stopped', async () => {
+    const reader = readBlocks(new Blob([pattern(4 * MiB)]), { start: 0, end: 4 * MiB }, MiB);
+    expect((await reader.next())?.offset).to.equal(0);
+    reader.stop();
+    expect(await reader.next()).to.equal(undefined);
+  });
+
+  it('reads each block with slice().arrayBuffer() where the stream is not a byte stream', async () => {
+    const source = pattern(3 * MiB);
+    const real = new Blob([source]);
+    // A Blob whose stream has no BYOB reader; its slices are real ones.
+    const blob = {
+      size: real.size,
+      slice: (start: number, end: number) => real.slice(start, end),
+      stream: () => new ReadableStream<Uint8Array>({ pull: (c) => c.close() }),
+    } as unknown as Blob;
+    const reader = readBlocks(blob, { start: 0, end: 3 * MiB }, 2 * MiB);
+    const first = await reader.next();
+    const second = await reader.next();
+    expect(first?.bytes).to.deep.equal(source.subarray(0, 2 * MiB));
+    expect(second?.bytes).to.deep.equal(source.subarray(2 * MiB));
+    expect(await reader.next()).to.equal(undefined);
   });
 });

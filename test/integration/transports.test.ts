@@ -303,10 +303,16 @@ describe('transports', () => {
       const slice = file.slice.bind(file);
       file.slice = (start = 0, end = file.size, type?: string): Blob => {
         const part = slice(start, end, type);
+        // Read whole, or as a stream (the engine reads its ranges as byte streams).
         const whole = part.arrayBuffer.bind(part);
         part.arrayBuffer = async () => {
           read += part.size;
           return whole();
+        };
+        const stream = part.stream.bind(part);
+        part.stream = () => {
+          read += part.size;
+          return stream();
         };
         return part;
       };
