@@ -73,7 +73,7 @@ export interface UploadServerOptions {
   readonly maxItemSize?: number;
   /** Largest DATA payload, in bytes. @default 1048576 (1 MiB) */
   readonly maxChunk?: number;
-  /** Unacknowledged bytes a client may have in flight per connection. @default 8388608 (8 MiB) */
+  /** Unacknowledged bytes a client may have in flight per connection. @default 16777216 (16 MiB) */
   readonly window?: number;
   /** Time a client has to send HELLO after connecting, in ms. @default 10000 */
   readonly authTimeoutMs?: number;
