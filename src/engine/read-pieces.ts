@@ -68,6 +68,29 @@ export interface BlockReader {
 }
 
 /**
+ * Two buffers that block readers use in turn (see {@link readBlocks}): one reader after another,
+ * the ranges of one sender share them.
+ * @internal
+ */
+export class BlockBuffers {
+  readonly #ring: (ArrayBuffer | undefined)[] = [undefined, undefined];
+  #blocks = 0;
+
+  /** The buffer for the next block (at least `size` bytes; fresh where none is held) and its slot. */
+  take(size: number): { slot: number; buffer: ArrayBuffer } {
+    const slot = this.#blocks++ % 2;
+    const held = this.#ring[slot];
+    this.#ring[slot] = undefined;
+    return { slot, buffer: held && held.byteLength >= size ? held : new ArrayBuffer(size) };
+  }
+
+  /** Gives back the buffer of `slot`, as the last read left it, for the block after next. */
+  give(slot: number, buffer: ArrayBuffer): void {
+    this.#ring[slot] = buffer;
+  }
+}
+
+/**
  * Reads `range` of `blob` in blocks of `block` bytes (the last one shorter), into two buffers used
  * in turn (a BYOB reader of the range's byte stream, filled to the block's size): a fresh buffer
  * per block, as `slice().arrayBuffer()` gives, is memory mapped, zeroed and collected again for
@@ -75,20 +98,20 @@ export interface BlockReader {
  * @param blob the item
  * @param range the bytes to read, `[start, end)`
  * @param block the size of each block, in bytes
+ * @param buffers the two buffers, when shared with the readers of the sender's other ranges (their
+ *   blocks must be used by then)
  * @internal
  */
 export function readBlocks(
   blob: Blob,
   range: { readonly start: number; readonly end: number },
   block: number,
+  buffers = new BlockBuffers(),
 ): BlockReader {
   let offset = range.start;
   let stopped = false;
   let byob: ReadableStreamBYOBReader | undefined;
   let started = false;
-  /** The two buffers, block `n` in `ring[n % 2]` (each moved to a new `ArrayBuffer` by a read). */
-  const ring: (ArrayBuffer | undefined)[] = [undefined, undefined];
-  let blocks = 0;
   /** Reads one after another: a BYOB reader takes one read at a time. */
   let previous: Promise<unknown> = Promise.resolve();
 
@@ -99,9 +122,10 @@ export function readBlocks(
     }
     if (!byob)
       return { offset: at, bytes: new Uint8Array(await blob.slice(at, at + length).arrayBuffer()) };
-    const slot = blocks++ % 2;
-    let buffer = ring[slot] ?? new ArrayBuffer(block);
-    ring[slot] = undefined;
+    // Each read moves the buffer's memory to a new ArrayBuffer: the last one goes back.
+    const taken = buffers.take(block);
+    const { slot } = taken;
+    let { buffer } = taken;
     let filled = 0;
     while (filled < length) {
       const { done, value } = await byob.read(new Uint8Array(buffer, filled, length - filled));
@@ -110,7 +134,7 @@ export function readBlocks(
       filled += value.byteLength;
       if (done) break;
     }
-    ring[slot] = buffer;
+    buffers.give(slot, buffer);
     if (filled < length)
       throw new DOMException(
         `the file ended at ${at + filled}, before ${at + length}`,

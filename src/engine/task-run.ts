@@ -9,7 +9,7 @@ import { toHex } from '../protocol/hex.js';
 import { ServerError, type WsUploaderError } from '../errors.js';
 import type { OpenedUpload, Transport } from './transport.js';
 import { abortable } from './abortable.js';
-import { readBlocks } from './read-pieces.js';
+import { BlockBuffers, readBlocks } from './read-pieces.js';
 import { backoff, shouldRetry } from './retry.js';
 import { ItemHasher } from './item-hasher.js';
 import type { ResolvedEngineOptions } from './options.js';
@@ -246,6 +246,8 @@ export class TaskRun {
       };
       const chunkSize = (): number =>
         transport.chunkSize(this.#options.chunkSize, this.#pool.throughput(serverId));
+      // The same two buffers for every range this server gets (a split's stripes).
+      const buffers = new BlockBuffers();
       for (const range of ranges) {
         for (const gap of missingRanges(range, have)) {
           if (transport.takesBlobs) {
@@ -262,6 +264,7 @@ export class TaskRun {
             this.#item.blob,
             gap,
             Math.max(READ_BLOCK, this.#options.chunkSize),
+            buffers,
           );
           try {
             for (let next = blocks.next(); ;) {

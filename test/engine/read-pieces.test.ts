@@ -1,5 +1,5 @@
 import { expect } from '@open-wc/testing';
-import { eachPiece, readBlocks, type Block } from '../../src/engine/read-pieces.js';
+import { BlockBuffers, eachPiece, readBlocks, type Block } from '../../src/engine/read-pieces.js';
 
 const MiB = 1024 * 1024;
 
@@ -93,6 +93,23 @@ describe('readBlocks (a range of a Blob, block after block)', () => {
     // no block but the last two is still readable, and none was fresh memory of its own.
     expect(got.slice(0, -2).every((b) => b.bytes.byteLength === 0)).to.equal(true);
     expect(got.slice(-2).every((b) => b.bytes.buffer.byteLength === 2 * MiB)).to.equal(true);
+  });
+
+  it('shares its two buffers with the readers of the next ranges', async () => {
+    const source = pattern(8 * MiB);
+    const buffers = new BlockBuffers();
+    const blob = new Blob([source]);
+    const first = readBlocks(blob, { start: 0, end: 2 * MiB }, MiB, buffers);
+    const a = await first.next();
+    const b = await first.next();
+    expect(await first.next()).to.equal(undefined);
+    const second = readBlocks(blob, { start: 4 * MiB, end: 6 * MiB }, MiB, buffers);
+    const c = await second.next();
+    const d = await second.next();
+    expect(c?.bytes).to.deep.equal(source.subarray(4 * MiB, 5 * MiB));
+    expect(d?.bytes).to.deep.equal(source.subarray(5 * MiB, 6 * MiB));
+    // The second range's blocks were read into the first range's memory.
+    expect([a?.bytes.byteLength, b?.bytes.byteLength]).to.deep.equal([0, 0]);
   });
 
   it('reads a range shorter than a block as one block, and an empty range as none', async () => {
