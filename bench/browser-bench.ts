@@ -1942,9 +1942,7 @@ function report(
     info(
       `engine-dup2-transport: ${ratio(dup2.mibps / rate('ws-dup2'))} the raw dup/2 client with ` +
         `the same per-byte work, to the same upload server (ws-dup2, ${fixed(rate('ws-dup2'), 1)} ` +
-        `MiB/s), which made ${ratio(rate('ws-dup2') / rate('ws-crc'))} ws-crc: the rest of the ` +
-        `gap to ws-crc is the upload server's side (its work on the same CPUs, acknowledgements ` +
-        `after each flush, within the window), not the engine's`,
+        `MiB/s), which made ${ratio(rate('ws-dup2') / rate('ws-crc'))} ws-crc`,
     );
   }
   if (picked('wan-ws-x3') && picked('wan-ws')) {
