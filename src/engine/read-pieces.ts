@@ -150,14 +150,19 @@ export function readBlocks(
       const length = Math.min(range.end - at, block);
       offset = at + length;
       const read = previous.then(() => (stopped ? undefined : fill(at, length)));
-      previous = read.catch(() => undefined);
-      // A read nobody waits for any more (the caller stopped) must not be an unhandled rejection.
-      read.catch(() => undefined);
+      // The next read waits for this one, failed or not; a read nobody waits for any more (the
+      // caller stopped) must not be an unhandled rejection.
+      previous = read.catch(ignore);
       return read;
     },
     stop: () => {
       stopped = true;
-      byob?.cancel().catch(() => undefined);
+      byob?.cancel().catch(ignore);
     },
   };
+}
+
+/** A failure nobody needs to hear of (see {@link readBlocks}). */
+function ignore(): void {
+  // Nothing to do.
 }

@@ -124,6 +124,29 @@ describe('readBlocks (a range of a Blob, block after block)', () => {
     );
   });
 
+  it('rejects with the stream’s error when the file cannot be read', async () => {
+    // A file that became unreadable: its byte stream errors.
+    const blob = {
+      size: 3 * MiB,
+      slice: () => blob,
+      stream: () =>
+        new ReadableStream({
+          type: 'bytes',
+          pull: (c) => c.error(new DOMException('gone', 'NotReadableError')),
+        }),
+    } as unknown as Blob;
+    const reader = readBlocks(blob, { start: 0, end: 3 * MiB }, MiB);
+    const first = reader.next();
+    const second = reader.next();
+    for (const read of [first, second]) {
+      const error = await read.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((error as DOMException | undefined)?.name).to.equal('NotReadableError');
+    }
+  });
+
   it('ends with nothing once stopped', async () => {
     const reader = readBlocks(new Blob([pattern(4 * MiB)]), { start: 0, end: 4 * MiB }, MiB);
     expect((await reader.next())?.offset).to.equal(0);

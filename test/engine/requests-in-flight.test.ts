@@ -188,3 +188,83 @@ describe('HttpTransport parts one after another on a short link', () => {
     expect(fourth.ready).to.equal(true);
   });
 });
+
+describe('HttpTransport asks the server what it holds (HEAD) and maps its errors', () => {
+  const realFetch = globalThis.fetch;
+  /** What the stubbed server answers each request with, in turn. */
+  let answers: Response[];
+  let methods: string[];
+  beforeEach(() => {
+    answers = [];
+    methods = [];
+    globalThis.fetch = ((_url: string, init: RequestInit) => {
+      methods.push(init.method ?? 'GET');
+      return Promise.resolve(answers.shift()!);
+    }) as typeof fetch;
+  });
+  afterEach(() => {
+    globalThis.fetch = realFetch;
+  });
+  const meta = (size: number) => ({
+    itemId: 'i',
+    size,
+    mime: '',
+    name: 'n',
+    blob: new Blob([new Uint8Array(size)]),
+    fresh: false,
+  });
+  const listener = { ack() {}, error() {} };
+
+  it('resumes from the ranges the server lists (inclusive pairs), or from nothing on 404', async () => {
+    answers.push(
+      new Response(null, {
+        status: 200,
+        headers: { 'Upload-Length': '1000', 'Upload-Ranges': '0-99, 200-299,junk' },
+      }),
+    );
+    const held = await httpTransport().open(meta(1000), listener);
+    expect(methods).to.deep.equal(['HEAD']);
+    expect(held.complete).to.equal(false);
+    expect(held.ranges).to.deep.equal([
+      { start: 0, end: 100 },
+      { start: 200, end: 300 },
+    ]);
+    answers.push(new Response(null, { status: 404 }));
+    const none = await httpTransport().open(meta(1000), listener);
+    expect(none).to.include({ complete: false });
+    expect(none.ranges).to.deep.equal([]);
+  });
+
+  it('refuses an item the server holds with another size (conflict)', async () => {
+    answers.push(new Response(null, { status: 200, headers: { 'Upload-Length': '999' } }));
+    const error = await httpTransport()
+      .open(meta(1000), listener)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(error).to.include({ code: 'conflict' });
+  });
+
+  it('takes the code of a JSON error, else the status’s meaning', async () => {
+    answers.push(
+      new Response(JSON.stringify({ code: 'forbidden', message: 'not yours' }), { status: 403 }),
+    );
+    const coded = await httpTransport()
+      .open(meta(1000), listener)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(coded).to.include({ code: 'forbidden', message: 'ws-uploader: not yours' });
+    // A proxy's answer, without the server's JSON.
+    answers.push(new Response('<html>busy</html>', { status: 507 }));
+    const byStatus = await httpTransport()
+      .open(meta(1000), listener)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(byStatus).to.include({ code: 'storage-full' });
+  });
+});
