@@ -1,6 +1,7 @@
 // The engine speaks dup/2, dup/1 and HTTP parts (http/1), picks one per server from its
 // `protocols` option and what the server offers, and sends a task's ranges to all their servers at
 // once. Real servers, real bytes: each item arrives whole, with the SHA-256 of the source.
+import { Gate, gatedFile } from '../helpers/gated-file.js';
 import { expect } from '@open-wc/testing';
 import { WsUploaderEngine, type ServerStatus } from '../../src/index.js';
 import {
@@ -247,19 +248,9 @@ describe('transports', () => {
     let release!: (by: string) => void;
     const gate = new Promise<string>((resolve) => (release = resolve));
     const timer = setTimeout(() => release('timeout'), 5000);
-    const file = new File([bytes], 'split.bin');
-    const slice = file.slice.bind(file);
-    file.slice = (start = 0, end = file.size, type?: string): Blob => {
-      const part = slice(start, end, type);
-      if (start < MiB) {
-        const read = part.arrayBuffer.bind(part);
-        part.arrayBuffer = async () => {
-          await gate;
-          return read();
-        };
-      }
-      return part;
-    };
+    const firstMiB = new Gate();
+    void gate.then(() => firstMiB.open());
+    const file = gatedFile(new File([bytes], 'split.bin'), [[0, MiB]], firstMiB);
     const tasks: { serverId: string; start: number; end: number }[][] = [];
     engine.on('transmit-request', (e) => tasks.push([...e.detail.task.ranges]));
     engine.on('progress', (e) => {
