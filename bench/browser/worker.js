@@ -100,6 +100,22 @@ async function wsRaw({ url, urls, name, message, window, mode, acks, frame }) {
 }
 
 /**
+ * A sender's wake-up: `wait()` resolves at the next `settle()` (a message, a close), after which
+ * the sender looks at its state again.
+ */
+function waker() {
+  let wake;
+  return {
+    wait: () => new Promise((resolve) => (wake = resolve)),
+    settle: () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    },
+  };
+}
+
+/**
  * `bytes` (the file's, from `offset`) as dup/2 DATA frames of `frame` payload bytes each, with the
  * CRC-32C of each payload, each encoded into `buffer` (used again: send it before the next).
  */
@@ -129,13 +145,8 @@ async function wsSend(url, file, from, to, codec, { message, window, mode, acks,
   let acked = 0;
   /** The sink's byte count, answering `end` (no `acks`). */
   let written;
-  let wake;
   let failure;
-  const settle = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
+  const { wait, settle } = waker();
   ws.onmessage = ({ data }) => {
     if (typeof data === 'string') {
       written = Number(data);
@@ -150,7 +161,6 @@ async function wsSend(url, file, from, to, codec, { message, window, mode, acks,
     failure ??= new Error(`WebSocket closed (${e.code})`);
     settle();
   };
-  const wait = () => new Promise((resolve) => (wake = resolve));
   await new Promise((resolve, reject) => {
     ws.onopen = resolve;
     ws.onerror = () => reject(new Error(`cannot connect to ${url}`));
@@ -235,13 +245,7 @@ async function wsDup2({ url, name, token, itemId, message, window, frame }) {
   let serverWindow = 0;
   let complete;
   let failure;
-  let wake;
-  const settle = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  const wait = () => new Promise((resolve) => (wake = resolve));
+  const { wait, settle } = waker();
   let welcomed = false;
   let opened = false;
   ws.onmessage = ({ data }) => {

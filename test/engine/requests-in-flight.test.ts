@@ -214,6 +214,12 @@ describe('HttpTransport asks the server what it holds (HEAD) and maps its errors
     fresh: false,
   });
   const listener = { ack() {}, error() {} };
+  /** What `promise` rejects with (`undefined` when it resolves). */
+  const rejection = (promise: Promise<unknown>) =>
+    promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
 
   it('resumes from the ranges the server lists (inclusive pairs), or from nothing on 404', async () => {
     answers.push(
@@ -237,12 +243,7 @@ describe('HttpTransport asks the server what it holds (HEAD) and maps its errors
 
   it('refuses an item the server holds with another size (conflict)', async () => {
     answers.push(new Response(null, { status: 200, headers: { 'Upload-Length': '999' } }));
-    const error = await httpTransport()
-      .open(meta(1000), listener)
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+    const error = await rejection(httpTransport().open(meta(1000), listener));
     expect(error).to.include({ code: 'conflict' });
   });
 
@@ -250,21 +251,11 @@ describe('HttpTransport asks the server what it holds (HEAD) and maps its errors
     answers.push(
       new Response(JSON.stringify({ code: 'forbidden', message: 'not yours' }), { status: 403 }),
     );
-    const coded = await httpTransport()
-      .open(meta(1000), listener)
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+    const coded = await rejection(httpTransport().open(meta(1000), listener));
     expect(coded).to.include({ code: 'forbidden', message: 'ws-uploader: not yours' });
     // A proxy's answer, without the server's JSON.
     answers.push(new Response('<html>busy</html>', { status: 507 }));
-    const byStatus = await httpTransport()
-      .open(meta(1000), listener)
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+    const byStatus = await rejection(httpTransport().open(meta(1000), listener));
     expect(byStatus).to.include({ code: 'storage-full' });
   });
 });
