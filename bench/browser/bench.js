@@ -239,14 +239,25 @@ async function connected(engine, servers) {
  * as equal ranges, one per upload server), waits until every upload server is connected and
  * probed, then times from `addFiles` to the `complete` event (plan, transmit, every byte
  * acknowledged, and the SHA-256 verified by the server when one server takes the whole item).
+ * With `warm`, that file is uploaded first through the same engine and servers, not timed.
  */
-async function engineUpload({ controlUrl, token, name, servers, options, profile }) {
+async function engineUpload({ controlUrl, token, name, warm, servers, options, profile }) {
   enginePromise ??= import('/engine.js');
   const { WsUploaderEngine } = await enginePromise;
   const file = await sourceFile(name);
   const engine = new WsUploaderEngine({ controlUrl, authToken: token, ...options });
   try {
     await connected(engine, servers);
+    if (warm) {
+      const warmFile = await sourceFile(warm);
+      await new Promise((resolve, reject) => {
+        const offs = [
+          engine.on('complete', () => (offs.forEach((off) => off()), resolve())),
+          engine.on('error', (e) => (offs.forEach((off) => off()), reject(e.detail.error))),
+        ];
+        engine.addFiles([warmFile]);
+      });
+    }
     const profiler = profile ? startProfiler() : undefined;
     const measured = await timed(async () => {
       // When the servers had every byte: what comes after is the completion (digest, verify).

@@ -10,6 +10,7 @@ import {
   CLOSE,
   covers,
   DATA_HEADER_BYTES,
+  decodeDup2ClientFragments,
   decodeDup2ClientFrame,
   encodeDup2Frame,
   fromHex,
@@ -161,6 +162,10 @@ export class Dup2Session {
    */
   constructor(ws: WebSocket, ctx: Dup2SessionContext, socket?: Readable, maxMessage?: number) {
     this.#ws = ws;
+    // A browser sends a large message as many WebSocket frames: taken as they came, a DATA
+    // payload is checked and written in its pieces, where `ws` would first join them (a copy of
+    // every byte, in fresh memory).
+    ws.binaryType = 'fragments';
     this.#ctx = ctx;
     this.#maxBytes =
       maxMessage === undefined
@@ -222,10 +227,13 @@ export class Dup2Session {
       this.#fatal('dup/2 frames are binary');
       return;
     }
-    const bytes = toBytes(data);
     let frame: Dup2ClientFrame;
+    /** A DATA payload's pieces, as its message's frames brought them. */
+    let parts: readonly Uint8Array[] | undefined;
     try {
-      frame = decodeDup2ClientFrame(bytes, { maxChunk: this.#ctx.maxChunk });
+      const limits = { maxChunk: this.#ctx.maxChunk };
+      if (Array.isArray(data)) ({ frame, parts } = decodeDup2ClientFragments(data, limits));
+      else frame = decodeDup2ClientFrame(toBytes(data), limits);
     } catch (e) {
       this.#fatal(e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'undecodable frame');
       return;
@@ -247,7 +255,7 @@ export class Dup2Session {
         this.#open(frame.uploadId, frame.itemId, frame.size, frame.mime, frame.name);
         return;
       case 'data':
-        this.#data(frame.uploadId, frame.offset, frame.crc32c, frame.payload);
+        this.#data(frame.uploadId, frame.offset, frame.crc32c, parts ?? [frame.payload]);
         return;
       case 'finish':
         this.#finish(frame.uploadId, frame.sha256);
@@ -360,25 +368,30 @@ export class Dup2Session {
     });
   }
 
-  #data(uploadId: number, offset: number, crc: number, payload: Uint8Array): void {
+  /** DATA, its payload in `parts` (one, or the pieces its message's frames brought). */
+  #data(uploadId: number, offset: number, crc: number, parts: readonly Uint8Array[]): void {
     const upload = this.#uploads.get(uploadId);
     if (!upload) {
       this.#notAnUpload(uploadId);
       return;
     }
-    if (offset + payload.length > upload.size) {
+    let length = 0;
+    for (const part of parts) length += part.length;
+    if (offset + length > upload.size) {
       this.#error(
         uploadId,
         'out-of-range',
-        `bytes ${offset}..${offset + payload.length} are past size ${upload.size}`,
+        `bytes ${offset}..${offset + length} are past size ${upload.size}`,
       );
       return;
     }
-    if (!allowsWrite(this.#grant!, upload.itemId, offset, offset + payload.length)) {
+    if (!allowsWrite(this.#grant!, upload.itemId, offset, offset + length)) {
       this.#error(uploadId, 'unauthorized', `the token does not allow writing bytes at ${offset}`);
       return;
     }
-    if (crc32c(payload) !== crc) {
+    let computed = 0;
+    for (const part of parts) computed = crc32c(part, computed);
+    if (computed !== crc) {
       this.#error(
         uploadId,
         'checksum-mismatch',
@@ -386,7 +399,7 @@ export class Dup2Session {
       );
       return;
     }
-    if (this.#inFlight + payload.length > this.#ctx.window) {
+    if (this.#inFlight + length > this.#ctx.window) {
       this.#send({
         type: 'error',
         uploadId,
@@ -396,19 +409,25 @@ export class Dup2Session {
       this.#close(CLOSE.PROTOCOL_VIOLATION, 'window exceeded');
       return;
     }
-    this.#inFlight += payload.length;
-    this.#ctx.budget.take(payload.length);
-    upload.pending += payload.length;
-    // The payload is a view into the message buffer, which ws does not reuse: safe to keep.
+    this.#inFlight += length;
+    this.#ctx.budget.take(length);
+    upload.pending += length;
+    // The payload's parts are views into buffers ws does not reuse: safe to keep.
     // The queue only starts the write: the store orders writes of an item, and flushes those that
     // wait together, so the next chunk need not wait for this one to be durable.
     this.#enqueue(uploadId, upload, async () => {
-      const write = this.#ctx.store
-        .write(upload.itemId, offset, payload, crc)
+      const { store } = this.#ctx;
+      const stored =
+        parts.length === 1
+          ? store.write(upload.itemId, offset, parts[0]!, crc)
+          : store.writev
+            ? store.writev(upload.itemId, offset, parts, { crc32c: crc })
+            : store.write(upload.itemId, offset, Buffer.concat(parts, length), crc);
+      const write = stored
         .then(
           () => {
             if (!upload.ended)
-              this.#send({ type: 'ack', uploadId, start: offset, end: offset + payload.length });
+              this.#send({ type: 'ack', uploadId, start: offset, end: offset + length });
           },
           (e: unknown) => {
             if (!upload.ended) this.#storeError(uploadId, e);
@@ -418,9 +437,9 @@ export class Dup2Session {
           upload.writes.delete(write);
           // An ended upload already gave its pending bytes back to the window.
           if (!upload.ended) {
-            upload.pending -= payload.length;
-            this.#inFlight -= payload.length;
-            this.#ctx.budget.give(payload.length);
+            upload.pending -= length;
+            this.#inFlight -= length;
+            this.#ctx.budget.give(length);
           }
         });
       upload.writes.add(write);

@@ -104,6 +104,8 @@ export interface StoreWriteOptions {
    * @default true
    */
   readonly commit?: boolean;
+  /** The CRC-32C of the parts joined, when the caller knows it (it is computed otherwise). */
+  readonly crc32c?: number;
 }
 
 /** Stored bytes read back, with their CRC-32C when the store knows it. */
@@ -307,7 +309,7 @@ export class FileStore implements ItemStore {
     parts: readonly Uint8Array[],
     options: StoreWriteOptions = {},
   ): Promise<ItemRecord> {
-    return this.#write(itemId, offset, parts, undefined, options.commit ?? true);
+    return this.#write(itemId, offset, parts, options.crc32c, options.commit ?? true);
   }
 
   async #write(

@@ -289,6 +289,61 @@ export function decodeDup2ClientFrame(
   return frame as Dup2ClientFrame;
 }
 
+/** A client frame decoded from a message's fragments, and a DATA payload's pieces. */
+export interface Dup2ClientFragments {
+  /** The frame; a DATA frame's `payload` here is only its first piece. */
+  readonly frame: Dup2ClientFrame;
+  /** A DATA frame's whole payload, in pieces, in order; the first is `frame.payload`. */
+  readonly parts?: readonly Uint8Array[];
+}
+
+/**
+ * Decodes a client's message that came as several WebSocket frames, from their payloads in order
+ * (a receiver's fragments), without joining a DATA payload: browsers send a large message as many
+ * frames, and joining them is a copy of every byte. A DATA frame whose header is whole in the
+ * first fragment comes back with its payload's pieces in `parts`, checked as
+ * {@link decodeDup2ClientFrame} checks a whole payload; any other message is joined and decoded
+ * by it.
+ * @param fragments the payloads of one message's WebSocket frames, in order
+ * @param limits limits to enforce (`maxChunk` bounds the whole DATA payload)
+ * @throws {ProtocolError} for anything that is not a valid client frame
+ */
+export function decodeDup2ClientFragments(
+  fragments: readonly Uint8Array[],
+  limits: Dup2DecodeLimits = {},
+): Dup2ClientFragments {
+  const first = fragments[0];
+  if (
+    fragments.length < 2 ||
+    first === undefined ||
+    first[0] !== FRAME.DATA ||
+    first.length <= DATA_HEADER_BYTES
+  )
+    return { frame: decodeDup2ClientFrame(joined(fragments), limits) };
+  let length = first.length - DATA_HEADER_BYTES;
+  for (let i = 1; i < fragments.length; i++) length += fragments[i]!.length;
+  const max = limits.maxChunk ?? DEFAULT_MAX_CHUNK;
+  if (length > max) tooLarge(`DATA payload of ${length} bytes is over ${max}`);
+  const frame = decodeDup2ClientFrame(first, limits);
+  if (frame.type !== 'data') invalid('not a DATA frame');
+  if (frame.offset + length > Number.MAX_SAFE_INTEGER) invalid('offset + length');
+  return { frame, parts: [frame.payload, ...fragments.slice(1)] };
+}
+
+/** The fragments as one buffer (the only one itself). */
+function joined(fragments: readonly Uint8Array[]): Uint8Array {
+  if (fragments.length === 1) return fragments[0]!;
+  let length = 0;
+  for (const f of fragments) length += f.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const f of fragments) {
+    out.set(f, at);
+    at += f.length;
+  }
+  return out;
+}
+
 /**
  * Decodes a frame that a server sent (what a client receives).
  * @param bytes one binary WebSocket message

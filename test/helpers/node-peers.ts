@@ -111,6 +111,21 @@ export class Dup2Peer extends Peer<Dup2ServerFrame, Dup2ClientFrame> {
     this.ws.send(bytes);
   }
 
+  /**
+   * Sends one frame as several WebSocket frames, split at `cuts` (offsets into its bytes), as a
+   * browser sends a large message.
+   */
+  async sendFragmented(frame: Dup2ClientFrame, cuts: readonly number[]): Promise<void> {
+    await this.opened;
+    const bytes = encodeDup2Frame(frame);
+    const bounds = [0, ...cuts, bytes.length];
+    for (let i = 0; i + 1 < bounds.length; i++)
+      this.ws.send(bytes.subarray(bounds[i], bounds[i + 1]), {
+        binary: true,
+        fin: i + 2 === bounds.length,
+      });
+  }
+
   /** The next frame that is not an ACK (ACKs come whenever writes turn durable). */
   async nextNonAck(timeoutMs?: number): Promise<Dup2ServerFrame> {
     for (;;) {

@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import {
+  DATA_HEADER_BYTES,
+  decodeDup2ClientFragments,
   decodeDup2ClientFrame,
   decodeDup2Frame,
   decodeDup2ServerFrame,
@@ -202,6 +204,72 @@ describe('dup/2 codec', () => {
     });
     expect(codeOf(() => decodeDup2Frame(frame, { maxChunk: 10 }))).to.equal('frame-too-large');
     expect(decodeDup2Frame(frame, { maxChunk: 11 }).type).to.equal('data');
+  });
+
+  it('decodes a DATA message from its fragments without joining the payload, and joins any other', () => {
+    const payload = new Uint8Array(1000).map((_, i) => i % 251);
+    const bytes = encodeDup2Frame({ type: 'data', uploadId: 3, offset: 7, crc32c: 9, payload });
+    const cut = (at: number[]) =>
+      [0, ...at].map((a, i) => bytes.subarray(a, [...at, bytes.length][i]));
+    // The header whole in the first fragment: the payload's pieces, views of the fragments.
+    const fragments = cut([DATA_HEADER_BYTES + 1, 400]);
+    const split = decodeDup2ClientFragments(fragments);
+    expect(split.frame).to.deep.include({ type: 'data', uploadId: 3, offset: 7, crc32c: 9 });
+    expect(split.parts!.map((p) => p.length)).to.deep.equal([
+      1,
+      400 - DATA_HEADER_BYTES - 1,
+      bytes.length - 400,
+    ]);
+    expect(split.parts![1]!.buffer).to.equal(fragments[1]!.buffer);
+    expect(Buffer.concat(split.parts!)).to.deep.equal(Buffer.from(payload));
+    // The header cut, or only the header in the first fragment: joined and decoded whole.
+    for (const at of [[5, 600], [DATA_HEADER_BYTES]]) {
+      const whole = decodeDup2ClientFragments(cut(at));
+      expect(whole.parts, String(at)).to.equal(undefined);
+      expect(whole.frame, String(at)).to.deep.equal({
+        type: 'data',
+        uploadId: 3,
+        offset: 7,
+        crc32c: 9,
+        payload,
+      });
+    }
+    // One fragment, and other frames.
+    expect(decodeDup2ClientFragments([bytes]).frame).to.deep.include({ offset: 7 });
+    const open = encodeDup2Frame({
+      type: 'open',
+      uploadId: 1,
+      size: 5,
+      itemId: 'a',
+      mime: '',
+      name: '',
+    });
+    expect(
+      decodeDup2ClientFragments([open.subarray(0, 3), open.subarray(3)]).frame,
+    ).to.deep.include({ type: 'open', itemId: 'a' });
+  });
+
+  it('checks a DATA payload in fragments as a whole one: the limit, the end, a server frame, none', () => {
+    const payload = new Uint8Array(100);
+    const bytes = encodeDup2Frame({ type: 'data', uploadId: 1, offset: 0, crc32c: 0, payload });
+    const two = [bytes.subarray(0, DATA_HEADER_BYTES + 10), bytes.subarray(DATA_HEADER_BYTES + 10)];
+    expect(codeOf(() => decodeDup2ClientFragments(two, { maxChunk: 99 }))).to.equal(
+      'frame-too-large',
+    );
+    expect(decodeDup2ClientFragments(two, { maxChunk: 100 }).parts).to.have.length(2);
+    // Its first piece ends before 2^53−1, the whole payload after it.
+    const far = bytes.slice();
+    new DataView(far.buffer).setBigUint64(5, BigInt(2 ** 53 - 1 - 50));
+    expect(
+      codeOf(() => decodeDup2ClientFragments([far.subarray(0, 30), far.subarray(30)])),
+    ).to.equal('frame-invalid-field');
+    const bytesFrame = encodeDup2Frame({ type: 'bytes', readId: 1, offset: 0, crc32c: 0, payload });
+    expect(
+      codeOf(() =>
+        decodeDup2ClientFragments([bytesFrame.subarray(0, 30), bytesFrame.subarray(30)]),
+      ),
+    ).to.equal('frame-unknown-type');
+    expect(codeOf(() => decodeDup2ClientFragments([]))).to.equal('frame-empty');
   });
 
   it('rejects an empty DATA payload', () => {

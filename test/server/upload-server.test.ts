@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32c, CLOSE, SUBPROTOCOL_DUP_2 } from '../../src/protocol/index.js';
+import { crc32c, CLOSE, DATA_HEADER_BYTES, SUBPROTOCOL_DUP_2 } from '../../src/protocol/index.js';
 import {
   createReadToken,
   createUploadServer,
@@ -279,6 +279,83 @@ describe('upload server (dup/2)', () => {
       code: 'checksum-mismatch',
     });
     expect((await server.store.get('item-b'))?.ranges).to.deep.equal([]);
+  });
+
+  it('takes DATA sent as several WebSocket frames (as browsers send large messages), the header whole in the first or not, and stores its bytes', async () => {
+    const peer = await connect();
+    const bytes = new Uint8Array(randomBytes(120_000));
+    await peer.send({
+      type: 'open',
+      uploadId: 1,
+      itemId: 'item-f',
+      size: bytes.length,
+      mime: '',
+      name: '',
+    });
+    expect(await peer.next()).to.deep.include({ type: 'opened', uploadId: 1 });
+    const halves = [bytes.subarray(0, 60_000), bytes.subarray(60_000)];
+    // The header and 1,000 payload bytes, then the rest in two frames; then a header cut in two.
+    for (const [i, cuts] of [
+      [0, [DATA_HEADER_BYTES + 1000, 30_000]],
+      [1, [10, 20_000]],
+    ] as const) {
+      const payload = halves[i]!;
+      const offset = i * 60_000;
+      await peer.sendFragmented(
+        { type: 'data', uploadId: 1, offset, crc32c: crc32c(payload), payload },
+        cuts,
+      );
+      expect(await peer.next()).to.deep.equal({
+        type: 'ack',
+        uploadId: 1,
+        start: offset,
+        end: offset + payload.length,
+      });
+    }
+    await peer.send({ type: 'finish', uploadId: 1 });
+    expect(await peer.next()).to.deep.equal({
+      type: 'complete',
+      uploadId: 1,
+      sha256: sha256(bytes).bytes,
+    });
+    const served = new Uint8Array(await (await getFile('item-f')).arrayBuffer());
+    expect(sha256(served).hex).to.equal(sha256(bytes).hex);
+  });
+
+  it('checks DATA sent as several WebSocket frames whole: a wrong CRC-32C stores nothing, a message over the limit closes 1009', async () => {
+    const peer = await connect();
+    await peer.send({
+      type: 'open',
+      uploadId: 1,
+      itemId: 'item-g',
+      size: 300_000,
+      mime: '',
+      name: '',
+    });
+    await peer.next();
+    const payload = new Uint8Array(randomBytes(50_000));
+    // Only the last piece is wrong.
+    const crc = crc32c(payload);
+    payload[49_999] ^= 1;
+    await peer.sendFragmented({ type: 'data', uploadId: 1, offset: 0, crc32c: crc, payload }, [
+      DATA_HEADER_BYTES + 100,
+      40_000,
+    ]);
+    expect(await peer.next()).to.deep.include({
+      type: 'error',
+      uploadId: 1,
+      code: 'checksum-mismatch',
+    });
+    expect((await server.store.get('item-g'))?.ranges).to.deep.equal([]);
+    // 128 KiB + 1 over three frames, the first well under the limit: the WebSocket layer's limit
+    // (a message of more than maxChunk and the header) closes the connection, 1009.
+    const big = new Uint8Array(128 * 1024 + 1);
+    await peer.sendFragmented(
+      { type: 'data', uploadId: 1, offset: 0, crc32c: crc32c(big), payload: big },
+      [DATA_HEADER_BYTES + 10, 70_000],
+    );
+    expect((await peer.closed).code).to.equal(1009);
+    expect((await server.store.get('item-g'))?.ranges).to.deep.equal([]);
   });
 
   it('P3: refuses bytes past the item size with out-of-range', async () => {
