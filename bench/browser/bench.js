@@ -17,16 +17,30 @@
  * heap.
  */
 
-const worker = new Worker('/worker.js', { type: 'module' });
 let nextRequest = 1;
 const waiting = new Map();
-worker.onmessage = ({ data }) => {
-  const w = waiting.get(data.id);
-  waiting.delete(data.id);
-  if (data.error !== undefined) w?.reject(new Error(data.error));
-  else w?.resolve(data.result);
-};
-worker.onerror = (e) => log(`worker error: ${e.message}`);
+let worker = startWorker();
+
+/** The page's Worker (raw senders, source files, hashing). */
+function startWorker() {
+  const w = new Worker('/worker.js', { type: 'module' });
+  w.onmessage = ({ data }) => {
+    const waiter = waiting.get(data.id);
+    waiting.delete(data.id);
+    if (data.error !== undefined) waiter?.reject(new Error(data.error));
+    else waiter?.resolve(data.result);
+  };
+  w.onerror = (e) => log(`worker error: ${e.message}`);
+  return w;
+}
+
+/** A step that did not end in time: its Worker requests fail, and a new Worker takes the next. */
+function restartWorker(reason) {
+  worker.terminate();
+  for (const w of waiting.values()) w.reject(new Error(reason));
+  waiting.clear();
+  worker = startWorker();
+}
 
 /** Runs a request in the Worker. */
 function inWorker(request) {
@@ -490,10 +504,22 @@ async function main() {
     const step = await response.json();
     if (step.type === 'done') break;
     document.title = `${step.type} ${step.label ?? ''}`;
+    // A step that hangs fails alone (its run counts as an error), and the benchmark goes on.
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      if (step.timeoutMs === undefined) return;
+      timer = setTimeout(() => {
+        const reason = `the step did not end in ${step.timeoutMs / 1000} s`;
+        restartWorker(reason);
+        reject(new Error(reason));
+      }, step.timeoutMs);
+    });
     try {
-      report = { result: await STEPS[step.type](step) };
+      report = { result: await Promise.race([STEPS[step.type](step), timeout]) };
     } catch (e) {
       report = { error: String(e?.stack ?? e?.message ?? e) };
+    } finally {
+      clearTimeout(timer);
     }
   }
   document.title = 'done';
