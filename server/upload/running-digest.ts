@@ -14,6 +14,15 @@ import { createHash, type Hash } from 'node:crypto';
  */
 export const DIGEST_AHEAD_BYTES = 32 * 1024 * 1024;
 
+/**
+ * Bytes are held only when they end within this share of the bound past the digest's place. The
+ * parts side by side with the one it waits for do; a split's stripes do not (16 MiB each, every
+ * other one on a server of two, so the next one ends 32 MiB past: held, a whole stripe of bytes
+ * this server never joins up stayed in memory until the item completed, and a split's servers
+ * went past 150 MiB RSS).
+ */
+export const AHEAD_SPAN_SHARE = 0.75;
+
 /** A digest that took no room for this long lets its held bytes go when another needs the room. */
 export const AHEAD_IDLE_MS = 2000;
 
@@ -32,13 +41,27 @@ export class AheadBudget {
   /** Digests holding bytes, by when they last took room, the least recent first. */
   readonly #holders = new Map<RunningDigest, number>();
 
+  readonly #span: number;
+
   /**
    * @param limit bytes held over every digest, at most (0: none)
    * @param now the clock, in ms
+   * @param span how far past a digest's place held bytes may end
+   *   (default {@link AHEAD_SPAN_SHARE} of `limit`)
    */
-  constructor(limit: number, now: () => number = () => performance.now()) {
+  constructor(
+    limit: number,
+    now: () => number = () => performance.now(),
+    span = limit * AHEAD_SPAN_SHARE,
+  ) {
     this.#limit = limit;
     this.#now = now;
+    this.#span = span;
+  }
+
+  /** How far past a digest's place held bytes may end. */
+  get span(): number {
+    return this.#span;
   }
 
   /** Bytes held now, over every digest. */
@@ -128,16 +151,17 @@ export class RunningDigest {
 
   /**
    * Offers bytes just stored at `start`. Bytes at `hashedTo` are fed, with any held bytes they now
-   * reach; bytes past it are held while the bound allows, when they end within the budget's limit
-   * of `hashedTo` (the parts side by side with the one the digest waits for; not a stripe of a
-   * split far past it, whose gap this server may never fill); the caller must not change them.
+   * reach; bytes past it are held while the bound allows, when they end within
+   * {@link AHEAD_SPAN_SHARE} of the budget's limit past `hashedTo` (the parts side by side with the
+   * one the digest waits for; not a stripe of a split past it, whose gap this server may never
+   * fill); the caller must not change them.
    * Bytes before `hashedTo` were fed already.
    */
   offer(start: number, bytes: Uint8Array): void {
     if (this.#taken || bytes.length === 0 || start + bytes.length <= this.#to) return;
     if (start > this.#to) {
       if (
-        start + bytes.length - this.#to <= this.#budget.limit &&
+        start + bytes.length - this.#to <= this.#budget.span &&
         !this.#ahead.has(start) &&
         this.#budget.take(this, bytes.length)
       ) {
