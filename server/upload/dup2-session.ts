@@ -232,8 +232,12 @@ export class Dup2Session {
     let parts: readonly Uint8Array[] | undefined;
     try {
       const limits = { maxChunk: this.#ctx.maxChunk };
-      if (Array.isArray(data)) ({ frame, parts } = decodeDup2ClientFragments(data, limits));
-      else frame = decodeDup2ClientFrame(toBytes(data), limits);
+      if (Array.isArray(data)) {
+        ({ frame, parts } = decodeDup2ClientFragments(data, limits));
+        // Many small pieces (a client that sends tiny frames) are joined: each would be kept,
+        // checked and written on its own.
+        if (parts && parts.length > MAX_PARTS) parts = [Buffer.concat(parts)];
+      } else frame = decodeDup2ClientFrame(toBytes(data), limits);
     } catch (e) {
       this.#fatal(e instanceof ProtocolError ? `${e.code}: ${e.message}` : 'undecodable frame');
       return;
@@ -827,6 +831,9 @@ export class Dup2Session {
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Pieces of one DATA payload kept apart at most; more are joined (see `#onMessage`). */
+const MAX_PARTS = 64;
 
 function toBytes(data: RawData): Uint8Array {
   if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));

@@ -372,11 +372,7 @@ export class FileStore implements ItemStore {
             for (const part of piece.parts) sum = crc32c(part, sum);
           }
           s.pending.push({ start: piece.start, end: piece.end, crc32c: sum });
-          let at = piece.start;
-          for (const part of piece.parts) {
-            s.hash?.offer(at, part);
-            at += part.length;
-          }
+          s.hash?.offerParts(piece.start, piece.parts);
         }
         // Only when these bytes did not reach the digest (held, or past a gap): not per chunk.
         if (s.hash && s.hash.hashedTo < end) this.#catchUp(s);

@@ -8,18 +8,19 @@ import { createHash, type Hash } from 'node:crypto';
 
 /**
  * Bytes held ahead of a gap over every item of a store, at most, by default: on a long link the
- * engine sends three HTTP parts side by side (each about a second of the rate), and two parts of
- * 16 MiB fit ahead of the one the digest is in; on a short link it sends its parts one after
- * another, and only the overlap of one part with the next is held.
+ * engine sends three HTTP parts side by side (each about a second of the rate), and what ends
+ * within three quarters of it ({@link AHEAD_SPAN_SHARE}) past the digest's place is held: the
+ * next part of 16 MiB and the start of the one after; on a short link it sends its parts one
+ * after another, and only the overlap of one part with the next is held.
  */
 export const DIGEST_AHEAD_BYTES = 32 * 1024 * 1024;
 
 /**
- * Bytes are held only when they end within this share of the bound past the digest's place. The
- * parts side by side with the one it waits for do; a split's stripes do not (16 MiB each, every
- * other one on a server of two, so the next one ends 32 MiB past: held, a whole stripe of bytes
- * this server never joins up stayed in memory until the item completed, and a split's servers
- * went past 150 MiB RSS).
+ * Bytes are held only when they end within this share of the bound past the digest's place: the
+ * part side by side with the one it waits for does, and the start of the one after. A split's
+ * next stripe (16 MiB, every other one on a server of two) ends 32 MiB past the digest's place:
+ * held whole before, a stripe this server never joins up stayed in memory until the item
+ * completed, and a split's servers went past 150 MiB RSS; now at most its first 8 MiB are.
  */
 export const AHEAD_SPAN_SHARE = 0.75;
 
@@ -147,6 +148,41 @@ export class RunningDigest {
   /** Bytes held ahead of a gap. */
   get heldBytes(): number {
     return this.#aheadBytes;
+  }
+
+  /**
+   * Offers the parts of one write, stored one after another from `start`: held all or none (a
+   * write held in part would leave the digest's place inside a stored chunk, from which the
+   * store does not catch up until the item completes), else fed as {@link offer} feeds them.
+   */
+  offerParts(start: number, parts: readonly Uint8Array[]): void {
+    if (parts.length === 1) {
+      this.offer(start, parts[0]!);
+      return;
+    }
+    let length = 0;
+    for (const part of parts) length += part.length;
+    if (this.#taken || length === 0 || start + length <= this.#to) return;
+    if (start > this.#to) {
+      if (
+        start + length - this.#to > this.#budget.span ||
+        this.#ahead.has(start) ||
+        !this.#budget.take(this, length)
+      )
+        return;
+      let at = start;
+      for (const part of parts) {
+        if (part.length > 0) this.#ahead.set(at, part);
+        at += part.length;
+      }
+      this.#aheadBytes += length;
+      return;
+    }
+    let at = start;
+    for (const part of parts) {
+      this.offer(at, part);
+      at += part.length;
+    }
   }
 
   /**

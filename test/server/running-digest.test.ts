@@ -119,6 +119,20 @@ describe('RunningDigest', () => {
     expect(await finish(d, item)).to.deep.equal({ hex: sha256(item), from: 225 });
   });
 
+  it('holds the parts of one write all or none, so its place never stops inside a write', async () => {
+    const budget = new AheadBudget(300);
+    const d = new RunningDigest(budget);
+    // The write ends 250 bytes past: over the span (225), though its first part alone is not.
+    d.offerParts(100, [item.subarray(100, 150), item.subarray(150, 250)]);
+    expect([d.heldBytes, budget.used]).to.deep.equal([0, 0]);
+    // Within it: both parts held, and fed once the gap fills.
+    d.offerParts(100, [item.subarray(100, 150), item.subarray(150, 200)]);
+    expect([d.heldBytes, budget.used]).to.deep.equal([100, 100]);
+    d.offerParts(0, [item.subarray(0, 60), item.subarray(60, 100)]);
+    expect([d.hashedTo, d.heldBytes, budget.used]).to.deep.equal([200, 0, 0]);
+    expect(await finish(d, item)).to.deep.equal({ hex: sha256(item), from: 200 });
+  });
+
   it('gives back what it held when dropped or taken', async () => {
     const budget = new AheadBudget(1000);
     const a = new RunningDigest(budget);

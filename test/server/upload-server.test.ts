@@ -281,9 +281,9 @@ describe('upload server (dup/2)', () => {
     expect((await server.store.get('item-b'))?.ranges).to.deep.equal([]);
   });
 
-  it('takes DATA sent as several WebSocket frames (as browsers send large messages), the header whole in the first or not, and stores its bytes', async () => {
+  it('takes DATA sent as several WebSocket frames (as browsers send large messages), the header whole in the first or not, many or few, and stores its bytes', async () => {
     const peer = await connect();
-    const bytes = new Uint8Array(randomBytes(120_000));
+    const bytes = new Uint8Array(randomBytes(180_000));
     await peer.send({
       type: 'open',
       uploadId: 1,
@@ -293,13 +293,16 @@ describe('upload server (dup/2)', () => {
       name: '',
     });
     expect(await peer.next()).to.deep.include({ type: 'opened', uploadId: 1 });
-    const halves = [bytes.subarray(0, 60_000), bytes.subarray(60_000)];
-    // The header and 1,000 payload bytes, then the rest in two frames; then a header cut in two.
+    const thirds = [0, 1, 2].map((i) => bytes.subarray(i * 60_000, (i + 1) * 60_000));
+    // The header and 1,000 payload bytes, then the rest in two frames; a header cut in two; and
+    // 120 frames of 500 bytes (many small pieces are joined).
+    const many = Array.from({ length: 119 }, (_, k) => DATA_HEADER_BYTES + 500 * (k + 1));
     for (const [i, cuts] of [
       [0, [DATA_HEADER_BYTES + 1000, 30_000]],
       [1, [10, 20_000]],
+      [2, many],
     ] as const) {
-      const payload = halves[i]!;
+      const payload = thirds[i]!;
       const offset = i * 60_000;
       await peer.sendFragmented(
         { type: 'data', uploadId: 1, offset, crc32c: crc32c(payload), payload },
