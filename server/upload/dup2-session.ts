@@ -835,8 +835,8 @@ function delay(ms: number): Promise<void> {
 /** Pieces of one DATA payload kept apart at most; more are joined (see `#onMessage`). */
 const MAX_PARTS = 64;
 
-function toBytes(data: RawData): Uint8Array {
-  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+/** A message that is one buffer (a relayed connection's; `ws` gives fragments) as bytes. */
+function toBytes(data: Buffer | ArrayBuffer): Uint8Array {
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -151,61 +151,51 @@ export class RunningDigest {
   }
 
   /**
-   * Offers the parts of one write, stored one after another from `start`: held all or none (a
-   * write held in part would leave the digest's place inside a stored chunk, from which the
-   * store does not catch up until the item completes), else fed as {@link offer} feeds them.
+   * Offers bytes just stored at `start`: {@link offerParts} of one part.
+   */
+  offer(start: number, bytes: Uint8Array): void {
+    this.offerParts(start, [bytes]);
+  }
+
+  /**
+   * Offers the parts of one write, stored one after another from `start`. Bytes at `hashedTo` are
+   * fed, with any held bytes they now reach. A write past it is held, all of it or none (held in
+   * part, the digest's place would stop inside a stored chunk, from which the store does not
+   * catch up until the item completes), while the bound allows and when it ends within
+   * {@link AheadBudget.span} past `hashedTo` (the parts side by side with the one the digest
+   * waits for; not a stripe of a split past it, whose gap this server may never fill); the
+   * caller must not change held bytes. Bytes before `hashedTo` were fed already.
    */
   offerParts(start: number, parts: readonly Uint8Array[]): void {
-    if (parts.length === 1) {
-      this.offer(start, parts[0]!);
-      return;
-    }
     let length = 0;
     for (const part of parts) length += part.length;
     if (this.#taken || length === 0 || start + length <= this.#to) return;
     if (start > this.#to) {
-      if (
-        start + length - this.#to > this.#budget.span ||
-        this.#ahead.has(start) ||
-        !this.#budget.take(this, length)
-      )
-        return;
+      if (start + length - this.#to > this.#budget.span) return;
+      const offsets: number[] = [];
       let at = start;
       for (const part of parts) {
-        if (part.length > 0) this.#ahead.set(at, part);
+        offsets.push(at);
         at += part.length;
       }
+      // Bytes held at one of these places already: these are not held again.
+      if (offsets.some((o) => this.#ahead.has(o)) || !this.#budget.take(this, length)) return;
+      parts.forEach((part, i) => {
+        if (part.length > 0) this.#ahead.set(offsets[i]!, part);
+      });
       this.#aheadBytes += length;
       return;
     }
     let at = start;
     for (const part of parts) {
-      this.offer(at, part);
+      this.#feed(at, part);
       at += part.length;
     }
   }
 
-  /**
-   * Offers bytes just stored at `start`. Bytes at `hashedTo` are fed, with any held bytes they now
-   * reach; bytes past it are held while the bound allows, when they end within
-   * {@link AHEAD_SPAN_SHARE} of the budget's limit past `hashedTo` (the parts side by side with the
-   * one the digest waits for; not a stripe of a split past it, whose gap this server may never
-   * fill); the caller must not change them.
-   * Bytes before `hashedTo` were fed already.
-   */
-  offer(start: number, bytes: Uint8Array): void {
-    if (this.#taken || bytes.length === 0 || start + bytes.length <= this.#to) return;
-    if (start > this.#to) {
-      if (
-        start + bytes.length - this.#to <= this.#budget.span &&
-        !this.#ahead.has(start) &&
-        this.#budget.take(this, bytes.length)
-      ) {
-        this.#ahead.set(start, bytes);
-        this.#aheadBytes += bytes.length;
-      }
-      return;
-    }
+  /** Feeds bytes at `start`, no later than `hashedTo`: what is new of them, and the held after. */
+  #feed(start: number, bytes: Uint8Array): void {
+    if (bytes.length === 0 || start + bytes.length <= this.#to) return;
     if (this.#aheadBytes > 0) this.#budget.busy(this);
     const run = [bytes.subarray(this.#to - start)];
     this.#to = start + bytes.length;
